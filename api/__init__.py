@@ -1,0 +1,1 @@
+"""The operator REST API: reads read models, writes commands to Kafka."""

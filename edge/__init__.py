@@ -1,0 +1,1 @@
+"""Edge node: holds Twilio media sockets and bridges call audio to session workers."""

@@ -1,0 +1,1 @@
+"""Infrastructure adapters: settings, Kafka and database clients, the embedded dev stack."""

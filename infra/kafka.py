@@ -1,0 +1,63 @@
+"""aiokafka producer, consumer and admin factories built from Settings."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from infra.settings import KafkaSettings
+
+
+def _common(kafka: KafkaSettings) -> dict[str, Any]:
+    if kafka.bootstrap is None:
+        raise RuntimeError("VOICE_KAFKA__BOOTSTRAP is not set and no embedded broker was started")
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap,
+        "client_id": kafka.client_id,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(
+            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None
+        )
+    if kafka.sasl_mechanism is not None:
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_username
+        if kafka.sasl_password is not None:
+            options["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
+    return options
+
+
+def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
+    """A producer with acks=all; idempotence only where the broker supports it (a setting)."""
+    options = _common(kafka) | {
+        "acks": "all",
+        "enable_idempotence": kafka.enable_idempotence,
+        "linger_ms": 1,
+        "request_timeout_ms": 15_000,
+    }
+    return AIOKafkaProducer(**(options | overrides))
+
+
+def make_consumer(
+    kafka: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any
+) -> AIOKafkaConsumer:
+    """A consumer that commits explicitly, starts at the beginning, and waits briefly on fetch."""
+    options = _common(kafka) | {
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "fetch_max_wait_ms": kafka.consumer_fetch_max_wait_ms,
+        "isolation_level": "read_uncommitted",
+    }
+    return AIOKafkaConsumer(*topics, **(options | overrides))
+
+
+def make_admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
+    """An admin client for topic bootstrap."""
+    options = _common(kafka)
+    options.pop("client_id")
+    return AIOKafkaAdminClient(client_id=f"{kafka.client_id}-admin", **options)

@@ -1,0 +1,79 @@
+"""Child processes that die with their parent: the guarantee behind 'no orphan services'."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _die_with_parent(expected_parent: int) -> None:
+    # Runs in the child between fork and exec. PDEATHSIG fires when the *thread* that forked
+    # us exits, so children must be spawned from the main thread (enforced below).
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != expected_parent:  # the parent already died before prctl took effect
+        os._exit(1)
+
+
+def spawn_bound_child(
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    user: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start argv in its own process group, killed by the kernel if this process dies."""
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("bound children must be spawned from the main thread (PDEATHSIG)")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    parent = os.getpid()
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            user=user,
+            process_group=0,  # Ctrl-C in a terminal reaches us, and we stop children in order
+            preexec_fn=lambda: _die_with_parent(parent),
+        )
+
+
+def stop_child(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Ask a child to stop, then kill it if it does not within the timeout."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on host (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,157 @@
+"""The one configuration of the platform: pydantic-settings, prefix VOICE_, nested with __."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["dev", "test", "staging", "prod"]
+WireFormat = Literal["single-object", "confluent"]
+
+# Values that ship in examples and docs; a real deployment must never run with them.
+_KNOWN_DEFAULT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "test", "dev"})
+
+
+class KafkaSettings(BaseModel):
+    """Where the event log lives and how to talk to it."""
+
+    bootstrap: str | None = Field(
+        default=None, description="host:port list; unset starts the embedded Tansu broker"
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    client_id: str = "voiceagent"
+    # Off by default: the embedded broker has no InitProducerId (see DESIGN.md).
+    enable_idempotence: bool = False
+    replication_factor: int = 1
+    partitions_override: int | None = Field(
+        default=None, description="use this partition count for every topic (small dev stacks)"
+    )
+    wire_format: WireFormat = "single-object"
+    schema_registry_url: str | None = None
+    consumer_fetch_max_wait_ms: int = 20
+
+
+class DatabaseSettings(BaseModel):
+    """Where the read models live."""
+
+    url: str | None = Field(
+        default=None, description="postgresql+psycopg://...; unset starts the embedded PostgreSQL"
+    )
+    pool_size: int = 10
+    echo: bool = False
+
+
+class GeminiSettings(BaseModel):
+    """The model behind every conversation."""
+
+    api_key: SecretStr = SecretStr("")
+    model: str = "gemini-live-2.5-flash-preview"
+    summary_model: str = "gemini-2.5-flash"
+    base_url: str | None = None
+    api_version: str | None = None
+    ca_file: Path | None = Field(default=None, description="CA bundle for a local stand-in's TLS")
+
+
+class TwilioSettings(BaseModel):
+    """Telephony: REST credentials and the URL Twilio reaches us on."""
+
+    account_sid: str = "AC00000000000000000000000000000000"
+    auth_token: SecretStr = SecretStr("")
+    public_base_url: str = "http://127.0.0.1:8080"
+    api_base_url: str | None = Field(default=None, description="redirect the REST client (fakes)")
+    caller_id: str = "+15005550006"
+
+
+class EdgeSettings(BaseModel):
+    """One edge node: its identity, its sockets and its audio policy."""
+
+    edge_id: str = "edge-1"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    bridge_host: str = "127.0.0.1"
+    bridge_port: int = 8081
+    bridge_public_url: str | None = Field(
+        default=None, description="ws:// address workers use to reach this edge's audio bridge"
+    )
+    bridge_token_ttl_s: float = 120.0
+    max_streams: int = 200
+    caller_buffer_s: float = 5.0
+    vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    vad_onset_frames: int = 3
+    vad_hangover_frames: int = 15
+    barge_in_min_speech_ms: int = 120
+    idle_timeout_s: float = 30.0
+    drain_deadline_s: float = 20.0
+    recordings_dir: Path = Path("recordings")
+    demo_agent_id: str | None = Field(
+        default=None, description="fallback routing for any dialled number (demo only)"
+    )
+
+
+class ApiSettings(BaseModel):
+    """The operator REST API."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    bootstrap_api_key: SecretStr = SecretStr("")
+    write_wait_s: float = 3.0
+
+
+class Settings(BaseSettings):
+    """Everything configurable, read from VOICE_* environment variables (nested with __)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOICE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    env: Environment = "dev"
+    data_dir: Path = Path(".voiceagent")
+    log_level: str = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    gemini: GeminiSettings = GeminiSettings()
+    twilio: TwilioSettings = TwilioSettings()
+    edge: EdgeSettings = EdgeSettings()
+    api: ApiSettings = ApiSettings()
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_outside_dev(self) -> Self:
+        if self.env in ("dev", "test"):
+            return self
+        problems = [
+            f"{name} is empty or a known default; set a real secret for env={self.env!r}"
+            for name, value in self._secrets()
+            if value is None or value.get_secret_value().strip().lower() in _KNOWN_DEFAULT_SECRETS
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _secrets(self) -> list[tuple[str, SecretStr | None]]:
+        secrets: list[tuple[str, SecretStr | None]] = [
+            ("VOICE_TWILIO__AUTH_TOKEN", self.twilio.auth_token),
+            ("VOICE_GEMINI__API_KEY", self.gemini.api_key),
+            ("VOICE_API__BOOTSTRAP_API_KEY", self.api.bootstrap_api_key),
+        ]
+        if self.kafka.sasl_mechanism is not None:
+            secrets.append(("VOICE_KAFKA__SASL_PASSWORD", self.kafka.sasl_password))
+        return secrets
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.kafka.bootstrap is None
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database.url is None

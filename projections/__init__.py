@@ -1,0 +1,1 @@
+"""Consumers that fold the event topics into PostgreSQL read models."""

@@ -1,0 +1,82 @@
+"""Knowledge bases and their documents and chunks: commands and events."""
+
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from schemas.envelope import KnowledgeEnvelope, doc
+from schemas.ids import DocumentId
+
+AVRO_NAMESPACE = "voice.knowledge.v1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chunk:
+    """A searchable piece of a document."""
+
+    chunk_id: str
+    ordinal: int = field(metadata=doc("Position within the document, from 0."))
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateKnowledgeBase(KnowledgeEnvelope):
+    """Command: create a knowledge base."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddDocument(KnowledgeEnvelope):
+    """Command: add a document, inline when small or by reference when large."""
+
+    document_id: DocumentId
+    title: str
+    content_type: str = field(metadata=doc("MIME type."))
+    content: str | None = field(default=None, metadata=doc("Inline text of small documents."))
+    content_uri: str | None = field(default=None, metadata=doc("Where large documents are."))
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoveDocument(KnowledgeEnvelope):
+    """Command: remove a document and its chunks."""
+
+    document_id: DocumentId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KnowledgeBaseCreated(KnowledgeEnvelope):
+    """A knowledge base was created."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DocumentAdded(KnowledgeEnvelope):
+    """A document was added; its chunks follow in ChunksIndexed."""
+
+    document_id: DocumentId
+    title: str
+    content_type: str = field(metadata=doc("MIME type."))
+    content: str | None = None
+    content_uri: str | None = None
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DocumentRemoved(KnowledgeEnvelope):
+    """A document and its chunks were removed."""
+
+    document_id: DocumentId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunksIndexed(KnowledgeEnvelope):
+    """A document was split into chunks; replaces any earlier chunks of that document."""
+
+    document_id: DocumentId
+    chunks: tuple[Chunk, ...]
+
+
+KnowledgeCommand: TypeAlias = CreateKnowledgeBase | AddDocument | RemoveDocument
+KnowledgeEvent: TypeAlias = KnowledgeBaseCreated | DocumentAdded | DocumentRemoved | ChunksIndexed

@@ -1,0 +1,1 @@
+"""Faust app: call state machines, Gemini sessions, the dialer, agent and knowledge writers."""
