@@ -52,6 +52,10 @@ def make_consumer(
         "auto_offset_reset": "earliest",
         "fetch_max_wait_ms": kafka.consumer_fetch_max_wait_ms,
         "isolation_level": "read_uncommitted",
+        "session_timeout_ms": kafka.consumer_session_timeout_ms,
+        "heartbeat_interval_ms": kafka.consumer_heartbeat_interval_ms,
+        "rebalance_timeout_ms": kafka.consumer_rebalance_timeout_ms,
+        "max_poll_interval_ms": max(10_000, kafka.consumer_session_timeout_ms * 2),
     }
     return AIOKafkaConsumer(*topics, **(options | overrides))
 

@@ -36,6 +36,11 @@ class KafkaSettings(BaseModel):
     wire_format: WireFormat = "single-object"
     schema_registry_url: str | None = None
     consumer_fetch_max_wait_ms: int = 20
+    # Group timing: Apache Kafka refuses sessions under group.min.session.timeout.ms (6 s by
+    # default); lower both together where failover must be fast. Tansu honours small values.
+    consumer_session_timeout_ms: int = 6000
+    consumer_heartbeat_interval_ms: int = 1000
+    consumer_rebalance_timeout_ms: int = 3000
 
 
 class DatabaseSettings(BaseModel):
@@ -93,6 +98,20 @@ class EdgeSettings(BaseModel):
     demo_agent_id: str | None = Field(
         default=None, description="fallback routing for any dialled number (demo only)"
     )
+    demo_tenant_id: str = "demo"
+    demo_agent_version: int = 1
+    demo_record_calls: bool = False
+    max_frame_chars: int = Field(
+        default=8192, description="larger Twilio text frames are counted and dropped"
+    )
+    ws_max_bytes: int = Field(default=1 << 20, description="hard WebSocket message cap (closes the socket)")
+    twilio_send_timeout_s: float = Field(
+        default=5.0, description="a Twilio socket that takes longer to accept a frame is a stuck client"
+    )
+    ws_ping_interval_s: float = 20.0
+    public_recordings_base_uri: str | None = Field(
+        default=None, description="URI prefix announced in RecordingAvailable; default file:// of the path"
+    )
 
 
 class ApiSettings(BaseModel):
@@ -101,7 +120,19 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     bootstrap_api_key: SecretStr = SecretStr("")
+    bootstrap_tenant_id: str = "default"
     write_wait_s: float = 3.0
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_ttl_s: int = 900
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: int = 100
+    max_upload_bytes: int = 10 * 1024 * 1024
+    inline_document_max_bytes: int = Field(
+        default=64 * 1024, description="larger documents go to blob_dir and travel by reference"
+    )
+    blob_dir: Path | None = Field(
+        default=None, description="where large documents are kept; default data_dir/blobs"
+    )
 
 
 class Settings(BaseSettings):

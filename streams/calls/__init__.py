@@ -1,0 +1,1 @@
+"""The call aggregate: its state, limits and pure decider (decide, evolve, fold)."""

@@ -1,0 +1,28 @@
+"""A minimal faust-streaming app with a table, run as a worker process by the recovery test."""
+
+from __future__ import annotations
+
+import os
+
+import faust
+
+app = faust.App(
+    os.environ["COUNTER_APP_ID"],
+    broker="kafka://" + os.environ["COUNTER_BOOTSTRAP"],
+    store="memory://",  # nothing on disk: after a restart the table can only come from the changelog
+    web_enabled=False,
+    topic_partitions=1,
+    topic_replication_factor=1,
+    table_standby_replicas=0,
+)
+source = app.topic(os.environ["COUNTER_SOURCE"], key_serializer="raw", value_serializer="raw")
+counts_out = app.topic(os.environ["COUNTER_OUT"], key_serializer="raw", value_serializer="raw")
+counts = app.Table("counts", default=int, partitions=1)
+
+
+@app.agent(source)
+async def count(stream):  # type: ignore[no-untyped-def]
+    async for key, _value in stream.items():
+        name = key.decode()
+        counts[name] += 1
+        await counts_out.send(key=key, value=str(counts[name]).encode())
