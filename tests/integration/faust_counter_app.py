@@ -14,6 +14,11 @@ app = faust.App(
     topic_partitions=1,
     topic_replication_factor=1,
     table_standby_replicas=0,
+    # Failover timing measured on Tansu (DESIGN.md); the defaults wait a minute for a dead member.
+    broker_session_timeout=2.5,
+    broker_heartbeat_interval=0.4,
+    broker_rebalance_timeout=5.0,
+    broker_commit_every=1,
 )
 source = app.topic(os.environ["COUNTER_SOURCE"], key_serializer="raw", value_serializer="raw")
 counts_out = app.topic(os.environ["COUNTER_OUT"], key_serializer="raw", value_serializer="raw")

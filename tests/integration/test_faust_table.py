@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.kafka import make_consumer, make_producer
 from infra.settings import Settings
@@ -51,6 +52,22 @@ async def _counts(consumer: AIOKafkaConsumer, until: int) -> list[int]:
     return [int(m.value or b"0") for m in seen]
 
 
+async def _wait_for_commit(settings: Settings, group: str, topic: str, offset: int) -> None:
+    """Wait until the worker has committed its input offset (its commit interval is short)."""
+    # A group member that never subscribes can still fetch the group's committed offsets.
+    probe = make_consumer(settings.kafka, group_id=group)
+    await probe.start()
+    try:
+        for _ in range(300):
+            committed = await probe.committed(TopicPartition(topic, 0))
+            if committed is not None and committed >= offset:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await probe.stop()
+    raise AssertionError(f"worker never committed offset {offset} of {topic}")
+
+
 async def test_table_recovers_from_changelog_after_worker_restart(settings: Settings, tmp_path: Path) -> None:
     source = await fresh_topic(settings.kafka, "faust-src")
     out = await fresh_topic(settings.kafka, "faust-out")
@@ -62,12 +79,13 @@ async def test_table_recovers_from_changelog_after_worker_restart(settings: Sett
     }
     consumer = make_consumer(settings.kafka, out, group_id=None)
     await consumer.start()
-    log = Path("/tmp") / f"faust-{env['COUNTER_APP_ID']}.log"
+    log = tmp_path / "faust.log"
     try:
         worker = _start_worker(settings, env, log)
         try:
             await _send(settings, source, 3)
             first = await _counts(consumer, until=3)
+            await _wait_for_commit(settings, env["COUNTER_APP_ID"], source, offset=3)
         finally:
             _stop_worker(worker)
         worker = _start_worker(settings, env, log)

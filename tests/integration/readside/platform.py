@@ -1,0 +1,84 @@
+"""The read side wired end to end for API tests: writers, projections and the app, in one block."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from api import store
+from api.app import create_app
+from infra.settings import Settings
+from projections.agent_projection import AgentProjection
+from projections.call_projection import CallProjection
+from projections.knowledge_projection import KnowledgeProjection
+from schemas.codec import Codec
+from streams.writers.runner import agent_spec, knowledge_spec, run_writer
+from tests.integration.readside.call_stream import unique
+from tests.integration.readside.running import make_runner
+
+
+@dataclass
+class Tenant:
+    tenant_id: str
+    admin: dict[str, str]
+    operator: dict[str, str]
+    viewer: dict[str, str]
+
+
+async def make_tenant(sessions: async_sessionmaker[AsyncSession]) -> Tenant:
+    tenant_id = unique("tenant")
+    headers = {}
+    async with sessions() as session, session.begin():
+        await store.ensure_tenant(session, tenant_id)
+        for role in ("admin", "operator", "viewer"):
+            _, secret = await store.create_api_key(session, tenant_id, role, f"{role} key")
+            headers[role] = {"Authorization": f"Bearer {secret}"}
+    return Tenant(
+        tenant_id,
+        headers["admin"],
+        headers["operator"],
+        {"X-API-Key": headers["viewer"]["Authorization"][7:]},
+    )
+
+
+@contextlib.asynccontextmanager
+async def platform(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    codec: Codec,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Agent and knowledge writers, the three projections and the API, all on the real stack."""
+    stop = asyncio.Event()
+    blob_dir = settings.api.blob_dir or settings.data_dir / "blobs"
+    writers_ready = [asyncio.Event(), asyncio.Event()]
+    tasks = [
+        asyncio.create_task(
+            run_writer(
+                spec, settings.kafka, producer, codec=codec, stop=stop, group_id=unique("rs-w"), ready=ready
+            )
+        )
+        for spec, ready in zip((agent_spec(), knowledge_spec(blob_dir)), writers_ready, strict=True)
+    ]
+    for projection in (AgentProjection(), KnowledgeProjection(), CallProjection()):
+        runner = make_runner(projection, sessions, producer, codec)
+        tasks.append(asyncio.create_task(runner.run(settings.kafka, stop=stop, group_id=unique("rs-p"))))
+    app = create_app(settings, engine=engine, producer=producer, codec=codec)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in writers_ready)), 30)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                yield client
+    finally:
+        stop.set()
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 15)
