@@ -8,6 +8,7 @@ from schemas.envelope import AgentEnvelope, doc
 AVRO_NAMESPACE = "voice.agents.v1"
 
 AMD_POLICIES = ("ignore", "hang_up", "leave_message")
+REJECTION_CODES = ("already_exists", "not_found", "version_conflict", "archived", "invalid")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,5 +92,15 @@ class AgentArchived(AgentEnvelope):
     version: int = field(metadata=doc("Last published version at the time."))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentCommandRejected(AgentEnvelope):
+    """A command on the agent was refused; the rejection is part of the log."""
+
+    command_type: str = field(metadata=doc("Avro full name of the rejected command."))
+    code: str = field(metadata=doc("One of: " + ", ".join(REJECTION_CODES) + "."))
+    reason: str
+    rejected_event_id: str | None = field(default=None, metadata=doc("event_id of the command."))
+
+
 AgentCommand: TypeAlias = CreateAgent | PublishAgentVersion | ArchiveAgent
-AgentEvent: TypeAlias = AgentCreated | AgentVersionPublished | AgentArchived
+AgentEvent: TypeAlias = AgentCreated | AgentVersionPublished | AgentArchived | AgentCommandRejected

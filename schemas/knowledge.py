@@ -8,6 +8,8 @@ from schemas.ids import DocumentId
 
 AVRO_NAMESPACE = "voice.knowledge.v1"
 
+REJECTION_CODES = ("already_exists", "not_found", "invalid", "unreadable")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Chunk:
@@ -78,5 +80,17 @@ class ChunksIndexed(KnowledgeEnvelope):
     chunks: tuple[Chunk, ...]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KnowledgeCommandRejected(KnowledgeEnvelope):
+    """A command on the knowledge base was refused; the rejection is part of the log."""
+
+    command_type: str = field(metadata=doc("Avro full name of the rejected command."))
+    code: str = field(metadata=doc("One of: " + ", ".join(REJECTION_CODES) + "."))
+    reason: str
+    rejected_event_id: str | None = field(default=None, metadata=doc("event_id of the command."))
+
+
 KnowledgeCommand: TypeAlias = CreateKnowledgeBase | AddDocument | RemoveDocument
-KnowledgeEvent: TypeAlias = KnowledgeBaseCreated | DocumentAdded | DocumentRemoved | ChunksIndexed
+KnowledgeEvent: TypeAlias = (
+    KnowledgeBaseCreated | DocumentAdded | DocumentRemoved | ChunksIndexed | KnowledgeCommandRejected
+)

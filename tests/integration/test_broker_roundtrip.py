@@ -21,8 +21,7 @@ async def test_every_record_type_round_trips_through_its_catalog_topic(settings:
     sent: dict[str, list[object]] = {}
     for spec in CATALOG:
         sent[spec.name] = [
-            example_record(cls, n, **_unique(cls, f"{run}-{n}"))
-            for n, cls in enumerate(spec.record_types)
+            example_record(cls, n, **_unique(cls, f"{run}-{n}")) for n, cls in enumerate(spec.record_types)
         ]
     consumer = make_consumer(settings.kafka, group_id=None)
     await consumer.start()
@@ -38,13 +37,9 @@ async def test_every_record_type_round_trips_through_its_catalog_topic(settings:
         await consumer.seek_to_end(*partitions)
         for spec in CATALOG:
             for record in sent[spec.name]:
-                await producer.send_and_wait(
-                    spec.name, codec.encode(record), key_bytes(spec.key_of(record))
-                )
+                await producer.send_and_wait(spec.name, codec.encode(record), key_bytes(spec.key_of(record)))
         expected = {(topic, codec.encode(r)) for topic, records in sent.items() for r in records}
-        received = await drain(
-            consumer, lambda seen: expected <= {(m.topic, m.value) for m in seen}
-        )
+        received = await drain(consumer, lambda seen: expected <= {(m.topic, m.value) for m in seen})
     finally:
         await producer.stop()
         await consumer.stop()

@@ -27,7 +27,9 @@ async def test_undecodable_record_is_dead_lettered_and_consumption_continues(set
     dlq = make_consumer(settings.kafka, group_id=None)
     await dlq.start()
     try:
-        partitions = [TopicPartition(DEADLETTER.name, p) for p in dlq.partitions_for_topic(DEADLETTER.name) or ()]
+        partitions = [
+            TopicPartition(DEADLETTER.name, p) for p in dlq.partitions_for_topic(DEADLETTER.name) or ()
+        ]
         dlq.assign(partitions)
         await dlq.seek_to_end(*partitions)
         await producer.send_and_wait(topic, garbage, key=b"bad-key")
@@ -37,7 +39,9 @@ async def test_undecodable_record_is_dead_lettered_and_consumption_continues(set
         await consumer.start()
         publisher = DeadLetterPublisher(producer, codec, consumer_group="dlq-test")
         try:
-            decoded = [await decode_or_dead_letter(codec, await consumer.getone(), publisher) for _ in range(2)]
+            decoded = [
+                await decode_or_dead_letter(codec, await consumer.getone(), publisher) for _ in range(2)
+            ]
         finally:
             await consumer.stop()
         letters = await drain(dlq, lambda seen: any(m.key == b"bad-key" for m in seen))
