@@ -114,6 +114,23 @@ class EdgeSettings(BaseModel):
     )
 
 
+class StreamsSettings(BaseModel):
+    """The Faust workers: call state machines and Gemini sessions."""
+
+    app_id: str = "voice-calls"
+    worker_id: str = "worker-1"
+    tick_interval_s: float = 1.0
+    # Failover: a dead worker's partitions move after about the session timeout (DESIGN.md).
+    session_timeout_s: float = 6.0
+    heartbeat_interval_s: float = 1.0
+    rebalance_timeout_s: float = 5.0
+    # Faust hard-codes a 1.5 s fetch wait; our transport lowers it (streams/faust_transport.py).
+    fetch_max_wait_ms: int = 10
+    default_max_duration_s: int = 3600
+    default_silence_timeout_s: int = 0
+    state_dir: Path | None = Field(default=None, description="Faust data dir; default data_dir/streams")
+
+
 class ApiSettings(BaseModel):
     """The operator REST API."""
 
@@ -133,6 +150,16 @@ class ApiSettings(BaseModel):
     blob_dir: Path | None = Field(
         default=None, description="where large documents are kept; default data_dir/blobs"
     )
+
+
+class ArchiveSettings(BaseModel):
+    """The event-log archive: where the archiver writes Avro files and how often it rolls them."""
+
+    url: str | None = Field(
+        default=None, description="local directory or any fsspec URL (s3://...); default data_dir/archive"
+    )
+    roll_records: int = Field(default=50_000, ge=1, description="close a file after this many records")
+    roll_seconds: float = Field(default=300.0, gt=0, description="close a file this long after it opened")
 
 
 class Settings(BaseSettings):
@@ -155,6 +182,8 @@ class Settings(BaseSettings):
     twilio: TwilioSettings = TwilioSettings()
     edge: EdgeSettings = EdgeSettings()
     api: ApiSettings = ApiSettings()
+    streams: StreamsSettings = StreamsSettings()
+    archive: ArchiveSettings = ArchiveSettings()
 
     @model_validator(mode="after")
     def _refuse_default_secrets_outside_dev(self) -> Self:
@@ -186,3 +215,8 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return self.database.url is None
+
+    @property
+    def archive_url(self) -> str:
+        """Where the archive lives: the configured URL, or data_dir/archive."""
+        return self.archive.url or str(self.data_dir / "archive")

@@ -82,6 +82,13 @@ class CallReceived(CallEnvelope):
     variables: dict[str, str] = field(
         default_factory=dict, metadata=doc("Per-call variables for the prompt template.")
     )
+    max_duration_s: int | None = field(
+        default=None,
+        metadata=doc("The pinned version's call limit, recorded so every replay enforces the same."),
+    )
+    silence_timeout_s: int | None = field(
+        default=None, metadata=doc("The pinned version's silence limit; 0 or null switches it off.")
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

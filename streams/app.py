@@ -1,0 +1,130 @@
+"""The Faust app: the calls agent (the state machine's shell), its clock, and dead letters.
+
+Run it with ``python -m streams`` (our entry point) or ``faust -A streams.app worker``; the app
+is built on first access from ``Settings()``, never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from infra.deadletter import DeadLetterPublisher
+from infra.settings import Settings
+from schemas.catalog import CALL_EVENTS, CALL_INPUTS
+from schemas.codec import Codec
+from schemas.ids import CallId
+from streams import faust_transport
+from streams.calls.shell import CallInputHandler, clock_tick
+from streams.calls.snapshot import load
+from streams.calls.state import CallLimits
+
+log = logging.getLogger(__name__)
+
+AfterEmit = Callable[[CallId], None]
+
+
+class _FaustSender:
+    """Adapts Faust's producer to the dead-letter publisher's send_and_wait."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> object:
+        return await self._app.producer.send_and_wait(topic, key, value, None, None, None)
+
+
+def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> faust.App:
+    """Build the worker app; after_emit is a test hook run between event send and table update."""
+    kafka, streams = settings.kafka, settings.streams
+    scheme = faust_transport.register(streams.fetch_max_wait_ms)
+    partitions = kafka.partitions_override or CALL_INPUTS.partitions
+    state_dir = streams.state_dir or settings.data_dir / "streams" / streams.worker_id
+    state_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        streams.app_id,
+        broker=f"{scheme}://{kafka.bootstrap}",
+        store="memory://",  # the changelog is the state's durable home; recovery is measured
+        datadir=str(state_dir),
+        web_enabled=False,
+        topic_partitions=partitions,
+        topic_replication_factor=kafka.replication_factor,
+        table_standby_replicas=0,
+        broker_session_timeout=streams.session_timeout_s,
+        broker_heartbeat_interval=streams.heartbeat_interval_s,
+        broker_rebalance_timeout=streams.rebalance_timeout_s,
+        broker_commit_every=1,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+    )
+    codec = Codec.single_object()
+    inputs = app.topic(CALL_INPUTS.name, key_serializer="raw", value_serializer="raw")
+    events = app.topic(CALL_EVENTS.name, key_serializer="raw", value_serializer="raw")
+    calls = app.Table(
+        "call-state",
+        default=None,
+        partitions=partitions,
+        schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
+    )
+    handler = CallInputHandler(
+        codec,
+        CallLimits(
+            max_duration_s=streams.default_max_duration_s,
+            silence_timeout_s=streams.default_silence_timeout_s,
+        ),
+    )
+    dead_letters = DeadLetterPublisher(_FaustSender(app), codec, consumer_group=streams.app_id)
+
+    async def emit(key: bytes, value: bytes) -> None:
+        # Wait for the broker: the table must never run ahead of the log.
+        await events.send(key=key, value=value)
+        await app.producer.flush()
+
+    @app.agent(inputs)
+    async def call_inputs(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            message = event.message
+            key, value = message.key, message.value
+            if not key or value is None:
+                await dead_letters.publish(message, "undecodable", ValueError("missing key or value"))
+                continue
+            try:
+                outcome = await handler.handle(calls.get(key), value, message.offset, emit, after_emit)
+            except Exception as err:  # a bug must not stop every other call
+                log.exception("call input %s@%d failed", message.topic, message.offset)
+                await dead_letters.publish(message, "handler_error", err)
+                continue
+            if outcome.error is not None:
+                await dead_letters.publish(message, "undecodable", ValueError(outcome.error))
+            elif outcome.snapshot is not None:
+                calls[key] = outcome.snapshot
+            yield None
+
+    @app.timer(interval=streams.tick_interval_s)  # type: ignore[untyped-decorator]
+    async def clock() -> None:
+        now = datetime.now(UTC)
+        for key, stored in list(calls.items()):
+            if stored is None:
+                continue
+            state = load(stored).state
+            if state.live:
+                await inputs.send(key=key, value=codec.encode(clock_tick(state, now)))
+
+    return app
+
+
+_app: faust.App | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # `faust -A streams.app` looks up `app`; build it only then, from the environment.
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app(Settings())
+        return _app
+    raise AttributeError(name)

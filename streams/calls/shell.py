@@ -1,0 +1,95 @@
+"""The imperative shell around the call decider: decode, skip re-deliveries, decide, emit, store."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from schemas.calls import CallInput, CallReceived, ClockTicked
+from schemas.codec import Codec, DecodeError
+from schemas.ids import CallId, CorrelationId, EventId
+from streams.calls.machine import decide, evolve
+from streams.calls.snapshot import Snapshot, dump, load
+from streams.calls.state import CallLimits, CallState
+
+log = logging.getLogger(__name__)
+
+EmitEvent = Callable[[bytes, bytes], Awaitable[None]]
+"""Send (key, value) to the call events topic and wait until the broker has it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What handling one input did: the new snapshot to store (if any) and the events emitted."""
+
+    snapshot: bytes | None
+    emitted: int
+    error: str | None = None
+
+
+class CallInputHandler:
+    """Applies one consumed input to a call; shared by the Faust agent and tests."""
+
+    def __init__(self, codec: Codec, default_limits: CallLimits) -> None:
+        self._codec = codec
+        self._default_limits = default_limits
+
+    async def handle(
+        self,
+        stored: bytes | None,
+        value: bytes,
+        offset: int,
+        emit: EmitEvent,
+        after_emit: Callable[[CallId], None] | None = None,
+    ) -> Outcome:
+        try:
+            input_ = self._codec.decode(value)
+        except DecodeError as err:
+            return Outcome(None, 0, f"undecodable: {err}")
+        if not isinstance(input_, CallInput):
+            return Outcome(None, 0, f"not a call input: {type(input_).__name__}")
+        snapshot = load(stored) if stored is not None else None
+        if snapshot is not None and offset <= snapshot.input_offset:
+            return Outcome(None, 0)  # re-delivered after a crash: already applied
+        state = snapshot.state if snapshot else None
+        limits = self._limits(snapshot, input_)
+        events = decide(state, input_, limits)
+        for event in events:
+            await emit(event.call_id.encode(), self._codec.encode(event))
+            state = evolve(state, event)
+        if events and after_emit is not None:
+            after_emit(events[0].call_id)
+        if state is None:
+            return Outcome(None, 0)
+        return Outcome(dump(Snapshot(state=state, input_offset=offset, limits=limits)), len(events))
+
+    def _limits(self, snapshot: Snapshot | None, input_: CallInput) -> CallLimits:
+        # Limits are pinned by the call's first event, so replays enforce the same ones.
+        if snapshot is not None:
+            return snapshot.limits
+        if isinstance(input_, CallReceived):
+            return CallLimits(
+                max_duration_s=input_.max_duration_s
+                if input_.max_duration_s is not None
+                else self._default_limits.max_duration_s,
+                silence_timeout_s=input_.silence_timeout_s
+                if input_.silence_timeout_s is not None
+                else self._default_limits.silence_timeout_s,
+            )
+        return self._default_limits
+
+
+def clock_tick(state: CallState, now: datetime) -> ClockTicked:
+    """The tick a worker sends for a live call it owns."""
+    return ClockTicked(
+        tenant_id=state.tenant_id,
+        call_id=state.call_id,
+        seq=0,
+        event_id=EventId(str(uuid.uuid4())),
+        occurred_at=now,
+        correlation_id=CorrelationId(state.call_id),
+        now=now,
+    )

@@ -1,0 +1,29 @@
+"""The worker's table snapshot of a call round-trips exactly, for any reachable state."""
+
+from call_scenario import LIMITS
+from hypothesis import given, settings
+from test_call_properties import input_sequences
+
+from schemas.calls import CallInput
+from streams.calls.machine import decide, evolve
+from streams.calls.snapshot import Snapshot, dump, load
+from streams.calls.state import CallState
+
+
+def _states(inputs: list[CallInput]) -> list[CallState]:
+    states: list[CallState] = []
+    state: CallState | None = None
+    for input_ in inputs:
+        for event in decide(state, input_, LIMITS):
+            state = evolve(state, event)
+            states.append(state)
+    return states
+
+
+@settings(max_examples=150, deadline=None)
+@given(input_sequences())
+def test_every_reachable_state_survives_the_snapshot(inputs: list[CallInput]) -> None:
+    for offset, state in enumerate(_states(inputs)):
+        snapshot = Snapshot(state=state, input_offset=offset, limits=LIMITS)
+        assert load(dump(snapshot)) == snapshot
+        assert dump(load(dump(snapshot))) == dump(snapshot)
