@@ -1,0 +1,35 @@
+"""``python -m edge``: one edge node (public app + audio bridge) until SIGTERM/SIGINT, then drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from edge.server import EdgeServer
+from infra.settings import Settings
+
+
+async def run(settings: Settings) -> None:
+    server = EdgeServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        await stop.wait()
+        logging.getLogger("edge").info("signal received: draining")
+        await server.drain()
+    finally:
+        await server.stop()
+
+
+def main() -> None:
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""The public edge ASGI app: Twilio webhooks, the media WebSocket, health. Built only by create_app."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated
+from urllib.parse import parse_qsl
+
+from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from edge import twiml
+from edge.media_socket import serve_media
+from edge.node import EdgeNode, call_id_for
+from edge.publisher import FactPublisher
+from edge.routing import RoutingTable
+from edge.signature import SIGNATURE_HEADER, SignatureChecker
+from edge.telephony import Telephony
+from infra.settings import Settings
+from schemas.calls import TELEPHONY_STATUSES, CallReceived, TelephonyStatusChanged
+from schemas.envelope import derive_event_id
+from schemas.ids import AgentId, CallId, CorrelationId, TenantId
+
+log = logging.getLogger(__name__)
+_XML = "application/xml"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    publisher: FactPublisher,
+    telephony: Telephony,
+    routing: RoutingTable | None = None,
+    node: EdgeNode | None = None,
+) -> FastAPI:
+    """Wire the public app around an ``EdgeNode`` (built here unless given)."""
+    if node is None:
+        node = EdgeNode(settings, publisher=publisher, telephony=telephony, routing=routing)
+    app = FastAPI(title="voice edge", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_exception_handler(_ForbiddenError, _forbidden)
+    app.state.node = node
+    app.state.signatures = SignatureChecker(
+        settings.twilio.auth_token.get_secret_value(), settings.twilio.public_base_url
+    )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ok = node.ready and not node.draining
+        body = {"ready": ok, "draining": node.draining, "streams": len(node.calls)}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> dict[str, int]:
+        return node.metrics.snapshot() | {"streams.live": len(node.calls)}
+
+    @app.post("/twilio/voice")
+    async def voice(form: SignedForm) -> Response:
+        return PlainTextResponse(answer_call(node, settings, form, _query_of(form)), media_type=_XML)
+
+    @app.post("/twilio/status")
+    async def status(form: SignedForm) -> Response:
+        record_status(node, form)
+        return Response(status_code=204)
+
+    @app.post("/twilio/stream-status")
+    async def stream_status(form: SignedForm) -> Response:
+        event = form.get("StreamEvent", "unknown")
+        node.metrics.incr(f"stream_status.{event}")
+        log.info(
+            "stream status %s for %s: %s", event, form.get("StreamSid", "-"), form.get("StreamError", "")
+        )
+        return Response(status_code=204)
+
+    @app.websocket("/twilio/media")
+    async def media(websocket: WebSocket) -> None:
+        await serve_media(websocket, node)
+
+    return app
+
+
+class _ForbiddenError(Exception):
+    pass
+
+
+async def _signed_form(request: Request) -> dict[str, str]:
+    """The form fields of a webhook whose X-Twilio-Signature checks out; 403 otherwise."""
+    node: EdgeNode = request.app.state.node
+    checker: SignatureChecker = request.app.state.signatures
+    # Twilio posts application/x-www-form-urlencoded; parsing it here needs no multipart library.
+    body = (await request.body()).decode("utf-8", errors="replace")
+    params = dict(parse_qsl(body, keep_blank_values=True))
+    query = request.url.query
+    if not checker.check_form(request.url.path, query, params, request.headers.get(SIGNATURE_HEADER)):
+        node.metrics.security_event("bad_signature", f"{request.url.path} from {request.client}")
+        raise _ForbiddenError
+    params["__query__"] = query
+    for key, value in request.query_params.items():
+        params.setdefault(f"q.{key}", value)
+    return params
+
+
+async def _forbidden(_request: Request, _exc: Exception) -> Response:
+    return PlainTextResponse("forbidden", status_code=403)
+
+
+SignedForm = Annotated[dict[str, str], Depends(_signed_form)]
+
+
+def _query_of(form: dict[str, str]) -> dict[str, str]:
+    return {key[2:]: value for key, value in form.items() if key.startswith("q.")}
+
+
+def answer_call(node: EdgeNode, settings: Settings, form: dict[str, str], query: dict[str, str]) -> str:
+    """TwiML for a call: connect it to our media stream, or refuse it politely."""
+    if not node.has_capacity():
+        node.metrics.incr("calls.refused_busy")
+        return twiml.refuse(twiml.BUSY_MESSAGE)
+    call_sid = form.get("CallSid", "")
+    outbound = query.get("direction") == "outbound" and bool(query.get("call_id"))
+    if outbound:
+        params = twiml.StreamParameters(
+            call_id=query["call_id"],
+            tenant_id=query.get("tenant_id", ""),
+            agent_id=query.get("agent_id", ""),
+            agent_version=_int(query.get("agent_version")),
+            direction="outbound",
+            record=query.get("record", "false").lower() == "true",
+        )
+    else:
+        route = node.routing.lookup(form.get("To", ""))
+        if route is None:
+            node.metrics.incr("calls.unknown_number")
+            return twiml.refuse(twiml.UNKNOWN_NUMBER_MESSAGE)
+        params = twiml.StreamParameters(
+            call_id=call_id_for(call_sid),
+            tenant_id=route.tenant_id,
+            agent_id=route.agent_id,
+            agent_version=route.agent_version,
+            direction="inbound",
+            record=route.record_calls,
+        )
+        node.publisher.publish(
+            CallReceived(
+                tenant_id=TenantId(route.tenant_id),
+                call_id=CallId(params.call_id),
+                seq=0,
+                event_id=derive_event_id(params.call_id, 0, "edge.call_received"),
+                occurred_at=datetime.now(UTC),
+                correlation_id=CorrelationId(params.call_id),
+                direction="inbound",
+                from_number=form.get("From", ""),
+                to_number=form.get("To", ""),
+                agent_id=AgentId(route.agent_id),
+                agent_version=route.agent_version,
+                twilio_call_sid=call_sid or None,
+                max_duration_s=route.max_duration_s,
+                silence_timeout_s=route.silence_timeout_s,
+            )
+        )
+    node.metrics.incr(f"calls.answered.{params.direction}")
+    return twiml.connect_stream(settings.twilio.public_base_url, params)
+
+
+def record_status(node: EdgeNode, form: dict[str, str]) -> None:
+    """A status callback becomes TelephonyStatusChanged (unknown statuses are counted, not published)."""
+    query = _query_of(form)
+    call_sid = form.get("CallSid", "")
+    status = form.get("CallStatus", "")
+    if not call_sid or status not in TELEPHONY_STATUSES:
+        node.metrics.bad_input("status_callback", call_sid, f"status {status[:32]!r}")
+        return
+    call_id = query.get("call_id") or call_id_for(call_sid)
+    sequence = _opt_int(form.get("SequenceNumber"))
+    node.publisher.publish(
+        TelephonyStatusChanged(
+            tenant_id=TenantId(query.get("tenant_id") or _tenant_of(node, call_id)),
+            call_id=CallId(call_id),
+            seq=0 if sequence is None else sequence,
+            event_id=derive_event_id(call_id, sequence or 0, f"edge.status.{status}"),
+            occurred_at=datetime.now(UTC),
+            correlation_id=CorrelationId(call_id),
+            twilio_call_sid=call_sid,
+            status=status,
+            answered_by=form.get("AnsweredBy") or None,
+            duration_s=_opt_int(form.get("CallDuration")),
+            sip_response_code=_opt_int(form.get("SipResponseCode")),
+            sequence_number=sequence,
+        )
+    )
+
+
+def _tenant_of(node: EdgeNode, call_id: str) -> str:
+    call = node.calls.get(call_id)
+    if call is not None:
+        return call.identity.params.tenant_id
+    fallback = node.routing.fallback
+    return fallback.tenant_id if fallback is not None else "unknown"
+
+
+def _opt_int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _int(value: str | None) -> int:
+    return _opt_int(value) or 0

@@ -1,0 +1,97 @@
+"""The internal audio-bridge server: session workers connect here, one live connection per call."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from edge.call import LiveCall
+from edge.node import EdgeNode, TokenCheck
+from schemas import bridge
+
+log = logging.getLogger(__name__)
+
+_REFUSALS = {
+    TokenCheck.BAD: "bad bridge token",
+    TokenCheck.EXPIRED: "bridge token expired",
+    TokenCheck.GONE: "no live call for this token",
+}
+
+
+async def start_bridge_server(node: EdgeNode, host: str, port: int) -> Server:
+    """Listen for workers on host:port (the caller closes the returned server)."""
+
+    async def handler(connection: ServerConnection) -> None:
+        await serve_worker(connection, node)
+
+    return await serve(handler, host, port, max_size=bridge.MAX_AUDIO_BYTES + 64, compression=None)
+
+
+async def serve_worker(connection: ServerConnection, node: EdgeNode) -> None:
+    """Authenticate a worker, attach it to its call and apply its directives until it leaves."""
+    request = connection.request
+    target = urlsplit(request.path if request is not None else "")
+    call_id = (
+        target.path.removeprefix(bridge.PATH_PREFIX) if target.path.startswith(bridge.PATH_PREFIX) else ""
+    )
+    token = request.headers.get(bridge.TOKEN_HEADER) if request is not None else None
+    if not token:
+        token = next(iter(parse_qs(target.query).get("token", [])), None)
+    verdict = node.check_token(call_id, token)
+    if verdict != TokenCheck.OK:
+        node.metrics.security_event("bridge_refused", f"call {call_id[:64]!r}: {_REFUSALS[verdict]}")
+        await connection.close(verdict, _REFUSALS[verdict])
+        return
+    call = node.calls[call_id]
+    session = call.session
+    hello = bridge.Hello(
+        call_id=call_id,
+        stream_sid=call.stream_sid,
+        buffered_ms=session.buffered_ms(),
+        dropped_ms=session.caller.dropped * 20,
+    )
+    try:
+        await connection.send(bridge.encode_text(hello))
+    except ConnectionClosed:
+        return
+    previous = call.attach_worker(connection)
+    node.metrics.incr("bridge.connected")
+    if previous is not None:
+        node.metrics.incr("bridge.replaced")
+        with contextlib.suppress(Exception):
+            await previous.close(bridge.CLOSE_REPLACED, "replaced by a newer worker connection")
+    try:
+        async for frame in connection:
+            await apply_directive(call, bridge.decode(frame))
+    except ConnectionClosed:
+        pass
+    finally:
+        call.detach_worker(connection)
+
+
+async def apply_directive(call: LiveCall, message: bridge.BridgeMessage | bridge.BridgeError) -> None:
+    """One worker frame's effect on the call."""
+    playback = call.session.playback
+    match message:
+        case bridge.AgentAudio(pcm=pcm):
+            if playback.enqueue(pcm):
+                call.playback_ready()
+        case bridge.BeginUtterance(utterance_id=utterance_id):
+            playback.begin_utterance(utterance_id)
+        case bridge.PlayMark(name=name):
+            playback.mark(name)
+            call.playback_ready()
+        case bridge.ClearPlayback():
+            await call.clear_playback("model")
+        case bridge.HangUp(reason=reason):
+            log.info("worker hung up call %s: %s", call.call_id, reason)
+            await call.node.telephony.hang_up(call.identity.call_sid)
+            await call.end("socket_closed")
+        case bridge.BridgeError(kind=kind, detail=detail):
+            call.node.metrics.bad_input(f"bridge.{kind}", call.call_id, detail)
+        case _:
+            call.node.metrics.bad_input("bridge.wrong_direction", call.call_id, type(message).__name__)

@@ -1,0 +1,135 @@
+"""The edge node's shared state: live calls, their bridge tokens, the stream limit and draining."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from edge.metrics import EdgeMetrics
+from edge.publisher import FactPublisher
+from edge.routing import Route, RoutingTable
+from edge.session import SessionConfig
+from edge.telephony import Telephony
+from infra.settings import Settings
+from schemas import bridge
+
+if TYPE_CHECKING:
+    from edge.call import LiveCall
+
+_CALL_NAMESPACE = uuid.UUID("0b7d3f5e-7a57-5c0e-9f55-9d8c1a1e2b44")
+
+
+def call_id_for(call_sid: str) -> str:
+    """Inbound calls get an id derived from Twilio's CallSid, so webhook retries agree on it."""
+    return str(uuid.uuid5(_CALL_NAMESPACE, f"twilio:{call_sid}"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BridgeGrant:
+    """A call's bridge token and when it stops being accepted."""
+
+    token: str
+    expires_at: datetime
+
+
+class TokenCheck:
+    """Results of presenting a token; the values are the bridge close codes."""
+
+    OK = 0
+    BAD = bridge.CLOSE_BAD_TOKEN
+    EXPIRED = bridge.CLOSE_TOKEN_EXPIRED
+    GONE = bridge.CLOSE_CALL_GONE
+
+
+class EdgeNode:
+    """Everything the routes, the media socket and the bridge server share (no I/O of its own)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        publisher: FactPublisher,
+        telephony: Telephony,
+        routing: RoutingTable | None = None,
+        metrics: EdgeMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.telephony = telephony
+        self.metrics = metrics or EdgeMetrics()
+        fallback = None
+        if settings.edge.demo_agent_id:
+            fallback = Route(
+                tenant_id=settings.edge.demo_tenant_id,
+                agent_id=settings.edge.demo_agent_id,
+                agent_version=settings.edge.demo_agent_version,
+                record_calls=settings.edge.demo_record_calls,
+            )
+        self.routing = routing if routing is not None else RoutingTable(fallback)
+        if routing is not None and routing.fallback is None:
+            routing.fallback = fallback
+        self.calls: dict[str, LiveCall] = {}
+        self._grants: dict[str, BridgeGrant] = {}
+        self.draining = False
+        self.ready = False
+        self.drained = asyncio.Event()
+        self.drained.set()  # no calls yet
+        edge = settings.edge
+        self.session_config = SessionConfig(
+            vad_aggressiveness=edge.vad_aggressiveness,
+            vad_onset_frames=edge.vad_onset_frames,
+            vad_hangover_frames=edge.vad_hangover_frames,
+            barge_in_min_speech_ms=edge.barge_in_min_speech_ms,
+            caller_buffer_frames=int(edge.caller_buffer_s * 1000) // 20,
+        )
+
+    @property
+    def edge_id(self) -> str:
+        return self.settings.edge.edge_id
+
+    def has_capacity(self) -> bool:
+        return not self.draining and len(self.calls) < self.settings.edge.max_streams
+
+    def bridge_url(self, call_id: str) -> str:
+        edge = self.settings.edge
+        base = edge.bridge_public_url or f"ws://{edge.bridge_host}:{edge.bridge_port}"
+        return base.rstrip("/") + bridge.PATH_PREFIX + call_id
+
+    def grant(self, call_id: str) -> BridgeGrant:
+        """A fresh unguessable token bound to this call only."""
+        ttl = timedelta(seconds=self.settings.edge.bridge_token_ttl_s)
+        grant = BridgeGrant(token=secrets.token_urlsafe(32), expires_at=datetime.now(UTC) + ttl)
+        self._grants[call_id] = grant
+        return grant
+
+    def check_token(self, call_id: str, token: str | None) -> int:
+        """Whether ``token`` opens the bridge of ``call_id`` now (a TokenCheck value)."""
+        grant = self._grants.get(call_id)
+        if grant is None or call_id not in self.calls:
+            return TokenCheck.GONE
+        if not token or not hmac.compare_digest(grant.token.encode(), token.encode()):
+            return TokenCheck.BAD
+        if datetime.now(UTC) >= grant.expires_at:
+            return TokenCheck.EXPIRED
+        return TokenCheck.OK
+
+    def register(self, call_id: str, call: LiveCall) -> None:
+        self.calls[call_id] = call
+        self.drained.clear()
+
+    def unregister(self, call_id: str) -> None:
+        """The call is over: its token is spent for good."""
+        self.calls.pop(call_id, None)
+        self._grants.pop(call_id, None)
+        if not self.calls:
+            self.drained.set()
+
+
+def monotonic_ms() -> float:
+    return time.monotonic() * 1000.0

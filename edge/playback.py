@@ -1,0 +1,159 @@
+"""The agent playback queue: 24 kHz PCM16 in, 160-byte μ-law frames and marks out, in order.
+
+Pure: the shell pops one item per 20 ms tick and sends it to Twilio; ``clear`` drops whatever
+has not been sent. Each audio frame remembers its utterance so ``played_ms`` is exact.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.audio import mulaw
+from edge.audio.framing import FRAME_MS, MULAW_8K_FRAME_BYTES, FrameChunker
+from edge.audio.resampler import StreamingResampler
+
+AGENT_RATE = 24000
+PHONE_RATE = 8000
+_SILENCE = bytes([mulaw.SILENCE_BYTE])
+
+
+@dataclass(frozen=True, slots=True)
+class AudioItem:
+    """One 20 ms μ-law frame of an utterance."""
+
+    mulaw: bytes
+    utterance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkItem:
+    """A mark to pass to Twilio once every frame before it has been sent."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cleared:
+    """What a clear discarded, for AgentInterrupted."""
+
+    utterance_id: str
+    played_ms: int
+    total_ms: int
+    frames_dropped: int
+    marks_dropped: tuple[str, ...]
+
+
+class Playback:
+    """Resample, encode and frame agent audio; hand it out one frame at a time."""
+
+    def __init__(self) -> None:
+        self._resampler = StreamingResampler.for_rates(AGENT_RATE, PHONE_RATE)
+        self._chunker = FrameChunker(MULAW_8K_FRAME_BYTES)
+        self._queue: deque[AudioItem | MarkItem] = deque()
+        self._audio_queued = 0
+        self._utterance = ""
+        self._auto_ids = 0
+        self._played: dict[str, int] = {}
+        self._generated: dict[str, int] = {}
+        self.frames_sent = 0
+        self._dirty = False  # audio went into the resampler since the last flush
+
+    @property
+    def utterance_id(self) -> str:
+        """The utterance new audio belongs to ("" until the first audio)."""
+        return self._utterance
+
+    @property
+    def audio_queued(self) -> int:
+        """20 ms frames waiting to be sent."""
+        return self._audio_queued
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def begin_utterance(self, utterance_id: str) -> None:
+        """Following audio belongs to ``utterance_id``."""
+        self._flush_partial()
+        self._utterance = utterance_id
+
+    def enqueue(self, pcm24: bytes) -> int:
+        """Append agent audio (PCM16 24 kHz); returns how many whole frames became ready."""
+        if not self._utterance:
+            self._auto_ids += 1
+            self._utterance = f"edge-utterance-{self._auto_ids}"
+        self._dirty = True
+        samples = np.frombuffer(pcm24, dtype="<i2")
+        encoded = mulaw.encode(self._resampler.process(samples))
+        frames = self._chunker.push(encoded)
+        self._append_frames(frames)
+        return len(frames)
+
+    def mark(self, name: str) -> None:
+        """Queue a mark after all audio so far (the partial last frame is padded with silence)."""
+        self._flush_partial()
+        self._queue.append(MarkItem(name))
+        # An utterance ends at its mark; the next audio without an explicit id gets a new one.
+        self._utterance = ""
+
+    def pop(self) -> AudioItem | MarkItem | None:
+        """The next thing to send, or None when idle."""
+        if not self._queue:
+            return None
+        item = self._queue.popleft()
+        if isinstance(item, AudioItem):
+            self._audio_queued -= 1
+            self.frames_sent += 1
+            self._played[item.utterance_id] = self._played.get(item.utterance_id, 0) + 1
+        return item
+
+    def clear(self) -> Cleared:
+        """Drop everything unsent and forget the resampler's state."""
+        frames_dropped = self._audio_queued
+        marks = tuple(item.name for item in self._queue if isinstance(item, MarkItem))
+        utterance = self._current_played_utterance()
+        cleared = Cleared(
+            utterance_id=utterance,
+            played_ms=self._played.get(utterance, 0) * FRAME_MS,
+            total_ms=self._generated.get(utterance, 0) * FRAME_MS,
+            frames_dropped=frames_dropped,
+            marks_dropped=marks,
+        )
+        self._queue.clear()
+        self._audio_queued = 0
+        self._chunker.reset()
+        self._resampler.reset()
+        self._dirty = False
+        self._utterance = ""
+        return cleared
+
+    def played_ms(self, utterance_id: str) -> int:
+        """How much of an utterance has been sent to Twilio so far."""
+        return self._played.get(utterance_id, 0) * FRAME_MS
+
+    def _current_played_utterance(self) -> str:
+        for item in self._queue:
+            if isinstance(item, AudioItem):
+                return item.utterance_id
+        return self._utterance
+
+    def _flush_partial(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        tail = self._resampler.flush()
+        frames = self._chunker.push(mulaw.encode(tail)) if tail.size else []
+        last = self._chunker.flush(pad=_SILENCE)
+        if last is not None:
+            frames.append(last)
+        self._append_frames(frames)
+
+    def _append_frames(self, frames: list[bytes]) -> None:
+        if not frames:
+            return
+        utterance = self._utterance
+        self._queue.extend(AudioItem(frame, utterance) for frame in frames)
+        self._audio_queued += len(frames)
+        self._generated[utterance] = self._generated.get(utterance, 0) + len(frames)

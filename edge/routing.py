@@ -1,0 +1,129 @@
+"""Dialled number -> agent routing, folded from the agent events (the edge never reads read models)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from infra.kafka import make_consumer
+from infra.settings import KafkaSettings
+from schemas.agents import AgentArchived, AgentVersionPublished
+from schemas.catalog import AGENT_EVENTS
+from schemas.codec import Codec, DecodeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """Where a call to a number goes."""
+
+    tenant_id: str
+    agent_id: str
+    agent_version: int
+    record_calls: bool = False
+    max_duration_s: int | None = None
+    silence_timeout_s: int | None = None
+
+
+class RoutingTable:
+    """Pure fold of agent events: the latest published version of each agent owns its numbers."""
+
+    def __init__(self, fallback: Route | None = None) -> None:
+        self._by_number: dict[str, Route] = {}
+        self._numbers_of: dict[str, tuple[str, ...]] = {}
+        self.fallback = fallback
+
+    def apply(self, event: object) -> None:
+        if isinstance(event, AgentVersionPublished):
+            self._drop_agent(event.agent_id)
+            route = Route(
+                tenant_id=event.tenant_id,
+                agent_id=event.agent_id,
+                agent_version=event.version,
+                record_calls=event.config.record_calls,
+                max_duration_s=event.config.max_duration_s,
+                silence_timeout_s=event.config.silence_timeout_s,
+            )
+            numbers = tuple(_normalise(n) for n in event.config.phone_numbers)
+            for number in numbers:
+                self._by_number[number] = route
+            self._numbers_of[event.agent_id] = numbers
+        elif isinstance(event, AgentArchived):
+            self._drop_agent(event.agent_id)
+
+    def lookup(self, number: str) -> Route | None:
+        return self._by_number.get(_normalise(number), self.fallback)
+
+    def __len__(self) -> int:
+        return len(self._by_number)
+
+    def _drop_agent(self, agent_id: str) -> None:
+        for number in self._numbers_of.pop(agent_id, ()):
+            route = self._by_number.get(number)
+            if route is not None and route.agent_id == agent_id:
+                del self._by_number[number]
+
+
+def _normalise(number: str) -> str:
+    return "".join(ch for ch in number.strip() if ch.isdigit() or ch == "+")
+
+
+class RoutingFeed:
+    """Consumes the agent events from the beginning (no group: every edge node reads them all)."""
+
+    def __init__(self, kafka: KafkaSettings, table: RoutingTable, codec: Codec) -> None:
+        self._kafka = kafka
+        self._table = table
+        self._codec = codec
+        self.caught_up = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # Agent events are rare: a long fetch wait keeps this consumer from busy-polling the broker.
+        consumer = make_consumer(self._kafka, group_id=None, fetch_max_wait_ms=500)
+        await consumer.start()
+        await consumer.topics()  # loads the metadata partitions_for_topic reads
+        partitions = consumer.partitions_for_topic(AGENT_EVENTS.name) or set()
+        assigned = [TopicPartition(AGENT_EVENTS.name, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned) if assigned else {}
+        self._task = asyncio.create_task(self._run(consumer, ends), name="edge-routing-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
+        try:
+            if not any(ends.values()):
+                self.caught_up.set()
+            while True:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        self._apply(record.value)
+                if not self.caught_up.is_set() and all(
+                    await asyncio.gather(*(_position_reached(consumer, tp, end) for tp, end in ends.items()))
+                ):
+                    self.caught_up.set()
+        finally:
+            await consumer.stop()
+
+    def _apply(self, value: bytes | None) -> None:
+        if value is None:
+            return
+        try:
+            self._table.apply(self._codec.decode(value))
+        except DecodeError as exc:
+            log.warning("agent event that does not decode: %s", exc)
+
+
+async def _position_reached(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
+    position: int = await consumer.position(tp)
+    return position >= end

@@ -1,0 +1,130 @@
+"""Run an edge node in this process: Kafka producer, routing feed, public app and audio bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import uvicorn
+from websockets.asyncio.server import Server
+
+from edge.app import create_app
+from edge.bridge_server import start_bridge_server
+from edge.metrics import EdgeMetrics
+from edge.node import EdgeNode
+from edge.publisher import KafkaFactPublisher
+from edge.routing import RoutingFeed, RoutingTable
+from edge.telephony import Telephony, TwilioTelephony
+from infra.kafka import make_producer
+from infra.settings import Settings
+from schemas.codec import Codec
+
+log = logging.getLogger(__name__)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the edge drains on SIGTERM itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class EdgeServer:
+    """Start with ``await start()``; ``await drain()`` then ``await stop()`` (or ``async with``)."""
+
+    def __init__(self, settings: Settings, *, telephony: Telephony | None = None, codec: Codec | None = None):
+        self.settings = settings
+        self.metrics = EdgeMetrics()
+        self._codec = codec or Codec.single_object()
+        self._producer = make_producer(settings.kafka)
+        self.publisher = KafkaFactPublisher(self._producer, self._codec, self.metrics)
+        self.routing = RoutingTable()
+        self.node = EdgeNode(
+            settings,
+            publisher=self.publisher,
+            telephony=telephony or TwilioTelephony(settings.twilio),
+            routing=self.routing,
+            metrics=self.metrics,
+        )
+        self._feed = RoutingFeed(settings.kafka, self.routing, self._codec)
+        self._http: _QuietServer | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._bridge: Server | None = None
+
+    async def start(self) -> None:
+        edge = self.settings.edge
+        await self._producer.start()
+        self.publisher.start()
+        await self._feed.start()
+        self._bridge = await start_bridge_server(self.node, edge.bridge_host, edge.bridge_port)
+        app = create_app(
+            self.settings, publisher=self.publisher, telephony=self.node.telephony, node=self.node
+        )
+        config = uvicorn.Config(
+            app,
+            host=edge.host,
+            port=edge.port,
+            log_level="warning",
+            lifespan="off",
+            ws_max_size=edge.ws_max_bytes,
+            ws_ping_interval=edge.ws_ping_interval_s,
+            ws_ping_timeout=edge.ws_ping_interval_s,
+            timeout_graceful_shutdown=int(edge.drain_deadline_s) + 5,
+        )
+        self._http = _QuietServer(config)
+        self._http_task = asyncio.create_task(self._http.serve(), name="edge-http")
+        while not self._http.started:
+            if self._http_task.done():
+                await self._http_task  # surfaces the bind error
+                raise RuntimeError("edge HTTP server stopped during start-up")
+            await asyncio.sleep(0.02)
+        try:
+            await asyncio.wait_for(self._feed.caught_up.wait(), 30)
+        except TimeoutError:
+            log.warning("routing feed not caught up after 30s; serving with what it has")
+        self.node.ready = True
+        log.info(
+            "edge %s up: http %s:%d, bridge %s:%d",
+            edge.edge_id,
+            edge.host,
+            edge.port,
+            edge.bridge_host,
+            edge.bridge_port,
+        )
+
+    async def drain(self, deadline_s: float | None = None) -> None:
+        """Stop taking calls, let live ones finish until the deadline, then end them (edge_shutdown)."""
+        node = self.node
+        node.draining = True
+        deadline = self.settings.edge.drain_deadline_s if deadline_s is None else deadline_s
+        if node.calls:
+            log.info("draining %d calls for up to %.0fs", len(node.calls), deadline)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(node.drained.wait(), deadline)
+        for call in list(node.calls.values()):
+            await call.end("edge_shutdown")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(node.drained.wait(), 5.0)
+
+    async def stop(self) -> None:
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            await asyncio.gather(self._http_task, return_exceptions=True)
+        if self._bridge is not None:
+            self._bridge.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._bridge.wait_closed(), 5.0)
+        await self._feed.stop()
+        await self.publisher.close()
+        await self._producer.stop()
+
+    async def __aenter__(self) -> EdgeServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.drain(deadline_s=0)
+        await self.stop()

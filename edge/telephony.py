@@ -1,0 +1,53 @@
+"""Telephony adapter: what the edge asks of the phone network (end a call), and its fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from infra.settings import TwilioSettings
+
+log = logging.getLogger(__name__)
+
+
+class Telephony(Protocol):
+    """Operations on a live call through the carrier's REST API."""
+
+    async def hang_up(self, call_sid: str) -> None:
+        """End the call (both legs); errors are logged, not raised: the stream is closing anyway."""
+        ...
+
+
+class TwilioTelephony:
+    """Twilio REST: ``calls(sid).update(status="completed")``, run in a thread (the client is sync)."""
+
+    def __init__(self, settings: TwilioSettings) -> None:
+        http_client = TwilioHttpClient(timeout=10)
+        self._client = Client(
+            settings.account_sid, settings.auth_token.get_secret_value(), http_client=http_client
+        )
+        if settings.api_base_url:
+            self._client.api.base_url = settings.api_base_url
+
+    async def hang_up(self, call_sid: str) -> None:
+        try:
+            await asyncio.to_thread(self._complete, call_sid)
+        except Exception:  # the REST API failing must not take the edge down
+            log.exception("hang up of %s failed", call_sid)
+
+    def _complete(self, call_sid: str) -> None:
+        self._client.calls(call_sid).update(status="completed")
+
+
+class RecordingTelephony:
+    """A fake that remembers what it was asked to do."""
+
+    def __init__(self) -> None:
+        self.hung_up: list[str] = []
+
+    async def hang_up(self, call_sid: str) -> None:
+        self.hung_up.append(call_sid)

@@ -1,0 +1,177 @@
+"""Webhooks, routing and TwiML with fakes: no broker, no sockets beyond the in-process client."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from twilio.request_validator import RequestValidator
+
+from edge.app import create_app
+from edge.node import EdgeNode, call_id_for
+from edge.publisher import RecordingPublisher
+from edge.routing import Route, RoutingTable
+from edge.telephony import RecordingTelephony
+from edge.twiml import media_stream_url
+from infra.settings import Settings
+from schemas.agents import AgentArchived, AgentConfig, AgentVersionPublished
+from schemas.calls import CallReceived, TelephonyStatusChanged
+from schemas.ids import AgentId, CorrelationId, EventId, TenantId
+
+TOKEN = "unit-test-token"
+BASE = "https://edge.example.com"
+
+
+def _settings(**edge: object) -> Settings:
+    settings = Settings(env="test")
+    return settings.model_copy(
+        update={
+            "twilio": settings.twilio.model_copy(
+                update={"auth_token": SecretStr(TOKEN), "public_base_url": BASE}
+            ),
+            "edge": settings.edge.model_copy(update=edge),
+        }
+    )
+
+
+def _client(
+    settings: Settings, routing: RoutingTable | None = None
+) -> tuple[TestClient, RecordingPublisher, EdgeNode]:
+    publisher = RecordingPublisher()
+    node = EdgeNode(settings, publisher=publisher, telephony=RecordingTelephony(), routing=routing)
+    node.ready = True
+    app = create_app(settings, publisher=publisher, telephony=node.telephony, node=node)
+    return TestClient(app, base_url=BASE), publisher, node
+
+
+def _post(client: TestClient, path: str, form: dict[str, str], query: str = "") -> tuple[int, str]:
+    url = BASE + path + (f"?{query}" if query else "")
+    signature = RequestValidator(TOKEN).compute_signature(url, form)
+    response = client.post(url, data=form, headers={"X-Twilio-Signature": signature})
+    return response.status_code, response.text
+
+
+def _published(number: str, agent_id: str = "a1", version: int = 2) -> AgentVersionPublished:
+    config = AgentConfig(
+        system_prompt="p",
+        voice="v",
+        language="en",
+        model="m",
+        max_duration_s=60,
+        silence_timeout_s=10,
+        phone_numbers=(number,),
+        record_calls=False,
+        max_concurrent_calls=1,
+        answering_machine_policy="ignore",
+        timezone="UTC",
+    )
+    return AgentVersionPublished(
+        tenant_id=TenantId("t1"),
+        agent_id=AgentId(agent_id),
+        seq=version,
+        event_id=EventId("e"),
+        occurred_at=datetime.now(UTC),
+        correlation_id=CorrelationId("c"),
+        version=version,
+        config=config,
+    )
+
+
+def test_routing_table_follows_published_versions_and_archives() -> None:
+    table = RoutingTable()
+    table.apply(_published("+1 555 000 1111"))
+    assert table.lookup("+15550001111") == Route(
+        tenant_id="t1", agent_id="a1", agent_version=2, max_duration_s=60, silence_timeout_s=10
+    )
+    table.apply(_published("+15550002222", version=3))
+    assert table.lookup("+15550001111") is None
+    assert table.lookup("+15550002222") is not None
+    table.apply(
+        AgentArchived(
+            tenant_id=TenantId("t1"),
+            agent_id=AgentId("a1"),
+            seq=4,
+            event_id=EventId("e"),
+            occurred_at=datetime.now(UTC),
+            correlation_id=CorrelationId("c"),
+            version=3,
+        )
+    )
+    assert table.lookup("+15550002222") is None
+
+
+def test_media_url_switches_the_scheme_to_wss() -> None:
+    assert media_stream_url("https://edge.example.com/") == "wss://edge.example.com/twilio/media"
+    assert media_stream_url("http://127.0.0.1:8080") == "ws://127.0.0.1:8080/twilio/media"
+
+
+def test_inbound_call_gets_connect_stream_and_call_received() -> None:
+    routing = RoutingTable()
+    routing.apply(_published("+15550001111"))
+    client, publisher, _ = _client(_settings(), routing)
+    status, body = _post(client, "/twilio/voice", {"CallSid": "CA1", "From": "+1222", "To": "+15550001111"})
+    assert status == 200
+    assert (
+        '<Stream statusCallback="https://edge.example.com/twilio/stream-status" url="wss://edge.example.com/twilio/media">'
+        in body
+    )
+    assert f'<Parameter name="call_id" value="{call_id_for("CA1")}" />' in body
+    (received,) = publisher.records
+    assert isinstance(received, CallReceived)
+    assert (received.agent_id, received.agent_version, received.direction) == ("a1", 2, "inbound")
+
+
+def test_outbound_call_takes_its_identity_from_the_dialer_query() -> None:
+    client, publisher, _ = _client(_settings())
+    query = "call_id=c-9&tenant_id=t&agent_id=a&agent_version=4&direction=outbound"
+    status, body = _post(client, "/twilio/voice", {"CallSid": "CA2", "To": "+1999"}, query)
+    assert status == 200
+    assert '<Parameter name="call_id" value="c-9" />' in body
+    assert '<Parameter name="direction" value="outbound" />' in body
+    assert publisher.records == []  # the dialer records outbound calls itself
+
+
+def test_unknown_number_and_full_node_get_a_spoken_refusal() -> None:
+    client, publisher, _ = _client(_settings())
+    status, body = _post(client, "/twilio/voice", {"CallSid": "CA3", "To": "+1000"})
+    assert status == 200
+    assert "<Say>" in body
+    assert "<Hangup />" in body
+    full, _, _ = _client(_settings(max_streams=0, demo_agent_id="demo"))
+    status, body = _post(full, "/twilio/voice", {"CallSid": "CA4", "To": "+1000"})
+    assert status == 200
+    assert "busy" in body
+    assert "<Connect>" not in body
+    assert publisher.records == []
+
+
+def test_status_callback_becomes_a_fact_and_bad_status_is_counted() -> None:
+    client, publisher, node = _client(_settings())
+    form = {"CallSid": "CA5", "CallStatus": "busy", "SipResponseCode": "486", "SequenceNumber": "2"}
+    assert _post(client, "/twilio/status", form)[0] == 204
+    assert _post(client, "/twilio/status", form | {"CallStatus": "exploded"})[0] == 204
+    (changed,) = publisher.records
+    assert isinstance(changed, TelephonyStatusChanged)
+    assert (changed.status, changed.sip_response_code, changed.call_id) == ("busy", 486, call_id_for("CA5"))
+    assert node.metrics.get("bad_input.status_callback") == 1
+
+
+def test_bad_signatures_get_403_and_a_security_event() -> None:
+    client, publisher, node = _client(_settings(demo_agent_id="demo"))
+    response = client.post(
+        BASE + "/twilio/voice", data={"CallSid": "CA6"}, headers={"X-Twilio-Signature": "bad"}
+    )
+    assert response.status_code == 403
+    assert client.post(BASE + "/twilio/status", data={"CallSid": "CA6"}).status_code == 403
+    assert node.metrics.get("security.bad_signature") == 2
+    assert publisher.records == []
+
+
+def test_health_and_readiness_follow_draining() -> None:
+    client, _, node = _client(_settings())
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    node.draining = True
+    assert client.get("/readyz").status_code == 503
+    assert not node.has_capacity()

@@ -1,0 +1,109 @@
+"""The media session core: framing, sequence gaps, the caller ring buffer, playback and barge-in."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.audio import mulaw
+from edge.audio.speech import synthesize, to_rate
+from edge.audio.vad import SpeechStarted
+from edge.playback import AudioItem, MarkItem, Playback
+from edge.protocol import Media
+from edge.session import CallerBuffer, MediaSession, SequenceTracker, SessionConfig
+from schemas import bridge
+
+
+def _media(payload: bytes, timestamp_ms: int, seq: int = 0) -> Media:
+    return Media(
+        sequence_number=seq,
+        stream_sid="MZ",
+        track="inbound",
+        chunk=None,
+        timestamp_ms=timestamp_ms,
+        payload=payload,
+    )
+
+
+def _speech8k() -> bytes:
+    samples, rate = synthesize("Hello, can you hear me? I am talking over you now.")
+    return mulaw.encode(to_rate(samples, rate, 8000))
+
+
+def test_sequence_tracker_counts_gaps_and_drops_late_frames() -> None:
+    tracker = SequenceTracker()
+    assert [tracker.observe(n) for n in (1, 2, 5, 4, 6, 6)] == [True, True, True, False, True, False]
+    assert (tracker.gaps, tracker.late) == (2, 2)
+
+
+def test_caller_buffer_drops_the_oldest_and_counts() -> None:
+    buffer = CallerBuffer(3)
+    for frame in (b"a", b"b", b"c", b"d", b"e"):
+        buffer.push(frame)
+    assert buffer.dropped == 2
+    assert [buffer.pop(), buffer.pop(), buffer.pop(), buffer.pop()] == [b"c", b"d", b"e", None]
+
+
+def test_every_160_byte_frame_becomes_one_640_byte_bridge_frame() -> None:
+    session = MediaSession(SessionConfig())
+    payload = _speech8k()[:1600]
+    for index in range(0, 1600, 240):  # odd-sized chunks: framing carries the remainder
+        session.on_media(_media(payload[index : index + 240], index // 8), now_ms=0.0)
+    frames = [bridge.decode(session.caller.pop() or b"") for _ in range(len(session.caller))]
+    assert len(frames) == 10
+    assert all(isinstance(f, bridge.CallerAudio) and len(f.pcm) == 640 for f in frames)
+    assert [f.seq for f in frames if isinstance(f, bridge.CallerAudio)] == list(range(10))
+
+
+def test_speech_over_playing_agent_triggers_one_barge_in() -> None:
+    session = MediaSession(SessionConfig(barge_in_min_speech_ms=120))
+    session.playback.enqueue(np.zeros(24000, dtype=np.int16).tobytes())
+    speech = bytes([0xFF]) * 1600 + _speech8k()
+    barge_ins, started = 0, []
+    for index in range(0, len(speech) - 160, 160):
+        result = session.on_media(_media(speech[index : index + 160], index // 8), now_ms=float(index // 8))
+        barge_ins += result.barge_in
+        started += [e for e in result.speech if isinstance(e, SpeechStarted)]
+    assert started
+    assert barge_ins == 1
+
+
+def test_speech_without_agent_audio_is_not_a_barge_in() -> None:
+    session = MediaSession(SessionConfig())
+    speech = _speech8k()
+    results = [
+        session.on_media(_media(speech[i : i + 160], i // 8), now_ms=1e9)
+        for i in range(0, len(speech) - 160, 160)
+    ]
+    assert not any(r.barge_in for r in results)
+    assert any(r.speech for r in results)
+
+
+def test_playback_frames_marks_and_clear() -> None:
+    playback = Playback()
+    playback.begin_utterance("u1")
+    ready = playback.enqueue(np.zeros(2400, dtype=np.int16).tobytes())  # 100 ms
+    assert ready == 5
+    playback.mark("m1")
+    items = [playback.pop() for _ in range(len(playback))]
+    audio = [i for i in items if isinstance(i, AudioItem)]
+    assert all(len(i.mulaw) == 160 for i in audio)
+    assert items[-1] == MarkItem("m1")
+    assert len(audio) == 6  # five frames and the filter tail padded with silence
+    playback.begin_utterance("u2")
+    playback.enqueue(np.ones(24000, dtype=np.int16).tobytes())
+    playback.mark("m2")
+    for _ in range(10):
+        playback.pop()
+    cleared = playback.clear()
+    assert (cleared.utterance_id, cleared.played_ms) == ("u2", 200)
+    assert cleared.total_ms >= 1000
+    assert cleared.marks_dropped == ("m2",)
+    assert playback.pop() is None
+    assert playback.audio_queued == 0
+
+
+def test_a_mark_without_new_audio_adds_no_silence() -> None:
+    playback = Playback()
+    playback.mark("only")
+    assert playback.pop() == MarkItem("only")
+    assert playback.pop() is None
