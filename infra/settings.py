@@ -126,6 +126,8 @@ class StreamsSettings(BaseModel):
     rebalance_timeout_s: float = 5.0
     # Faust hard-codes a 1.5 s fetch wait; our transport lowers it (streams/faust_transport.py).
     fetch_max_wait_ms: int = 10
+    sessions_enabled: bool = True
+    tool_timeout_s: float = 5.0
     default_max_duration_s: int = 3600
     default_silence_timeout_s: int = 0
     state_dir: Path | None = Field(default=None, description="Faust data dir; default data_dir/streams")

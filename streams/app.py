@@ -14,14 +14,20 @@ from typing import Any
 import faust
 
 from infra.deadletter import DeadLetterPublisher
+from infra.kafka import make_consumer
 from infra.settings import Settings
+from schemas.calls import CallInput
 from schemas.catalog import CALL_EVENTS, CALL_INPUTS
 from schemas.codec import Codec
 from schemas.ids import CallId
 from streams import faust_transport
 from streams.calls.shell import CallInputHandler, clock_tick
 from streams.calls.snapshot import load
-from streams.calls.state import CallLimits
+from streams.calls.state import CallLimits, CallState
+from streams.sessions.directory import AgentDirectory
+from streams.sessions.manager import SessionManager
+from streams.sessions.tools import ToolRunner
+from streams.sessions.wiring import knowledge_search, live_connector
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +90,12 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
         await events.send(key=key, value=value)
         await app.producer.flush()
 
+    sessions = _sessions(app, settings, codec, inputs) if streams.sessions_enabled else None
+
+    def on_state(state: CallState) -> None:
+        if sessions is not None:
+            sessions.ensure(state)
+
     @app.agent(inputs)
     async def call_inputs(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
@@ -102,6 +114,7 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
                 await dead_letters.publish(message, "undecodable", ValueError(outcome.error))
             elif outcome.snapshot is not None:
                 calls[key] = outcome.snapshot
+                on_state(load(outcome.snapshot).state)
             yield None
 
     @app.timer(interval=streams.tick_interval_s)  # type: ignore[untyped-decorator]
@@ -113,8 +126,55 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
             state = load(stored).state
             if state.live:
                 await inputs.send(key=key, value=codec.encode(clock_tick(state, now)))
+                on_state(state)  # failover: the new owner of a partition resumes its calls here
 
     return app
+
+
+class _TopicSink:
+    """Session facts go to the call inputs topic, keyed by call, without waiting for acks."""
+
+    def __init__(self, topic: faust.TopicT, codec: Codec) -> None:
+        self._topic = topic
+        self._codec = codec
+
+    async def publish(self, record: CallInput) -> None:
+        await self._topic.send(key=record.call_id.encode(), value=self._codec.encode(record))
+
+
+def _sessions(app: faust.App, settings: Settings, codec: Codec, inputs: faust.TopicT) -> SessionManager:
+    directory = AgentDirectory()
+    search, engine = knowledge_search(settings)
+    manager = SessionManager(
+        directory=directory,
+        connect_live=live_connector(settings),
+        facts=_TopicSink(inputs, codec),
+        tools=ToolRunner(search, timeout_s=settings.streams.tool_timeout_s),
+        worker_id=settings.streams.worker_id,
+    )
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_agents() -> None:
+        consumer = make_consumer(settings.kafka, group_id=None)
+        await consumer.start()
+        try:
+            await directory.follow(consumer, codec)
+        finally:
+            await consumer.stop()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        # Another worker may own these calls now; the clock restarts the ones still ours.
+        await manager.stop_all()
+
+    @app.service
+    class _Shutdown(faust.Service):
+        async def on_stop(self) -> None:
+            await manager.stop_all()
+            if engine is not None:
+                await engine.dispose()
+
+    return manager
 
 
 _app: faust.App | None = None

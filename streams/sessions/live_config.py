@@ -1,0 +1,118 @@
+"""Pure mapping from a pinned agent version to the Gemini Live session configuration."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.agents import AgentConfig, ToolSpec
+
+SEARCH_KNOWLEDGE = "search_knowledge"
+END_CALL = "end_call"
+TRANSFER_CALL = "transfer_call"
+
+BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        name=SEARCH_KNOWLEDGE,
+        description="Search the agent's knowledge base; returns the most relevant passages.",
+        parameters_json=json.dumps(
+            {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}
+        ),
+    ),
+    ToolSpec(
+        name=END_CALL,
+        description="End the call politely once the conversation is over.",
+        parameters_json=json.dumps({"type": "object", "properties": {"reason": {"type": "string"}}}),
+    ),
+    ToolSpec(
+        name=TRANSFER_CALL,
+        description="Transfer the caller to a human at the given number.",
+        parameters_json=json.dumps(
+            {"type": "object", "properties": {"target": {"type": "string"}}, "required": ["target"]}
+        ),
+    ),
+)
+
+DEFAULT_CONFIG = AgentConfig(
+    system_prompt="You are a helpful phone agent. Keep answers short.",
+    voice="Puck",
+    language="en-US",
+    model="gemini-live-2.5-flash-preview",
+    max_duration_s=3600,
+    silence_timeout_s=0,
+    record_calls=False,
+    max_concurrent_calls=10,
+    answering_machine_policy="hang_up",
+    timezone="UTC",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionPlan:
+    """Everything a session worker needs to open (or resume) one call's Live session."""
+
+    call_id: str
+    config: AgentConfig
+    variables: dict[str, str] = field(default_factory=dict)
+    resumption_handle: str | None = None
+    transcript_so_far: tuple[str, ...] = ()
+    """Set when a session must start fresh after resumption failed: primes the new session."""
+
+
+def system_instruction(plan: SessionPlan) -> str:
+    """The agent's prompt with per-call variables filled in, and the call reference.
+
+    Unknown ``{placeholders}`` are left as written rather than failing the call.
+    """
+    prompt = plan.config.system_prompt
+    for name, value in sorted(plan.variables.items()):
+        prompt = prompt.replace("{" + name + "}", value)
+    lines = [prompt, f"Speak {plan.config.language}."]
+    if plan.transcript_so_far:
+        lines.append("The call was interrupted by a technical problem; the conversation so far:")
+        lines.extend(plan.transcript_so_far)
+        lines.append("Carry on from there without greeting the caller again.")
+    # The offline stand-in finds its per-call script by this reference (docs/gemini-standin.md).
+    lines.append(f"[script:{plan.call_id}]")
+    return "\n".join(lines)
+
+
+def tool_declarations(config: AgentConfig) -> list[dict[str, Any]]:
+    """Function declarations: the built-in tools plus the agent's own, built-ins winning on name."""
+    tools = {spec.name: spec for spec in (*config.tools, *BUILTIN_TOOLS)}
+    if not config.knowledge_base_ids:
+        tools.pop(SEARCH_KNOWLEDGE, None)
+    return [
+        {"name": spec.name, "description": spec.description, "parameters": _schema(spec)}
+        for spec in tools.values()
+    ]
+
+
+def live_connect_config(plan: SessionPlan) -> dict[str, Any]:
+    """A dict that google-genai's LiveConnectConfig accepts (audio out, transcripts, resumption)."""
+    return {
+        "response_modalities": ["AUDIO"],
+        "speech_config": {
+            "voice_config": {"prebuilt_voice_config": {"voice_name": plan.config.voice}},
+            "language_code": plan.config.language,
+        },
+        "system_instruction": system_instruction(plan),
+        "tools": [{"function_declarations": tool_declarations(plan.config)}],
+        "input_audio_transcription": {},
+        "output_audio_transcription": {},
+        "session_resumption": {"handle": plan.resumption_handle},
+        "context_window_compression": {"trigger_tokens": 25600, "sliding_window": {"target_tokens": 12800}},
+        "realtime_input_config": {
+            "automatic_activity_detection": {"disabled": False, "silence_duration_ms": 500},
+            "activity_handling": "START_OF_ACTIVITY_INTERRUPTS",
+        },
+    }
+
+
+def _schema(spec: ToolSpec) -> dict[str, Any]:
+    try:
+        parsed = json.loads(spec.parameters_json) if spec.parameters_json else {}
+    except json.JSONDecodeError:
+        parsed = {}  # the API validates schemas on publish; never let one break a live call
+    return parsed if isinstance(parsed, dict) else {}

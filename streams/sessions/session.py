@@ -1,0 +1,361 @@
+"""One call's Gemini Live session, bridged to the call's edge node (the worker's hot path)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from google.genai import errors, types
+
+from schemas import bridge
+from schemas.call_media import AgentSpeechFinished, AgentSpeechStarted, TranscriptSegment
+from schemas.call_session import (
+    GeminiSessionClosed,
+    GeminiSessionOpened,
+    GeminiSessionResumed,
+    ResumptionHandleUpdated,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    UsageReported,
+)
+from schemas.calls import CallInput, HangUpRequested, TransferRequested
+from streams.sessions.bridge_link import BridgeClosed, BridgeLink
+from streams.sessions.facts import FactFactory
+from streams.sessions.live_config import SessionPlan, live_connect_config
+from streams.sessions.tools import ToolError, ToolRunner
+
+log = logging.getLogger(__name__)
+
+LiveSession = Any  # google.genai.live.AsyncSession; typed loosely, the SDK's own hints are partial
+LiveConnector = Callable[[str, dict[str, Any]], AbstractAsyncContextManager[LiveSession]]
+_AUDIO_MIME = f"audio/pcm;rate={bridge.CALLER_RATE}"
+_BYTES_PER_MS_OUT = bridge.AGENT_RATE * 2 // 1000
+
+
+class FactSink(Protocol):
+    """Where session facts go: the call inputs topic (a fake in unit tests)."""
+
+    async def publish(self, record: CallInput) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionTarget:
+    """Which call, where its audio is, and how its session is set up."""
+
+    tenant_id: str
+    call_id: str
+    bridge_url: str
+    bridge_token: str
+    plan: SessionPlan
+    worker_id: str
+    greet: bool = True
+
+
+class _Ended(Exception):  # noqa: N818 - a signal, not an error
+    """The call is over (stream stopped, hung up): stop everything, no reconnect."""
+
+
+class CallSession:
+    """Runs until the call's stream ends; resumes the Live session across goAway and errors."""
+
+    def __init__(
+        self,
+        target: SessionTarget,
+        *,
+        connect_live: LiveConnector,
+        facts: FactSink,
+        tools: ToolRunner,
+        max_reconnects: int = 5,
+    ) -> None:
+        self._target = target
+        self._connect_live = connect_live
+        self._facts = facts
+        self._tools = tools
+        self._max_reconnects = max_reconnects
+        self._make = FactFactory(target.tenant_id, target.call_id)
+        self.handle: str | None = target.plan.resumption_handle
+        self._transcript: list[str] = []
+        self._turn = _Turn()
+        self._stream_ms = 0
+        self._segments = 0
+        self._utterances = 0
+        self._audio_seq = 0
+        self._pending_hangup: str | None = None
+        self._hangup_mark = asyncio.Event()
+
+    async def run(self) -> None:
+        """Connect the bridge, then keep a Live session going until the call ends."""
+        link = await BridgeLink.open(self._target.bridge_url, self._target.bridge_token)
+        try:
+            await self._expect_hello(link)
+            failures = 0
+            first = True
+            while True:
+                try:
+                    await self._one_connection(link, first=first)
+                    failures = 0  # a planned reconnect (goAway)
+                except errors.APIError as err:
+                    failures += 1
+                    await self._closed("error", err.code if isinstance(err.code, int) else None)
+                    if failures > self._max_reconnects:
+                        raise
+                    await asyncio.sleep(min(0.2 * 2**failures, 2.0))
+                first = False
+        except (_Ended, BridgeClosed) as ended:
+            log.info("call %s: session ends (%s)", self._target.call_id, ended)
+            await self._closed("call_ended", None)
+        finally:
+            with contextlib.suppress(Exception):
+                await link.close()
+
+    async def _expect_hello(self, link: BridgeLink) -> None:
+        message = await link.receive()
+        if not isinstance(message, bridge.Hello):
+            raise BridgeClosed(None, f"expected hello, got {type(message).__name__}")
+
+    async def _one_connection(self, link: BridgeLink, *, first: bool) -> None:
+        plan = replace(self._target.plan, resumption_handle=self.handle)
+        fresh_after_failure = not first and self.handle is None
+        if fresh_after_failure:
+            plan = replace(plan, transcript_so_far=tuple(self._transcript))
+        model = plan.config.model
+        async with self._connect_live(model, live_connect_config(plan)) as session:
+            await self._announce(model, first=first, fresh=fresh_after_failure)
+            if first and self._target.greet and plan.config.greeting and self.handle is None:
+                await session.send_client_content(
+                    turns=types.Content(
+                        role="user", parts=[types.Part(text=f"Greet the caller: {plan.config.greeting}")]
+                    ),
+                    turn_complete=True,
+                )
+            uplink = asyncio.create_task(self._uplink(link, session))
+            downlink = asyncio.create_task(self._downlink(link, session))
+            try:
+                done, _ = await asyncio.wait({uplink, downlink}, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # re-raise _Ended, BridgeClosed or APIError
+            finally:
+                for task in (uplink, downlink):
+                    task.cancel()
+                await asyncio.gather(uplink, downlink, return_exceptions=True)
+
+    async def _announce(self, model: str, *, first: bool, fresh: bool) -> None:
+        worker = self._target.worker_id
+        if self.handle is not None or fresh:
+            await self._publish(
+                self._make.make(
+                    GeminiSessionResumed,
+                    resumption_handle=self.handle or "",
+                    worker_id=worker,
+                    fresh_session=fresh,
+                )
+            )
+        else:
+            await self._publish(
+                self._make.make(GeminiSessionOpened, session_id=None, model=model, worker_id=worker)
+            )
+
+    async def _uplink(self, link: BridgeLink, session: LiveSession) -> None:
+        """Caller audio into the session; edge notices into session state."""
+        while True:
+            message = await link.receive()
+            match message:
+                case bridge.CallerAudio(pcm=pcm, stream_ms=stream_ms):
+                    self._stream_ms = stream_ms
+                    await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=_AUDIO_MIME))
+                case bridge.BargeIn():
+                    self._turn.barged_in = True  # the edge already cleared; drop the rest
+                case bridge.MarkReached(name=name):
+                    if name == _HANGUP_MARK:
+                        self._hangup_mark.set()
+                case bridge.StreamStopped(reason=reason):
+                    raise _Ended(f"stream stopped: {reason}")
+                case bridge.Hello() | bridge.Dtmf():
+                    pass
+
+    async def _downlink(self, link: BridgeLink, session: LiveSession) -> None:
+        """Model messages to the bridge and to facts; returns on goAway (planned reconnect)."""
+        while True:  # receive() ends at every turnComplete
+            async for message in session.receive():
+                if await self._on_message(link, session, message):
+                    return
+
+    async def _on_message(
+        self, link: BridgeLink, session: LiveSession, message: types.LiveServerMessage
+    ) -> bool:
+        content = message.server_content
+        if content is not None:
+            await self._on_content(link, content, message.data)
+        if message.tool_call is not None:
+            await self._on_tool_call(link, session, message.tool_call)
+        if message.usage_metadata is not None:
+            usage = message.usage_metadata
+            await self._publish(
+                self._make.make(
+                    UsageReported,
+                    prompt_tokens=usage.prompt_token_count or 0,
+                    response_tokens=usage.response_token_count or 0,
+                    total_tokens=usage.total_token_count or 0,
+                )
+            )
+        update = message.session_resumption_update
+        if update is not None and update.new_handle and update.new_handle != self.handle:
+            self.handle = update.new_handle
+            await self._publish(self._make.make(ResumptionHandleUpdated, handle=update.new_handle))
+        if message.go_away is not None:
+            await self._closed("go_away", None)
+            return True
+        return False
+
+    async def _on_content(
+        self, link: BridgeLink, content: types.LiveServerContent, audio: bytes | None
+    ) -> None:
+        if content.input_transcription is not None and content.input_transcription.text:
+            self._turn.caller_text.append(content.input_transcription.text)
+        if content.output_transcription is not None and content.output_transcription.text:
+            self._turn.agent_text.append(content.output_transcription.text)
+        if audio and not self._turn.barged_in:
+            await self._play(link, audio)
+        if content.interrupted:
+            if self._turn.utterance_id is not None and not self._turn.barged_in:
+                await link.send(bridge.ClearPlayback())  # the edge records AgentInterrupted
+            self._turn.barged_in = True
+        if content.turn_complete:
+            await self._finish_turn(link)
+
+    async def _play(self, link: BridgeLink, audio: bytes) -> None:
+        if self._turn.utterance_id is None:
+            self._utterances += 1
+            self._turn.utterance_id = f"{self._target.call_id}:u{self._utterances}"
+            await link.send(bridge.BeginUtterance(utterance_id=self._turn.utterance_id))
+            await self._publish(
+                self._make.make(
+                    AgentSpeechStarted, utterance_id=self._turn.utterance_id, stream_ms=self._stream_ms
+                )
+            )
+        for start in range(0, len(audio), bridge.MAX_AUDIO_BYTES):
+            chunk = audio[start : start + bridge.MAX_AUDIO_BYTES]
+            await link.send(bridge.AgentAudio(seq=self._audio_seq, pcm=chunk))
+            self._audio_seq += 1
+            self._turn.generated_bytes += len(chunk)
+
+    async def _finish_turn(self, link: BridgeLink) -> None:
+        turn, self._turn = self._turn, _Turn()
+        await self._transcribe("caller", turn.caller_text)
+        await self._transcribe("agent", turn.agent_text)
+        if turn.utterance_id is not None:
+            await link.send(bridge.PlayMark(name=turn.utterance_id))
+            if not turn.barged_in:
+                played = turn.generated_bytes // _BYTES_PER_MS_OUT
+                await self._publish(
+                    self._make.make(AgentSpeechFinished, utterance_id=turn.utterance_id, played_ms=played)
+                )
+        if self._pending_hangup is not None:
+            await self._hang_up(link, self._pending_hangup)
+
+    async def _transcribe(self, speaker: str, parts: list[str]) -> None:
+        text = "".join(parts).strip()
+        if not text:
+            return
+        self._transcript.append(f"{speaker}: {text}")
+        self._segments += 1
+        await self._publish(
+            self._make.make(
+                TranscriptSegment,
+                speaker=speaker,
+                text=text,
+                final=True,
+                start_ms=self._stream_ms,
+                end_ms=None,
+                segment_index=self._segments,
+            )
+        )
+
+    async def _on_tool_call(
+        self, link: BridgeLink, session: LiveSession, call: types.LiveServerToolCall
+    ) -> None:
+        responses = []
+        for function_call in call.function_calls or []:
+            responses.append(await self._run_tool(function_call))
+        if responses:
+            await session.send_tool_response(function_responses=responses)
+
+    async def _run_tool(self, call: types.FunctionCall) -> types.FunctionResponse:
+        call_id, name, args = call.id or f"fc-{self._segments}", call.name or "", call.args or {}
+        await self._publish(
+            self._make.make(
+                ToolCallRequested, tool_call_id=call_id, name=name, arguments_json=json.dumps(args)
+            )
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        config = self._target.plan.config
+        try:
+            result = await self._tools.run(self._target.tenant_id, config.knowledge_base_ids, name, args)
+        except ToolError as err:
+            elapsed = int((loop.time() - started) * 1000)
+            await self._publish(
+                self._make.make(
+                    ToolCallFailed, tool_call_id=call_id, name=name, error=str(err), duration_ms=elapsed
+                )
+            )
+            return types.FunctionResponse(id=call_id, name=name, response={"error": str(err)})
+        elapsed = int((loop.time() - started) * 1000)
+        await self._publish(
+            self._make.make(
+                ToolCallCompleted,
+                tool_call_id=call_id,
+                name=name,
+                result_json=json.dumps(result.response),
+                duration_ms=elapsed,
+            )
+        )
+        if result.hang_up_reason is not None:
+            self._pending_hangup = result.hang_up_reason  # after the goodbye has been spoken
+        if result.transfer_target is not None:
+            await self._publish(
+                self._make.make(TransferRequested, target=result.transfer_target, reason=None)
+            )
+        return types.FunctionResponse(id=call_id, name=name, response=result.response)
+
+    async def _hang_up(self, link: BridgeLink, reason: str) -> None:
+        self._pending_hangup = None
+        await link.send(bridge.PlayMark(name=_HANGUP_MARK))
+        with contextlib.suppress(TimeoutError):  # let the caller hear the goodbye, within reason
+            await asyncio.wait_for(self._hangup_mark.wait(), timeout=10)
+        await self._publish(self._make.make(HangUpRequested, requested_by="agent", reason=reason))
+        await link.send(bridge.HangUp(reason="agent_hung_up"))
+
+    async def _closed(self, reason: str, code: int | None) -> None:
+        await self._publish(
+            self._make.make(
+                GeminiSessionClosed, reason=reason, resumption_handle=self.handle, close_code=code
+            )
+        )
+
+    async def _publish(self, record: CallInput) -> None:
+        try:
+            await self._facts.publish(record)
+        except Exception:  # the conversation must go on even when the broker is away
+            log.exception("call %s: could not publish %s", self._target.call_id, type(record).__name__)
+
+
+_HANGUP_MARK = "hangup"
+
+
+@dataclass
+class _Turn:
+    """What the model has said and heard in the current turn."""
+
+    utterance_id: str | None = None
+    generated_bytes: int = 0
+    barged_in: bool = False
+    caller_text: list[str] = field(default_factory=list)
+    agent_text: list[str] = field(default_factory=list)

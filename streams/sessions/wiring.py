@@ -1,0 +1,51 @@
+"""Builds a worker's session machinery from Settings: Gemini client, directory, tools, sink."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from google.genai import types
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from infra.db import make_engine
+from infra.settings import Settings
+from projections.queries import search_chunks
+from streams.sessions.session import LiveConnector, LiveSession
+from streams.standin.client import make_genai_client
+
+
+def live_connector(settings: Settings) -> LiveConnector:
+    """Opens Live sessions with the real google-genai client (Google, or the offline stand-in)."""
+    gemini = settings.gemini
+    client = make_genai_client(
+        gemini.base_url,
+        gemini.api_key.get_secret_value() or "offline",
+        gemini.ca_file,
+        api_version=gemini.api_version,
+    )
+
+    def connect(model: str, config: dict[str, Any]) -> AbstractAsyncContextManager[LiveSession]:
+        return client.aio.live.connect(model=model, config=types.LiveConnectConfig.model_validate(config))
+
+    return connect
+
+
+def knowledge_search(
+    settings: Settings,
+) -> tuple[
+    Callable[[str, str, tuple[str, ...], int], Awaitable[list[dict[str, Any]]]] | None, AsyncEngine | None
+]:
+    """The read side's ranked search, when a database is configured; and its engine to dispose."""
+    if settings.database.url is None:
+        return None, None
+    engine = make_engine(settings.database)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def search(tenant_id: str, query: str, kb_ids: tuple[str, ...], limit: int) -> list[dict[str, Any]]:
+        async with sessions() as session:
+            rows = await search_chunks(session, tenant_id, query, kb_ids=list(kb_ids), limit=limit)
+        return [dict(row) for row in rows]
+
+    return search, engine
