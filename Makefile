@@ -33,6 +33,7 @@ imports: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/python -m schemas.avro_schema --check
 	$(BIN)/python -m schemas.topics_doc --check
+	$(BIN)/python -m infra.eventlog.asyncapi --check
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit tests/contract

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infra.eventlog.cli import archive_app, events_app
 from infra.migrate import upgrade_database
 from infra.process import spawn_bound_child, stop_child
 from infra.settings import Settings
@@ -22,12 +23,15 @@ from infra.stack import Stack, start_stack
 from infra.topics import ensure_topics
 
 app = typer.Typer(help="Run and operate the voice-agent platform.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+app.add_typer(archive_app, name="archive")
 console = Console()
 
 # Services are started by module name, so this composition root imports none of them.
 SERVICES: tuple[tuple[str, str], ...] = (
     ("edge", "edge"),
     ("streams worker", "streams"),
+    ("writers", "streams.writers"),
     ("projections", "projections"),
     ("api", "api"),
 )

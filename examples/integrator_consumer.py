@@ -1,0 +1,168 @@
+"""A consumer of the voice-agent event topics needing only aiokafka, the `avro` package and the .avsc files.
+
+    python examples/integrator_consumer.py --bootstrap 127.0.0.1:9092 \
+        --schemas schemas/avsc --topic voice.calls.events.v1 --from-beginning
+
+It loads every ``.avsc`` under ``--schemas``, indexes them by CRC-64-AVRO fingerprint, and
+prints one JSON line per event. Values in Avro single-object encoding (``C3 01`` + fingerprint
++ body) are decoded with the schema the fingerprint names; Confluent wire format (``00`` + a
+4-byte schema id + body) is decoded with the schema fetched from ``--registry``.
+
+The fingerprint trap: the spec (and Java, and fastavro) drop ``logicalType`` from the Parsing
+Canonical Form; the Python `avro` package (1.12) keeps it, so strip it before fingerprinting.
+
+Delivery is at-least-once: a re-delivered event is byte-identical and has the same
+``event_id``; this example drops repeats by ``event_id`` (keep that set bounded in production,
+or track the last ``seq`` per key instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime
+import io
+import json
+import struct
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import avro.io
+import avro.schema
+from aiokafka import AIOKafkaConsumer
+
+
+def _without_logical_types(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_without_logical_types(s) for s in schema]
+    if isinstance(schema, dict):
+        return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    return schema
+
+
+def spec_fingerprint(schema_text: str) -> bytes:
+    """The Avro spec's CRC-64-AVRO fingerprint (8 bytes, little-endian) of a schema's text."""
+    stripped = avro.schema.parse(json.dumps(_without_logical_types(json.loads(schema_text))))
+    fingerprint: bytes = stripped.fingerprint("CRC-64-AVRO")
+    return fingerprint
+
+
+def load_schemas(directory: Path) -> dict[bytes, avro.schema.Schema]:
+    """Every .avsc under ``directory``, by fingerprint."""
+    index = {}
+    for path in sorted(directory.rglob("*.avsc")):
+        text = path.read_text(encoding="utf-8")
+        index[spec_fingerprint(text)] = avro.schema.parse(text)
+    return index
+
+
+class Decoder:
+    """Decodes value bytes in either framing."""
+
+    def __init__(self, by_fingerprint: dict[bytes, avro.schema.Schema], registry: str | None) -> None:
+        self._by_fingerprint = by_fingerprint
+        self._registry = registry
+        self._by_id: dict[int, avro.schema.Schema] = {}
+
+    def decode(self, value: bytes) -> tuple[str, dict[str, Any]]:
+        """``(full record name, fields)``; ValueError if the bytes are not a record we know."""
+        if value[:2] == b"\xc3\x01" and len(value) >= 10:
+            schema = self._by_fingerprint.get(value[2:10])
+            if schema is None:
+                raise ValueError(f"unknown fingerprint {value[2:10].hex()}: update your .avsc files")
+            body = value[10:]
+        elif value[:1] == b"\x00" and len(value) >= 5:
+            schema = self._schema_for_id(struct.unpack(">I", value[1:5])[0])
+            body = value[5:]
+        else:
+            raise ValueError(f"unknown framing {value[:2].hex()}")
+        fields: dict[str, Any] = avro.io.DatumReader(schema).read(  # type: ignore[assignment]
+            avro.io.BinaryDecoder(io.BytesIO(body))
+        )
+        name: str = schema.fullname  # type: ignore[attr-defined]
+        return name, fields
+
+    def _schema_for_id(self, schema_id: int) -> avro.schema.Schema:
+        if schema_id not in self._by_id:
+            if self._registry is None:
+                raise ValueError("Confluent wire format needs --registry")
+            url = f"{self._registry.rstrip('/')}/schemas/ids/{schema_id}"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                self._by_id[schema_id] = avro.schema.parse(json.load(response)["schema"])
+        return self._by_id[schema_id]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+async def consume(args: argparse.Namespace) -> int:
+    decoder = Decoder(load_schemas(Path(args.schemas)), args.registry)
+    consumer = AIOKafkaConsumer(
+        *args.topic,
+        bootstrap_servers=args.bootstrap,
+        group_id=args.group,
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+        enable_auto_commit=args.group is not None,
+    )
+    await consumer.start()
+    seen: set[str] = set()
+    printed = 0
+    idle_since = asyncio.get_running_loop().time()
+    try:
+        while args.max is None or printed < args.max:
+            batches = await consumer.getmany(timeout_ms=500)
+            now = asyncio.get_running_loop().time()
+            if batches:
+                idle_since = now
+            elif args.idle_exit is not None and now - idle_since >= args.idle_exit:
+                break
+            for messages in batches.values():
+                for msg in messages:
+                    try:
+                        name, fields = decoder.decode(msg.value)
+                    except ValueError as exc:
+                        print(f"{msg.topic}[{msg.partition}]@{msg.offset}: {exc}", file=sys.stderr)
+                        continue
+                    if fields.get("event_id") in seen:
+                        continue  # a redelivery: same bytes, same event_id
+                    seen.add(fields.get("event_id", ""))
+                    line = {
+                        "topic": msg.topic,
+                        "offset": msg.offset,
+                        "type": name,
+                        "event": _jsonable(fields),
+                    }
+                    print(json.dumps(line, ensure_ascii=False), flush=True)
+                    printed += 1
+    finally:
+        await consumer.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Print voice-agent events as JSON lines.")
+    parser.add_argument("--bootstrap", required=True, help="host:port of the Kafka broker")
+    parser.add_argument("--schemas", required=True, help="directory holding the published .avsc files")
+    parser.add_argument("--topic", action="append", required=True, help="topic to read (repeatable)")
+    parser.add_argument("--group", default=None, help="consumer group (commits offsets); none by default")
+    parser.add_argument("--registry", default=None, help="schema registry URL (Confluent wire format)")
+    parser.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    parser.add_argument("--max", type=int, default=None, help="stop after this many events")
+    parser.add_argument("--idle-exit", type=float, default=None, help="stop after this many idle seconds")
+    return asyncio.run(consume(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The archiver: a consumer (group ``voice-archiver``) that copies every event topic into Avro files.
+
+Records are buffered per partition and written as one file when the buffer reaches
+``roll_records``, is ``roll_seconds`` old, or the next record falls on another UTC date. The
+group's offset for a partition moves only after its file is durably written, so a crash
+re-reads at most the unwritten buffer: at-least-once, and a file rewritten after a crash has
+the same name (it starts at the same offset) and the same first records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import fsspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+from infra.eventlog.archive_file import (
+    ArchivedRecord,
+    archive_fs,
+    date_of,
+    encode_file,
+    file_path,
+    write_durably,
+)
+from infra.kafka import make_consumer
+from infra.settings import ArchiveSettings, KafkaSettings
+from schemas.avro_schema import full_name
+from schemas.catalog import CATALOG
+from schemas.codec import Codec, DecodeError
+
+log = logging.getLogger(__name__)
+
+ARCHIVER_GROUP = "voice-archiver"
+
+
+def catalog_topics() -> list[str]:
+    """Every topic of the contract (events, inputs, commands and dead letters)."""
+    return [spec.name for spec in CATALOG]
+
+
+@dataclass
+class _Buffer:
+    records: list[ArchivedRecord] = field(default_factory=list)
+    opened_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenFile:
+    """A file the archiver closed durably, and the offsets it holds."""
+
+    path: str
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    records: int
+
+
+class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Uncommitted buffers of partitions we lose are dropped: their new owner re-reads them."""
+
+    def __init__(self, buffers: dict[TopicPartition, _Buffer]) -> None:
+        self._buffers = buffers
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        for tp in revoked:
+            self._buffers.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        return None
+
+
+class Archiver:
+    """Copies topics into archive files; ``run`` until ``stop()``, then flushes what it holds."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        archive: ArchiveSettings,
+        url: str,
+        *,
+        topics: Sequence[str] | None = None,
+        group_id: str = ARCHIVER_GROUP,
+        on_file: Callable[[WrittenFile], None] = lambda f: None,
+    ) -> None:
+        self._kafka, self._settings = kafka, archive
+        self._fs, self._root = archive_fs(url)
+        self._topics = list(topics or catalog_topics())
+        self._group_id = group_id
+        self._on_file = on_file
+        self._buffers: dict[TopicPartition, _Buffer] = {}
+        self._codec = Codec.single_object()
+        self._stopping = asyncio.Event()
+        self.files_written = 0
+        self.records_written = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        consumer = make_consumer(self._kafka, group_id=self._group_id, max_partition_fetch_bytes=4 << 20)
+        consumer.subscribe(self._topics, listener=_DropOnRevoke(self._buffers))
+        await consumer.start()
+        try:
+            while not self._stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+                for tp, messages in batches.items():
+                    for msg in messages:
+                        await self._add(consumer, tp, msg)
+                await self._roll_due(consumer, final=False)
+            await self._roll_due(consumer, final=True)
+        finally:
+            await consumer.stop()
+
+    async def _add(self, consumer: AIOKafkaConsumer, tp: TopicPartition, msg: ConsumerRecord) -> None:
+        record = self._archived(msg)
+        buffer = self._buffers.setdefault(tp, _Buffer())
+        if buffer.records and date_of(buffer.records[0].timestamp_ms) != date_of(record.timestamp_ms):
+            await self._flush(consumer, tp)
+            buffer = self._buffers.setdefault(tp, _Buffer())
+        if not buffer.records:
+            buffer.opened_at = time.monotonic()
+        buffer.records.append(record)
+        if len(buffer.records) >= self._settings.roll_records:
+            await self._flush(consumer, tp)
+
+    async def _roll_due(self, consumer: AIOKafkaConsumer, *, final: bool) -> None:
+        now = time.monotonic()
+        for tp, buffer in list(self._buffers.items()):
+            if buffer.records and (final or now - buffer.opened_at >= self._settings.roll_seconds):
+                await self._flush(consumer, tp)
+
+    async def _flush(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+        buffer = self._buffers.pop(tp)
+        first, last = buffer.records[0], buffer.records[-1]
+        path = file_path(self._root, tp.topic, tp.partition, first.offset, first.timestamp_ms)
+        data = encode_file(buffer.records)
+        await asyncio.to_thread(write_durably, self._fs, path, data)
+        # Only now is it safe to move the group past these records.
+        await consumer.commit({tp: OffsetAndMetadata(last.offset + 1, "")})
+        written = WrittenFile(path, tp.topic, tp.partition, first.offset, last.offset, len(buffer.records))
+        self.files_written += 1
+        self.records_written += written.records
+        log.info("archived %s (%d records)", path, written.records)
+        self._on_file(written)
+
+    def _archived(self, msg: ConsumerRecord) -> ArchivedRecord:
+        value: bytes | None = msg.value
+        record_type = None
+        if value is not None:
+            try:
+                record_type = full_name(self._codec.record_type(value))
+            except DecodeError:
+                record_type = None  # archived all the same: the archive keeps what the log has
+        return ArchivedRecord(
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            timestamp_ms=msg.timestamp,
+            timestamp_type=msg.timestamp_type,
+            key=msg.key,
+            value=value,
+            headers=tuple(msg.headers or ()),
+            record_type=record_type,
+        )
+
+
+def list_files(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    """Every archive file under ``root`` (any topic, any date)."""
+    return sorted(str(p) for p in fs.glob(f"{root}/*/date=*/part-*.avro"))

@@ -1,0 +1,203 @@
+"""The archive's file format and layout: Avro object container files of raw Kafka records.
+
+Each file holds consecutive records of one topic partition, written as
+``{root}/{topic}/date=YYYY-MM-DD/part-{partition}-{first_offset:020d}.avro`` (the date of the
+first record's timestamp, UTC). A record keeps everything restore needs to be byte-exact: the
+key, the value bytes as they were on the wire, the headers, partition, offset and timestamp,
+plus the record type's full name (read from the value's header) for people and tools.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+import fsspec
+from fastavro import parse_schema, reader, writer
+from fsspec.implementations.local import LocalFileSystem
+
+ARCHIVE_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "ArchivedRecord",
+    "namespace": "voice.archive.v1",
+    "doc": "One Kafka record exactly as it was on the broker.",
+    "fields": [
+        {"name": "topic", "type": "string"},
+        {"name": "partition", "type": "int"},
+        {"name": "offset", "type": "long"},
+        {"name": "timestamp_ms", "type": "long", "doc": "Kafka record timestamp, ms since the epoch."},
+        {"name": "timestamp_type", "type": "int", "doc": "0 create time, 1 log-append time."},
+        {"name": "key", "type": ["null", "bytes"], "default": None},
+        {"name": "value", "type": ["null", "bytes"], "default": None},
+        {
+            "name": "headers",
+            "type": {
+                "type": "array",
+                "items": {
+                    "type": "record",
+                    "name": "Header",
+                    "fields": [
+                        {"name": "key", "type": "string"},
+                        {"name": "value", "type": ["null", "bytes"]},
+                    ],
+                },
+            },
+            "default": [],
+        },
+        {"name": "record_type", "type": ["null", "string"], "default": None, "doc": "Avro full name."},
+    ],
+}
+_PARSED = parse_schema(ARCHIVE_SCHEMA)
+_PART = re.compile(r"^part-(\d+)-(\d+)\.avro$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArchivedRecord:
+    """One archived Kafka record."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    timestamp_type: int = 0
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    record_type: str | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "timestamp_ms": self.timestamp_ms,
+            "timestamp_type": self.timestamp_type,
+            "key": self.key,
+            "value": self.value,
+            "headers": [{"key": k, "value": v} for k, v in self.headers],
+            "record_type": self.record_type,
+        }
+
+    @classmethod
+    def from_avro(cls, raw: dict[str, Any]) -> ArchivedRecord:
+        return cls(
+            topic=raw["topic"],
+            partition=raw["partition"],
+            offset=raw["offset"],
+            timestamp_ms=raw["timestamp_ms"],
+            timestamp_type=raw["timestamp_type"],
+            key=raw["key"],
+            value=raw["value"],
+            headers=tuple((h["key"], h["value"]) for h in raw["headers"]),
+            record_type=raw["record_type"],
+        )
+
+
+class ArchiveCorruptError(Exception):
+    """An archive file that is truncated, corrupt or inconsistent; says which file and where."""
+
+    def __init__(self, path: str, reason: str, *, byte_offset: int | None, last_offset: int | None) -> None:
+        where = f"at byte {byte_offset}" if byte_offset is not None else "in its header"
+        after = f", after Kafka offset {last_offset}" if last_offset is not None else ", before any record"
+        super().__init__(f"{path}: {reason} ({where}{after})")
+        self.path = path
+        self.byte_offset = byte_offset
+        self.last_offset = last_offset
+
+
+def date_of(timestamp_ms: int) -> str:
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+def file_path(root: str, topic: str, partition: int, first_offset: int, timestamp_ms: int) -> str:
+    """Where a file starting at ``first_offset`` goes (zero-padded so names sort by offset)."""
+    name = f"part-{partition}-{first_offset:020d}.avro"
+    return str(PurePosixPath(root) / topic / f"date={date_of(timestamp_ms)}" / name)
+
+
+def parse_name(path: str) -> tuple[int, int] | None:
+    """``(partition, first_offset)`` of an archive file name, or None for anything else."""
+    found = _PART.match(PurePosixPath(path).name)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def encode_file(records: Iterable[ArchivedRecord]) -> bytes:
+    """The bytes of one archive file."""
+    out = io.BytesIO()
+    writer(out, _PARSED, (r.to_avro() for r in records), codec="deflate")
+    return out.getvalue()
+
+
+def write_durably(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write a whole file so it survives a crash once this returns (fsync + atomic rename locally)."""
+    if isinstance(fs, LocalFileSystem):
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = f"{path}.tmp"
+        with open(tmp, "wb") as fo:
+            fo.write(data)
+            fo.flush()
+            os.fsync(fo.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return
+    # Object stores make a file visible only once the upload completes on close.
+    with fs.open(path, "wb") as fo:
+        fo.write(data)
+
+
+def read_file(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[ArchivedRecord]:
+    """The records of one archive file; ArchiveCorruptError says where it stops making sense."""
+    expected = parse_name(path)
+    with fs.open(path, "rb") as fo:
+        last: int | None = None
+        try:
+            avro_reader = reader(fo, _PARSED)
+        except Exception as exc:  # fastavro: ValueError, EOFError, SchemaResolutionError, ...
+            raise ArchiveCorruptError(
+                path, f"not an archive file ({exc})", byte_offset=0, last_offset=None
+            ) from exc
+        records = iter(avro_reader)
+        while True:
+            position = fo.tell()
+            try:
+                raw = next(records)
+            except StopIteration:
+                return
+            except Exception as exc:
+                reason = f"truncated or corrupt block ({type(exc).__name__}: {exc})"
+                raise ArchiveCorruptError(path, reason, byte_offset=position, last_offset=last) from exc
+            record = ArchivedRecord.from_avro(raw)  # type: ignore[arg-type]
+            _check_order(path, record, expected, last, position)
+            last = record.offset
+            yield record
+
+
+def _check_order(
+    path: str, record: ArchivedRecord, expected: tuple[int, int] | None, last: int | None, position: int
+) -> None:
+    problem = None
+    if expected is not None and record.partition != expected[0]:
+        problem = f"record of partition {record.partition} in a file of partition {expected[0]}"
+    elif expected is not None and last is None and record.offset != expected[1]:
+        problem = f"first offset {record.offset} but the file name says {expected[1]}"
+    elif last is not None and record.offset <= last:
+        problem = f"offset {record.offset} does not follow {last}"
+    if problem:
+        raise ArchiveCorruptError(path, problem, byte_offset=position, last_offset=last)
+
+
+def archive_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and root path of an archive URL (a plain path is a local directory)."""
+    fs, root = fsspec.core.url_to_fs(url)
+    return fs, root.rstrip("/") or "/"
