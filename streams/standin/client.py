@@ -1,0 +1,27 @@
+"""The one place that knows how to point the real google-genai client at a (stand-in) endpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from google import genai
+from google.genai import types
+
+from streams.standin.certs import client_ssl_context
+
+
+def make_genai_client(
+    base_url: str | None, api_key: str, ca_file: Path | str | None, *, api_version: str | None = None
+) -> genai.Client:
+    """A google-genai client for `base_url` (None: Google's own endpoint).
+
+    With `ca_file` the same TLS context is given to every transport the SDK uses: the Live
+    WebSocket and aiohttp read `async_client_args["ssl"]`, httpx (sync and async) reads
+    `client_args["verify"]`. Without it the SDK's defaults (certifi) apply.
+    """
+    options = types.HttpOptions(base_url=base_url, api_version=api_version)
+    if ca_file is not None:
+        ctx = client_ssl_context(ca_file)
+        options.client_args = {"verify": ctx}
+        options.async_client_args = {"ssl": ctx, "verify": ctx}
+    return genai.Client(api_key=api_key, http_options=options)
