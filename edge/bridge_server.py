@@ -90,7 +90,7 @@ async def apply_directive(call: LiveCall, message: bridge.BridgeMessage | bridge
         case bridge.HangUp(reason=reason):
             log.info("worker hung up call %s: %s", call.call_id, reason)
             await call.node.telephony.hang_up(call.identity.call_sid)
-            await call.end("socket_closed")
+            await call.end("hangup")
         case bridge.BridgeError(kind=kind, detail=detail):
             call.node.metrics.bad_input(f"bridge.{kind}", call.call_id, detail)
         case _:

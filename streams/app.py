@@ -138,8 +138,10 @@ class _TopicSink:
         self._topic = topic
         self._codec = codec
 
-    async def publish(self, record: CallInput) -> None:
-        await self._topic.send(key=record.call_id.encode(), value=self._codec.encode(record))
+    async def publish(self, record: CallInput, *, wait: bool = False) -> None:
+        sent = await self._topic.send(key=record.call_id.encode(), value=self._codec.encode(record))
+        if wait:
+            await sent
 
 
 def _sessions(app: faust.App, settings: Settings, codec: Codec, inputs: faust.TopicT) -> SessionManager:

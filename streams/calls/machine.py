@@ -160,6 +160,10 @@ def _stream_stopped(state: CallState, fact: MediaStreamStopped) -> list[CallEven
         return events  # a stream the call no longer uses
     if state.status in (CallStatus.ENDING, CallStatus.TRANSFERRING) or fact.reason == "twilio_stop":
         return [*events, _hung_up(state, fact)]
+    if fact.reason == "hangup":
+        # The edge hung up for a worker whose HangUpRequested has not reached us yet (two
+        # producers, no order between them): the agent ended the call.
+        return [*events, ended(state, fact, 2, "agent_hung_up", "agent")]
     return [*events, failed(state, fact, 2, "media_stream_lost", fact.reason)]
 
 

@@ -92,6 +92,13 @@ class SessionManager:
             greet=state.resumption_handle is None and not state.session_open,
         )
         session = CallSession(target, connect_live=self._connect_live, facts=self._facts, tools=self._tools)
+        log.info(
+            "call %s: starting session (agent %s v%d) via %s",
+            state.call_id,
+            state.agent_id,
+            state.agent_version,
+            target.bridge_url,
+        )
         try:
             await session.run()
             self._failures.pop(state.call_id, None)

@@ -42,7 +42,9 @@ _BYTES_PER_MS_OUT = bridge.AGENT_RATE * 2 // 1000
 class FactSink(Protocol):
     """Where session facts go: the call inputs topic (a fake in unit tests)."""
 
-    async def publish(self, record: CallInput) -> None: ...
+    async def publish(self, record: CallInput, *, wait: bool = False) -> None:
+        """Send a fact; with wait, return only once the broker has acknowledged it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -330,7 +332,8 @@ class CallSession:
         await link.send(bridge.PlayMark(name=_HANGUP_MARK))
         with contextlib.suppress(TimeoutError):  # let the caller hear the goodbye, within reason
             await asyncio.wait_for(self._hangup_mark.wait(), timeout=10)
-        await self._publish(self._make.make(HangUpRequested, requested_by="agent", reason=reason))
+        # Acknowledged first, so the call log records who hung up before the stream stops.
+        await self._publish(self._make.make(HangUpRequested, requested_by="agent", reason=reason), wait=True)
         await link.send(bridge.HangUp(reason="agent_hung_up"))
 
     async def _closed(self, reason: str, code: int | None) -> None:
@@ -340,9 +343,9 @@ class CallSession:
             )
         )
 
-    async def _publish(self, record: CallInput) -> None:
+    async def _publish(self, record: CallInput, *, wait: bool = False) -> None:
         try:
-            await self._facts.publish(record)
+            await self._facts.publish(record, wait=wait)
         except Exception:  # the conversation must go on even when the broker is away
             log.exception("call %s: could not publish %s", self._target.call_id, type(record).__name__)
 

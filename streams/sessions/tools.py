@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -68,8 +69,15 @@ class ToolRunner:
         if self._search is None or not kb_ids:
             return ToolResult({"passages": [], "note": "this agent has no knowledge base"})
         rows = await self._search(tenant_id, query, kb_ids, 3)
-        passages = [{"title": r.get("title"), "text": r.get("snippet") or r.get("text")} for r in rows]
+        passages = [
+            {"title": r.get("title"), "text": _plain(r.get("snippet") or r.get("text"))} for r in rows
+        ]
         return ToolResult({"passages": passages})
+
+
+def _plain(snippet: object) -> str:
+    # The read side highlights matches for people (<mark>); the model reads plain text.
+    return re.sub(r"</?mark>", "", str(snippet or ""))
 
 
 async def _end_call(args: dict[str, Any]) -> ToolResult:

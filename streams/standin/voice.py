@@ -63,10 +63,12 @@ class _Engine:
         return 0
 
     def speak(self, text: str, voice: str, rate_wpm: int) -> npt.NDArray[np.int16]:
-        if voice != self.voice:
-            if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-                raise VoiceError(f"unknown espeak-ng voice {voice!r}")
-            self.voice = voice
+        # libespeak-ng is one global engine; another wrapper in this process (the edge's test
+        # speech and the Gemini stand-in share it) may have replaced our callback or voice.
+        self.lib.espeak_SetSynthCallback(self.callback)
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+            raise VoiceError(f"unknown espeak-ng voice {voice!r}")
+        self.voice = voice
         self.lib.espeak_SetParameter(_ESPEAK_RATE_PARAMETER, rate_wpm, 0)
         encoded = text.encode("utf-8") + b"\0"
         self.chunks = []

@@ -239,6 +239,12 @@ class TestHangUp:
             status=S.ENDED, ended_by="caller"
         )
 
+    def test_an_edge_hang_up_that_overtakes_the_request_means_the_agent_hung_up(self) -> None:
+        fact = stream_stopped(9, "hangup")
+        given(*live()).when(fact).then(fact, call_ended("agent_hung_up", "agent")).then_state(
+            status=S.ENDED, ended_by="agent"
+        )
+
     def test_twilio_completing_a_live_call_means_the_caller_hung_up(self) -> None:
         fact = telephony(9, "completed")
         given(*live()).when(fact).then(fact, call_ended("caller_hung_up", "caller"))

@@ -1,0 +1,1 @@
+"""The call manager: outbound dialling within limits, windows and retries (issue 6)."""

@@ -1,0 +1,253 @@
+"""The dialer's imperative shell: decode, step the tenant's state, publish events, dial.
+
+Shared by the Faust app and tests. It holds one ``DialerState`` per tenant in memory; on
+start the state is rebuilt by folding the dialer's own event log and the agent definitions
+(``rebuild``), so a restarted worker carries on where the log says it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.agents import AgentArchived, AgentVersionPublished
+from schemas.calls import CallEnded, CallFailed, CallReceived, TelephonyStatusChanged
+from schemas.catalog import CALL_INPUTS, DIALER_EVENTS, DIALER_REQUESTS
+from schemas.codec import Codec, DecodeError
+from schemas.dialer import (
+    CallAttemptStarted,
+    CallDialFailed,
+    CallDialled,
+    CancelCampaign,
+    CancelPlaceCall,
+    CreateCampaign,
+    DialerEvent,
+    MachineAnswerHandled,
+    PauseCampaign,
+    PlaceCall,
+    ResumeCampaign,
+)
+from schemas.envelope import derive_event_id
+from schemas.ids import CallId, CorrelationId, EventId, TenantId
+from streams.dialer.decider import DialerInput, DialerOptions, Tick, step
+from streams.dialer.state import DialerState, evolve, observe_agent
+from streams.telephony.port import DialError, DialRequest, Telephony
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str, bytes, bytes], Awaitable[None]]
+"""Publish (topic, key, value); ``send`` keeps order, ``send_and_wait`` also waits for the broker."""
+
+_INPUTS = (
+    PlaceCall,
+    CancelPlaceCall,
+    CallDialled,
+    CallDialFailed,
+    CreateCampaign,
+    PauseCampaign,
+    ResumeCampaign,
+    CancelCampaign,
+    TelephonyStatusChanged,
+    CallEnded,
+    CallFailed,
+)
+ROUTED = (*_INPUTS, AgentVersionPublished, AgentArchived)
+"""Record types the dialer consumes (re-keyed by tenant before it sees them)."""
+
+
+class DialerShell:
+    """Per-tenant states, the step loop and the telephony side effects."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        options: DialerOptions,
+        telephony: Telephony,
+        *,
+        send: Send,
+        send_and_wait: Send,
+        max_in_flight: int = 200,
+    ) -> None:
+        self._codec = codec
+        self._options = options
+        self._telephony = telephony
+        self._send = send
+        self._send_and_wait = send_and_wait
+        self._gate = asyncio.Semaphore(max_in_flight)
+        self._locks: dict[TenantId, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.states: dict[TenantId, DialerState] = {}
+
+    def state(self, tenant_id: TenantId) -> DialerState:
+        found = self.states.get(tenant_id)
+        if found is None:
+            found = self.states[tenant_id] = DialerState(tenant_id=tenant_id)
+        return found
+
+    def rebuild(self, records: Iterable[object]) -> None:
+        """Fold agent definitions and the dialer's own events, in log order, into the states."""
+        for record in records:
+            if isinstance(record, AgentVersionPublished | AgentArchived):
+                self._observe(record)
+            elif isinstance(record, DialerEvent):
+                evolve(self.state(record.tenant_id), record)
+
+    def _observe(self, fact: AgentVersionPublished | AgentArchived) -> None:
+        state = self.state(fact.tenant_id)
+        known = state.agents.get(fact.agent_id)
+        if isinstance(fact, AgentVersionPublished) and known is not None and known.version > fact.version:
+            return  # re-delivered older version
+        observe_agent(state, fact)
+
+    async def handle(self, value: bytes) -> str | None:
+        """Apply one routed record; the reason when it is not one the dialer can take."""
+        try:
+            record = self._codec.decode(value)
+        except DecodeError as err:
+            return f"undecodable: {err}"
+        if isinstance(record, AgentVersionPublished | AgentArchived):
+            self._observe(record)
+            return None
+        if not isinstance(record, _INPUTS):
+            return f"not a dialer input: {type(record).__name__}"
+        await self.apply(record)
+        return None
+
+    async def apply(self, input_: DialerInput) -> list[DialerEvent]:
+        lock = self._locks.setdefault(input_.tenant_id, asyncio.Lock())
+        async with lock:
+            state = self.state(input_.tenant_id)
+            events = step(state, input_, self._options)
+            for event in events:
+                await self._send(DIALER_EVENTS.name, event.agent_id.encode(), self._codec.encode(event))
+            for event in events:
+                self._act(state, event)
+        return events
+
+    async def tick(self, now: datetime | None = None) -> None:
+        """Let time pass for every tenant with work waiting."""
+        now = now or datetime.now(UTC)
+        for tenant_id, state in list(self.states.items()):
+            if state.queue:
+                await self.apply(Tick(tenant_id=tenant_id, now=now))
+
+    def _act(self, state: DialerState, event: DialerEvent) -> None:
+        if isinstance(event, CallAttemptStarted):
+            self._spawn(self._dial(state, event))
+        elif isinstance(event, MachineAnswerHandled) and event.action == "hang_up" and event.twilio_call_sid:
+            self._spawn(self._hang_up(event.twilio_call_sid))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dial(self, state: DialerState, started: CallAttemptStarted) -> None:
+        agent = state.agents[started.agent_id]
+        request = state.requests.get(started.call_id)
+        received = CallReceived(
+            tenant_id=started.tenant_id,
+            call_id=started.attempt_call_id,
+            seq=0,
+            event_id=derive_event_id(started.attempt_call_id, 0, "dialer.call_received"),
+            occurred_at=started.occurred_at,
+            correlation_id=CorrelationId(started.call_id),
+            direction="outbound",
+            from_number=started.from_number,
+            to_number=started.to_number,
+            agent_id=started.agent_id,
+            agent_version=started.agent_version,
+            variables=dict(request.variables) if request else {},
+            max_duration_s=agent.config.max_duration_s,
+            silence_timeout_s=agent.config.silence_timeout_s,
+        )
+        async with self._gate:
+            try:
+                # The call must exist in the log before Twilio's first status callback.
+                key = started.attempt_call_id.encode()
+                await self._send_and_wait(CALL_INPUTS.name, key, self._codec.encode(received))
+                sid = await self._telephony.place(
+                    DialRequest(
+                        call_id=started.attempt_call_id,
+                        tenant_id=started.tenant_id,
+                        agent_id=started.agent_id,
+                        agent_version=started.agent_version,
+                        to_number=started.to_number,
+                        from_number=started.from_number,
+                        time_limit_s=agent.config.max_duration_s,
+                        record=agent.config.record_calls,
+                    )
+                )
+            except DialError as err:
+                await self._report_failure(started, err)
+                return
+            except Exception as err:  # a bug in an adapter must still free the slot
+                log.exception("dialling %s failed", started.attempt_call_id)
+                await self._report_failure(
+                    started, DialError(repr(err), code=None, status=None, retryable=False)
+                )
+                return
+        await self._report(
+            CallDialled(
+                **self._env(started, "dialled"),
+                call_id=started.call_id,
+                attempt_call_id=started.attempt_call_id,
+                attempt=started.attempt,
+                twilio_call_sid=sid,
+            )
+        )
+
+    async def _report_failure(self, started: CallAttemptStarted, err: DialError) -> None:
+        await self._report(
+            CallDialFailed(
+                **self._env(started, "dial_failed"),
+                call_id=started.call_id,
+                attempt_call_id=started.attempt_call_id,
+                attempt=started.attempt,
+                error_code=err.code,
+                http_status=err.status,
+                message=err.message[:500],
+                retryable=err.retryable,
+            )
+        )
+        # End the attempt's call in the call log too; the dialer ignores the echo.
+        failed = TelephonyStatusChanged(
+            tenant_id=started.tenant_id,
+            call_id=started.attempt_call_id,
+            seq=0,
+            event_id=derive_event_id(started.attempt_call_id, 0, "dialer.dial_failed"),
+            occurred_at=datetime.now(UTC),
+            correlation_id=CorrelationId(started.call_id),
+            twilio_call_sid="",
+            status="failed",
+        )
+        await self._send_and_wait(
+            CALL_INPUTS.name, started.attempt_call_id.encode(), self._codec.encode(failed)
+        )
+
+    def _env(self, started: CallAttemptStarted, kind: str) -> dict[str, Any]:
+        return {
+            "tenant_id": started.tenant_id,
+            "agent_id": started.agent_id,
+            "seq": 0,
+            "event_id": EventId(derive_event_id(started.attempt_call_id, started.attempt, f"dialer.{kind}")),
+            "occurred_at": datetime.now(UTC),
+            "correlation_id": CorrelationId(CallId(started.call_id)),
+        }
+
+    async def _report(self, record: CallDialled | CallDialFailed) -> None:
+        await self._send_and_wait(DIALER_REQUESTS.name, record.agent_id.encode(), self._codec.encode(record))
+
+    async def _hang_up(self, call_sid: str) -> None:
+        try:
+            await self._telephony.hang_up(call_sid)
+        except DialError as err:
+            log.warning("hanging up %s failed: %s", call_sid, err)
+
+    async def drain(self) -> None:
+        """Wait for dials in flight (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

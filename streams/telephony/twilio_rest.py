@@ -1,0 +1,132 @@
+"""The Twilio adapter: ``calls.create`` through the real twilio client, asynchronously."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from streams.telephony.port import DialError, DialRequest, status_url, voice_url
+
+STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+
+# Twilio error codes that mean "this request will never work as sent".
+_PERMANENT_CODES = frozenset(
+    {
+        20003,  # authentication failed
+        20404,  # resource not found
+        21201,
+        21202,
+        21203,  # bad account / phone number formats
+        21205,
+        21206,
+        21207,
+        21208,
+        21209,
+        21210,  # caller id not verified
+        21211,  # invalid 'To'
+        21212,  # invalid caller id
+        21213,
+        21214,  # 'To' not reachable / not a valid phone number
+        21215,  # geo permissions
+        21216,  # blacklisted number
+        21217,  # not a valid phone number
+        13224,
+        13225,
+        13227,
+    }
+)
+_RETRYABLE_CODES = frozenset({20429, 20500, 20503, 31000, 31005})
+
+
+def retryable(exc: TwilioRestException) -> bool:
+    """Whether a REST failure may pass on a later attempt: throttling, 5xx, transient codes."""
+    if exc.code in _RETRYABLE_CODES:
+        return True
+    if exc.code in _PERMANENT_CODES:
+        return False
+    return bool(exc.status == 429 or exc.status >= 500)
+
+
+class RedirectingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """Sends requests meant for *.twilio.com to another base URL (a local fake of the API)."""
+
+    def __init__(self, base_url: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._base = urlsplit(base_url) if base_url else None
+
+    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        parts = urlsplit(url)
+        if self._base is not None and (parts.hostname or "").endswith("twilio.com"):
+            url = urlunsplit((self._base.scheme, self._base.netloc, parts.path, parts.query, ""))
+        return await super().request(method, url, *args, **kwargs)
+
+
+class TwilioTelephony:
+    """Places calls with ``calls.create_async``: TwiML from the edge, callbacks, AMD, time limit."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        public_base_url: str,
+        *,
+        api_base_url: str | None = None,
+        machine_detection: str = "Enable",
+    ) -> None:
+        self._credentials = (account_sid, auth_token)
+        self._api_base_url = api_base_url
+        self._http: RedirectingHttpClient | None = None
+        self._client_: Client | None = None
+        self._public = public_base_url
+        self._amd = machine_detection
+
+    @property
+    def _client(self) -> Client:
+        # aiohttp wants a running loop, so the client is made on first use, not in __init__.
+        if self._client_ is None:
+            self._http = RedirectingHttpClient(self._api_base_url, timeout=10.0)
+            self._client_ = Client(*self._credentials, http_client=self._http)
+        return self._client_
+
+    async def place(self, request: DialRequest) -> str:
+        try:
+            call = await self._client.calls.create_async(
+                to=request.to_number,
+                from_=request.from_number,
+                url=voice_url(self._public, request),
+                method="POST",
+                status_callback=status_url(self._public, request),
+                status_callback_event=STATUS_EVENTS,
+                status_callback_method="POST",
+                machine_detection=self._amd,
+                time_limit=request.time_limit_s,
+            )
+        except TwilioRestException as exc:
+            raise DialError(str(exc.msg), code=exc.code, status=exc.status, retryable=retryable(exc)) from exc
+        except (
+            TwilioException,
+            aiohttp.ClientError,
+            OSError,
+            TimeoutError,
+        ) as exc:  # unreachable API: try again later
+            raise DialError(f"{type(exc).__name__}: {exc}", code=None, status=None, retryable=True) from exc
+        return str(call.sid)
+
+    async def hang_up(self, call_sid: str) -> None:
+        try:
+            await self._client.calls(call_sid).update_async(status="completed")
+        except TwilioRestException as exc:
+            if exc.status != 404:  # already gone is what we wanted
+                raise DialError(
+                    str(exc.msg), code=exc.code, status=exc.status, retryable=retryable(exc)
+                ) from exc
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()

@@ -1,0 +1,1 @@
+"""Agent webhooks for call events: signed, delivered at least once, every attempt recorded."""

@@ -1,0 +1,46 @@
+"""`python -m streams.webhooks`: deliver agents' call webhooks (VOICE_WEBHOOKS__* settings)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.settings import Settings
+from streams.dialer.policy import RetryPolicy
+from streams.webhooks.runner import WebhookWorker
+
+
+class WebhookSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VOICE_WEBHOOKS__", extra="ignore")
+
+    secret: SecretStr = SecretStr("")
+    group_id: str = "voice-webhooks"
+    max_attempts: int = 6
+    backoff_base_s: float = 2.0
+    backoff_factor: float = 3.0
+    backoff_cap_s: float = 600.0
+
+
+async def run() -> None:
+    settings, hooks = Settings(), WebhookSettings()
+    logging.basicConfig(level=settings.log_level)
+    if settings.env not in ("dev", "test") and not hooks.secret.get_secret_value():
+        raise SystemExit("VOICE_WEBHOOKS__SECRET must be set outside dev")
+    policy = RetryPolicy(
+        max_attempts=hooks.max_attempts,
+        base_s=hooks.backoff_base_s,
+        factor=hooks.backoff_factor,
+        cap_s=hooks.backoff_cap_s,
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await WebhookWorker(settings, hooks.secret.get_secret_value(), policy, hooks.group_id).run(stop)
+
+
+if __name__ == "__main__":
+    asyncio.run(run())

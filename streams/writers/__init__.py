@@ -1,0 +1,1 @@
+"""Writers for agents and knowledge bases: pure deciders and the consumer loop that runs them."""

@@ -1,0 +1,156 @@
+"""Validation of an agent configuration: pure, shared by the writer and the API (field-level messages)."""
+
+from __future__ import annotations
+
+import json
+import re
+from zoneinfo import available_timezones
+
+from schemas.agents import AMD_POLICIES, AgentConfig
+
+# Gemini Live prebuilt voices.
+VOICES = frozenset(
+    [
+        "Zephyr",
+        "Puck",
+        "Charon",
+        "Kore",
+        "Fenrir",
+        "Leda",
+        "Orus",
+        "Aoede",
+        "Callirrhoe",
+        "Autonoe",
+        "Enceladus",
+        "Iapetus",
+        "Umbriel",
+        "Algieba",
+        "Despina",
+        "Erinome",
+        "Algenib",
+        "Rasalgethi",
+        "Laomedeia",
+        "Achernar",
+        "Alnilam",
+        "Schedar",
+        "Gacrux",
+        "Pulcherrima",
+        "Achird",
+        "Zubenelgenubi",
+        "Vindemiatrix",
+        "Sadachbia",
+        "Sadaltager",
+        "Sulafat",
+    ]
+)
+MAX_PROMPT_CHARS = 20_000
+MAX_GREETING_CHARS = 1_000
+MAX_TOOLS = 64
+MAX_DURATION_S = 4 * 60 * 60
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+WINDOW = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
+JSON_SCHEMA_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
+
+FieldError = tuple[str, str]
+
+
+def config_errors(config: AgentConfig) -> list[FieldError]:
+    """Every problem with ``config`` as (field path, message); empty when it is valid."""
+    errors: list[FieldError] = []
+    if not config.system_prompt.strip():
+        errors.append(("system_prompt", "must not be empty"))
+    if len(config.system_prompt) > MAX_PROMPT_CHARS:
+        errors.append(("system_prompt", f"at most {MAX_PROMPT_CHARS} characters"))
+    if config.greeting is not None and len(config.greeting) > MAX_GREETING_CHARS:
+        errors.append(("greeting", f"at most {MAX_GREETING_CHARS} characters"))
+    if config.voice not in VOICES:
+        errors.append(("voice", f"unknown voice {config.voice!r}"))
+    if not BCP47.match(config.language):
+        errors.append(("language", "must be a BCP-47 tag such as en-US"))
+    if not config.model.strip():
+        errors.append(("model", "must not be empty"))
+    errors += _limit_errors(config)
+    errors += _tool_errors(config)
+    errors += [
+        (f"phone_numbers[{i}]", "must be E.164")
+        for i, n in enumerate(config.phone_numbers)
+        if not E164.match(n)
+    ]
+    errors += [
+        (f"webhook_urls[{i}]", "must be an http(s) URL")
+        for i, url in enumerate(config.webhook_urls)
+        if not url.startswith(("https://", "http://"))
+    ]
+    if config.calling_window is not None and not WINDOW.match(config.calling_window):
+        errors.append(("calling_window", "must look like 09:00-18:00"))
+    if config.timezone not in _zones():
+        errors.append(("timezone", f"unknown IANA zone {config.timezone!r}"))
+    if config.answering_machine_policy not in AMD_POLICIES:
+        errors.append(("answering_machine_policy", "one of: " + ", ".join(AMD_POLICIES)))
+    return errors
+
+
+def _limit_errors(config: AgentConfig) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if not 1 <= config.max_duration_s <= MAX_DURATION_S:
+        errors.append(("max_duration_s", f"between 1 and {MAX_DURATION_S}"))
+    if not 1 <= config.silence_timeout_s <= 600:
+        errors.append(("silence_timeout_s", "between 1 and 600"))
+    if not 1 <= config.max_concurrent_calls <= 1000:
+        errors.append(("max_concurrent_calls", "between 1 and 1000"))
+    return errors
+
+
+def _tool_errors(config: AgentConfig) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if len(config.tools) > MAX_TOOLS:
+        errors.append(("tools", f"at most {MAX_TOOLS} tools"))
+    seen: set[str] = set()
+    for i, tool in enumerate(config.tools):
+        if not TOOL_NAME.match(tool.name):
+            errors.append((f"tools[{i}].name", "letters, digits and _ only, not starting with a digit"))
+        elif tool.name in seen:
+            errors.append((f"tools[{i}].name", f"duplicate tool name {tool.name!r}"))
+        seen.add(tool.name)
+        problem = json_schema_problem(tool.parameters_json)
+        if problem is not None:
+            errors.append((f"tools[{i}].parameters_json", problem))
+    return errors
+
+
+def json_schema_problem(text: str) -> str | None:
+    """Why ``text`` is not a usable JSON Schema for function arguments, or None."""
+    try:
+        schema = json.loads(text)
+    except ValueError as err:
+        return f"not valid JSON: {err}"
+    if not isinstance(schema, dict):
+        return "must be a JSON object"
+    if schema.get("type", "object") != "object":
+        return 'arguments schema must have "type": "object"'
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict):
+        return '"properties" must be an object'
+    for name, sub in properties.items():
+        if not isinstance(sub, dict):
+            return f'property "{name}" must be a schema object'
+        kind = sub.get("type")
+        kinds = kind if isinstance(kind, list) else [kind] if kind is not None else []
+        if any(k not in JSON_SCHEMA_TYPES for k in kinds):
+            return f'property "{name}" has an unknown type {kind!r}'
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        return '"required" must be a list of property names'
+    return None
+
+
+_ZONES: frozenset[str] | None = None
+
+
+def _zones() -> frozenset[str]:
+    global _ZONES
+    if _ZONES is None:
+        _ZONES = frozenset(available_timezones()) | {"UTC"}
+    return _ZONES
