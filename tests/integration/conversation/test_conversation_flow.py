@@ -102,8 +102,13 @@ def _seed_knowledge(settings: Settings, kb_id: str) -> None:
         )
         conn.execute(
             "INSERT INTO chunk (chunk_id, kb_id, document_id, tenant_id, ordinal, text)"
-            " VALUES (%s, %s, 'doc-1', %s, 0, 'Opening hours: Chez Test opens daily from nine in the morning until late.')",
-            (f"{kb_id}-c0", kb_id, TENANT),
+            " VALUES (%s, %s, 'doc-1', %s, 0, %s)",
+            (
+                f"{kb_id}-c0",
+                kb_id,
+                TENANT,
+                "Opening hours: Chez Test opens daily from nine in the morning until late.",
+            ),
         )
 
 
