@@ -74,7 +74,9 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
         "call-state",
         default=None,
         partitions=partitions,
-        schema=faust.Schema(key_serializer="raw", value_serializer="raw"),
+        # bytes in and out, also when the table recovers from its changelog (JSON otherwise)
+        key_type=bytes,
+        value_type=bytes,
     )
     handler = CallInputHandler(
         codec,

@@ -137,16 +137,20 @@ async def edge(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[EdgeSe
         await server.stop()
 
 
-def _start_worker(settings: Settings, standin: StandIn, log: Path) -> subprocess.Popen[bytes]:
+def _start_worker(
+    settings: Settings, standin: StandIn, log: Path, *, app_id: str | None = None, worker_id: str = "worker-1"
+) -> subprocess.Popen[bytes]:
     env = os.environ | {
         "PYTHONPATH": str(ROOT),
         "VOICE_ENV": "test",
         "VOICE_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or "",
         "VOICE_KAFKA__PARTITIONS_OVERRIDE": str(settings.kafka.partitions_override or ""),
         "VOICE_DATABASE__URL": settings.database.url or "",
-        "VOICE_STREAMS__APP_ID": f"conv-{uuid.uuid4().hex[:6]}",
-        "VOICE_STREAMS__SESSION_TIMEOUT_S": "2.5",
-        "VOICE_STREAMS__HEARTBEAT_INTERVAL_S": "0.4",
+        "VOICE_STREAMS__APP_ID": app_id or f"conv-{uuid.uuid4().hex[:6]}",
+        "VOICE_STREAMS__WORKER_ID": worker_id,
+        "VOICE_STREAMS__SESSION_TIMEOUT_S": "2.0",
+        "VOICE_STREAMS__HEARTBEAT_INTERVAL_S": "0.3",
+        "VOICE_STREAMS__REBALANCE_TIMEOUT_S": "3.0",
         "VOICE_STREAMS__TICK_INTERVAL_S": "0.5",
         "VOICE_GEMINI__BASE_URL": standin.base_url,
         "VOICE_GEMINI__CA_FILE": str(standin.certs.ca_file),

@@ -1,0 +1,101 @@
+"""A worker holding a live call is SIGKILLed; another worker resumes the Gemini session by handle."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edge.server import EdgeServer
+from edge.twiml import media_stream_url
+from infra.settings import Settings
+from streams.standin.server import StandIn
+from tests.integration.conversation.test_conversation_flow import (
+    AUTH_TOKEN,
+    EventLog,
+    _answer_inbound,
+    _publish_agent,
+    _start_worker,
+    edge,  # noqa: F401 - fixture
+    standin,  # noqa: F401 - fixture
+)
+from tests.integration.edge.edge_sim import TwilioSim, mulaw_frames, speech
+
+pytestmark = pytest.mark.integration
+
+
+def _owner(logs: dict[str, Path], call_id: str) -> str:
+    for name, log in logs.items():
+        if f"call {call_id}: starting session" in log.read_text(errors="replace"):
+            return name
+    raise AssertionError("no worker started a session for the call")
+
+
+async def test_sigkill_of_the_owning_worker_resumes_the_session_elsewhere(
+    settings: Settings,
+    standin: StandIn,
+    edge: tuple[EdgeServer, Settings],
+    tmp_path: Path,  # noqa: F811
+) -> None:
+    _server, edge_settings = edge
+    agent_id = f"agent-{uuid.uuid4().hex[:8]}"
+    await _publish_agent(settings, agent_id, f"kb-{uuid.uuid4().hex[:8]}")
+    await asyncio.sleep(1.0)
+    params = await _answer_inbound(edge_settings)
+    call_id = params["call_id"]
+    script = {
+        "turns": [
+            {"caller": "Hello?", "reply": "Hello, how can I help?"},
+            {"caller": "Still there?", "reply": "Yes, still here."},
+        ]
+    }
+    async with httpx.AsyncClient() as client:
+        await client.put(f"{standin.control_url}/scripts/{call_id}", json=script)
+    app_id = f"failover-{uuid.uuid4().hex[:6]}"
+    logs = {name: tmp_path / name / "worker.log" for name in ("a", "b")}
+    workers: dict[str, subprocess.Popen[bytes]] = {}
+    for name, log in logs.items():
+        log.parent.mkdir()
+        workers[name] = _start_worker(settings, standin, log, app_id=app_id, worker_id=name)
+    first_words = mulaw_frames(speech("Hello?", 8000))
+    later_words = mulaw_frames(speech("Are you still there?", 8000))
+    media_url = media_stream_url(edge_settings.twilio.public_base_url)
+    sim = TwilioSim(media_url, media_url, AUTH_TOKEN, stream_sid="MZ" + uuid.uuid4().hex, call_sid="CA-fo")
+    events = EventLog(call_id)
+    try:
+        await sim.open(params)
+        await events.follow(settings, lambda log: "ResumptionHandleUpdated" in log.kinds(), within=60)
+        sim.say(first_words)
+        await events.follow(settings, lambda log: "AgentSpeechFinished" in log.kinds(), within=30)
+        owner = _owner(logs, call_id)
+        killed_at = asyncio.get_running_loop().time()
+        workers[owner].send_signal(signal.SIGKILL)
+        workers[owner].wait()
+        await events.follow(settings, lambda log: "GeminiSessionResumed" in log.kinds(), within=30)
+        failover_s = asyncio.get_running_loop().time() - killed_at
+        sim.say(later_words)  # the call goes on with the new worker
+        await events.follow(settings, lambda log: log.kinds().count("AgentSpeechFinished") >= 2, within=30)
+    finally:
+        await sim.stop()
+        for worker in workers.values():
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=30)
+
+    survivor = "b" if owner == "a" else "a"
+    opened = next(e for e in events.events if type(e).__name__ == "GeminiSessionOpened")
+    resumed = next(e for e in events.events if type(e).__name__ == "GeminiSessionResumed")
+    assert opened.worker_id == owner and resumed.worker_id == survivor
+    assert resumed.fresh_session is False and resumed.resumption_handle
+    assert failover_s <= 5.0, f"failover took {failover_s:.1f}s"
+    sessions = (await httpx.AsyncClient().get(f"{standin.control_url}/sessions?key={call_id}")).json()
+    assert any(s["resumed"] >= 1 for s in sessions), sessions
+    caller_turns = [
+        e.text for e in events.events if type(e).__name__ == "TranscriptSegment" and e.speaker == "caller"
+    ]
+    assert caller_turns == ["Hello?", "Still there?"]
