@@ -15,14 +15,12 @@ from edge.server import EdgeServer
 from edge.twiml import media_stream_url
 from infra.settings import Settings
 from streams.standin.server import StandIn
-from tests.integration.conversation.test_conversation_flow import (
+from tests.integration.conversation.calls import (
     AUTH_TOKEN,
     EventLog,
     _answer_inbound,
     _publish_agent,
     _start_worker,
-    edge,  # noqa: F401 - fixture
-    standin,  # noqa: F401 - fixture
 )
 from tests.integration.edge.edge_sim import TwilioSim, mulaw_frames, speech
 
@@ -40,7 +38,7 @@ async def test_sigkill_of_the_owning_worker_resumes_the_session_elsewhere(
     settings: Settings,
     standin: StandIn,
     edge: tuple[EdgeServer, Settings],
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     _server, edge_settings = edge
     agent_id = f"agent-{uuid.uuid4().hex[:8]}"
@@ -90,8 +88,10 @@ async def test_sigkill_of_the_owning_worker_resumes_the_session_elsewhere(
     survivor = "b" if owner == "a" else "a"
     opened = next(e for e in events.events if type(e).__name__ == "GeminiSessionOpened")
     resumed = next(e for e in events.events if type(e).__name__ == "GeminiSessionResumed")
-    assert opened.worker_id == owner and resumed.worker_id == survivor
-    assert resumed.fresh_session is False and resumed.resumption_handle
+    assert opened.worker_id == owner
+    assert resumed.worker_id == survivor
+    assert resumed.fresh_session is False
+    assert resumed.resumption_handle
     assert failover_s <= 5.0, f"failover took {failover_s:.1f}s"
     sessions = (await httpx.AsyncClient().get(f"{standin.control_url}/sessions?key={call_id}")).json()
     assert any(s["resumed"] >= 1 for s in sessions), sessions

@@ -7,215 +7,31 @@ the stand-in run in this process on real sockets; the caller speaks real μ-law 
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
-import psycopg
 import pytest
-from aiokafka import TopicPartition
-from pydantic import SecretStr
-from twilio.request_validator import RequestValidator
 
 from edge.audio import mulaw
 from edge.audio.vad import energy_dbfs
 from edge.server import EdgeServer
-from edge.telephony import RecordingTelephony
 from edge.twiml import media_stream_url
-from infra.db import database_url
-from infra.kafka import make_consumer, make_producer
-from infra.migrate import upgrade_database
-from infra.process import free_port
 from infra.settings import Settings
-from schemas.agents import AgentConfig, AgentVersionPublished
-from schemas.catalog import AGENT_EVENTS, CALL_EVENTS
-from schemas.codec import Codec, key_bytes
-from schemas.envelope import derive_event_id
-from schemas.ids import AgentId, CorrelationId, TenantId
-from streams.standin.server import StandIn, StandInSettings
+from streams.standin.server import StandIn
+from tests.integration.conversation.calls import (
+    AUTH_TOKEN,
+    EventLog,
+    _answer_inbound,
+    _publish_agent,
+    _seed_knowledge,
+    _start_worker,
+)
 from tests.integration.edge.edge_sim import TwilioSim, mulaw_frames, speech
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).parents[3]
-CODEC = Codec.single_object()
-AUTH_TOKEN = "conversation-test-token"
-TENANT = "tenant-conv"
-NUMBER = "+15550007777"
-
-
-async def _publish_agent(settings: Settings, agent_id: str, kb_id: str) -> None:
-    config = AgentConfig(
-        system_prompt="You are the booking line of Chez Test.",
-        voice="Puck",
-        language="en-US",
-        model="gemini-live-test",
-        knowledge_base_ids=(kb_id,),
-        max_duration_s=300,
-        silence_timeout_s=0,
-        phone_numbers=(NUMBER,),
-        record_calls=False,
-        max_concurrent_calls=5,
-        answering_machine_policy="hang_up",
-        timezone="UTC",
-    )
-    event = AgentVersionPublished(
-        tenant_id=TenantId(TENANT),
-        agent_id=AgentId(agent_id),
-        seq=2,
-        event_id=derive_event_id(agent_id, 2),
-        occurred_at=datetime.now(UTC),
-        correlation_id=CorrelationId("conversation-test"),
-        version=1,
-        config=config,
-    )
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    try:
-        await producer.send_and_wait(AGENT_EVENTS.name, CODEC.encode(event), key=key_bytes(agent_id))
-    finally:
-        await producer.stop()
-
-
-def _seed_knowledge(settings: Settings, kb_id: str) -> None:
-    upgrade_database(settings.database)
-    url = database_url(settings.database).replace("postgresql+psycopg://", "postgresql://")
-    now = datetime.now(UTC)
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            "INSERT INTO knowledge_base (kb_id, tenant_id, name, created_at) VALUES (%s, %s, %s, %s)",
-            (kb_id, TENANT, "Restaurant facts", now),
-        )
-        conn.execute(
-            "INSERT INTO document (kb_id, document_id, tenant_id, title, content_type, size_bytes, added_at)"
-            " VALUES (%s, 'doc-1', %s, 'Opening hours', 'text/plain', 60, %s)",
-            (kb_id, TENANT, now),
-        )
-        conn.execute(
-            "INSERT INTO chunk (chunk_id, kb_id, document_id, tenant_id, ordinal, text)"
-            " VALUES (%s, %s, 'doc-1', %s, 0, %s)",
-            (
-                f"{kb_id}-c0",
-                kb_id,
-                TENANT,
-                "Opening hours: Chez Test opens daily from nine in the morning until late.",
-            ),
-        )
-
-
-@pytest.fixture
-async def standin(tmp_path: Path) -> AsyncIterator[StandIn]:
-    async with StandIn(StandInSettings(cert_dir=tmp_path / "certs", pace=0.0)) as running:
-        yield running
-
-
-@pytest.fixture
-async def edge(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[EdgeServer, Settings]]:
-    port = free_port()
-    edge_settings = settings.edge.model_copy(
-        update={"port": port, "bridge_port": free_port(), "recordings_dir": tmp_path / "rec"}
-    )
-    twilio = settings.twilio.model_copy(
-        update={"public_base_url": f"http://127.0.0.1:{port}", "auth_token": SecretStr(AUTH_TOKEN)}
-    )
-    edge_only = settings.model_copy(update={"edge": edge_settings, "twilio": twilio})
-    server = EdgeServer(edge_only, telephony=RecordingTelephony())
-    await server.start()
-    try:
-        yield server, edge_only
-    finally:
-        await server.drain(deadline_s=0)
-        await server.stop()
-
-
-def _start_worker(
-    settings: Settings, standin: StandIn, log: Path, *, app_id: str | None = None, worker_id: str = "worker-1"
-) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "PYTHONPATH": str(ROOT),
-        "VOICE_ENV": "test",
-        "VOICE_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or "",
-        "VOICE_KAFKA__PARTITIONS_OVERRIDE": str(settings.kafka.partitions_override or ""),
-        "VOICE_DATABASE__URL": settings.database.url or "",
-        "VOICE_STREAMS__APP_ID": app_id or f"conv-{uuid.uuid4().hex[:6]}",
-        "VOICE_STREAMS__WORKER_ID": worker_id,
-        "VOICE_STREAMS__SESSION_TIMEOUT_S": "2.0",
-        "VOICE_STREAMS__HEARTBEAT_INTERVAL_S": "0.3",
-        "VOICE_STREAMS__REBALANCE_TIMEOUT_S": "3.0",
-        "VOICE_STREAMS__TICK_INTERVAL_S": "0.5",
-        "VOICE_GEMINI__BASE_URL": standin.base_url,
-        "VOICE_GEMINI__CA_FILE": str(standin.certs.ca_file),
-        "VOICE_GEMINI__API_KEY": "offline-test-key",
-        "VOICE_DATA_DIR": str(log.parent),
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "streams"], cwd=ROOT, env=env, stdout=out, stderr=out)
-
-
-async def _answer_inbound(edge_settings: Settings) -> dict[str, str]:
-    """Twilio's POST /twilio/voice for a new inbound call; returns the <Parameter>s of the TwiML."""
-    url = edge_settings.twilio.public_base_url + "/twilio/voice"
-    form = {
-        "CallSid": "CA" + uuid.uuid4().hex,
-        "From": "+15550001234",
-        "To": NUMBER,
-        "AccountSid": "AC" + "0" * 32,
-    }
-    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, form)
-    async with httpx.AsyncClient() as client:
-        response = await client.post(url, data=form, headers={"X-Twilio-Signature": signature})
-    assert response.status_code == 200, response.text
-    return dict(re.findall(r'<Parameter name="([^"]+)" value="([^"]*)"', response.text))
-
-
-class EventLog:
-    """The call's events as the calls agent appends them."""
-
-    def __init__(self, call_id: str) -> None:
-        self.call_id = call_id
-        self.events: list[Any] = []
-        self._seen: set[str] = set()
-
-    def kinds(self) -> list[str]:
-        return [type(e).__name__ for e in sorted(self.events, key=lambda e: e.seq)]
-
-    async def follow(self, settings: Settings, until: Callable[[EventLog], bool], within: float) -> None:
-        consumer = make_consumer(settings.kafka, group_id=None)
-        await consumer.start()
-        try:
-            parts = [
-                TopicPartition(CALL_EVENTS.name, p)
-                for p in consumer.partitions_for_topic(CALL_EVENTS.name) or ()
-            ]
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            seen = self._seen
-
-            async def loop() -> None:
-                while not until(self):
-                    for records in (await consumer.getmany(timeout_ms=200)).values():
-                        for record in records:
-                            if record.key == self.call_id.encode() and record.value is not None:
-                                event = CODEC.decode(record.value)
-                                if event.event_id not in seen:
-                                    seen.add(event.event_id)
-                                    self.events.append(event)
-
-            try:
-                await asyncio.wait_for(loop(), within)
-            except TimeoutError:
-                raise AssertionError(f"timed out; events so far: {self.kinds()}") from None
-        finally:
-            await consumer.stop()
 
 
 async def test_conversation_with_tool_calls_barge_in_and_hang_up(
