@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -23,6 +24,16 @@ async def migrated_schema(settings: Settings) -> str:
     schema = f"rs_{uuid.uuid4().hex[:12]}"
     await asyncio.to_thread(upgrade_database, settings.database, schema=schema)
     return schema
+
+
+@contextlib.asynccontextmanager
+async def schema_sessions(settings: Settings, schema: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on ``schema`` for the length of a block."""
+    engine = make_schema_engine(settings.database, schema)
+    try:
+        yield async_sessionmaker(engine, expire_on_commit=False)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

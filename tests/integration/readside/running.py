@@ -13,6 +13,7 @@ from infra.deadletter import DeadLetterPublisher
 from infra.settings import KafkaSettings
 from projections.runner import Projection, ProjectionRunner
 from schemas.codec import Codec
+from schemas.registry import Record
 from tests.integration.readside.call_stream import unique
 
 
@@ -43,3 +44,21 @@ async def running(runner: ProjectionRunner, kafka: KafkaSettings) -> AsyncIterat
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 15)
+
+
+class OneByOne:
+    """A projection with its batch path hidden, so the runner applies record by record (the reference)."""
+
+    def __init__(self, inner: Projection) -> None:
+        self._inner = inner
+        self.name = inner.name
+        self.topics = inner.topics
+
+    def aggregate_of(self, record: Record) -> tuple[str, int]:
+        return self._inner.aggregate_of(record)
+
+    async def apply(self, session: AsyncSession, record: Record) -> None:
+        await self._inner.apply(session, record)
+
+    async def flush(self, session: AsyncSession) -> None:
+        await self._inner.flush(session)

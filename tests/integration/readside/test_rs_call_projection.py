@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -16,9 +17,11 @@ from schemas.agents import AgentCreated
 from schemas.catalog import DEADLETTER
 from schemas.codec import Codec
 from schemas.deadletter import DeadLetter
+from schemas.ids import TenantId
 from tests.integration.helpers import drain, fresh_topic
 from tests.integration.readside.call_stream import call_events, dump, eventually, produce, scalar, unique
-from tests.integration.readside.running import make_runner, running
+from tests.integration.readside.conftest import migrated_schema, schema_sessions
+from tests.integration.readside.running import OneByOne, make_runner, running
 from tests.support.examples import example_record
 
 pytestmark = pytest.mark.integration
@@ -163,3 +166,27 @@ async def test_rs_bad_records_are_dead_lettered_and_the_projection_carries_on(
 def _ours(seen: list, codec: Codec, topic: str) -> list[DeadLetter]:  # type: ignore[type-arg]
     letters = [codec.decode_as(m.value, DeadLetter) for m in seen]
     return [d for d in letters if d.original_topic == topic]
+
+
+async def test_rs_batched_apply_leaves_the_rows_of_one_by_one_and_refuses_a_foreign_tenant(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], producer: AIOKafkaProducer, codec: Codec
+) -> None:
+    topic = await fresh_topic(settings.kafka, "rs-batch", partitions=1)
+    tenant, agent, first, second = unique("tenant"), unique("agent"), unique("call"), unique("call")
+    a, b = call_events(tenant, first, agent, talk_s=40), call_events(tenant, second, agent, talk_s=70)
+    intruder = dataclasses.replace(a[3], tenant_id=TenantId(unique("other")), seq=11)
+    interleaved = [e for pair in zip(a, b, strict=True) for e in pair] + [intruder]
+    for event in interleaved:
+        await produce(producer, codec, topic, [event], event.call_id)
+
+    batched = make_runner(CallProjection(topic=topic), sessions, producer, codec)
+    async with running(batched, settings.kafka):
+        await eventually(lambda: _checkpointed(sessions, 21))
+    one_by_one_schema = await migrated_schema(settings)
+    async with schema_sessions(settings, one_by_one_schema) as other:
+        reference = make_runner(OneByOne(CallProjection(topic=topic)), other, producer, codec)
+        async with running(reference, settings.kafka):
+            await eventually(lambda: _checkpointed(other, 21))
+        assert await dump(sessions) == await dump(other)
+    assert (batched.applied, batched.dead_lettered) == (reference.applied, reference.dead_lettered) == (20, 1)
+    assert batched.fallbacks == 0

@@ -1,0 +1,76 @@
+"""The composition root of the REST API: create_app builds everything, nothing is built at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from api import agents, analytics, calls, keys, knowledge, store
+from api.auth import RateLimiter
+from api.commands import CommandBus, Sender
+from api.deps import AppContext
+from api.input_guard import RejectNulMiddleware
+from api.problems import install_problem_handlers
+from infra.db import make_engine
+from infra.kafka import make_producer
+from infra.settings import Settings
+from schemas.codec import Codec
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    producer: Sender | None = None,
+    codec: Codec | None = None,
+    limiter: RateLimiter | None = None,
+) -> FastAPI:
+    """The API; the engine and producer are made in the lifespan unless given (tests give them)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            db = engine or make_engine(settings.database)
+            if engine is None:
+                stack.push_async_callback(db.dispose)
+            sender = producer or await _started_producer(settings, stack)
+            sessions = async_sessionmaker(db, expire_on_commit=False)
+            await _bootstrap(settings, sessions)
+            app.state.context = AppContext(
+                settings=settings,
+                sessions=sessions,
+                bus=CommandBus(sender, codec or Codec.single_object(), sessions, settings.api.write_wait_s),
+                limiter=limiter or RateLimiter(settings.api.rate_limit_per_s, settings.api.rate_limit_burst),
+                blob_dir=settings.api.blob_dir or settings.data_dir / "blobs",
+            )
+            yield
+
+    app = FastAPI(
+        title="Voice agent platform API",
+        version="1",
+        description="Agents, calls, knowledge bases and analytics. Errors are RFC 9457 problem details.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(RejectNulMiddleware)
+    for module in (agents, calls, knowledge, analytics, keys):
+        app.include_router(module.router)
+    return app
+
+
+async def _started_producer(settings: Settings, stack: AsyncExitStack) -> AIOKafkaProducer:
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    stack.push_async_callback(producer.stop)
+    return producer
+
+
+async def _bootstrap(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    secret = settings.api.bootstrap_api_key.get_secret_value()
+    if secret:
+        async with sessions() as session, session.begin():
+            await store.ensure_bootstrap_key(session, settings.api.bootstrap_tenant_id, secret)

@@ -1,0 +1,78 @@
+"""Refuses NUL characters anywhere in a request: PostgreSQL text cannot hold them, so none may get in."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.problems import PROBLEM_JSON
+
+_NUL_MARKERS = (b"\x00", b"\\u0000")
+_DETAIL = "the request contains a NUL character, which no field accepts"
+
+
+class RejectNulMiddleware:
+    """422 for a NUL in the path, the query or a JSON body (uploads check their own text)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        target = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
+        if b"%00" in target or "\x00" in scope.get("path", ""):
+            await _refuse(send)
+            return
+        if not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        messages = await _read_body(receive)
+        body = b"".join(m.get("body", b"") for m in messages)
+        if any(marker in body for marker in _NUL_MARKERS):
+            await _refuse(send)
+            return
+        await self.app(scope, _replay(messages, receive), send)
+
+
+def _is_json(scope: Scope) -> bool:
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    content_type = next((v for k, v in headers if k == b"content-type"), b"")
+    return b"json" in content_type.lower()
+
+
+async def _read_body(receive: Receive) -> list[Message]:
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+async def _refuse(send: Send) -> None:
+    body: dict[str, Any] = {"type": "about:blank", "title": "Unprocessable Content", "status": 422}
+    payload = json.dumps(body | {"detail": _DETAIL}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 422,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

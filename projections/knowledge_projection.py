@@ -1,0 +1,119 @@
+"""The knowledge projection: knowledge_base, document and chunk rows (full-text indexed)."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from sqlalchemy import delete, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from projections.command_result import record_result
+from projections.models import Chunk, Document, KnowledgeBase
+from projections.runner import UnappliableError
+from schemas import knowledge
+from schemas.catalog import KNOWLEDGE_EVENTS
+from schemas.registry import Record
+
+_EVENT_TYPES = get_args(knowledge.KnowledgeEvent)
+
+
+class KnowledgeProjection:
+    """Folds voice.knowledge.events.v1 into knowledge_base, document and chunk."""
+
+    def __init__(self, *, name: str = "knowledge", topic: str = KNOWLEDGE_EVENTS.name) -> None:
+        self.name = name
+        self.topics: tuple[str, ...] = (topic,)
+
+    def aggregate_of(self, record: Record) -> tuple[str, int]:
+        if not isinstance(record, _EVENT_TYPES):
+            raise UnappliableError(f"{type(record).__name__} is not a knowledge event")
+        return record.kb_id, record.seq
+
+    async def apply(self, session: AsyncSession, record: Record) -> None:
+        if not isinstance(record, _EVENT_TYPES):
+            raise UnappliableError(f"{type(record).__name__} is not a knowledge event")
+        await _apply(session, record)
+        rejected = isinstance(record, knowledge.KnowledgeCommandRejected)
+        await record_result(
+            session,
+            correlation_id=record.correlation_id,
+            tenant_id=record.tenant_id,
+            aggregate_id=record.kb_id,
+            at=record.occurred_at,
+            code=record.code if rejected else None,
+            reason=record.reason if rejected else None,
+        )
+
+    async def flush(self, session: AsyncSession) -> None:
+        return None
+
+
+async def _apply(session: AsyncSession, event: knowledge.KnowledgeEvent) -> None:
+    match event:
+        case knowledge.KnowledgeBaseCreated():
+            row = {"kb_id": event.kb_id, "tenant_id": event.tenant_id, "name": event.name}
+            await session.execute(
+                insert(KnowledgeBase).values(row | {"created_at": event.occurred_at}).on_conflict_do_nothing()
+            )
+        case knowledge.DocumentAdded():
+            await _drop_chunks(session, event.kb_id, event.document_id)
+            doc = {
+                "kb_id": event.kb_id,
+                "document_id": event.document_id,
+                "tenant_id": event.tenant_id,
+                "title": event.title,
+                "content_type": event.content_type,
+                "content_uri": event.content_uri,
+                "size_bytes": event.size_bytes,
+                "chunk_count": 0,
+                "added_at": event.occurred_at,
+            }
+            stmt = insert(Document).values(doc)
+            updates = {k: stmt.excluded[k] for k in doc if k not in ("kb_id", "document_id")}
+            await session.execute(
+                stmt.on_conflict_do_update(index_elements=["kb_id", "document_id"], set_=updates)
+            )
+        case knowledge.ChunksIndexed():
+            await _index_chunks(session, event)
+        case knowledge.DocumentRemoved():
+            await _drop_chunks(session, event.kb_id, event.document_id)
+            await session.execute(
+                delete(Document).where(
+                    Document.kb_id == event.kb_id, Document.document_id == event.document_id
+                )
+            )
+        case knowledge.KnowledgeCommandRejected():
+            return
+
+
+async def _index_chunks(session: AsyncSession, event: knowledge.ChunksIndexed) -> None:
+    """Chunks arrive in one or more batches after DocumentAdded (which cleared the old ones)."""
+    if not event.chunks:
+        return
+    rows = [
+        {
+            "chunk_id": c.chunk_id,
+            "kb_id": event.kb_id,
+            "document_id": event.document_id,
+            "tenant_id": event.tenant_id,
+            "ordinal": c.ordinal,
+            "text": c.text,
+        }
+        for c in event.chunks
+    ]
+    stmt = insert(Chunk).values(rows)
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["chunk_id"], set_={"text": stmt.excluded.text})
+    )
+    result = await session.execute(
+        update(Document)
+        .where(Document.kb_id == event.kb_id, Document.document_id == event.document_id)
+        .values(chunk_count=Document.chunk_count + len(rows))
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise UnappliableError(f"document {event.document_id} of {event.kb_id} does not exist")
+
+
+async def _drop_chunks(session: AsyncSession, kb_id: str, document_id: str) -> None:
+    await session.execute(delete(Chunk).where(Chunk.kb_id == kb_id, Chunk.document_id == document_id))

@@ -1,0 +1,300 @@
+"""The read interface of the read models: read-only, tenant-scoped queries (used by api and tools).
+
+Every function takes the tenant id and filters on it, so an id of another tenant reads as missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from projections.models import (
+    Agent,
+    AgentVersion,
+    AnalyticsDaily,
+    Call,
+    CallEvent,
+    CommandResult,
+    Document,
+    KnowledgeBase,
+    Recording,
+    ToolCall,
+    TranscriptSegment,
+)
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Row]
+    next_cursor: str | None
+
+
+class BadCursorError(ValueError):
+    """A pagination cursor that this API did not issue."""
+
+
+def encode_cursor(at: datetime, key: str) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{key}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(at), key
+    except (binascii.Error, UnicodeDecodeError, ValueError) as err:
+        raise BadCursorError("invalid cursor") from err
+
+
+async def _rows(session: AsyncSession, query: Select[Any]) -> list[Row]:
+    return [dict(r) for r in (await session.execute(query)).mappings().all()]
+
+
+async def _one(session: AsyncSession, query: Select[Any]) -> Row | None:
+    found = (await session.execute(query)).mappings().one_or_none()
+    return dict(found) if found is not None else None
+
+
+async def _page(
+    session: AsyncSession, query: Select[Any], at_col: Any, key_col: Any, cursor: str | None, limit: int
+) -> Page:
+    """Keyset pagination, newest first."""
+    if cursor is not None:
+        at, key = decode_cursor(cursor)
+        query = query.where(or_(at_col < at, and_(at_col == at, key_col < key)))
+    rows = await _rows(session, query.order_by(at_col.desc(), key_col.desc()).limit(limit + 1))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more else None
+    return Page(rows, encode_cursor(last[at_col.key], last[key_col.key]) if last else None)
+
+
+# Calls
+
+
+async def get_call(session: AsyncSession, tenant_id: str, call_id: str) -> Row | None:
+    return await _one(
+        session, select(Call.__table__).where(Call.tenant_id == tenant_id, Call.call_id == call_id)
+    )
+
+
+async def list_calls(
+    session: AsyncSession,
+    tenant_id: str,
+    *,
+    status: str | None = None,
+    agent_id: str | None = None,
+    number: str | None = None,
+    started_from: datetime | None = None,
+    started_to: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page:
+    query = select(Call.__table__).where(Call.tenant_id == tenant_id)
+    if status is not None:
+        query = query.where(Call.status == status)
+    if agent_id is not None:
+        query = query.where(Call.agent_id == agent_id)
+    if number is not None:
+        query = query.where(or_(Call.from_number == number, Call.to_number == number))
+    if started_from is not None:
+        query = query.where(Call.started_at >= started_from)
+    if started_to is not None:
+        query = query.where(Call.started_at < started_to)
+    return await _page(session, query, Call.started_at, Call.call_id, cursor, limit)
+
+
+async def call_timeline(session: AsyncSession, tenant_id: str, call_id: str) -> list[Row]:
+    query = select(CallEvent.__table__).where(CallEvent.tenant_id == tenant_id, CallEvent.call_id == call_id)
+    return await _rows(session, query.order_by(CallEvent.seq))
+
+
+async def call_transcript(session: AsyncSession, tenant_id: str, call_id: str) -> list[Row]:
+    query = select(TranscriptSegment.__table__).where(
+        TranscriptSegment.tenant_id == tenant_id, TranscriptSegment.call_id == call_id
+    )
+    return await _rows(session, query.order_by(TranscriptSegment.segment_index))
+
+
+async def call_tool_calls(session: AsyncSession, tenant_id: str, call_id: str) -> list[Row]:
+    query = select(ToolCall.__table__).where(ToolCall.tenant_id == tenant_id, ToolCall.call_id == call_id)
+    return await _rows(session, query.order_by(ToolCall.requested_at, ToolCall.tool_call_id))
+
+
+async def call_recording(session: AsyncSession, tenant_id: str, call_id: str) -> Row | None:
+    query = select(Recording.__table__).where(Recording.tenant_id == tenant_id, Recording.call_id == call_id)
+    return await _one(session, query)
+
+
+# Agents
+
+
+async def get_agent(session: AsyncSession, tenant_id: str, agent_id: str) -> Row | None:
+    return await _one(
+        session, select(Agent.__table__).where(Agent.tenant_id == tenant_id, Agent.agent_id == agent_id)
+    )
+
+
+async def list_agents(
+    session: AsyncSession, tenant_id: str, *, cursor: str | None = None, limit: int = 50
+) -> Page:
+    query = select(Agent.__table__).where(Agent.tenant_id == tenant_id)
+    return await _page(session, query, Agent.created_at, Agent.agent_id, cursor, limit)
+
+
+async def agent_versions(session: AsyncSession, tenant_id: str, agent_id: str) -> list[Row]:
+    query = select(AgentVersion.__table__).where(
+        AgentVersion.tenant_id == tenant_id, AgentVersion.agent_id == agent_id
+    )
+    return await _rows(session, query.order_by(AgentVersion.version))
+
+
+async def agent_version(session: AsyncSession, tenant_id: str, agent_id: str, version: int) -> Row | None:
+    query = select(AgentVersion.__table__).where(
+        AgentVersion.tenant_id == tenant_id,
+        AgentVersion.agent_id == agent_id,
+        AgentVersion.version == version,
+    )
+    return await _one(session, query)
+
+
+async def command_result(session: AsyncSession, correlation_id: str) -> Row | None:
+    """Whether the command with this correlation id was applied or rejected (None: not yet known)."""
+    return await _one(
+        session, select(CommandResult.__table__).where(CommandResult.correlation_id == correlation_id)
+    )
+
+
+# Knowledge
+
+
+async def get_knowledge_base(session: AsyncSession, tenant_id: str, kb_id: str) -> Row | None:
+    query = select(KnowledgeBase.__table__).where(
+        KnowledgeBase.tenant_id == tenant_id, KnowledgeBase.kb_id == kb_id
+    )
+    return await _one(session, query)
+
+
+async def list_knowledge_bases(
+    session: AsyncSession, tenant_id: str, *, cursor: str | None = None, limit: int = 50
+) -> Page:
+    query = select(KnowledgeBase.__table__).where(KnowledgeBase.tenant_id == tenant_id)
+    return await _page(session, query, KnowledgeBase.created_at, KnowledgeBase.kb_id, cursor, limit)
+
+
+async def list_documents(session: AsyncSession, tenant_id: str, kb_id: str) -> list[Row]:
+    query = select(Document.__table__).where(Document.tenant_id == tenant_id, Document.kb_id == kb_id)
+    return await _rows(session, query.order_by(Document.added_at, Document.document_id))
+
+
+async def get_document(session: AsyncSession, tenant_id: str, kb_id: str, document_id: str) -> Row | None:
+    query = select(Document.__table__).where(
+        Document.tenant_id == tenant_id, Document.kb_id == kb_id, Document.document_id == document_id
+    )
+    return await _one(session, query)
+
+
+_SEARCH_SQL = text(
+    """
+    SELECT c.chunk_id, c.kb_id, c.document_id, d.title, c.ordinal,
+           ts_rank_cd(c.tsv, q) AS rank,
+           ts_headline('english', c.text, q,
+                       'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=12, MaxFragments=2')
+               AS snippet
+    FROM chunk c
+    JOIN document d ON d.kb_id = c.kb_id AND d.document_id = c.document_id,
+         websearch_to_tsquery('english', :query) q
+    WHERE c.tenant_id = :tenant_id AND c.tsv @@ q
+      AND (CAST(:kb_ids AS text[]) IS NULL OR c.kb_id = ANY(CAST(:kb_ids AS text[])))
+    ORDER BY rank DESC, c.chunk_id
+    LIMIT :limit
+    """
+)
+
+
+async def search_chunks(
+    session: AsyncSession, tenant_id: str, query: str, *, kb_ids: list[str] | None = None, limit: int = 5
+) -> list[Row]:
+    """Chunks matching ``query`` (web-search syntax), best first, each with a highlighted snippet."""
+    params = {"tenant_id": tenant_id, "query": query, "kb_ids": kb_ids, "limit": limit}
+    return [dict(r) for r in (await session.execute(_SEARCH_SQL, params)).mappings().all()]
+
+
+# Analytics
+
+_RANGE_SQL = text(
+    """
+    SELECT count(*) AS calls, count(answered_at) AS answered,
+           count(*) FILTER (WHERE status = 'completed') AS completed,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           avg(duration_ms) FILTER (WHERE answered_at IS NOT NULL AND ended_at IS NOT NULL)
+               AS avg_duration_ms,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms)
+               FILTER (WHERE answered_at IS NOT NULL AND ended_at IS NOT NULL) AS p95_duration_ms,
+           coalesce(sum(interruptions), 0) AS interruptions, coalesce(sum(tool_calls), 0) AS tool_calls,
+           avg(first_agent_audio_ms) AS avg_first_agent_audio_ms,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY first_agent_audio_ms) AS p95_first_agent_audio_ms
+    FROM call
+    WHERE tenant_id = :tenant_id AND started_at >= :start AND started_at < :end
+      AND (CAST(:agent_id AS text) IS NULL OR agent_id = CAST(:agent_id AS text))
+    """
+)
+
+_CONCURRENCY_SQL = text(
+    """
+    SELECT b AS bucket_start,
+           (SELECT count(*) FROM call
+            WHERE tenant_id = :tenant_id
+              AND (CAST(:agent_id AS text) IS NULL OR agent_id = CAST(:agent_id AS text))
+              AND coalesce(answered_at, started_at) < b + CAST(:step AS interval)
+              AND coalesce(ended_at, 'infinity'::timestamptz) > b) AS concurrent_calls
+    FROM generate_series(CAST(:start AS timestamptz), CAST(:end AS timestamptz) - CAST(:step AS interval),
+                         CAST(:step AS interval)) AS b
+    ORDER BY b
+    """
+)
+
+
+async def analytics_summary(
+    session: AsyncSession, tenant_id: str, start: datetime, end: datetime, agent_id: str | None = None
+) -> Row:
+    """Totals over [start, end), computed from the calls (percentiles do not add up across days)."""
+    params = {"tenant_id": tenant_id, "start": start, "end": end, "agent_id": agent_id}
+    return dict((await session.execute(_RANGE_SQL, params)).mappings().one())
+
+
+async def analytics_daily(
+    session: AsyncSession, tenant_id: str, first_day: date, last_day: date, agent_id: str | None = None
+) -> list[Row]:
+    query = select(AnalyticsDaily.__table__).where(
+        AnalyticsDaily.tenant_id == tenant_id, AnalyticsDaily.day >= first_day, AnalyticsDaily.day <= last_day
+    )
+    if agent_id is not None:
+        query = query.where(AnalyticsDaily.agent_id == agent_id)
+    return await _rows(session, query.order_by(AnalyticsDaily.day, AnalyticsDaily.agent_id))
+
+
+async def concurrent_calls(
+    session: AsyncSession,
+    tenant_id: str,
+    start: datetime,
+    end: datetime,
+    step_s: int,
+    agent_id: str | None = None,
+) -> list[Row]:
+    """Calls in progress during each ``step_s`` bucket of [start, end)."""
+    params = {
+        "tenant_id": tenant_id,
+        "start": start,
+        "end": end,
+        "step": f"{step_s} seconds",
+        "agent_id": agent_id,
+    }
+    return [dict(r) for r in (await session.execute(_CONCURRENCY_SQL, params)).mappings().all()]

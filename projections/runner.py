@@ -1,0 +1,198 @@
+"""Runs a projection: consume its topics, apply each record and store the offsets in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from infra.deadletter import ConsumedRecord, DeadLetterPublisher, RecordDecodeError, decode_record
+from infra.kafka import make_consumer
+from infra.settings import KafkaSettings
+from projections.position import load_checkpoints, load_positions, save_checkpoints, save_positions
+from schemas.codec import Codec
+from schemas.registry import Record
+
+log = logging.getLogger(__name__)
+
+
+class UnappliableError(Exception):
+    """A well-formed record this projection cannot apply (wrong type for the topic, ...)."""
+
+
+class Projection(Protocol):
+    """A read model: which topics it folds, and how one record changes its rows."""
+
+    name: str
+    topics: tuple[str, ...]
+
+    def aggregate_of(self, record: Record) -> tuple[str, int]:
+        """(aggregate id, seq) of a record; raises UnappliableError for records it does not take."""
+        ...
+
+    async def apply(self, session: AsyncSession, record: Record) -> None: ...
+
+    async def flush(self, session: AsyncSession) -> None:
+        """Called once per batch, before commit (batch-level rows such as analytics)."""
+        ...
+
+
+@runtime_checkable
+class BatchProjection(Projection, Protocol):
+    """A projection that can also apply a whole batch in a few statements (the runner prefers it).
+
+    It must leave exactly the rows that applying the records one by one would, and return the
+    records it refuses (by index) instead of raising for them; raising sends the batch down the
+    one-by-one path.
+    """
+
+    async def apply_batch(
+        self, session: AsyncSession, records: Sequence[Record]
+    ) -> Sequence[tuple[int, Exception]]: ...
+
+
+class ProjectionRunner:
+    """One projection's consumer loop; offsets live in `projection_checkpoint`, never in Kafka."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        *,
+        session_factory: async_sessionmaker[AsyncSession],
+        dead_letters: DeadLetterPublisher,
+        codec: Codec,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.projection = projection
+        self._sessions = session_factory
+        self._dead_letters = dead_letters
+        self._codec = codec
+        self._before_commit = before_commit
+        self.applied = 0
+        self.skipped = 0
+        self.dead_lettered = 0
+        self.fallbacks = 0  # batches the batch path could not take
+
+    async def process(self, messages: Sequence[ConsumedRecord]) -> None:
+        """Apply a batch and move the checkpoints, all in one transaction."""
+        name = self.projection.name
+        async with self._sessions() as session, session.begin():
+            decoded = [(m, await self._decode(m)) for m in messages]
+            aggregates = {agg for _, item in decoded if item is not None for agg in [item[1]]}
+            positions = await load_positions(session, name, aggregates)
+            moved: dict[str, int] = {}
+            next_offsets: dict[tuple[str, int], int] = {}
+            pending: list[tuple[ConsumedRecord, Record]] = []
+            for message, item in decoded:
+                next_offsets[(message.topic, message.partition)] = message.offset + 1
+                if item is None:
+                    continue
+                record, aggregate, seq = item
+                if seq <= positions.get(aggregate, 0):
+                    self.skipped += 1
+                    continue
+                pending.append((message, record))
+                positions[aggregate] = moved[aggregate] = seq
+            await self._apply_all(session, pending)
+            await self.projection.flush(session)
+            await save_positions(session, name, moved)
+            await save_checkpoints(session, name, next_offsets)
+            if self._before_commit is not None:
+                await self._before_commit()
+
+    async def _decode(self, message: ConsumedRecord) -> tuple[Record, str, int] | None:
+        try:
+            record = decode_record(self._codec, message)
+        except RecordDecodeError as err:
+            await self._dead_letter(message, "undecodable", err)
+            return None
+        try:
+            aggregate, seq = self.projection.aggregate_of(record)
+        except UnappliableError as err:
+            await self._dead_letter(message, "unknown_type", err)
+            return None
+        return record, aggregate, seq
+
+    async def _apply_all(self, session: AsyncSession, pending: list[tuple[ConsumedRecord, Record]]) -> None:
+        """The batch path when the projection has one; record by record if it has not or if it fails."""
+        projection = self.projection
+        if isinstance(projection, BatchProjection) and pending:
+            try:
+                async with session.begin_nested():
+                    refused = await projection.apply_batch(session, [r for _, r in pending])
+            except Exception as err:  # some record the batch cannot take: find it one by one
+                log.info(
+                    "%s: batch of %d fell back to single records: %s", self.projection.name, len(pending), err
+                )
+            else:
+                self.applied += len(pending) - len(refused)
+                for index, error in refused:
+                    await self._dead_letter(pending[index][0], "rejected_by_handler", error)
+                return
+        for message, record in pending:
+            await self._apply_one(session, message, record)
+
+    async def _apply_one(self, session: AsyncSession, message: ConsumedRecord, record: Record) -> None:
+        try:
+            async with session.begin_nested():
+                await self.projection.apply(session, record)
+            self.applied += 1
+        except UnappliableError as err:
+            await self._dead_letter(message, "rejected_by_handler", err)
+        except Exception as err:  # a bad record must not stop the projection; it is kept, with why
+            await self._dead_letter(message, "handler_error", err)
+
+    async def _dead_letter(self, message: ConsumedRecord, reason: str, error: BaseException) -> None:
+        # Sent before the batch commits: a crash in between dead-letters the record again (at least once).
+        await self._dead_letters.publish(message, reason, error)
+        self.dead_lettered += 1
+
+    async def seek_to_checkpoints(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """Position the consumer at the stored checkpoints (or the beginning)."""
+        keys = [(tp.topic, tp.partition) for tp in assigned]
+        async with self._sessions() as session:
+            stored = await load_checkpoints(session, self.projection.name, keys)
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
+
+    async def run(
+        self,
+        kafka: KafkaSettings,
+        *,
+        stop: asyncio.Event | None = None,
+        group_id: str | None = None,
+        max_records: int = 1000,
+    ) -> None:
+        """Consume until ``stop`` is set (or forever)."""
+        stop = stop or asyncio.Event()
+        consumer = make_consumer(kafka, group_id=group_id or f"projection.{self.projection.name}")
+        consumer.subscribe(list(self.projection.topics), listener=_SeekOnAssign(self, consumer))
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
+                messages = [m for records in batches.values() for m in records]
+                if messages:
+                    await self.process(messages)
+        finally:
+            await consumer.stop()
+
+
+class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: ProjectionRunner, consumer: AIOKafkaConsumer) -> None:
+        self._runner = runner
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._runner.seek_to_checkpoints(self._consumer, assigned)

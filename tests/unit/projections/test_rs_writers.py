@@ -1,0 +1,146 @@
+"""The agent and knowledge deciders: given events, when a command, then events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from schemas.agents import (
+    AgentCommandRejected,
+    AgentConfig,
+    AgentCreated,
+    AgentVersionPublished,
+    CreateAgent,
+    PublishAgentVersion,
+)
+from schemas.ids import AgentId, CorrelationId, DocumentId, EventId, KnowledgeBaseId, TenantId
+from schemas.knowledge import (
+    AddDocument,
+    ChunksIndexed,
+    CreateKnowledgeBase,
+    DocumentAdded,
+    KnowledgeCommandRejected,
+)
+from streams.writers import agent_writer, knowledge_writer
+from streams.writers.chunker import chunk_text
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+AGENT = AgentId("agt_1")
+CONFIG = AgentConfig(
+    system_prompt="Hi",
+    voice="Puck",
+    language="en-US",
+    model="m",
+    max_duration_s=60,
+    silence_timeout_s=10,
+    record_calls=False,
+    max_concurrent_calls=1,
+    answering_machine_policy="hang_up",
+    timezone="UTC",
+)
+
+
+def env(correlation: str, tenant: str = "t1") -> dict[str, object]:
+    return {
+        "tenant_id": TenantId(tenant),
+        "seq": 0,
+        "event_id": EventId(correlation),
+        "occurred_at": NOW,
+        "correlation_id": CorrelationId(correlation),
+    }
+
+
+def created_agent() -> agent_writer.AgentState:
+    state = agent_writer.initial_state(AGENT)
+    events = agent_writer.decide(state, CreateAgent(**env("c1"), agent_id=AGENT, name="A", created_by="k"))  # type: ignore[arg-type]
+    assert [type(e) for e in events] == [AgentCreated]
+    return agent_writer.fold(state, events)
+
+
+def test_rs_publish_with_the_expected_version_creates_the_next_version() -> None:
+    state = created_agent()
+    [event] = agent_writer.decide(
+        state, PublishAgentVersion(**env("c2"), agent_id=AGENT, expected_version=0, config=CONFIG)
+    )  # type: ignore[arg-type]
+    assert isinstance(event, AgentVersionPublished)
+    assert (event.version, event.seq) == (1, 2)
+
+
+def test_rs_a_stale_expected_version_is_rejected_and_recorded() -> None:
+    state = created_agent()
+    [event] = agent_writer.decide(
+        state, PublishAgentVersion(**env("c2"), agent_id=AGENT, expected_version=3, config=CONFIG)
+    )  # type: ignore[arg-type]
+    assert isinstance(event, AgentCommandRejected)
+    assert event.code == "version_conflict"
+
+
+def test_rs_a_redelivered_command_emits_nothing_and_decisions_are_deterministic() -> None:
+    state = created_agent()
+    command = PublishAgentVersion(**env("c2"), agent_id=AGENT, expected_version=0, config=CONFIG)  # type: ignore[arg-type]
+    first = agent_writer.decide(state, command)
+    assert first == agent_writer.decide(state, command)
+    assert agent_writer.decide(agent_writer.fold(state, first), command) == []
+
+
+def test_rs_another_tenant_cannot_touch_the_agent() -> None:
+    state = created_agent()
+    [event] = agent_writer.decide(
+        state,
+        PublishAgentVersion(**env("c9", tenant="t2"), agent_id=AGENT, expected_version=0, config=CONFIG),  # type: ignore[arg-type]
+    )
+    assert isinstance(event, AgentCommandRejected)
+    assert event.code == "not_found"
+
+
+KB = KnowledgeBaseId("kb_1")
+
+
+def test_rs_documents_become_chunk_batches_and_a_crash_resumes_the_rest() -> None:
+    state = knowledge_writer.initial_state(KB)
+    state = knowledge_writer.fold(
+        state, knowledge_writer.decide(state, CreateKnowledgeBase(**env("k1"), kb_id=KB, name="kb"))
+    )  # type: ignore[arg-type, attr-defined]
+    text = "\n\n".join(f"Paragraph {i}. " + "word " * 200 for i in range(600))
+    add = AddDocument(
+        **env("k2"),
+        kb_id=KB,
+        document_id=DocumentId("d1"),
+        title="T",
+        content_type="text/plain",
+        size_bytes=len(text),
+    )  # type: ignore[arg-type]
+    events = knowledge_writer.decide(state, add, knowledge_writer.DocumentText(text=text))
+    assert isinstance(events[0], DocumentAdded)
+    batches = [e for e in events if isinstance(e, ChunksIndexed)]
+    assert len(batches) > 1
+    assert all(sum(len(c.text) for c in b.chunks) <= knowledge_writer.MAX_BATCH_CHARS for b in batches)
+    crashed = knowledge_writer.fold(state, events[:2])
+    rest = knowledge_writer.decide(crashed, add, knowledge_writer.DocumentText(text=text))
+    resumed = [c.ordinal for b in [*batches[:1], *rest] for c in b.chunks]  # type: ignore[attr-defined]
+    assert resumed == list(range(len(resumed)))
+    assert resumed[-1] == batches[-1].chunks[-1].ordinal
+
+
+def test_rs_an_unreadable_document_is_rejected() -> None:
+    state = knowledge_writer.initial_state(KB)
+    create = CreateKnowledgeBase(**env("k1"), kb_id=KB, name="kb")  # type: ignore[arg-type]
+    state = knowledge_writer.fold(state, knowledge_writer.decide(state, create))
+    add = AddDocument(
+        **env("k2"),
+        kb_id=KB,
+        document_id=DocumentId("d1"),
+        title="T",
+        content_type="text/plain",
+        size_bytes=1,
+    )  # type: ignore[arg-type]
+    [event] = knowledge_writer.decide(state, add, knowledge_writer.DocumentText(error="x"))
+    assert isinstance(event, KnowledgeCommandRejected)
+    assert event.code == "unreadable"
+
+
+def test_rs_chunks_are_bounded_and_overlap() -> None:
+    text = " ".join(f"Sentence number {i} is here." for i in range(300))
+    chunks = chunk_text(text, max_chars=300, overlap_chars=50)
+    assert all(len(c) <= 300 for c in chunks)
+    assert len(chunks) > 10
+    assert chunks[1].split(" ")[0] in chunks[0]
