@@ -10,7 +10,7 @@ from typing import Any, get_args
 from schemas.agents import AgentCommand, AgentEvent
 from schemas.calls import CallEvent, CallInput
 from schemas.deadletter import DeadLetter
-from schemas.dialer import DialerRequest
+from schemas.dialer import DialerEvent, DialerRequest, PostCallEvent
 from schemas.knowledge import KnowledgeCommand, KnowledgeEvent
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -68,7 +68,34 @@ DIALER_REQUESTS = TopicSpec(
     retention_ms=7 * DAY_MS,
     cleanup_policy="delete",
     record_types=get_args(DialerRequest),
-    description="Outbound call requests, serialised per agent so concurrency limits hold.",
+    description=(
+        "Outbound call requests and campaign commands from the API, and the telephony adapter's "
+        "reports on each dial (CallDialled, CallDialFailed), serialised per agent."
+    ),
+)
+DIALER_EVENTS = TopicSpec(
+    name="voice.dialer.events.v1",
+    key="agent_id",
+    partitions=6,
+    retention_ms=FOREVER,
+    cleanup_policy="delete",
+    record_types=get_args(DialerEvent),
+    description=(
+        "What the dialer decided: requests queued or rejected (with the reason), every attempt and "
+        "its outcome, answering-machine decisions and campaign changes. seq counts per agent."
+    ),
+)
+POSTCALL_EVENTS = TopicSpec(
+    name="voice.postcall.events.v1",
+    key="call_id",
+    partitions=12,
+    retention_ms=FOREVER,
+    cleanup_policy="delete",
+    record_types=get_args(PostCallEvent),
+    description=(
+        "After a call ended: its summary and outcome label (seq 1), and every webhook delivery "
+        "attempt (seq counts the attempts of one delivery; event ids derive from the delivery)."
+    ),
 )
 AGENT_COMMANDS = TopicSpec(
     name="voice.agents.commands.v1",
@@ -123,6 +150,8 @@ CATALOG: tuple[TopicSpec, ...] = (
     CALL_INPUTS,
     CALL_EVENTS,
     DIALER_REQUESTS,
+    DIALER_EVENTS,
+    POSTCALL_EVENTS,
     AGENT_COMMANDS,
     AGENT_EVENTS,
     KNOWLEDGE_COMMANDS,

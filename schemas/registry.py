@@ -7,13 +7,15 @@ from schemas.agents import AgentCommand, AgentEvent
 from schemas.avro_schema import fingerprint, full_name
 from schemas.calls import CallEvent, CallInput
 from schemas.deadletter import DeadLetter
-from schemas.dialer import DialerRequest
+from schemas.dialer import DialerEvent, DialerRequest, PostCallEvent
 from schemas.knowledge import KnowledgeCommand, KnowledgeEvent
 
 Record: TypeAlias = (
     CallInput
     | CallEvent
     | DialerRequest
+    | DialerEvent
+    | PostCallEvent
     | AgentCommand
     | AgentEvent
     | KnowledgeCommand

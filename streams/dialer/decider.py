@@ -120,7 +120,7 @@ def step(state: DialerState, input_: DialerInput, options: DialerOptions) -> lis
     for event in events:
         evolve(state, event)
     now = input_.now if isinstance(input_, Tick) else input_.occurred_at
-    started = schedule(state, now, options)
+    started = schedule(state, now, options, full_scan=isinstance(input_, Tick))
     for event in started:
         evolve(state, event)
     return events + started
@@ -386,16 +386,31 @@ def _campaign_stopped(state: DialerState, request: Request | None) -> bool:
     return campaign is not None and campaign.cancelled
 
 
-def schedule(state: DialerState, now: datetime, options: DialerOptions) -> list[DialerEvent]:
-    """Start every queued request that may be dialled now, best first, within every limit."""
+def schedule(
+    state: DialerState, now: datetime, options: DialerOptions, *, full_scan: bool = True
+) -> list[DialerEvent]:
+    """Start every queued request that may be dialled now, best first, within every limit.
+
+    Deadlines and unknown agents are settled on full scans (ticks); other inputs stop as soon
+    as no agent has a free slot, so a long queue behind full agents costs nothing per input.
+    """
     free = options.tenant_max_concurrent_calls - len(state.live)
     if free <= 0 or not state.queue:
         return []
     live = Counter(a.agent_id for a in state.live.values())
+    open_agents = {
+        agent_id
+        for agent_id, info in state.agents.items()
+        if not info.archived and live[agent_id] < info.config.max_concurrent_calls
+    }
+    if not full_scan and not open_agents:
+        return []
     out = _Emitter(state, now)
     grace = timedelta(seconds=options.unknown_agent_grace_s)
     for _, _, call_id in list(state.queue):
         request = state.requests[call_id]
+        if not full_scan and request.agent_id not in open_agents:
+            continue
         verdict = _readiness(state, request, now, live, grace)
         if verdict == "expired":
             _completed(out, request, "deadline_passed", False)
@@ -407,7 +422,9 @@ def schedule(state: DialerState, now: datetime, options: DialerOptions) -> list[
             _start(state, out, request, options)
             live[request.agent_id] += 1
             free -= 1
-            if free == 0:
+            if live[request.agent_id] >= state.agents[request.agent_id].config.max_concurrent_calls:
+                open_agents.discard(request.agent_id)
+            if free == 0 or (not full_scan and not open_agents):
                 break
     return out.events
 

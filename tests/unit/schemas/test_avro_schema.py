@@ -125,7 +125,7 @@ def test_every_record_on_a_topic_has_the_topic_key_field(spec: TopicSpec) -> Non
 
 def test_topic_names_follow_the_convention_and_are_unique() -> None:
     names = [spec.name for spec in CATALOG]
-    assert len(set(names)) == len(names) == 8
+    assert len(set(names)) == len(names) == 10
     assert all(n.startswith("voice.") and n.endswith(".v1") for n in names)
     with pytest.raises(KeyError):
         topic_named("voice.nope.v1")

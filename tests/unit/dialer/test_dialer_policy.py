@@ -1,0 +1,66 @@
+"""Pure dialling policies: E.164, calling windows across zones and midnight, back-off."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.dialer.policy import RetryPolicy, is_e164, parse_window
+
+
+@pytest.mark.parametrize("number", ["+14155550100", "+442071838750", "+12"])
+def test_e164_numbers_pass(number: str) -> None:
+    assert is_e164(number)
+
+
+@pytest.mark.parametrize("number", ["14155550100", "+0123", "+1415555010000000", "+1 415 555", ""])
+def test_other_strings_fail(number: str) -> None:
+    assert not is_e164(number)
+
+
+def test_a_window_is_read_in_the_agents_zone_across_daylight_saving() -> None:
+    window = parse_window("09:00-17:00", "Europe/Berlin")
+    assert window is not None
+    winter = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)  # 09:00 CET
+    summer = datetime(2026, 7, 15, 7, 0, tzinfo=UTC)  # 09:00 CEST
+    assert window.contains(winter)
+    assert window.contains(summer)
+    assert not window.contains(winter - timedelta(minutes=1))
+    assert window.next_open(winter - timedelta(hours=2)) == winter
+
+
+def test_a_window_may_wrap_midnight() -> None:
+    window = parse_window("22:00-06:00", "UTC")
+    assert window is not None
+    assert window.contains(datetime(2026, 1, 1, 23, 0, tzinfo=UTC))
+    assert window.contains(datetime(2026, 1, 1, 5, 59, tzinfo=UTC))
+    assert not window.contains(datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("text", "zone"), [("9-17", "UTC"), ("09:00-17:00", "Mars/Olympus"), ("25:00-26:00", "UTC")]
+)
+def test_bad_windows_are_refused(text: str, zone: str) -> None:
+    with pytest.raises(ValueError, match=r"window|zone"):
+        parse_window(text, zone)
+
+
+def test_no_window_means_any_time() -> None:
+    assert parse_window(None, "UTC") is None
+    assert parse_window("  ", "UTC") is None
+
+
+@given(st.integers(min_value=1, max_value=30))
+def test_back_off_grows_and_is_capped(attempt: int) -> None:
+    policy = RetryPolicy(max_attempts=100, base_s=5, factor=2, cap_s=300)
+    assert policy.delay(attempt) <= policy.delay(attempt + 1) <= timedelta(seconds=300)
+
+
+def test_no_retry_after_the_last_attempt() -> None:
+    policy = RetryPolicy(max_attempts=3)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert policy.retry_at(2, now) is not None
+    assert policy.retry_at(3, now) is None

@@ -1,0 +1,1 @@
+"""The `voiceagent` command: the composition root that runs and operates the whole platform."""

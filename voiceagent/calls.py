@@ -1,0 +1,99 @@
+"""`voiceagent call ...`: place a simulated call against the running platform; time-travel a call."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.settings import Settings
+from voiceagent.devfile import DevAddresses
+from voiceagent.simulate import SimulationError, simulate_call
+from voiceagent.timeline import event_summary, load_events, to_json, travel
+
+call_app = typer.Typer(help="Simulated calls and call history.", no_args_is_help=True)
+console = Console()
+
+
+@call_app.command("simulate")
+def simulate(
+    agent: str = typer.Option(..., "--agent", help="agent id or name (the dev stack seeds 'demo')"),
+    say: list[str] = typer.Option([], "--say", help="what the caller says, one turn per --say"),
+    wav: Path | None = typer.Option(None, "--wav", help="a WAV file to play as the caller instead"),
+    outbound: bool = typer.Option(False, "--outbound", help="have the platform dial the caller"),
+    save_audio: Path | None = typer.Option(None, "--save-audio", help="write what the caller heard (WAV)"),
+    reply_timeout: float = typer.Option(30.0, help="seconds to wait for each agent reply"),
+) -> None:
+    """Call an agent over the real Twilio Media Streams protocol and print what happens."""
+    settings = Settings()
+    try:
+        addresses = DevAddresses.read(settings.data_dir.resolve())
+        outcome = asyncio.run(
+            simulate_call(
+                addresses,
+                console,
+                agent=agent,
+                turns=say or (["Hello, is anybody there?"] if wav is None else []),
+                wav=wav,
+                outbound=outbound,
+                reply_timeout_s=reply_timeout,
+            )
+        )
+    except (SimulationError, FileNotFoundError) as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from err
+    if save_audio is not None:
+        outcome.save(save_audio)
+        console.print(f"saved what the caller heard to {save_audio} (left: caller, right: agent)")
+    console.print(f"[green]call {outcome.call_id} finished: {outcome.end}[/]")
+
+
+@call_app.command("timeline")
+def timeline(
+    call_id: str = typer.Argument(..., help="the call id"),
+    at: datetime | None = typer.Option(None, "--at", help="fold the state as of this instant (ISO 8601)"),
+    seq: int | None = typer.Option(None, "--seq", help="fold the state up to this event seq"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+) -> None:
+    """A call's events, and its state at any point, folded by the same code the workers run."""
+    settings = Settings()
+    if settings.kafka.bootstrap is None:
+        try:
+            settings = settings.model_copy(
+                update={
+                    "kafka": settings.kafka.model_copy(
+                        update={"bootstrap": DevAddresses.read(settings.data_dir.resolve()).bootstrap}
+                    )
+                }
+            )
+        except FileNotFoundError as err:
+            console.print(f"[red]{err}; or set VOICE_KAFKA__BOOTSTRAP[/]")
+            raise typer.Exit(2) from err
+    events = asyncio.run(load_events(settings.kafka, call_id))
+    if not events:
+        console.print(f"[red]no events for call {call_id} on the log[/]")
+        raise typer.Exit(1)
+    chosen = travel(events, at=at, seq=seq)
+    if as_json:
+        print(to_json(chosen))
+        return
+    table = Table(title=f"call {call_id}: {len(chosen.events)} of {len(events)} events")
+    for column in ("seq", "at", "event", "details"):
+        table.add_column(column)
+    for event in chosen.events:
+        table.add_row(
+            str(event.seq),
+            event.occurred_at.isoformat(timespec="milliseconds"),
+            type(event).__name__,
+            event_summary(event),
+        )
+    console.print(table)
+    state = chosen.state
+    if state is not None:
+        console.print(f"state after seq {state.seq}: [bold]{state.status.value}[/] "
+                      f"(agent {state.agent_id} v{state.agent_version}, interruptions {state.interruptions}, "
+                      f"tool calls {state.tool_calls}, end reason {state.end_reason})")  # fmt: skip

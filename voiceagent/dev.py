@@ -1,0 +1,201 @@
+"""`voiceagent dev`: the whole platform on one machine, embedded broker and database by default."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from infra.migrate import upgrade_database
+from infra.process import free_port, spawn_bound_child, stop_child
+from infra.settings import Settings
+from infra.stack import Stack, start_stack
+from infra.topics import ensure_topics
+from voiceagent.devfile import DevAddresses
+from voiceagent.freshness import reconcile_fresh_broker
+from voiceagent.seed import DEMO_NUMBER, seed_demo_agent
+
+# Started by module name, in this order, so this composition root need not import them.
+SERVICES: tuple[tuple[str, list[str]], ...] = (
+    ("edge", ["-m", "edge"]),
+    ("streams worker", ["-m", "streams"]),
+    ("writers", ["-m", "streams.writers"]),
+    ("dialer", ["-m", "streams.dialer"]),
+    ("projections", ["-m", "projections"]),
+    ("api", ["-m", "api"]),
+    ("archiver", ["-m", "voiceagent.cli", "archive", "run"]),
+)
+
+
+@dataclass
+class Running:
+    """What `dev` started, for the status table and for a clean stop."""
+
+    stack: Stack
+    children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def stop(self, console: Console) -> None:
+        console.print("stopping...")
+        for _name, proc in reversed(self.children):
+            stop_child(proc)
+        self.stack.stop()
+        console.print("[green]stopped cleanly[/]")
+
+
+def dev_secrets(data_dir: Path) -> dict[str, str]:
+    """The dev API key and Twilio token, made once and kept, so restarts keep working clients."""
+    path = data_dir / "dev-secrets.json"
+    if path.exists():
+        loaded: dict[str, str] = json.loads(path.read_text())
+        return loaded
+    data_dir.mkdir(parents=True, exist_ok=True)
+    made = {"api_key": "va_dev_" + secrets.token_urlsafe(24), "twilio_auth_token": secrets.token_hex(16)}
+    path.write_text(json.dumps(made))
+    path.chmod(0o600)
+    return made
+
+
+def run_dev(settings: Settings, console: Console, *, only_infra: bool = False) -> None:
+    """Start everything, print where it is, and wait for Ctrl-C; always stop what was started."""
+    data_dir = settings.data_dir.resolve()
+    with console.status("starting broker and database..."):
+        stack = start_stack(settings)
+    running = Running(stack)
+    try:
+        with console.status("creating topics and migrating the database..."):
+            asyncio.run(ensure_topics(stack.settings.kafka))
+            upgrade_database(stack.settings.database)
+        running.notes += reconcile_fresh_broker(stack.settings, console)
+        if only_infra:
+            _show(running, None, console)
+            _wait(running, console)
+            return
+        addresses = _start_services(running, data_dir, console)
+        _show(running, addresses, console)
+        _wait(running, console)
+    finally:
+        running.stop(console)
+
+
+def _start_services(running: Running, data_dir: Path, console: Console) -> DevAddresses:
+    settings = running.stack.settings
+    keys = dev_secrets(data_dir)
+    env = _base_env(settings, keys)
+    standin_control: str | None = None
+    if not settings.gemini.api_key.get_secret_value() and not settings.gemini.base_url:
+        standin_control = _start_standin(running, env, data_dir)
+    for name, argv in SERVICES:
+        module = argv[1]
+        if importlib.util.find_spec(module) is None:
+            running.notes.append(f"{name}: not available in this build ({module})")
+            continue
+        proc = spawn_bound_child(
+            [sys.executable, *argv], log_path=data_dir / "logs" / f"{module}.log", env=env
+        )
+        running.children.append((name, proc))
+    api_url = f"http://{env['VOICE_API__HOST']}:{env['VOICE_API__PORT']}"
+    with console.status("waiting for the API and seeding the demo agent..."):
+        agent_id = seed_demo_agent(api_url, keys["api_key"], timeout_s=90)
+    addresses = DevAddresses(
+        bootstrap=settings.kafka.bootstrap or "",
+        database_url=settings.database.url or "",
+        api_url=api_url,
+        api_key=keys["api_key"],
+        edge_url=env["VOICE_TWILIO__PUBLIC_BASE_URL"],
+        twilio_auth_token=keys["twilio_auth_token"],
+        standin_control_url=standin_control,
+        demo_agent_id=agent_id,
+        demo_number=DEMO_NUMBER,
+    )
+    addresses.write(data_dir)
+    return addresses
+
+
+def _base_env(settings: Settings, keys: dict[str, str]) -> dict[str, str]:
+    edge_port = settings.edge.port
+    env = dict(os.environ)
+    env.update(
+        {
+            "VOICE_ENV": settings.env,
+            "VOICE_DATA_DIR": str(settings.data_dir.resolve()),
+            "VOICE_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or "",
+            "VOICE_DATABASE__URL": settings.database.url or "",
+            "VOICE_API__HOST": settings.api.host,
+            "VOICE_API__PORT": str(settings.api.port),
+            "VOICE_API__BOOTSTRAP_API_KEY": keys["api_key"],
+            "VOICE_TWILIO__AUTH_TOKEN": settings.twilio.auth_token.get_secret_value()
+            or keys["twilio_auth_token"],
+            "VOICE_TWILIO__PUBLIC_BASE_URL": settings.twilio.public_base_url
+            or f"http://127.0.0.1:{edge_port}",
+        }
+    )
+    return env
+
+
+def _start_standin(running: Running, env: dict[str, str], data_dir: Path) -> str:
+    port, control = free_port(), free_port()
+    cert_dir = data_dir / "standin-certs"
+    argv = [sys.executable, "-m", "streams.standin", "--port", str(port), "--control-port", str(control)]
+    argv += ["--cert-dir", str(cert_dir)]
+    proc = spawn_bound_child(argv, log_path=data_dir / "logs" / "standin.log", env=env)
+    running.children.append(("gemini stand-in (offline)", proc))
+    env["VOICE_GEMINI__BASE_URL"] = f"https://127.0.0.1:{port}"
+    env["VOICE_GEMINI__CA_FILE"] = str(cert_dir / "standin-ca.pem")
+    env["VOICE_GEMINI__API_KEY"] = "offline-stand-in"
+    running.notes.append(
+        "GEMINI key not set: the offline Gemini stand-in answers (scripted, labelled replies)"
+    )
+    return f"http://127.0.0.1:{control}"
+
+
+def _show(running: Running, addresses: DevAddresses | None, console: Console) -> None:
+    table = Table(title="voiceagent dev")
+    for column in ("component", "where", "pid"):
+        table.add_column(column)
+    for service in running.stack.services:
+        table.add_row(f"embedded {service.name}", service.address, str(service.pid))
+    for name, proc in running.children:
+        table.add_row(name, "log: " + str(running.stack.settings.data_dir / "logs"), str(proc.pid))
+    console.print(table)
+    for note in running.notes:
+        console.print(f"[yellow]• {note}[/]")
+    if addresses is not None:
+        console.print(f"API docs:  {addresses.api_url}/docs   (API key: {addresses.api_key})")
+        console.print(f"Edge:      {addresses.edge_url}   (Twilio webhooks: /twilio/voice, /twilio/status)")
+        console.print(
+            'Try a call: .venv/bin/voiceagent call simulate --agent demo --say "Hello, are you open today?"'
+        )
+    console.print("Press Ctrl-C to stop everything.")
+
+
+def _wait(running: Running, console: Console) -> None:
+    stop = False
+
+    def _on_signal(_signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        while not stop:
+            for name, proc in running.children:
+                if proc.poll() is not None:
+                    console.print(
+                        f"[red]{name} exited with {proc.returncode}; see its log in .voiceagent/logs[/]"
+                    )
+                    return
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return

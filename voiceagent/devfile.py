@@ -1,0 +1,37 @@
+"""The dev stack's address book, written by `voiceagent dev` and read by `voiceagent call ...`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+FILE_NAME = "dev.json"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DevAddresses:
+    """Where the running dev platform's parts listen, and the credentials a local tool needs."""
+
+    bootstrap: str
+    database_url: str
+    api_url: str
+    api_key: str
+    edge_url: str
+    twilio_auth_token: str
+    standin_control_url: str | None
+    demo_agent_id: str | None
+    demo_number: str
+
+    def write(self, data_dir: Path) -> Path:
+        path = data_dir / FILE_NAME
+        path.write_text(json.dumps(asdict(self), indent=2))
+        path.chmod(0o600)  # it holds the dev API key
+        return path
+
+    @classmethod
+    def read(cls, data_dir: Path) -> DevAddresses:
+        path = data_dir / FILE_NAME
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: start the platform with `make dev` first")
+        return cls(**json.loads(path.read_text()))

@@ -1,0 +1,79 @@
+"""Seeds the dev platform with a demo agent, through the public API like any operator would."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+DEMO_NAME = "demo"
+DEMO_NUMBER = "+15550100000"
+DEMO_CONFIG: dict[str, Any] = {
+    "system_prompt": "You are the friendly demo agent of voiceagent. Keep answers short.",
+    "greeting": "Hello! You are talking to the voiceagent demo.",
+    "phone_numbers": [DEMO_NUMBER],
+    "silence_timeout_s": 30,
+    "max_duration_s": 600,
+    "record_calls": True,
+}
+
+
+class SeedError(RuntimeError):
+    """The API did not come up or refused the demo agent; the message says which."""
+
+
+def _headers(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+def wait_for_api(client: httpx.Client, api_key: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = client.get("/api/agents", params={"limit": 1}, headers=_headers(api_key))
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.HTTPError as err:
+            last = str(err)
+        time.sleep(0.5)
+    raise SeedError(f"the API did not answer within {timeout_s:g}s ({last}); see .voiceagent/logs/api.log")
+
+
+def find_agent(client: httpx.Client, api_key: str, name_or_id: str) -> dict[str, Any] | None:
+    """An agent by id, or by name (newest first), visible to this key."""
+    direct = client.get(f"/api/agents/{name_or_id}", headers=_headers(api_key))
+    if direct.status_code == 200:
+        found: dict[str, Any] = direct.json()
+        return found
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 200} | ({"cursor": cursor} if cursor else {})
+        page = client.get("/api/agents", params=params, headers=_headers(api_key)).json()
+        for agent in page.get("items", []):
+            if agent.get("name") == name_or_id and agent.get("status") != "archived":
+                return dict(agent)
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return None
+
+
+def seed_demo_agent(api_url: str, api_key: str, *, timeout_s: float = 60) -> str:
+    """The demo agent's id, creating it (with a published version) the first time."""
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        wait_for_api(client, api_key, timeout_s)
+        existing = find_agent(client, api_key, DEMO_NAME)
+        if existing is not None:
+            return str(existing["agent_id"])
+        response = client.post(
+            "/api/agents", json={"name": DEMO_NAME, "config": DEMO_CONFIG}, headers=_headers(api_key)
+        )
+        if response.status_code not in (200, 201, 202):
+            raise SeedError(
+                f"creating the demo agent failed: HTTP {response.status_code} {response.text[:300]}"
+            )
+        if response.status_code == 202 or not response.content:
+            return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+        return str(response.json()["agent_id"])

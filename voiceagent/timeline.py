@@ -1,0 +1,77 @@
+"""Time travel: a call's event timeline and its state folded at any point, with the workers' code."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from infra.eventlog.reading import EventFilter, read_range
+from infra.settings import KafkaSettings
+from schemas.calls import CallEvent
+from schemas.catalog import CALL_EVENTS
+from streams.calls.machine import fold
+from streams.calls.state import CallState
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Every event of one call in seq order, and the state after the chosen point."""
+
+    events: list[CallEvent]
+    state: CallState | None
+
+
+async def load_events(kafka: KafkaSettings, call_id: str) -> list[CallEvent]:
+    """The call's events from the log, each once (redeliveries are byte-identical), in seq order."""
+    by_id: dict[str, CallEvent] = {}
+    async for decoded in read_range(kafka, CALL_EVENTS.name, EventFilter(call_id=call_id)):
+        by_id.setdefault(decoded.record.event_id, decoded.record)
+    return sorted(by_id.values(), key=lambda event: event.seq)
+
+
+def travel(events: list[CallEvent], *, at: datetime | None = None, seq: int | None = None) -> Timeline:
+    """The events up to a seq or an instant, and the state the calls agent had right then."""
+    chosen = [e for e in events if (seq is None or e.seq <= seq) and (at is None or e.occurred_at <= at)]
+    return Timeline(chosen, fold(chosen))
+
+
+def event_summary(event: CallEvent) -> str:
+    """The fields that make an event worth reading, without the envelope."""
+    skip = {"tenant_id", "call_id", "seq", "event_id", "occurred_at", "correlation_id"}
+    parts = [f"{f.name}={getattr(event, f.name)!r}" for f in dataclasses.fields(event) if f.name not in skip]
+    return ", ".join(parts)
+
+
+def to_json(timeline: Timeline) -> str:
+    """The timeline as JSON (events and the folded state), for scripts."""
+    return json.dumps(
+        {
+            "events": [_plain({"type": type(e).__name__, **_fields(e)}) for e in timeline.events],
+            "state": _plain(_fields(timeline.state)) if timeline.state is not None else None,
+        },
+        indent=2,
+    )
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(_fields(value))
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
