@@ -54,7 +54,8 @@ def find_agent(client: httpx.Client, api_key: str, name_or_id: str) -> dict[str,
         page = client.get("/api/agents", params=params, headers=_headers(api_key)).json()
         for agent in page.get("items", []):
             if agent.get("name") == name_or_id and agent.get("status") != "archived":
-                return dict(agent)
+                full = client.get(f"/api/agents/{agent['agent_id']}", headers=_headers(api_key))
+                return dict(full.json()) if full.status_code == 200 else dict(agent)
         cursor = page.get("next_cursor")
         if not cursor:
             return None

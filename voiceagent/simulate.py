@@ -56,8 +56,9 @@ class Outcome:
 class CallWatch:
     """Follows the call's events on the log, prints them, and lets the caller wait for them."""
 
-    def __init__(self, call_id: str, console: Console) -> None:
-        self.call_id = call_id
+    def __init__(self, console: Console) -> None:
+        self.call_id: str | None = None
+        self._early: list[tuple[bytes, bytes]] = []
         self.console = console
         self.kinds: list[str] = []
         self.events: list[Any] = []
@@ -89,10 +90,23 @@ class CallWatch:
             while True:
                 for records in (await consumer.getmany(timeout_ms=100)).values():
                     for record in records:
-                        if record.key == self.call_id.encode() and record.value is not None:
+                        if record.key is None or record.value is None:
+                            continue
+                        if self.call_id is None:  # the call id is known once the edge answers
+                            self._early.append((record.key, record.value))
+                        elif record.key == self.call_id.encode():
                             await self._add(codec, record.value)
         finally:
             await consumer.stop()
+
+    async def attach(self, call_id: str) -> None:
+        """Follow this call from now on, including what arrived before its id was known."""
+        self.call_id = call_id
+        codec = Codec.single_object()
+        early, self._early = self._early, []
+        for key, value in early:
+            if key == call_id.encode():
+                await self._add(codec, value)
 
     async def _add(self, codec: Codec, value: bytes) -> None:
         try:
@@ -137,16 +151,16 @@ async def simulate_call(
             "has none yet. Use an inbound simulated call, or configure real Twilio credentials."
         )
     number, greeting = _agent_number(addresses, agent)
+    watch = CallWatch(console)
+    ready = asyncio.Event()
+    follower = asyncio.create_task(watch.follow(KafkaSettings(bootstrap=addresses.bootstrap), ready))
+    await asyncio.wait_for(ready.wait(), 15)
     parameters = await _answer(addresses, number)
     call_id = parameters["call_id"]
     console.print(f"calling {number} (agent {agent}); call id {call_id}")
     if addresses.standin_control_url:
         await _script_standin(addresses.standin_control_url, call_id, turns, greeting)
-    watch = CallWatch(call_id, console)
-    kafka = KafkaSettings(bootstrap=addresses.bootstrap)
-    ready = asyncio.Event()
-    follower = asyncio.create_task(watch.follow(kafka, ready))
-    await asyncio.wait_for(ready.wait(), 15)
+    await watch.attach(call_id)
     caller = SimulatedCaller(
         media_stream_url(addresses.edge_url), addresses.twilio_auth_token,
         stream_sid="MZ" + uuid.uuid4().hex, call_sid="CA" + uuid.uuid4().hex,
