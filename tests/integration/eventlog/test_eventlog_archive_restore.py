@@ -12,7 +12,6 @@ import pytest
 from aiokafka import TopicPartition
 from typer.testing import CliRunner
 
-from infra.cli import app
 from infra.embedded import start_broker
 from infra.eventlog.archive import Archiver, WrittenFile, list_files
 from infra.eventlog.archive_file import archive_fs, parse_name, read_file
@@ -21,6 +20,7 @@ from infra.kafka import make_consumer
 from infra.settings import ArchiveSettings, KafkaSettings, Settings
 from tests.integration.eventlog.eventlog_support import call_events, produce, read_all
 from tests.integration.helpers import fresh_topic
+from voiceagent.cli import app
 
 pytestmark = pytest.mark.integration
 

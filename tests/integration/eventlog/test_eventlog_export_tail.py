@@ -14,7 +14,6 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from infra.cli import app
 from infra.eventlog.reading import EventFilter
 from infra.eventlog.tail import tail_events
 from infra.settings import Settings
@@ -22,6 +21,7 @@ from schemas.avro_schema import full_name
 from schemas.calls import CallEnded, CallReceived, TranscriptSegment
 from tests.integration.eventlog.eventlog_support import call_events, produce
 from tests.integration.helpers import fresh_topic
+from voiceagent.cli import app
 
 pytestmark = pytest.mark.integration
 
