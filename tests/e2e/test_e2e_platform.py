@@ -1,0 +1,211 @@
+"""End to end: the platform started as `voiceagent dev` does, a caller, and the operator's API.
+
+The platform runs as `voiceagent dev` in a subprocess (pointed at this session's broker and
+database, as it would be at external ones); the caller is the product's own simulator; every
+check goes through the public surfaces: the Twilio webhooks, the media WebSocket, the event
+log and the REST API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edge.audio.speech import synthesize, to_rate
+from edge.twiml import media_stream_url
+from infra.process import free_port
+from infra.settings import KafkaSettings, Settings
+from voiceagent.caller import SimulatedCaller, to_frames
+from voiceagent.devfile import DevAddresses
+from voiceagent.simulate import CallWatch, SimulationError, _answer
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).parents[2]
+NUMBER = "+15550100777"
+
+
+@pytest.fixture(scope="module")
+def platform(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevAddresses]:
+    data_dir = tmp_path_factory.mktemp("dev")
+    edge_port = free_port()
+    env = os.environ | {
+        "PYTHONPATH": str(ROOT),
+        "VOICE_DATA_DIR": str(data_dir),
+        "VOICE_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or "",
+        "VOICE_KAFKA__PARTITIONS_OVERRIDE": str(settings.kafka.partitions_override or ""),
+        "VOICE_DATABASE__URL": settings.database.url or "",
+        "VOICE_EDGE__PORT": str(edge_port),
+        "VOICE_EDGE__BRIDGE_PORT": str(free_port()),
+        "VOICE_API__PORT": str(free_port()),
+        "VOICE_TWILIO__PUBLIC_BASE_URL": f"http://127.0.0.1:{edge_port}",
+        "VOICE_STREAMS__APP_ID": f"e2e-{uuid.uuid4().hex[:6]}",
+    }
+    log = data_dir / "dev.out"
+    with log.open("ab") as out:
+        dev = subprocess.Popen(
+            [sys.executable, "-m", "voiceagent.cli", "dev"], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 150
+        while not (data_dir / "dev.json").exists():
+            assert dev.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        yield DevAddresses.read(data_dir)
+    finally:
+        dev.send_signal(signal.SIGINT)
+        dev.wait(timeout=60)
+    assert "stopped cleanly" in log.read_text()
+
+
+def _api(addresses: DevAddresses) -> httpx.Client:
+    return httpx.Client(
+        base_url=addresses.api_url, headers={"Authorization": f"Bearer {addresses.api_key}"}, timeout=10
+    )
+
+
+def _until(fetch: Any, ok: Any, within: float = 30.0) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = fetch()
+        if ok(value):
+            return value
+        assert time.monotonic() < deadline, f"gave up waiting; last answer: {value}"
+        time.sleep(0.3)
+
+
+def _agent_with_knowledge(api: httpx.Client) -> str:
+    base = api.post("/api/knowledge/bases", json={"name": "Chez E2E"})
+    assert base.status_code in (200, 201, 202), base.text
+    kb_id = base.json()["kb_id"] if base.content else base.headers["Location"].rsplit("/", 1)[-1]
+    doc = api.post(
+        f"/api/knowledge/bases/{kb_id}/documents",
+        params={"title": "Opening hours"},
+        content=b"Opening hours: Chez E2E opens daily from nine in the morning until late.",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert doc.status_code in (200, 201, 202), doc.text
+    _until(
+        lambda: api.get("/api/knowledge/search", params={"q": "opening hours", "kb_id": kb_id}).json(), bool
+    )
+    config = {
+        "system_prompt": "You are the booking line of Chez E2E.",
+        "phone_numbers": [NUMBER],
+        "knowledge_base_ids": [kb_id],
+        "silence_timeout_s": 120,
+        "record_calls": True,
+    }
+    agent = api.post("/api/agents", json={"name": f"e2e-{uuid.uuid4().hex[:6]}", "config": config})
+    assert agent.status_code in (200, 201, 202), agent.text
+    return str(agent.json()["agent_id"] if agent.content else agent.headers["Location"].rsplit("/", 1)[-1])
+
+
+async def _answered(addresses: DevAddresses) -> dict[str, str]:
+    # The edge learns the new number from the agent events it follows; give it a moment.
+    for _ in range(60):
+        try:
+            return await _answer(addresses, NUMBER)
+        except SimulationError:
+            await asyncio.sleep(0.5)
+    return await _answer(addresses, NUMBER)
+
+
+async def _call(addresses: DevAddresses) -> tuple[str, CallWatch, SimulatedCaller]:
+    from rich.console import Console
+
+    watch = CallWatch(Console(quiet=True))
+    ready = asyncio.Event()
+    follower = asyncio.create_task(watch.follow(KafkaSettings(bootstrap=addresses.bootstrap), ready))
+    await asyncio.wait_for(ready.wait(), 15)
+    parameters = await _answered(addresses)
+    call_id = parameters["call_id"]
+    script = {
+        "turns": [
+            {
+                "caller": "When are you open?",
+                "tool_calls": [{"name": "search_knowledge", "args": {"query": "opening hours"}}],
+                "after_tool_reply": "Let me read you our notes. {result} Can I book you a table for tonight, "
+                "or is there anything else you would like to know about the restaurant?",
+            },
+            {
+                "caller": "No thanks, goodbye.",
+                "tool_calls": [{"name": "end_call", "args": {"reason": "completed"}}],
+                "after_tool_reply": "Goodbye, and thank you for calling.",
+            },
+        ]
+    }
+    assert addresses.standin_control_url is not None
+    async with httpx.AsyncClient() as client:
+        await client.put(f"{addresses.standin_control_url}/scripts/{call_id}", json=script)
+    await watch.attach(call_id)
+    caller = SimulatedCaller(
+        media_stream_url(addresses.edge_url), addresses.twilio_auth_token,
+        stream_sid="MZ" + uuid.uuid4().hex, call_sid="CA" + uuid.uuid4().hex,
+    )  # fmt: skip
+    question = to_frames(to_rate(*_speech("When are you open?"), 8000))
+    goodbye = to_frames(to_rate(*_speech("No thanks, goodbye."), 8000))
+    try:
+        await caller.open(parameters)
+        await watch.wait(lambda w: "GeminiSessionOpened" in w.kinds, 60, "session")
+        caller.say(question)
+        await watch.wait(lambda w: "AgentSpeechStarted" in w.kinds, 60, "agent speech")
+        await asyncio.sleep(1.5)
+        caller.say(goodbye)  # talks over the agent: barge-in
+        await watch.wait(lambda w: "CallEnded" in w.kinds or "CallFailed" in w.kinds, 60, "end of call")
+    finally:
+        if not caller.closed.is_set():
+            await caller.hang_up()
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+    return call_id, watch, caller
+
+
+def _speech(text: str) -> tuple[Any, int]:
+    return synthesize(text)
+
+
+def test_e2e_inbound_call_with_tool_calls_and_barge_in_shows_up_in_the_api(platform: DevAddresses) -> None:
+    with _api(platform) as api:
+        _agent_with_knowledge(api)
+        call_id, watch, caller = asyncio.run(_call(platform))
+        kinds = watch.kinds
+        assert "AgentInterrupted" in kinds, kinds
+        assert "CallEnded" in kinds, kinds
+        assert caller.audio.clears >= 1
+        assert len(caller.audio.heard) > 50  # over a second of agent audio reached the caller
+
+        call = _until(
+            lambda: api.get(f"/api/calls/{call_id}"), lambda r: r.status_code == 200 and r.json()["ended_at"]
+        )
+        body = call.json()
+        assert body["status"] == "completed", body
+        assert body["end_reason"] == "agent_hung_up", body
+        assert body["tool_calls"] == 2
+        assert body["interruptions"] >= 1
+        timeline = [e["type"] for e in api.get(f"/api/calls/{call_id}/timeline").json()]
+        assert timeline[0] == "CallReceived"
+        assert "CallEnded" in timeline
+        transcript = api.get(f"/api/calls/{call_id}/transcript").json()
+        assert any("nine in the morning" in s["text"] for s in transcript if s["speaker"] == "agent"), (
+            transcript
+        )
+        assert any(s["speaker"] == "caller" for s in transcript)
+        tools = [t["name"] for t in api.get(f"/api/calls/{call_id}/tool-calls").json()]
+        assert sorted(tools) == ["end_call", "search_knowledge"]
+        today = datetime.now(UTC).date()
+        analytics = api.get(
+            "/api/analytics", params={"date_from": str(today), "date_to": str(today + timedelta(days=1))}
+        ).json()
+        assert analytics["summary"]["calls"] >= 1, analytics
