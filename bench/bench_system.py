@@ -1,0 +1,200 @@
+"""System load test: N concurrent simulated calls through the whole platform on this machine.
+
+    .venv/bin/python bench/bench_system.py --calls 10 25 50 --seconds 30
+
+Starts the platform exactly as `voiceagent dev` does (embedded broker and PostgreSQL, offline
+Gemini stand-in), then for each N runs N callers at once for a bounded time: each caller talks,
+waits for the agent, sometimes talks over it (barge-in), and hangs up at the end. Reported per N:
+frames the edge dropped or saw out of order (from MediaStreamStopped), late frames at the caller
+(gaps > 60 ms between agent frames inside an utterance), response time (caller stops talking →
+first agent audio heard; includes the stand-in's 500 ms end-of-speech wait), CPU and memory per
+process and per call, and the simulator's own CPU. Stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from rich.console import Console
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge.audio.speech import synthesize, to_rate  # noqa: E402
+from edge.twiml import media_stream_url  # noqa: E402
+from infra.process import free_port  # noqa: E402
+from infra.settings import KafkaSettings  # noqa: E402
+from voiceagent.caller import SimulatedCaller, to_frames  # noqa: E402
+from voiceagent.devfile import DevAddresses  # noqa: E402
+from voiceagent.simulate import CallWatch, _answer  # noqa: E402
+
+PHRASES = ["Hello, are you open today?", "Can I book a table for two?", "What is on the menu tonight?"]
+
+
+@dataclass
+class CallResult:
+    response_ms: list[float] = field(default_factory=list)
+    late_frames: int = 0
+    heard_frames: int = 0
+    barge_ins: int = 0
+    error: str | None = None
+
+
+def start_platform(data_dir: Path) -> tuple[subprocess.Popen[bytes], DevAddresses]:
+    edge_port = free_port()
+    env = os.environ | {
+        "PYTHONPATH": str(ROOT),
+        "VOICE_DATA_DIR": str(data_dir),
+        "VOICE_EDGE__PORT": str(edge_port),
+        "VOICE_EDGE__BRIDGE_PORT": str(free_port()),
+        "VOICE_EDGE__MAX_STREAMS": "1000",
+        "VOICE_API__PORT": str(free_port()),
+        "VOICE_TWILIO__PUBLIC_BASE_URL": f"http://127.0.0.1:{edge_port}",
+    }
+    out = (data_dir / "dev.out").open("ab")
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "voiceagent.cli", "dev"], cwd=ROOT, env=env, stdout=out, stderr=out
+    )
+    deadline = time.monotonic() + 180
+    while not (data_dir / "dev.json").exists():
+        if dev.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the platform did not start; see {data_dir / 'dev.out'}")
+        time.sleep(0.5)
+    return dev, DevAddresses.read(data_dir)
+
+
+async def one_call(
+    addresses: DevAddresses, audio: list[list[bytes]], seconds: float, result: CallResult
+) -> None:
+    watch = CallWatch(Console(quiet=True))
+    ready = asyncio.Event()
+    follower = asyncio.create_task(watch.follow(KafkaSettings(bootstrap=addresses.bootstrap), ready))
+    await asyncio.wait_for(ready.wait(), 30)
+    parameters = await _answer(addresses, addresses.demo_number)
+    call_id = parameters["call_id"]
+    turns = [
+        {"caller": p, "reply": "Certainly. This is the offline stand-in answering your question."}
+        for p in PHRASES * 10
+    ]
+    assert addresses.standin_control_url
+    async with httpx.AsyncClient() as client:
+        await client.put(f"{addresses.standin_control_url}/scripts/{call_id}", json={"turns": turns})
+    await watch.attach(call_id)
+    caller = SimulatedCaller(
+        media_stream_url(addresses.edge_url),
+        addresses.twilio_auth_token,
+        stream_sid="MZ" + uuid.uuid4().hex,
+        call_sid="CA" + uuid.uuid4().hex,
+    )
+    end_at = time.monotonic() + seconds
+    try:
+        await caller.open(parameters)
+        await watch.wait(lambda w: "GeminiSessionOpened" in w.kinds, 60, "session")
+        turn = 0
+        while time.monotonic() < end_at:
+            frames = audio[turn % len(audio)]
+            heard_before = len(caller.audio.heard)
+            caller.say(frames)
+            await caller.said()
+            said_at = time.monotonic()
+            while len(caller.audio.heard) == heard_before and time.monotonic() - said_at < 15:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+            result.response_ms.append((time.monotonic() - said_at) * 1000)
+            if random.random() < 0.3:  # talk over the agent now and then
+                await asyncio.sleep(0.8)
+                caller.say(frames[: len(frames) // 2])
+                result.barge_ins += 1
+            await asyncio.sleep(random.uniform(2.0, 4.0))
+            turn += 1
+        await caller.hang_up()
+        await watch.wait(lambda w: "CallEnded" in w.kinds or "CallFailed" in w.kinds, 30, "end")
+    except Exception as err:  # one failed call is a finding, not a crash of the bench
+        result.error = f"{type(err).__name__}: {err}"
+    finally:
+        if not caller.closed.is_set():
+            await caller.hang_up()
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+    result.heard_frames = len(caller.audio.heard)
+    stopped = [e for e in watch.events if type(e).__name__ == "MediaStreamStopped"]
+    if stopped:
+        result.late_frames = stopped[0].frames_dropped + stopped[0].frames_gaps
+
+
+def platform_processes(dev: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    return psutil.Process(dev.pid).children(recursive=True)
+
+
+async def run_level(
+    addresses: DevAddresses, dev: subprocess.Popen[bytes], n: int, seconds: float
+) -> dict[str, Any]:
+    audio = [to_frames(to_rate(*synthesize(p), 8000)) for p in PHRASES]
+    procs = platform_processes(dev)
+    for proc in procs:
+        proc.cpu_percent(None)
+    me = psutil.Process()
+    me.cpu_percent(None)
+    started = time.monotonic()
+    results = [CallResult() for _ in range(n)]
+    await asyncio.gather(*(one_call(addresses, audio, seconds, r) for r in results))
+    elapsed = time.monotonic() - started
+    cpu = {}
+    for proc in procs:
+        try:
+            name = " ".join(proc.cmdline()[1:4])[:40] or proc.name()
+            cpu[name] = {"cpu_pct": proc.cpu_percent(None), "rss_mb": proc.memory_info().rss / 2**20}
+        except psutil.NoSuchProcess:
+            continue
+    responses = sorted(ms for r in results for ms in r.response_ms)
+    total_cpu = sum(v["cpu_pct"] for v in cpu.values())
+    return {
+        "calls": n,
+        "seconds": round(elapsed, 1),
+        "failed_calls": sum(1 for r in results if r.error),
+        "errors": sorted({r.error for r in results if r.error})[:3],
+        "edge_dropped_or_gaps": sum(r.late_frames for r in results),
+        "barge_ins": sum(r.barge_ins for r in results),
+        "response_p50_ms": round(statistics.median(responses), 1) if responses else None,
+        "response_p99_ms": round(responses[int(len(responses) * 0.99) - 1], 1) if responses else None,
+        "platform_cpu_pct": round(total_cpu, 1),
+        "platform_cpu_pct_per_call": round(total_cpu / n, 2),
+        "simulator_cpu_pct": me.cpu_percent(None),
+        "processes": cpu,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, nargs="+", default=[10, 25, 50])
+    parser.add_argument("--seconds", type=float, default=30)
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-system-"))
+    dev, addresses = start_platform(data_dir)
+    try:
+        for n in args.calls:
+            print(json.dumps(asyncio.run(run_level(addresses, dev, n, args.seconds)), indent=2), flush=True)
+    finally:
+        dev.send_signal(signal.SIGINT)
+        dev.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
