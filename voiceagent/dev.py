@@ -126,6 +126,9 @@ def _start_services(running: Running, data_dir: Path, console: Console) -> DevAd
 def _base_env(settings: Settings, keys: dict[str, str]) -> dict[str, str]:
     edge_port = settings.edge.port
     env = dict(os.environ)
+    # The embedded broker forgets on restart and the archive is how the log comes back, so
+    # roll archive files often (a file closes, fsyncs and commits its offsets when it rolls).
+    env.setdefault("VOICE_ARCHIVE__ROLL_SECONDS", "5")
     env.update(
         {
             "VOICE_ENV": settings.env,
