@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from schemas import bridge
 from schemas.bridge import BridgeError, BridgeMessage, EdgeToWorker, WorkerToEdge
+
+log = logging.getLogger(__name__)
 
 # Closes after which reconnecting is pointless: the call is over or the token is no good.
 FINAL_CLOSE_CODES = frozenset(
@@ -52,11 +57,10 @@ class BridgeLink:
                 reason = closed.rcvd.reason if closed.rcvd else "connection lost"
                 raise BridgeClosed(code, reason) from closed
             message: BridgeMessage | BridgeError = bridge.decode(frame)
-            if isinstance(message, BridgeError):
+            if isinstance(message, BridgeError | WorkerToEdge):  # the edge never sends the latter
                 self.bad_frames += 1
-                continue
-            if isinstance(message, WorkerToEdge):
-                self.bad_frames += 1  # the edge never sends these
+                if self.bad_frames == 1 or self.bad_frames % 100 == 0:
+                    log.warning("bridge: ignored %d bad frame(s), latest %s", self.bad_frames, message)
                 continue
             return message
 
@@ -69,3 +73,104 @@ class BridgeLink:
 
     async def close(self) -> None:
         await self.connection.close()
+
+
+BridgeOpener = Callable[[str, str], Awaitable[BridgeLink]]
+
+
+async def _open_link(url: str, token: str) -> BridgeLink:
+    return await BridgeLink.open(url, token)
+
+
+class Bridge:
+    """The call's bridge across drops: reconnects with the same token while the edge allows it.
+
+    While the link is down, agent audio is dropped (counted) rather than queued: the caller
+    cannot hear it anyway, and the edge buffers the caller's side meanwhile.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        attempts: int = 3,
+        backoff_s: float = 0.2,
+        open_link: BridgeOpener = _open_link,
+    ) -> None:
+        self._url, self._token = url, token
+        self._attempts, self._backoff_s = attempts, backoff_s
+        self._open_link = open_link
+        self._link: BridgeLink | None = None
+        self.reconnects = 0
+        self.dropped_sends = 0
+        self.bad_frames = 0
+
+    async def connect(self) -> bridge.Hello:
+        """Open the link and read the edge's hello; BridgeClosed if the edge refuses."""
+        try:
+            link = await self._open_link(self._url, self._token)
+        except (OSError, TimeoutError, InvalidHandshake) as err:
+            raise BridgeClosed(None, f"cannot reach the bridge: {type(err).__name__}: {err}") from err
+        message = await link.receive()
+        if not isinstance(message, bridge.Hello):
+            await link.close()
+            raise BridgeClosed(None, f"expected hello, got {type(message).__name__}")
+        self._link = link
+        return message
+
+    async def receive(self) -> EdgeToWorker:
+        """The next frame; after a non-final drop, reconnects (the next frame is a new hello)."""
+        while True:
+            link = self._link
+            if link is None:
+                return await self._reconnect(BridgeClosed(None, "not connected"))
+            try:
+                return await link.receive()
+            except BridgeClosed as closed:
+                self.bad_frames += link.bad_frames
+                self._link = None
+                if closed.final:
+                    raise
+                return await self._reconnect(closed)
+
+    async def send(self, message: WorkerToEdge) -> None:
+        link = self._link
+        if link is None:
+            self.dropped_sends += 1
+            return
+        try:
+            await link.send(message)
+        except BridgeClosed as closed:
+            if closed.final:
+                raise
+            self.dropped_sends += 1  # receive() notices the drop and reconnects
+
+    async def close(self) -> None:
+        if self._link is not None:
+            await self._link.close()
+            self._link = None
+
+    async def _reconnect(self, cause: BridgeClosed) -> bridge.Hello:
+        last = cause
+        for attempt in range(self._attempts):
+            await asyncio.sleep(self._backoff_s * 2**attempt)
+            try:
+                hello = await self.connect()
+            except BridgeClosed as closed:
+                if closed.final:
+                    raise
+                last = closed
+                continue
+            self.reconnects += 1
+            log.info("bridge %s: reconnected after %s", self._url, cause)
+            return hello
+        raise BridgeLost(last.code, f"gave up reconnecting after {self._attempts} attempts: {last}")
+
+
+class BridgeLost(BridgeClosed):
+    """The bridge dropped and could not be reconnected: the call cannot go on through it."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        super().__init__(code, reason)
+        self.final = True

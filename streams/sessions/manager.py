@@ -9,7 +9,7 @@ import time
 from streams.calls.state import CallState
 from streams.sessions.directory import AgentDirectory
 from streams.sessions.live_config import DEFAULT_CONFIG, SessionPlan
-from streams.sessions.session import CallSession, FactSink, LiveConnector, SessionTarget
+from streams.sessions.session import CallSession, FactSink, LiveConnector, SessionOutcome, SessionTarget
 from streams.sessions.tools import ToolRunner
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ class SessionManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._failures: dict[str, int] = {}
         self._retry_at: dict[str, float] = {}
+        self._finished: dict[str, str] = {}
+        """Calls whose session gave up or was refused: restarting would only repeat that."""
 
     @property
     def active(self) -> set[str]:
@@ -47,6 +49,9 @@ class SessionManager:
         call_id = state.call_id
         if not state.live or state.stream is None:
             self.stop(call_id)
+            self._finished.pop(call_id, None)
+            return
+        if self._finished.get(call_id) == state.stream.bridge_token:
             return
         running = self._tasks.get(call_id)
         if running is not None and not running.done():
@@ -100,8 +105,10 @@ class SessionManager:
             target.bridge_url,
         )
         try:
-            await session.run()
+            outcome = await session.run()
             self._failures.pop(state.call_id, None)
+            if outcome is not SessionOutcome.ENDED:
+                self._finished[state.call_id] = state.stream.bridge_token
             # The stream ended; the call's state follows shortly. Do not reconnect meanwhile.
             self._retry_at[state.call_id] = time.monotonic() + 5.0
         except asyncio.CancelledError:

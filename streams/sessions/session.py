@@ -9,9 +9,10 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any, Protocol
 
-from google.genai import errors, types
+from google.genai import types
 
 from schemas import bridge
 from schemas.call_media import AgentSpeechFinished, AgentSpeechStarted, TranscriptSegment
@@ -26,9 +27,17 @@ from schemas.call_session import (
     UsageReported,
 )
 from schemas.calls import CallInput, HangUpRequested, TransferRequested
-from streams.sessions.bridge_link import BridgeClosed, BridgeLink
+from streams.sessions.bridge_link import Bridge, BridgeClosed, BridgeLost
 from streams.sessions.facts import FactFactory
 from streams.sessions.live_config import SessionPlan, live_connect_config
+from streams.sessions.recovery import (
+    APOLOGY_PROMPT,
+    ModelFailure,
+    backoff_s,
+    classify,
+    goodbye_pcm,
+    malformed,
+)
 from streams.sessions.tools import ToolError, ToolRunner
 
 log = logging.getLogger(__name__)
@@ -37,6 +46,18 @@ LiveSession = Any  # google.genai.live.AsyncSession; typed loosely, the SDK's ow
 LiveConnector = Callable[[str, dict[str, Any]], AbstractAsyncContextManager[LiveSession]]
 _AUDIO_MIME = f"audio/pcm;rate={bridge.CALLER_RATE}"
 _BYTES_PER_MS_OUT = bridge.AGENT_RATE * 2 // 1000
+BridgeFactory = Callable[[str, str], Bridge]
+
+
+class SessionOutcome(StrEnum):
+    """How a session run ended; the manager restarts none of them (the call's state decides)."""
+
+    ENDED = "ended"
+    """The stream stopped or the agent hung up."""
+    REFUSED = "refused"
+    """The edge refused the bridge token (call gone, token expired): nothing to talk to."""
+    GAVE_UP = "gave_up"
+    """The model or the bridge could not be reached after retries; the call was ended."""
 
 
 class FactSink(Protocol):
@@ -65,7 +86,7 @@ class _Ended(Exception):  # noqa: N818 - a signal, not an error
 
 
 class CallSession:
-    """Runs until the call's stream ends; resumes the Live session across goAway and errors."""
+    """Runs until the call's stream ends; reconnects the Live session across goAway and errors."""
 
     def __init__(
         self,
@@ -74,13 +95,15 @@ class CallSession:
         connect_live: LiveConnector,
         facts: FactSink,
         tools: ToolRunner,
-        max_reconnects: int = 5,
+        max_reconnects: int = 3,
+        bridge_factory: BridgeFactory = Bridge,
     ) -> None:
         self._target = target
         self._connect_live = connect_live
         self._facts = facts
         self._tools = tools
         self._max_reconnects = max_reconnects
+        self._bridge_factory = bridge_factory
         self._make = FactFactory(target.tenant_id, target.call_id)
         self.handle: str | None = target.plan.resumption_handle
         self._transcript: list[str] = []
@@ -91,64 +114,107 @@ class CallSession:
         self._audio_seq = 0
         self._pending_hangup: str | None = None
         self._hangup_mark = asyncio.Event()
+        self._apologise = False
 
-    async def run(self) -> None:
+    async def run(self) -> SessionOutcome:
         """Connect the bridge, then keep a Live session going until the call ends."""
-        link = await BridgeLink.open(self._target.bridge_url, self._target.bridge_token)
+        link = self._bridge_factory(self._target.bridge_url, self._target.bridge_token)
         try:
-            await self._expect_hello(link)
-            failures = 0
-            first = True
-            while True:
-                try:
-                    await self._one_connection(link, first=first)
-                    failures = 0  # a planned reconnect (goAway)
-                except errors.APIError as err:
-                    failures += 1
-                    await self._closed("error", err.code if isinstance(err.code, int) else None)
-                    if failures > self._max_reconnects:
-                        raise
-                    await asyncio.sleep(min(0.2 * 2**failures, 2.0))
-                first = False
+            await link.connect()
+        except BridgeClosed as refused:
+            # A token for a call the edge no longer has: record it, never retry it.
+            log.warning("call %s: bridge refused: %s", self._target.call_id, refused)
+            await self._closed("call_ended", refused.code)
+            return SessionOutcome.REFUSED
+        try:
+            return await self._converse(link)
+        except BridgeLost as lost:
+            log.warning("call %s: bridge lost: %s", self._target.call_id, lost)
+            await self._closed("error", lost.code)
+            await self._publish(
+                self._make.make(HangUpRequested, requested_by="system", reason="failed"), wait=True
+            )
+            return SessionOutcome.GAVE_UP
         except (_Ended, BridgeClosed) as ended:
             log.info("call %s: session ends (%s)", self._target.call_id, ended)
             await self._closed("call_ended", None)
+            return SessionOutcome.ENDED
         finally:
             with contextlib.suppress(Exception):
                 await link.close()
 
-    async def _expect_hello(self, link: BridgeLink) -> None:
-        message = await link.receive()
-        if not isinstance(message, bridge.Hello):
-            raise BridgeClosed(None, f"expected hello, got {type(message).__name__}")
+    async def _converse(self, link: Bridge) -> SessionOutcome:
+        failures = 0
+        while True:
+            try:
+                await self._one_connection(link)
+                failures = 0  # a planned reconnect (goAway)
+                continue
+            except ModelFailure as failure:
+                failures += 1
+                log.warning("call %s: model connection failed (%s)", self._target.call_id, failure)
+                await self._closed("error", failure.code)
+                await self._abandon_turn(link)
+                if failure.in_setup and self.handle is not None and (failures > 1 or failure.code == 1008):
+                    self.handle = None  # resumption failed: a fresh session, primed with the transcript
+                if failure.final or failures > (1 if failure.quota else self._max_reconnects):
+                    await self._give_up(link)
+                    return SessionOutcome.GAVE_UP
+                self._apologise = self._apologise or self._spoken
+            await asyncio.sleep(backoff_s(failures))
 
-    async def _one_connection(self, link: BridgeLink, *, first: bool) -> None:
+    @property
+    def _spoken(self) -> bool:
+        """Has the conversation begun (so a new session apologises rather than greets)?"""
+        return self._utterances > 0 or bool(self._transcript)
+
+    async def _one_connection(self, link: Bridge) -> None:
         plan = replace(self._target.plan, resumption_handle=self.handle)
-        fresh_after_failure = not first and self.handle is None
-        if fresh_after_failure:
+        fresh = self.handle is None and self._spoken
+        if fresh:
             plan = replace(plan, transcript_so_far=tuple(self._transcript))
         model = plan.config.model
-        async with self._connect_live(model, live_connect_config(plan)) as session:
-            await self._announce(model, first=first, fresh=fresh_after_failure)
-            if first and self._target.greet and plan.config.greeting and self.handle is None:
-                await session.send_client_content(
-                    turns=types.Content(
-                        role="user", parts=[types.Part(text=f"Greet the caller: {plan.config.greeting}")]
-                    ),
-                    turn_complete=True,
-                )
-            uplink = asyncio.create_task(self._uplink(link, session))
-            downlink = asyncio.create_task(self._downlink(link, session))
-            try:
-                done, _ = await asyncio.wait({uplink, downlink}, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()  # re-raise _Ended, BridgeClosed or APIError
-            finally:
-                for task in (uplink, downlink):
-                    task.cancel()
-                await asyncio.gather(uplink, downlink, return_exceptions=True)
+        opened = False
+        try:
+            async with self._connect_live(model, live_connect_config(plan)) as session:
+                opened = True
+                await self._announce(model, fresh=fresh)
+                await self._prompt(session, plan)
+                await self._pump(link, session)
+        except (_Ended, BridgeClosed, ModelFailure):
+            raise
+        except Exception as err:
+            failure = classify(err, in_setup=not opened)
+            if failure is None:
+                raise
+            raise failure from err
 
-    async def _announce(self, model: str, *, first: bool, fresh: bool) -> None:
+    async def _prompt(self, session: LiveSession, plan: SessionPlan) -> None:
+        """Greet on the call's first session; apologise on a session that replaces a failed one."""
+        if self._apologise:
+            self._apologise = False
+            text = APOLOGY_PROMPT
+        elif self._target.greet and plan.config.greeting and not self._spoken:
+            text = f"Greet the caller: {plan.config.greeting}"
+        else:
+            return
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text=text)]), turn_complete=True
+        )
+
+    async def _pump(self, link: Bridge, session: LiveSession) -> None:
+        uplink = asyncio.create_task(self._uplink(link, session))
+        downlink = asyncio.create_task(self._downlink(link, session))
+        try:
+            done, _ = await asyncio.wait({uplink, downlink}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise _Ended, BridgeClosed or the model's failure
+        finally:
+            for task in (uplink, downlink):
+                task.cancel()
+            await asyncio.gather(uplink, downlink, return_exceptions=True)
+
+    async def _announce(self, model: str, *, fresh: bool) -> None:
         worker = self._target.worker_id
         if self.handle is not None or fresh:
             await self._publish(
@@ -164,7 +230,40 @@ class CallSession:
                 self._make.make(GeminiSessionOpened, session_id=None, model=model, worker_id=worker)
             )
 
-    async def _uplink(self, link: BridgeLink, session: LiveSession) -> None:
+    async def _abandon_turn(self, link: Bridge) -> None:
+        """The model's turn died with its connection: keep what was said, end the utterance."""
+        turn, self._turn = self._turn, _Turn()
+        await self._transcribe("caller", turn.caller_text)
+        await self._transcribe("agent", turn.agent_text)
+        if turn.utterance_id is not None:
+            await link.send(bridge.PlayMark(name=turn.utterance_id))
+
+    async def _give_up(self, link: Bridge) -> None:
+        """The model cannot be reached: say goodbye in the worker's own voice and hang up."""
+        log.warning("call %s: giving up on the model; ending the call", self._target.call_id)
+        pcm = await goodbye_pcm()
+        if pcm:
+            self._turn = _Turn()
+            await self._play(link, pcm)
+            await link.send(bridge.PlayMark(name=self._turn.utterance_id or "goodbye"))
+        listener = asyncio.create_task(self._listen_for_marks(link))
+        try:
+            await self._hang_up(link, "failed", requested_by="system")
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _listen_for_marks(self, link: Bridge) -> None:
+        """Without a model session nothing reads the bridge; the hang-up still waits for its mark."""
+        while True:
+            message = await link.receive()
+            if isinstance(message, bridge.MarkReached) and message.name == _HANGUP_MARK:
+                self._hangup_mark.set()
+            elif isinstance(message, bridge.StreamStopped):
+                self._hangup_mark.set()
+                return
+
+    async def _uplink(self, link: Bridge, session: LiveSession) -> None:
         """Caller audio into the session; edge notices into session state."""
         while True:
             message = await link.receive()
@@ -172,8 +271,11 @@ class CallSession:
                 case bridge.CallerAudio(pcm=pcm, stream_ms=stream_ms):
                     self._stream_ms = stream_ms
                     await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=_AUDIO_MIME))
-                case bridge.BargeIn():
-                    self._turn.barged_in = True  # the edge already cleared; drop the rest
+                case bridge.BargeIn(utterance_id=utterance_id):
+                    # The edge already cleared; drop the rest of that utterance, if it still runs.
+                    # A barge-in over audio from a finished turn must not mute the next one.
+                    if utterance_id == self._turn.utterance_id:
+                        self._turn.barged_in = True
                 case bridge.MarkReached(name=name):
                     if name == _HANGUP_MARK:
                         self._hangup_mark.set()
@@ -182,16 +284,21 @@ class CallSession:
                 case bridge.Hello() | bridge.Dtmf():
                     pass
 
-    async def _downlink(self, link: BridgeLink, session: LiveSession) -> None:
+    async def _downlink(self, link: Bridge, session: LiveSession) -> None:
         """Model messages to the bridge and to facts; returns on goAway (planned reconnect)."""
         while True:  # receive() ends at every turnComplete
-            async for message in session.receive():
+            messages = session.receive()
+            while True:
+                try:
+                    message = await anext(messages)
+                except StopAsyncIteration:
+                    break
+                except Exception as err:  # the SDK's parse errors are ValueError, TypeError...
+                    raise (classify(err) or malformed(err)) from err
                 if await self._on_message(link, session, message):
                     return
 
-    async def _on_message(
-        self, link: BridgeLink, session: LiveSession, message: types.LiveServerMessage
-    ) -> bool:
+    async def _on_message(self, link: Bridge, session: LiveSession, message: types.LiveServerMessage) -> bool:
         content = message.server_content
         if content is not None:
             await self._on_content(link, content, message.data)
@@ -216,9 +323,7 @@ class CallSession:
             return True
         return False
 
-    async def _on_content(
-        self, link: BridgeLink, content: types.LiveServerContent, audio: bytes | None
-    ) -> None:
+    async def _on_content(self, link: Bridge, content: types.LiveServerContent, audio: bytes | None) -> None:
         if content.input_transcription is not None and content.input_transcription.text:
             self._turn.caller_text.append(content.input_transcription.text)
         if content.output_transcription is not None and content.output_transcription.text:
@@ -232,7 +337,7 @@ class CallSession:
         if content.turn_complete:
             await self._finish_turn(link)
 
-    async def _play(self, link: BridgeLink, audio: bytes) -> None:
+    async def _play(self, link: Bridge, audio: bytes) -> None:
         if self._turn.utterance_id is None:
             self._utterances += 1
             self._turn.utterance_id = f"{self._target.call_id}:u{self._utterances}"
@@ -248,7 +353,7 @@ class CallSession:
             self._audio_seq += 1
             self._turn.generated_bytes += len(chunk)
 
-    async def _finish_turn(self, link: BridgeLink) -> None:
+    async def _finish_turn(self, link: Bridge) -> None:
         turn, self._turn = self._turn, _Turn()
         await self._transcribe("caller", turn.caller_text)
         await self._transcribe("agent", turn.agent_text)
@@ -280,9 +385,7 @@ class CallSession:
             )
         )
 
-    async def _on_tool_call(
-        self, link: BridgeLink, session: LiveSession, call: types.LiveServerToolCall
-    ) -> None:
+    async def _on_tool_call(self, link: Bridge, session: LiveSession, call: types.LiveServerToolCall) -> None:
         responses = []
         for function_call in call.function_calls or []:
             responses.append(await self._run_tool(function_call))
@@ -327,14 +430,16 @@ class CallSession:
             )
         return types.FunctionResponse(id=call_id, name=name, response=result.response)
 
-    async def _hang_up(self, link: BridgeLink, reason: str) -> None:
+    async def _hang_up(self, link: Bridge, reason: str, *, requested_by: str = "agent") -> None:
         self._pending_hangup = None
         await link.send(bridge.PlayMark(name=_HANGUP_MARK))
         with contextlib.suppress(TimeoutError):  # let the caller hear the goodbye, within reason
             await asyncio.wait_for(self._hangup_mark.wait(), timeout=10)
         # Acknowledged first, so the call log records who hung up before the stream stops.
-        await self._publish(self._make.make(HangUpRequested, requested_by="agent", reason=reason), wait=True)
-        await link.send(bridge.HangUp(reason="agent_hung_up"))
+        await self._publish(
+            self._make.make(HangUpRequested, requested_by=requested_by, reason=reason), wait=True
+        )
+        await link.send(bridge.HangUp(reason="agent_hung_up" if requested_by == "agent" else reason))
 
     async def _closed(self, reason: str, code: int | None) -> None:
         await self._publish(

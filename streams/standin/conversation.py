@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from streams.standin import wire
 from streams.standin.hearing import Heard, Hearing
-from streams.standin.script import TOOL_TIMEOUT_REPLY, Script, fill_reply, scripted_turn
+from streams.standin.script import TEXT_REPLY, TOOL_TIMEOUT_REPLY, Script, fill_reply, scripted_turn
 from streams.standin.session import SessionState
 from streams.standin.voice import OUTPUT_RATE, reply_pcm
 
@@ -155,12 +155,17 @@ class Conversation:
             state.transcript.append(("client", text))
             await self._speak(script.greeting, said)
             return
+        if not from_audio:
+            # A written prompt (an apology request after a reconnect, say) is not a caller turn:
+            # it answers with a labelled line and leaves the script where it was.
+            state.transcript.append(("client", text))
+            await self._speak(TEXT_REPLY, said)
+            return
         turn = scripted_turn(script, state.turn_index)
         state.turn_index += 1
-        state.transcript.append(("caller", turn.caller) if from_audio else ("client", text))
+        state.transcript.append(("caller", turn.caller))
         _log.info("offline Gemini stand-in %s: turn %d", state.session_id, state.turn_index)
-        if from_audio:
-            await self._out.send(wire.input_transcription(turn.caller))
+        await self._out.send(wire.input_transcription(turn.caller))
         if turn.fail_with is not None:
             await self._out.close(turn.fail_with, "offline Gemini stand-in: scripted failure")
             return

@@ -13,6 +13,7 @@ OFFLINE_REPLY = (
 )
 EXHAUSTED_REPLY = "This is the offline stand-in for Gemini. My script has no more turns."
 TOOL_TIMEOUT_REPLY = "This is the offline stand-in for Gemini. The tool did not answer in time."
+TEXT_REPLY = "Sorry about that. This is the offline stand-in for Gemini, answering a written prompt."
 UNSCRIPTED_CALLER = "(offline stand-in: caller speech, not transcribed)"
 SCRIPT_HEADER = "x-standin-script"
 _MARKER = re.compile(r"\[script:([A-Za-z0-9_.:\-]+)\]")
@@ -110,6 +111,21 @@ def script_key(headers: dict[str, str], system_instruction: str) -> str | None:
         return header
     found = _MARKER.findall(system_instruction)
     return found[-1] if found else None
+
+
+PRIMING_MARKER = "the conversation so far:"
+"""How a worker's fresh session is primed with the transcript (streams/sessions/live_config.py)."""
+
+
+def primed_turns(system_instruction: str) -> int | None:
+    """Caller turns already taken, when the prompt primes a fresh session with a transcript.
+
+    A real model reads the transcript and carries on; the stand-in carries on in its script.
+    """
+    _head, found, tail = system_instruction.partition(PRIMING_MARKER)
+    if not found:
+        return None
+    return sum(1 for line in tail.splitlines() if line.startswith("caller: "))
 
 
 def scripted_turn(script: Script | None, index: int) -> Turn:

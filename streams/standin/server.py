@@ -27,7 +27,7 @@ from streams.standin.certs import CertPaths, ensure_certificate
 from streams.standin.control import control_app
 from streams.standin.conversation import Behaviour, Conversation
 from streams.standin.rest import API_VERSIONS, rest_routes
-from streams.standin.script import Script, script_key
+from streams.standin.script import Script, primed_turns, script_key
 from streams.standin.session import Registry
 
 _log = logging.getLogger("streams.standin")
@@ -263,6 +263,9 @@ class StandIn:
         else:
             key = script_key(headers, setup.system_instruction)
             state = self.registry.open(key, setup.raw)
+            primed = primed_turns(setup.system_instruction)
+            if primed is not None:
+                state.turn_index, state.greeted = primed, True
         state.connections += 1
         conversation = Conversation(
             state=state,
