@@ -158,7 +158,8 @@ async def test_rs_bad_records_are_dead_lettered_and_the_projection_carries_on(
     finally:
         await consumer.stop()
     ours = _ours(letters, codec, topic)
-    assert sorted((d.offset, d.reason) for d in ours) == [(2, "undecodable"), (3, "unknown_type")]
+    # Dead letters are at-least-once: a batch redone record by record may send one twice.
+    assert sorted({(d.offset, d.reason) for d in ours}) == [(2, "undecodable"), (3, "unknown_type")]
     assert all(d.key == call_id.encode() for d in ours)
     assert await scalar(sessions, "SELECT count(*) FROM call_event") == len(events)
 
