@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
+import gc
 import json
 import multiprocessing
 import os
@@ -22,11 +24,12 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
+import uvloop
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
-from websockets.asyncio.client import connect
 
 from edge.server import EdgeServer
 from edge.telephony import RecordingTelephony
@@ -37,6 +40,7 @@ from infra.settings import Settings
 from infra.stack import running_stack
 from infra.topics import ensure_topics
 from schemas import bridge
+from schemas.call_media import MediaStreamStarted
 from schemas.catalog import CALL_INPUTS
 from schemas.codec import Codec
 
@@ -44,89 +48,188 @@ TOKEN = "bench-token"
 FRAME = bytes([0xFF]) * 80 + bytes([0x7F]) * 80
 
 
-async def _call(
-    index: int, media_url: str, grants: dict[str, tuple[str, str]], stats: dict[str, Any], seconds: float
-) -> None:
-    call_id = f"bench-{uuid.uuid4()}"
-    signature = RequestValidator(TOKEN).compute_signature(media_url, {})
-    sent: dict[int, float] = {}
-    async with connect(media_url, additional_headers={"X-Twilio-Signature": signature}) as twilio:
-        start = {
-            "event": "start",
-            "sequenceNumber": "1",
-            "streamSid": f"MZ{index}",
-            "start": {
-                "streamSid": f"MZ{index}",
-                "callSid": f"CA{index}",
-                "accountSid": "AC",
-                "customParameters": {
-                    "call_id": call_id,
-                    "tenant_id": "t",
-                    "agent_id": "a",
-                    "agent_version": "1",
-                },
-            },
-        }
-        await twilio.send(json.dumps(start))
-        while call_id not in grants:  # noqa: ASYNC110 - filled by the fact watcher task
-            await asyncio.sleep(0.05)
-        url, token = grants[call_id]
-        async with connect(url, additional_headers={bridge.TOKEN_HEADER: token}, max_size=None) as worker:
-            await worker.recv()  # hello
-            tasks = [
-                asyncio.create_task(_send_media(twilio, index, sent, seconds)),
-                asyncio.create_task(_read_bridge(worker, sent, stats)),
-                asyncio.create_task(_read_twilio(twilio, stats)),
-                asyncio.create_task(_feed_agent(worker, seconds)),
-            ]
-            await tasks[0]
-            await asyncio.sleep(0.5)
-            for task in tasks[1:]:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await twilio.send(json.dumps({"event": "stop", "sequenceNumber": "0", "streamSid": f"MZ{index}"}))
+class _WsClient(asyncio.Protocol):
+    """A minimal WebSocket client on a raw transport, so one core can simulate 200+ calls.
+
+    Frames out are masked with the all-zero key (valid RFC 6455, no per-byte XOR); frames in
+    are split by their headers and handed to ``on_message`` (pings are answered). The
+    ``websockets`` client costs ~30 µs a message, too much for 30,000 messages a second.
+    """
+
+    def __init__(self, on_message: Any) -> None:
+        self.transport: Any = None
+        self.on_message = on_message
+        self.buffer = bytearray()
+        self.open: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.open.done():
+            self.open.set_exception(ConnectionError("closed during the handshake"))
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.open.done():
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[:end])
+            del buffer[: end + 4]
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.open.set_exception(ConnectionError(head[:60].decode(errors="replace")))
+                return
+            self.open.set_result(None)
+        pos, size = 0, len(buffer)
+        while size - pos >= 2:
+            opcode, length, header = buffer[pos] & 0x0F, buffer[pos + 1] & 0x7F, 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length, header = int.from_bytes(buffer[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length, header = int.from_bytes(buffer[pos + 2 : pos + 10], "big"), 10
+            if size - pos < header + length:
+                break
+            start = pos + header
+            pos = start + length
+            if opcode == 0x9:
+                self.send(0xA, bytes(buffer[start:pos]))
+            elif opcode in (0x1, 0x2):
+                self.on_message(opcode, buffer, start, pos)
+        del buffer[:pos]
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        size = len(payload)
+        if size < 126:
+            header = bytes((0x80 | opcode, 0x80 | size))
+        elif size < 65536:
+            header = bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big")
+        else:
+            header = bytes((0x80 | opcode, 0x80 | 127)) + size.to_bytes(8, "big")
+        self.transport.write(header + b"\0\0\0\0" + payload)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.send(0x8, (1000).to_bytes(2, "big"))
+            self.transport.close()
 
 
-async def _send_media(twilio: Any, index: int, sent: dict[int, float], seconds: float) -> None:
-    payload = base64.b64encode(FRAME).decode()
-    begin = time.monotonic()
-    for n in range(int(seconds * 50)):
-        await asyncio.sleep(max(0.0, begin + n * 0.02 - time.monotonic()))
-        sent[n * 20] = time.monotonic()
-        frame = {
-            "event": "media",
-            "sequenceNumber": str(n + 2),
-            "streamSid": f"MZ{index}",
-            "media": {"track": "inbound", "chunk": str(n + 1), "timestamp": str(n * 20), "payload": payload},
-        }
-        await twilio.send(json.dumps(frame))
+async def _ws_connect(url: str, headers: dict[str, str], on_message: Any) -> _WsClient:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(lambda: _WsClient(on_message), host, port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        f"GET {parts.path or '/'} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    client.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await client.open
+    return client
 
 
-async def _read_bridge(worker: Any, sent: dict[int, float], stats: dict[str, Any]) -> None:
-    last = -1
-    async for frame in worker:
+class _SimCall:
+    """One simulated call: the Twilio side and the worker side, both in this process."""
+
+    def __init__(self, index: int, stats: dict[str, Any]) -> None:
+        self.index = index
+        self.call_id = f"bench-{uuid.uuid4()}"
+        self.stream_sid = f"MZ{index}"
+        self.stats = stats
+        self.sent: dict[int, float] = {}
+        self.frames_sent = 0
+        self.last_seq = -1
+        self.twilio: _WsClient | None = None
+        self.worker: _WsClient | None = None
+        self.payload = base64.b64encode(FRAME).decode()
+
+    def on_twilio(self, opcode: int, buffer: bytearray, start: int, end: int) -> None:
+        self.stats["playback_frames"] += 1
+
+    def on_worker(self, opcode: int, buffer: bytearray, start: int, end: int) -> None:
+        if opcode != 0x2 or buffer[start] != bridge.CALLER_AUDIO:
+            return
         now = time.monotonic()
-        message = bridge.decode(frame)
-        if isinstance(message, bridge.CallerAudio):
-            if message.seq != last + 1:
-                stats["reordered_or_lost"] += 1
-            last = message.seq
-            stats["bridge_frames"] += 1
-            at = sent.pop(message.stream_ms, None)
-            if at is not None:
-                stats["latency"].append(now - at)
+        _, seq, stream_ms = bridge.HEADER.unpack_from(buffer, start)
+        stats = self.stats
+        if seq != self.last_seq + 1:
+            stats["reordered_or_lost"] += 1
+        self.last_seq = seq
+        stats["bridge_frames"] += 1
+        at = self.sent.pop(stream_ms, None)
+        if at is not None:
+            stats["latency"].append(now - at)
+
+    def send_media(self) -> None:
+        n = self.frames_sent
+        self.frames_sent += 1
+        text = (
+            f'{{"event":"media","sequenceNumber":"{n + 2}","streamSid":"{self.stream_sid}",'
+            f'"media":{{"track":"inbound","chunk":"{n + 1}","timestamp":"{n * 20}",'
+            f'"payload":"{self.payload}"}}}}'
+        )
+        self.sent[n * 20] = time.monotonic()
+        assert self.twilio is not None
+        self.twilio.send(0x1, text.encode())
 
 
-async def _read_twilio(twilio: Any, stats: dict[str, Any]) -> None:
-    async for _ in twilio:
-        stats["playback_frames"] += 1
+async def _open_call(
+    call: _SimCall, media_url: str, grants: dict[str, tuple[str, str]], signature: str
+) -> None:
+    call.twilio = await _ws_connect(media_url, {"X-Twilio-Signature": signature}, call.on_twilio)
+    start = {
+        "event": "start",
+        "sequenceNumber": "1",
+        "streamSid": call.stream_sid,
+        "start": {
+            "streamSid": call.stream_sid,
+            "callSid": f"CA{call.index}",
+            "accountSid": "AC",
+            "customParameters": {
+                "call_id": call.call_id,
+                "tenant_id": "t",
+                "agent_id": "a",
+                "agent_version": "1",
+            },
+        },
+    }
+    call.twilio.send(0x1, json.dumps(start).encode())
+    while call.call_id not in grants:  # noqa: ASYNC110 - filled by the fact watcher task
+        await asyncio.sleep(0.05)
+    url, token = grants[call.call_id]
+    call.worker = await _ws_connect(url, {bridge.TOKEN_HEADER: token}, call.on_worker)
 
 
-async def _feed_agent(worker: Any, seconds: float) -> None:
+async def _feed_agent(calls: list[_SimCall], seconds: float) -> None:
+    """Every worker sends one second of agent audio a second (spread over the second)."""
     chunk = (np.sin(np.arange(24000) * 2 * np.pi * 440 / 24000) * 3000).astype("<i2").tobytes()
     for seq in range(int(seconds) + 1):
-        await worker.send(bridge.encode_agent_audio(seq, chunk))
-        await asyncio.sleep(1.0)
+        for call in calls:
+            assert call.worker is not None
+            call.worker.send(0x2, bridge.encode_agent_audio(seq, chunk))
+            await asyncio.sleep(1.0 / len(calls))
+
+
+async def _send_media(calls: list[_SimCall], seconds: float) -> None:
+    """Each call sends a frame every 20 ms; the calls are spread over ten 2 ms phases."""
+    frames, phases = int(seconds * 50), 10
+    begin = time.monotonic()
+    for tick in range(frames * phases + phases):
+        await asyncio.sleep(max(0.0, begin + tick * 0.002 - time.monotonic()))
+        for call in calls[tick % phases :: phases]:
+            if call.frames_sent < frames:
+                call.send_media()
 
 
 async def _clients(calls: int, media_url: str, bootstrap: str, seconds: float) -> dict[str, Any]:
@@ -142,13 +245,31 @@ async def _clients(calls: int, media_url: str, bootstrap: str, seconds: float) -
             for records in (await consumer.getmany(timeout_ms=100)).values():
                 for record in records:
                     fact = codec.decode(record.value or b"")
-                    if type(fact).__name__ == "MediaStreamStarted":
+                    if isinstance(fact, MediaStreamStarted):
                         grants[fact.call_id] = (fact.bridge_url, fact.bridge_token)
 
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(1.0)
     stats: dict[str, Any] = {"latency": [], "bridge_frames": 0, "playback_frames": 0, "reordered_or_lost": 0}
-    await asyncio.gather(*(_call(i, media_url, grants, stats, seconds) for i in range(calls)))
+    signature = RequestValidator(TOKEN).compute_signature(media_url, {})
+    sims = [_SimCall(i, stats) for i in range(calls)]
+    await asyncio.gather(*(_open_call(call, media_url, grants, signature) for call in sims))
+    feeder = asyncio.create_task(_feed_agent(sims, seconds))
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    await _send_media(sims, seconds)
+    stats["cpu_share"] = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+    await asyncio.sleep(0.5)
+    feeder.cancel()
+    for call in sims:
+        assert call.twilio is not None
+        stop = {"event": "stop", "sequenceNumber": str(call.frames_sent + 2), "streamSid": call.stream_sid}
+        call.twilio.send(0x1, json.dumps(stop).encode())
+    await asyncio.sleep(0.5)
+    for call in sims:
+        assert call.twilio is not None
+        assert call.worker is not None
+        call.worker.close()
+        call.twilio.close()
     watcher.cancel()
     await consumer.stop()
     return stats
@@ -156,7 +277,25 @@ async def _clients(calls: int, media_url: str, bootstrap: str, seconds: float) -
 
 def _client_process(calls: int, media_url: str, bootstrap: str, seconds: float, out: Any) -> None:
     os.sched_setaffinity(0, {1})
-    out.put(asyncio.run(_clients(calls, media_url, bootstrap, seconds)))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        out.put(runner.run(_clients(calls, media_url, bootstrap, seconds)))
+
+
+async def _loop_lag_probe(lags: list[float]) -> None:
+    """How late a 1 ms timer runs: how long a frame that just arrived waits for the edge's loop."""
+    while True:
+        due = time.perf_counter() + 0.001
+        await asyncio.sleep(0.001)
+        lags.append(time.perf_counter() - due)
+
+
+def _run_queue_wait_s() -> float:
+    """Time this process's threads were runnable but not running (another task had the core)."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
 
 
 async def _run_edge(settings: Settings, calls: int, seconds: float) -> None:
@@ -173,9 +312,28 @@ async def _run_edge(settings: Settings, calls: int, seconds: float) -> None:
     while len(server.node.calls) < calls:  # noqa: ASYNC110 - counts sockets the server accepts
         await asyncio.sleep(0.1)
     await asyncio.sleep(2.0)  # everyone connected and playing
-    cpu0, wall0 = time.process_time(), time.monotonic()
+    lags: list[float] = []
+    probe = asyncio.create_task(_loop_lag_probe(lags))
+    pauses: list[float] = []
+    started: list[float] = [0.0]
+
+    def gc_timer(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(gc_timer)
+    cpu0, wall0, waited0 = time.process_time(), time.monotonic(), _run_queue_wait_s()
     await asyncio.sleep(seconds - 4.0)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    waited = _run_queue_wait_s() - waited0
+    probe.cancel()
+    gc.callbacks.remove(gc_timer)
+    live = list(server.node.calls.values())
+    played = sum(call.session.playback.frames_sent for call in live)
+    queued = sum(call.session.playback.audio_queued for call in live)
+    print(f"at the window's end: {len(live)} calls, {played} frames played, {queued} queued")
     stats = await asyncio.to_thread(queue.get)
     child.join()
     await server.drain(deadline_s=2)
@@ -185,8 +343,25 @@ async def _run_edge(settings: Settings, calls: int, seconds: float) -> None:
     print(f"calls={calls} seconds={seconds}")
     share = cpu / wall
     print(f"edge CPU: {share * 100:.1f}% of one core; {share / calls * 1000:.2f} ms CPU per call-second")
+    print(
+        f"edge runnable but waiting for its core (other processes): {waited / wall * 100:.1f}% of the window"
+    )
     p50, p99 = np.percentile(latency, 50), np.percentile(latency, 99)
     print(f"frame-in -> bridge-out latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    edge_side = (
+        np.array(getattr(server.metrics, "bridge_latency_s", [])) * 1000
+    )  # absent before issue 3's fix
+    if edge_side.size:
+        e50, e99 = np.percentile(edge_side, 50), np.percentile(edge_side, 99)
+        print(
+            f"  inside the edge (frame received -> bridge frame written): p50 {e50:.2f} ms, p99 {e99:.2f} ms"
+        )
+    lag = np.array(lags) * 1000
+    l50, l99 = np.percentile(lag, 50), np.percentile(lag, 99)
+    print(f"  edge loop lag (a frame waits this long to be read): p50 {l50:.2f} ms, p99 {l99:.2f} ms")
+    gc_ms = np.array(pauses or [0.0]) * 1000
+    print(f"  edge GC: {len(pauses)} collections, {gc_ms.sum():.0f} ms in all, longest {gc_ms.max():.2f} ms")
+    print(f"simulator CPU: {stats['cpu_share'] * 100:.1f}% of its core")
     print(f"bridge frames {stats['bridge_frames']} of {expected}; gaps/reorders {stats['reordered_or_lost']}")
     expected_out = calls * (seconds - 1) * 50
     print(f"playback frames received {stats['playback_frames']} (expected about {expected_out:.0f})")
@@ -197,6 +372,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--asyncio", action="store_true", help="run the edge on the stock asyncio loop")
     args = parser.parse_args()
     base = Settings(env="test", data_dir=Path(tempfile.mkdtemp()), log_level="WARNING")
     base = base.model_copy(update={"kafka": base.kafka.model_copy(update={"partitions_override": 3})})
@@ -213,7 +389,10 @@ def main() -> None:
                 ),
             }
         )
-        asyncio.run(_run_edge(settings, args.calls, args.seconds))
+        # The edge's event loop as `python -m edge` runs it (uvloop), unless --asyncio.
+        factory = None if args.asyncio else uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_run_edge(settings, args.calls, args.seconds))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from edge import twiml
-from edge.media_socket import serve_media
+from edge.media_socket import AsgiMediaSocket, serve_media
 from edge.node import EdgeNode, call_id_for
 from edge.publisher import FactPublisher
 from edge.routing import RoutingTable
@@ -76,9 +76,12 @@ def create_app(
         )
         return Response(status_code=204)
 
-    @app.websocket("/twilio/media")
+    @app.websocket(twiml.MEDIA_PATH)
     async def media(websocket: WebSocket) -> None:
-        await serve_media(websocket, node)
+        # EdgeServer takes this path off uvicorn's socket directly (edge.media_protocol);
+        # this route runs the same media loop when the app is hosted some other way.
+        socket = AsgiMediaSocket(websocket.receive, websocket.send)
+        await serve_media(socket, websocket.headers.get(SIGNATURE_HEADER), node, app.state.signatures)
 
     return app
 

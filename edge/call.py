@@ -9,16 +9,18 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from time import perf_counter
 from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from edge import protocol
 from edge.audio import mulaw
-from edge.audio.framing import FRAME_MS
 from edge.node import EdgeNode, monotonic_ms
 from edge.playback import AudioItem, Cleared
+from edge.playback_clock import FRAME_S, MAX_LAG_S
 from edge.recording import CallRecording
 from edge.session import MediaSession
 from edge.twiml import StreamParameters
@@ -29,8 +31,8 @@ from schemas.ids import CallId, CorrelationId, TenantId
 from schemas.registry import Record
 
 log = logging.getLogger(__name__)
-_FRAME_S = FRAME_MS / 1000.0
-_MAX_LAG_S = 0.2  # behind schedule by more than this: restart the clock instead of bursting
+_BRIDGE_WRITE_LIMIT = 2**15  # the websockets library's default high-water mark
+_SLACK_S = 0.002  # a frame due within one clock slot is sent now (timers fire up to 1 ms early)
 
 
 class TwilioSocket(Protocol):
@@ -68,7 +70,11 @@ class LiveCall:
         self.notices: deque[str] = deque(maxlen=256)
         self.stop_reason: str | None = None
         self._seq = 0
-        self._send_lock = asyncio.Lock()
+        self._loop = asyncio.get_running_loop()
+        self.sending_since: float | None = None
+        self._pumping = False  # _pump_worker is sending: direct writes would overtake it
+        self.last_arrival: float | None = None
+        """``perf_counter()`` when the latest caller frame arrived (for the bridge latency figure)."""
         self._to_worker = asyncio.Event()
         self._to_twilio = asyncio.Event()
         self._tasks = [
@@ -99,7 +105,35 @@ class LiveCall:
     # --- towards the worker -----------------------------------------------------------------
 
     def caller_audio_ready(self) -> None:
-        self._to_worker.set()
+        worker = self.worker
+        if worker is None or self._pumping or self.notices or not self._write_caller_audio(worker):
+            self._to_worker.set()
+
+    def _write_caller_audio(self, worker: ServerConnection) -> bool:
+        """Write the buffered caller frames to the worker now, if its socket takes them at once.
+
+        The common case, and the hottest path of the node: no task switch and no
+        ``send_context`` per frame. Whatever is not simple (a closing connection, a full
+        socket buffer, the pump already sending) is left to ``_pump_worker``, which waits for
+        the socket to drain; the order of frames is the same either way.
+        """
+        transport = worker.transport
+        protocol = worker.protocol
+        if (
+            protocol.state is not State.OPEN
+            or transport.is_closing()
+            or transport.get_write_buffer_size() >= _BRIDGE_WRITE_LIMIT
+        ):
+            return False
+        caller = self.session.caller
+        while (frame := caller.pop()) is not None:
+            protocol.send_binary(frame)
+        for data in protocol.data_to_send():
+            transport.write(data)
+        arrival = self.last_arrival
+        if arrival is not None:
+            self.node.metrics.bridge_latency_s.append(perf_counter() - arrival)
+        return True
 
     def notify_worker(self, message: bridge.EdgeToWorker) -> None:
         encoded = bridge.encode(message)
@@ -125,18 +159,26 @@ class LiveCall:
             worker = self.worker
             if worker is None:
                 continue  # keep buffering (bounded) until a worker connects
+            self._pumping = True
             try:
                 while self.notices:
                     await worker.send(self.notices[0])
                     self.notices.popleft()
+                sent = False
                 while (frame := caller.pop()) is not None:
                     try:
                         await worker.send(frame)
                     except ConnectionClosed:
                         caller.push_front(frame)
                         raise
+                    sent = True
+                arrival = self.last_arrival
+                if sent and arrival is not None:
+                    self.node.metrics.bridge_latency_s.append(perf_counter() - arrival)
             except ConnectionClosed:
                 self.detach_worker(worker)
+            finally:
+                self._pumping = False
 
     # --- towards Twilio ---------------------------------------------------------------------
 
@@ -144,34 +186,47 @@ class LiveCall:
         self._to_twilio.set()
 
     async def send_twilio(self, text: str) -> bool:
-        """Send one frame to Twilio; a client that does not take it in time is stuck: end the call."""
+        """Send one frame to Twilio; False when the socket is gone (the receive loop then stops).
+
+        No timer per frame: ``sending_since`` is set while a send is held up by a full socket,
+        and the node's watchdog ends a call whose client takes longer than the send timeout.
+        """
         try:
-            async with self._send_lock:
-                await asyncio.wait_for(
-                    self.twilio.send_text(text), self.node.settings.edge.twilio_send_timeout_s
-                )
-        except TimeoutError:
-            self.node.metrics.bad_input("slow_client", self.call_id, "Twilio socket did not take a frame")
-            await self.end("error")
-            return False
+            self.sending_since = self._loop.time()
+            await self.twilio.send_text(text)
         except Exception as exc:  # the socket is gone; the receive loop will notice and stop
             log.debug("send to Twilio failed for %s: %s", self.call_id, exc)
             return False
+        finally:
+            self.sending_since = None
         return True
 
+    def check_send(self, now: float) -> None:
+        """Watchdog: a client that has not taken a frame within the send timeout is stuck."""
+        since = self.sending_since
+        if since is None or now - since <= self.node.settings.edge.twilio_send_timeout_s:
+            return
+        self.sending_since = None  # report once
+        self.node.metrics.bad_input("slow_client", self.call_id, "Twilio socket did not take a frame")
+        self._tasks.append(asyncio.create_task(self.end("error"), name=f"stuck-{self.call_id}"))
+
     async def _pace_playback(self) -> None:
-        loop = asyncio.get_running_loop()
+        """One audio frame per 20 ms at real-time pace; woken by the node's shared clock."""
+        clock = self.node.playback_clock
+        loop = self._loop
         playback = self.session.playback
         next_at = loop.time()
+        slot = clock.next_slot()
         while True:
             if not len(playback):
                 await self._to_twilio.wait()
                 self._to_twilio.clear()
                 next_at = max(next_at, loop.time())
+                slot = clock.next_slot()  # the phase that fires next: at most one slot away
                 continue
-            delay = next_at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)  # sleep first: a clear during the wait drops the frame
+            if next_at - loop.time() > _SLACK_S:
+                await clock.tick(slot)  # wait first: a clear during the wait drops the frame
+                continue
             item = playback.pop()
             if item is None:
                 continue
@@ -183,7 +238,7 @@ class LiveCall:
             self.session.last_agent_frame_ms = now * 1000.0
             if self.recording is not None:
                 self.recording.add_heard(self.stream_ms(), mulaw.decode_to_bytes(item.mulaw))
-            next_at = max(next_at + _FRAME_S, now - _MAX_LAG_S)
+            next_at = max(next_at + FRAME_S, now - MAX_LAG_S)
 
     async def clear_playback(self, source: str) -> Cleared:
         """Drop queued agent audio, flush Twilio's buffer, and record what the caller heard."""

@@ -1,16 +1,23 @@
-"""The ``/twilio/media`` WebSocket: signature on the upgrade, then one receive loop per call."""
+"""The ``/twilio/media`` WebSocket: signature on the upgrade, then one receive loop per call.
+
+``MediaLoop`` handles one frame at a time, synchronously. The edge server feeds it straight
+from the socket (``edge.media_protocol``); the FastAPI route in ``edge.app`` drives the same
+loop from raw ASGI messages (``AsgiMediaSocket``) when the app is hosted some other way.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-
-from starlette.websockets import WebSocket
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from time import perf_counter
+from typing import Any, Protocol
 
 from edge import protocol
 from edge.audio.vad import SpeechStarted
 from edge.call import CallIdentity, LiveCall
 from edge.node import EdgeNode, call_id_for, monotonic_ms
+from edge.signature import SignatureChecker
 from edge.twiml import StreamParameters
 from schemas import bridge
 from schemas.call_media import (
@@ -24,71 +31,160 @@ from schemas.call_media import (
 log = logging.getLogger(__name__)
 _CLOSE_TRY_AGAIN_LATER = 1013
 
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-async def serve_media(websocket: WebSocket, node: EdgeNode) -> None:
+
+class AsgiMediaSocket:
+    """The few WebSocket operations the media loop needs, over raw ASGI receive/send."""
+
+    __slots__ = ("_closed", "_receive", "_send")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self._closed = False
+
+    async def connect(self) -> bool:
+        """Take the ``websocket.connect`` message; False if the client already left."""
+        message = await self._receive()
+        return bool(message["type"] == "websocket.connect")
+
+    async def accept(self) -> None:
+        await self._send({"type": "websocket.accept"})
+
+    async def receive(self) -> str | bytes | None:
+        """The next message's text or bytes; None once the socket is closed."""
+        message = await self._receive()
+        if message["type"] != "websocket.receive":
+            return None
+        text = message.get("text")
+        return text if text is not None else message.get("bytes") or b""
+
+    async def send_text(self, data: str) -> None:
+        await self._send({"type": "websocket.send", "text": data})
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close once (before ``accept`` this refuses the upgrade with HTTP 403)."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._send({"type": "websocket.close", "code": code, "reason": reason or ""})
+
+
+async def serve_media(
+    socket: AsgiMediaSocket, signature: str | None, node: EdgeNode, checker: SignatureChecker
+) -> None:
     """Run one Twilio media stream from upgrade to close."""
-    from edge.signature import SIGNATURE_HEADER, SignatureChecker
-
-    checker: SignatureChecker = websocket.app.state.signatures
-    if not checker.check_media_upgrade(websocket.headers.get(SIGNATURE_HEADER)):
+    if not await socket.connect():
+        return
+    if not checker.check_media_upgrade(signature):
         node.metrics.security_event("bad_signature", "/twilio/media upgrade")
-        await websocket.close(1008)  # before accept: the client gets HTTP 403
+        await socket.close(1008)  # before accept: the client gets HTTP 403
         return
     if not node.has_capacity():
         node.metrics.incr("streams.refused")
-        await websocket.close(_CLOSE_TRY_AGAIN_LATER)
+        await socket.close(_CLOSE_TRY_AGAIN_LATER)
         return
-    await websocket.accept()
+    await socket.accept()
     node.metrics.incr("streams.accepted")
-    await MediaLoop(websocket, node).run()
+    await MediaLoop(socket, node).run(socket)
+
+
+class TwilioSocket(Protocol):
+    """What the media loop needs of the Twilio WebSocket, whoever carries it."""
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
 class MediaLoop:
-    """Receives, parses and dispatches Twilio frames for one socket; never raises on bad input."""
+    """Parses and dispatches Twilio frames for one socket; never raises on bad input.
 
-    def __init__(self, websocket: WebSocket, node: EdgeNode) -> None:
-        self.websocket = websocket
+    ``on_message`` handles one frame synchronously (the direct protocol calls it from
+    ``data_received``); ``run`` drives it from an ASGI receive loop. ``finish`` ends the call.
+    """
+
+    def __init__(self, socket: TwilioSocket, node: EdgeNode) -> None:
+        self.websocket = socket
         self.node = node
         self.call: LiveCall | None = None
         edge = node.settings.edge
         self._idle_s = edge.idle_timeout_s
         self._max_chars = edge.max_frame_chars
+        self._loop = asyncio.get_running_loop()
+        self.last_frame = self._loop.time()
+        self.expired: str | None = None
+        """Set when the watchdog closed the socket (the stop reason)."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.finished = False
+        node.watchdog.add(self)
 
-    async def run(self) -> None:
+    async def run(self, socket: AsgiMediaSocket) -> None:
+        """The ASGI driver: receive until the socket closes or Twilio stops the stream."""
         reason = "socket_closed"
+        receive = socket.receive
         try:
-            reason = await self._receive_loop()
+            while True:
+                data = await receive()
+                if data is None:
+                    reason = self.expired or "socket_closed"
+                    break
+                stop = self.on_message(data)
+                if stop is not None:
+                    reason = stop
+                    break
         except Exception:
-            log.exception("media socket failed for call %s", self.call.call_id if self.call else "-")
+            log.exception("media socket failed for call %s", self._call_id() or "-")
             reason = "error"
         finally:
-            call = self.call
-            if call is not None:
-                await call.finish(reason)
-                self.node.unregister(call.call_id)
-                self.node.metrics.incr(f"streams.stopped.{call.stop_reason or reason}")
+            await self.finish(reason)
 
-    async def _receive_loop(self) -> str:
-        receive = self.websocket.receive
-        while True:
-            try:
-                async with asyncio.timeout(self._idle_s):  # no extra task per frame, unlike wait_for
-                    message = await receive()
-            except TimeoutError:
-                self.node.metrics.bad_input("idle_timeout", self._call_id(), f"no frame for {self._idle_s}s")
-                await self.websocket.close(1000)
-                return "error"
-            if message["type"] == "websocket.disconnect":
-                return "socket_closed"
-            text = message.get("text")
-            frame = protocol.parse(
-                text if text is not None else message.get("bytes") or b"", max_chars=self._max_chars
-            )
-            if isinstance(frame, protocol.Stop):
-                if self._accepts(frame):
-                    return "twilio_stop"
-                continue
-            await self._dispatch(frame)
+    async def finish(self, reason: str) -> None:
+        """Called once when the stream is over, whatever the cause."""
+        if self.finished:
+            return
+        self.finished = True
+        self.node.watchdog.discard(self)
+        for task in list(self._tasks):
+            task.cancel()
+        call = self.call
+        if call is not None:
+            await call.finish(reason)
+            self.node.unregister(call.call_id)
+            self.node.metrics.incr(f"streams.stopped.{call.stop_reason or reason}")
+
+    def check_deadlines(self, now: float) -> None:
+        """Watchdog: close a socket that has been quiet for the idle timeout; spot stuck sends."""
+        if self.expired is None and now - self.last_frame > self._idle_s:
+            self.expired = "error"
+            self.node.metrics.bad_input("idle_timeout", self._call_id(), f"no frame for {self._idle_s}s")
+            self._spawn(self.websocket.close(1000))
+        if self.call is not None:
+            self.call.check_send(now)
+
+    def on_message(self, data: str | bytes) -> str | None:
+        """Handle one frame; returns the stop reason when Twilio ended the stream."""
+        self.last_frame = self._loop.time()
+        frame = protocol.parse(data, max_chars=self._max_chars)
+        if type(frame) is protocol.Media:  # the 50-a-second case first
+            if self._accepts(frame):
+                call = self.call
+                assert call is not None
+                call.last_arrival = perf_counter()
+                if self._on_media(frame):
+                    self._spawn(self._barge_in(call))
+            return None
+        if isinstance(frame, protocol.Stop):
+            return "twilio_stop" if self._accepts(frame) else None
+        self._dispatch(frame)
+        return None
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _call_id(self) -> str:
         return self.call.call_id if self.call is not None else ""
@@ -107,11 +203,12 @@ class MediaLoop:
             return False
         return True
 
-    async def _dispatch(self, frame: protocol.ParseResult) -> None:
+    def _dispatch(self, frame: protocol.ParseResult) -> None:
         match frame:
             case protocol.Media():
-                if self._accepts(frame):
-                    await self._on_media(frame)
+                if self._accepts(frame) and self._on_media(frame):
+                    assert self.call is not None
+                    self._spawn(self._barge_in(self.call))
             case protocol.Mark():
                 if self._accepts(frame):
                     self._on_mark(frame)
@@ -127,12 +224,13 @@ class MediaLoop:
             case protocol.Stop():
                 pass  # handled by the loop
 
-    async def _on_media(self, frame: protocol.Media) -> None:
+    def _on_media(self, frame: protocol.Media) -> bool:
+        """Feed one media frame to the session; True when it calls for a barge-in."""
         call = self.call
         assert call is not None
         if frame.track not in ("inbound", "inbound_track"):
             self.node.metrics.incr("media.other_track")
-            return
+            return False
         recording = call.recording
         sink: list[bytes] | None = [] if recording is not None else None
         result = call.session.on_media(frame, now_ms=monotonic_ms(), pcm8k_sink=sink)
@@ -149,16 +247,18 @@ class MediaLoop:
                         **call.envelope(), stream_ms=event.stream_ms, duration_ms=event.duration_ms
                     )
                 )
-        if result.barge_in:
-            cleared = await call.clear_playback("edge_vad")
-            self.node.metrics.incr("barge_in.edge_vad")
-            call.notify_worker(
-                bridge.BargeIn(
-                    utterance_id=cleared.utterance_id,
-                    played_ms=cleared.played_ms,
-                    stream_ms=call.session.last_stream_ms,
-                )
+        return result.barge_in
+
+    async def _barge_in(self, call: LiveCall) -> None:
+        cleared = await call.clear_playback("edge_vad")
+        self.node.metrics.incr("barge_in.edge_vad")
+        call.notify_worker(
+            bridge.BargeIn(
+                utterance_id=cleared.utterance_id,
+                played_ms=cleared.played_ms,
+                stream_ms=call.session.last_stream_ms,
             )
+        )
 
     def _on_mark(self, frame: protocol.Mark) -> None:
         call = self.call

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
 
 log = logging.getLogger("edge")
 
@@ -13,6 +13,8 @@ class EdgeMetrics:
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
+        self.bridge_latency_s: deque[float] = deque(maxlen=100_000)
+        """Latest Twilio-frame-received -> its bridge frame written, in seconds (bench figure)."""
 
     def incr(self, name: str, amount: int = 1) -> None:
         self._counts[name] += amount

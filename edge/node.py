@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from edge.metrics import EdgeMetrics
+from edge.playback_clock import PlaybackClock
 from edge.publisher import FactPublisher
 from edge.routing import Route, RoutingTable
 from edge.session import SessionConfig
 from edge.telephony import Telephony
+from edge.watchdog import Watchdog
 from infra.settings import Settings
 from schemas import bridge
 
@@ -81,6 +83,10 @@ class EdgeNode:
         self.drained = asyncio.Event()
         self.drained.set()  # no calls yet
         edge = settings.edge
+        self.playback_clock = PlaybackClock()
+        """Paces every call's agent audio (one timer for the node, not one per call)."""
+        self.watchdog = Watchdog(min(0.25, edge.idle_timeout_s / 4, edge.twilio_send_timeout_s / 4))
+        """Idle and stuck-client deadlines of the media sockets."""
         self.session_config = SessionConfig(
             vad_aggressiveness=edge.vad_aggressiveness,
             vad_onset_frames=edge.vad_onset_frames,

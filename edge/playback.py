@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,9 +21,14 @@ PHONE_RATE = 8000
 _SILENCE = bytes([mulaw.SILENCE_BYTE])
 
 
-@dataclass(frozen=True, slots=True)
-class AudioItem:
-    """One 20 ms μ-law frame of an utterance."""
+class AudioItem(NamedTuple):
+    """One 20 ms μ-law frame of an utterance.
+
+    A tuple, not a dataclass: a tuple of bytes and str is dropped from the garbage collector's
+    lists at its first pass, and a second of queued audio per call is ~10,000 such items at
+    200 calls, which every full collection would otherwise walk (full collections of up to
+    15 ms were measured on the edge at 200 calls).
+    """
 
     mulaw: bytes
     utterance_id: str

@@ -12,6 +12,11 @@ from base64 import b64decode, b64encode
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+import orjson
+
+_fast_loads = orjson.loads
+"""~3x faster than ``json.loads`` on a media frame (50 a second per call)."""
+
 DEFAULT_MAX_FRAME_CHARS = 8192
 """A 20 ms media frame is ~330 characters; anything this large is not a Twilio frame."""
 
@@ -107,9 +112,14 @@ def parse(frame: str | bytes, *, max_chars: int = DEFAULT_MAX_FRAME_CHARS) -> Pa
     if len(frame) > max_chars:
         return FrameError(kind="oversized", detail=f"{len(frame)} chars > {max_chars}")
     try:
-        body = json.loads(frame)
-    except (ValueError, RecursionError) as exc:
-        return FrameError(kind="not_json", detail=str(exc)[:120])
+        body = _fast_loads(frame)
+    except ValueError:
+        # orjson is stricter at the edges (NaN, huge integers, lone surrogates): the stdlib
+        # decides what a frame orjson refuses is, so bad input is labelled exactly as before.
+        try:
+            body = json.loads(frame)
+        except (ValueError, RecursionError) as exc:
+            return FrameError(kind="not_json", detail=str(exc)[:120])
     if not isinstance(body, dict):
         return FrameError(kind="malformed", detail="frame is not a JSON object")
     try:
