@@ -32,6 +32,8 @@ SERVICES: tuple[tuple[str, list[str]], ...] = (
     ("streams worker", ["-m", "streams"]),
     ("writers", ["-m", "streams.writers"]),
     ("dialer", ["-m", "streams.dialer"]),
+    ("webhooks", ["-m", "streams.webhooks"]),
+    ("summary", ["-m", "streams.summary"]),
     ("projections", ["-m", "projections"]),
     ("api", ["-m", "api"]),
     ("archiver", ["-m", "voiceagent.cli", "archive", "run"]),
@@ -47,6 +49,8 @@ class Running:
     notes: list[str] = field(default_factory=list)
 
     def stop(self, console: Console) -> None:
+        # A second Ctrl-C must not cut the orderly stop short (children would be killed anyway).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         console.print("stopping...")
         for _name, proc in reversed(self.children):
             stop_child(proc)
@@ -184,7 +188,9 @@ def _show(running: Running, addresses: DevAddresses | None, console: Console) ->
 
 
 def _wait(running: Running, console: Console) -> None:
+    """Until Ctrl-C or SIGTERM; a service that exits is reported once, the rest keep running."""
     stop = False
+    reported: set[int] = set()
 
     def _on_signal(_signum: int, _frame: object) -> None:
         nonlocal stop
@@ -194,11 +200,12 @@ def _wait(running: Running, console: Console) -> None:
     try:
         while not stop:
             for name, proc in running.children:
-                if proc.poll() is not None:
+                if proc.poll() is not None and proc.pid not in reported:
+                    reported.add(proc.pid)
+                    log = running.stack.settings.data_dir / "logs"
                     console.print(
-                        f"[red]{name} exited with {proc.returncode}; see its log in .voiceagent/logs[/]"
+                        f"[red]{name} exited with {proc.returncode}; the rest keep running. See {log}[/]"
                     )
-                    return
             time.sleep(0.5)
     except KeyboardInterrupt:
         return
