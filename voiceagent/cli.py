@@ -15,11 +15,13 @@ from infra.topics import ensure_topics
 from voiceagent.calls import call_app
 from voiceagent.dev import run_dev
 from voiceagent.doctor import run_doctor
+from voiceagent.replay import replay_command
 
 app = typer.Typer(help="Run and operate the voice-agent platform.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(archive_app, name="archive")
 app.add_typer(call_app, name="call")
+app.command("replay")(replay_command)
 console = Console()
 
 

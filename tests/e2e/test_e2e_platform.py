@@ -195,7 +195,7 @@ def test_e2e_inbound_call_with_tool_calls_and_barge_in_shows_up_in_the_api(platf
         assert body["ended_by"] == "agent", body
         assert body["tool_calls"] == 2
         assert body["interruptions"] >= 1
-        timeline = [e["type"] for e in api.get(f"/api/calls/{call_id}/timeline").json()]
+        timeline = [e["event_type"] for e in api.get(f"/api/calls/{call_id}/timeline").json()]
         assert timeline[0] == "CallReceived"
         assert "CallEnded" in timeline
         transcript = api.get(f"/api/calls/{call_id}/transcript").json()

@@ -1,0 +1,297 @@
+"""Rebuilding read models from the log into their own schema: the schema, its marker, a bounded replay.
+
+The rebuild schema holds everything a resumed run needs: the migrated tables, the projections'
+checkpoints and aggregate positions (written with the rows, as the live service does), and a
+``replay_marker`` row saying which projections it rebuilds and from when. Rerunning the same
+replay into it continues from the checkpoints; anything else is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from infra.deadletter import DeadLetterPublisher
+from infra.eventlog.reading import end_offsets, to_ms
+from infra.kafka import make_consumer
+from infra.migrate import upgrade_database
+from infra.settings import Settings
+from projections.database import make_schema_engine
+from projections.position import load_checkpoints
+from projections.runner import Projection, ProjectionRunner
+from projections.service import PROJECTIONS, ServiceOptions, build_projections
+from schemas.codec import Codec
+
+# The tables each projection owns outright; command_result is shared by agents and knowledge,
+# projection_checkpoint and aggregate_position by all (their rows carry the projection name).
+OWNED_TABLES: Mapping[str, tuple[str, ...]] = {
+    "calls": ("call", "call_event", "transcript_segment", "tool_call", "recording", "analytics_daily"),
+    "agents": ("agent", "agent_version"),
+    "knowledge": ("knowledge_base", "document", "chunk"),
+    "campaigns": ("campaign", "campaign_call"),
+    "summaries": ("call_summary",),
+}
+SHARED_RESULTS = "command_result"
+MARKER = "replay_marker"
+
+
+class ReplayError(Exception):
+    """The replay cannot go ahead; the message says why and what to do."""
+
+
+def resolve_names(names: Sequence[str]) -> tuple[str, ...]:
+    """The projections named (``all`` is every replayable one), in service order; unknown ones refused.
+
+    Replayable are the projections whose tables ``OWNED_TABLES`` lists, since a swap must know
+    exactly which tables it moves.
+    """
+    replayable = tuple(p for p in PROJECTIONS if p in OWNED_TABLES)
+    valid = (*replayable, "all")
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ReplayError(f"unknown projection(s): {', '.join(unknown)}; valid: {', '.join(valid)}")
+    if not names:
+        raise ReplayError(f"name at least one projection: {', '.join(valid)}")
+    wanted = set(replayable) if "all" in names else set(names)
+    return tuple(p for p in replayable if p in wanted)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Marker:
+    """What a rebuild schema was started for."""
+
+    projections: tuple[str, ...]
+    since: datetime | None
+    swapped_into: str | None = None
+
+
+async def schema_tables(engine: AsyncEngine, schema: str) -> set[str]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}
+        )
+        return {name for (name,) in rows.all()}
+
+
+async def read_marker(engine: AsyncEngine, schema: str) -> Marker | None:
+    if MARKER not in await schema_tables(engine, schema):
+        return None
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                text(f'SELECT projections, since, swapped_into FROM "{schema}".{MARKER}')
+            )
+        ).one_or_none()
+    if row is None:
+        return None
+    return Marker(projections=tuple(row[0].split(",")), since=row[1], swapped_into=row[2])
+
+
+async def prepare_schema(
+    settings: Settings, engine: AsyncEngine, schema: str, projections: tuple[str, ...], since: datetime | None
+) -> Marker:
+    """Migrate a new or empty schema and mark it; an existing rebuild of the same replay is resumed."""
+    tables = await schema_tables(engine, schema)
+    if tables:
+        marker = await read_marker(engine, schema)
+        if marker is None:
+            raise ReplayError(
+                f"schema {schema} already exists and holds {len(tables)} tables that no replay "
+                "started; choose another --into-schema (or drop it yourself if it is yours)"
+            )
+        if marker.projections != projections:
+            raise ReplayError(
+                f"schema {schema} is a rebuild of {', '.join(marker.projections)}, not of "
+                f"{', '.join(projections)}; resume it with the same names or choose another --into-schema"
+            )
+        if marker.swapped_into is not None:
+            raise ReplayError(
+                f"schema {schema} was already swapped into {marker.swapped_into}; nothing to resume"
+            )
+        return marker
+    await asyncio.to_thread(upgrade_database, settings.database, schema=schema)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                f'CREATE TABLE "{schema}".{MARKER} (projections text NOT NULL, since timestamptz, '
+                "started_at timestamptz NOT NULL DEFAULT now(), swapped_into text, replaced_schema text)"
+            )
+        )
+        await connection.execute(
+            text(f'INSERT INTO "{schema}".{MARKER} (projections, since) VALUES (:p, :s)'),
+            {"p": ",".join(projections), "s": since},
+        )
+    return Marker(projections=projections, since=since)
+
+
+class _NoSend:
+    """Dead letters of a replay are counted and reported, not published again (the live run did)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> object:
+        self.count += 1
+        return None
+
+
+@dataclass
+class ReplayProgress:
+    """What one replay run did."""
+
+    planned: int = 0
+    applied: int = 0
+    consumed: int = 0
+    skipped: int = 0
+    refused: int = 0
+    origin: dict[TopicPartition, int] = field(default_factory=dict)
+    """Where the replay started on each partition (beginning, or the --since offsets)."""
+    reached: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplayRequest:
+    """One replay into ``schema``: which projections, from when, over which topics (tests override)."""
+
+    schema: str
+    projections: tuple[str, ...]
+    since: datetime | None = None
+    topics: Mapping[str, str] = field(default_factory=dict)
+    max_records: int = 2000
+    stop_after: int | None = None
+    """Stop (between transactions) once this many records were consumed: an interruption on purpose."""
+
+
+def projections_for(request: ReplayRequest) -> list[Projection]:
+    built = []
+    for name in request.projections:
+        topic = request.topics.get(name)
+        built += build_projections(ServiceOptions(only=(name,), topic=topic))
+    return built
+
+
+async def origin_offsets(
+    consumer: AIOKafkaConsumer,
+    parts: Sequence[TopicPartition],
+    since: datetime | None,
+    ends: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """Where a replay starts: each partition's beginning, or its first record at or after ``since``."""
+    first = await consumer.beginning_offsets(parts)
+    if since is None:
+        return dict(first)
+    found = await consumer.offsets_for_times({tp: to_ms(since) for tp in parts})
+    return {tp: ends[tp] if found.get(tp) is None else max(first[tp], found[tp].offset) for tp in parts}
+
+
+async def run_replay(
+    settings: Settings,
+    request: ReplayRequest,
+    *,
+    on_plan: Callable[[int], None] = lambda total: None,
+    on_advance: Callable[[int], None] = lambda n: None,
+    stop: asyncio.Event | None = None,
+) -> ReplayProgress:
+    """Fold the log up to its current end into the rebuild schema, continuing from its checkpoints."""
+    stop = stop or asyncio.Event()
+    progress = ReplayProgress()
+    engine = make_schema_engine(settings.database, request.schema)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    consumer = make_consumer(settings.kafka, group_id=None, max_partition_fetch_bytes=8 << 20)
+    await consumer.start()
+    await asyncio.sleep(0)  # let the group-less coordinator start before any early stop
+    try:
+        await consumer.topics()  # fresh metadata, read before any assign narrows it
+        partitions = {p.name: _partitions(consumer, p) for p in projections_for(request)}
+        plans = [
+            await _plan(consumer, sessions, p, parts, request.since, progress)
+            for p, parts in partitions.values()
+        ]
+        progress.planned = sum(ends[tp] - starts[tp] for _, starts, ends in plans for tp in starts)
+        on_plan(progress.planned)
+        dead = _NoSend()
+        for projection, starts, ends in plans:
+            if stop.is_set():
+                break
+            runner = ProjectionRunner(
+                projection,
+                session_factory=sessions,
+                dead_letters=DeadLetterPublisher(dead, Codec.single_object(), f"replay.{projection.name}"),
+                codec=Codec.single_object(),
+            )
+            await _fold(consumer, runner, starts, ends, request, progress, on_advance, stop)
+            progress.applied += runner.applied
+            progress.skipped += runner.skipped
+        progress.refused = dead.count
+    finally:
+        await consumer.stop()
+        await engine.dispose()
+    return progress
+
+
+def _partitions(
+    consumer: AIOKafkaConsumer, projection: Projection
+) -> tuple[Projection, list[TopicPartition]]:
+    parts = []
+    for topic in projection.topics:
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            raise ReplayError(f"topic {topic} ({projection.name}) does not exist on the broker")
+        parts += [TopicPartition(topic, n) for n in sorted(numbers)]
+    return projection, parts
+
+
+async def _plan(
+    consumer: AIOKafkaConsumer,
+    sessions: async_sessionmaker[AsyncSession],
+    projection: Projection,
+    parts: list[TopicPartition],
+    since: datetime | None,
+    progress: ReplayProgress,
+) -> tuple[Projection, dict[TopicPartition, int], dict[TopicPartition, int]]:
+    ends = await end_offsets(consumer, parts)
+    origin = await origin_offsets(consumer, parts, since, ends)
+    async with sessions() as session:
+        stored = await load_checkpoints(session, projection.name, [(tp.topic, tp.partition) for tp in parts])
+    starts = {tp: stored.get((tp.topic, tp.partition), origin[tp]) for tp in parts}
+    progress.origin.update(origin)
+    return projection, {tp: min(s, ends[tp]) for tp, s in starts.items()}, ends
+
+
+async def _fold(
+    consumer: AIOKafkaConsumer,
+    runner: ProjectionRunner,
+    starts: dict[TopicPartition, int],
+    ends: dict[TopicPartition, int],
+    request: ReplayRequest,
+    progress: ReplayProgress,
+    on_advance: Callable[[int], None],
+    stop: asyncio.Event,
+) -> None:
+    todo = {tp: end for tp, end in ends.items() if starts[tp] < end}
+    progress.reached.update({tp: starts[tp] for tp in ends})
+    if not todo:
+        return
+    consumer.assign(list(todo))
+    for tp in todo:
+        consumer.seek(tp, starts[tp])
+    while todo and not stop.is_set():
+        batches = await consumer.getmany(*todo, timeout_ms=500, max_records=request.max_records)
+        messages = [m for tp, ms in batches.items() for m in ms if m.offset < todo.get(tp, -1)]
+        if messages:
+            await runner.process(messages)
+            progress.consumed += len(messages)
+            on_advance(len(messages))
+            for m in messages:
+                progress.reached[TopicPartition(m.topic, m.partition)] = m.offset + 1
+        for tp in list(todo):
+            if await consumer.position(tp) >= todo[tp]:
+                del todo[tp]
+        if request.stop_after is not None and progress.consumed >= request.stop_after:
+            stop.set()

@@ -1,0 +1,166 @@
+"""What a rebuild is checked against: rows and checksums per table, and counts derived from the log.
+
+Two things are verified after a replay:
+
+* **against the log** — a second, decode-only pass over the replayed offsets counts what the
+  tables must hold: one ``call`` per distinct call id, one ``call_event`` per distinct
+  (call id, seq) with a checksum of (call id, seq, event id) that must equal the table's, one
+  ``transcript_segment`` per (call id, segment index), one ``tool_call`` per (call id, tool call
+  id), one ``recording`` per call with a recording; one ``agent`` per ``AgentCreated``, one
+  ``agent_version`` per (agent, version) published; one ``knowledge_base`` per
+  ``KnowledgeBaseCreated``. Tables whose rows are not one-per-event (``document``, ``chunk``,
+  ``analytics_daily``, ``command_result``) are not counted from the log.
+* **a checksum of every table** — row count and an order-independent sum of the md5 of each whole
+  row, so two schemas can be compared cheaply (rebuild against live, or before and after a swap).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import get_args
+
+from aiokafka import TopicPartition
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infra.deadletter import RecordDecodeError, decode_record
+from infra.kafka import make_consumer
+from infra.settings import KafkaSettings
+from schemas import agents, calls, knowledge
+from schemas.codec import Codec
+
+_ROW_SUM = "coalesce(sum(('x' || substr(md5({expr}), 1, 15))::bit(60)::bigint), 0)"
+_EVENT_KEY = "call_id || ':' || seq || ':' || event_id"
+_CALL_TYPES = get_args(calls.CallEvent)
+
+
+@dataclass(frozen=True, slots=True)
+class TableSum:
+    rows: int
+    checksum: int
+
+
+async def table_sums(engine: AsyncEngine, schema: str, tables: Iterable[str]) -> dict[str, TableSum]:
+    """Rows and whole-row checksum of each table of ``schema``."""
+    sums = {}
+    async with engine.connect() as connection:
+        for table in tables:
+            sql = f'SELECT count(*), {_ROW_SUM.format(expr="t::text")} FROM "{schema}".{table} t'
+            rows, checksum = (await connection.execute(text(sql))).one()
+            sums[table] = TableSum(int(rows), int(checksum))
+    return sums
+
+
+def key_sum(keys: Iterable[str]) -> int:
+    """The Python twin of the SQL ``_ROW_SUM`` over already-built key strings."""
+    return sum(int(hashlib.md5(k.encode(), usedforsecurity=False).hexdigest()[:15], 16) for k in keys)
+
+
+@dataclass
+class LogCounts:
+    """Distinct keys per table, as the log says they must be."""
+
+    keys: dict[str, set[object]] = field(default_factory=lambda: defaultdict(set))
+    event_keys: dict[tuple[str, int], str] = field(default_factory=dict)
+    undecodable: int = 0
+
+    def add(self, record: object) -> None:
+        if isinstance(record, _CALL_TYPES):
+            self._add_call(record)
+            return
+        match record:
+            case agents.AgentCreated():
+                self.keys["agent"].add(record.agent_id)
+            case agents.AgentVersionPublished():
+                self.keys["agent_version"].add((record.agent_id, record.version))
+            case knowledge.KnowledgeBaseCreated():
+                self.keys["knowledge_base"].add(record.kb_id)
+            case _:
+                return
+
+    def _add_call(self, event: calls.CallEvent) -> None:
+        self.keys["call"].add(event.call_id)
+        self.event_keys.setdefault((event.call_id, event.seq), event.event_id)
+        match event:
+            case calls.TranscriptSegment():
+                self.keys["transcript_segment"].add((event.call_id, event.segment_index))
+            case calls.ToolCallRequested() | calls.ToolCallCompleted() | calls.ToolCallFailed():
+                self.keys["tool_call"].add((event.call_id, event.tool_call_id))
+            case calls.RecordingAvailable():
+                self.keys["recording"].add(event.call_id)
+            case _:
+                return
+
+    def expected_rows(self) -> dict[str, int]:
+        counts = {table: len(keys) for table, keys in self.keys.items()}
+        if self.event_keys or "call" in self.keys:
+            counts["call_event"] = len(self.event_keys)
+        return counts
+
+    def call_event_sum(self) -> int:
+        return key_sum(f"{c}:{s}:{e}" for (c, s), e in self.event_keys.items())
+
+
+async def count_log(kafka: KafkaSettings, ranges: Mapping[TopicPartition, tuple[int, int]]) -> LogCounts:
+    """Decode every record in ``ranges`` ([start, end) per partition) and count the keys."""
+    counts = LogCounts()
+    todo = {tp: end for tp, (start, end) in ranges.items() if start < end}
+    if not todo:
+        return counts
+    codec = Codec.single_object()
+    consumer = make_consumer(kafka, group_id=None, max_partition_fetch_bytes=8 << 20)
+    await consumer.start()
+    try:
+        consumer.assign(list(todo))
+        for tp in todo:
+            consumer.seek(tp, ranges[tp][0])
+        while todo:
+            batches = await consumer.getmany(*todo, timeout_ms=500, max_records=10_000)
+            for tp, messages in batches.items():
+                for message in messages:
+                    if message.offset >= todo.get(tp, -1):
+                        break
+                    try:
+                        counts.add(decode_record(codec, message))
+                    except RecordDecodeError:
+                        counts.undecodable += 1
+            for tp in list(todo):
+                if await consumer.position(tp) >= todo[tp]:
+                    del todo[tp]
+    finally:
+        await consumer.stop()
+    return counts
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Per table: (rows found, rows the log implies or None); and the problems, empty when all is well."""
+
+    sums: dict[str, TableSum]
+    expected: dict[str, int]
+    problems: list[str]
+
+
+async def verify(engine: AsyncEngine, schema: str, tables: Iterable[str], counts: LogCounts) -> Verdict:
+    """Compare the rebuilt tables with what the log implies."""
+    sums = await table_sums(engine, schema, tables)
+    expected = {t: n for t, n in counts.expected_rows().items() if t in sums}
+    problems = [
+        f"{table}: {sums[table].rows} rows, the log implies {rows}"
+        for table, rows in sorted(expected.items())
+        if sums[table].rows != rows
+    ]
+    if "call_event" in sums:
+        sql = f'SELECT {_ROW_SUM.format(expr=_EVENT_KEY)} FROM "{schema}".call_event'
+        async with engine.connect() as connection:
+            found = int((await connection.execute(text(sql))).scalar_one())
+        if found != counts.call_event_sum():
+            problems.append("call_event: (call_id, seq, event_id) checksum differs from the log's")
+    if counts.undecodable:
+        problems.append(
+            f"{counts.undecodable} records in the range do not decode (dead-lettered, not applied)"
+        )
+    return Verdict(sums, expected, problems)
