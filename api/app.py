@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api import agents, analytics, calls, keys, knowledge, store
+from api import agents, analytics, calls, campaigns, keys, knowledge, store
 from api.auth import RateLimiter
 from api.commands import CommandBus, Sender
 from api.deps import AppContext
@@ -57,7 +57,7 @@ def create_app(
     )
     install_problem_handlers(app)
     app.add_middleware(RejectNulMiddleware)
-    for module in (agents, calls, knowledge, analytics, keys):
+    for module in (agents, calls, campaigns, knowledge, analytics, keys):
         app.include_router(module.router)
     return app
 

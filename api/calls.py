@@ -12,7 +12,7 @@ from api import store
 from api.commands import new_id, now
 from api.deps import ContextDep, Operator, SessionDep, Viewer
 from api.problems import ProblemError
-from projections import queries
+from projections import dialer_queries, queries
 from projections.call_view import FINAL_STATUSES
 from schemas.calls import EndCall
 from schemas.dialer import PlaceCall
@@ -38,6 +38,7 @@ class CallPublic(BaseModel):
     end_reason: str | None
     ended_by: str | None
     outcome: str | None
+    summary: str | None = None
     interruptions: int
     tool_calls: int
     first_agent_audio_ms: int | None
@@ -154,7 +155,11 @@ async def list_calls(
 
 @router.get("/{call_id}", response_model=CallPublic)
 async def get_call(call_id: str, principal: Viewer, session: SessionDep) -> CallPublic:
-    return CallPublic(**await _call(session, principal, call_id))
+    call = await _call(session, principal, call_id)
+    summary = await dialer_queries.call_summary(session, principal.tenant_id, call_id)
+    if summary is not None:  # the post-call summary, once the summary worker has written it
+        call = call | {"summary": summary["summary"], "outcome": call["outcome"] or summary["outcome_label"]}
+    return CallPublic(**call)
 
 
 @router.get("/{call_id}/timeline", response_model=list[CallEventPublic])

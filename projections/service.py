@@ -15,18 +15,22 @@ from infra.migrate import upgrade_database
 from infra.settings import Settings
 from projections.agent_projection import AgentProjection
 from projections.call_projection import CallProjection
+from projections.campaign_projection import CampaignProjection
 from projections.database import make_schema_engine
 from projections.knowledge_projection import KnowledgeProjection
 from projections.runner import Projection, ProjectionRunner
+from projections.summary_projection import SummaryProjection
 from schemas.codec import Codec
 
 log = logging.getLogger(__name__)
 
-PROJECTIONS = ("agents", "knowledge", "calls")
+PROJECTIONS = ("agents", "knowledge", "calls", "campaigns", "summaries")
 _FACTORIES: dict[str, Callable[..., Projection]] = {
     "agents": AgentProjection,
     "knowledge": KnowledgeProjection,
     "calls": CallProjection,
+    "campaigns": CampaignProjection,
+    "summaries": SummaryProjection,
 }
 
 

@@ -33,6 +33,7 @@ from schemas.codec import Codec
 from schemas.dialer import PlaceCall
 from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CallId, CampaignId, CorrelationId, EventId, TenantId
+from streams.standin.server import StandIn, StandInSettings
 from tests.support.fake_twilio import FakeTwilio
 
 ROOT = Path(__file__).parents[3]
@@ -113,6 +114,7 @@ class DialerRig:
         self._watch: asyncio.Task[None] | None = None
         self._edge: EdgeServer | None = None
         self.run_id = uuid.uuid4().hex[:6]
+        self.standin = StandIn(StandInSettings(cert_dir=tmp / "certs", pace=1.0))
 
     def env(self) -> dict[str, str]:
         kafka = self.settings.kafka
@@ -136,9 +138,14 @@ class DialerRig:
             "VOICE_DIALER__DO_NOT_CALL": json.dumps([DNC_NUMBER]),
             "TWILIO_REGION": "",
             "TWILIO_EDGE": "",
+            # The calls worker talks to the offline Gemini stand-in when a media stream opens.
+            "VOICE_GEMINI__BASE_URL": self.standin.base_url,
+            "VOICE_GEMINI__CA_FILE": str(self.standin.certs.ca_file),
+            "VOICE_GEMINI__API_KEY": "offline-test-key",
         }
 
     async def start(self) -> None:
+        await self.standin.__aenter__()
         await self.fake.__aenter__()
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
@@ -197,10 +204,12 @@ class DialerRig:
         if self._producer is not None:
             await self._producer.stop()
         await self.fake.__aexit__()
+        await self.standin.__aexit__(None, None, None)
 
-    async def send(self, record: Any) -> None:
+    async def send(self, record: Any, topic: str | None = None) -> None:
+        """Write ``record`` to its (first) catalog topic, or to ``topic``, keyed as the catalog says."""
         assert self._producer is not None
-        spec = topics_for(type(record))[0]
+        spec = next(s for s in topics_for(type(record)) if topic in (None, s.name))
         key = spec.key_of(record)
         await self._producer.send_and_wait(
             spec.name, CODEC.encode(record), key.encode() if isinstance(key, str) else key

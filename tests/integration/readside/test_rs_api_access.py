@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api import store
 from api.app import create_app
 from infra.settings import Settings
-from projections import call_view, models
+from projections import call_view, dialer_models, models
 from projections.jsonable import to_jsonable
 from schemas.codec import Codec
 from schemas.registry import Record
@@ -71,6 +71,14 @@ ROUTES: dict[tuple[str, str], tuple[str, Request]] = {
     ("GET", "/api/calls/{call_id}/tool-calls"): ("viewer", _none),
     ("GET", "/api/calls/{call_id}/recording"): ("viewer", _none),
     ("POST", "/api/calls/{call_id}/end"): ("operator", lambda ids: {"json": {}}),
+    ("POST", "/api/campaigns"): (
+        "operator",
+        lambda ids: {"json": {"agent_id": ids["agent_id"], "numbers": ["+31612345678"]}},
+    ),
+    ("GET", "/api/campaigns/{campaign_id}"): ("viewer", _none),
+    ("POST", "/api/campaigns/{campaign_id}/pause"): ("operator", _none),
+    ("POST", "/api/campaigns/{campaign_id}/resume"): ("operator", _none),
+    ("POST", "/api/campaigns/{campaign_id}/cancel"): ("operator", _none),
     ("POST", "/api/knowledge/bases"): ("operator", lambda ids: {"json": {"name": "New"}}),
     ("GET", "/api/knowledge/bases"): ("viewer", _none),
     ("GET", "/api/knowledge/bases/{kb_id}"): ("viewer", _none),
@@ -99,6 +107,8 @@ ROUTES: dict[tuple[str, str], tuple[str, Request]] = {
     ("DELETE", "/api/keys/{key_id}"): ("admin", _none),
     ("POST", "/api/auth/token"): ("viewer", _none),
 }
+# Routes without a path id that name A's agent in the body: for B it reads as missing.
+BODY_SCOPED = {("POST", "/api/calls"), ("POST", "/api/campaigns")}
 
 
 def _schema_routes() -> list[tuple[str, str]]:
@@ -163,6 +173,7 @@ async def tenant_a(world: World) -> Seeded:
 async def _seed(sessions: async_sessionmaker[AsyncSession], tenant_id: str) -> Ids:
     """An agent with two versions, a live call with its side rows, a knowledge base, a spare key."""
     agent_id, call_id, kb_id, document_id = unique("agt"), unique("call"), unique("kb"), unique("doc")
+    campaign_id = unique("cmp")
     events = call_events(tenant_id, call_id, agent_id)
     live = events[:-1]  # everything but CallEnded: the call can still be ended
     view = call_view.initial(live[0])
@@ -231,8 +242,20 @@ async def _seed(sessions: async_sessionmaker[AsyncSession], tenant_id: str) -> I
                 tool_calls=1,
             )
         )
+        await session.execute(
+            insert(dialer_models.Campaign).values(
+                campaign_id=campaign_id,
+                tenant_id=tenant_id,
+                agent_id=agent_id,
+                name="Reminders",
+                total=1,
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
         key_id, _ = await store.create_api_key(session, tenant_id, "viewer", "spare")
     return {
+        "campaign_id": campaign_id,
         "agent_id": agent_id,
         "version": "1",
         "call_id": call_id,
@@ -297,7 +320,7 @@ async def test_rs_route_never_shows_or_changes_another_tenants_data(
     response = await _send(world, route, tenant_a.ids, tenant_b.admin)
     commands = world.sender.sent[before:]
     assert all(c.tenant_id == tenant_b.tenant_id for c in commands)  # type: ignore[attr-defined]
-    if "{" in route[1] or route == ("POST", "/api/calls"):
+    if "{" in route[1] or route in BODY_SCOPED:
         # A's id in the path (or the body) reads as missing, and nothing is sent.
         assert response.status_code in (404, 422), response.text
         assert commands == []

@@ -1,0 +1,51 @@
+"""The post-call projection: call_summary rows from voice.postcall.events.v1 (CallSummarized)."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from projections.dialer_models import CallSummary
+from projections.runner import UnappliableError
+from schemas.catalog import POSTCALL_EVENTS
+from schemas.dialer import CallSummarized, PostCallEvent
+from schemas.registry import Record
+
+_EVENT_TYPES = get_args(PostCallEvent)
+
+
+class SummaryProjection:
+    """Keeps each call's summary and outcome label; webhook attempts are not shown here."""
+
+    def __init__(self, *, name: str = "summaries", topic: str = POSTCALL_EVENTS.name) -> None:
+        self.name = name
+        self.topics: tuple[str, ...] = (topic,)
+
+    def aggregate_of(self, record: Record) -> tuple[str, int]:
+        if isinstance(record, CallSummarized):
+            return f"summary:{record.call_id}", record.seq
+        if isinstance(record, _EVENT_TYPES):
+            # Webhook attempts number their own seq per delivery; they never move the summary's.
+            return f"webhook:{record.event_id}", 1
+        raise UnappliableError(f"{type(record).__name__} is not a post-call event")
+
+    async def apply(self, session: AsyncSession, record: Record) -> None:
+        if not isinstance(record, CallSummarized):
+            return
+        row = {
+            "call_id": record.call_id,
+            "tenant_id": record.tenant_id,
+            "agent_id": record.agent_id,
+            "summary": record.summary,
+            "outcome_label": record.outcome_label,
+            "model": record.model,
+            "summarized_at": record.occurred_at,
+        }
+        stmt = insert(CallSummary).values(row)
+        updates = {k: stmt.excluded[k] for k in row if k != "call_id"}
+        await session.execute(stmt.on_conflict_do_update(index_elements=["call_id"], set_=updates))
+
+    async def flush(self, session: AsyncSession) -> None:
+        return None

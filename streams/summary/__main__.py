@@ -1,0 +1,47 @@
+"""`python -m streams.summary`: summarise finished calls with Gemini (VOICE_GEMINI__*, VOICE_SUMMARY__*)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.settings import Settings
+from streams.standin.client import make_genai_client
+from streams.summary.runner import SummaryWorker, genai_generate
+
+
+class SummarySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VOICE_SUMMARY__", extra="ignore")
+
+    group_id: str = "voice-summary"
+    max_in_flight: int = 8
+
+
+async def run() -> None:
+    settings, options = Settings(), SummarySettings()
+    logging.basicConfig(level=settings.log_level)
+    gemini = settings.gemini
+    client = make_genai_client(
+        gemini.base_url,
+        gemini.api_key.get_secret_value() or "offline",
+        gemini.ca_file,
+        api_version=gemini.api_version,
+    )
+    worker = SummaryWorker(
+        settings,
+        genai_generate(client, gemini.summary_model),
+        model=gemini.summary_model,
+        group_id=options.group_id,
+        max_in_flight=options.max_in_flight,
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await worker.run(stop)
+
+
+if __name__ == "__main__":
+    asyncio.run(run())
