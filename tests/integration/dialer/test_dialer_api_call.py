@@ -9,8 +9,8 @@ import uuid
 from typing import Any
 
 import pytest
+from dialer_readside import read_side
 from dialer_rig import AUTH_TOKEN, DialerRig
-from readside import read_side
 
 from edge.audio.speech import synthesize, to_rate
 from edge.twiml import media_stream_url

@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 import pytest
+from dialer_readside import ReadSide, read_side
 from dialer_rig import DNC_NUMBER, DialerRig
-from readside import ReadSide, read_side
 
 from infra.settings import Settings
 from projections.campaign_projection import CampaignProjection

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dialer_readside import read_side
 from dialer_rig import ROOT, DialerRig
-from readside import read_side
 
 from infra.settings import Settings
 from projections.call_projection import CallProjection

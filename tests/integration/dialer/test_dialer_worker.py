@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
+import uuid
 
 import pytest
 import uvicorn
-from dialer_rig import DNC_NUMBER, DialerRig, new_tenant
+from dialer_rig import AUTH_TOKEN, DNC_NUMBER, DialerRig, new_tenant
 from fastapi import FastAPI, Request, Response
 
+from edge.twiml import media_stream_url
 from infra.process import free_port
+from schemas.call_media import TranscriptSegment
+from schemas.calls import CallEnded, HangUpRequested, VoicemailRequested
 from schemas.dialer import (
     CallAttemptRecorded,
     CallAttemptStarted,
@@ -25,6 +30,7 @@ from streams.dialer.policy import RetryPolicy
 from streams.webhooks.runner import WebhookWorker
 from streams.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.support.fake_twilio import Refuse
+from voiceagent.caller import SimulatedCaller
 
 pytestmark = pytest.mark.integration
 
@@ -146,6 +152,67 @@ async def test_dialer_machine_detection_leaves_a_voicemail(rig: DialerRig) -> No
         message,
     )
     assert rig.log.of(CallRequestCompleted, call_id=call_id)[0].outcome == "machine"
+
+
+async def test_dialer_voicemail_is_spoken_on_the_media_path_then_the_agent_hangs_up(rig: DialerRig) -> None:
+    tenant = new_tenant()
+    message = "Hi, this is Acme calling about your order. Please call us back today."
+    agent, _ = await rig.publish_agent(
+        tenant, answering_machine_policy="leave_message", voicemail_message=message
+    )
+    number = _number(7, 5551500000)
+    rig.fake.script(number, "machine")
+    rig.fake.fetch_twiml, rig.fake.answer_hold_s = True, None  # the line stays up for the message
+    machine: SimulatedCaller | None = None
+    sid: str | None = None
+    try:
+        call_id = await rig.place(tenant, agent, number)
+        sid, twiml = await _twiml_of(rig, number)
+        parameters = dict(re.findall(r'<Parameter name="([^"]+)" value="([^"]*)"', twiml))
+        attempt = parameters["call_id"]
+        machine = SimulatedCaller(
+            media_stream_url(rig.base), AUTH_TOKEN, stream_sid="MZ" + uuid.uuid4().hex, call_sid=sid
+        )
+        # Twilio reports machine_end_beep once the machine's greeting and beep are over: the
+        # line is quiet while the agent speaks.
+        await machine.open(parameters)
+
+        def voicemail_left() -> bool:
+            return bool(rig.log.of(CallEnded, call_id=attempt))
+
+        await rig.log.wait_for(voicemail_left, timeout_s=60)
+        await rig.fake.complete(sid)
+        await rig.log.wait_for(lambda: bool(rig.log.of(CallRequestCompleted, call_id=call_id)), 60)
+    finally:
+        rig.fake.fetch_twiml, rig.fake.answer_hold_s = False, 0.2
+        if machine is not None and not machine.closed.is_set():
+            await machine.hang_up()
+        if sid is not None:
+            await rig.fake.complete(sid)
+    (handled,) = rig.log.of(MachineAnswerHandled, call_id=call_id)
+    assert (handled.action, handled.voicemail_message) == ("leave_message", message)
+    assert [r.message for r in rig.log.of(VoicemailRequested, call_id=attempt)] == [message]
+    said = [s.text for s in rig.log.of(TranscriptSegment, call_id=attempt, speaker="agent")]
+    assert said == [message], rig.worker_logs()
+    assert [(h.requested_by, h.reason) for h in rig.log.of(HangUpRequested, call_id=attempt)] == [
+        ("agent", "voicemail")
+    ]
+    (ended,) = rig.log.of(CallEnded, call_id=attempt)
+    assert (ended.reason, ended.ended_by) == ("voicemail", "agent")
+    # The whole message was played down the line (20 ms frames), with nothing cut off.
+    assert (len(machine.audio.heard) > 150, machine.audio.clears) == (True, 0)
+    assert rig.log.of(CallRequestCompleted, call_id=call_id)[0].outcome == "machine"
+
+
+async def _twiml_of(rig: DialerRig, number: str, timeout_s: float = 30) -> tuple[str, str]:
+    """(call SID, TwiML) once the fake has fetched the edge's TwiML for a call to number."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for call in rig.fake.calls.values():
+            if call.to == number and call.sid in rig.fake.twiml:
+                return call.sid, rig.fake.twiml[call.sid]
+        assert time.monotonic() < deadline, "the fake never fetched the TwiML:\n" + rig.worker_logs()
+        await asyncio.sleep(0.05)
 
 
 async def test_dialer_machine_under_hang_up_policy_is_hung_up_through_the_api(rig: DialerRig) -> None:
