@@ -122,6 +122,17 @@ class HangUpRequested(CallEnvelope):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VoicemailRequested(CallEnvelope):
+    """An answering machine took the call and the agent's policy is to leave a message.
+
+    The session worker owning the call has the agent say ``message`` after the beep, waits for
+    it to play, then hangs up with reason ``voicemail``. Published by the dialer.
+    """
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EndCall(CallEnvelope):
     """Command: end the call (from the API or an operator); may be rejected."""
 
@@ -185,6 +196,7 @@ CallFact: TypeAlias = (
     | ResumptionHandleUpdated
     | UsageReported
     | RecordingAvailable
+    | VoicemailRequested
 )
 """Facts: reported by edges, Twilio, workers; never rejected. Inputs and, once applied, events."""
 
@@ -233,4 +245,5 @@ __all__ = [
     "TranscriptSegment",
     "TransferRequested",
     "UsageReported",
+    "VoicemailRequested",
 ]

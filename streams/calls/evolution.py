@@ -33,6 +33,7 @@ from schemas.calls import (
     TranscriptSegment,
     TransferRequested,
     UsageReported,
+    VoicemailRequested,
 )
 from streams.calls.emit import end_reason
 from streams.calls.state import SETTING_UP, CallState, CallStatus, MediaStream
@@ -69,6 +70,7 @@ _Session: TypeAlias = (
     | ToolCallFailed
     | UsageReported
     | RecordingAvailable
+    | VoicemailRequested
 )
 
 
@@ -212,6 +214,13 @@ def _session(state: CallState, event: _Session) -> CallState:
             return replace(_active(state, event.occurred_at), tools_in_flight=remaining)
         case UsageReported() | RecordingAvailable():
             return state
+        case VoicemailRequested():
+            # The first request wins; the decider drops later ones.
+            return (
+                state
+                if state.voicemail_message is not None
+                else replace(state, voicemail_message=event.message)
+            )
         case _:
             assert_never(event)
 

@@ -7,7 +7,8 @@ Choices recorded here:
   an input re-processed from the same state after a crash re-emits byte-identical events.
 - Facts are never rejected. On a live call a fact is appended to the event log (re-numbered)
   unless it is moot: a duplicate ``CallReceived``, a ``TransferRequested`` outside a connected
-  call, a ``HangUpRequested`` while already ending, or an ``AgentInterrupted`` for the utterance
+  call, a ``HangUpRequested`` while already ending, a ``VoicemailRequested`` while ending or
+  transferring or after one was already recorded, or an ``AgentInterrupted`` for the utterance
   already recorded as interrupted (the edge's fast path and the model both report barge-in).
   Every event before the end has therefore taken effect, and workers may act on it.
 - Facts arriving after the end (the recording, final usage, Twilio's ``completed``) are
@@ -55,10 +56,11 @@ from schemas.calls import (
     TranscriptSegment,
     TransferRequested,
     UsageReported,
+    VoicemailRequested,
 )
 from streams.calls.emit import appended, ended, failed, hang_up, rejected
 from streams.calls.evolution import evolve
-from streams.calls.state import TALKING, CallLimits, CallState, CallStatus
+from streams.calls.state import SETTLING, TALKING, CallLimits, CallState, CallStatus
 from streams.calls.timers import on_tick
 
 __all__ = ["decide", "evolve", "fold"]
@@ -126,6 +128,9 @@ def _on_live_fact(state: CallState, fact: CallFact) -> list[CallEvent]:
             return [appended(state, fact)] if state.status in TALKING else []
         case HangUpRequested():
             return [] if state.status is CallStatus.ENDING else [appended(state, fact)]
+        case VoicemailRequested():
+            moot = state.voicemail_message is not None or state.status in SETTLING
+            return [] if moot else [appended(state, fact)]
         case AgentInterrupted():
             repeated = fact.utterance_id == state.last_interrupted_utterance_id
             return [] if repeated else [appended(state, fact)]

@@ -92,6 +92,8 @@ class CallState:
     agent_utterance_id: str | None = None
     last_interrupted_utterance_id: str | None = None
     tools_in_flight: tuple[str, ...] = ()
+    voicemail_message: str | None = None
+    """Set once an answering machine took the call and the agent is to leave this message."""
     interruptions: int = 0
     tool_calls: int = 0
 

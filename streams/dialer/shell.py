@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.agents import AgentArchived, AgentVersionPublished
-from schemas.calls import CallEnded, CallFailed, CallReceived, TelephonyStatusChanged
+from schemas.calls import CallEnded, CallFailed, CallReceived, TelephonyStatusChanged, VoicemailRequested
 from schemas.catalog import CALL_INPUTS, DIALER_EVENTS, DIALER_REQUESTS
 from schemas.codec import Codec, DecodeError
 from schemas.dialer import (
@@ -139,6 +139,8 @@ class DialerShell:
             self._spawn(self._dial(state, event))
         elif isinstance(event, MachineAnswerHandled) and event.action == "hang_up" and event.twilio_call_sid:
             self._spawn(self._hang_up(event.twilio_call_sid))
+        elif isinstance(event, MachineAnswerHandled) and event.action == "leave_message":
+            self._spawn(self._request_voicemail(event))
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -240,6 +242,27 @@ class DialerShell:
 
     async def _report(self, record: CallDialled | CallDialFailed) -> None:
         await self._send_and_wait(DIALER_REQUESTS.name, record.agent_id.encode(), self._codec.encode(record))
+
+    async def _request_voicemail(self, handled: MachineAnswerHandled) -> None:
+        """Tell the call (and so its session worker) to leave the message; the id is derived,
+        so a re-decided MachineAnswerHandled asks once."""
+        if not handled.voicemail_message:
+            return
+        request = VoicemailRequested(
+            tenant_id=handled.tenant_id,
+            call_id=handled.attempt_call_id,
+            seq=0,
+            event_id=derive_event_id(handled.attempt_call_id, 0, "dialer.voicemail_requested"),
+            occurred_at=handled.occurred_at,
+            correlation_id=handled.correlation_id,
+            message=handled.voicemail_message,
+        )
+        try:
+            await self._send_and_wait(
+                CALL_INPUTS.name, handled.attempt_call_id.encode(), self._codec.encode(request)
+            )
+        except Exception:  # the call still ends by its own timers; never take the dialer down
+            log.exception("asking call %s for a voicemail failed", handled.attempt_call_id)
 
     async def _hang_up(self, call_sid: str) -> None:
         try:

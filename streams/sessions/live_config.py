@@ -58,6 +58,20 @@ class SessionPlan:
     resumption_handle: str | None = None
     transcript_so_far: tuple[str, ...] = ()
     """Set when a session must start fresh after resumption failed: primes the new session."""
+    voicemail_message: str | None = None
+    """Set when an answering machine took the call: the agent says this, then hangs up."""
+
+
+VOICEMAIL_PROMPT = (
+    "An answering machine took the call and the beep has sounded. Leave a voicemail: "
+    "say exactly the following text, word for word, and nothing else:\n"
+)
+"""The instruction before the message; the offline stand-in speaks the text after it verbatim."""
+
+
+def voicemail_prompt(message: str) -> str:
+    """The written turn that asks the model to speak message as the voicemail."""
+    return VOICEMAIL_PROMPT + message
 
 
 def system_instruction(plan: SessionPlan) -> str:

@@ -35,6 +35,8 @@ class SessionManager:
         self._worker_id = worker_id
         self._config_wait_s = config_wait_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._sessions: dict[str, CallSession] = {}
+        """The running session of each call, to pass on what the call's state learns later."""
         self._failures: dict[str, int] = {}
         self._retry_at: dict[str, float] = {}
         self._finished: dict[str, str] = {}
@@ -55,6 +57,9 @@ class SessionManager:
             return
         running = self._tasks.get(call_id)
         if running is not None and not running.done():
+            session = self._sessions.get(call_id)
+            if session is not None and state.voicemail_message:
+                session.request_voicemail(state.voicemail_message)
             return
         if time.monotonic() < self._retry_at.get(call_id, 0.0):
             return
@@ -62,6 +67,7 @@ class SessionManager:
 
     def stop(self, call_id: str) -> None:
         task = self._tasks.pop(call_id, None)
+        self._sessions.pop(call_id, None)
         if task is not None and not task.done():
             task.cancel()
         self._failures.pop(call_id, None)
@@ -86,7 +92,12 @@ class SessionManager:
                 state.agent_version,
             )
             config = DEFAULT_CONFIG
-        plan = SessionPlan(call_id=state.call_id, config=config, resumption_handle=state.resumption_handle)
+        plan = SessionPlan(
+            call_id=state.call_id,
+            config=config,
+            resumption_handle=state.resumption_handle,
+            voicemail_message=state.voicemail_message,
+        )
         target = SessionTarget(
             tenant_id=state.tenant_id,
             call_id=state.call_id,
@@ -97,6 +108,7 @@ class SessionManager:
             greet=state.resumption_handle is None and not state.session_open,
         )
         session = CallSession(target, connect_live=self._connect_live, facts=self._facts, tools=self._tools)
+        self._sessions[state.call_id] = session
         log.info(
             "call %s: starting session (agent %s v%d) via %s",
             state.call_id,

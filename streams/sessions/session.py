@@ -29,7 +29,7 @@ from schemas.call_session import (
 from schemas.calls import CallInput, HangUpRequested, TransferRequested
 from streams.sessions.bridge_link import Bridge, BridgeClosed, BridgeLost
 from streams.sessions.facts import FactFactory
-from streams.sessions.live_config import SessionPlan, live_connect_config
+from streams.sessions.live_config import SessionPlan, live_connect_config, voicemail_prompt
 from streams.sessions.recovery import (
     APOLOGY_PROMPT,
     ModelFailure,
@@ -115,6 +115,25 @@ class CallSession:
         self._pending_hangup: str | None = None
         self._hangup_mark = asyncio.Event()
         self._apologise = False
+        self._awaiting_reply = False
+        """A written turn was sent and the model's answer to it has not completed yet."""
+        self._voicemail: str | None = None
+        self._voicemail_known = asyncio.Event()
+        self._voicemail_phase = _VoicemailPhase.NONE
+        if target.plan.voicemail_message:
+            self.request_voicemail(target.plan.voicemail_message)
+
+    def request_voicemail(self, message: str) -> None:
+        """An answering machine took the call: say message once the line is free, then hang up.
+
+        From now on the machine's audio is no longer passed to the model. Repeats are ignored.
+        """
+        if self._voicemail is not None or not message:
+            return
+        log.info("call %s: leaving a voicemail", self._target.call_id)
+        self._voicemail = message
+        self._voicemail_phase = _VoicemailPhase.PENDING
+        self._voicemail_known.set()
 
     async def run(self) -> SessionOutcome:
         """Connect the bridge, then keep a Live session going until the call ends."""
@@ -191,6 +210,9 @@ class CallSession:
 
     async def _prompt(self, session: LiveSession, plan: SessionPlan) -> None:
         """Greet on the call's first session; apologise on a session that replaces a failed one."""
+        if self._voicemail is not None:
+            self._apologise = False
+            return  # no greeting nor apology for a machine: _leave_voicemail speaks instead
         if self._apologise:
             self._apologise = False
             text = APOLOGY_PROMPT
@@ -198,6 +220,10 @@ class CallSession:
             text = f"Greet the caller: {plan.config.greeting}"
         else:
             return
+        await self._say_to_model(session, text)
+
+    async def _say_to_model(self, session: LiveSession, text: str) -> None:
+        self._awaiting_reply = True
         await session.send_client_content(
             turns=types.Content(role="user", parts=[types.Part(text=text)]), turn_complete=True
         )
@@ -205,14 +231,32 @@ class CallSession:
     async def _pump(self, link: Bridge, session: LiveSession) -> None:
         uplink = asyncio.create_task(self._uplink(link, session))
         downlink = asyncio.create_task(self._downlink(link, session))
+        voicemail = asyncio.create_task(self._leave_voicemail(session))
+        tasks = (uplink, downlink, voicemail)
         try:
-            done, _ = await asyncio.wait({uplink, downlink}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # re-raise _Ended, BridgeClosed or the model's failure
         finally:
-            for task in (uplink, downlink):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(uplink, downlink, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _leave_voicemail(self, session: LiveSession) -> None:
+        """Once a voicemail is requested and the model is quiet, ask it to say the message.
+
+        The turn that answers it ends with the hang-up (``_finish_turn``). Never returns: the
+        pump stops when the uplink or the downlink does.
+        """
+        await self._voicemail_known.wait()
+        while self._voicemail_phase is _VoicemailPhase.PENDING:
+            if self._awaiting_reply or self._turn.utterance_id is not None or self._turn.agent_text:
+                await asyncio.sleep(0.02)  # let the turn in progress finish first
+                continue
+            assert self._voicemail is not None
+            self._voicemail_phase = _VoicemailPhase.SENT
+            await self._say_to_model(session, voicemail_prompt(self._voicemail))
+        await asyncio.Future()
 
     async def _announce(self, model: str, *, fresh: bool) -> None:
         worker = self._target.worker_id
@@ -233,6 +277,9 @@ class CallSession:
     async def _abandon_turn(self, link: Bridge) -> None:
         """The model's turn died with its connection: keep what was said, end the utterance."""
         turn, self._turn = self._turn, _Turn()
+        self._awaiting_reply = False
+        if self._voicemail_phase is _VoicemailPhase.SENT:
+            self._voicemail_phase = _VoicemailPhase.PENDING  # said again on the next connection
         await self._transcribe("caller", turn.caller_text)
         await self._transcribe("agent", turn.agent_text)
         if turn.utterance_id is not None:
@@ -270,6 +317,8 @@ class CallSession:
             match message:
                 case bridge.CallerAudio(pcm=pcm, stream_ms=stream_ms):
                     self._stream_ms = stream_ms
+                    if self._voicemail is not None:
+                        continue  # a machine: the model must not answer its greeting or beep
                     await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=_AUDIO_MIME))
                 case bridge.BargeIn(utterance_id=utterance_id):
                     # The edge already cleared; drop the rest of that utterance, if it still runs.
@@ -355,6 +404,14 @@ class CallSession:
 
     async def _finish_turn(self, link: Bridge) -> None:
         turn, self._turn = self._turn, _Turn()
+        self._awaiting_reply = False
+        mark_wait_s = 10.0
+        spoke = turn.utterance_id is not None or bool("".join(turn.agent_text).strip())
+        if self._voicemail_phase is _VoicemailPhase.SENT and spoke:
+            # The message has been said: hang up once it has played out on the line.
+            self._voicemail_phase = _VoicemailPhase.DONE
+            self._pending_hangup = VOICEMAIL_REASON
+            mark_wait_s += turn.generated_bytes / _BYTES_PER_MS_OUT / 1000
         await self._transcribe("caller", turn.caller_text)
         await self._transcribe("agent", turn.agent_text)
         if turn.utterance_id is not None:
@@ -365,7 +422,7 @@ class CallSession:
                     self._make.make(AgentSpeechFinished, utterance_id=turn.utterance_id, played_ms=played)
                 )
         if self._pending_hangup is not None:
-            await self._hang_up(link, self._pending_hangup)
+            await self._hang_up(link, self._pending_hangup, mark_wait_s=mark_wait_s)
 
     async def _transcribe(self, speaker: str, parts: list[str]) -> None:
         text = "".join(parts).strip()
@@ -430,11 +487,13 @@ class CallSession:
             )
         return types.FunctionResponse(id=call_id, name=name, response=result.response)
 
-    async def _hang_up(self, link: Bridge, reason: str, *, requested_by: str = "agent") -> None:
+    async def _hang_up(
+        self, link: Bridge, reason: str, *, requested_by: str = "agent", mark_wait_s: float = 10.0
+    ) -> None:
         self._pending_hangup = None
         await link.send(bridge.PlayMark(name=_HANGUP_MARK))
         with contextlib.suppress(TimeoutError):  # let the caller hear the goodbye, within reason
-            await asyncio.wait_for(self._hangup_mark.wait(), timeout=10)
+            await asyncio.wait_for(self._hangup_mark.wait(), timeout=mark_wait_s)
         # Acknowledged first, so the call log records who hung up before the stream stops.
         await self._publish(
             self._make.make(HangUpRequested, requested_by=requested_by, reason=reason), wait=True
@@ -456,6 +515,17 @@ class CallSession:
 
 
 _HANGUP_MARK = "hangup"
+VOICEMAIL_REASON = "voicemail"
+"""HangUpRequested.reason after a voicemail: one of END_REASONS, so the call ends with it."""
+
+
+class _VoicemailPhase(StrEnum):
+    NONE = "none"
+    PENDING = "pending"
+    """Requested; to be sent once the model is quiet."""
+    SENT = "sent"
+    """The instruction went to the model; its next spoken turn is the message."""
+    DONE = "done"
 
 
 @dataclass

@@ -20,6 +20,7 @@ def _parse(argv: list[str] | None) -> StandInSettings:
     parser.add_argument("--pace", type=float, default=1.0, help="1.0 real time, 0 as fast as possible")
     parser.add_argument("--silence-ms", type=int, default=500, help="hang-over when setup gives none")
     parser.add_argument("--max-connection-s", type=float, default=None, help="goAway, then close")
+    parser.add_argument("--timings", action="store_true", help="record audio times (GET /timings)")
     parser.add_argument("--api-key", default=None, help="require this key (default: any non-empty key)")
     args = parser.parse_args(argv)
     return StandInSettings(
@@ -31,6 +32,7 @@ def _parse(argv: list[str] | None) -> StandInSettings:
         silence_ms=args.silence_ms,
         max_connection_s=args.max_connection_s,
         api_key=args.api_key,
+        timings=args.timings,
     )
 
 

@@ -21,6 +21,7 @@ def control_app(standin: StandIn) -> Starlette:
 
     - `PUT /scripts/{key}` a script body; `GET`/`DELETE /scripts/{key}`
     - `GET /sessions[?key=K]` live and past sessions with transcript and setup
+    - `GET /timings[?key=K]` monotonic audio in/out times per session (with `timings` on)
     - `POST /go-away[/{key}]` `{"time_left_s": 5}`: goAway now, close after the time left
     - `POST /fail[/{key}]` `{"code": 1011, "reason": "..."}`: close connections with that code
     - `POST /inject[/{key}]` `{"raw": "..."}`: send a frame verbatim (malformed-message tests)
@@ -47,6 +48,9 @@ def control_app(standin: StandIn) -> Starlette:
 
     async def sessions(request: Request) -> Response:
         return JSONResponse(standin.sessions(request.query_params.get("key")))
+
+    async def timings(request: Request) -> Response:
+        return JSONResponse(standin.timings(request.query_params.get("key")))
 
     async def go_away(request: Request) -> Response:
         body = await _body(request)
@@ -83,6 +87,7 @@ def control_app(standin: StandIn) -> Starlette:
         Route("/scripts/{key}", get_script, methods=["GET"]),
         Route("/scripts/{key}", delete_script, methods=["DELETE"]),
         Route("/sessions", sessions),
+        Route("/timings", timings),
     ]
     for path, endpoint in (("/go-away", go_away), ("/fail", fail), ("/inject", inject)):
         routes += [

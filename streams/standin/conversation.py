@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from streams.standin import wire
 from streams.standin.hearing import Heard, Hearing
-from streams.standin.script import TEXT_REPLY, TOOL_TIMEOUT_REPLY, Script, fill_reply, scripted_turn
+from streams.standin.script import (
+    TEXT_REPLY,
+    TOOL_TIMEOUT_REPLY,
+    Script,
+    fill_reply,
+    scripted_turn,
+    verbatim_request,
+)
 from streams.standin.session import SessionState
 from streams.standin.voice import OUTPUT_RATE, reply_pcm
 
@@ -105,6 +113,9 @@ class Conversation:
         return Hearing(rate=rate, hangover_ms=silence)
 
     async def _audio(self, pcm: bytes, rate: int) -> None:
+        timing = self.state.timing
+        if timing is not None:
+            timing.audio_in.append((time.monotonic(), len(pcm)))
         if not self._setup.auto_vad:
             if self._manual_ms is not None:
                 self._manual_ms += len(pcm) * 1000 // (2 * rate)
@@ -113,6 +124,8 @@ class Conversation:
             self._hearing = self._new_hearing(rate)
         for event in self._hearing.feed(pcm):
             if event is Heard.STARTED:
+                if timing is not None:
+                    timing.caller_started.append(time.monotonic())
                 await self._caller_started()
             else:
                 self._caller_stopped(self._hearing.voiced_ms, from_audio=True)
@@ -150,6 +163,12 @@ class Conversation:
 
     async def _answer(self, heard_ms: int, from_audio: bool, text: str, said: list[str]) -> None:
         state, script = self.state, self._script()
+        verbatim = None if from_audio else verbatim_request(text)
+        if verbatim is not None:
+            # Asked to say a text word for word (a voicemail): say it and nothing else.
+            state.transcript.append(("client", text))
+            await self._speak(verbatim, said)
+            return
         if not from_audio and script is not None and script.greeting and not state.greeted:
             state.greeted = True
             state.transcript.append(("client", text))
@@ -207,6 +226,9 @@ class Conversation:
         pieces = [pcm[i : i + chunk] for i in range(0, len(pcm), chunk)] or [b""]
         words, told = text.split(), 0
         loop, started = asyncio.get_running_loop(), asyncio.get_running_loop().time()
+        timing = self.state.timing
+        if timing is not None:
+            timing.utterances += 1
         for n, piece in enumerate(pieces, start=1):
             due = round(len(words) * n / len(pieces))
             if due > told:
@@ -214,6 +236,8 @@ class Conversation:
                 await self._out.send(wire.output_transcription(fragment if not said else " " + fragment))
                 said.extend(words[told:due])
                 told = due
+            if timing is not None:
+                timing.audio_out.append((time.monotonic(), timing.utterances, n - 1))
             await self._out.send(wire.audio_chunk(piece))
             ahead = started + n * self._behaviour.chunk_ms / 1000 * self._behaviour.pace - loop.time()
             await asyncio.sleep(max(0.0, ahead))

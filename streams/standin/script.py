@@ -17,6 +17,7 @@ TEXT_REPLY = "Sorry about that. This is the offline stand-in for Gemini, answeri
 UNSCRIPTED_CALLER = "(offline stand-in: caller speech, not transcribed)"
 SCRIPT_HEADER = "x-standin-script"
 _MARKER = re.compile(r"\[script:([A-Za-z0-9_.:\-]+)\]")
+_SAY_EXACTLY = re.compile(r"say exactly the following text[^:\n]*:\s*(.+)\Z", re.IGNORECASE | re.DOTALL)
 
 
 class ScriptError(ValueError):
@@ -115,6 +116,15 @@ def script_key(headers: dict[str, str], system_instruction: str) -> str | None:
 
 PRIMING_MARKER = "the conversation so far:"
 """How a worker's fresh session is primed with the transcript (streams/sessions/live_config.py)."""
+
+
+def verbatim_request(text: str) -> str | None:
+    """The text a written prompt asks to be said word for word ("... say exactly the following
+    text ...: <text>", as a voicemail is left), or None for any other prompt."""
+    found = _SAY_EXACTLY.search(text)
+    if found is None:
+        return None
+    return found.group(1).strip() or None
 
 
 def primed_turns(system_instruction: str) -> int | None:

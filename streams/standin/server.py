@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import socket
+import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ class StandInSettings:
     max_connection_s: float | None = None
     go_away_lead_s: float = 5.0
     api_key: str | None = None
+    timings: bool = False
+    """Record when audio goes in and out per session (`GET /timings` on the control port)."""
 
 
 class _Link:
@@ -95,7 +98,7 @@ class StandIn:
 
     def __init__(self, settings: StandInSettings) -> None:
         self.settings = settings
-        self.registry = Registry()
+        self.registry = Registry(timings=settings.timings)
         self.certs: CertPaths = ensure_certificate(settings.cert_dir)
         self._links: set[_Link] = set()
         self._timers: set[asyncio.Task[None]] = set()
@@ -181,6 +184,15 @@ class StandIn:
         states = self.registry.sessions.values()
         return [s.view() for s in states if key is None or s.script_key == key]
 
+    def timings(self, key: str | None = None) -> list[dict[str, Any]]:
+        """Per session: when it opened and when audio went in and out (empty unless `timings`)."""
+        states = self.registry.sessions.values()
+        return [
+            {"session_id": s.session_id, "script_key": s.script_key, **s.timing.view()}
+            for s in states
+            if s.timing is not None and (key is None or s.script_key == key)
+        ]
+
     async def go_away(self, key: str | None = None, *, time_left_s: float = 5.0) -> int:
         links = self._matching(key)
         for link in links:
@@ -226,6 +238,7 @@ class StandIn:
         return bool(key) and (self.settings.api_key is None or key == self.settings.api_key)
 
     async def _live(self, websocket: WebSocket) -> None:
+        accepted_at = time.monotonic()
         await websocket.accept()
         link = _Link(websocket)
         self._links.add(link)
@@ -239,7 +252,7 @@ class StandIn:
             elif not self._api_key_ok(websocket.headers.get("x-goog-api-key")):
                 await link.close(1008, "API key not valid (offline Gemini stand-in)")
             else:
-                await self._converse(link, first, dict(websocket.headers))
+                await self._converse(link, first, dict(websocket.headers), accepted_at)
         except (WebSocketDisconnect, RuntimeError):
             pass  # the client went away, or we closed the socket under the receive loop
         except wire.ClientMessageError as exc:
@@ -251,7 +264,9 @@ class StandIn:
                 link.conversation.state.connections -= 1
                 await link.conversation.close()
 
-    async def _converse(self, link: _Link, first_message: Any, headers: dict[str, str]) -> None:
+    async def _converse(
+        self, link: _Link, first_message: Any, headers: dict[str, str], accepted_at: float
+    ) -> None:
         setup = wire.parse_client_message(first_message)[0]
         if not isinstance(setup, wire.Setup):
             raise wire.ClientMessageError("the first message must be setup")
@@ -267,6 +282,8 @@ class StandIn:
             if primed is not None:
                 state.turn_index, state.greeted = primed, True
         state.connections += 1
+        if state.timing is not None:
+            state.timing.connected_at.append(accepted_at)
         conversation = Conversation(
             state=state,
             setup=setup,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from streams.sessions.live_config import voicemail_prompt
 from streams.standin.script import (
     EXHAUSTED_REPLY,
     OFFLINE_REPLY,
@@ -15,6 +16,7 @@ from streams.standin.script import (
     parse_script,
     script_key,
     scripted_turn,
+    verbatim_request,
 )
 
 
@@ -75,3 +77,11 @@ def test_tool_results_fill_the_template() -> None:
     )
     assert fill_reply("{result}", [{"response": {"output": {"n": 2}}}]) == '{"n": 2}'
     assert fill_reply("Got {result} {other}", [{"response": {"a": 1}}]) == 'Got {"a": 1} {other}'
+
+
+def test_a_say_exactly_prompt_is_answered_word_for_word() -> None:
+    message = "Hi, this is Acme: call us back at 10:30."
+    assert verbatim_request(voicemail_prompt(message)) == message
+    assert verbatim_request("Please SAY EXACTLY THE FOLLOWING TEXT:  Bye.\n") == "Bye."
+    assert verbatim_request("Greet the caller: Hello") is None
+    assert verbatim_request("Say exactly the following text:   ") is None

@@ -39,6 +39,7 @@ from schemas.calls import (
     TranscriptSegment,
     TransferRequested,
     UsageReported,
+    VoicemailRequested,
 )
 from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CallId, CorrelationId, EventId, TenantId
@@ -181,6 +182,10 @@ def usage(t: float) -> UsageReported:
 def recording(t: float) -> RecordingAvailable:
     return make(RecordingAvailable, t, uri="file:///r.wav", duration_ms=5000, channels=2,
                 sample_rate=8000, format="wav")  # fmt: skip
+
+
+def voicemail(t: float, message: str = "Please call us back.") -> VoicemailRequested:
+    return make(VoicemailRequested, t, message=message)
 
 
 # Commands.

@@ -44,6 +44,7 @@ from call_scenario import (
     transcript,
     transfer,
     usage,
+    voicemail,
 )
 
 from schemas.calls import CallEvent, CallFact, CallInput
@@ -259,6 +260,32 @@ class TestHangUp:
     def test_the_end_of_a_stream_the_call_no_longer_uses_changes_nothing(self) -> None:
         given(*live()).when(stream_stopped(9, sid="MZ-old")).then_appended().then_state(
             status=S.IN_CONVERSATION
+        )
+
+
+class TestVoicemail:
+    def test_a_voicemail_request_is_recorded_for_the_session(self) -> None:
+        given(*history(received(0, "outbound"), telephony(1, "in-progress"))).when(
+            voicemail(2, "Call us back.")
+        ).then_appended().then_state(voicemail_message="Call us back.", status=S.CONNECTED)
+
+    def test_a_voicemail_request_before_the_stream_is_kept_for_it(self) -> None:
+        given(*history(received(0, "outbound"))).when(voicemail(1)).then_appended().then_state(
+            voicemail_message="Please call us back.", status=S.DIALING
+        )
+
+    def test_a_second_voicemail_request_is_ignored(self) -> None:
+        given(*live(voicemail(4, "first"))).when(voicemail(5, "second")).then_nothing()
+
+    @pytest.mark.parametrize("log", [live(hang_up_requested(4)), live(transfer(4))])
+    def test_a_voicemail_request_while_the_call_is_going_is_ignored(self, log: list[CallEvent]) -> None:
+        given(*log).when(voicemail(5)).then_nothing()
+
+    def test_the_agent_hanging_up_after_the_message_ends_the_call_as_a_voicemail(self) -> None:
+        log = live(voicemail(4), hang_up_requested(9, "agent", "voicemail"))
+        fact = stream_stopped(10, "hangup")
+        given(*log).when(fact).then(fact, call_ended("voicemail", "agent")).then_state(
+            status=S.ENDED, end_reason="voicemail", ended_by="agent", voicemail_message="Please call us back."
         )
 
 

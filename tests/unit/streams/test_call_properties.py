@@ -34,6 +34,7 @@ from call_scenario import (
     transcript,
     transfer,
     usage,
+    voicemail,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -93,6 +94,7 @@ BUILDERS: list[Callable[[float], Input]] = [
     lambda t: st.just(handle_updated(t)),
     lambda t: st.just(usage(t)),
     lambda t: st.just(recording(t)),
+    lambda t: st.sampled_from(["Call us back.", "Bye."]).map(lambda m: voicemail(t, m)),
     lambda t: st.tuples(_requester, _reason).map(lambda a: end_call(t, *a)),
     lambda t: st.just(tick(t)),
     lambda t: st.just(tick(t)),

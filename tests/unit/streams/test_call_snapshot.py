@@ -1,6 +1,9 @@
 """The worker's table snapshot of a call round-trips exactly, for any reachable state."""
 
-from call_scenario import LIMITS
+import json
+from dataclasses import replace
+
+from call_scenario import LIMITS, received, voicemail
 from hypothesis import given, settings
 from test_call_properties import input_sequences
 
@@ -27,3 +30,13 @@ def test_every_reachable_state_survives_the_snapshot(inputs: list[CallInput]) ->
         snapshot = Snapshot(state=state, input_offset=offset, limits=LIMITS)
         assert load(dump(snapshot)) == snapshot
         assert dump(load(dump(snapshot))) == dump(snapshot)
+
+
+def test_a_snapshot_from_before_voicemails_loads_without_one() -> None:
+    state = _states([received(0), voicemail(1, "Call us back.")])[-1]
+    snapshot = Snapshot(state=state, input_offset=3, limits=LIMITS)
+    assert load(dump(snapshot)).state.voicemail_message == "Call us back."
+    document = json.loads(dump(snapshot))
+    del document["state"]["voicemail_message"]
+    older = load(json.dumps(document).encode())
+    assert older == Snapshot(state=replace(state, voicemail_message=None), input_offset=3, limits=LIMITS)
