@@ -10,7 +10,9 @@ from dialer_rig import DialerRig
 from infra.settings import Settings
 
 
-@pytest.fixture(scope="package")  # its workers must not outlive the dialer tests
+@pytest.fixture(
+    scope="module"
+)  # its workers must not outlive the dialer tests (package scope does not end at a plain directory)
 async def rig(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DialerRig]:
     running = DialerRig(settings, tmp_path_factory.mktemp("dialer"))
     await running.start()
