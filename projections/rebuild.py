@@ -186,8 +186,27 @@ async def origin_offsets(
     first = await consumer.beginning_offsets(parts)
     if since is None:
         return dict(first)
-    found = await consumer.offsets_for_times({tp: to_ms(since) for tp in parts})
-    return {tp: ends[tp] if found.get(tp) is None else max(first[tp], found[tp].offset) for tp in parts}
+    since_ms = to_ms(since)
+    found = await consumer.offsets_for_times({tp: since_ms for tp in parts})
+    origins = {}
+    for tp in parts:
+        hit = found.get(tp)
+        start = ends[tp] if hit is None else max(first[tp], hit.offset)
+        # Tansu sometimes answers a timestamp past every record with an early offset; trust the
+        # answer only when the record there really is at or after `since`.
+        if start < ends[tp] and not await _at_or_after(consumer, tp, start, since_ms):
+            start = ends[tp]
+        origins[tp] = start
+    return origins
+
+
+async def _at_or_after(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, since_ms: int) -> bool:
+    assigned = consumer.assignment()
+    consumer.assign([*assigned, tp] if tp not in assigned else list(assigned))
+    consumer.seek(tp, offset)
+    batch = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
+    records = batch.get(tp, [])
+    return bool(records) and records[0].timestamp >= since_ms
 
 
 async def run_replay(

@@ -106,7 +106,6 @@ async def test_conversation_go_away_reconnects_with_the_latest_handle_before_the
     async with live_call(settings, standin, edge, tmp_path) as call:
         call.sim.say(mulaw_frames(speech("Hello?", 8000)))
         await call.until(lambda log: "AgentSpeechFinished" in log.kinds())
-        latest = call.of("ResumptionHandleUpdated")[-1].handle
         assert await call.control_post("/go-away", {"time_left_s": 10}) == 1
         await call.until(lambda log: "GeminiSessionResumed" in log.kinds())
         call.sim.say(mulaw_frames(speech("Are you there?", 8000)))
@@ -116,6 +115,8 @@ async def test_conversation_go_away_reconnects_with_the_latest_handle_before_the
     assert [(c.reason, c.close_code) for c in closed][:1] == [("go_away", None)]
     [resumed] = call.of("GeminiSessionResumed")
     assert resumed.fresh_session is False
+    # The latest handle the session had when it reconnected (the log orders both).
+    latest = [u.handle for u in call.of("ResumptionHandleUpdated") if u.seq < resumed.seq][-1]
     assert resumed.resumption_handle == latest
     # The worker left before the stand-in's deadline: nothing was closed on it with an error.
     assert all(c.reason != "error" for c in closed)

@@ -142,7 +142,8 @@ async def test_dialer_machine_detection_leaves_a_voicemail(rig: DialerRig) -> No
             [
                 r
                 for r in rig.log.records
-                if getattr(r, "call_id", "").startswith(call_id) or getattr(r, "agent_id", None) == agent
+                if (getattr(r, "call_id", None) or "").startswith(call_id)
+                or getattr(r, "agent_id", None) == agent
             ]
         )
     (handled,) = rig.log.of(MachineAnswerHandled, call_id=call_id)
