@@ -27,6 +27,8 @@ from edge.audio.speech import synthesize, to_rate
 from edge.twiml import media_stream_url
 from infra.process import free_port
 from infra.settings import KafkaSettings, Settings
+from schemas.catalog import CALL_INPUTS
+from tests.integration.helpers import start_group_at_end
 from voiceagent.caller import SimulatedCaller, to_frames
 from voiceagent.devfile import DevAddresses
 from voiceagent.simulate import CallWatch, SimulationError, _answer
@@ -40,6 +42,8 @@ NUMBER = "+15550100777"
 def platform(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevAddresses]:
     data_dir = tmp_path_factory.mktemp("dev")
     edge_port = free_port()
+    app_id = f"e2e-{uuid.uuid4().hex[:6]}"
+    asyncio.run(start_group_at_end(settings.kafka, app_id, CALL_INPUTS.name))
     env = os.environ | {
         "PYTHONPATH": str(ROOT),
         "VOICE_DATA_DIR": str(data_dir),
@@ -50,7 +54,7 @@ def platform(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         "VOICE_EDGE__BRIDGE_PORT": str(free_port()),
         "VOICE_API__PORT": str(free_port()),
         "VOICE_TWILIO__PUBLIC_BASE_URL": f"http://127.0.0.1:{edge_port}",
-        "VOICE_STREAMS__APP_ID": f"e2e-{uuid.uuid4().hex[:6]}",
+        "VOICE_STREAMS__APP_ID": app_id,
     }
     log = data_dir / "dev.out"
     with log.open("ab") as out:

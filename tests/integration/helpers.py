@@ -6,11 +6,12 @@ import asyncio
 import uuid
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.structs import ConsumerRecord
 
-from infra.kafka import make_admin
+from infra.eventlog.reading import end_offsets
+from infra.kafka import make_admin, make_consumer
 from infra.settings import KafkaSettings
 
 
@@ -42,3 +43,27 @@ async def drain(
 
     await asyncio.wait_for(loop(), timeout_s)
     return seen
+
+
+async def start_group_at_end(kafka: KafkaSettings, group_id: str, topic: str) -> None:
+    """Commit a new consumer group's offsets at the topic's current end.
+
+    Tests share the catalog topics of one broker for the whole session, and the platform's
+    workers start a group that has no offsets at the earliest record. A worker started late in
+    the suite would otherwise replay every earlier test's calls before reaching its own.
+    """
+    probe = make_consumer(kafka, group_id=None)
+    await probe.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in probe.partitions_for_topic(topic) or ()]
+        assert parts, f"topic {topic} has no partitions"
+        ends = await end_offsets(probe, parts)
+    finally:
+        await probe.stop()
+    group = make_consumer(kafka, group_id=group_id)
+    await group.start()
+    try:
+        group.assign(parts)
+        await group.commit({tp: ends[tp] for tp in parts})
+    finally:
+        await group.stop()

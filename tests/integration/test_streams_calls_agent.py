@@ -21,7 +21,7 @@ from schemas.calls import CallEnded, CallEvent, CallReceived, EndCall, HangUpReq
 from schemas.catalog import CALL_EVENTS, CALL_INPUTS
 from schemas.codec import Codec
 from schemas.ids import AgentId, CallId, CorrelationId, EventId, TenantId
-from tests.integration.helpers import drain
+from tests.integration.helpers import drain, start_group_at_end
 
 ROOT = Path(__file__).parents[2]
 CODEC = Codec.single_object()
@@ -104,7 +104,9 @@ async def test_a_crash_between_send_and_table_update_re_emits_identical_events(
     settings: Settings, tmp_path: Path
 ) -> None:
     call_id = CallId(f"call-{uuid.uuid4().hex[:10]}")
-    env = _worker_env(settings, f"calls-{uuid.uuid4().hex[:6]}", tmp_path)
+    app_id = f"calls-{uuid.uuid4().hex[:6]}"
+    await start_group_at_end(settings.kafka, app_id, CALL_INPUTS.name)
+    env = _worker_env(settings, app_id, tmp_path)
     crash_env = env | {"CRASH_CALL_ID": call_id, "CRASH_MARKER": str(tmp_path / "crashed")}
     log = tmp_path / "worker.log"
     events = make_consumer(settings.kafka, group_id=None)

@@ -24,11 +24,12 @@ from infra.kafka import make_consumer, make_producer
 from infra.migrate import upgrade_database
 from infra.settings import Settings
 from schemas.agents import AgentConfig, AgentVersionPublished
-from schemas.catalog import AGENT_EVENTS, CALL_EVENTS
+from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, CALL_INPUTS
 from schemas.codec import Codec, key_bytes
 from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CorrelationId, TenantId
 from streams.standin.server import StandIn
+from tests.integration.helpers import start_group_at_end
 
 pytestmark = pytest.mark.integration
 
@@ -99,8 +100,15 @@ def _seed_knowledge(settings: Settings, kb_id: str) -> None:
         )
 
 
+async def fresh_app_id(settings: Settings, prefix: str) -> str:
+    """A calls app id whose group starts at the current end of the call inputs."""
+    app_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    await start_group_at_end(settings.kafka, app_id, CALL_INPUTS.name)
+    return app_id
+
+
 def _start_worker(
-    settings: Settings, standin: StandIn, log: Path, *, app_id: str | None = None, worker_id: str = "worker-1"
+    settings: Settings, standin: StandIn, log: Path, *, app_id: str, worker_id: str = "worker-1"
 ) -> subprocess.Popen[bytes]:
     env = os.environ | {
         "PYTHONPATH": str(ROOT),
@@ -108,7 +116,7 @@ def _start_worker(
         "VOICE_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or "",
         "VOICE_KAFKA__PARTITIONS_OVERRIDE": str(settings.kafka.partitions_override or ""),
         "VOICE_DATABASE__URL": settings.database.url or "",
-        "VOICE_STREAMS__APP_ID": app_id or f"conv-{uuid.uuid4().hex[:6]}",
+        "VOICE_STREAMS__APP_ID": app_id,
         "VOICE_STREAMS__WORKER_ID": worker_id,
         "VOICE_STREAMS__SESSION_TIMEOUT_S": "2.0",
         "VOICE_STREAMS__HEARTBEAT_INTERVAL_S": "0.3",

@@ -21,6 +21,7 @@ from tests.integration.conversation.calls import (
     _answer_inbound,
     _publish_agent,
     _start_worker,
+    fresh_app_id,
 )
 from tests.integration.edge.edge_sim import TwilioSim, mulaw_frames, speech
 
@@ -44,6 +45,8 @@ async def test_sigkill_of_the_owning_worker_resumes_the_session_elsewhere(
     agent_id = f"agent-{uuid.uuid4().hex[:8]}"
     await _publish_agent(settings, agent_id, f"kb-{uuid.uuid4().hex[:8]}")
     await asyncio.sleep(1.0)
+    # The worker's group starts at the end of the inputs as they are now, before the call.
+    app_id = await fresh_app_id(settings, "failover")
     params = await _answer_inbound(edge_settings)
     call_id = params["call_id"]
     script = {
@@ -54,7 +57,6 @@ async def test_sigkill_of_the_owning_worker_resumes_the_session_elsewhere(
     }
     async with httpx.AsyncClient() as client:
         await client.put(f"{standin.control_url}/scripts/{call_id}", json=script)
-    app_id = f"failover-{uuid.uuid4().hex[:6]}"
     logs = {name: tmp_path / name / "worker.log" for name in ("a", "b")}
     workers: dict[str, subprocess.Popen[bytes]] = {}
     for name, log in logs.items():

@@ -28,6 +28,7 @@ from tests.integration.conversation.calls import (
     _publish_agent,
     _seed_knowledge,
     _start_worker,
+    fresh_app_id,
 )
 from tests.integration.edge.edge_sim import TwilioSim, mulaw_frames, speech
 
@@ -42,6 +43,8 @@ async def test_conversation_with_tool_calls_barge_in_and_hang_up(
     await _publish_agent(settings, agent_id, kb_id)
     _seed_knowledge(settings, kb_id)
     await asyncio.sleep(1.0)  # the edge's routing table follows the agent events topic
+    # The worker's group starts at the end of the inputs as they are now, before the call.
+    app_id = await fresh_app_id(settings, "conv")
     params = await _answer_inbound(edge_settings)
     call_id = params["call_id"]
     script = {
@@ -63,7 +66,7 @@ async def test_conversation_with_tool_calls_barge_in_and_hang_up(
         put = await client.put(f"{standin.control_url}/scripts/{call_id}", json=script)
         assert put.status_code in (200, 201, 204), put.text
     log = tmp_path / "worker.log"
-    worker = _start_worker(settings, standin, log)
+    worker = _start_worker(settings, standin, log, app_id=app_id)
     media_url = media_stream_url(edge_settings.twilio.public_base_url)
     sim = TwilioSim(media_url, media_url, AUTH_TOKEN, stream_sid="MZ" + uuid.uuid4().hex, call_sid="CA-conv")
     events = EventLog(call_id)

@@ -30,6 +30,7 @@ from tests.integration.conversation.calls import (
     _answer_inbound,
     _publish_agent,
     _start_worker,
+    fresh_app_id,
 )
 from tests.integration.edge.edge_sim import TwilioSim, mulaw_frames, speech
 
@@ -75,11 +76,13 @@ async def live_call(
     _server, edge_settings = edge
     await _publish_agent(settings, f"agent-{uuid.uuid4().hex[:8]}", f"kb-{uuid.uuid4().hex[:8]}")
     await asyncio.sleep(1.0)  # the edge's routing table follows the agent events topic
+    # The worker's group starts at the end of the inputs as they are now, before the call.
+    app_id = await fresh_app_id(settings, "conv")
     params = await _answer_inbound(edge_settings)
     call_id = params["call_id"]
     standin.put_script(call_id, _parse(SCRIPT))
     log = tmp_path / "worker.log"
-    worker: subprocess.Popen[bytes] = _start_worker(settings, standin, log)
+    worker: subprocess.Popen[bytes] = _start_worker(settings, standin, log, app_id=app_id)
     media_url = media_stream_url(edge_settings.twilio.public_base_url)
     sim = TwilioSim(media_url, media_url, AUTH_TOKEN, stream_sid="MZ" + uuid.uuid4().hex, call_sid="CA-rec")
     async with httpx.AsyncClient(base_url=standin.control_url) as control:

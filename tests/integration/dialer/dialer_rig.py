@@ -28,12 +28,13 @@ from infra.kafka import make_consumer, make_producer
 from infra.process import free_port
 from infra.settings import Settings
 from schemas.agents import AgentArchived, AgentConfig, AgentVersionPublished
-from schemas.catalog import CALL_EVENTS, DIALER_EVENTS, POSTCALL_EVENTS, topics_for
+from schemas.catalog import CALL_EVENTS, CALL_INPUTS, DIALER_EVENTS, POSTCALL_EVENTS, topics_for
 from schemas.codec import Codec
 from schemas.dialer import PlaceCall
 from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CallId, CampaignId, CorrelationId, EventId, TenantId
 from streams.standin.server import StandIn, StandInSettings
+from tests.integration.helpers import start_group_at_end
 from tests.support.fake_twilio import FakeTwilio
 
 ROOT = Path(__file__).parents[3]
@@ -150,6 +151,7 @@ class DialerRig:
         self._producer = make_producer(self.settings.kafka)
         await self._producer.start()
         await self._start_watching()
+        await start_group_at_end(self.settings.kafka, f"calls-dialer-it-{self.run_id}", CALL_INPUTS.name)
         self._edge = EdgeServer(self.settings, telephony=RecordingTelephony())
         await self._edge.start()
         for module in ("streams", "streams.dialer"):
