@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from infra.deadletter import DeadLetterPublisher
-from infra.eventlog.reading import end_offsets, to_ms
+from infra.eventlog.reading import end_offsets, offsets_at
 from infra.kafka import make_consumer
 from infra.migrate import upgrade_database
 from infra.settings import Settings
@@ -183,30 +183,9 @@ async def origin_offsets(
     ends: dict[TopicPartition, int],
 ) -> dict[TopicPartition, int]:
     """Where a replay starts: each partition's beginning, or its first record at or after ``since``."""
-    first = await consumer.beginning_offsets(parts)
     if since is None:
-        return dict(first)
-    since_ms = to_ms(since)
-    found = await consumer.offsets_for_times({tp: since_ms for tp in parts})
-    origins = {}
-    for tp in parts:
-        hit = found.get(tp)
-        start = ends[tp] if hit is None else max(first[tp], hit.offset)
-        # Tansu sometimes answers a timestamp past every record with an early offset; trust the
-        # answer only when the record there really is at or after `since`.
-        if start < ends[tp] and not await _at_or_after(consumer, tp, start, since_ms):
-            start = ends[tp]
-        origins[tp] = start
-    return origins
-
-
-async def _at_or_after(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, since_ms: int) -> bool:
-    assigned = consumer.assignment()
-    consumer.assign([*assigned, tp] if tp not in assigned else list(assigned))
-    consumer.seek(tp, offset)
-    batch = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
-    records = batch.get(tp, [])
-    return bool(records) and records[0].timestamp >= since_ms
+        return dict(await consumer.beginning_offsets(parts))
+    return await offsets_at(consumer, parts, since, ends)
 
 
 async def run_replay(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from infra.settings import Settings
@@ -11,6 +12,9 @@ from streams.app import create_app
 def main() -> None:
     """Start one Faust worker (the web server is off; health comes from the log and the group)."""
     settings = Settings()
+    # websockets decides per connection whether to build debug records for every frame; a
+    # worker relaying 50 audio messages a second per call must never be at DEBUG there.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
     app = create_app(settings)
     sys.argv = [sys.argv[0], "worker", "--without-web", "-l", settings.log_level.lower()[:4]]
     app.main()

@@ -189,9 +189,43 @@ async def _offsets_at(
 ) -> dict[TopicPartition, int]:
     if when is None:
         return dict(default)
-    found = await consumer.offsets_for_times({tp: to_ms(when) for tp in parts})
-    # No record at or after `when`: the range on that partition ends (or starts) at its end.
-    return {tp: last[tp] if found.get(tp) is None else found[tp].offset for tp in parts}
+    return await offsets_at(consumer, parts, when, last)
+
+
+async def offsets_at(
+    consumer: AIOKafkaConsumer,
+    parts: Sequence[TopicPartition],
+    when: datetime,
+    ends: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """Each partition's first offset stamped at or after ``when``; its end when there is none.
+
+    Tansu sometimes answers a timestamp past every record with an early offset, so an answer
+    is trusted only when the record there really is late enough. Leaves ``consumer`` assigned
+    to at least ``parts``; callers seek what they read afterwards.
+    """
+    when_ms = to_ms(when)
+    first = await consumer.beginning_offsets(parts)
+    found = await consumer.offsets_for_times({tp: when_ms for tp in parts})
+    offsets = {}
+    for tp in parts:
+        hit = found.get(tp)
+        offset = ends[tp] if hit is None else max(first[tp], hit.offset)
+        if offset < ends[tp] and not await _stamped_at_or_after(consumer, tp, offset, when_ms):
+            offset = ends[tp]
+        offsets[tp] = offset
+    return offsets
+
+
+async def _stamped_at_or_after(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, when_ms: int
+) -> bool:
+    assigned = consumer.assignment()
+    consumer.assign([*assigned, tp] if tp not in assigned else list(assigned))
+    consumer.seek(tp, offset)
+    batch = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
+    records = batch.get(tp, [])
+    return bool(records) and records[0].timestamp >= when_ms
 
 
 def _reraise(exc: DecodeError) -> None:

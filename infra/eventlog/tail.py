@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from infra.eventlog.export import jsonl_line
-from infra.eventlog.reading import DecodedEvent, EventFilter, codec_for, decode, to_ms
+from infra.eventlog.reading import DecodedEvent, EventFilter, codec_for, decode, end_offsets, offsets_at
 from infra.kafka import make_consumer
 from infra.settings import KafkaSettings
 from schemas.codec import DecodeError
@@ -88,10 +88,10 @@ async def tail_events(
 async def _position(
     consumer: AIOKafkaConsumer, parts: list[TopicPartition], event_filter: EventFilter
 ) -> None:
-    if event_filter.since is None:
-        await consumer.seek_to_end(*parts)
-        return
-    found = await consumer.offsets_for_times({tp: to_ms(event_filter.since) for tp in parts})
-    ends = await consumer.end_offsets(parts)
+    ends = await end_offsets(consumer, parts)  # not seek_to_end: Tansu under-reports the end
+    starts = (
+        ends if event_filter.since is None else await offsets_at(consumer, parts, event_filter.since, ends)
+    )
+    consumer.assign(parts)
     for tp in parts:
-        consumer.seek(tp, ends[tp] if found.get(tp) is None else found[tp].offset)
+        consumer.seek(tp, starts[tp])

@@ -17,11 +17,16 @@ def make_genai_client(
 
     With `ca_file` the same TLS context is given to every transport the SDK uses: the Live
     WebSocket and aiohttp read `async_client_args["ssl"]`, httpx (sync and async) reads
-    `client_args["verify"]`. Without it the SDK's defaults (certifi) apply.
+    `client_args["verify"]`. Without it the SDK's defaults (certifi) apply. The Live socket
+    never offers per-message deflate.
     """
     options = types.HttpOptions(base_url=base_url, api_version=api_version)
+    # The SDK hands each async transport only the arguments its signature takes, so
+    # `compression` reaches the Live WebSocket alone. Deflating 20 ms of base64 audio per
+    # message costs CPU on every frame and saves almost nothing on noisy PCM.
+    options.async_client_args = {"compression": None}
     if ca_file is not None:
         ctx = client_ssl_context(ca_file)
         options.client_args = {"verify": ctx}
-        options.async_client_args = {"ssl": ctx, "verify": ctx}
+        options.async_client_args |= {"ssl": ctx, "verify": ctx}
     return genai.Client(api_key=api_key, http_options=options)
