@@ -20,6 +20,7 @@ from typing import Any
 
 import fsspec
 from fastavro import parse_schema, reader, writer
+from fastavro.schema import to_parsing_canonical_form
 from fsspec.implementations.local import LocalFileSystem
 
 ARCHIVE_SCHEMA: dict[str, Any] = {
@@ -54,6 +55,7 @@ ARCHIVE_SCHEMA: dict[str, Any] = {
     ],
 }
 _PARSED = parse_schema(ARCHIVE_SCHEMA)
+_CANONICAL = to_parsing_canonical_form(ARCHIVE_SCHEMA)
 _PART = re.compile(r"^part-(\d+)-(\d+)\.avro$")
 
 
@@ -162,7 +164,12 @@ def read_file(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[ArchivedReco
     with fs.open(path, "rb") as fo:
         last: int | None = None
         try:
-            avro_reader = reader(fo, _PARSED)
+            avro_reader = reader(fo)
+            # Resolving against a reader schema doubles the decode cost; do it only for files
+            # written with another layout of the record.
+            if to_parsing_canonical_form(avro_reader.writer_schema) != _CANONICAL:
+                fo.seek(0)
+                avro_reader = reader(fo, _PARSED)
         except Exception as exc:  # fastavro: ValueError, EOFError, SchemaResolutionError, ...
             raise ArchiveCorruptError(
                 path, f"not an archive file ({exc})", byte_offset=0, last_offset=None
