@@ -1,12 +1,12 @@
 """Generates ``docs/topics.md`` from the topic catalog: ``python -m schemas.topics_doc --write|--check``."""
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from schemas.avro_schema import AVSC_DIR, avsc_path, full_name, record_doc
 from schemas.catalog import CATALOG, DAY_MS, TopicSpec
+from schemas.generator import write_or_check
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = REPO_ROOT / "docs" / "topics.md"
@@ -88,23 +88,9 @@ def render() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point: ``--write`` or ``--check``."""
-    parser = argparse.ArgumentParser(prog="python -m schemas.topics_doc", description=__doc__)
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="regenerate docs/topics.md")
-    mode.add_argument("--check", action="store_true", help="fail if docs/topics.md is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else None
-    if args.write:
-        if current != text:
-            DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
-            DOC_PATH.write_text(text, encoding="utf-8")
-            print(f"wrote {DOC_PATH}")
-        return 0
-    if current != text:
-        print(f"stale: {DOC_PATH}; run: python -m schemas.topics_doc --write", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(
+        argv, prog="python -m schemas.topics_doc", description=__doc__, path=DOC_PATH, render=render
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ the ``.avsc`` itself, and one ``receive`` operation per channel (integrators con
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from typing import Any
 
 from schemas.avro_schema import avsc_path, full_name, record_doc
 from schemas.catalog import CATALOG, TopicSpec
+from schemas.generator import write_or_check
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOC_PATH = REPO_ROOT / "docs" / "asyncapi.json"
@@ -130,23 +130,9 @@ def render() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point: ``--write`` or ``--check``."""
-    parser = argparse.ArgumentParser(prog="python -m infra.eventlog.asyncapi", description=__doc__)
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="regenerate docs/asyncapi.json")
-    mode.add_argument("--check", action="store_true", help="fail if docs/asyncapi.json is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else None
-    if args.write:
-        if current != text:
-            DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
-            DOC_PATH.write_text(text, encoding="utf-8")
-            print(f"wrote {DOC_PATH}")
-        return 0
-    if current != text:
-        print(f"stale: {DOC_PATH}; run: python -m infra.eventlog.asyncapi --write", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(
+        argv, prog="python -m infra.eventlog.asyncapi", description=__doc__, path=DOC_PATH, render=render
+    )
 
 
 if __name__ == "__main__":
