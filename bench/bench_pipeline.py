@@ -50,7 +50,6 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +67,16 @@ from edge.server import EdgeServer
 from edge.session import MediaSession, SessionConfig
 from edge.telephony import RecordingTelephony
 from edge.twiml import media_stream_url
-from infra.kafka import make_producer
 from infra.migrate import upgrade_database
 from infra.process import free_port
 from infra.settings import Settings
 from infra.stack import running_stack
 from infra.topics import ensure_topics
-from schemas.agents import AgentConfig, AgentVersionPublished
-from schemas.catalog import AGENT_EVENTS
-from schemas.codec import Codec, key_bytes
-from schemas.envelope import derive_event_id
-from schemas.ids import AgentId, CorrelationId, TenantId
 from voiceagent.caller import SILENCE, to_frames
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # the repo root, for the shared test support
+from tests.support.agents import agent_config, publish, version_published
+from tests.support.workers import start_streams_worker
 
 ROOT = Path(__file__).parents[1]
 TOKEN = "bench-pipeline-token"
@@ -167,57 +164,27 @@ def _start_standin(data_dir: Path, pace: float) -> tuple[subprocess.Popen[bytes]
 
 
 def _start_worker(settings: Settings, standin: dict[str, str], data_dir: Path) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "PYTHONPATH": str(ROOT),
-        "VOICE_ENV": "test",
-        "VOICE_LOG_LEVEL": "WARNING",
-        "VOICE_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or "",
-        "VOICE_KAFKA__PARTITIONS_OVERRIDE": str(settings.kafka.partitions_override or ""),
-        "VOICE_DATABASE__URL": settings.database.url or "",
-        "VOICE_STREAMS__APP_ID": f"bench-{uuid.uuid4().hex[:6]}",
-        "VOICE_STREAMS__WORKER_ID": "worker-1",
-        "VOICE_GEMINI__BASE_URL": standin["base_url"],
-        "VOICE_GEMINI__CA_FILE": standin["ca_file"],
-        "VOICE_GEMINI__API_KEY": "offline-bench-key",
-        "VOICE_DATA_DIR": str(data_dir),
-    }
-    out = (data_dir / "worker.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "streams"], cwd=ROOT, env=env, stdout=out, stderr=out)
+    return start_streams_worker(
+        settings,
+        data_dir / "worker.log",
+        app_id=f"bench-{uuid.uuid4().hex[:6]}",
+        gemini_base_url=standin["base_url"],
+        gemini_ca_file=standin["ca_file"],
+        extra_env={"VOICE_LOG_LEVEL": "WARNING"},
+    )
 
 
 async def _publish_agent(settings: Settings, agent_id: str) -> None:
-    config = AgentConfig(
+    config = agent_config(
+        NUMBER,
         system_prompt="You are the booking line of Chez Bench.",
         greeting=GREETING,
-        voice="Puck",
-        language="en-US",
         model="gemini-live-bench",
         max_duration_s=3600,
-        silence_timeout_s=0,
-        phone_numbers=(NUMBER,),
-        record_calls=False,
         max_concurrent_calls=1000,
-        answering_machine_policy="hang_up",
-        timezone="UTC",
     )
-    event = AgentVersionPublished(
-        tenant_id=TenantId(TENANT),
-        agent_id=AgentId(agent_id),
-        seq=2,
-        event_id=derive_event_id(agent_id, 2),
-        occurred_at=datetime.now(UTC),
-        correlation_id=CorrelationId("bench-pipeline"),
-        version=1,
-        config=config,
-    )
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            AGENT_EVENTS.name, Codec.single_object().encode(event), key=key_bytes(agent_id)
-        )
-    finally:
-        await producer.stop()
+    event = version_published(TENANT, agent_id, config, correlation_id="bench-pipeline")
+    await publish(settings.kafka, event)
 
 
 # --- the Twilio side -----------------------------------------------------------------------------

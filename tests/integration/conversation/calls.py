@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,20 +18,18 @@ from aiokafka import TopicPartition
 from twilio.request_validator import RequestValidator
 
 from infra.db import database_url
-from infra.kafka import make_consumer, make_producer
+from infra.kafka import make_consumer
 from infra.migrate import upgrade_database
 from infra.settings import Settings
-from schemas.agents import AgentConfig, AgentVersionPublished
-from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, CALL_INPUTS
-from schemas.codec import Codec, key_bytes
-from schemas.envelope import derive_event_id
-from schemas.ids import AgentId, CorrelationId, TenantId
+from schemas.catalog import CALL_EVENTS, CALL_INPUTS
+from schemas.codec import Codec
 from streams.standin.server import StandIn
 from tests.integration.helpers import start_group_at_end
+from tests.support.agents import agent_config, publish, version_published
+from tests.support.workers import start_streams_worker
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).parents[3]
 CODEC = Codec.single_object()
 AUTH_TOKEN = "conversation-test-token"
 
@@ -42,36 +38,13 @@ NUMBER = "+15550007777"
 
 
 async def _publish_agent(settings: Settings, agent_id: str, kb_id: str) -> None:
-    config = AgentConfig(
+    config = agent_config(
+        NUMBER,
         system_prompt="You are the booking line of Chez Test.",
-        voice="Puck",
-        language="en-US",
-        model="gemini-live-test",
         knowledge_base_ids=(kb_id,),
-        max_duration_s=300,
-        silence_timeout_s=0,
-        phone_numbers=(NUMBER,),
-        record_calls=False,
-        max_concurrent_calls=5,
-        answering_machine_policy="hang_up",
-        timezone="UTC",
     )
-    event = AgentVersionPublished(
-        tenant_id=TenantId(TENANT),
-        agent_id=AgentId(agent_id),
-        seq=2,
-        event_id=derive_event_id(agent_id, 2),
-        occurred_at=datetime.now(UTC),
-        correlation_id=CorrelationId("conversation-test"),
-        version=1,
-        config=config,
-    )
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    try:
-        await producer.send_and_wait(AGENT_EVENTS.name, CODEC.encode(event), key=key_bytes(agent_id))
-    finally:
-        await producer.stop()
+    event = version_published(TENANT, agent_id, config, correlation_id="conversation-test")
+    await publish(settings.kafka, event)
 
 
 def _seed_knowledge(settings: Settings, kb_id: str) -> None:
@@ -107,28 +80,27 @@ async def fresh_app_id(settings: Settings, prefix: str) -> str:
     return app_id
 
 
+# Short group timeouts, so that a killed worker's calls move on within seconds.
+FAST_FAILOVER = {
+    "VOICE_STREAMS__SESSION_TIMEOUT_S": "2.0",
+    "VOICE_STREAMS__HEARTBEAT_INTERVAL_S": "0.3",
+    "VOICE_STREAMS__REBALANCE_TIMEOUT_S": "3.0",
+    "VOICE_STREAMS__TICK_INTERVAL_S": "0.5",
+}
+
+
 def _start_worker(
     settings: Settings, standin: StandIn, log: Path, *, app_id: str, worker_id: str = "worker-1"
 ) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "PYTHONPATH": str(ROOT),
-        "VOICE_ENV": "test",
-        "VOICE_KAFKA__BOOTSTRAP": settings.kafka.bootstrap or "",
-        "VOICE_KAFKA__PARTITIONS_OVERRIDE": str(settings.kafka.partitions_override or ""),
-        "VOICE_DATABASE__URL": settings.database.url or "",
-        "VOICE_STREAMS__APP_ID": app_id,
-        "VOICE_STREAMS__WORKER_ID": worker_id,
-        "VOICE_STREAMS__SESSION_TIMEOUT_S": "2.0",
-        "VOICE_STREAMS__HEARTBEAT_INTERVAL_S": "0.3",
-        "VOICE_STREAMS__REBALANCE_TIMEOUT_S": "3.0",
-        "VOICE_STREAMS__TICK_INTERVAL_S": "0.5",
-        "VOICE_GEMINI__BASE_URL": standin.base_url,
-        "VOICE_GEMINI__CA_FILE": str(standin.certs.ca_file),
-        "VOICE_GEMINI__API_KEY": "offline-test-key",
-        "VOICE_DATA_DIR": str(log.parent),
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "streams"], cwd=ROOT, env=env, stdout=out, stderr=out)
+    return start_streams_worker(
+        settings,
+        log,
+        app_id=app_id,
+        worker_id=worker_id,
+        gemini_base_url=standin.base_url,
+        gemini_ca_file=str(standin.certs.ca_file),
+        extra_env=FAST_FAILOVER,
+    )
 
 
 async def _answer_inbound(edge_settings: Settings) -> dict[str, str]:

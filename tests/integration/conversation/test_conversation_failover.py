@@ -23,7 +23,8 @@ from tests.integration.conversation.calls import (
     _start_worker,
     fresh_app_id,
 )
-from tests.integration.edge.edge_sim import TwilioSim, mulaw_frames, speech
+from tests.integration.edge.edge_sim import speech
+from voiceagent.caller import SimulatedCaller, to_frames
 
 pytestmark = pytest.mark.integration
 
@@ -62,10 +63,10 @@ async def test_sigkill_of_the_owning_worker_resumes_the_session_elsewhere(
     for name, log in logs.items():
         log.parent.mkdir()
         workers[name] = _start_worker(settings, standin, log, app_id=app_id, worker_id=name)
-    first_words = mulaw_frames(speech("Hello?", 8000))
-    later_words = mulaw_frames(speech("Are you still there?", 8000))
+    first_words = to_frames(speech("Hello?", 8000))
+    later_words = to_frames(speech("Are you still there?", 8000))
     media_url = media_stream_url(edge_settings.twilio.public_base_url)
-    sim = TwilioSim(media_url, media_url, AUTH_TOKEN, stream_sid="MZ" + uuid.uuid4().hex, call_sid="CA-fo")
+    sim = SimulatedCaller(media_url, AUTH_TOKEN, stream_sid="MZ" + uuid.uuid4().hex, call_sid="CA-fo")
     events = EventLog(call_id)
     try:
         await sim.open(params)
@@ -81,7 +82,7 @@ async def test_sigkill_of_the_owning_worker_resumes_the_session_elsewhere(
         sim.say(later_words)  # the call goes on with the new worker
         await events.follow(settings, lambda log: log.kinds().count("AgentSpeechFinished") >= 2, within=30)
     finally:
-        await sim.stop()
+        await sim.hang_up()
         for worker in workers.values():
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)

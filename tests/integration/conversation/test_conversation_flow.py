@@ -30,7 +30,8 @@ from tests.integration.conversation.calls import (
     _start_worker,
     fresh_app_id,
 )
-from tests.integration.edge.edge_sim import TwilioSim, mulaw_frames, speech
+from tests.integration.edge.edge_sim import speech
+from voiceagent.caller import SimulatedCaller, to_frames
 
 pytestmark = pytest.mark.integration
 
@@ -68,27 +69,27 @@ async def test_conversation_with_tool_calls_barge_in_and_hang_up(
     log = tmp_path / "worker.log"
     worker = _start_worker(settings, standin, log, app_id=app_id)
     media_url = media_stream_url(edge_settings.twilio.public_base_url)
-    sim = TwilioSim(media_url, media_url, AUTH_TOKEN, stream_sid="MZ" + uuid.uuid4().hex, call_sid="CA-conv")
+    sim = SimulatedCaller(media_url, AUTH_TOKEN, stream_sid="MZ" + uuid.uuid4().hex, call_sid="CA-conv")
     events = EventLog(call_id)
     try:
         await sim.open(params)
         await events.follow(settings, lambda log: "GeminiSessionOpened" in log.kinds(), within=60)
-        sim.say(mulaw_frames(speech("When are you open?", 8000)))
+        sim.say(to_frames(speech("When are you open?", 8000)))
         # The agent answers with the knowledge it looked up; talk over it once it is speaking.
         await events.follow(settings, lambda log: "AgentSpeechStarted" in log.kinds(), within=30)
         await asyncio.sleep(1.5)
-        heard_before_barge_in = len(sim.received.media)
-        sim.say(mulaw_frames(speech("No thanks, goodbye.", 8000)))
+        heard_before_barge_in = len(sim.audio.heard)
+        sim.say(to_frames(speech("No thanks, goodbye.", 8000)))
         try:
             await events.follow(settings, lambda log: "CallEnded" in log.kinds(), within=60)
         except AssertionError as err:
             raise AssertionError(
-                f"{err}; heard {len(sim.received.media)} frames, marks {sim.received.marks}, "
-                f"clears {sim.received.clears}, barge-in after frame {heard_before_barge_in}, "
-                f"sent {sim.seq} frames, edge metrics {_server.metrics.snapshot()}"
+                f"{err}; heard {len(sim.audio.heard)} frames, marks {sim.audio.marks}, "
+                f"clears at {sim.audio.cleared_at}, barge-in after frame {heard_before_barge_in}, "
+                f"sent {len(sim.audio.sent)} frames, edge metrics {_server.metrics.snapshot()}"
             ) from None
     finally:
-        await sim.stop()
+        await sim.hang_up()
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
 
@@ -115,9 +116,7 @@ async def test_conversation_with_tool_calls_barge_in_and_hang_up(
     assert hang_up.requested_by == "agent"
     # The caller really heard the agent (speech energy in what Twilio received), and the barge-in
     # cleared playback.
-    heard = np.concatenate(
-        [mulaw.decode(payload) for _, payload in sim.received.media[:heard_before_barge_in]]
-    )
+    heard = np.concatenate([mulaw.decode(payload) for payload in sim.audio.heard[:heard_before_barge_in]])
     loud = sum(1 for i in range(0, len(heard) - 160, 160) if energy_dbfs(heard[i : i + 160]) > -35)
     assert loud > 25, "the caller should have heard at least half a second of agent speech"
-    assert sim.received.clears, "talking over the agent must clear playback"
+    assert sim.audio.clears, "talking over the agent must clear playback"

@@ -32,7 +32,8 @@ from tests.integration.conversation.calls import (
     _start_worker,
     fresh_app_id,
 )
-from tests.integration.edge.edge_sim import TwilioSim, mulaw_frames, speech
+from tests.integration.edge.edge_sim import speech
+from voiceagent.caller import SimulatedCaller, to_frames
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ SCRIPT = {
 @dataclass
 class Call:
     call_id: str
-    sim: TwilioSim
+    sim: SimulatedCaller
     events: EventLog
     control: httpx.AsyncClient
     settings: Settings
@@ -84,7 +85,7 @@ async def live_call(
     log = tmp_path / "worker.log"
     worker: subprocess.Popen[bytes] = _start_worker(settings, standin, log, app_id=app_id)
     media_url = media_stream_url(edge_settings.twilio.public_base_url)
-    sim = TwilioSim(media_url, media_url, AUTH_TOKEN, stream_sid="MZ" + uuid.uuid4().hex, call_sid="CA-rec")
+    sim = SimulatedCaller(media_url, AUTH_TOKEN, stream_sid="MZ" + uuid.uuid4().hex, call_sid="CA-rec")
     async with httpx.AsyncClient(base_url=standin.control_url) as control:
         call = Call(call_id, sim, EventLog(call_id), control, settings, log)
         try:
@@ -92,7 +93,7 @@ async def live_call(
             await call.until(lambda log: "ResumptionHandleUpdated" in log.kinds(), within=60)
             yield call
         finally:
-            await sim.stop()
+            await sim.hang_up()
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=30)
 
@@ -107,11 +108,11 @@ async def test_conversation_go_away_reconnects_with_the_latest_handle_before_the
     settings: Settings, standin: StandIn, edge: tuple[EdgeServer, Settings], tmp_path: Path
 ) -> None:
     async with live_call(settings, standin, edge, tmp_path) as call:
-        call.sim.say(mulaw_frames(speech("Hello?", 8000)))
+        call.sim.say(to_frames(speech("Hello?", 8000)))
         await call.until(lambda log: "AgentSpeechFinished" in log.kinds())
         assert await call.control_post("/go-away", {"time_left_s": 10}) == 1
         await call.until(lambda log: "GeminiSessionResumed" in log.kinds())
-        call.sim.say(mulaw_frames(speech("Are you there?", 8000)))
+        call.sim.say(to_frames(speech("Are you there?", 8000)))
         await call.until(lambda log: log.kinds().count("AgentSpeechFinished") >= 2)
 
     closed = call.of("GeminiSessionClosed")
@@ -133,7 +134,7 @@ async def test_conversation_model_error_and_malformed_frame_are_recorded_and_apo
     settings: Settings, standin: StandIn, edge: tuple[EdgeServer, Settings], tmp_path: Path
 ) -> None:
     async with live_call(settings, standin, edge, tmp_path) as call:
-        call.sim.say(mulaw_frames(speech("Hello?", 8000)))
+        call.sim.say(to_frames(speech("Hello?", 8000)))
         await call.until(lambda log: "AgentSpeechFinished" in log.kinds())
         assert await call.control_post("/fail", {"code": 1011, "reason": "Internal error encountered."}) == 1
         await call.until(lambda log: "GeminiSessionResumed" in log.kinds())
@@ -141,7 +142,7 @@ async def test_conversation_model_error_and_malformed_frame_are_recorded_and_apo
         assert await call.control_post("/inject", {"raw": "{this is not json"}) == 1
         await call.until(lambda log: log.kinds().count("GeminiSessionResumed") >= 2)
         await call.until(lambda log: log.kinds().count("AgentSpeechFinished") >= 3)
-        call.sim.say(mulaw_frames(speech("Are you there?", 8000)))
+        call.sim.say(to_frames(speech("Are you there?", 8000)))
         await call.until(
             lambda log: any(
                 type(e).__name__ == "TranscriptSegment" and e.text == "Yes, I am still here."
@@ -154,4 +155,4 @@ async def test_conversation_model_error_and_malformed_frame_are_recorded_and_apo
     assert all(not r.fresh_session for r in call.of("GeminiSessionResumed"))
     agent = [e.text for e in call.of("TranscriptSegment") if e.speaker == "agent"]
     assert agent.count(TEXT_REPLY) == 2, agent  # the stand-in's answer to each apology prompt
-    assert call.sim.received.media, "the caller heard the agent"
+    assert call.sim.audio.heard, "the caller heard the agent"

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from edge_sim import BridgeWorker, TwilioSim, mulaw_frames, refused_code, speech
+from edge_sim import BridgeWorker, refused_code, speech
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import connect
@@ -23,15 +23,14 @@ from edge.audio.vad import SpeechDetector, energy_dbfs
 from edge.server import EdgeServer
 from edge.telephony import RecordingTelephony
 from edge.twiml import media_stream_url
-from infra.kafka import make_consumer, make_producer
+from infra.kafka import make_consumer
 from infra.process import free_port
 from infra.settings import Settings
 from schemas import bridge
-from schemas.agents import AgentConfig, AgentVersionPublished
-from schemas.catalog import AGENT_EVENTS, CALL_INPUTS
-from schemas.codec import Codec, key_bytes
-from schemas.envelope import derive_event_id
-from schemas.ids import AgentId, CorrelationId, TenantId
+from schemas.catalog import CALL_INPUTS
+from schemas.codec import Codec
+from tests.support.agents import agent_config, publish, version_published
+from voiceagent.caller import SimulatedCaller, to_frames
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +47,8 @@ class Edge:
         self.base = settings.twilio.public_base_url
         self.media_url = media_stream_url(self.base)
 
-    def sim(self) -> TwilioSim:
-        return TwilioSim(
-            self.media_url,
+    def sim(self) -> SimulatedCaller:
+        return SimulatedCaller(
             self.media_url,
             AUTH_TOKEN,
             stream_sid="MZ" + uuid.uuid4().hex,
@@ -65,35 +63,15 @@ class Edge:
 
 async def _publish_agent(settings: Settings) -> str:
     agent_id = f"agent-{uuid.uuid4().hex[:8]}"
-    config = AgentConfig(
+    config = agent_config(
+        ROUTED_NUMBER,
         system_prompt="Be helpful.",
-        voice="Puck",
-        language="en-US",
-        model="m",
         max_duration_s=600,
         silence_timeout_s=30,
-        phone_numbers=(ROUTED_NUMBER,),
         record_calls=True,
-        max_concurrent_calls=5,
         answering_machine_policy="ignore",
-        timezone="UTC",
     )
-    event = AgentVersionPublished(
-        tenant_id=TenantId("tenant-edge"),
-        agent_id=AgentId(agent_id),
-        seq=2,
-        event_id=derive_event_id(agent_id, 2),
-        occurred_at=datetime.now(UTC),
-        correlation_id=CorrelationId("test"),
-        version=1,
-        config=config,
-    )
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    try:
-        await producer.send_and_wait(AGENT_EVENTS.name, CODEC.encode(event), key=key_bytes(agent_id))
-    finally:
-        await producer.stop()
+    await publish(settings.kafka, version_published("tenant-edge", agent_id, config))
     return agent_id
 
 
@@ -203,7 +181,7 @@ async def test_edge_full_call(edge: Edge, facts: AIOKafkaConsumer, fact_log: Fac
 
     # Caller speech reaches the worker intact, and the edge's VAD reports it as facts.
     source8k = speech("Hello there, I would like to book a table for two people tonight.", 8000)
-    sim.say(mulaw_frames(source8k))
+    sim.say(to_frames(source8k))
     await sim.said()
     await fact_log.wait_for(facts, _of("CallerSpeechStarted", call_id))
     await fact_log.wait_for(facts, _of("CallerSpeechStopped", call_id))
@@ -220,28 +198,28 @@ async def test_edge_full_call(edge: Edge, facts: AIOKafkaConsumer, fact_log: Fac
     assert _voiced_frames(received) == pytest.approx(_voiced_frames(source16k), rel=0.2, abs=5)
 
     # One second of agent audio plays at real-time pace, then its mark comes back as a fact.
-    before = len(sim.received.media)
+    before = len(sim.audio.heard)
     await worker.directive(bridge.BeginUtterance(utterance_id="utt-1"))
     await worker.play(speech("Sure, for what time would you like it?", 24000)[:24000])
     await worker.directive(bridge.PlayMark(name="reply-1"))
     mark = await fact_log.wait_for(facts, _of("PlaybackMarkReached", call_id))
     assert mark.mark_name == "reply-1"
-    played = sim.received.media[before:]
+    played, played_at = sim.audio.heard[before:], sim.audio.heard_at[before:]
     assert len(played) == 51  # 50 frames plus the resampler's 3.4 ms tail, padded with silence
-    assert all(len(payload) == 160 for _, payload in played)
-    assert played[-1][0] - played[0][0] >= 0.9
+    assert all(len(payload) == 160 for payload in played)
+    assert played_at[-1] - played_at[0] >= 0.9
     await _until(lambda: any(isinstance(n, bridge.MarkReached) for n in worker.notices))
 
     # clear stops playback within one frame.
-    before = len(sim.received.media)
+    before = len(sim.audio.heard)
     await worker.directive(bridge.BeginUtterance(utterance_id="utt-2"))
     await worker.play(np.tile(speech("One two three four five.", 24000), 3))
     await asyncio.sleep(0.5)
     await worker.directive(bridge.ClearPlayback())
-    await _until(lambda: bool(sim.received.clears))
-    cleared_at = sim.received.clears[-1]
+    await _until(lambda: bool(sim.audio.clears))
+    cleared_at = sim.audio.cleared_at[-1]
     await asyncio.sleep(0.3)
-    after_clear = [t for t, _ in sim.received.media[before:] if t > cleared_at]
+    after_clear = [t for t in sim.audio.heard_at[before:] if t > cleared_at]
     assert len(after_clear) <= 1
     interrupted = await fact_log.wait_for(facts, _of("AgentInterrupted", call_id))
     assert interrupted.source == "model"
@@ -249,12 +227,12 @@ async def test_edge_full_call(edge: Edge, facts: AIOKafkaConsumer, fact_log: Fac
     assert 300 <= interrupted.played_ms <= 800 < interrupted.total_ms
 
     # The caller talking over the agent triggers the fast-path clear.
-    clears = len(sim.received.clears)
+    clears = sim.audio.clears
     await worker.directive(bridge.BeginUtterance(utterance_id="utt-3"))
     await worker.play(np.tile(speech("Let me tell you about our menu.", 24000), 4))
     await asyncio.sleep(0.4)
-    sim.say(mulaw_frames(speech("Wait, stop, stop please.", 8000)))
-    await _until(lambda: len(sim.received.clears) > clears)
+    sim.say(to_frames(speech("Wait, stop, stop please.", 8000)))
+    await _until(lambda: sim.audio.clears > clears)
     barge = await fact_log.wait_for(
         facts, lambda r: _of("AgentInterrupted", call_id)(r) and r.source == "edge_vad"
     )
@@ -263,17 +241,10 @@ async def test_edge_full_call(edge: Edge, facts: AIOKafkaConsumer, fact_log: Fac
     await _until(lambda: any(isinstance(n, bridge.BargeIn) for n in worker.notices))
 
     # DTMF, then the caller hangs up: the stream-stopped fact, the bridge closes, the recording lands.
-    await sim.send_json(
-        {
-            "event": "dtmf",
-            "sequenceNumber": sim.next_seq(),
-            "streamSid": sim.stream_sid,
-            "dtmf": {"digit": "5"},
-        }
-    )
+    await sim.press("5")
     dtmf = await fact_log.wait_for(facts, _of("DtmfReceived", call_id))
     assert dtmf.digit == "5"
-    await sim.stop()
+    await sim.hang_up()
     stopped = await fact_log.wait_for(facts, _of("MediaStreamStopped", call_id))
     assert stopped.reason == "twilio_stop"
     assert stopped.frames_gaps == 0
@@ -306,7 +277,7 @@ async def test_edge_bridge_refuses_wrong_and_expired_tokens(
     await asyncio.sleep(max(0.0, (started.token_expires_at - datetime.now(UTC)).total_seconds()) + 0.1)
     assert await refused_code(started.bridge_url, started.bridge_token) == bridge.CLOSE_TOKEN_EXPIRED
     assert edge.server.metrics.get("security.bridge_refused") >= 3
-    await sim.stop()
+    await sim.hang_up()
 
 
 async def test_edge_forged_signatures_get_403(edge: Edge) -> None:
@@ -382,13 +353,13 @@ async def test_edge_bad_input_is_counted_and_the_call_goes_on(
     good = sim.media_frame(bytes([0xFF]) * 160)
     await sim.send_raw("this is not json")
     await sim.send_raw(b"\x00\x01binary")
-    await sim.send_json({"event": "party", "streamSid": sim.stream_sid})
-    await sim.send_json(good | {"streamSid": "MZwrong"})
-    await sim.send_json(good | {"media": good["media"] | {"payload": "%%%not base64%%%"}})
+    await sim.send({"event": "party", "streamSid": sim.stream_sid})
+    await sim.send(good | {"streamSid": "MZwrong"})
+    await sim.send(good | {"media": good["media"] | {"payload": "%%%not base64%%%"}})
     await sim.send_raw('{"event":"media","pad":"' + "x" * 20000 + '"}')
-    await sim.send_json(sim.start_frame(_params(call_id), stream_sid="MZsecond"))
-    await sim.send_json(good)
-    await sim.send_json(good)  # a replayed sequence number: late, dropped
+    await sim.send(sim.start_frame(_params(call_id), stream_sid="MZsecond"))
+    await sim.send(good)
+    await sim.send(good)  # a replayed sequence number: late, dropped
     await _until(lambda: metrics.get("bad_input.late_frame") > before.get("bad_input.late_frame", 0))
     for kind in (
         "not_json",
@@ -401,16 +372,9 @@ async def test_edge_bad_input_is_counted_and_the_call_goes_on(
     ):
         assert metrics.get(f"bad_input.{kind}") > before.get(f"bad_input.{kind}", 0), kind
     sim.paused = False
-    await sim.send_json(
-        {
-            "event": "dtmf",
-            "sequenceNumber": sim.next_seq(),
-            "streamSid": sim.stream_sid,
-            "dtmf": {"digit": "#"},
-        }
-    )
+    await sim.press("#")
     assert (await fact_log.wait_for(facts, _of("DtmfReceived", call_id))).digit == "#"
-    await sim.stop()
+    await sim.hang_up()
     stopped = await fact_log.wait_for(facts, _of("MediaStreamStopped", call_id))
     assert stopped.frames_dropped == 1
 
@@ -431,7 +395,7 @@ async def test_edge_media_before_start_and_idle_client(
     stopped = await fact_log.wait_for(facts, _of("MediaStreamStopped", call_id), within=10)
     assert stopped.reason == "error"
     assert metrics.get("bad_input.idle_timeout") >= 1
-    await sim.stop()
+    await sim.hang_up()
 
 
 async def test_edge_drain_ends_live_calls_with_edge_shutdown(
@@ -450,4 +414,4 @@ async def test_edge_drain_ends_live_calls_with_edge_shutdown(
     stopped = await fact_log.wait_for(facts, _of("MediaStreamStopped", call_id))
     assert stopped.reason == "edge_shutdown"
     assert await worker.closed() == bridge.CLOSE_EDGE_SHUTDOWN
-    await sim.stop()
+    await sim.hang_up()

@@ -15,9 +15,10 @@ from edge.routing import Route, RoutingTable
 from edge.telephony import RecordingTelephony
 from edge.twiml import media_stream_url
 from infra.settings import Settings
-from schemas.agents import AgentArchived, AgentConfig, AgentVersionPublished
+from schemas.agents import AgentArchived, AgentVersionPublished
 from schemas.calls import CallReceived, TelephonyStatusChanged
 from schemas.ids import AgentId, CorrelationId, EventId, TenantId
+from tests.support.agents import agent_config, version_published
 
 TOKEN = "unit-test-token"
 BASE = "https://edge.example.com"
@@ -53,29 +54,8 @@ def _post(client: TestClient, path: str, form: dict[str, str], query: str = "") 
 
 
 def _published(number: str, agent_id: str = "a1", version: int = 2) -> AgentVersionPublished:
-    config = AgentConfig(
-        system_prompt="p",
-        voice="v",
-        language="en",
-        model="m",
-        max_duration_s=60,
-        silence_timeout_s=10,
-        phone_numbers=(number,),
-        record_calls=False,
-        max_concurrent_calls=1,
-        answering_machine_policy="ignore",
-        timezone="UTC",
-    )
-    return AgentVersionPublished(
-        tenant_id=TenantId("t1"),
-        agent_id=AgentId(agent_id),
-        seq=version,
-        event_id=EventId("e"),
-        occurred_at=datetime.now(UTC),
-        correlation_id=CorrelationId("c"),
-        version=version,
-        config=config,
-    )
+    config = agent_config(number, max_duration_s=60, silence_timeout_s=10)
+    return version_published("t1", agent_id, config, version=version)
 
 
 def test_routing_table_follows_published_versions_and_archives() -> None:
