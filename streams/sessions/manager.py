@@ -8,8 +8,9 @@ import time
 
 from streams.calls.state import CallState
 from streams.sessions.directory import AgentDirectory
+from streams.sessions.facts import FactSink
 from streams.sessions.live_config import DEFAULT_CONFIG, SessionPlan
-from streams.sessions.session import CallSession, FactSink, LiveConnector, SessionOutcome, SessionTarget
+from streams.sessions.session import CallSession, LiveConnector, SessionOutcome, SessionTarget
 from streams.sessions.tools import ToolRunner
 
 log = logging.getLogger(__name__)

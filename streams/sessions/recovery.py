@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from dataclasses import dataclass
 
 from google.genai import errors
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -66,6 +67,24 @@ def classify(err: BaseException, *, in_setup: bool = False) -> ModelFailure | No
 def malformed(err: Exception) -> ModelFailure:
     """receive() could not turn a server frame into a message (not JSON, unknown shape, bad types)."""
     return ModelFailure(MALFORMED_CODE, f"malformed server message: {type(err).__name__}: {err}"[:300])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retry:
+    """What to do after the call's Live connection failed (for the failures-th time in a row)."""
+
+    give_up: bool
+    """Say goodbye and end the call instead of reconnecting."""
+    drop_handle: bool
+    """Resumption failed: the next session starts fresh, primed with the transcript."""
+
+
+def retry(failure: ModelFailure, failures: int, *, resuming: bool, max_reconnects: int) -> Retry:
+    # A handle the service no longer knows is refused at setup with 1008; any second setup
+    # failure while resuming is treated the same, so a bad handle cannot use up every retry.
+    drop = failure.in_setup and resuming and (failures > 1 or failure.code == 1008)
+    give_up = failure.final or failures > (1 if failure.quota else max_reconnects)
+    return Retry(give_up=give_up, drop_handle=drop)
 
 
 def backoff_s(failures: int) -> float:

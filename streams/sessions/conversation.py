@@ -1,0 +1,220 @@
+"""What one call's model has said and heard across its Live connections, and how the call ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from google.genai import types
+
+from schemas import bridge
+from schemas.call_media import AgentSpeechFinished, AgentSpeechStarted, TranscriptSegment
+from schemas.calls import HangUpRequested
+from streams.sessions.bridge_link import Bridge
+from streams.sessions.facts import Reporter
+from streams.sessions.recovery import goodbye_pcm
+
+log = logging.getLogger(__name__)
+
+_BYTES_PER_MS_OUT = bridge.AGENT_RATE * 2 // 1000
+_HANGUP_MARK = "hangup"
+VOICEMAIL_REASON = "voicemail"
+"""HangUpRequested.reason after a voicemail: one of END_REASONS, so the call ends with it."""
+
+
+class Conversation:
+    """The model's turn in progress, the transcript so far, a voicemail to leave, the hang-up."""
+
+    def __init__(self, call_id: str, facts: Reporter) -> None:
+        self._call_id = call_id
+        self._facts = facts
+        self._turn = _Turn()
+        self.transcript: list[str] = []
+        self.stream_ms = 0
+        """How far the caller's audio has got: stamps the speech and transcript facts."""
+        self.segments = 0
+        self._utterances = 0
+        self._audio_seq = 0
+        self.pending_hangup: str | None = None
+        """Hang up with this reason once the model's current turn is over."""
+        self._hangup_mark = asyncio.Event()
+        self.awaiting_reply = False
+        """A written turn was sent and the model's answer to it has not completed yet."""
+        self.voicemail: str | None = None
+        self.voicemail_known = asyncio.Event()
+        self._voicemail_phase = _VoicemailPhase.NONE
+
+    @property
+    def spoken(self) -> bool:
+        """Has the conversation begun (so a new session apologises rather than greets)?"""
+        return self._utterances > 0 or bool(self.transcript)
+
+    @property
+    def quiet(self) -> bool:
+        """No turn in progress and no answer awaited: the model can take a new instruction."""
+        turn = self._turn
+        return not (self.awaiting_reply or turn.utterance_id is not None or turn.agent_text)
+
+    def request_voicemail(self, message: str) -> None:
+        if self.voicemail is not None or not message:
+            return
+        log.info("call %s: leaving a voicemail", self._call_id)
+        self.voicemail = message
+        self._voicemail_phase = _VoicemailPhase.PENDING
+        self.voicemail_known.set()
+
+    @property
+    def voicemail_pending(self) -> bool:
+        return self._voicemail_phase is _VoicemailPhase.PENDING
+
+    def voicemail_sent(self) -> str:
+        """The message, now being asked of the model: its next spoken turn ends the call."""
+        assert self.voicemail is not None
+        self._voicemail_phase = _VoicemailPhase.SENT
+        return self.voicemail
+
+    def barge_in(self, utterance_id: str) -> None:
+        # The edge already cleared; drop the rest of that utterance, if it still runs.
+        # A barge-in over audio from a finished turn must not mute the next one.
+        if utterance_id == self._turn.utterance_id:
+            self._turn.barged_in = True
+
+    def mark_reached(self, name: str) -> None:
+        if name == _HANGUP_MARK:
+            self._hangup_mark.set()
+
+    async def on_content(self, link: Bridge, content: types.LiveServerContent, audio: bytes | None) -> None:
+        if content.input_transcription is not None and content.input_transcription.text:
+            self._turn.caller_text.append(content.input_transcription.text)
+        if content.output_transcription is not None and content.output_transcription.text:
+            self._turn.agent_text.append(content.output_transcription.text)
+        if audio and not self._turn.barged_in:
+            await self._play(link, audio)
+        if content.interrupted:
+            if self._turn.utterance_id is not None and not self._turn.barged_in:
+                await link.send(bridge.ClearPlayback())  # the edge records AgentInterrupted
+            self._turn.barged_in = True
+        if content.turn_complete:
+            await self._finish_turn(link)
+
+    async def _play(self, link: Bridge, audio: bytes) -> None:
+        if self._turn.utterance_id is None:
+            self._utterances += 1
+            self._turn.utterance_id = f"{self._call_id}:u{self._utterances}"
+            await link.send(bridge.BeginUtterance(utterance_id=self._turn.utterance_id))
+            await self._facts.report(
+                AgentSpeechStarted, utterance_id=self._turn.utterance_id, stream_ms=self.stream_ms
+            )
+        for start in range(0, len(audio), bridge.MAX_AUDIO_BYTES):
+            chunk = audio[start : start + bridge.MAX_AUDIO_BYTES]
+            await link.send(bridge.AgentAudio(seq=self._audio_seq, pcm=chunk))
+            self._audio_seq += 1
+            self._turn.generated_bytes += len(chunk)
+
+    async def _finish_turn(self, link: Bridge) -> None:
+        turn, self._turn = self._turn, _Turn()
+        self.awaiting_reply = False
+        mark_wait_s = 10.0
+        spoke = turn.utterance_id is not None or bool("".join(turn.agent_text).strip())
+        if self._voicemail_phase is _VoicemailPhase.SENT and spoke:
+            # The message has been said: hang up once it has played out on the line.
+            self._voicemail_phase = _VoicemailPhase.DONE
+            self.pending_hangup = VOICEMAIL_REASON
+            mark_wait_s += turn.generated_bytes / _BYTES_PER_MS_OUT / 1000
+        await self._transcribe("caller", turn.caller_text)
+        await self._transcribe("agent", turn.agent_text)
+        if turn.utterance_id is not None:
+            await link.send(bridge.PlayMark(name=turn.utterance_id))
+            if not turn.barged_in:
+                played = turn.generated_bytes // _BYTES_PER_MS_OUT
+                await self._facts.report(
+                    AgentSpeechFinished, utterance_id=turn.utterance_id, played_ms=played
+                )
+        if self.pending_hangup is not None:
+            await self._hang_up(link, self.pending_hangup, mark_wait_s=mark_wait_s)
+
+    async def abandon_turn(self, link: Bridge) -> None:
+        """The model's turn died with its connection: keep what was said, end the utterance."""
+        turn, self._turn = self._turn, _Turn()
+        self.awaiting_reply = False
+        if self._voicemail_phase is _VoicemailPhase.SENT:
+            self._voicemail_phase = _VoicemailPhase.PENDING  # said again on the next connection
+        await self._transcribe("caller", turn.caller_text)
+        await self._transcribe("agent", turn.agent_text)
+        if turn.utterance_id is not None:
+            await link.send(bridge.PlayMark(name=turn.utterance_id))
+
+    async def _transcribe(self, speaker: str, parts: list[str]) -> None:
+        text = "".join(parts).strip()
+        if not text:
+            return
+        self.transcript.append(f"{speaker}: {text}")
+        self.segments += 1
+        await self._facts.report(
+            TranscriptSegment,
+            speaker=speaker,
+            text=text,
+            final=True,
+            start_ms=self.stream_ms,
+            end_ms=None,
+            segment_index=self.segments,
+        )
+
+    async def give_up(self, link: Bridge) -> None:
+        """The model cannot be reached: say goodbye in the worker's own voice and hang up."""
+        log.warning("call %s: giving up on the model; ending the call", self._call_id)
+        pcm = await goodbye_pcm()
+        if pcm:
+            self._turn = _Turn()
+            await self._play(link, pcm)
+            await link.send(bridge.PlayMark(name=self._turn.utterance_id or "goodbye"))
+        listener = asyncio.create_task(self._listen_for_marks(link))
+        try:
+            await self._hang_up(link, "failed", requested_by="system")
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _listen_for_marks(self, link: Bridge) -> None:
+        """Without a model session nothing reads the bridge; the hang-up still waits for its mark."""
+        while True:
+            message = await link.receive()
+            if isinstance(message, bridge.MarkReached) and message.name == _HANGUP_MARK:
+                self._hangup_mark.set()
+            elif isinstance(message, bridge.StreamStopped):
+                self._hangup_mark.set()
+                return
+
+    async def _hang_up(
+        self, link: Bridge, reason: str, *, requested_by: str = "agent", mark_wait_s: float = 10.0
+    ) -> None:
+        self.pending_hangup = None
+        await link.send(bridge.PlayMark(name=_HANGUP_MARK))
+        with contextlib.suppress(TimeoutError):  # let the caller hear the goodbye, within reason
+            await asyncio.wait_for(self._hangup_mark.wait(), timeout=mark_wait_s)
+        # Acknowledged first, so the call log records who hung up before the stream stops.
+        await self._facts.report(HangUpRequested, requested_by=requested_by, reason=reason, wait=True)
+        await link.send(bridge.HangUp(reason="agent_hung_up" if requested_by == "agent" else reason))
+
+
+class _VoicemailPhase(StrEnum):
+    NONE = "none"
+    PENDING = "pending"
+    """Requested; to be sent once the model is quiet."""
+    SENT = "sent"
+    """The instruction went to the model; its next spoken turn is the message."""
+    DONE = "done"
+
+
+@dataclass
+class _Turn:
+    """What the model has said and heard in the current turn."""
+
+    utterance_id: str | None = None
+    generated_bytes: int = 0
+    barged_in: bool = False
+    caller_text: list[str] = field(default_factory=list)
+    agent_text: list[str] = field(default_factory=list)

@@ -1,0 +1,76 @@
+"""The call's resumption handle across its Live connections, and the session facts that track it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from schemas.call_session import (
+    GeminiSessionClosed,
+    GeminiSessionOpened,
+    GeminiSessionResumed,
+    ResumptionHandleUpdated,
+)
+from streams.sessions.facts import Reporter
+from streams.sessions.live_config import SessionPlan
+from streams.sessions.recovery import ModelFailure, backoff_s, retry
+
+
+class Resumption:
+    """Which handle the next connection resumes, how many failed in a row, and what is recorded."""
+
+    def __init__(self, facts: Reporter, *, handle: str | None, worker_id: str, max_reconnects: int) -> None:
+        self.handle = handle
+        self._facts = facts
+        self._worker_id = worker_id
+        self._max_reconnects = max_reconnects
+        self._failures = 0
+
+    def next_plan(
+        self, base: SessionPlan, *, spoken: bool, transcript: list[str]
+    ) -> tuple[SessionPlan, bool]:
+        """The next connection's plan, and whether it is fresh (no handle, the call already begun)."""
+        plan = replace(base, resumption_handle=self.handle)
+        fresh = self.handle is None and spoken
+        if fresh:
+            plan = replace(plan, transcript_so_far=tuple(transcript))
+        return plan, fresh
+
+    async def opened(self, model: str, *, fresh: bool) -> None:
+        if self.handle is not None or fresh:
+            await self._facts.report(
+                GeminiSessionResumed,
+                resumption_handle=self.handle or "",
+                worker_id=self._worker_id,
+                fresh_session=fresh,
+            )
+        else:
+            await self._facts.report(
+                GeminiSessionOpened, session_id=None, model=model, worker_id=self._worker_id
+            )
+
+    async def updated(self, handle: str) -> None:
+        self.handle = handle
+        await self._facts.report(ResumptionHandleUpdated, handle=handle)
+
+    async def closed(self, reason: str, code: int | None) -> None:
+        await self._facts.report(
+            GeminiSessionClosed, reason=reason, resumption_handle=self.handle, close_code=code
+        )
+
+    def went_away(self) -> None:
+        """A planned reconnect (goAway): the next connection starts a new count of failures."""
+        self._failures = 0
+
+    def failed(self, failure: ModelFailure) -> bool:
+        """Count a failed connection; True when the call should give up rather than reconnect."""
+        self._failures += 1
+        decision = retry(
+            failure, self._failures, resuming=self.handle is not None, max_reconnects=self._max_reconnects
+        )
+        if decision.drop_handle:
+            self.handle = None  # a fresh session, primed with the transcript
+        return decision.give_up
+
+    @property
+    def backoff_s(self) -> float:
+        return backoff_s(self._failures)
