@@ -20,13 +20,13 @@ from api.agent_models import (
     VersionCreate,
 )
 from api.agent_versions import config_diff, config_input, etag, expected_version
-from api.commands import new_id, now
+from api.command_http import envelope, settle
+from api.commands import new_id
 from api.deps import Admin, ContextDep, SessionDep, Viewer
 from api.problems import ProblemError, field_errors
 from projections import queries
 from schemas.agents import AgentConfig, ArchiveAgent, CreateAgent, PublishAgentVersion
-from schemas.envelope import derive_event_id
-from schemas.ids import AgentId, CorrelationId, EventId, TenantId
+from schemas.ids import AgentId
 from streams.writers.agent_rules import config_errors
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
@@ -49,15 +49,7 @@ def _validated(config: AgentConfigIn) -> AgentConfig:
 
 
 def _envelope(principal: Viewer, agent_id: str) -> dict[str, Any]:
-    correlation = new_id("cmd")
-    return {
-        "tenant_id": TenantId(principal.tenant_id),
-        "agent_id": AgentId(agent_id),
-        "seq": 0,
-        "event_id": EventId(str(derive_event_id(correlation, 0, "command"))),
-        "occurred_at": now(),
-        "correlation_id": CorrelationId(correlation),
-    }
+    return envelope(principal.tenant_id) | {"agent_id": AgentId(agent_id)}
 
 
 async def _agent_public(session: SessionDep, tenant_id: str, agent_id: str) -> AgentPublic | None:
@@ -66,20 +58,6 @@ async def _agent_public(session: SessionDep, tenant_id: str, agent_id: str) -> A
         return None
     version = await queries.agent_version(session, tenant_id, agent_id, agent["current_version"])
     return AgentPublic(**agent, config=version["config"] if version else None)
-
-
-async def _settle(context: ContextDep, correlation_id: str, response: Response, location: str) -> bool:
-    """True once applied; raises the problem of a rejection; False (202 set) when still pending."""
-    outcome = await context.bus.outcome(correlation_id)
-    if outcome is None:
-        response.status_code = 202
-        response.headers["Location"] = location
-        return False
-    if outcome["status"] == "rejected":
-        raise ProblemError(
-            REJECTION_STATUS.get(outcome["code"], 409), outcome["reason"], code=outcome["code"]
-        )
-    return True
 
 
 @router.post("", status_code=201, response_model=AgentPublic | None)
@@ -98,7 +76,7 @@ async def create_agent(
     await store.audit(session, principal, "agent.create", "agent", agent_id, correlation_id=last)
     await session.commit()
     location = f"/api/agents/{agent_id}"
-    if not await _settle(context, last, response, location):
+    if not await settle(context.bus, last, response, location, REJECTION_STATUS):
         return None
     agent = await _agent_public(session, principal.tenant_id, agent_id)
     response.headers["Location"] = location
@@ -173,7 +151,7 @@ async def _publish(
     )
     await session.commit()
     location = f"/api/agents/{agent_id}/versions/{expected + 1}"
-    if not await _settle(context, command.correlation_id, response, location):
+    if not await settle(context.bus, command.correlation_id, response, location, REJECTION_STATUS):
         return None
     version = await queries.agent_version(session, principal.tenant_id, agent_id, expected + 1)
     response.headers["Location"] = location
@@ -251,6 +229,7 @@ async def archive_agent(
         session, principal, "agent.archive", "agent", agent_id, correlation_id=command.correlation_id
     )
     await session.commit()
-    if not await _settle(context, command.correlation_id, response, f"/api/agents/{agent_id}"):
+    location = f"/api/agents/{agent_id}"
+    if not await settle(context.bus, command.correlation_id, response, location, REJECTION_STATUS):
         return None
     return await _agent_public(session, principal.tenant_id, agent_id)

@@ -11,12 +11,12 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from api import store
-from api.commands import new_id, now
+from api.command_http import envelope, settle
+from api.commands import new_id
 from api.deps import ContextDep, Operator, SessionDep, Viewer
 from api.problems import ProblemError
 from projections import queries
-from schemas.envelope import derive_event_id
-from schemas.ids import CorrelationId, DocumentId, EventId, KnowledgeBaseId, TenantId
+from schemas.ids import DocumentId, KnowledgeBaseId
 from schemas.knowledge import AddDocument, CreateKnowledgeBase, RemoveDocument
 from streams.writers.extract import SUPPORTED_TYPES
 
@@ -61,28 +61,7 @@ class SearchHit(BaseModel):
 
 
 def _envelope(tenant_id: str, kb_id: str) -> dict[str, Any]:
-    correlation = new_id("cmd")
-    return {
-        "tenant_id": TenantId(tenant_id),
-        "kb_id": KnowledgeBaseId(kb_id),
-        "seq": 0,
-        "event_id": EventId(str(derive_event_id(correlation, 0, "command"))),
-        "occurred_at": now(),
-        "correlation_id": CorrelationId(correlation),
-    }
-
-
-async def _settle(context: ContextDep, correlation_id: str, response: Response, location: str) -> bool:
-    outcome = await context.bus.outcome(correlation_id)
-    if outcome is None:
-        response.status_code = 202
-        response.headers["Location"] = location
-        return False
-    if outcome["status"] == "rejected":
-        raise ProblemError(
-            REJECTION_STATUS.get(outcome["code"], 409), outcome["reason"], code=outcome["code"]
-        )
-    return True
+    return envelope(tenant_id) | {"kb_id": KnowledgeBaseId(kb_id)}
 
 
 async def _base(session: SessionDep, tenant_id: str, kb_id: str) -> dict[str, Any]:
@@ -108,7 +87,7 @@ async def create_base(
     )
     await session.commit()
     location = f"/api/knowledge/bases/{kb_id}"
-    if not await _settle(context, command.correlation_id, response, location):
+    if not await settle(context.bus, command.correlation_id, response, location, REJECTION_STATUS):
         return None
     response.headers["Location"] = location
     return KnowledgeBasePublic(**await _base(session, principal.tenant_id, kb_id))
@@ -199,7 +178,7 @@ async def upload_document(
     )
     await session.commit()
     location = f"/api/knowledge/bases/{kb_id}/documents/{document_id}"
-    if not await _settle(context, command.correlation_id, response, location):
+    if not await settle(context.bus, command.correlation_id, response, location, REJECTION_STATUS):
         return None
     response.headers["Location"] = location
     found = await queries.get_document(session, principal.tenant_id, kb_id, document_id)
@@ -256,8 +235,8 @@ async def delete_document(
         session, principal, "document.remove", "document", document_id, correlation_id=command.correlation_id
     )
     await session.commit()
-    pending = Response(status_code=202)
-    if not await _settle(context, command.correlation_id, pending, f"/api/knowledge/bases/{kb_id}/documents"):
+    pending, location = Response(status_code=202), f"/api/knowledge/bases/{kb_id}/documents"
+    if not await settle(context.bus, command.correlation_id, pending, location, REJECTION_STATUS):
         return pending
     return Response(status_code=204)
 

@@ -8,46 +8,29 @@ from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.command_result import record_result
+from projections.command_projection import CommandProjection
 from projections.jsonable import to_jsonable
 from projections.models import Agent, AgentVersion
 from projections.runner import UnappliableError
 from schemas import agents
 from schemas.catalog import AGENT_EVENTS
-from schemas.registry import Record
-
-_EVENT_TYPES = get_args(agents.AgentEvent)
 
 
-class AgentProjection:
+class AgentProjection(CommandProjection[agents.AgentEvent]):
     """Folds voice.agents.events.v1 into agent and agent_version."""
 
+    kind = "an agent"
+    event_types = get_args(agents.AgentEvent)
+    rejection = agents.AgentCommandRejected
+
     def __init__(self, *, name: str = "agents", topic: str = AGENT_EVENTS.name) -> None:
-        self.name = name
-        self.topics: tuple[str, ...] = (topic,)
+        super().__init__(name=name, topic=topic)
 
-    def aggregate_of(self, record: Record) -> tuple[str, int]:
-        if not isinstance(record, _EVENT_TYPES):
-            raise UnappliableError(f"{type(record).__name__} is not an agent event")
-        return record.agent_id, record.seq
+    def aggregate_id(self, event: agents.AgentEvent) -> str:
+        return event.agent_id
 
-    async def apply(self, session: AsyncSession, record: Record) -> None:
-        if not isinstance(record, _EVENT_TYPES):
-            raise UnappliableError(f"{type(record).__name__} is not an agent event")
-        await _apply(session, record)
-        rejected = isinstance(record, agents.AgentCommandRejected)
-        await record_result(
-            session,
-            correlation_id=record.correlation_id,
-            tenant_id=record.tenant_id,
-            aggregate_id=record.agent_id,
-            at=record.occurred_at,
-            code=record.code if rejected else None,
-            reason=record.reason if rejected else None,
-        )
-
-    async def flush(self, session: AsyncSession) -> None:
-        return None
+    async def apply_event(self, session: AsyncSession, event: agents.AgentEvent) -> None:
+        await _apply(session, event)
 
 
 async def _apply(session: AsyncSession, event: agents.AgentEvent) -> None:

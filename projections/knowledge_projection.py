@@ -8,45 +8,28 @@ from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from projections.command_result import record_result
+from projections.command_projection import CommandProjection
 from projections.models import Chunk, Document, KnowledgeBase
 from projections.runner import UnappliableError
 from schemas import knowledge
 from schemas.catalog import KNOWLEDGE_EVENTS
-from schemas.registry import Record
-
-_EVENT_TYPES = get_args(knowledge.KnowledgeEvent)
 
 
-class KnowledgeProjection:
+class KnowledgeProjection(CommandProjection[knowledge.KnowledgeEvent]):
     """Folds voice.knowledge.events.v1 into knowledge_base, document and chunk."""
 
+    kind = "a knowledge"
+    event_types = get_args(knowledge.KnowledgeEvent)
+    rejection = knowledge.KnowledgeCommandRejected
+
     def __init__(self, *, name: str = "knowledge", topic: str = KNOWLEDGE_EVENTS.name) -> None:
-        self.name = name
-        self.topics: tuple[str, ...] = (topic,)
+        super().__init__(name=name, topic=topic)
 
-    def aggregate_of(self, record: Record) -> tuple[str, int]:
-        if not isinstance(record, _EVENT_TYPES):
-            raise UnappliableError(f"{type(record).__name__} is not a knowledge event")
-        return record.kb_id, record.seq
+    def aggregate_id(self, event: knowledge.KnowledgeEvent) -> str:
+        return event.kb_id
 
-    async def apply(self, session: AsyncSession, record: Record) -> None:
-        if not isinstance(record, _EVENT_TYPES):
-            raise UnappliableError(f"{type(record).__name__} is not a knowledge event")
-        await _apply(session, record)
-        rejected = isinstance(record, knowledge.KnowledgeCommandRejected)
-        await record_result(
-            session,
-            correlation_id=record.correlation_id,
-            tenant_id=record.tenant_id,
-            aggregate_id=record.kb_id,
-            at=record.occurred_at,
-            code=record.code if rejected else None,
-            reason=record.reason if rejected else None,
-        )
-
-    async def flush(self, session: AsyncSession) -> None:
-        return None
+    async def apply_event(self, session: AsyncSession, event: knowledge.KnowledgeEvent) -> None:
+        await _apply(session, event)
 
 
 async def _apply(session: AsyncSession, event: knowledge.KnowledgeEvent) -> None:

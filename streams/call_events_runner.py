@@ -1,0 +1,160 @@
+"""Runs a post-call handler: call events in, one task per job, offsets committed behind the jobs.
+
+A consumer group of its own on ``voice.calls.events.v1`` (never the calls worker's) and the
+agents' published versions from ``voice.agents.events.v1`` (every one so far is read before the
+first call event). Each job is a task, so a slow one never holds up the reading of call events;
+an offset is committed only once every job caused by it (and before it) has finished, so a crash
+runs the jobs again: at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from infra.kafka import make_consumer, make_producer
+from infra.settings import Settings
+from schemas.agents import AgentVersionPublished
+from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, POSTCALL_EVENTS
+from schemas.codec import Codec, DecodeError
+from schemas.dialer import PostCallEvent
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[PostCallEvent], Awaitable[None]]
+"""Write one post-call event, keyed by its call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Work one call event causes; ``name`` says what failed in the log."""
+
+    name: str
+    run: Callable[[Publish], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class OffsetBook:
+    """Per partition: the offset after the last event read, and the offsets with jobs unfinished."""
+
+    _read: dict[TopicPartition, int] = field(default_factory=dict)
+    _running: dict[TopicPartition, Counter[int]] = field(default_factory=dict)
+
+    def read(self, tp: TopicPartition, offset: int) -> None:
+        self._read[tp] = offset + 1
+
+    def started(self, tp: TopicPartition, offset: int) -> None:
+        self._running.setdefault(tp, Counter())[offset] += 1
+
+    def finished(self, tp: TopicPartition, offset: int) -> None:
+        running = self._running[tp]
+        running[offset] -= 1
+        if running[offset] <= 0:
+            del running[offset]
+
+    def committable(self) -> dict[TopicPartition, int]:
+        """Where each partition may resume: its oldest unfinished job, else after the last read."""
+        return {tp: min(self._running.get(tp) or (done,)) for tp, done in self._read.items()}
+
+
+class CallEventsRunner:
+    """Feeds ``on_agent`` every published agent version and runs the jobs ``on_call`` returns."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        group_id: str,
+        on_agent: Callable[[AgentVersionPublished], None],
+        on_call: Callable[[object], Sequence[Job]],
+    ) -> None:
+        self._settings = settings
+        self._group = group_id
+        self._on_agent = on_agent
+        self._on_call = on_call
+        self._codec = Codec.single_object()
+        self._book = OffsetBook()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        producer = make_producer(self._settings.kafka)
+        calls = make_consumer(self._settings.kafka, CALL_EVENTS.name, group_id=self._group)
+        agents = make_consumer(self._settings.kafka, AGENT_EVENTS.name, group_id=None)
+        await producer.start()
+        await agents.start()
+        await calls.start()
+        try:
+            await self._catch_up(agents)
+            follow = asyncio.create_task(self._follow_agents(agents, stop))
+            while not stop.is_set():
+                for tp, messages in (await calls.getmany(timeout_ms=200)).items():
+                    for message in messages:
+                        self._read_call_event(tp, message.offset, message.value, producer)
+                await self._commit(calls)
+            follow.cancel()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await calls.stop()
+            await agents.stop()
+            await producer.stop()
+
+    async def _catch_up(self, agents: Any) -> None:
+        topic = AGENT_EVENTS.name
+        partitions = [TopicPartition(topic, p) for p in agents.partitions_for_topic(topic) or ()]
+        ends = await agents.end_offsets(partitions)
+        while [tp for tp in partitions if await agents.position(tp) < ends[tp]]:
+            await self._read_agents(agents, 200)
+
+    async def _follow_agents(self, agents: Any, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._read_agents(agents, 500)
+
+    async def _read_agents(self, agents: Any, timeout_ms: int) -> None:
+        for messages in (await agents.getmany(timeout_ms=timeout_ms)).values():
+            for message in messages:
+                record = self._decode(message.value)
+                if isinstance(record, AgentVersionPublished):
+                    self._on_agent(record)
+
+    def _read_call_event(
+        self, tp: TopicPartition, offset: int, value: bytes | None, producer: AIOKafkaProducer
+    ) -> None:
+        self._book.read(tp, offset)
+        for job in self._on_call(self._decode(value)):  # undecodable ones the calls worker dead-letters
+            self._book.started(tp, offset)
+            task = asyncio.create_task(self._run(tp, offset, job, producer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, tp: TopicPartition, offset: int, job: Job, producer: AIOKafkaProducer) -> None:
+        async def publish(record: PostCallEvent) -> None:
+            await producer.send_and_wait(
+                POSTCALL_EVENTS.name, self._codec.encode(record), record.call_id.encode()
+            )
+
+        try:
+            await job.run(publish)
+        except Exception:
+            log.exception("%s failed", job.name)
+        finally:
+            self._book.finished(tp, offset)
+
+    async def _commit(self, consumer: Any) -> None:
+        offsets = {tp: OffsetAndMetadata(at, "") for tp, at in self._book.committable().items()}
+        if offsets:
+            await consumer.commit(offsets)
+
+    def _decode(self, value: bytes | None) -> object:
+        try:
+            return self._codec.decode(value) if value else None
+        except DecodeError:
+            return None
