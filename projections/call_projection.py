@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from datetime import date
 from typing import Any, get_args
@@ -22,6 +23,16 @@ from schemas.registry import Record
 _CALL_EVENT_TYPES = get_args(calls.CallEvent)
 _CALL_COLUMNS = [f.name for f in dataclasses.fields(call_view.CallView)]
 _TIMELINE_COLUMNS = ("call_id", "seq", "tenant_id", "event_id", "event_type", "occurred_at", "payload")
+
+# Projection processes that share a schema (a consumer group of several, or a replay with
+# --jobs) may recompute the same day at once. Under READ COMMITTED each would miss the other's
+# uncommitted calls and the last commit would win with half the figures. A transaction-scoped
+# lock per day, taken in one global order (no deadlocks), makes the later recompute wait for
+# the earlier commit; its statement then starts after that commit and sees both.
+_LOCK_DAYS_SQL = text(
+    "SELECT pg_advisory_xact_lock(k)"
+    " FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS u(k, n) ORDER BY n"
+)
 
 # One statement for every (tenant, agent, UTC day) a batch touched; a day left with no calls gets zeros.
 _ANALYTICS_SQL = text(
@@ -108,8 +119,15 @@ class CallProjection:
     async def flush(self, session: AsyncSession) -> None:
         dirty, self._dirty_days = sorted(self._dirty_days), set()
         if dirty:
+            await session.execute(_LOCK_DAYS_SQL, {"keys": sorted({day_lock_key(*day) for day in dirty})})
             tenants, agents, days = (list(column) for column in zip(*dirty, strict=True))
             await session.execute(_ANALYTICS_SQL, {"tenants": tenants, "agents": agents, "days": days})
+
+
+def day_lock_key(tenant_id: str, agent_id: str, day: date) -> int:
+    """A stable signed 64-bit advisory lock key for one analytics day."""
+    digest = hashlib.blake2b(f"analytics_daily\x1f{tenant_id}\x1f{agent_id}\x1f{day}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 def _view_of(row: Any) -> call_view.CallView:
