@@ -5,6 +5,8 @@ Every mode starts from a fresh, migrated schema and takes the same encoded call 
 fetch (decode, seq skipping, rows, positions, checkpoints, analytics, commit). Kafka itself is left
 out: this measures the apply side. The COPY ceiling writes the rows the projection ends with
 (call, call_event, transcript_segment, tool_call, recording) in the same batches, nothing else.
+With ``--processes N`` (default 2) the batched path also runs in N processes on one schema, the
+partitions split between them as a consumer group of N projection services would split them.
 
     .venv/bin/python bench/bench_projection.py --calls 5000
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -26,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.migrate import upgrade_database
@@ -126,6 +130,57 @@ async def run_projection(
     return len(messages) / elapsed
 
 
+def _one_process(
+    database: dict[str, Any], schema: str, messages: list[Message], batch: int, start: Any, done: Any
+) -> None:
+    """One projection process (one consumer of the group): its partitions' messages, in batches."""
+
+    async def go() -> None:
+        settings = Settings(env="test", database=database)
+        engine = make_schema_engine(settings.database, schema)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        runner = ProjectionRunner(
+            CallProjection(),
+            session_factory=sessions,
+            dead_letters=NoDeadLetters(),  # type: ignore[arg-type]
+            codec=Codec.single_object(),
+        )
+        async with sessions() as session:  # connect before the clock starts
+            await session.execute(text("SELECT 1"))
+        start.wait()
+        began = time.perf_counter()
+        for i in range(0, len(messages), batch):
+            await runner.process(messages[i : i + batch])
+        done.put((began, time.perf_counter(), runner.applied))
+        await engine.dispose()
+
+    asyncio.run(go())
+
+
+async def run_processes(settings: Settings, messages: Sequence[Message], batch: int, processes: int) -> float:
+    """Partitions split over ``processes`` projection processes on one schema, as a consumer group would."""
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    await asyncio.to_thread(upgrade_database, settings.database, schema=schema)
+    spawn = multiprocessing.get_context("spawn")
+    start, done = spawn.Event(), spawn.Queue()
+    database = settings.database.model_dump(mode="json")
+    shares = [[m for m in messages if m.partition % processes == n] for n in range(processes)]
+    children = [
+        spawn.Process(target=_one_process, args=(database, schema, share, batch, start, done))
+        for share in shares
+    ]
+    for child in children:
+        child.start()
+    await asyncio.sleep(3.0)  # let every child import and connect
+    start.set()
+    results = [await asyncio.to_thread(done.get, True, 600) for _ in children]
+    for child in children:
+        child.join()
+    applied = sum(r[2] for r in results)
+    assert applied == len(messages), (applied, len(messages))
+    return applied / (max(r[1] for r in results) - min(r[0] for r in results))
+
+
 async def run_copy(settings: Settings, events: Sequence[calls.CallEvent], batch: int) -> float:
     """COPY of the rows the projection ends with, batch by batch: the write ceiling."""
     engine, sessions = await fresh_sessions(settings)
@@ -163,6 +218,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         results["batched_events_per_s"] = await run_projection(
             settings, CallProjection(), messages, args.batch
         )
+        if args.processes > 1:
+            results["processes"] = args.processes
+            results["batched_events_per_s_in_processes"] = await run_processes(
+                settings, messages, args.batch, args.processes
+            )
         small = messages[: args.one_by_one_events]
         results["one_by_one_events"] = len(small)
         results["one_by_one_events_per_s"] = await run_projection(
@@ -179,5 +239,8 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=5000, help="calls of 10 events each")
     parser.add_argument("--batch", type=int, default=1000, help="records per transaction")
     parser.add_argument("--one-by-one-events", type=int, default=10_000)
+    parser.add_argument(
+        "--processes", type=int, default=2, help="also run the batched path in N processes, partitions split"
+    )
     figures = asyncio.run(main(parser.parse_args()))
     print(json.dumps({k: round(v) if isinstance(v, float) else v for k, v in figures.items()}, indent=2))
