@@ -315,6 +315,7 @@ async def _run_edge(settings: Settings, calls: int, seconds: float) -> None:
     lags: list[float] = []
     probe = asyncio.create_task(_loop_lag_probe(lags))
     pauses: list[float] = []
+    generations: list[int] = []
     started: list[float] = [0.0]
 
     def gc_timer(phase: str, info: dict[str, int]) -> None:
@@ -322,6 +323,7 @@ async def _run_edge(settings: Settings, calls: int, seconds: float) -> None:
             started[0] = time.perf_counter()
         else:
             pauses.append(time.perf_counter() - started[0])
+            generations.append(info["generation"])
 
     gc.callbacks.append(gc_timer)
     cpu0, wall0, waited0 = time.process_time(), time.monotonic(), _run_queue_wait_s()
@@ -361,6 +363,9 @@ async def _run_edge(settings: Settings, calls: int, seconds: float) -> None:
     print(f"  edge loop lag (a frame waits this long to be read): p50 {l50:.2f} ms, p99 {l99:.2f} ms")
     gc_ms = np.array(pauses or [0.0]) * 1000
     print(f"  edge GC: {len(pauses)} collections, {gc_ms.sum():.0f} ms in all, longest {gc_ms.max():.2f} ms")
+    for generation in sorted(set(generations)):
+        mine = gc_ms[: len(generations)][np.array(generations) == generation]
+        print(f"    generation {generation}: {mine.size}, {mine.sum():.0f} ms, longest {mine.max():.2f} ms")
     print(f"simulator CPU: {stats['cpu_share'] * 100:.1f}% of its core")
     print(f"bridge frames {stats['bridge_frames']} of {expected}; gaps/reorders {stats['reordered_or_lost']}")
     expected_out = calls * (seconds - 1) * 50

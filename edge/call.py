@@ -24,6 +24,7 @@ from edge.playback_clock import FRAME_S, MAX_LAG_S
 from edge.recording import CallRecording
 from edge.session import MediaSession
 from edge.twiml import StreamParameters
+from edge.wsframe import BINARY, server_frame
 from schemas import bridge
 from schemas.call_media import AgentInterrupted, MediaStreamStopped, RecordingAvailable
 from schemas.envelope import derive_event_id
@@ -125,11 +126,11 @@ class LiveCall:
             or transport.get_write_buffer_size() >= _BRIDGE_WRITE_LIMIT
         ):
             return False
+        for data in protocol.data_to_send():  # whatever the protocol queued goes first
+            transport.write(data)
         caller = self.session.caller
         while (frame := caller.pop()) is not None:
-            protocol.send_binary(frame)
-        for data in protocol.data_to_send():
-            transport.write(data)
+            transport.write(server_frame(BINARY, frame))  # the bridge has no extensions
         arrival = self.last_arrival
         if arrival is not None:
             self.node.metrics.bridge_latency_s.append(perf_counter() - arrival)

@@ -29,6 +29,7 @@ from edge.media_socket import MediaLoop
 from edge.node import EdgeNode
 from edge.signature import SIGNATURE_HEADER, SignatureChecker
 from edge.twiml import MEDIA_PATH
+from edge.wsframe import TEXT, server_frame
 
 log = logging.getLogger(__name__)
 _CLOSE_TIMEOUT_S = 10.0
@@ -121,8 +122,9 @@ class MediaStreamProtocol(asyncio.Protocol):
             await self.writable.wait()  # a full socket: the watchdog times a stuck client
         if self.conn.state is not State.OPEN:
             raise ConnectionError("the Twilio socket is closed")
-        self.conn.send_text(data.encode())
-        self._flush()
+        self._flush()  # whatever the protocol queued goes first
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(server_frame(TEXT, data.encode()))  # no extensions negotiated
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         if self.conn.state is not State.OPEN:

@@ -129,8 +129,8 @@ class MediaSession:
             pcm8k = mulaw.decode(frame)
             if pcm8k_sink is not None:
                 pcm8k_sink.append(pcm8k.tobytes())
-            pcm16k = self._upsample.process(pcm8k)
-            self.caller.push(bridge.encode_caller_audio(self._bridge_seq, stream_ms, pcm16k.tobytes()))
+            pcm16k = self._upsample.process(pcm8k).tobytes()  # one copy for the bridge and the VAD
+            self.caller.push(bridge.encode_caller_audio(self._bridge_seq, stream_ms, pcm16k))
             self._bridge_seq += 1
             result.bridge_frames += 1
             event = self._vad.process(pcm16k, stream_ms)

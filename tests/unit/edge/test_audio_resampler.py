@@ -153,3 +153,27 @@ def test_loud_input_saturates_instead_of_wrapping() -> None:
     ideal = signal.upfirdn(resampler.taps, square.astype(np.float64), 2, 1)[: len(out)]
     assert ideal.max() > 32767  # the filter's overshoot really exceeds full scale here
     assert np.abs(out - np.clip(ideal, -32768, 32767)).max() <= 1.0
+
+
+@pytest.mark.parametrize(("src", "dst"), [(8000, 16000), (8000, 24000)])
+def test_interpolating_frames_match_one_block_of_the_whole_stream(src: int, dst: int) -> None:
+    # 20 ms frames take the block-product path; odd lengths take the strided one.
+    samples = (np.random.default_rng(3).standard_normal(src) * 8000).astype(np.int16)
+    resampler = StreamingResampler.for_rates(src, dst)
+    framed = np.concatenate(_stream(resampler, samples, src // 50))
+    odd = np.concatenate(_stream(StreamingResampler.for_rates(src, dst), samples, 13))
+    reference = signal.upfirdn(resampler.taps, samples.astype(np.float64), resampler.up, 1)
+    assert np.abs(framed - np.clip(reference[: len(framed)], -32768, 32767)).max() <= 1.0
+    assert np.abs(framed[: len(odd)].astype(np.int32) - odd).max() <= 1
+
+
+def test_phone_band_interpolator_is_short_and_rejects_images_of_the_band() -> None:
+    # Input band-limited to 3.4 kHz images at 4.6 kHz and up: 65 dB down with 55 taps.
+    resampler = StreamingResampler.for_rates(8000, 16000)
+    assert resampler.taps.size <= 55
+    assert resampler.delay_samples <= 27
+    out = np.concatenate(_stream(resampler, _tone(3400, 8000, 1.0, amplitude=20000.0), 160))
+    spectrum = np.abs(np.fft.rfft(out[1600:] * np.hanning(len(out) - 1600)))
+    freqs = np.fft.rfftfreq(len(out) - 1600, 1 / 16000)
+    image = spectrum[(freqs > 4500) & (freqs < 4700)].max()
+    assert 20 * math.log10(image / spectrum.max()) <= -60.0
