@@ -22,13 +22,21 @@ console = Console()
 @call_app.command("simulate")
 def simulate(
     agent: str = typer.Option(..., "--agent", help="agent id or name (the dev stack seeds 'demo')"),
-    say: list[str] = typer.Option([], "--say", help="what the caller says, one turn per --say"),
-    wav: Path | None = typer.Option(None, "--wav", help="a WAV file to play as the caller instead"),
-    outbound: bool = typer.Option(False, "--outbound", help="have the platform dial the caller"),
-    save_audio: Path | None = typer.Option(None, "--save-audio", help="write what the caller heard (WAV)"),
+    say: list[str] = typer.Option([], "--say", help="what the simulated phone says, one turn per --say"),
+    wav: Path | None = typer.Option(None, "--wav", help="a WAV file to play instead of --say"),
+    outbound: bool = typer.Option(
+        False,
+        "--outbound",
+        help="have the agent call the simulator instead: the API places the call and the offline "
+        "Twilio stand-in of `voiceagent dev` (no Twilio account configured) rings it",
+    ),
+    save_audio: Path | None = typer.Option(
+        None, "--save-audio", help="save a stereo WAV: the simulator left, what it heard right"
+    ),
     reply_timeout: float = typer.Option(30.0, help="seconds to wait for each agent reply"),
 ) -> None:
-    """Call an agent over the real Twilio Media Streams protocol and print what happens."""
+    """Call an agent (or, with --outbound, be called by one) over the real Twilio Media Streams
+    protocol, speaking each --say after the agent's previous reply, and print what happens."""
     settings = Settings()
     try:
         addresses = DevAddresses.read(settings.data_dir.resolve())
@@ -37,7 +45,7 @@ def simulate(
                 addresses,
                 console,
                 agent=agent,
-                turns=say or (["Hello, is anybody there?"] if wav is None else []),
+                turns=say or _default_turns(wav, outbound),
                 wav=wav,
                 outbound=outbound,
                 reply_timeout_s=reply_timeout,
@@ -50,6 +58,12 @@ def simulate(
         outcome.save(save_audio)
         console.print(f"saved what the caller heard to {save_audio} (left: caller, right: agent)")
     console.print(f"[green]call {outcome.call_id} finished: {outcome.end}[/]")
+
+
+def _default_turns(wav: Path | None, outbound: bool) -> list[str]:
+    if wav is not None:
+        return []
+    return ["Hello, who is calling?"] if outbound else ["Hello, is anybody there?"]
 
 
 @call_app.command("timeline")

@@ -8,18 +8,20 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
 
 from infra.migrate import upgrade_database
 from infra.process import free_port, spawn_bound_child, stop_child
-from infra.settings import Settings
+from infra.settings import Settings, TwilioSettings
 from infra.stack import Stack, start_stack
 from infra.topics import ensure_topics
 from voiceagent.devfile import DevAddresses
@@ -100,6 +102,9 @@ def _start_services(running: Running, data_dir: Path, console: Console) -> DevAd
     standin_control: str | None = None
     if not settings.gemini.api_key.get_secret_value() and not settings.gemini.base_url:
         standin_control = _start_standin(running, env, data_dir)
+    twilio_standin: str | None = None
+    if _offline_twilio(settings):
+        twilio_standin = _start_twilio_standin(running, env, data_dir)
     for name, argv in SERVICES:
         module = argv[1]
         if importlib.util.find_spec(module) is None:
@@ -112,6 +117,15 @@ def _start_services(running: Running, data_dir: Path, console: Console) -> DevAd
     api_url = f"http://{env['VOICE_API__HOST']}:{env['VOICE_API__PORT']}"
     with console.status("waiting for the API and seeding the demo agent..."):
         agent_id = seed_demo_agent(api_url, keys["api_key"], timeout_s=90)
+    edge_host = "127.0.0.1" if settings.edge.host in ("0.0.0.0", "::") else settings.edge.host
+    listeners = [(edge_host, settings.edge.port), *([_address(twilio_standin)] if twilio_standin else [])]
+    with console.status("waiting for the edge..."):
+        # dev.json tells tools the platform takes calls, and the edge may come up after the API.
+        running.notes += [
+            f"nothing listens on {h}:{p} yet; see the logs"
+            for h, p in listeners
+            if not _listening((h, p), 60)
+        ]
     addresses = DevAddresses(
         bootstrap=settings.kafka.bootstrap or "",
         database_url=settings.database.url or "",
@@ -122,6 +136,7 @@ def _start_services(running: Running, data_dir: Path, console: Console) -> DevAd
         standin_control_url=standin_control,
         demo_agent_id=agent_id,
         demo_number=DEMO_NUMBER,
+        twilio_standin_url=twilio_standin,
     )
     addresses.write(data_dir)
     return addresses
@@ -158,6 +173,10 @@ def _start_standin(running: Running, env: dict[str, str], data_dir: Path) -> str
     argv += ["--cert-dir", str(cert_dir)]
     proc = spawn_bound_child(argv, log_path=data_dir / "logs" / "standin.log", env=env)
     running.children.append(("gemini stand-in (offline)", proc))
+    # Workers read the stand-in's CA file when they start (the summary worker at once), and the
+    # stand-in writes it before it listens: wait for that, or they would start without it.
+    if not _listening(("127.0.0.1", port), 60):
+        running.notes.append("the offline Gemini stand-in did not start; see logs/standin.log")
     env["VOICE_GEMINI__BASE_URL"] = f"https://127.0.0.1:{port}"
     env["VOICE_GEMINI__CA_FILE"] = str(cert_dir / "standin-ca.pem")
     env["VOICE_GEMINI__API_KEY"] = "offline-stand-in"
@@ -165,6 +184,43 @@ def _start_standin(running: Running, env: dict[str, str], data_dir: Path) -> str
         "GEMINI key not set: the offline Gemini stand-in answers (scripted, labelled replies)"
     )
     return f"http://127.0.0.1:{control}"
+
+
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
+
+
+def _listening(address: tuple[str, int], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(address, timeout=0.5):
+                return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+
+
+def _offline_twilio(settings: Settings) -> bool:
+    """No Twilio account (the test SID or no token) and no other API to redirect to."""
+    twilio = settings.twilio
+    unset = twilio.account_sid == TwilioSettings().account_sid or not twilio.auth_token.get_secret_value()
+    return unset and not twilio.api_base_url
+
+
+def _start_twilio_standin(running: Running, env: dict[str, str], data_dir: Path) -> str:
+    port = free_port()
+    argv = [sys.executable, "-m", "streams.telephony.standin", "--port", str(port)]
+    proc = spawn_bound_child(argv, log_path=data_dir / "logs" / "twilio-standin.log", env=env)
+    running.children.append(("twilio stand-in (offline)", proc))
+    env["VOICE_TWILIO__API_BASE_URL"] = f"http://127.0.0.1:{port}"
+    running.notes.append(
+        "Twilio account not set: outbound calls ring the offline Twilio stand-in "
+        "(try `voiceagent call simulate --agent demo --outbound`)"
+    )
+    return env["VOICE_TWILIO__API_BASE_URL"]
 
 
 def _show(running: Running, addresses: DevAddresses | None, console: Console) -> None:

@@ -22,6 +22,8 @@ class DevAddresses:
     standin_control_url: str | None
     demo_agent_id: str | None
     demo_number: str
+    twilio_standin_url: str | None = None
+    """The offline Twilio stand-in the dialer calls through, when no Twilio account is configured."""
 
     def write(self, data_dir: Path) -> Path:
         path = data_dir / FILE_NAME

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import secrets
 import time
 import uuid
 import wave
@@ -24,6 +26,7 @@ from infra.kafka import make_consumer
 from infra.settings import KafkaSettings
 from schemas.catalog import CALL_EVENTS
 from schemas.codec import Codec, DecodeError
+from streams.telephony.standin.phone import PhoneLine, TwiMLError, connect_stream
 from voiceagent.caller import Heard, SimulatedCaller, to_frames
 from voiceagent.devfile import DevAddresses
 from voiceagent.seed import find_agent
@@ -134,6 +137,16 @@ class CallWatch:
             self.console.print(f"{at} {name}")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connected:
+    """A call the platform has connected: where its Media Stream goes, with which parameters."""
+
+    call_id: str
+    call_sid: str
+    media_url: str
+    parameters: dict[str, str]
+
+
 async def simulate_call(
     addresses: DevAddresses,
     console: Console,
@@ -144,49 +157,138 @@ async def simulate_call(
     outbound: bool,
     reply_timeout_s: float,
 ) -> Outcome:
-    """Place the call, speak each turn after the agent's previous reply, hang up, report."""
-    if outbound:
-        raise SimulationError(
-            "--outbound needs a telephony provider to ring the simulator, and the offline dev stack "
-            "has none yet. Use an inbound simulated call, or configure real Twilio credentials."
-        )
-    number, greeting = _agent_number(addresses, agent)
+    """Place the call (or be called), speak each turn after the agent's previous reply, hang up."""
+    found = _agent(addresses, agent)
+    greeting = (found.get("config") or {}).get("greeting")
     watch = CallWatch(console)
     ready = asyncio.Event()
     follower = asyncio.create_task(watch.follow(KafkaSettings(bootstrap=addresses.bootstrap), ready))
-    await asyncio.wait_for(ready.wait(), 15)
-    parameters = await _answer(addresses, number)
-    call_id = parameters["call_id"]
-    console.print(f"calling {number} (agent {agent}); call id {call_id}")
-    if addresses.standin_control_url:
-        await _script_standin(addresses.standin_control_url, call_id, turns, greeting)
-    await watch.attach(call_id)
+    phone: PhoneLine | None = None
+    async with httpx.AsyncClient(timeout=10) as http:
+        try:
+            await asyncio.wait_for(ready.wait(), 15)
+            if outbound:
+                phone = _phone(addresses, http)
+                call = await _ring(addresses, http, phone, str(found["agent_id"]), console)
+            else:
+                call = await _call_in(addresses, found, console)
+            if addresses.standin_control_url:
+                await _script_standin(http, addresses.standin_control_url, call.call_id, turns, greeting)
+            await watch.attach(call.call_id)
+            audio = await _talk(
+                addresses, call, phone, watch, _caller_audio(turns, wav), greeting, reply_timeout_s
+            )
+        finally:
+            if phone is not None:
+                with contextlib.suppress(httpx.HTTPError):
+                    await phone.hang_up()
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+    last = next(e for e in reversed(watch.events) if type(e).__name__ in ("CallEnded", "CallFailed"))
+    return Outcome(call.call_id, f"{type(last).__name__} ({last.reason})", audio)
+
+
+async def _talk(
+    addresses: DevAddresses,
+    call: Connected,
+    phone: PhoneLine | None,
+    watch: CallWatch,
+    audio: list[list[bytes]],
+    greeting: str | None,
+    reply_timeout_s: float,
+) -> Heard:
+    """Open the Media Stream, hold the conversation, hang up, and wait for the call to end."""
     caller = SimulatedCaller(
-        media_stream_url(addresses.edge_url), addresses.twilio_auth_token,
-        stream_sid="MZ" + uuid.uuid4().hex, call_sid="CA" + uuid.uuid4().hex,
-    )  # fmt: skip
+        call.media_url,
+        addresses.twilio_auth_token,
+        stream_sid="MZ" + uuid.uuid4().hex,
+        call_sid=call.call_sid,
+    )
     try:
-        await caller.open(parameters)
-        await watch.wait(
-            lambda w: "GeminiSessionOpened" in w.kinds or "GeminiSessionResumed" in w.kinds,
-            60,
-            "Gemini session",
-        )
-        if greeting:
-            await _await_reply(watch, caller, 1, reply_timeout_s)
-        for index, frames in enumerate(_caller_audio(turns, wav), start=1):
-            caller.say(frames)
-            await caller.said()
-            await _await_reply(watch, caller, index + (1 if greeting else 0), reply_timeout_s)
+        await caller.open(call.parameters)
+        await _converse(watch, caller, audio, bool(greeting), reply_timeout_s)
         await caller.hang_up()
+        if phone is not None:
+            await phone.hang_up()  # the callee hung up: the stand-in posts `completed`
         await watch.wait(lambda w: "CallEnded" in w.kinds or "CallFailed" in w.kinds, 30, "end of the call")
     finally:
         if not caller.closed.is_set():
             await caller.hang_up()
-        follower.cancel()
-        await asyncio.gather(follower, return_exceptions=True)
-    last = next(e for e in reversed(watch.events) if type(e).__name__ in ("CallEnded", "CallFailed"))
-    return Outcome(call_id, f"{type(last).__name__} ({last.reason})", caller.audio)
+    return caller.audio
+
+
+async def _converse(
+    watch: CallWatch, caller: SimulatedCaller, audio: list[list[bytes]], greeted: bool, reply_timeout_s: float
+) -> None:
+    """Wait for the session (and the greeting), then speak each turn after the agent's reply."""
+    await watch.wait(
+        lambda w: "GeminiSessionOpened" in w.kinds or "GeminiSessionResumed" in w.kinds,
+        60,
+        "Gemini session",
+    )
+    if greeted:
+        await _await_reply(watch, caller, 1, reply_timeout_s)
+    for index, frames in enumerate(audio, start=1):
+        caller.say(frames)
+        await caller.said()
+        await _await_reply(watch, caller, index + (1 if greeted else 0), reply_timeout_s)
+
+
+async def _call_in(addresses: DevAddresses, found: dict[str, Any], console: Console) -> Connected:
+    """Inbound: ring the agent's number at the edge, as Twilio would."""
+    numbers = (found.get("config") or {}).get("phone_numbers") or []
+    if not numbers:
+        raise SimulationError(
+            f"agent {found.get('name')!r} has no phone number; publish a version with phone_numbers"
+        )
+    parameters = await _answer(addresses, str(numbers[0]))
+    console.print(f"calling {numbers[0]} (agent {found.get('name')}); call id {parameters['call_id']}")
+    return Connected(
+        call_id=parameters["call_id"], call_sid="CA" + uuid.uuid4().hex,
+        media_url=media_stream_url(addresses.edge_url), parameters=parameters,
+    )  # fmt: skip
+
+
+def _phone(addresses: DevAddresses, http: httpx.AsyncClient) -> PhoneLine:
+    if addresses.twilio_standin_url is None:
+        raise SimulationError(
+            "--outbound needs the offline Twilio stand-in to ring the simulator, and this platform "
+            "runs without it: `voiceagent dev` starts it only when no Twilio account is configured "
+            "(VOICE_TWILIO__ACCOUNT_SID / VOICE_TWILIO__AUTH_TOKEN unset). With a real account, "
+            "place the call with POST /api/calls to a real phone instead."
+        )
+    # A fictional 555-01xx number of its own, so simultaneous simulations do not share a line.
+    return PhoneLine(addresses.twilio_standin_url, f"+1555016{secrets.randbelow(10**4):04d}", http)
+
+
+async def _ring(
+    addresses: DevAddresses, http: httpx.AsyncClient, phone: PhoneLine, agent_id: str, console: Console
+) -> Connected:
+    """Outbound: wait as ``phone`` for the call the platform places, answer it, read its TwiML."""
+    await phone.register()
+    placed = await http.post(
+        f"{addresses.api_url}/api/calls",
+        json={"agent_id": agent_id, "to_number": phone.number},
+        headers={"Authorization": f"Bearer {addresses.api_key}"},
+    )
+    if placed.status_code not in (201, 202):
+        raise SimulationError(f"the API did not place the call: {placed.status_code} {placed.text[:300]}")
+    call_id = placed.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+    console.print(f"agent {agent_id} is calling {phone.number}; call id {call_id}")
+    try:
+        answered = await phone.answered(timeout_s=90)
+        if answered.error:
+            raise SimulationError(answered.error)
+        target = connect_stream(answered.twiml)
+    except TimeoutError as err:
+        raise SimulationError(f"{err}: is the dialer running? See the dev logs") from None
+    except TwiMLError as err:
+        raise SimulationError(f"the platform answered the call without a Media Stream: {err}") from None
+    if target.parameters.get("call_id") != call_id:
+        raise SimulationError(f"the TwiML streams call {target.parameters.get('call_id')}, not {call_id}")
+    return Connected(
+        call_id=call_id, call_sid=answered.call_sid, media_url=target.url, parameters=target.parameters
+    )
 
 
 async def _await_reply(watch: CallWatch, caller: SimulatedCaller, replies: int, timeout_s: float) -> None:
@@ -224,16 +326,12 @@ def _read_wav(path: Path) -> npt.NDArray[np.int16]:
     return to_rate(mono, rate, 8000)
 
 
-def _agent_number(addresses: DevAddresses, agent: str) -> tuple[str, str | None]:
+def _agent(addresses: DevAddresses, agent: str) -> dict[str, Any]:
     with httpx.Client(base_url=addresses.api_url, timeout=10) as client:
         found = find_agent(client, addresses.api_key, agent)
     if found is None:
         raise SimulationError(f"no agent {agent!r} visible to the dev API key; see {addresses.api_url}/docs")
-    config = found.get("config") or {}
-    numbers = config.get("phone_numbers") or []
-    if not numbers:
-        raise SimulationError(f"agent {agent!r} has no phone number; publish a version with phone_numbers")
-    return str(numbers[0]), config.get("greeting")
+    return found
 
 
 async def _answer(addresses: DevAddresses, number: str) -> dict[str, str]:
@@ -256,7 +354,9 @@ async def _answer(addresses: DevAddresses, number: str) -> dict[str, str]:
     return parameters
 
 
-async def _script_standin(control_url: str, call_id: str, turns: list[str], greeting: str | None) -> None:
+async def _script_standin(
+    http: httpx.AsyncClient, control_url: str, call_id: str, turns: list[str], greeting: str | None
+) -> None:
     """The offline stand-in cannot transcribe; tell it what the caller will say and what to answer."""
     script: dict[str, Any] = {
         "turns": [
@@ -265,5 +365,4 @@ async def _script_standin(control_url: str, call_id: str, turns: list[str], gree
     }
     if greeting:
         script["greeting"] = greeting
-    async with httpx.AsyncClient(timeout=10) as client:
-        await client.put(f"{control_url}/scripts/{call_id}", json=script)
+    await http.put(f"{control_url}/scripts/{call_id}", json=script)

@@ -31,7 +31,7 @@ from schemas.catalog import CALL_INPUTS
 from tests.integration.helpers import start_group_at_end
 from voiceagent.caller import SimulatedCaller, to_frames
 from voiceagent.devfile import DevAddresses
-from voiceagent.simulate import CallWatch, SimulationError, _answer
+from voiceagent.simulate import CallWatch, SimulationError, _answer, simulate_call
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parents[2]
@@ -213,3 +213,34 @@ def test_e2e_inbound_call_with_tool_calls_and_barge_in_shows_up_in_the_api(platf
             "/api/analytics", params={"date_from": str(today), "date_to": str(today + timedelta(days=1))}
         ).json()
         assert analytics["summary"]["calls"] >= 1, analytics
+
+
+def test_e2e_outbound_call_rings_the_simulated_phone_and_shows_up_in_the_api(platform: DevAddresses) -> None:
+    from rich.console import Console
+
+    assert platform.twilio_standin_url is not None  # no Twilio account: dev runs the offline stand-in
+    outcome = asyncio.run(
+        simulate_call(
+            platform, Console(quiet=True), agent="demo", turns=["Hello, who is calling?", "Thanks, bye."],
+            wav=None, outbound=True, reply_timeout_s=60,
+        )
+    )  # fmt: skip
+    assert outcome.end.startswith("CallEnded"), outcome.end
+    assert len(outcome.audio.heard) > 50  # the phone heard the agent over the Media Stream
+    with _api(platform) as api:
+        call = _until(
+            lambda: api.get(f"/api/calls/{outcome.call_id}"),
+            lambda r: r.status_code == 200 and r.json()["ended_at"],
+        )
+        body = call.json()
+        assert (body["direction"], body["status"]) == ("outbound", "completed"), body
+        assert body["to_number"].startswith("+1555016"), body
+        assert body["answered_at"] is not None, body
+        timeline = [e["event_type"] for e in api.get(f"/api/calls/{outcome.call_id}/timeline").json()]
+        assert "CallEnded" in timeline, timeline
+        transcript = _until(
+            lambda: api.get(f"/api/calls/{outcome.call_id}/transcript").json(),
+            lambda segments: {"caller", "agent"} <= {s["speaker"] for s in segments},
+        )
+        said = " ".join(s["text"] for s in transcript if s["speaker"] == "agent")
+        assert "You said: Hello, who is calling?" in said, transcript

@@ -1,0 +1,66 @@
+"""A simulated phone's side of the Twilio stand-in: wait to be rung, read the TwiML, hang up."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import httpx
+
+from streams.telephony.standin.phones import PHONES_PATH, Answered
+
+
+class TwiMLError(ValueError):
+    """The TwiML does not connect the call to a Media Stream."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamTarget:
+    """What ``<Connect><Stream url=…>`` tells Twilio: where to stream, with which parameters."""
+
+    url: str
+    parameters: dict[str, str]
+
+
+def connect_stream(twiml: str) -> StreamTarget:
+    """Read ``<Response><Connect><Stream url><Parameter name value/>…`` as Twilio does."""
+    try:
+        root = ET.fromstring(twiml)
+    except ET.ParseError as exc:
+        raise TwiMLError(f"not TwiML ({exc}): {twiml[:300]!r}") from exc
+    stream = root.find("./Connect/Stream")
+    if root.tag != "Response" or stream is None or not stream.get("url"):
+        raise TwiMLError(f"no <Connect><Stream url=…> in the TwiML: {twiml[:300]!r}")
+    parameters = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+    return StreamTarget(url=stream.get("url", ""), parameters=parameters)
+
+
+class PhoneLine:
+    """One number registered with the stand-in; ``http`` is an ``httpx.AsyncClient``."""
+
+    def __init__(self, standin_url: str, number: str, http: httpx.AsyncClient) -> None:
+        self.number = number
+        self._url = f"{standin_url.rstrip('/')}{PHONES_PATH}/{quote(number)}"
+        self._http = http
+
+    async def register(self) -> None:
+        (await self._http.put(self._url)).raise_for_status()
+
+    async def answered(self, timeout_s: float) -> Answered:
+        """The call once the stand-in has answered it; TimeoutError if none rings in time."""
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            wait_s = min(20.0, left)
+            response = await self._http.get(
+                f"{self._url}/call", params={"wait_s": f"{wait_s:.1f}"}, timeout=wait_s + 10
+            )
+            response.raise_for_status()
+            if response.status_code == 200:
+                return Answered(**response.json())
+        raise TimeoutError(f"no call rang {self.number} within {timeout_s:g}s")
+
+    async def hang_up(self) -> None:
+        """End the call (the stand-in posts ``completed``) and free the number."""
+        (await self._http.post(f"{self._url}/hang-up")).raise_for_status()
