@@ -20,6 +20,8 @@ def main() -> None:
         port=settings.api.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        loop="uvloop",  # both come with uvicorn[standard]; named so a missing one fails loudly
+        http="httptools",
     )
 
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api import agents, analytics, calls, campaigns, keys, knowledge, store
-from api.auth import RateLimiter
+from api.auth import PrincipalCache, RateLimiter
 from api.commands import CommandBus, Sender
 from api.deps import AppContext
 from api.input_guard import RejectNulMiddleware
@@ -20,6 +20,10 @@ from infra.kafka import make_producer
 from infra.settings import Settings
 from schemas.codec import Codec
 
+# How long a key stays trusted without a database lookup: a revocation made through another
+# worker, or in SQL, is honoured within this many seconds (docs/api.md).
+PRINCIPAL_TTL_S = 5.0
+
 
 def create_app(
     settings: Settings,
@@ -28,24 +32,32 @@ def create_app(
     producer: Sender | None = None,
     codec: Codec | None = None,
     limiter: RateLimiter | None = None,
+    principal_ttl_s: float = PRINCIPAL_TTL_S,
 ) -> FastAPI:
     """The API; the engine and producer are made in the lifespan unless given (tests give them)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            db = engine or make_engine(settings.database)
+            # No pre-ping: it costs a round trip per request; a connection the server dropped fails
+            # one request and SQLAlchemy then discards the pool (invalidate on disconnect).
+            db = engine or make_engine(settings.database, pre_ping=False)
             if engine is None:
                 stack.push_async_callback(db.dispose)
             sender = producer or await _started_producer(settings, stack)
             sessions = async_sessionmaker(db, expire_on_commit=False)
+            # Reads run in autocommit: no BEGIN and no ROLLBACK round trip around each request.
+            autocommit = db.execution_options(isolation_level="AUTOCOMMIT")
+            reads = async_sessionmaker(autocommit, expire_on_commit=False)
             await _bootstrap(settings, sessions)
             app.state.context = AppContext(
                 settings=settings,
                 sessions=sessions,
+                reads=reads,
                 bus=CommandBus(sender, codec or Codec.single_object(), sessions, settings.api.write_wait_s),
                 limiter=limiter or RateLimiter(settings.api.rate_limit_per_s, settings.api.rate_limit_burst),
                 blob_dir=settings.api.blob_dir or settings.data_dir / "blobs",
+                principals=PrincipalCache(principal_ttl_s),
             )
             yield
 

@@ -66,6 +66,41 @@ def looks_like_jwt(credential: str) -> bool:
 
 
 @dataclass
+class PrincipalCache:
+    """Active credentials seen in the last ``ttl_s`` seconds, so most requests skip the key lookup.
+
+    Only successful lookups are kept. A key revoked through this process is forgotten at once;
+    one revoked elsewhere (another worker, SQL) is refused within ``ttl_s`` seconds.
+    """
+
+    ttl_s: float
+    max_entries: int = 10_000
+    clock: Callable[[], float] = time.monotonic
+    _entries: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+
+    def get(self, credential_hash: str) -> Principal | None:
+        entry = self._entries.get(credential_hash)
+        if entry is None:
+            return None
+        if entry[1] <= self.clock():
+            del self._entries[credential_hash]
+            return None
+        return entry[0]
+
+    def put(self, credential_hash: str, principal: Principal) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]  # the oldest; dicts keep insertion order
+        self._entries[credential_hash] = (principal, self.clock() + self.ttl_s)
+
+    def forget_key(self, key_id: str) -> None:
+        """Drop the key and every token issued for it."""
+        for credential_hash in [h for h, (p, _) in self._entries.items() if p.key_id == key_id]:
+            del self._entries[credential_hash]
+
+
+@dataclass
 class RateLimiter:
     """A token bucket per key: ``rate`` requests a second on average, bursts up to ``burst``."""
 

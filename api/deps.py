@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import store
-from api.auth import Principal, RateLimiter, looks_like_jwt, verify_token
+from api.auth import Principal, PrincipalCache, RateLimiter, hash_key, looks_like_jwt, verify_token
 from api.commands import CommandBus
 from api.problems import ProblemError
 from infra.settings import Settings
@@ -24,12 +24,16 @@ class AppContext:
 
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    reads: async_sessionmaker[AsyncSession]  # autocommit, for requests that only read
     bus: CommandBus
     limiter: RateLimiter
     blob_dir: Path
+    principals: PrincipalCache
 
 
-def get_context(request: Request) -> AppContext:
+# Dependencies are coroutines even when they need not be: FastAPI runs a plain def in a thread pool,
+# and that hop costs more than the work they do.
+async def get_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 
@@ -37,8 +41,13 @@ def get_context(request: Request) -> AppContext:
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
-async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
-    async with context.sessions() as session:
+_READ_METHODS = frozenset(("GET", "HEAD"))
+
+
+async def get_session(request: Request, context: ContextDep) -> AsyncIterator[AsyncSession]:
+    """A session for the request; GET and HEAD handlers only read, so theirs runs in autocommit."""
+    factory = context.reads if request.method in _READ_METHODS else context.sessions
+    async with factory() as session:
         yield session
 
 
@@ -75,18 +84,35 @@ async def get_principal(request: Request, context: ContextDep, session: SessionD
 async def _resolve(credential: str, context: AppContext, session: AsyncSession) -> Principal | None:
     secret = context.settings.api.jwt_secret.get_secret_value()
     if secret and looks_like_jwt(credential):
-        principal = verify_token(credential, secret)
-        if principal is not None and await store.key_is_active(session, principal.key_id):
+        principal = verify_token(credential, secret)  # checked every time: the expiry is exact
+        if principal is not None and await _key_is_active(principal, context, session):
             return principal
         return None
-    return await store.principal_for_key(session, credential)
+    credential_hash = hash_key(credential)
+    principal = context.principals.get(credential_hash)
+    if principal is None:
+        principal = await store.principal_for_key_hash(session, credential_hash)
+        if principal is not None:
+            context.principals.put(credential_hash, principal)
+    return principal
+
+
+async def _key_is_active(principal: Principal, context: AppContext, session: AsyncSession) -> bool:
+    """Whether the key a token was issued for is still active (cached like keys themselves)."""
+    cached = "key_id:" + principal.key_id  # cannot collide with a SHA-256 hex digest
+    if context.principals.get(cached) is not None:
+        return True
+    if not await store.key_is_active(session, principal.key_id):
+        return False
+    context.principals.put(cached, principal)
+    return True
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
 def _require(role: str) -> object:
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if not principal.may(role):
             raise ProblemError(403, f"this needs the {role} role; the key has {principal.role}")
         return principal

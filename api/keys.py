@@ -54,11 +54,12 @@ async def list_keys(principal: Admin, session: SessionDep) -> list[ApiKeyPublic]
 
 
 @router.delete("/api/keys/{key_id}", status_code=204)
-async def revoke_key(key_id: str, principal: Admin, session: SessionDep) -> Response:
+async def revoke_key(key_id: str, principal: Admin, context: ContextDep, session: SessionDep) -> Response:
     if not await store.revoke_api_key(session, principal.tenant_id, key_id):
         raise ProblemError(404, f"no active key {key_id}")
     await store.audit(session, principal, "key.revoke", "api_key", key_id)
     await session.commit()
+    context.principals.forget_key(key_id)  # other workers see the revocation within their cache TTL
     return Response(status_code=204)
 
 

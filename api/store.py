@@ -41,11 +41,11 @@ async def ensure_bootstrap_key(session: AsyncSession, tenant_id: str, secret: st
         await create_api_key(session, tenant_id, "admin", "bootstrap", secret=secret)
 
 
-async def principal_for_key(session: AsyncSession, secret: str) -> Principal | None:
+async def principal_for_key_hash(session: AsyncSession, key_hash: str) -> Principal | None:
     row = (
         await session.execute(
             select(ApiKey.key_id, ApiKey.tenant_id, ApiKey.role).where(
-                ApiKey.key_hash == hash_key(secret), ApiKey.revoked_at.is_(None)
+                ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
             )
         )
     ).one_or_none()

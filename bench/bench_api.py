@@ -1,9 +1,10 @@
 """API read latency at a fixed request rate, with 1 million call rows in the read model (not a test).
 
 Rows are generated and COPied into a fresh schema (4 tenants, 20 agents each, ~90 days); the API
-runs as ``python -m api`` (one uvicorn worker) in a child process; this process sends an open-loop
-load (requests start on schedule whether or not earlier ones have answered, so a slow server
-cannot hide its queueing) and times each request from its scheduled start.
+runs as ``python -m api`` (one uvicorn worker) in a child process; a load-generator process of its
+own (a bare HTTP/1.1 client on uvloop, at most 32 connections) sends an open-loop load (requests
+start on schedule whether or not earlier ones have answered, so a slow server cannot hide its
+queueing) and times each request from its scheduled start. ``--profile`` records the API with py-spy.
 
     .venv/bin/python bench/bench_api.py --rows 1000000 --rate 300 --seconds 15
 """
@@ -26,7 +27,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
 import psycopg
 
 from infra.migrate import upgrade_database
@@ -85,27 +85,60 @@ def load_rows(url: str, schema: str, rows: int) -> float:
     return time.perf_counter() - started
 
 
-async def open_loop(
-    client: httpx.AsyncClient, paths: list[str], rate: float, seconds: float
-) -> dict[str, float]:
+class _Client:
+    """A minimal HTTP/1.1 keep-alive client: far cheaper per request than httpx, so the load
+    generator (its own process) measures the server rather than itself."""
+
+    def __init__(self, port: int, headers: dict[str, str], connections: int) -> None:
+        self.port = port
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.free: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.slots = asyncio.Semaphore(connections)
+
+    async def get(self, path: str) -> int:
+        async with self.slots:
+            reader, writer = self.free.pop() if self.free else await self._open()
+            try:
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n{self.extra}\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head[9:12])
+                length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+                await reader.readexactly(length)
+            except BaseException:
+                writer.close()
+                raise
+            self.free.append((reader, writer))
+            return status
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+    def close(self) -> None:
+        for _, writer in self.free:
+            writer.close()
+
+
+async def open_loop(client: _Client, paths: list[str], rate: float, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     interval = 1 / rate
     total = int(rate * seconds)
     begin = time.perf_counter() + 0.1
 
-    async def one(i: int) -> None:
+    async def one(i: int, due: float) -> None:
         nonlocal errors
-        due = begin + i * interval
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
         try:
-            response = await client.get(paths[i % len(paths)])
-            errors += response.status_code != 200
-        except httpx.TransportError:
+            errors += await client.get(paths[i % len(paths)]) != 200
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
             errors += 1
         latencies.append(time.perf_counter() - due)
 
-    await asyncio.gather(*(one(i) for i in range(total)))
+    tasks = []
+    for i in range(total):  # open loop: each request starts on schedule, answered or not
+        due = begin + i * interval
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - begin
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
@@ -118,6 +151,48 @@ async def open_loop(
         "p99_ms": pick(0.99),
         "max_ms": latencies[-1] * 1000,
     }
+
+
+async def _generate(spec: dict[str, Any]) -> dict[str, float]:
+    # Requests beyond this many in flight wait for a connection; that wait counts in their latency.
+    client = _Client(spec["port"], {"X-API-Key": KEY}, connections=32)
+    try:
+        await open_loop(client, spec["paths"], spec["rate"], 3)  # warm-up: pool, caches, plans
+        return await open_loop(client, spec["paths"], spec["rate"], spec["seconds"])
+    finally:
+        client.close()
+
+
+def loadgen_main(spec_path: Path) -> None:
+    """The load generator's own process: reads its spec, writes its figures next to it."""
+    import uvloop
+
+    spec = json.loads(spec_path.read_text())
+    figures = uvloop.run(_generate(spec))
+    spec_path.with_suffix(".out").write_text(json.dumps(figures))
+
+
+async def run_loadgen(
+    data_dir: Path, name: str, spec: dict[str, Any], api_pid: int, profile: Path | None
+) -> dict[str, Any]:
+    spec_path = data_dir / f"load-{name}.json"
+    spec_path.write_text(json.dumps(spec))
+    argv = [sys.executable, __file__, "--loadgen", str(spec_path)]
+    gen = spawn_bound_child(argv, log_path=data_dir / "loadgen.log", cwd=Path.cwd())
+    spy = None
+    if profile is not None:
+        await asyncio.sleep(3.2)  # profile the measured part only, not the warm-up
+        out = profile.with_name(f"{profile.stem}-{name}.raw")
+        spy_argv = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200", "-f", "raw"]
+        spy_argv += ["-o", str(out), "-d", str(int(spec["seconds"])), "--pid", str(api_pid)]
+        spy = spawn_bound_child(spy_argv, log_path=data_dir / "py-spy.log", cwd=Path.cwd())
+    code = await asyncio.to_thread(gen.wait)
+    if spy is not None:
+        await asyncio.to_thread(spy.wait)
+    if code != 0:
+        raise RuntimeError(f"load generator failed:\n{tail(data_dir / 'loadgen.log')}")
+    figures: dict[str, Any] = json.loads(spec_path.with_suffix(".out").read_text())
+    return figures
 
 
 def paths(rows: int, count: int) -> dict[str, list[str]]:
@@ -160,34 +235,39 @@ async def bench(settings: Settings, args: argparse.Namespace, data_dir: Path) ->
     log = data_dir / "api.log"
     api = spawn_bound_child([sys.executable, "-m", "api"], log_path=log, env=env, cwd=Path.cwd())
     try:
-        base = f"http://127.0.0.1:{port}"
-        # Requests beyond 32 in flight wait for a connection; that wait counts in their latency.
-        limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-        timeout = httpx.Timeout(60.0)
-        headers = {"X-API-Key": KEY}
-        async with httpx.AsyncClient(
-            base_url=base, headers=headers, limits=limits, timeout=timeout
-        ) as client:
-            await _wait_up(client, api, log)
-            for name, batch in paths(args.rows, 2000).items():
-                await open_loop(client, batch, args.rate, 3)  # warm-up: pool, caches, plans
-                results[name] = await open_loop(client, batch, args.rate, args.seconds)
+        await _wait_up(port, api, log)
+        for name, batch in paths(args.rows, 2000).items():
+            spec = {"port": port, "paths": batch, "rate": args.rate, "seconds": args.seconds}
+            cpu_before = _cpu_s(api.pid)
+            results[name] = await run_loadgen(data_dir, name, spec, api.pid, args.profile)
+            sent = int(args.rate * 3) + int(args.rate * args.seconds)  # warm-up and measured
+            results[name]["api_cpu_ms_per_request"] = (_cpu_s(api.pid) - cpu_before) * 1000 / sent
     finally:
         api.terminate()
         api.wait(15)
     return results
 
 
-async def _wait_up(client: httpx.AsyncClient, api: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(200):
-        if api.poll() is not None:
-            raise RuntimeError(f"python -m api exited:\n{tail(log)}")
-        try:
-            if (await client.get("/api/calls?limit=1")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used: steadier than latency on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _wait_up(port: int, api: subprocess.Popen[bytes], log: Path) -> None:
+    client = _Client(port, {"X-API-Key": KEY}, connections=1)
+    try:
+        for _ in range(200):
+            if api.poll() is not None:
+                raise RuntimeError(f"python -m api exited:\n{tail(log)}")
+            try:
+                if await client.get("/api/calls?limit=1") == 200:
+                    return
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            await asyncio.sleep(0.1)
+    finally:
+        client.close()
     raise RuntimeError(f"python -m api did not come up:\n{tail(log)}")
 
 
@@ -198,7 +278,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rate", type=float, default=300.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=15.0, help="per endpoint")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy raw profile of the API while measured: PATH-<endpoint>.raw"
+    )
+    parser.add_argument("--loadgen", type=Path, help=argparse.SUPPRESS)  # the load generator's process
     args = parser.parse_args()
+    if args.loadgen is not None:
+        loadgen_main(args.loadgen)
+        return
     with (
         tempfile.TemporaryDirectory() as data_dir,
         running_stack(Settings(env="test", data_dir=Path(data_dir)), durable=False) as stack,

@@ -18,12 +18,16 @@ def database_url(database: DatabaseSettings) -> str:
     return url
 
 
-def make_engine(database: DatabaseSettings) -> AsyncEngine:
-    """An async engine; built in entrypoints only, never at import time."""
+def make_engine(database: DatabaseSettings, *, pre_ping: bool = True) -> AsyncEngine:
+    """An async engine; built in entrypoints only, never at import time.
+
+    ``pre_ping`` tests each connection with a round trip before lending it out; a service whose
+    requests are short reads may turn it off and let a dropped connection fail one request.
+    """
     return create_async_engine(
         database_url(database),
         pool_size=database.pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         echo=database.echo,
     )
 
