@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+import mode.loop
+
 from infra.settings import Settings
 from streams.app import create_app
 
@@ -15,6 +17,10 @@ def main() -> None:
     # websockets decides per connection whether to build debug records for every frame; a
     # worker relaying 50 audio messages a second per call must never be at DEBUG there.
     logging.getLogger("websockets").setLevel(logging.WARNING)
+    # uvloop, as `faust -L uvloop` would select it (the edge runs on it too): compiled
+    # transports, TLS and selector for the two sockets every call keeps busy. It must be
+    # chosen before Faust creates its loop.
+    mode.loop.use("uvloop")
     app = create_app(settings)
     sys.argv = [sys.argv[0], "worker", "--without-web", "-l", settings.log_level.lower()[:4]]
     app.main()

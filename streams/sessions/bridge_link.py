@@ -44,6 +44,7 @@ class BridgeLink:
             additional_headers={bridge.TOKEN_HEADER: token},
             open_timeout=timeout_s,
             max_size=2**20,
+            compression=None,  # the edge refuses deflate too: PCM barely compresses, every frame pays
         )
         return cls(connection)
 

@@ -221,7 +221,7 @@ class CallSession:
                     conversation.stream_ms = stream_ms
                     if conversation.voicemail is not None:
                         continue  # a machine: the model must not answer its greeting or beep
-                    await session.send_realtime_input(audio=types.Blob(data=pcm, mime_type=_AUDIO_MIME))
+                    await session.send_realtime_input(audio=_caller_blob(pcm))
                 case bridge.BargeIn(utterance_id=utterance_id):
                     conversation.barge_in(utterance_id)
                 case bridge.MarkReached(name=name):
@@ -248,7 +248,7 @@ class CallSession:
     async def _on_message(self, link: Bridge, session: LiveSession, message: types.LiveServerMessage) -> bool:
         content = message.server_content
         if content is not None:
-            await self._conversation.on_content(link, content, message.data)
+            await self._conversation.on_content(link, content, _audio_of(content))
         if message.tool_call is not None:
             # Inline: the downlink waits for the tools (each bounded by ToolRunner's timeout).
             responses = await self._tool_calls.answer(message.tool_call, self._conversation)
@@ -269,3 +269,31 @@ class CallSession:
             await self._resumption.closed("go_away", None)
             return True
         return False
+
+
+def _caller_blob(pcm: bytes) -> types.Blob:
+    """A Blob without pydantic validation: bytes and a constant MIME type need none.
+
+    The SDK validates its own parameters around it anyway; validating the Blob first as well
+    costs about a fifth of ``send_realtime_input`` on every 20 ms frame. The JSON is the same.
+    """
+    return types.Blob.model_construct(data=pcm, mime_type=_AUDIO_MIME)
+
+
+def _audio_of(content: types.LiveServerContent) -> bytes | None:
+    """The model turn's inline audio, joined: ``LiveServerMessage.data`` without its per-part dump.
+
+    The SDK's property dumps every part to find non-data fields it only warns about, several
+    microseconds per audio message for nothing the session uses.
+    """
+    turn = content.model_turn
+    if turn is None or not turn.parts:
+        return None
+    chunks = [
+        part.inline_data.data
+        for part in turn.parts
+        if part.inline_data is not None and isinstance(part.inline_data.data, bytes)
+    ]
+    if len(chunks) == 1:
+        return chunks[0] or None
+    return b"".join(chunks) or None
