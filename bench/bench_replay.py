@@ -1,12 +1,12 @@
 """`voiceagent replay` throughput beside the raw consume rate of the same topic (issue 8; not a test).
 
-    .venv/bin/python bench/bench_replay.py [--calls 20000] [--batch 2000]
+    .venv/bin/python bench/bench_replay.py [--calls 20000] [--batch 2000] [--jobs 1]
 
 Starts the embedded stack (Tansu + PostgreSQL, fsync off), fills a 3-partition topic with
 realistic calls (10 events each, tests.support.call_stream), then times: a raw consume of the
 topic (the ceiling), the replay of the calls projection into a fresh schema (consume, decode,
-fold, rows + checkpoints per transaction: `projections.rebuild.run_replay`), and the
-verification pass against the log (`projections.verification`).
+fold, rows + checkpoints per transaction: `projections.rebuild.run_replay`, its partitions split
+across ``--jobs`` processes), and the verification pass against the log (`projections.verification`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from infra.kafka import make_admin, make_consumer, make_producer
 from infra.settings import KafkaSettings, Settings
 from infra.stack import running_stack
 from projections.database import make_schema_engine
-from projections.rebuild import ReplayRequest
+from projections.replay_fold import ReplayRequest
 from projections.verification import count_log, verify
 from schemas.codec import Codec
 from tests.support.call_stream import T0, call_events
@@ -79,7 +79,7 @@ async def raw_consume(kafka: KafkaSettings, topic: str, count: int) -> float:
     return elapsed
 
 
-async def bench(settings: Settings, calls: int, batch: int) -> list[tuple[str, int, float]]:
+async def bench(settings: Settings, calls: int, batch: int, jobs: int) -> list[tuple[str, int, float]]:
     topic = f"bench.replay.{uuid.uuid4().hex[:6]}"
     count, produced = await fill(settings.kafka, topic, calls)
     rows = [("produce (batched, acks=all; filling the source)", count, produced)]
@@ -91,12 +91,13 @@ async def bench(settings: Settings, calls: int, batch: int) -> list[tuple[str, i
         projections=("calls",),
         topics={"calls": topic},
         max_records=batch,
+        jobs=jobs,
     )
     started = time.perf_counter()
     outcome = await replay(settings, request, check=False)
     rows.append(
         (
-            f"**replay calls into a fresh schema** ({batch} records per transaction)",
+            f"**replay calls into a fresh schema** ({batch} records per transaction, {jobs} jobs)",
             count,
             time.perf_counter() - started,
         )
@@ -119,12 +120,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--jobs", type=int, default=1, help="replay processes (voiceagent replay --jobs)")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as data_dir,
         running_stack(Settings(env="test", data_dir=Path(data_dir)), durable=False) as stack,
     ):
-        rows = asyncio.run(bench(stack.settings, args.calls, args.batch))
+        rows = asyncio.run(bench(stack.settings, args.calls, args.batch, args.jobs))
     print(f"| {rows[0][1]:,} call events, {PARTITIONS} partitions | seconds | events/s |")
     print("|---|---:|---:|")
     for name, count, seconds in rows:

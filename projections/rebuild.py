@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from infra.deadletter import DeadLetterPublisher
 from infra.eventlog.reading import end_offsets, offsets_at
 from infra.kafka import make_consumer
 from infra.migrate import upgrade_database
 from infra.settings import Settings
 from projections.database import make_schema_engine
 from projections.position import load_checkpoints
-from projections.runner import Projection, ProjectionRunner
-from projections.service import PROJECTIONS, ServiceOptions, build_projections
-from schemas.codec import Codec
+from projections.replay_fold import Plan, ReplayProgress, ReplayRequest, fold_plans, projections_for
+from projections.replay_jobs import Share, run_jobs, shares_of
+from projections.runner import Projection
+from projections.service import PROJECTIONS
 
 # The tables each projection owns outright; command_result is shared by agents and knowledge,
 # projection_checkpoint and aggregate_position by all (their rows carry the projection name).
@@ -130,52 +130,6 @@ async def prepare_schema(
     return Marker(projections=projections, since=since)
 
 
-class _NoSend:
-    """Dead letters of a replay are counted and reported, not published again (the live run did)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> object:
-        self.count += 1
-        return None
-
-
-@dataclass
-class ReplayProgress:
-    """What one replay run did."""
-
-    planned: int = 0
-    applied: int = 0
-    consumed: int = 0
-    skipped: int = 0
-    refused: int = 0
-    origin: dict[TopicPartition, int] = field(default_factory=dict)
-    """Where the replay started on each partition (beginning, or the --since offsets)."""
-    reached: dict[TopicPartition, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReplayRequest:
-    """One replay into ``schema``: which projections, from when, over which topics (tests override)."""
-
-    schema: str
-    projections: tuple[str, ...]
-    since: datetime | None = None
-    topics: Mapping[str, str] = field(default_factory=dict)
-    max_records: int = 2000
-    stop_after: int | None = None
-    """Stop (between transactions) once this many records were consumed: an interruption on purpose."""
-
-
-def projections_for(request: ReplayRequest) -> list[Projection]:
-    built = []
-    for name in request.projections:
-        topic = request.topics.get(name)
-        built += build_projections(ServiceOptions(only=(name,), topic=topic))
-    return built
-
-
 async def origin_offsets(
     consumer: AIOKafkaConsumer,
     parts: Sequence[TopicPartition],
@@ -196,7 +150,11 @@ async def run_replay(
     on_advance: Callable[[int], None] = lambda n: None,
     stop: asyncio.Event | None = None,
 ) -> ReplayProgress:
-    """Fold the log up to its current end into the rebuild schema, continuing from its checkpoints."""
+    """Fold the log up to its current end into the rebuild schema, continuing from its checkpoints.
+
+    With ``request.jobs`` above 1 the partitions still to fold are split across that many child
+    processes (``projections.replay_jobs``); 1 folds them all here.
+    """
     stop = stop or asyncio.Event()
     progress = ReplayProgress()
     engine = make_schema_engine(settings.database, request.schema)
@@ -213,24 +171,33 @@ async def run_replay(
         ]
         progress.planned = sum(ends[tp] - starts[tp] for _, starts, ends in plans for tp in starts)
         on_plan(progress.planned)
-        dead = _NoSend()
-        for projection, starts, ends in plans:
-            if stop.is_set():
-                break
-            runner = ProjectionRunner(
-                projection,
-                session_factory=sessions,
-                dead_letters=DeadLetterPublisher(dead, Codec.single_object(), f"replay.{projection.name}"),
-                codec=Codec.single_object(),
-            )
-            await _fold(consumer, runner, starts, ends, request, progress, on_advance, stop)
-            progress.applied += runner.applied
-            progress.skipped += runner.skipped
-        progress.refused = dead.count
+        shares = shares_of(plans, request.jobs)
+        if len(shares) > 1 and not stop.is_set():  # one share would only add a child's start-up
+            await _fold_in_children(settings, request, plans, shares, progress, on_advance, stop)
+        else:
+            await fold_plans(consumer, sessions, plans, request, progress, on_advance, stop)
     finally:
         await consumer.stop()
         await engine.dispose()
     return progress
+
+
+async def _fold_in_children(
+    settings: Settings,
+    request: ReplayRequest,
+    plans: list[Plan],
+    shares: list[Share],
+    progress: ReplayProgress,
+    on_advance: Callable[[int], None],
+    stop: asyncio.Event,
+) -> None:
+    progress.reached.update({tp: starts[tp] for _, starts, _ in plans for tp in starts})
+    failures = await run_jobs(settings, request, shares, progress, on_advance, stop)
+    if failures:
+        raise ReplayError(
+            "; ".join(failures) + f"; the others stopped at their checkpoints: rerun with "
+            f"--into-schema {request.schema} to resume"
+        )
 
 
 def _partitions(
@@ -252,7 +219,7 @@ async def _plan(
     parts: list[TopicPartition],
     since: datetime | None,
     progress: ReplayProgress,
-) -> tuple[Projection, dict[TopicPartition, int], dict[TopicPartition, int]]:
+) -> Plan:
     ends = await end_offsets(consumer, parts)
     origin = await origin_offsets(consumer, parts, since, ends)
     async with sessions() as session:
@@ -260,36 +227,3 @@ async def _plan(
     starts = {tp: stored.get((tp.topic, tp.partition), origin[tp]) for tp in parts}
     progress.origin.update(origin)
     return projection, {tp: min(s, ends[tp]) for tp, s in starts.items()}, ends
-
-
-async def _fold(
-    consumer: AIOKafkaConsumer,
-    runner: ProjectionRunner,
-    starts: dict[TopicPartition, int],
-    ends: dict[TopicPartition, int],
-    request: ReplayRequest,
-    progress: ReplayProgress,
-    on_advance: Callable[[int], None],
-    stop: asyncio.Event,
-) -> None:
-    todo = {tp: end for tp, end in ends.items() if starts[tp] < end}
-    progress.reached.update({tp: starts[tp] for tp in ends})
-    if not todo:
-        return
-    consumer.assign(list(todo))
-    for tp in todo:
-        consumer.seek(tp, starts[tp])
-    while todo and not stop.is_set():
-        batches = await consumer.getmany(*todo, timeout_ms=500, max_records=request.max_records)
-        messages = [m for tp, ms in batches.items() for m in ms if m.offset < todo.get(tp, -1)]
-        if messages:
-            await runner.process(messages)
-            progress.consumed += len(messages)
-            on_advance(len(messages))
-            for m in messages:
-                progress.reached[TopicPartition(m.topic, m.partition)] = m.offset + 1
-        for tp in list(todo):
-            if await consumer.position(tp) >= todo[tp]:
-                del todo[tp]
-        if request.stop_after is not None and progress.consumed >= request.stop_after:
-            stop.set()

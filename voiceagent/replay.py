@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,17 +23,19 @@ from projections.rebuild import (
     OWNED_TABLES,
     SHARED_RESULTS,
     ReplayError,
-    ReplayProgress,
-    ReplayRequest,
     prepare_schema,
     resolve_names,
     run_replay,
 )
+from projections.replay_fold import ReplayProgress, ReplayRequest
 from projections.swap import RebuildBehindError, SwapResult, swap_into_live
 from projections.verification import Verdict, count_log, verify
 
 err = Console(stderr=True)
 _SWAP_ATTEMPTS = 5
+# The fold is CPU-bound Python, so a process per core is the ceiling; two leave PostgreSQL and the
+# broker room on a small machine, and more writers mostly queue on the database beyond that.
+DEFAULT_JOBS = min(2, os.cpu_count() or 1)
 
 
 @dataclass
@@ -173,6 +176,9 @@ def replay_command(
     live_schema: str | None = typer.Option(None, "--live-schema", help="default: the search path's"),
     check: bool = typer.Option(True, "--verify/--no-verify", help="check the tables against the log"),
     batch: int = typer.Option(2000, "--batch", help="records per transaction at most"),
+    jobs: int = typer.Option(
+        DEFAULT_JOBS, "--jobs", min=1, help="processes folding partitions side by side; 1 folds in this one"
+    ),
 ) -> None:
     """Rebuild read models from the log into a fresh schema while the live ones keep serving."""
     if from_beginning and since is not None:
@@ -184,7 +190,7 @@ def replay_command(
     settings = _settings()
     schema = into_schema or f"rebuild_{datetime.now(UTC):%Y%m%d%H%M%S}"
     request = ReplayRequest(
-        schema=schema, projections=names, since=_when(since, "--since"), max_records=batch
+        schema=schema, projections=names, since=_when(since, "--since"), max_records=batch, jobs=jobs
     )
     try:
         if from_archive is not None:
@@ -246,7 +252,8 @@ async def _run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    err.print(f"replaying {', '.join(request.projections)} into schema {request.schema}")
+    jobs = f" ({request.jobs} jobs)" if request.jobs > 1 else ""
+    err.print(f"replaying {', '.join(request.projections)} into schema {request.schema}{jobs}")
     with _progress() as progress:
         task = progress.add_task("replay", total=None)
         return await replay(

@@ -15,7 +15,7 @@ from infra.settings import KafkaSettings, Settings
 from projections.agent_projection import AgentProjection
 from projections.call_projection import CallProjection
 from projections.knowledge_projection import KnowledgeProjection
-from projections.rebuild import ReplayRequest
+from projections.replay_fold import ReplayRequest
 from schemas import agents, knowledge
 from schemas.codec import Codec
 from tests.integration.helpers import fresh_topic
@@ -40,6 +40,7 @@ TABLES = {
     # updated_at of a checkpoint is processing time, so left out.
     "(SELECT projection, topic, partition, next_offset FROM projection_checkpoint) c": "1, 2, 3",
 }
+CHECKPOINTS = next(reversed(TABLES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,3 +188,8 @@ async def dump(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
             rows = await session.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))
             out[table] = [dict(r) for r in rows.mappings().all()]
     return out
+
+
+def checkpointed(dumped: dict[str, Any]) -> int:
+    """How many records the checkpoints of a dump say were applied (the topics start at offset 0)."""
+    return sum(row["next_offset"] for row in dumped[CHECKPOINTS])

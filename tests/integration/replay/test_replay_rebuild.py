@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.settings import Settings
 from projections import queries
-from schemas.codec import Codec
 from tests.integration.readside.call_stream import unique
-from tests.integration.readside.conftest import migrated_schema, schema_sessions
-from tests.integration.replay.replay_support import Log, build_live, dump, fresh_topics, produce_log
+from tests.integration.readside.conftest import schema_sessions
+from tests.integration.replay.replay_support import Log, checkpointed, dump
 from voiceagent.replay import replay
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def live(
-    settings: Settings, producer: AIOKafkaProducer, codec: Codec
-) -> AsyncIterator[tuple[Log, str, async_sessionmaker[AsyncSession]]]:
-    """A log over fresh topics and its read models built by the live runners in their own schema."""
-    topics = await fresh_topics(settings.kafka)
-    records = await produce_log(producer, codec, topics)
-    schema = await migrated_schema(settings)
-    async with schema_sessions(settings, schema) as sessions:
-        await build_live(settings, sessions, producer, codec, topics, records)
-        yield Log(topics, records), schema, sessions
-
-
+@pytest.mark.parametrize("jobs", [1, 2])
 async def test_replay_into_a_fresh_schema_gives_read_models_identical_to_the_live_ones(
-    settings: Settings, live: tuple[Log, str, async_sessionmaker[AsyncSession]]
+    settings: Settings, live: tuple[Log, str, async_sessionmaker[AsyncSession]], jobs: int
 ) -> None:
     log, _, live_sessions = live
     rebuild = unique("rebuild").replace("-", "_")
-    outcome = await replay(settings, log.request(rebuild))
+    outcome = await replay(settings, log.request(rebuild, jobs=jobs))
 
     assert not outcome.resumed
     assert not outcome.interrupted
@@ -50,25 +34,20 @@ async def test_replay_into_a_fresh_schema_gives_read_models_identical_to_the_liv
         assert await dump(rebuilt) == await dump(live_sessions)
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
 async def test_replay_stopped_after_n_records_resumes_from_its_checkpoints_and_ends_identical(
-    settings: Settings, live: tuple[Log, str, async_sessionmaker[AsyncSession]]
+    settings: Settings, live: tuple[Log, str, async_sessionmaker[AsyncSession]], jobs: int
 ) -> None:
     log, _, live_sessions = live
     rebuild = unique("rebuild").replace("-", "_")
-    first = await replay(settings, log.request(rebuild, max_records=50, stop_after=200))
+    first = await replay(settings, log.request(rebuild, max_records=50, stop_after=200, jobs=jobs))
     assert first.interrupted
     assert 200 <= first.progress.consumed < log.records
     async with schema_sessions(settings, rebuild) as rebuilt:
         at_stop = await dump(rebuilt)
-        checkpointed = sum(
-            r["next_offset"]
-            for r in at_stop[
-                "(SELECT projection, topic, partition, next_offset FROM projection_checkpoint) c"
-            ]
-        )
-        assert checkpointed == first.progress.consumed  # rows and offsets committed together
+        assert checkpointed(at_stop) == first.progress.consumed  # rows and offsets committed together
 
-        second = await replay(settings, log.request(rebuild, max_records=50))
+        second = await replay(settings, log.request(rebuild, max_records=50, jobs=jobs))
         assert second.resumed
         assert not second.interrupted
         assert second.progress.consumed == log.records - first.progress.consumed
