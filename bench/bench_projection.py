@@ -41,6 +41,7 @@ from projections.call_projection import CallProjection
 from projections.database import make_schema_engine
 from projections.runner import Projection, ProjectionRunner
 from schemas import calls
+from schemas.catalog import CALL_EVENTS
 from schemas.codec import Codec
 from schemas.registry import Record
 from tests.support.call_stream import T0, call_events
@@ -80,7 +81,9 @@ class OneByOne:
         await self._inner.flush(session)
 
 
-def stream(n_calls: int, partitions: int = 3, concurrent: int = 200) -> list[tuple[calls.CallEvent, Message]]:
+def stream(
+    n_calls: int, partitions: int = CALL_EVENTS.partitions, concurrent: int = 200
+) -> list[tuple[calls.CallEvent, Message]]:
     """``n_calls`` calls of 10 events, ``concurrent`` at a time, spread over partitions like Kafka would."""
     codec = Codec.single_object()
     tenants = [f"tenant-{i}" for i in range(4)]

@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/bench_replay.py [--calls 20000] [--batch 2000] [--jobs 1]
 
-Starts the embedded stack (Tansu + PostgreSQL, fsync off), fills a 3-partition topic with
-realistic calls (10 events each, tests.support.call_stream), then times: a raw consume of the
-topic (the ceiling), the replay of the calls projection into a fresh schema (consume, decode,
-fold, rows + checkpoints per transaction: `projections.rebuild.run_replay`, its partitions split
-across ``--jobs`` processes), and the verification pass against the log (`projections.verification`).
+Starts the embedded stack (Tansu + PostgreSQL, fsync off), fills a topic laid out as the
+catalog's call events (12 partitions) with realistic calls (10 events each,
+tests.support.call_stream), then times: a raw consume of the topic (the ceiling), the replay of
+the calls projection into a fresh schema (consume, decode, fold, rows + checkpoints per
+transaction: `projections.rebuild.run_replay`, its partitions split across ``--jobs``
+processes), and the verification pass against the log (`projections.verification`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from infra.stack import running_stack
 from projections.database import make_schema_engine
 from projections.replay_fold import ReplayRequest
 from projections.verification import count_log, verify
+from schemas.catalog import CALL_EVENTS
 from schemas.codec import Codec
 from tests.support.call_stream import T0, call_events
 from voiceagent.replay import replay, verified_tables
 
-PARTITIONS = 3
+PARTITIONS = CALL_EVENTS.partitions  # the catalog's layout (12): what a replay meets in production
 
 
 async def fill(kafka: KafkaSettings, topic: str, calls: int) -> tuple[int, float]:
