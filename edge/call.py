@@ -8,7 +8,6 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from time import perf_counter
 from typing import Any, Protocol
 
@@ -21,7 +20,7 @@ from edge.audio import mulaw
 from edge.node import EdgeNode, monotonic_ms
 from edge.playback import AudioItem, Cleared
 from edge.playback_clock import FRAME_S, MAX_LAG_S
-from edge.recording import CallRecording
+from edge.recording import CallRecording, store_recording
 from edge.session import MediaSession
 from edge.twiml import StreamParameters
 from edge.wsframe import BINARY, server_frame
@@ -298,15 +297,16 @@ class LiveCall:
 
     async def _store_recording(self, recording: CallRecording) -> None:
         edge = self.node.settings.edge
-        path = Path(edge.recordings_dir) / f"{self.call_id}.wav"
+        name = f"{self.call_id}.wav"
+        target = edge.recordings_url or str(edge.recordings_dir)  # fsspec makes a local path absolute
         try:
-            duration_ms = await asyncio.to_thread(recording.write_wav, path)
-        except OSError:
-            log.exception("could not write the recording of %s", self.call_id)
+            stored, duration_ms = await asyncio.to_thread(store_recording, recording, target, name)
+        except Exception:  # a full disk or an unreachable bucket must not take the node down
+            log.exception("could not store the recording of %s in %s", self.call_id, target)
             self.node.metrics.incr("recordings.failed")
             return
         base = edge.public_recordings_base_uri
-        uri = f"{base.rstrip('/')}/{path.name}" if base else path.resolve().as_uri()
+        uri = f"{base.rstrip('/')}/{name}" if base else stored
         self.publish(
             RecordingAvailable(
                 **self.envelope(),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import wave
 from pathlib import Path
 
+import fsspec
 import numpy as np
 
 RATE = 8000
@@ -28,21 +30,43 @@ class CallRecording:
     def duration_ms(self) -> int:
         return max(len(self._caller), len(self._heard)) // _BYTES_PER_MS
 
-    def write_wav(self, path: Path) -> int:
-        """Write the stereo WAV; returns its duration in ms."""
+    def wav_bytes(self) -> tuple[bytes, int]:
+        """The stereo WAV file and its duration in ms."""
         length = max(len(self._caller), len(self._heard)) // 2
         stereo = np.zeros((length, 2), dtype="<i2")
         left = np.frombuffer(bytes(self._caller), dtype="<i2")
         right = np.frombuffer(bytes(self._heard), dtype="<i2")
         stereo[: left.size, 0] = left
         stereo[: right.size, 1] = right
+        out = io.BytesIO()
+        with wave.open(out, "wb") as wav:
+            wav.setnchannels(2)
+            wav.setsampwidth(2)
+            wav.setframerate(RATE)
+            wav.writeframes(stereo.tobytes())
+        return out.getvalue(), length * 1000 // RATE
+
+    def write_wav(self, path: Path) -> int:
+        """Write the stereo WAV to a local file; returns its duration in ms."""
+        data, duration_ms = self.wav_bytes()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(2)
-            out.setsampwidth(2)
-            out.setframerate(RATE)
-            out.writeframes(stereo.tobytes())
-        return length * 1000 // RATE
+        path.write_bytes(data)
+        return duration_ms
+
+
+def store_recording(recording: CallRecording, target: str, name: str) -> tuple[str, int]:
+    """Write the WAV as ``name`` under ``target``: a directory or any fsspec URL (s3://, gs://, ...).
+
+    Returns the stored object's URI and the duration in ms. Blocking: run it in a thread.
+    """
+    data, duration_ms = recording.wav_bytes()
+    fs, root = fsspec.core.url_to_fs(target)
+    root = root.rstrip("/")
+    fs.makedirs(root, exist_ok=True)  # object stores have no directories; local ones need them
+    path = f"{root}/{name}"
+    with fs.open(path, "wb") as out:
+        out.write(data)
+    return str(fs.unstrip_protocol(path)), duration_ms
 
 
 def _place(track: bytearray, stream_ms: int, pcm: bytes) -> None:

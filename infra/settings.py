@@ -95,6 +95,11 @@ class EdgeSettings(BaseModel):
     idle_timeout_s: float = 30.0
     drain_deadline_s: float = 20.0
     recordings_dir: Path = Path("recordings")
+    recordings_url: str | None = Field(
+        default=None,
+        description="store recordings here instead of recordings_dir: any fsspec URL (s3://bucket/prefix "
+        "with s3fs installed, gs:// with gcsfs, ...)",
+    )
     demo_agent_id: str | None = Field(
         default=None, description="fallback routing for any dialled number (demo only)"
     )
