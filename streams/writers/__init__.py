@@ -1,1 +1,1 @@
-"""Writers for agents and knowledge bases: pure deciders and the consumer loop that runs them."""
+"""Writers for agents and knowledge bases: pure deciders and the Faust app that runs them."""

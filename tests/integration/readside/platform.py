@@ -13,14 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api import store
 from api.app import create_app
+from infra.process import stop_child
 from infra.settings import Settings
 from projections.agent_projection import AgentProjection
 from projections.call_projection import CallProjection
 from projections.knowledge_projection import KnowledgeProjection
 from schemas.codec import Codec
-from streams.writers.runner import agent_spec, knowledge_spec, run_writer
 from tests.integration.readside.call_stream import unique
 from tests.integration.readside.running import make_runner
+from tests.integration.writers_process import start_writers, wait_until_deciding
 
 
 @dataclass
@@ -55,30 +56,30 @@ async def platform(
     producer: AIOKafkaProducer,
     codec: Codec,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """Agent and knowledge writers, the three projections and the API, all on the real stack."""
+    """Agent and knowledge writers, the three projections and the API, all on the real stack.
+
+    The writers are the real entry point (``python -m streams.writers``, a Faust worker) in a
+    child process; projections and the API run in this loop.
+    """
     stop = asyncio.Event()
+    log = settings.data_dir / f"{unique('writers')}.log"
+    # The writers read large documents from the API's blob directory.
     blob_dir = settings.api.blob_dir or settings.data_dir / "blobs"
-    writers_ready = [asyncio.Event(), asyncio.Event()]
-    tasks = [
-        asyncio.create_task(
-            run_writer(
-                spec, settings.kafka, producer, codec=codec, stop=stop, group_id=unique("rs-w"), ready=ready
-            )
-        )
-        for spec, ready in zip((agent_spec(), knowledge_spec(blob_dir)), writers_ready, strict=True)
-    ]
+    writers = await start_writers(settings, log, VOICE_API__BLOB_DIR=str(blob_dir.resolve()))
+    tasks = []
     for projection in (AgentProjection(), KnowledgeProjection(), CallProjection()):
         runner = make_runner(projection, sessions, producer, codec)
         tasks.append(asyncio.create_task(runner.run(settings.kafka, stop=stop, group_id=unique("rs-p"))))
     app = create_app(settings, engine=engine, producer=producer, codec=codec)
     try:
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in writers_ready)), 30)
+        await wait_until_deciding(settings, producer, codec, log)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
                 yield client
     finally:
         stop.set()
+        await asyncio.to_thread(stop_child, writers, timeout=20)
         for task in tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 15)

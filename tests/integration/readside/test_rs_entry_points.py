@@ -1,5 +1,7 @@
 """`python -m streams.writers` as `voiceagent dev` spawns it: decides commands, stops cleanly on SIGTERM.
 
+(In a consumer group of its own, started at the command topics' end: see ``start_writers``.)
+
 (`python -m projections` is run by the SIGKILL test, `python -m api` by the schemathesis test.)
 """
 
@@ -23,7 +25,7 @@ from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CorrelationId, EventId, TenantId
 from tests.integration.helpers import drain
 from tests.integration.readside.call_stream import unique
-from tests.integration.readside.subprocess_service import spawn
+from tests.integration.writers_process import start_writers
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +47,7 @@ async def test_rs_writers_entry_point_turns_a_command_into_events_and_stops_on_s
     consumer = make_consumer(settings.kafka, AGENT_EVENTS.name, group_id=unique("rs-entry"))
     await consumer.start()
     log = tmp_path / "writers.log"
-    writers = spawn("streams.writers", [], settings, log)
+    writers = await start_writers(settings, log)
     try:
         await producer.send_and_wait(AGENT_COMMANDS.name, codec.encode(command), agent_id.encode())
         seen = await drain(

@@ -1,0 +1,150 @@
+"""The Faust app of the agent and knowledge writers: one agent per command topic, state in tables.
+
+Commands are keyed by aggregate id, so one partition (and one worker) serialises an aggregate's
+commands. Each aggregate's folded state lives in a changelog-backed table; a table miss folds
+the aggregate's events from the events topic (ADR 0009).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import faust
+
+from infra.deadletter import DeadLetterPublisher, RecordDecodeError, decode_record
+from infra.eventlog.reading import EventFilter, read_range
+from infra.settings import KafkaSettings, Settings
+from schemas.catalog import DEADLETTER
+from schemas.codec import Codec, DecodeError
+from streams import faust_transport
+from streams.writers.shell import CommandHandler
+from streams.writers.spec import WriterSpec, agent_spec, aggregate_id, knowledge_spec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_APP_ID = "voice-writers"
+
+AfterEmit = Callable[[str], None]
+
+
+class _TopicSender:
+    """The dead-letter publisher's send_and_wait, over a Faust topic."""
+
+    def __init__(self, topic: faust.TopicT) -> None:
+        self._topic = topic
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> object:
+        return await (await self._topic.send(key=key, value=value))
+
+
+def create_app(
+    settings: Settings, *, app_id: str = DEFAULT_APP_ID, after_emit: AfterEmit | None = None
+) -> faust.App:
+    """Build the writers' worker app; after_emit is a test hook run between event send and table update."""
+    kafka, streams = settings.kafka, settings.streams
+    scheme = faust_transport.register(streams.fetch_max_wait_ms)
+    data_dir = settings.data_dir / "writers" / app_id / streams.worker_id
+    data_dir.mkdir(parents=True, exist_ok=True)
+    agents, knowledge = agent_spec(), knowledge_spec(settings.api.blob_dir or settings.data_dir / "blobs")
+    app = faust.App(
+        app_id,
+        broker=f"{scheme}://{kafka.bootstrap}",
+        store="memory://",  # the changelog is the tables' durable home
+        datadir=str(data_dir),
+        web_enabled=False,
+        topic_partitions=kafka.partitions_override or agents.commands.partitions,
+        topic_replication_factor=kafka.replication_factor,
+        table_standby_replicas=0,
+        broker_session_timeout=streams.session_timeout_s,
+        broker_heartbeat_interval=streams.heartbeat_interval_s,
+        broker_rebalance_timeout=streams.rebalance_timeout_s,
+        broker_commit_every=1,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",  # a command sent before the group first joined
+    )
+    codec = Codec.single_object()
+    dead_letters_topic = app.topic(DEADLETTER.name, key_serializer="raw", value_serializer="raw")
+    dead_letters = DeadLetterPublisher(_TopicSender(dead_letters_topic), codec, consumer_group=app_id)
+    for spec in (agents, knowledge):
+        _add_writer(app, spec, kafka, codec, dead_letters, after_emit)
+    return app
+
+
+def _add_writer(
+    app: faust.App,
+    spec: WriterSpec[Any],
+    kafka: KafkaSettings,
+    codec: Codec,
+    dead_letters: DeadLetterPublisher,
+    after_emit: AfterEmit | None,
+) -> None:
+    commands = app.topic(spec.commands.name, key_serializer="raw", value_serializer="raw")
+    events = app.topic(spec.events.name, key_serializer="raw", value_serializer="raw")
+    states = app.Table(
+        f"{spec.name}-state",
+        default=None,
+        partitions=kafka.partitions_override or spec.commands.partitions,
+        key_type=bytes,  # bytes in and out, also when the table recovers from its changelog
+        value_type=bytes,
+    )
+
+    async def history(aggregate: str) -> list[Any]:
+        return await events_in_log(kafka, spec, aggregate)
+
+    handler = CommandHandler(spec, codec, history)
+
+    async def emit(key: bytes, value: bytes) -> None:
+        # Wait for the broker: the table must never run ahead of the log.
+        await (await events.send(key=key, value=value))
+
+    async def write(message: Any) -> None:
+        try:
+            command = decode_record(codec, message)
+        except RecordDecodeError as err:
+            await dead_letters.publish(message, "undecodable", err)
+            return
+        if not isinstance(command, spec.commands.record_types):
+            await dead_letters.publish(message, "unknown_type", TypeError(type(command).__name__))
+            return
+        key = aggregate_id(command, spec).encode()
+        if message.key != key:
+            # Its state would land in another partition's changelog than its aggregate's.
+            await dead_letters.publish(message, "wrong_key", ValueError("not keyed by its aggregate id"))
+            return
+        try:
+            stored = await handler.handle(states.get(key), command, emit, after_emit)
+        except Exception as err:  # one bad command must not stop the writer
+            log.exception("%s command %s@%d failed", spec.name, message.topic, message.offset)
+            # Some of its events may be in the log already: fold the aggregate from there next time.
+            states.pop(key, None)
+            await app.producer.flush()
+            await dead_letters.publish(message, "handler_error", err)
+            return
+        if stored is not None:
+            states[key] = stored
+            # On the broker before the command's offset can be committed: a table left behind
+            # the log would decide the aggregate's next command with a seq already taken.
+            await app.producer.flush()
+
+    @app.agent(commands, name=f"writers.{spec.name}")
+    async def decide(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            await write(event.message)
+            yield None
+
+
+async def events_in_log(kafka: KafkaSettings, spec: WriterSpec[Any], aggregate: str) -> list[Any]:
+    """Every event of ``aggregate`` in its events topic, by seq (the table-miss bootstrap)."""
+    found: list[Any] = []
+    async for event in read_range(
+        kafka, spec.events.name, EventFilter(call_id=aggregate), on_undecodable=_skip_undecodable
+    ):
+        if isinstance(event.record, spec.events.record_types):
+            found.append(event.record)
+    return sorted(found, key=lambda record: int(record.seq))
+
+
+def _skip_undecodable(err: DecodeError) -> None:
+    log.warning("skipping an undecodable event while folding the log: %s", err)
