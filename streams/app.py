@@ -20,10 +20,10 @@ from schemas.calls import CallInput
 from schemas.catalog import CALL_EVENTS, CALL_INPUTS
 from schemas.codec import Codec
 from schemas.ids import CallId
-from streams import faust_transport
 from streams.calls.shell import CallInputHandler, clock_tick
 from streams.calls.snapshot import load
 from streams.calls.state import CallLimits, CallState
+from streams.faust_app import FaustSender, make_app
 from streams.sessions.directory import AgentDirectory
 from streams.sessions.manager import SessionManager
 from streams.sessions.tools import ToolRunner
@@ -34,39 +34,12 @@ log = logging.getLogger(__name__)
 AfterEmit = Callable[[CallId], None]
 
 
-class _FaustSender:
-    """Adapts Faust's producer to the dead-letter publisher's send_and_wait."""
-
-    def __init__(self, app: faust.App) -> None:
-        self._app = app
-
-    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> object:
-        return await self._app.producer.send_and_wait(topic, key, value, None, None, None)
-
-
 def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> faust.App:
     """Build the worker app; after_emit is a test hook run between event send and table update."""
     kafka, streams = settings.kafka, settings.streams
-    scheme = faust_transport.register(streams.fetch_max_wait_ms)
     partitions = kafka.partitions_override or CALL_INPUTS.partitions
     state_dir = streams.state_dir or settings.data_dir / "streams" / streams.worker_id
-    state_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        streams.app_id,
-        broker=f"{scheme}://{kafka.bootstrap}",
-        store="memory://",  # the changelog is the state's durable home; recovery is measured
-        datadir=str(state_dir),
-        web_enabled=False,
-        topic_partitions=partitions,
-        topic_replication_factor=kafka.replication_factor,
-        table_standby_replicas=0,
-        broker_session_timeout=streams.session_timeout_s,
-        broker_heartbeat_interval=streams.heartbeat_interval_s,
-        broker_rebalance_timeout=streams.rebalance_timeout_s,
-        broker_commit_every=1,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-    )
+    app = make_app(streams.app_id, settings, partitions=partitions, data_dir=state_dir)
     codec = Codec.single_object()
     inputs = app.topic(CALL_INPUTS.name, key_serializer="raw", value_serializer="raw")
     events = app.topic(CALL_EVENTS.name, key_serializer="raw", value_serializer="raw")
@@ -85,7 +58,7 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
             silence_timeout_s=streams.default_silence_timeout_s,
         ),
     )
-    dead_letters = DeadLetterPublisher(_FaustSender(app), codec, consumer_group=streams.app_id)
+    dead_letters = DeadLetterPublisher(FaustSender(app), codec, consumer_group=streams.app_id)
 
     async def emit(key: bytes, value: bytes) -> None:
         # Wait for the broker: the table must never run ahead of the log.

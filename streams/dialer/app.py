@@ -29,20 +29,12 @@ from infra.kafka import make_consumer
 from infra.settings import Settings
 from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, DIALER_EVENTS, DIALER_REQUESTS
 from schemas.codec import Codec, DecodeError
-from streams import faust_transport
 from streams.dialer.config import DialerSettings
 from streams.dialer.shell import ROUTED, DialerShell
+from streams.faust_app import FaustSender, make_app
 from streams.telephony.port import Telephony
 
 log = logging.getLogger(__name__)
-
-
-class _FaustSender:
-    def __init__(self, app: faust.App) -> None:
-        self._app = app
-
-    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> object:
-        return await self._app.producer.send_and_wait(topic, key, value, None, None, None)
 
 
 def create_dialer_app(
@@ -51,25 +43,16 @@ def create_dialer_app(
     """Build the dialer worker app around a telephony adapter."""
     dialer = dialer or DialerSettings()
     kafka, streams = settings.kafka, settings.streams
-    scheme = faust_transport.register(streams.fetch_max_wait_ms)
     partitions = kafka.partitions_override or DIALER_REQUESTS.partitions
     state_dir = settings.data_dir / "dialer" / streams.worker_id
-    state_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = make_app(
         dialer.app_id,
-        broker=f"{scheme}://{kafka.bootstrap}",
-        store="memory://",
-        datadir=str(state_dir),
-        web_enabled=False,
-        topic_partitions=partitions,
-        topic_replication_factor=kafka.replication_factor,
-        broker_session_timeout=streams.session_timeout_s,
-        broker_heartbeat_interval=streams.heartbeat_interval_s,
-        broker_rebalance_timeout=streams.rebalance_timeout_s,
+        settings,
+        partitions=partitions,
+        data_dir=state_dir,
+        table_standby_replicas=1,  # Faust's default, kept as it was
         broker_commit_every=100,
-        producer_acks=-1,
         producer_linger_ms=1,
-        consumer_auto_offset_reset="earliest",
     )
     codec = Codec.single_object()
 
@@ -77,7 +60,7 @@ def create_dialer_app(
         return app.topic(name, key_serializer="raw", value_serializer="raw", **kw)
 
     by_tenant = raw(f"{dialer.app_id}-by-tenant", partitions=partitions, internal=True)
-    dead_letters = DeadLetterPublisher(_FaustSender(app), codec, consumer_group=dialer.app_id)
+    dead_letters = DeadLetterPublisher(FaustSender(app), codec, consumer_group=dialer.app_id)
     ready = asyncio.Event()
 
     async def send(topic: str, key: bytes, value: bytes) -> None:

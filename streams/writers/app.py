@@ -16,9 +16,8 @@ import faust
 from infra.deadletter import DeadLetterPublisher, RecordDecodeError, decode_record
 from infra.eventlog.reading import EventFilter, read_range
 from infra.settings import KafkaSettings, Settings
-from schemas.catalog import DEADLETTER
 from schemas.codec import Codec, DecodeError
-from streams import faust_transport
+from streams.faust_app import FaustSender, make_app
 from streams.writers.shell import CommandHandler
 from streams.writers.spec import WriterSpec, agent_spec, aggregate_id, knowledge_spec
 
@@ -29,44 +28,17 @@ DEFAULT_APP_ID = "voice-writers"
 AfterEmit = Callable[[str], None]
 
 
-class _TopicSender:
-    """The dead-letter publisher's send_and_wait, over a Faust topic."""
-
-    def __init__(self, topic: faust.TopicT) -> None:
-        self._topic = topic
-
-    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> object:
-        return await (await self._topic.send(key=key, value=value))
-
-
 def create_app(
     settings: Settings, *, app_id: str = DEFAULT_APP_ID, after_emit: AfterEmit | None = None
 ) -> faust.App:
     """Build the writers' worker app; after_emit is a test hook run between event send and table update."""
     kafka, streams = settings.kafka, settings.streams
-    scheme = faust_transport.register(streams.fetch_max_wait_ms)
     data_dir = settings.data_dir / "writers" / app_id / streams.worker_id
-    data_dir.mkdir(parents=True, exist_ok=True)
     agents, knowledge = agent_spec(), knowledge_spec(settings.api.blob_dir or settings.data_dir / "blobs")
-    app = faust.App(
-        app_id,
-        broker=f"{scheme}://{kafka.bootstrap}",
-        store="memory://",  # the changelog is the tables' durable home
-        datadir=str(data_dir),
-        web_enabled=False,
-        topic_partitions=kafka.partitions_override or agents.commands.partitions,
-        topic_replication_factor=kafka.replication_factor,
-        table_standby_replicas=0,
-        broker_session_timeout=streams.session_timeout_s,
-        broker_heartbeat_interval=streams.heartbeat_interval_s,
-        broker_rebalance_timeout=streams.rebalance_timeout_s,
-        broker_commit_every=1,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",  # a command sent before the group first joined
-    )
+    partitions = kafka.partitions_override or agents.commands.partitions
+    app = make_app(app_id, settings, partitions=partitions, data_dir=data_dir)
     codec = Codec.single_object()
-    dead_letters_topic = app.topic(DEADLETTER.name, key_serializer="raw", value_serializer="raw")
-    dead_letters = DeadLetterPublisher(_TopicSender(dead_letters_topic), codec, consumer_group=app_id)
+    dead_letters = DeadLetterPublisher(FaustSender(app), codec, consumer_group=app_id)
     for spec in (agents, knowledge):
         _add_writer(app, spec, kafka, codec, dead_letters, after_emit)
     return app
