@@ -79,3 +79,54 @@ async def test_dialer_campaign_of_1000_numbers_completes_with_correct_progress(
         "done": 1000,
     }
     assert rig.fake.live_peak[config.phone_numbers[0]] <= 40
+
+
+async def test_dialer_campaign_pause_stops_new_dials_resume_continues_and_cancel_ends_it(
+    rig: DialerRig, settings: Settings
+) -> None:
+    async with read_side(settings, CampaignProjection(name="campaigns-switch-it")) as side:
+        tenant = TenantId(side.tenant.tenant_id)
+        agent, _config = await rig.publish_agent(tenant, max_concurrent_calls=2)
+        await side.seed_agent(agent)
+        prefix = f"+1557{int(time.time() * 1000) % 1000:03d}"
+        numbers = [f"{prefix}{i:04d}" for i in range(40)]
+
+        def placed() -> int:
+            return sum(1 for r in rig.fake.create_requests if str(r.get("To", "")).startswith(prefix))
+
+        async def placements_settle() -> int:
+            # Calls decided before the switch may still be placed; after that, nothing new.
+            await asyncio.sleep(1.5)
+            before = placed()
+            await asyncio.sleep(2.0)
+            assert placed() == before, "the dialer kept placing calls of a paused or cancelled campaign"
+            return before
+
+        async def switch(action: str, status: str) -> dict[str, Any]:
+            response = await side.client.post(
+                f"/api/campaigns/{campaign_id}/{action}", headers=side.tenant.operator
+            )
+            assert response.status_code in (200, 202), response.text
+            return await _until(side, campaign_id, lambda p: p["status"] == status, timeout_s=30)
+
+        created = await side.client.post(
+            "/api/campaigns",
+            json={"agent_id": agent, "name": "Switches", "numbers": numbers},
+            headers=side.tenant.operator,
+        )
+        assert created.status_code in (201, 202), created.text
+        campaign_id = created.json()["campaign_id"]
+        await _until(side, campaign_id, lambda p: p["done"] >= 2, timeout_s=60)
+
+        await switch("pause", "paused")
+        paused_at = await placements_settle()
+        assert paused_at < len(numbers)
+
+        await switch("resume", "running")
+        await _until(side, campaign_id, lambda p: p["done"] >= paused_at + 2, timeout_s=60)
+        assert placed() > paused_at
+
+        cancelled = await switch("cancel", "cancelled")
+        cancelled_at = await placements_settle()
+        assert cancelled_at < len(numbers)
+        assert cancelled["total"] == len(numbers)
