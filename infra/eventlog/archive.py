@@ -26,6 +26,8 @@ from infra.eventlog.archive_file import (
     date_of,
     encode_file,
     file_path,
+    layout_bytes,
+    layout_path,
     write_durably,
 )
 from infra.kafka import make_consumer
@@ -95,6 +97,7 @@ class Archiver:
         self._group_id = group_id
         self._on_file = on_file
         self._buffers: dict[TopicPartition, _Buffer] = {}
+        self._described: set[str] = set()
         self._codec = Codec.single_object()
         self._stopping = asyncio.Event()
         self.files_written = 0
@@ -141,6 +144,13 @@ class Archiver:
         first, last = buffer.records[0], buffer.records[-1]
         path = file_path(self._root, tp.topic, tp.partition, first.offset, first.timestamp_ms)
         data = encode_file(buffer.records)
+        if tp.topic not in self._described:
+            # Restore must recreate every partition, also those with nothing archived: a topic
+            # with fewer partitions would send new records of a key to another partition.
+            count = len(consumer.partitions_for_topic(tp.topic) or ()) or tp.partition + 1
+            layout = layout_bytes(tp.topic, count)
+            await asyncio.to_thread(write_durably, self._fs, layout_path(self._root, tp.topic), layout)
+            self._described.add(tp.topic)
         await asyncio.to_thread(write_durably, self._fs, path, data)
         # Only now is it safe to move the group past these records.
         await consumer.commit({tp: OffsetAndMetadata(last.offset + 1, "")})

@@ -10,6 +10,7 @@ plus the record type's full name (read from the value's header) for people and t
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -121,6 +122,28 @@ def file_path(root: str, topic: str, partition: int, first_offset: int, timestam
     """Where a file starting at ``first_offset`` goes (zero-padded so names sort by offset)."""
     name = f"part-{partition}-{first_offset:020d}.avro"
     return str(PurePosixPath(root) / topic / f"date={date_of(timestamp_ms)}" / name)
+
+
+TOPIC_LAYOUT = "_topic.json"
+
+
+def layout_path(root: str, topic: str) -> str:
+    """Where the archive records how many partitions ``topic`` had when it was archived."""
+    return str(PurePosixPath(root) / topic / TOPIC_LAYOUT)
+
+
+def read_partition_count(fs: fsspec.AbstractFileSystem, root: str, topic: str) -> int | None:
+    """The archived topic's partition count; None for archives written before it was recorded."""
+    path = layout_path(root, topic)
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as fo:
+        return int(json.loads(fo.read())["partitions"])
+
+
+def layout_bytes(topic: str, partitions: int) -> bytes:
+    """The content of a topic's layout file."""
+    return json.dumps({"topic": topic, "partitions": partitions}).encode()
 
 
 def parse_name(path: str) -> tuple[int, int] | None:

@@ -23,7 +23,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import NewTopic
 
 from infra.eventlog.archive import list_files
-from infra.eventlog.archive_file import ArchiveCorruptError, ArchivedRecord, archive_fs, parse_name, read_file
+from infra.eventlog.archive_file import (
+    ArchiveCorruptError,
+    ArchivedRecord,
+    archive_fs,
+    parse_name,
+    read_file,
+    read_partition_count,
+)
 from infra.eventlog.reading import end_offsets
 from infra.kafka import make_admin, make_consumer, make_producer
 from infra.settings import KafkaSettings
@@ -137,7 +144,7 @@ async def restore_archive(
     summary = RestoreSummary()
     if not plan.files:
         return summary
-    summary.created_topics = await _ensure_target_topics(kafka, plan)
+    summary.created_topics = await _ensure_target_topics(kafka, plan, url)
     present = await _records_present(kafka, list(plan.files))
     if not force:
         _refuse_non_empty(present)
@@ -179,10 +186,13 @@ def _refuse_non_empty(present: dict[TopicPartition, int]) -> None:
         )
 
 
-async def _ensure_target_topics(kafka: KafkaSettings, plan: ArchivePlan) -> list[str]:
+async def _ensure_target_topics(kafka: KafkaSettings, plan: ArchivePlan, url: str) -> list[str]:
+    fs, root = archive_fs(url)
     needed: dict[str, int] = defaultdict(int)
     for tp in plan.files:
         needed[tp.topic] = max(needed[tp.topic], tp.partition + 1)
+    for topic in needed:  # partitions the archive has no file of exist too
+        needed[topic] = max(needed[topic], read_partition_count(fs, root, topic) or 0)
     specs = {spec.name: spec for spec in CATALOG}
     admin = make_admin(kafka)
     await admin.start()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from typer.testing import CliRunner
 
 from infra.embedded import start_broker
@@ -26,6 +27,17 @@ pytestmark = pytest.mark.integration
 
 CALLS_PER_TOPIC = 12
 EVENTS_PER_CALL = 9
+_PARTITIONER = DefaultPartitioner()
+
+
+def _call_ids(count: int, partitions: list[int]) -> list[str]:
+    """Call ids whose keys the producer's default partitioner sends to ``partitions``, in turn."""
+    ids: list[str] = []
+    while len(ids) < count:
+        call_id = f"call-{uuid.uuid4().hex}"
+        if _PARTITIONER(call_id.encode(), [0, 1, 2], [0, 1, 2]) == partitions[len(ids) % len(partitions)]:
+            ids.append(call_id)
+    return ids
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +48,11 @@ def archived(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> tu
 
     async def setup() -> list[str]:
         topics = [await fresh_topic(settings.kafka, f"eventlog-archive{i}", partitions=3) for i in range(2)]
-        for topic in topics:
-            records = [e for _ in range(CALLS_PER_TOPIC) for e in call_events(f"call-{uuid.uuid4().hex}", 9)]
+        # The first topic has calls on every partition; the second none on partition 2, which the
+        # restore must recreate all the same (keys must keep hashing to the same partitions).
+        for topic, partitions in zip(topics, ([0, 1, 2], [0, 1]), strict=True):
+            ids = _call_ids(CALLS_PER_TOPIC, partitions)
+            records = [e for call_id in ids for e in call_events(call_id, EVENTS_PER_CALL)]
             await produce(settings.kafka, topic, records, headers=True)
         expected = 2 * CALLS_PER_TOPIC * EVENTS_PER_CALL
         done = asyncio.Event()
@@ -119,6 +134,7 @@ async def test_restore_into_an_empty_broker_is_byte_identical_and_idempotent(
             p: [r[1:] for r in rows] for p, rows in source.items()
         }
         assert all(h for rows in restored.values() for r in rows for h in r[3])
+        assert sorted(restored) == [0, 1, 2]
 
     with pytest.raises(TargetNotEmptyError, match="--force"):
         await restore_archive(empty_broker, str(root))
