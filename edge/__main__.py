@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 
 from edge.server import EdgeServer
+from infra.process import stop_on_signals
 from infra.settings import Settings
 
 
 async def run(settings: Settings) -> None:
     server = EdgeServer(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     await server.start()
     try:
         await stop.wait()

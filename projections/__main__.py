@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
+from infra.process import stop_on_signals
 from infra.settings import Settings
 from projections.service import PROJECTIONS, ServiceOptions, run_projections
 
@@ -35,10 +35,7 @@ def parse(argv: list[str] | None = None) -> ServiceOptions:
 
 
 async def run(settings: Settings, options: ServiceOptions) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     await run_projections(settings, options, stop)
 
 

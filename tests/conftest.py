@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from infra.kafka import make_producer
 from infra.settings import Settings
 from infra.stack import Stack, running_stack
 from infra.topics import ensure_topics
+from schemas.codec import Codec
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +42,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def settings(stack: Stack) -> Settings:
     """Settings pointing at the session's real broker and database."""
     return stack.settings
+
+
+@pytest.fixture(scope="session")
+def codec() -> Codec:
+    """The default codec (single-object encoding)."""
+    return Codec.single_object()
+
+
+@pytest.fixture
+async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer on the session's broker."""
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    yield producer
+    await producer.stop()

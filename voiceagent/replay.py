@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -16,7 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infra.eventlog.cli import when_option
 from infra.eventlog.restore import RestoreError, restore_archive
+from infra.process import stop_on_signals
 from infra.settings import Settings
 from projections.database import make_schema_engine
 from projections.rebuild import (
@@ -190,7 +191,7 @@ def replay_command(
     settings = _settings()
     schema = into_schema or f"rebuild_{datetime.now(UTC):%Y%m%d%H%M%S}"
     request = ReplayRequest(
-        schema=schema, projections=names, since=_when(since, "--since"), max_records=batch, jobs=jobs
+        schema=schema, projections=names, since=when_option(since, "--since"), max_records=batch, jobs=jobs
     )
     try:
         if from_archive is not None:
@@ -200,16 +201,6 @@ def replay_command(
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
     _report(outcome)
-
-
-def _when(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time", param_hint=option) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _progress() -> Progress:
@@ -248,10 +239,7 @@ def _restore(settings: Settings, source: str, force: bool) -> None:
 async def _run(
     settings: Settings, request: ReplayRequest, swap: bool, live: str | None, check: bool
 ) -> ReplayOutcome:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     jobs = f" ({request.jobs} jobs)" if request.jobs > 1 else ""
     err.print(f"replaying {', '.join(request.projections)} into schema {request.schema}{jobs}")
     with _progress() as progress:

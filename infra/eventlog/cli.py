@@ -56,7 +56,8 @@ def _settings() -> Settings:
     return settings
 
 
-def _when(text: str | None, option: str) -> datetime | None:
+def when_option(text: str | None, option: str) -> datetime | None:
+    """A CLI time option: ISO 8601, UTC when it names no zone; a clear error otherwise."""
     if text is None:
         return None
     try:
@@ -93,7 +94,7 @@ def tail(
     if output not in ("pretty", "jsonl"):
         raise typer.BadParameter("tail prints pretty or jsonl", param_hint="--format")
     settings = _settings()
-    event_filter = EventFilter(call_id=call, type_name=type_name, since=_when(since, "--since"))
+    event_filter = EventFilter(call_id=call, type_name=type_name, since=when_option(since, "--since"))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(tail_events(settings.kafka, topic, event_filter, output=output, limit=limit))
 
@@ -117,7 +118,10 @@ def export(
         )
     settings = _settings()
     event_filter = EventFilter(
-        call_id=call, type_name=type_name, since=_when(since, "--since"), until=_when(until, "--until")
+        call_id=call,
+        type_name=type_name,
+        since=when_option(since, "--since"),
+        until=when_option(until, "--until"),
     )
     summary = asyncio.run(_export(settings, topic, event_filter, output, out))
     if summary.total == 0:

@@ -13,18 +13,13 @@ from infra.db import make_engine
 from infra.settings import Settings
 from projections.queries import search_chunks
 from streams.sessions.session import LiveConnector, LiveSession
-from streams.standin.client import make_genai_client
+from streams.standin.client import genai_client_for
 
 
 def live_connector(settings: Settings) -> LiveConnector:
     """Opens Live sessions with the real google-genai client (Google, or the offline stand-in)."""
     gemini = settings.gemini
-    client = make_genai_client(
-        gemini.base_url,
-        gemini.api_key.get_secret_value() or "offline",
-        gemini.ca_file,
-        api_version=gemini.api_version,
-    )
+    client = genai_client_for(gemini)
 
     def connect(model: str, config: dict[str, Any]) -> AbstractAsyncContextManager[LiveSession]:
         return client.aio.live.connect(model=model, config=types.LiveConnectConfig.model_validate(config))

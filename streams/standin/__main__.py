@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
+from infra.process import stop_on_signals
 from streams.standin.server import StandIn, StandInSettings
 
 
@@ -37,10 +37,7 @@ def _parse(argv: list[str] | None) -> StandInSettings:
 
 
 async def _run(settings: StandInSettings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with StandIn(settings) as standin:
         # One parseable line for scripts and the dev stack: where to point the client.
         print(

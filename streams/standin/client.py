@@ -7,6 +7,7 @@ from pathlib import Path
 from google import genai
 from google.genai import types
 
+from infra.settings import GeminiSettings
 from streams.standin.certs import client_ssl_context
 
 
@@ -30,3 +31,9 @@ def make_genai_client(
         options.client_args = {"verify": ctx}
         options.async_client_args |= {"ssl": ctx, "verify": ctx}
     return genai.Client(api_key=api_key, http_options=options)
+
+
+def genai_client_for(gemini: GeminiSettings) -> genai.Client:
+    """The client the settings name: Google's endpoint, or the offline stand-in with its CA."""
+    api_key = gemini.api_key.get_secret_value() or "offline"
+    return make_genai_client(gemini.base_url, api_key, gemini.ca_file, api_version=gemini.api_version)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.process import stop_on_signals
 from infra.settings import Settings
-from streams.standin.client import make_genai_client
+from streams.standin.client import genai_client_for
 from streams.summary.runner import SummaryWorker, genai_generate
 
 
@@ -24,12 +24,7 @@ async def run() -> None:
     settings, options = Settings(), SummarySettings()
     logging.basicConfig(level=settings.log_level)
     gemini = settings.gemini
-    client = make_genai_client(
-        gemini.base_url,
-        gemini.api_key.get_secret_value() or "offline",
-        gemini.ca_file,
-        api_version=gemini.api_version,
-    )
+    client = genai_client_for(gemini)
     worker = SummaryWorker(
         settings,
         genai_generate(client, gemini.summary_model),
@@ -37,9 +32,7 @@ async def run() -> None:
         group_id=options.group_id,
         max_in_flight=options.max_in_flight,
     )
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     await worker.run(stop)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.process import stop_on_signals
 from infra.settings import Settings
 from streams.dialer.policy import RetryPolicy
 from streams.webhooks.runner import WebhookWorker
@@ -36,9 +36,7 @@ async def run() -> None:
         factor=hooks.backoff_factor,
         cap_s=hooks.backoff_cap_s,
     )
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     await WebhookWorker(settings, hooks.secret.get_secret_value(), policy, hooks.group_id).run(stop)
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
-from infra.process import free_port
+from infra.process import free_port, stop_on_signals
 from infra.settings import Settings
 from streams.telephony.standin.server import ENDED_BY_CALLEE, TwilioStandIn
 
@@ -30,10 +29,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def _run(standin: TwilioStandIn) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with standin:
         print(f"twilio stand-in base_url={standin.base_url}", flush=True)  # for scripts and logs
         await stop.wait()

@@ -34,6 +34,7 @@ async def scalar(sessions: async_sessionmaker[AsyncSession], sql: str, **params:
         return (await session.execute(text(sql), params)).scalar()
 
 
+# The call read models, each with the key its rows are compared in.
 READ_MODEL_TABLES = {
     "call": "call_id",
     "call_event": "call_id, seq",
@@ -42,6 +43,19 @@ READ_MODEL_TABLES = {
     "recording": "call_id",
     "analytics_daily": "tenant_id, agent_id, day",
 }
+# Every table a projection writes.
+PROJECTION_TABLES = READ_MODEL_TABLES | {
+    "agent": "agent_id",
+    "agent_version": "agent_id, version",
+    "knowledge_base": "kb_id",
+    "document": "kb_id, document_id",
+    "chunk": "chunk_id",
+    "command_result": "correlation_id",
+    "aggregate_position": "projection, aggregate_id",
+}
+# The Kafka checkpoints; updated_at is processing time, so left out.
+CHECKPOINTS_QUERY = "(SELECT projection, topic, partition, next_offset FROM projection_checkpoint) c"
+CHECKPOINTS = {CHECKPOINTS_QUERY: "1, 2, 3"}
 
 
 async def dump(

@@ -8,14 +8,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from infra.kafka import make_producer
 from infra.migrate import upgrade_database
 from infra.settings import Settings
 from projections.database import make_schema_engine
-from schemas.codec import Codec
 
 pytestmark = pytest.mark.integration
 
@@ -51,16 +48,3 @@ async def engine(settings: Settings, schema: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-@pytest.fixture(scope="session")
-def codec() -> Codec:
-    return Codec.single_object()
-
-
-@pytest.fixture
-async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    yield producer
-    await producer.stop()

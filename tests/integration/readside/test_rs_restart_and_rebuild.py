@@ -22,7 +22,17 @@ from projections.knowledge_projection import KnowledgeProjection
 from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, KNOWLEDGE_EVENTS
 from schemas.codec import Codec
 from tests.integration.helpers import fresh_topic
-from tests.integration.readside.call_stream import T0, call_events, dump, eventually, produce, scalar, unique
+from tests.integration.readside.call_stream import (
+    CHECKPOINTS,
+    PROJECTION_TABLES,
+    T0,
+    call_events,
+    dump,
+    eventually,
+    produce,
+    scalar,
+    unique,
+)
 from tests.integration.readside.conftest import migrated_schema, schema_sessions
 from tests.integration.readside.platform import make_tenant, platform
 from tests.integration.readside.running import OneByOne, make_runner, running
@@ -32,23 +42,6 @@ pytestmark = pytest.mark.integration
 
 CALLS = 600  # x 10 events: enough that the child is still working when it is killed
 CHECKPOINTED = "SELECT coalesce(sum(next_offset), 0) FROM projection_checkpoint"
-# Every table a projection writes; projection_checkpoint.updated_at is processing time, so left out.
-PROJECTION_TABLES = {
-    "call": "call_id",
-    "call_event": "call_id, seq",
-    "transcript_segment": "call_id, segment_index",
-    "tool_call": "call_id, tool_call_id",
-    "recording": "call_id",
-    "analytics_daily": "tenant_id, agent_id, day",
-    "agent": "agent_id",
-    "agent_version": "agent_id, version",
-    "knowledge_base": "kb_id",
-    "document": "kb_id, document_id",
-    "chunk": "chunk_id",
-    "command_result": "correlation_id",
-    "aggregate_position": "projection, aggregate_id",
-}
-CHECKPOINTS = {"(SELECT projection, topic, partition, next_offset FROM projection_checkpoint) c": "1, 2, 3"}
 
 
 async def _produce_calls(producer: AIOKafkaProducer, codec: Codec, topic: str) -> int:

@@ -8,26 +8,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from infra.kafka import make_producer
 from infra.settings import Settings
 from schemas.codec import Codec
 from tests.integration.readside.conftest import migrated_schema, schema_sessions
 from tests.integration.replay.replay_support import Log, build_live, fresh_topics, produce_log
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def codec() -> Codec:
-    return Codec.single_object()
-
-
-@pytest.fixture
-async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 @pytest.fixture

@@ -19,28 +19,20 @@ from projections.replay_fold import ReplayRequest
 from schemas import agents, knowledge
 from schemas.codec import Codec
 from tests.integration.helpers import fresh_topic
-from tests.integration.readside.call_stream import T0, call_events, eventually, unique
+from tests.integration.readside.call_stream import (
+    CHECKPOINTS,
+    CHECKPOINTS_QUERY,
+    PROJECTION_TABLES,
+    T0,
+    call_events,
+    eventually,
+    unique,
+)
+from tests.integration.readside.call_stream import dump as dump_tables
 from tests.integration.readside.running import make_runner, running
 from tests.support.examples import example_record
 
-TABLES = {
-    "call": "call_id",
-    "call_event": "call_id, seq",
-    "transcript_segment": "call_id, segment_index",
-    "tool_call": "call_id, tool_call_id",
-    "recording": "call_id",
-    "analytics_daily": "tenant_id, agent_id, day",
-    "agent": "agent_id",
-    "agent_version": "agent_id, version",
-    "knowledge_base": "kb_id",
-    "document": "kb_id, document_id",
-    "chunk": "chunk_id",
-    "command_result": "correlation_id",
-    "aggregate_position": "projection, aggregate_id",
-    # updated_at of a checkpoint is processing time, so left out.
-    "(SELECT projection, topic, partition, next_offset FROM projection_checkpoint) c": "1, 2, 3",
-}
-CHECKPOINTS = next(reversed(TABLES))
+TABLES = PROJECTION_TABLES | CHECKPOINTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,14 +174,10 @@ async def checkpointed_at_least(sessions: async_sessionmaker[AsyncSession], reco
 
 
 async def dump(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    async with sessions() as session:
-        for table, order in TABLES.items():
-            rows = await session.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))
-            out[table] = [dict(r) for r in rows.mappings().all()]
-    return out
+    """Every row a projection writes, and the checkpoints, in key order."""
+    return await dump_tables(sessions, TABLES)
 
 
 def checkpointed(dumped: dict[str, Any]) -> int:
     """How many records the checkpoints of a dump say were applied (the topics start at offset 0)."""
-    return sum(row["next_offset"] for row in dumped[CHECKPOINTS])
+    return sum(row["next_offset"] for row in dumped[CHECKPOINTS_QUERY])
