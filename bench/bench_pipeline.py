@@ -130,7 +130,7 @@ class Platform:
     standin_control: str
     data_dir: Path
     edge_pid: int
-    worker_pid: int
+    worker_pids: list[int]
     broker_pid: int
     database_pid: int
     standin_pid: int
@@ -163,11 +163,14 @@ def _start_standin(data_dir: Path, pace: float) -> tuple[subprocess.Popen[bytes]
     return proc, found
 
 
-def _start_worker(settings: Settings, standin: dict[str, str], data_dir: Path) -> subprocess.Popen[bytes]:
+def _start_worker(
+    settings: Settings, standin: dict[str, str], data_dir: Path, app_id: str, n: int
+) -> subprocess.Popen[bytes]:
     return start_streams_worker(
         settings,
-        data_dir / "worker.log",
-        app_id=f"bench-{uuid.uuid4().hex[:6]}",
+        data_dir / f"worker-{n}.log",
+        app_id=app_id,  # one consumer group: the workers split the call partitions
+        worker_id=f"bench-worker-{n}",
         gemini_base_url=standin["base_url"],
         gemini_ca_file=standin["ca_file"],
         extra_env={"VOICE_LOG_LEVEL": "WARNING"},
@@ -436,7 +439,7 @@ def _analyse(
         k: [] for k in ("to_accept", "accept_to_open", "open_to_audio", "audio_to_twilio")
     }
     setup_open, setup_first = [], []
-    mismatched, unmatched_down, missing_clear = 0, 0, 0
+    mismatched, unmatched_down, missing_clear, coalesced = 0, 0, 0, 0
     lo, hi = window
     for call in calls:
         timing = timings.get(call.call_id)
@@ -444,19 +447,22 @@ def _analyse(
             continue
         sent = call.sent_at
         established = call.heard[0]
-        # uplink: the k-th 640-byte chunk the stand-in received is the k-th frame sent
+        # uplink: the k-th 640 bytes the stand-in received are the k-th frame sent (a worker
+        # that fell behind sends several frames as one chunk: each of them arrived then)
         offset = 0
         for at, size in timing["audio_in"]:
-            k = offset // PCM_FRAME_BYTES
+            first = offset // PCM_FRAME_BYTES
             offset += size
-            if size != PCM_FRAME_BYTES or k >= len(sent):
+            if size % PCM_FRAME_BYTES or first + size // PCM_FRAME_BYTES > len(sent):
                 mismatched += 1
                 continue
-            if sent[k] >= established:
-                latency = (at - sent[k]) * 1000
-                uplink.append(latency)
-                if lo <= sent[k] <= hi:
-                    uplink_window.append(latency)
+            coalesced += size > PCM_FRAME_BYTES
+            for k in range(first, first + size // PCM_FRAME_BYTES):
+                if sent[k] >= established:
+                    latency = (at - sent[k]) * 1000
+                    uplink.append(latency)
+                    if lo <= sent[k] <= hi:
+                        uplink_window.append(latency)
         # downlink: first chunk of each answer (not the greeting) -> its first frame at Twilio
         firsts = [at for at, utterance, chunk in timing["audio_out"] if chunk == 0]
         for n, at in enumerate(firsts):
@@ -498,6 +504,7 @@ def _analyse(
         "setup_parts_p50_ms": {k: _stats(v).get("p50") for k, v in setup.items()},
         "setup_parts_p99_ms": {k: _stats(v).get("p99") for k, v in setup.items()},
         "uplink_chunks_unmatched": mismatched,
+        "uplink_chunks_of_several_frames": coalesced,
         "answers_unmatched": unmatched_down,
         "barge_ins_without_clear": missing_clear,
     }
@@ -621,15 +628,18 @@ async def _run_level(
         window_start = time.monotonic()
         pids = {
             "edge": platform.edge_pid,
-            "worker": platform.worker_pid,
+            "worker": platform.worker_pids[0],
             "broker": platform.broker_pid,
             "database": platform.database_pid,
             "standin": platform.standin_pid,
             "simulator": os.getpid(),
         }
         platform.edge_commands.put("reset")
+        others = platform.worker_pids[1:]  # counted as "worker": the session workers together
         cpu0 = {k: _cpu_s(p, children=k == "database") for k, p in pids.items()}
         wait0 = {k: _run_queue_s(p) for k, p in pids.items()}
+        cpu0["worker"] += sum(_cpu_s(p) for p in others)
+        wait0["worker"] += sum(_run_queue_s(p) for p in others)
         profilers = {}
         if profile > 0:  # py-spy, sampling without stopping the process (it costs some CPU)
             for name in ("worker", "edge", "standin"):
@@ -642,6 +652,8 @@ async def _run_level(
         window_end = time.monotonic()
         cpu1 = {k: _cpu_s(p, children=k == "database") for k, p in pids.items()}
         wait1 = {k: _run_queue_s(p) for k, p in pids.items()}
+        cpu1["worker"] += sum(_cpu_s(p) for p in others)
+        wait1["worker"] += sum(_run_queue_s(p) for p in others)
         platform.edge_commands.put("report")
         edge_report = await asyncio.to_thread(platform.edge_out.get)
         live = sum(1 for c in calls if c.live)
@@ -662,6 +674,7 @@ async def _run_level(
     pipeline_cpu = cpu["edge"] + cpu["worker"] + cpu["broker"]
     result: dict[str, Any] = {
         "calls": n,
+        "session_workers": len(platform.worker_pids),
         "live_in_window": live,
         "window_s": round(wall, 1),
         "failed_calls": sum(1 for c in calls if c.error),
@@ -723,6 +736,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, nargs="+", default=[10, 50, 100])
     parser.add_argument("--seconds", type=float, default=30.0, help="steady window per level")
     parser.add_argument("--pace", type=float, default=0.0, help="stand-in pace: 0 answers instantly")
+    parser.add_argument("--workers", type=int, default=1, help="session worker processes (one group)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
         "--profile", type=float, default=0.0, help="py-spy the worker, edge and stand-in for this many s"
@@ -730,7 +744,8 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     base = Settings(env="test", data_dir=data_dir, log_level="WARNING")
-    base = base.model_copy(update={"kafka": base.kafka.model_copy(update={"partitions_override": 3})})
+    # 6 partitions: calls split evenly over 1, 2 or 3 session workers
+    base = base.model_copy(update={"kafka": base.kafka.model_copy(update={"partitions_override": 6})})
     print(f"data and logs: {data_dir}", flush=True)
     with running_stack(base, durable=False) as stack:
         settings = stack.settings
@@ -759,7 +774,8 @@ def main() -> None:
         commands, out = ctx.Queue(), ctx.Queue()
         edge = ctx.Process(target=_edge_process, args=(edge_settings, commands, out))
         edge.start()
-        worker = _start_worker(settings, addresses, data_dir)
+        app_id = f"bench-{uuid.uuid4().hex[:6]}"
+        workers = [_start_worker(settings, addresses, data_dir, app_id, n) for n in range(args.workers)]
         try:
             if out.get(timeout=120) != "ready":
                 raise SystemExit("the edge did not start")
@@ -779,7 +795,7 @@ def main() -> None:
                 standin_control=addresses["control_url"],
                 data_dir=data_dir,
                 edge_pid=edge.pid or 0,
-                worker_pid=worker.pid,
+                worker_pids=[w.pid for w in workers],
                 broker_pid=stack.services[0].pid,
                 database_pid=stack.services[1].pid,
                 standin_pid=standin.pid,
@@ -805,7 +821,7 @@ def main() -> None:
             edge.join(timeout=30)
             if edge.is_alive():
                 edge.terminate()
-            for proc in (worker, standin):
+            for proc in (*workers, standin):
                 proc.terminate()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=30)

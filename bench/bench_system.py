@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import psutil
+from aiokafka import TopicPartition
 from rich.console import Console
 
 ROOT = Path(__file__).parents[1]
@@ -38,8 +39,11 @@ sys.path.insert(0, str(ROOT))
 
 from edge.audio.speech import synthesize, to_rate  # noqa: E402
 from edge.twiml import media_stream_url  # noqa: E402
+from infra.kafka import make_consumer  # noqa: E402
 from infra.process import free_port  # noqa: E402
 from infra.settings import KafkaSettings  # noqa: E402
+from schemas.catalog import CALL_EVENTS  # noqa: E402
+from schemas.codec import Codec  # noqa: E402
 from voiceagent.caller import SimulatedCaller, to_frames  # noqa: E402
 from voiceagent.devfile import DevAddresses  # noqa: E402
 from voiceagent.simulate import CallWatch, _answer  # noqa: E402
@@ -50,13 +54,14 @@ PHRASES = ["Hello, are you open today?", "Can I book a table for two?", "What is
 @dataclass
 class CallResult:
     response_ms: list[float] = field(default_factory=list)
-    late_frames: int = 0
+    dropped_frames: int = 0  # caller audio the edge dropped: its buffer overflowed, or out of order
+    gap_frames: int = 0  # Twilio sequence numbers the edge never saw (the simulator fell behind)
     heard_frames: int = 0
     barge_ins: int = 0
     error: str | None = None
 
 
-def start_platform(data_dir: Path) -> tuple[subprocess.Popen[bytes], DevAddresses]:
+def start_platform(data_dir: Path, session_workers: int) -> tuple[subprocess.Popen[bytes], DevAddresses]:
     edge_port = free_port()
     env = os.environ | {
         "PYTHONPATH": str(ROOT),
@@ -69,7 +74,11 @@ def start_platform(data_dir: Path) -> tuple[subprocess.Popen[bytes], DevAddresse
     }
     out = (data_dir / "dev.out").open("ab")
     dev = subprocess.Popen(
-        [sys.executable, "-m", "voiceagent.cli", "dev"], cwd=ROOT, env=env, stdout=out, stderr=out
+        [sys.executable, "-m", "voiceagent.cli", "dev", "--session-workers", str(session_workers)],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=out,
     )
     deadline = time.monotonic() + 180
     while not (data_dir / "dev.json").exists():
@@ -79,13 +88,50 @@ def start_platform(data_dir: Path) -> tuple[subprocess.Popen[bytes], DevAddresse
     return dev, DevAddresses.read(data_dir)
 
 
+class SharedFollower:
+    """One consumer of the call events for every simulated call of a level.
+
+    `voiceagent call simulate` follows its one call with a consumer of its own; N of them would
+    put N consumers polling the broker, load the platform never sees in production, counted
+    against it here. This bench hands each record to the calls' watches instead.
+    """
+
+    def __init__(self, bootstrap: str) -> None:
+        self.watches: list[CallWatch] = []
+        self._kafka = KafkaSettings(bootstrap=bootstrap)
+        self._codec = Codec.single_object()
+
+    async def run(self, ready: asyncio.Event) -> None:
+        consumer = make_consumer(self._kafka, group_id=None)
+        await consumer.start()
+        try:
+            parts = [
+                TopicPartition(CALL_EVENTS.name, p)
+                for p in consumer.partitions_for_topic(CALL_EVENTS.name) or ()
+            ]
+            consumer.assign(parts)
+            await consumer.seek_to_end(*parts)
+            ready.set()
+            while True:
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    for record in records:
+                        if record.key is None or record.value is None:
+                            continue
+                        for watch in self.watches:
+                            await watch.offer(record.key, record.value, self._codec)
+        finally:
+            await consumer.stop()
+
+
 async def one_call(
-    addresses: DevAddresses, audio: list[list[bytes]], seconds: float, result: CallResult
+    addresses: DevAddresses,
+    audio: list[list[bytes]],
+    seconds: float,
+    result: CallResult,
+    follower: SharedFollower,
 ) -> None:
     watch = CallWatch(Console(quiet=True))
-    ready = asyncio.Event()
-    follower = asyncio.create_task(watch.follow(KafkaSettings(bootstrap=addresses.bootstrap), ready))
-    await asyncio.wait_for(ready.wait(), 30)
+    follower.watches.append(watch)
     parameters = await _answer(addresses, addresses.demo_number)
     call_id = parameters["call_id"]
     turns = [
@@ -129,16 +175,37 @@ async def one_call(
     finally:
         if not caller.closed.is_set():
             await caller.hang_up()
-        follower.cancel()
-        await asyncio.gather(follower, return_exceptions=True)
+        follower.watches.remove(watch)
     result.heard_frames = len(caller.audio.heard)
     stopped = [e for e in watch.events if type(e).__name__ == "MediaStreamStopped"]
     if stopped:
-        result.late_frames = stopped[0].frames_dropped + stopped[0].frames_gaps
+        result.dropped_frames, result.gap_frames = stopped[0].frames_dropped, stopped[0].frames_gaps
 
 
 def platform_processes(dev: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    return psutil.Process(dev.pid).children(recursive=True)
+    children: list[psutil.Process] = psutil.Process(dev.pid).children(recursive=True)
+    return children
+
+
+def process_name(proc: psutil.Process) -> str:
+    argv = proc.cmdline()
+    worker = next((a for a in argv if a.startswith("worker-")), "")
+    return (" ".join(argv[1:4])[:40] or proc.name()) + (f" {worker}" if worker else "")
+
+
+def idle_level(dev: subprocess.Popen[bytes], seconds: float) -> dict[str, Any]:
+    """The platform's fixed cost: CPU per process with no call at all."""
+    procs = platform_processes(dev)
+    for proc in procs:
+        proc.cpu_percent(None)
+    time.sleep(seconds)
+    cpu = {}
+    for proc in procs:
+        try:
+            cpu[f"{process_name(proc)} ({proc.pid})"] = proc.cpu_percent(None)
+        except psutil.NoSuchProcess:
+            continue
+    return {"calls": 0, "seconds": seconds, "platform_cpu_pct": round(sum(cpu.values()), 1), "processes": cpu}
 
 
 async def run_level(
@@ -152,12 +219,23 @@ async def run_level(
     me.cpu_percent(None)
     started = time.monotonic()
     results = [CallResult() for _ in range(n)]
-    await asyncio.gather(*(one_call(addresses, audio, seconds, r) for r in results))
+    follower = SharedFollower(addresses.bootstrap)
+    ready = asyncio.Event()
+    following = asyncio.create_task(follower.run(ready))
+    await asyncio.wait_for(ready.wait(), 30)
+
+    async def staggered(i: int, result: CallResult) -> None:
+        await asyncio.sleep(i * 0.1)  # ten new calls a second, as a busy line would see them
+        await one_call(addresses, audio, seconds, result, follower)
+
+    await asyncio.gather(*(staggered(i, r) for i, r in enumerate(results)))
+    following.cancel()
+    await asyncio.gather(following, return_exceptions=True)
     elapsed = time.monotonic() - started
     cpu = {}
     for proc in procs:
         try:
-            name = " ".join(proc.cmdline()[1:4])[:40] or proc.name()
+            name = f"{process_name(proc)} ({proc.pid})"
             cpu[name] = {"cpu_pct": proc.cpu_percent(None), "rss_mb": proc.memory_info().rss / 2**20}
         except psutil.NoSuchProcess:
             continue
@@ -168,7 +246,8 @@ async def run_level(
         "seconds": round(elapsed, 1),
         "failed_calls": sum(1 for r in results if r.error),
         "errors": sorted({r.error for r in results if r.error})[:3],
-        "edge_dropped_or_gaps": sum(r.late_frames for r in results),
+        "edge_dropped_frames": sum(r.dropped_frames for r in results),
+        "edge_sequence_gaps": sum(r.gap_frames for r in results),
         "barge_ins": sum(r.barge_ins for r in results),
         "response_p50_ms": round(statistics.median(responses), 1) if responses else None,
         "response_p99_ms": round(responses[int(len(responses) * 0.99) - 1], 1) if responses else None,
@@ -185,10 +264,15 @@ def main() -> None:
     )
     parser.add_argument("--calls", type=int, nargs="+", default=[10, 25, 50])
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--session-workers", type=int, default=1, help="`voiceagent dev --session-workers`")
+    parser.add_argument("--idle", type=float, default=15, help="first measure the platform idle this long")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="bench-system-"))
-    dev, addresses = start_platform(data_dir)
+    dev, addresses = start_platform(data_dir, args.session_workers)
     try:
+        if args.idle > 0:
+            time.sleep(10)  # let start-up work (seeding, group joins) finish
+            print(json.dumps(idle_level(dev, args.idle), indent=2), flush=True)
         for n in args.calls:
             print(json.dumps(asyncio.run(run_level(addresses, dev, n, args.seconds)), indent=2), flush=True)
     finally:

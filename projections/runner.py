@@ -173,7 +173,11 @@ class ProjectionRunner:
     ) -> None:
         """Consume until ``stop`` is set (or forever)."""
         stop = stop or asyncio.Event()
-        consumer = make_consumer(kafka, group_id=group_id or f"projection.{self.projection.name}")
+        consumer = make_consumer(
+            kafka,
+            group_id=group_id or f"projection.{self.projection.name}",
+            fetch_max_wait_ms=kafka.fetch_waits.projections,
+        )
         consumer.subscribe(list(self.projection.topics), listener=_SeekOnAssign(self, consumer))
         await consumer.start()
         try:

@@ -39,7 +39,13 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
     kafka, streams = settings.kafka, settings.streams
     partitions = kafka.partitions_override or CALL_INPUTS.partitions
     state_dir = streams.state_dir or settings.data_dir / "streams" / streams.worker_id
-    app = make_app(streams.app_id, settings, partitions=partitions, data_dir=state_dir)
+    app = make_app(
+        streams.app_id,
+        settings,
+        partitions=partitions,
+        data_dir=state_dir,
+        fetch_max_wait_ms=streams.fetch_max_wait_ms,  # on every call's path
+    )
     codec = Codec.single_object()
     inputs = app.topic(CALL_INPUTS.name, key_serializer="raw", value_serializer="raw")
     events = app.topic(CALL_EVENTS.name, key_serializer="raw", value_serializer="raw")

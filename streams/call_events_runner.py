@@ -74,8 +74,10 @@ class CallEventsRunner:
         group_id: str,
         on_agent: Callable[[AgentVersionPublished], None],
         on_call: Callable[[object], Sequence[Job]],
+        fetch_max_wait_ms: int,
     ) -> None:
         self._settings = settings
+        self._fetch_wait = fetch_max_wait_ms
         self._group = group_id
         self._on_agent = on_agent
         self._on_call = on_call
@@ -85,8 +87,9 @@ class CallEventsRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         producer = make_producer(self._settings.kafka)
-        calls = make_consumer(self._settings.kafka, CALL_EVENTS.name, group_id=self._group)
-        agents = make_consumer(self._settings.kafka, AGENT_EVENTS.name, group_id=None)
+        kafka, wait = self._settings.kafka, self._fetch_wait
+        calls = make_consumer(kafka, CALL_EVENTS.name, group_id=self._group, fetch_max_wait_ms=wait)
+        agents = make_consumer(kafka, AGENT_EVENTS.name, group_id=None, fetch_max_wait_ms=wait)
         await producer.start()
         await agents.start()
         await calls.start()

@@ -12,11 +12,20 @@ from streams import faust_transport
 
 
 def make_app(
-    app_id: str, settings: Settings, *, partitions: int, data_dir: Path, **overrides: Any
+    app_id: str,
+    settings: Settings,
+    *,
+    partitions: int,
+    data_dir: Path,
+    fetch_max_wait_ms: int,
+    **overrides: Any,
 ) -> faust.App:
-    """A Faust app for ``app_id`` on the configured broker; ``overrides`` are faust.App settings."""
+    """A Faust app for ``app_id`` on the configured broker; ``overrides`` are faust.App settings.
+
+    ``fetch_max_wait_ms`` is the worker consumer's (one app per process: it is process-wide).
+    """
     kafka, streams = settings.kafka, settings.streams
-    scheme = faust_transport.register(streams.fetch_max_wait_ms)
+    scheme = faust_transport.register(fetch_max_wait_ms)
     data_dir.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {
         "broker": f"{scheme}://{kafka.bootstrap}",

@@ -28,10 +28,13 @@ console = Console()
 @app.command()
 def dev(
     only_infra: bool = typer.Option(False, help="start broker and database only, no services"),
+    session_workers: int = typer.Option(
+        1, min=1, max=16, help="streams workers sharing the calls (one per spare core)"
+    ),
 ) -> None:
     """Start the whole platform on this machine (embedded broker and PostgreSQL by default)."""
     logging.basicConfig(level=logging.WARNING)
-    run_dev(Settings(), console, only_infra=only_infra)
+    run_dev(Settings(), console, only_infra=only_infra, session_workers=session_workers)
 
 
 @app.command()

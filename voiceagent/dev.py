@@ -41,6 +41,8 @@ SERVICES: tuple[tuple[str, list[str]], ...] = (
     ("archiver", ["-m", "voiceagent.cli", "archive", "run"]),
 )
 
+STREAMS_WORKER = "streams"  # the service `--session-workers` starts several of
+
 
 @dataclass
 class Running:
@@ -73,8 +75,14 @@ def dev_secrets(data_dir: Path) -> dict[str, str]:
     return made
 
 
-def run_dev(settings: Settings, console: Console, *, only_infra: bool = False) -> None:
-    """Start everything, print where it is, and wait for Ctrl-C; always stop what was started."""
+def run_dev(
+    settings: Settings, console: Console, *, only_infra: bool = False, session_workers: int = 1
+) -> None:
+    """Start everything, print where it is, and wait for Ctrl-C; always stop what was started.
+
+    ``session_workers`` streams workers share the calls (one consumer group: each owns some of
+    the call partitions, and takes over another's calls if it dies), one process per core.
+    """
     data_dir = settings.data_dir.resolve()
     with console.status("starting broker and database..."):
         stack = start_stack(settings)
@@ -88,14 +96,16 @@ def run_dev(settings: Settings, console: Console, *, only_infra: bool = False) -
             _show(running, None, console)
             _wait(running, console)
             return
-        addresses = _start_services(running, data_dir, console)
+        addresses = _start_services(running, data_dir, console, session_workers)
         _show(running, addresses, console)
         _wait(running, console)
     finally:
         running.stop(console)
 
 
-def _start_services(running: Running, data_dir: Path, console: Console) -> DevAddresses:
+def _start_services(
+    running: Running, data_dir: Path, console: Console, session_workers: int = 1
+) -> DevAddresses:
     settings = running.stack.settings
     keys = dev_secrets(data_dir)
     env = _base_env(settings, keys)
@@ -110,10 +120,16 @@ def _start_services(running: Running, data_dir: Path, console: Console) -> DevAd
         if importlib.util.find_spec(module) is None:
             running.notes.append(f"{name}: not available in this build ({module})")
             continue
-        proc = spawn_bound_child(
-            [sys.executable, *argv], log_path=data_dir / "logs" / f"{module}.log", env=env
-        )
-        running.children.append((name, proc))
+        copies = session_workers if module == STREAMS_WORKER else 1
+        for n in range(1, copies + 1):
+            label, log_name, child_env = name, f"{module}.log", env
+            if copies > 1:  # each worker its own id (and with it its own Faust state directory)
+                label, log_name = f"{name} {n}", f"{module}-{n}.log"
+                child_env = env | {"VOICE_STREAMS__WORKER_ID": f"worker-{n}"}
+            proc = spawn_bound_child(
+                [sys.executable, *argv], log_path=data_dir / "logs" / log_name, env=child_env
+            )
+            running.children.append((label, proc))
     api_url = f"http://{env['VOICE_API__HOST']}:{env['VOICE_API__PORT']}"
     with console.status("waiting for the API and seeding the demo agent..."):
         agent_id = seed_demo_agent(api_url, keys["api_key"], timeout_s=90)

@@ -93,14 +93,17 @@ class CallWatch:
             while True:
                 for records in (await consumer.getmany(timeout_ms=100)).values():
                     for record in records:
-                        if record.key is None or record.value is None:
-                            continue
-                        if self.call_id is None:  # the call id is known once the edge answers
-                            self._early.append((record.key, record.value))
-                        elif record.key == self.call_id.encode():
-                            await self._add(codec, record.value)
+                        if record.key is not None and record.value is not None:
+                            await self.offer(record.key, record.value, codec)
         finally:
             await consumer.stop()
+
+    async def offer(self, key: bytes, value: bytes, codec: Codec) -> None:
+        """One call event from the log: kept if it is this call's (or may be, before attach)."""
+        if self.call_id is None:  # the call id is known once the edge answers
+            self._early.append((key, value))
+        elif key == self.call_id.encode():
+            await self._add(codec, value)
 
     async def attach(self, call_id: str) -> None:
         """Follow this call from now on, including what arrived before its id was known."""

@@ -107,7 +107,12 @@ class Archiver:
         self._stopping.set()
 
     async def run(self) -> None:
-        consumer = make_consumer(self._kafka, group_id=self._group_id, max_partition_fetch_bytes=4 << 20)
+        consumer = make_consumer(
+            self._kafka,
+            group_id=self._group_id,
+            max_partition_fetch_bytes=4 << 20,
+            fetch_max_wait_ms=self._kafka.fetch_waits.archiver,
+        )
         consumer.subscribe(self._topics, listener=_DropOnRevoke(self._buffers))
         await consumer.start()
         try:

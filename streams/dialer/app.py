@@ -50,6 +50,7 @@ def create_dialer_app(
         settings,
         partitions=partitions,
         data_dir=state_dir,
+        fetch_max_wait_ms=kafka.fetch_waits.dialer,
         table_standby_replicas=1,  # Faust's default, kept as it was
         broker_commit_every=100,
         producer_linger_ms=1,

@@ -17,6 +17,7 @@ from schemas import bridge
 from schemas.call_session import UsageReported
 from schemas.calls import HangUpRequested
 from streams.sessions.bridge_link import Bridge, BridgeClosed, BridgeLost
+from streams.sessions.caller_audio import CallerAudioPipe
 from streams.sessions.conversation import Conversation
 from streams.sessions.facts import FactSink, Reporter
 from streams.sessions.live_config import SessionPlan, live_connect_config, voicemail_prompt
@@ -85,6 +86,7 @@ class CallSession:
             max_reconnects=max_reconnects,
         )
         self._conversation = Conversation(target.call_id, self._facts)
+        self._caller_audio = CallerAudioPipe()
         self._tool_calls = ToolCalls(
             tools, self._facts, tenant_id=target.tenant_id, kb_ids=target.plan.config.knowledge_base_ids
         )
@@ -183,10 +185,14 @@ class CallSession:
         )
 
     async def _pump(self, link: Bridge, session: LiveSession) -> None:
-        uplink = asyncio.create_task(self._uplink(link, session))
+        async def send_audio(pcm: bytes) -> None:
+            await session.send_realtime_input(audio=_caller_blob(pcm))
+
+        uplink = asyncio.create_task(self._uplink(link, self._caller_audio))
+        sender = asyncio.create_task(self._caller_audio.run(send_audio))
         downlink = asyncio.create_task(self._downlink(link, session))
         voicemail = asyncio.create_task(self._leave_voicemail(session))
-        tasks = (uplink, downlink, voicemail)
+        tasks = (uplink, sender, downlink, voicemail)
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -211,8 +217,8 @@ class CallSession:
             await self._say_to_model(session, voicemail_prompt(conversation.voicemail_sent()))
         await asyncio.Future()
 
-    async def _uplink(self, link: Bridge, session: LiveSession) -> None:
-        """Caller audio into the session; edge notices into the conversation."""
+    async def _uplink(self, link: Bridge, caller_audio: CallerAudioPipe) -> None:
+        """Caller audio towards the session; edge notices into the conversation."""
         conversation = self._conversation
         while True:
             message = await link.receive()
@@ -221,7 +227,7 @@ class CallSession:
                     conversation.stream_ms = stream_ms
                     if conversation.voicemail is not None:
                         continue  # a machine: the model must not answer its greeting or beep
-                    await session.send_realtime_input(audio=_caller_blob(pcm))
+                    caller_audio.push(pcm)
                 case bridge.BargeIn(utterance_id=utterance_id):
                     conversation.barge_in(utterance_id)
                 case bridge.MarkReached(name=name):

@@ -66,7 +66,11 @@ class SummaryWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         runner = CallEventsRunner(
-            self._settings, group_id=self._group, on_agent=self._on_agent, on_call=self._on_call
+            self._settings,
+            group_id=self._group,
+            on_agent=self._on_agent,
+            on_call=self._on_call,
+            fetch_max_wait_ms=self._settings.kafka.fetch_waits.summary,
         )
         await runner.run(stop)
 

@@ -89,6 +89,7 @@ class WebhookWorker:
                 group_id=self._group,
                 on_agent=self.planner.observe_agent,
                 on_call=partial(self._jobs, client),
+                fetch_max_wait_ms=self._settings.kafka.fetch_waits.webhooks,
             )
             await runner.run(stop)
 

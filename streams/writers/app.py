@@ -7,14 +7,18 @@ the aggregate's events from the events topic (ADR 0009).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from infra.deadletter import DeadLetterPublisher, RecordDecodeError, decode_record
-from infra.eventlog.reading import EventFilter, read_range
+from infra.eventlog.reading import decode, end_offsets
+from infra.kafka import make_consumer
 from infra.settings import KafkaSettings, Settings
 from schemas.codec import Codec, DecodeError
 from streams.faust_app import FaustSender, make_app
@@ -36,12 +40,28 @@ def create_app(
     data_dir = settings.data_dir / "writers" / app_id / streams.worker_id
     agents, knowledge = agent_spec(), knowledge_spec(settings.api.blob_dir or settings.data_dir / "blobs")
     partitions = kafka.partitions_override or agents.commands.partitions
-    app = make_app(app_id, settings, partitions=partitions, data_dir=data_dir)
+    app = make_app(
+        app_id,
+        settings,
+        partitions=partitions,
+        data_dir=data_dir,
+        fetch_max_wait_ms=kafka.fetch_waits.writers,
+    )
     codec = Codec.single_object()
     dead_letters = DeadLetterPublisher(FaustSender(app), codec, consumer_group=app_id)
     for spec in (agents, knowledge):
         _add_writer(app, spec, kafka, codec, dead_letters, after_emit)
     return app
+
+
+def state_table(spec: WriterSpec[Any]) -> str:
+    """The name of the table holding each of ``spec``'s aggregates' folded state."""
+    return f"{spec.name}-state"
+
+
+def state_changelog(app_id: str, spec: WriterSpec[Any]) -> str:
+    """The changelog topic Faust backs that table with (``{app_id}-{table}-changelog``)."""
+    return f"{app_id}-{state_table(spec)}-changelog"
 
 
 def _add_writer(
@@ -55,7 +75,7 @@ def _add_writer(
     commands = app.topic(spec.commands.name, key_serializer="raw", value_serializer="raw")
     events = app.topic(spec.events.name, key_serializer="raw", value_serializer="raw")
     states = app.Table(
-        f"{spec.name}-state",
+        state_table(spec),
         default=None,
         partitions=kafka.partitions_override or spec.commands.partitions,
         key_type=bytes,  # bytes in and out, also when the table recovers from its changelog
@@ -107,14 +127,65 @@ def _add_writer(
             yield None
 
 
+# The partitioner the writers' producer sends events with. ``emit`` sends through a Faust
+# topic with no partition, so faust's aiokafka Producer hands the key to an AIOKafkaProducer
+# built with ``partitioner=self.partitioner``; that is ``app.conf.producer_partitioner``, which
+# make_app leaves unset, so faust's Producer.__post_init__ falls back to aiokafka's
+# DefaultPartitioner (murmur2 of the key bytes, as the Java client). Checked by
+# tests/unit/streams/test_writers_partition.py.
+_PARTITIONER = DefaultPartitioner()
+
+
+def event_partition(aggregate: str, partitions: Iterable[int]) -> int:
+    """The partition of its events topic that ``aggregate``'s events are sent to.
+
+    The producer's key is ``aggregate.encode()`` (see ``emit``); aiokafka passes the topic's
+    partition numbers as ``list()`` of a set of small ints, i.e. in ascending order, as here.
+    """
+    numbers = sorted(partitions)
+    return int(_PARTITIONER(aggregate.encode(), numbers, numbers))
+
+
 async def events_in_log(kafka: KafkaSettings, spec: WriterSpec[Any], aggregate: str) -> list[Any]:
-    """Every event of ``aggregate`` in its events topic, by seq (the table-miss bootstrap)."""
+    """Every event of ``aggregate`` in its events topic, by seq (the table-miss bootstrap).
+
+    Events are keyed by their aggregate id, so only the partition that key hashes to is read.
+    (Like every keyed reader, this assumes the events topic never gains partitions.)
+    """
+    topic, key = spec.events.name, aggregate.encode()
+    codec = Codec.single_object()  # what the writers encode their events with (create_app)
     found: list[Any] = []
-    async for event in read_range(
-        kafka, spec.events.name, EventFilter(call_id=aggregate), on_undecodable=_skip_undecodable
-    ):
-        if isinstance(event.record, spec.events.record_types):
-            found.append(event.record)
+    consumer = make_consumer(kafka, group_id=None, max_partition_fetch_bytes=4 << 20)
+    await consumer.start()
+    # As in reading.read_range: let aiokafka's group-less coordinator task run once, or stopping
+    # right away (an unknown topic) raises CancelledError out of consumer.stop().
+    await asyncio.sleep(0)
+    try:
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            raise LookupError(f"topic {topic!r} does not exist on the broker")
+        tp = TopicPartition(topic, event_partition(aggregate, numbers))
+        start = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await end_offsets(consumer, [tp]))[tp]  # Tansu under-reports a plain ListOffsets
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        while start < end and await consumer.position(tp) < end:
+            batches = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
+            for msg in batches.get(tp, []):
+                if msg.offset >= end:
+                    break
+                if msg.key != key:
+                    continue
+                try:
+                    event = decode(codec, msg)
+                except DecodeError as err:
+                    _skip_undecodable(err)
+                    continue
+                if isinstance(event.record, spec.events.record_types):
+                    found.append(event.record)
+    finally:
+        await consumer.stop()
+    # Re-emitted duplicates (a crash between send and table update) stay in: fold_log skips them.
     return sorted(found, key=lambda record: int(record.seq))
 
 

@@ -10,6 +10,7 @@ app = faust.App(
     os.environ["COUNTER_APP_ID"],
     broker="kafka://" + os.environ["COUNTER_BOOTSTRAP"],
     store="memory://",  # nothing on disk: after a restart the table can only come from the changelog
+    datadir=os.environ["COUNTER_DATADIR"],  # Faust's default is ./{id}-data in the checkout
     web_enabled=False,
     topic_partitions=1,
     topic_replication_factor=1,

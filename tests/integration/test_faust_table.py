@@ -76,6 +76,7 @@ async def test_table_recovers_from_changelog_after_worker_restart(settings: Sett
         "COUNTER_BOOTSTRAP": settings.kafka.bootstrap or "",
         "COUNTER_SOURCE": source,
         "COUNTER_OUT": out,
+        "COUNTER_DATADIR": str(tmp_path / "faust-data"),
     }
     consumer = make_consumer(settings.kafka, out, group_id=None)
     await consumer.start()

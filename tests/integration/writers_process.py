@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -63,18 +64,26 @@ async def wait_until_deciding(
         consumer.assign(parts)
         await consumer.seek_to_end(*parts)
         agent, kb = unique("probe-agt"), unique("probe-kb")
-        envelope = {
+        envelope: dict[str, Any] = {
             "tenant_id": TenantId(unique("probe")),
             "seq": 0,
             "occurred_at": datetime.now(UTC),
             "name": "probe",
         }
-        probes = [
-            (AGENT_COMMANDS, CreateAgent(**envelope, agent_id=AgentId(agent), created_by="test", **_ids())),
-            (KNOWLEDGE_COMMANDS, CreateKnowledgeBase(**envelope, kb_id=KnowledgeBaseId(kb), **_ids())),
+        probes: list[tuple[str, CreateAgent | CreateKnowledgeBase, str]] = [
+            (
+                AGENT_COMMANDS.name,
+                CreateAgent(**envelope, agent_id=AgentId(agent), created_by="test", **_ids()),
+                agent,
+            ),
+            (
+                KNOWLEDGE_COMMANDS.name,
+                CreateKnowledgeBase(**envelope, kb_id=KnowledgeBaseId(kb), **_ids()),
+                kb,
+            ),
         ]
-        for topic, command in probes:
-            await producer.send_and_wait(topic.name, codec.encode(command), topic.key_of(command).encode())
+        for topic, command, key in probes:
+            await producer.send_and_wait(topic, codec.encode(command), key.encode())
 
         def both(seen: list[ConsumerRecord[bytes, bytes]]) -> bool:
             keys = (agent.encode(), kb.encode())
@@ -89,5 +98,5 @@ async def wait_until_deciding(
         await consumer.stop()
 
 
-def _ids() -> dict[str, str]:
+def _ids() -> dict[str, Any]:
     return {"event_id": EventId(unique("probe")), "correlation_id": CorrelationId(unique("probe"))}

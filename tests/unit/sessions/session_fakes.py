@@ -19,6 +19,7 @@ from streams.sessions.live_config import DEFAULT_CONFIG, SessionPlan
 from streams.sessions.session import SessionTarget
 
 TOKEN = "good-token"
+CALLER_FRAME_BYTES = 640  # 20 ms of PCM16 at 16 kHz, what FakeEdge.say sends per frame
 
 
 class FakeLive:
@@ -31,6 +32,11 @@ class FakeLive:
         self.texts: list[str] = []
         self.tool_responses: list[types.FunctionResponse] = []
         self.send_error: BaseException | None = None
+
+    @property
+    def frames_heard(self) -> int:
+        """Caller frames received, however the session batched them into realtime inputs."""
+        return sum(len(chunk) for chunk in self.audio) // CALLER_FRAME_BYTES
 
     def push(self, **fields: Any) -> None:
         self.inbox.put_nowait(types.LiveServerMessage.model_validate(fields))
@@ -151,7 +157,9 @@ class FakeEdge:
 
     async def say(self, frames: int = 3) -> None:
         for seq in range(frames):
-            await self.send(bridge.CallerAudio(seq=seq, stream_ms=seq * 20, pcm=b"\x01\x00" * 320))
+            await self.send(
+                bridge.CallerAudio(seq=seq, stream_ms=seq * 20, pcm=b"\x01\x00" * (CALLER_FRAME_BYTES // 2))
+            )
 
     async def stop_stream(self) -> None:
         await self.send(bridge.StreamStopped(reason="twilio_stop"))

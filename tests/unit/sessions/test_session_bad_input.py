@@ -56,7 +56,7 @@ async def test_session_model_error_resumes_by_handle_and_asks_for_an_apology() -
         first.fail(_api_error(1011, "Internal error"))
         await eventually(lambda: "GeminiSessionResumed" in sink.kinds())
         await edge.say()
-        await eventually(lambda: len(second.audio) == 3)
+        await eventually(lambda: second.frames_heard == 3)
         outcome = await _finish(edge, run)
     assert outcome is SessionOutcome.ENDED
     assert _closed_reasons(sink) == [("error", 1011), ("call_ended", None)]
@@ -76,7 +76,7 @@ async def test_session_send_after_the_server_closed_counts_as_a_model_failure() 
         await edge.say(1)  # the send fails with websockets' error, not APIError
         await eventually(lambda: "GeminiSessionClosed" in sink.kinds())
         await edge.say(2)
-        await eventually(lambda: len(second.audio) == 2)
+        await eventually(lambda: second.frames_heard == 2)
         await _finish(edge, run)
     assert _closed_reasons(sink)[0] == ("error", 1011)
 
@@ -184,7 +184,7 @@ async def test_session_ignores_bridge_garbage_and_keeps_streaming() -> None:
         for junk in (b"\x01", "not json", '{"type":"launch"}', b"\x07" + b"\x00" * 8, b"\x01" + b"\x00" * 9):
             await edge.send(junk)
         await edge.say(2)
-        await eventually(lambda: len(live.audio) == 2)
+        await eventually(lambda: live.frames_heard == 2)
         outcome = await _finish(edge, run)
     assert outcome is SessionOutcome.ENDED
     assert sink.kinds() == ["GeminiSessionOpened", "GeminiSessionClosed"]
@@ -199,7 +199,7 @@ async def test_session_reconnects_a_dropped_bridge_without_dropping_the_model() 
         await edge.connections[-1].close(1011, "edge hiccup")
         await eventually(lambda: len(edge.connections) == 2)
         await edge.say(2)
-        await eventually(lambda: len(live.audio) == 2)
+        await eventually(lambda: live.frames_heard == 2)
         await _finish(edge, run)
     assert sink.kinds() == ["GeminiSessionOpened", "GeminiSessionClosed"]
     assert len(gemini.configs) == 1
