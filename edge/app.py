@@ -120,9 +120,6 @@ def _query_of(form: dict[str, str]) -> dict[str, str]:
 
 def answer_call(node: EdgeNode, settings: Settings, form: dict[str, str], query: dict[str, str]) -> str:
     """TwiML for a call: connect it to our media stream, or refuse it politely."""
-    if not node.has_capacity():
-        node.metrics.incr("calls.refused_busy")
-        return twiml.refuse(twiml.BUSY_MESSAGE)
     call_sid = form.get("CallSid", "")
     outbound = query.get("direction") == "outbound" and bool(query.get("call_id"))
     if outbound:
@@ -134,11 +131,15 @@ def answer_call(node: EdgeNode, settings: Settings, form: dict[str, str], query:
             direction="outbound",
             record=query.get("record", "false").lower() == "true",
         )
+        if not node.admit_call():
+            return _refuse_busy(node)
     else:
         route = node.routing.lookup(form.get("To", ""))
         if route is None:
             node.metrics.incr("calls.unknown_number")
             return twiml.refuse(twiml.UNKNOWN_NUMBER_MESSAGE)
+        if not node.admit_call():
+            return _refuse_busy(node)
         params = twiml.StreamParameters(
             call_id=call_id_for(call_sid),
             tenant_id=route.tenant_id,
@@ -167,6 +168,11 @@ def answer_call(node: EdgeNode, settings: Settings, form: dict[str, str], query:
         )
     node.metrics.incr(f"calls.answered.{params.direction}")
     return twiml.connect_stream(settings.twilio.public_base_url, params)
+
+
+def _refuse_busy(node: EdgeNode) -> str:
+    node.metrics.incr("calls.refused_busy")
+    return twiml.refuse(twiml.BUSY_MESSAGE)
 
 
 def record_status(node: EdgeNode, form: dict[str, str]) -> None:

@@ -165,7 +165,7 @@ class MediaStreamProtocol(asyncio.Protocol):
         elif not self.checker.check_media_upgrade(request.headers.get(SIGNATURE_HEADER)):
             node.metrics.security_event("bad_signature", "/twilio/media upgrade")
             refusal = HTTPStatus.FORBIDDEN
-        elif not node.has_capacity():
+        elif not node.admit_stream():
             node.metrics.incr("streams.refused")
             refusal = HTTPStatus.FORBIDDEN
         response = conn.reject(refusal, "") if refusal is not None else conn.accept(request)

@@ -82,7 +82,7 @@ async def serve_media(
         node.metrics.security_event("bad_signature", "/twilio/media upgrade")
         await socket.close(1008)  # before accept: the client gets HTTP 403
         return
-    if not node.has_capacity():
+    if not node.admit_stream():
         node.metrics.incr("streams.refused")
         await socket.close(_CLOSE_TRY_AGAIN_LATER)
         return

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from edge.admission import Admission
 from edge.metrics import EdgeMetrics
 from edge.playback_clock import PlaybackClock
 from edge.publisher import FactPublisher
@@ -23,6 +24,9 @@ from schemas import bridge
 
 if TYPE_CHECKING:
     from edge.call import LiveCall
+
+ANSWER_HOLD_S = 30.0
+"""How long an answered call's slot waits for its media socket (Twilio opens it within a second)."""
 
 _CALL_NAMESPACE = uuid.UUID("0b7d3f5e-7a57-5c0e-9f55-9d8c1a1e2b44")
 
@@ -77,6 +81,8 @@ class EdgeNode:
         if routing is not None and routing.fallback is None:
             routing.fallback = fallback
         self.calls: dict[str, LiveCall] = {}
+        self.admission = Admission(settings.edge.max_streams, hold_s=ANSWER_HOLD_S)
+        """The stream limit, with a slot held for each answered call until its socket arrives."""
         self._grants: dict[str, BridgeGrant] = {}
         self.draining = False
         self.ready = False
@@ -99,8 +105,17 @@ class EdgeNode:
     def edge_id(self) -> str:
         return self.settings.edge.edge_id
 
-    def has_capacity(self) -> bool:
-        return not self.draining and len(self.calls) < self.settings.edge.max_streams
+    def admit_call(self) -> bool:
+        """Voice webhook: True answers with a stream and holds its slot; False: refuse, spoken."""
+        return not self.draining and self.admission.admit_call(len(self.calls))
+
+    def admit_stream(self) -> bool:
+        """Media socket upgrade: an answered call's held slot, or a free one.
+
+        ``calls`` counts streams from their ``start`` message, so a socket between its upgrade
+        and its ``start`` (the same packet burst, in practice) is briefly not counted.
+        """
+        return not self.draining and self.admission.admit_stream(len(self.calls))
 
     def bridge_url(self, call_id: str) -> str:
         edge = self.settings.edge

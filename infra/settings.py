@@ -28,7 +28,11 @@ class FetchWaits(BaseModel):
     """
 
     writers: int = 50  # an API command's events: the operator waits for them
-    dialer: int = 100
+    # The outbound call's first hop. Its agent events and requests are separate topics routed
+    # into one stream; records fetched together may be routed in either order, so a request
+    # placed right after its agent was archived can beat the archive (a known race, narrowed,
+    # not closed, by a short wait).
+    dialer: int = 20
     projections: int = 100  # read-model freshness
     webhooks: int = 200
     summary: int = 200

@@ -154,4 +154,24 @@ def test_health_and_readiness_follow_draining() -> None:
     assert client.get("/readyz").status_code == 200
     node.draining = True
     assert client.get("/readyz").status_code == 503
-    assert not node.has_capacity()
+    assert not node.admit_call()
+    assert not node.admit_stream()
+
+
+def test_an_answered_call_holds_its_slot_so_the_next_caller_hears_busy_not_a_refused_socket() -> None:
+    client, _, node = _client(_settings(max_streams=1, demo_agent_id="demo"))
+    status, body = _post(client, "/twilio/voice", {"CallSid": "CA7", "To": "+1000"})
+    assert (status, "<Connect>" in body) == (200, True)
+    # Before CA7's media socket arrives, CA8 calls: the slot is promised, so CA8 is told, spoken.
+    status, body = _post(client, "/twilio/voice", {"CallSid": "CA8", "To": "+1000"})
+    assert (status, "busy" in body, "<Connect>" in body) == (200, True, False)
+    assert node.admit_stream()  # CA7's socket gets the slot it was promised
+    assert node.admission.reserved == 0
+    assert node.metrics.get("calls.refused_busy") == 1
+
+
+def test_an_unknown_number_holds_no_slot() -> None:
+    client, _, node = _client(_settings(max_streams=1))
+    status, body = _post(client, "/twilio/voice", {"CallSid": "CA9", "To": "+1999"})
+    assert (status, "<Say>" in body) == (200, True)
+    assert node.admission.reserved == 0
