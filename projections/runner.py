@@ -170,8 +170,10 @@ class ProjectionRunner:
         stop: asyncio.Event | None = None,
         group_id: str | None = None,
         max_records: int = 1000,
+        linger_s: float = 0.0,
     ) -> None:
-        """Consume until ``stop`` is set (or forever)."""
+        """Consume until ``stop`` is set (or forever); after a small batch, wait ``linger_s``."""
+        loop = asyncio.get_running_loop()
         stop = stop or asyncio.Event()
         consumer = make_consumer(
             kafka,
@@ -182,10 +184,13 @@ class ProjectionRunner:
         await consumer.start()
         try:
             while not stop.is_set():
+                started = loop.time()
                 batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
                 messages = [m for records in batches.values() for m in records]
                 if messages:
                     await self.process(messages)
+                    if len(messages) < max_records:  # a full batch means a backlog: go on at once
+                        await asyncio.sleep(max(0.0, started + linger_s - loop.time()))
         finally:
             await consumer.stop()
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import mode.loop
 
 from infra.settings import Settings
 from streams.app import create_app
+from streams.faust_app import run_worker
 
 
 def main() -> None:
@@ -22,8 +22,7 @@ def main() -> None:
     # chosen before Faust creates its loop.
     mode.loop.use("uvloop")
     app = create_app(settings)
-    sys.argv = [sys.argv[0], "worker", "--without-web", "-l", settings.log_level.lower()[:4]]
-    app.main()
+    run_worker(app, settings)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,30 @@ SERVICES: tuple[tuple[str, list[str]], ...] = (
 STREAMS_WORKER = "streams"  # the service `--session-workers` starts several of
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedChild:
+    """One service process `dev` starts: its label, arguments, log file and extra environment."""
+
+    label: str
+    argv: list[str]
+    log_name: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def planned_children(session_workers: int = 1) -> list[PlannedChild]:
+    """Every service once, the streams worker ``session_workers`` times, in start order."""
+    planned = []
+    for name, argv in SERVICES:
+        module = argv[1]
+        if module != STREAMS_WORKER or session_workers == 1:
+            planned.append(PlannedChild(name, argv, f"{module}.log"))
+            continue
+        for n in range(1, session_workers + 1):  # each its own id, and so its own state directory
+            env = {"VOICE_STREAMS__WORKER_ID": f"worker-{n}"}
+            planned.append(PlannedChild(f"{name} {n}", argv, f"{module}-{n}.log", env))
+    return planned
+
+
 @dataclass
 class Running:
     """What `dev` started, for the status table and for a clean stop."""
@@ -119,17 +143,13 @@ def _start_services(
         module = argv[1]
         if importlib.util.find_spec(module) is None:
             running.notes.append(f"{name}: not available in this build ({module})")
+    for child in planned_children(session_workers):
+        if importlib.util.find_spec(child.argv[1]) is None:
             continue
-        copies = session_workers if module == STREAMS_WORKER else 1
-        for n in range(1, copies + 1):
-            label, log_name, child_env = name, f"{module}.log", env
-            if copies > 1:  # each worker its own id (and with it its own Faust state directory)
-                label, log_name = f"{name} {n}", f"{module}-{n}.log"
-                child_env = env | {"VOICE_STREAMS__WORKER_ID": f"worker-{n}"}
-            proc = spawn_bound_child(
-                [sys.executable, *argv], log_path=data_dir / "logs" / log_name, env=child_env
-            )
-            running.children.append((label, proc))
+        proc = spawn_bound_child(
+            [sys.executable, *child.argv], log_path=data_dir / "logs" / child.log_name, env=env | child.env
+        )
+        running.children.append((child.label, proc))
     api_url = f"http://{env['VOICE_API__HOST']}:{env['VOICE_API__PORT']}"
     with console.status("waiting for the API and seeding the demo agent..."):
         agent_id = seed_demo_agent(api_url, keys["api_key"], timeout_s=90)

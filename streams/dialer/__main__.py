@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 from infra.settings import Settings
 from streams.dialer.app import create_dialer_app
 from streams.dialer.config import DialerSettings
+from streams.faust_app import run_worker
 from streams.telephony.twilio_rest import TwilioTelephony
 
 
@@ -22,8 +22,7 @@ def main() -> None:
         api_base_url=settings.twilio.api_base_url,
     )
     app = create_dialer_app(settings, telephony, DialerSettings())
-    sys.argv = [sys.argv[0], "worker", "--without-web", "-l", settings.log_level.lower()[:4]]
-    app.main()
+    run_worker(app, settings)
 
 
 if __name__ == "__main__":

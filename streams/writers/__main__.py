@@ -7,9 +7,9 @@ and moves each partition's state with it (its table changelog). Stops on SIGTERM
 from __future__ import annotations
 
 import argparse
-import sys
 
 from infra.settings import Settings
+from streams.faust_app import run_worker
 from streams.writers.app import DEFAULT_APP_ID, create_app
 
 
@@ -19,8 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = Settings()
     app = create_app(settings, app_id=args.app_id)
-    sys.argv = [sys.argv[0], "worker", "--without-web", "-l", settings.log_level.lower()[:4]]
-    app.main()
+    run_worker(app, settings)
 
 
 if __name__ == "__main__":

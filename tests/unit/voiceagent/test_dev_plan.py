@@ -1,0 +1,22 @@
+"""What `voiceagent dev` starts: every service once, the session worker as often as asked."""
+
+from __future__ import annotations
+
+from voiceagent.dev import SERVICES, STREAMS_WORKER, planned_children
+
+
+def test_one_of_each_service_by_default() -> None:
+    children = planned_children()
+    assert [c.label for c in children] == [name for name, _ in SERVICES]
+    assert all(c.env == {} for c in children)
+    assert len({c.log_name for c in children}) == len(children)
+
+
+def test_several_session_workers_get_their_own_ids_and_logs() -> None:
+    children = planned_children(session_workers=3)
+    workers = [c for c in children if c.argv[1] == STREAMS_WORKER]
+    assert [c.env["VOICE_STREAMS__WORKER_ID"] for c in workers] == ["worker-1", "worker-2", "worker-3"]
+    assert [c.log_name for c in workers] == ["streams-1.log", "streams-2.log", "streams-3.log"]
+    others = [c for c in children if c.argv[1] != STREAMS_WORKER]
+    assert len(others) == len(SERVICES) - 1
+    assert all(c.env == {} for c in others)
