@@ -31,7 +31,6 @@ from typing import Any
 
 import httpx
 import psutil
-from aiokafka import TopicPartition
 from rich.console import Console
 
 ROOT = Path(__file__).parents[1]
@@ -39,14 +38,12 @@ sys.path.insert(0, str(ROOT))
 
 from edge.audio.speech import synthesize, to_rate  # noqa: E402
 from edge.twiml import media_stream_url  # noqa: E402
-from infra.kafka import make_consumer  # noqa: E402
 from infra.process import free_port  # noqa: E402
 from infra.settings import KafkaSettings  # noqa: E402
-from schemas.catalog import CALL_EVENTS  # noqa: E402
 from schemas.codec import Codec  # noqa: E402
 from voiceagent.caller import SimulatedCaller, to_frames  # noqa: E402
 from voiceagent.devfile import DevAddresses  # noqa: E402
-from voiceagent.simulate import CallWatch, SimulationError, _answer  # noqa: E402
+from voiceagent.simulate import CallWatch, SimulationError, _answer, follow_call_events  # noqa: E402
 
 PHRASES = ["Hello, are you open today?", "Can I book a table for two?", "What is on the menu tonight?"]
 
@@ -102,25 +99,11 @@ class SharedFollower:
         self._codec = Codec.single_object()
 
     async def run(self, ready: asyncio.Event) -> None:
-        consumer = make_consumer(self._kafka, group_id=None)
-        await consumer.start()
-        try:
-            parts = [
-                TopicPartition(CALL_EVENTS.name, p)
-                for p in consumer.partitions_for_topic(CALL_EVENTS.name) or ()
-            ]
-            consumer.assign(parts)
-            await consumer.seek_to_end(*parts)
-            ready.set()
-            while True:
-                for records in (await consumer.getmany(timeout_ms=100)).values():
-                    for record in records:
-                        if record.key is None or record.value is None:
-                            continue
-                        for watch in self.watches:
-                            await watch.offer(record.key, record.value, self._codec)
-        finally:
-            await consumer.stop()
+        await follow_call_events(self._kafka, ready, self._dispatch)
+
+    async def _dispatch(self, key: bytes, value: bytes) -> None:
+        for watch in self.watches:
+            await watch.offer(key, value, self._codec)
 
 
 async def one_call(

@@ -9,6 +9,7 @@ import secrets
 import time
 import uuid
 import wave
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,28 @@ class Outcome:
             out.writeframes(pcm.astype("<i2").tobytes())
 
 
+async def follow_call_events(
+    kafka: KafkaSettings, ready: asyncio.Event, on_record: Callable[[bytes, bytes], Awaitable[None]]
+) -> None:
+    """Hand every call event from now on (each partition from its end) to ``on_record``; forever."""
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        parts = [
+            TopicPartition(CALL_EVENTS.name, p) for p in consumer.partitions_for_topic(CALL_EVENTS.name) or ()
+        ]
+        consumer.assign(parts)
+        await consumer.seek_to_end(*parts)
+        ready.set()
+        while True:
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                for record in records:
+                    if record.key is not None and record.value is not None:
+                        await on_record(record.key, record.value)
+    finally:
+        await consumer.stop()
+
+
 class CallWatch:
     """Follows the call's events on the log, prints them, and lets the caller wait for them."""
 
@@ -80,23 +103,11 @@ class CallWatch:
 
     async def follow(self, kafka: KafkaSettings, ready: asyncio.Event) -> None:
         codec = Codec.single_object()
-        consumer = make_consumer(kafka, group_id=None)
-        await consumer.start()
-        try:
-            parts = [
-                TopicPartition(CALL_EVENTS.name, p)
-                for p in consumer.partitions_for_topic(CALL_EVENTS.name) or ()
-            ]
-            consumer.assign(parts)
-            await consumer.seek_to_end(*parts)
-            ready.set()
-            while True:
-                for records in (await consumer.getmany(timeout_ms=100)).values():
-                    for record in records:
-                        if record.key is not None and record.value is not None:
-                            await self.offer(record.key, record.value, codec)
-        finally:
-            await consumer.stop()
+
+        async def offer(key: bytes, value: bytes) -> None:
+            await self.offer(key, value, codec)
+
+        await follow_call_events(kafka, ready, offer)
 
     async def offer(self, key: bytes, value: bytes, codec: Codec) -> None:
         """One call event from the log: kept if it is this call's (or may be, before attach)."""
