@@ -102,7 +102,7 @@ class SharedFollower:
         await follow_call_events(self._kafka, ready, self._dispatch)
 
     async def _dispatch(self, key: bytes, value: bytes) -> None:
-        for watch in self.watches:
+        for watch in list(self.watches):  # calls end (and leave the list) meanwhile
             await watch.offer(key, value, self._codec)
 
 

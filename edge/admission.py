@@ -14,8 +14,9 @@ class Admission:
     message. Twilio opens the media WebSocket a moment later. Without a reservation, calls
     answered in between could take the slot, and the socket would be refused with a bare 403:
     dead air and a dropped call instead of the spoken refusal. So an answered call reserves a
-    slot, its socket takes it (any reservation: the upgrade does not say which call it is),
-    and a reservation that no socket claims expires after ``hold_s``.
+    slot; a socket is let in while any reservation is held (the upgrade does not say which call
+    it is), and the stream's ``start`` claims one, as the stream itself starts to count; a
+    reservation that nothing claims expires after ``hold_s``.
 
     Pure: the caller passes how many streams are open, the clock is injected.
     """
@@ -45,11 +46,13 @@ class Admission:
         return True
 
     def admit_stream(self, open_streams: int) -> bool:
-        """Media socket upgrade: take a reservation, or a free slot if there is none to take."""
+        """Media socket upgrade: in if an answered call is still to connect, or a slot is free."""
+        return self.reserved > 0 or open_streams < self.limit
+
+    def claim(self) -> None:
+        """A stream started and counts as open from now on: its reservation, if any, is spent."""
         if self.reserved:
             self._expiries.popleft()
-            return True
-        return open_streams < self.limit
 
     def _expire(self) -> None:
         now, expiries = self._clock(), self._expiries

@@ -112,10 +112,12 @@ class EdgeNode:
     def admit_stream(self) -> bool:
         """Media socket upgrade: an answered call's held slot, or a free one.
 
-        ``calls`` counts streams from their ``start`` message, so a socket between its upgrade
-        and its ``start`` (the same packet burst, in practice) is briefly not counted.
+        While draining, only calls answered before the drain began get in: to their callers they
+        are calls in progress, and the drain waits for them like for the others.
         """
-        return not self.draining and self.admission.admit_stream(len(self.calls))
+        if self.draining:
+            return self.admission.reserved > 0
+        return self.admission.admit_stream(len(self.calls))
 
     def bridge_url(self, call_id: str) -> str:
         edge = self.settings.edge
@@ -142,6 +144,7 @@ class EdgeNode:
 
     def register(self, call_id: str, call: LiveCall) -> None:
         self.calls[call_id] = call
+        self.admission.claim()  # counted in `calls` from now on
         self.drained.clear()
 
     def unregister(self, call_id: str) -> None:

@@ -117,10 +117,19 @@ class EdgeServer:
         node = self.node
         node.draining = True
         deadline = self.settings.edge.drain_deadline_s if deadline_s is None else deadline_s
-        if node.calls:
-            log.info("draining %d calls for up to %.0fs", len(node.calls), deadline)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(node.drained.wait(), deadline)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        if node.calls or node.admission.reserved:
+            log.info(
+                "draining %d calls (and %d answered, still to connect) for up to %.0fs",
+                len(node.calls),
+                node.admission.reserved,
+                deadline,
+            )
+            # Polled: a reservation can also end by expiring, which no event signals (one drain
+            # per process, so the cost is nothing).
+            while (node.calls or node.admission.reserved) and loop.time() < end:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
         for call in list(node.calls.values()):
             await call.end("edge_shutdown")
         with contextlib.suppress(TimeoutError):

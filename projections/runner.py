@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
@@ -189,10 +190,27 @@ class ProjectionRunner:
                 messages = [m for records in batches.values() for m in records]
                 if messages:
                     await self.process(messages)
-                    if len(messages) < max_records:  # a full batch means a backlog: go on at once
-                        await asyncio.sleep(max(0.0, started + linger_s - loop.time()))
+                    small = len(messages) < max_records
+                    if linger_s > 0 and small and await caught_up(consumer):  # else: a backlog
+                        # Let the next batch gather: each costs a transaction, its positions
+                        # and checkpoints whatever its size.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), max(0.0, started + linger_s - loop.time()))
         finally:
             await consumer.stop()
+
+
+async def caught_up(consumer: AIOKafkaConsumer) -> bool:
+    """Every assigned partition read up to the high watermark its last fetch reported.
+
+    A batch smaller than ``max_records`` does not prove it: after downtime, aiokafka can hand
+    out one partition's fetch at a time. An unknown watermark counts as not caught up.
+    """
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None or highwater > await consumer.position(tp):  # position: local
+            return False
+    return True
 
 
 class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -138,7 +138,8 @@ def _sessions(app: faust.App, settings: Settings, codec: Codec, inputs: faust.To
 
     @app.task  # type: ignore[untyped-decorator]
     async def follow_agents() -> None:
-        consumer = make_consumer(settings.kafka, group_id=None)
+        wait = settings.kafka.fetch_waits.agent_directory
+        consumer = make_consumer(settings.kafka, group_id=None, fetch_max_wait_ms=wait)
         await consumer.start()
         try:
             await directory.follow(consumer, codec)

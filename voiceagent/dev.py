@@ -62,7 +62,7 @@ def planned_children(session_workers: int = 1) -> list[PlannedChild]:
         if module != STREAMS_WORKER or session_workers == 1:
             planned.append(PlannedChild(name, argv, f"{module}.log"))
             continue
-        for n in range(1, session_workers + 1):  # each its own id, and so its own state directory
+        for n in range(1, session_workers + 1):  # each its own id (and state dir, unless one is set)
             env = {"VOICE_STREAMS__WORKER_ID": f"worker-{n}"}
             planned.append(PlannedChild(f"{name} {n}", argv, f"{module}-{n}.log", env))
     return planned

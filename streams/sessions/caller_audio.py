@@ -58,7 +58,7 @@ class CallerAudioPipe:
         self.frames_in += 1
         self._frames.append(pcm)
         self._pending_bytes += len(pcm)
-        while self._pending_bytes > self._max_pending:
+        while self._pending_bytes > self._max_pending and len(self._frames) > 1:  # keep the newest
             dropped = self._frames.popleft()
             self._pending_bytes -= len(dropped)
             self.dropped_bytes += len(dropped)
@@ -69,6 +69,11 @@ class CallerAudioPipe:
                     self.dropped_frames,
                 )
         self._ready.set()
+
+    def clear(self) -> None:
+        """Forget the queued audio (a machine answered: its greeting must not reach the model)."""
+        self._frames.clear()
+        self._pending_bytes = 0
 
     def take_batch(self) -> bytes:
         """The oldest queued frames, joined, up to the batch size (at least one whole frame)."""
@@ -90,10 +95,10 @@ class CallerAudioPipe:
         """Send through ``send`` until cancelled; a failed send raises (its batch is lost).
 
         Audio still queued when a run ends goes out on the next run: one pipe outlives the
-        Live connections of a call, so a planned reconnect loses nothing queued here.
+        Live connections of a call, so a reconnect loses at most the batch that was in flight.
         """
         while True:
-            if not self._frames:
+            while not self._frames:
                 self._ready.clear()
                 await self._ready.wait()
             await send(self.take_batch())

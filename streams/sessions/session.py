@@ -100,6 +100,7 @@ class CallSession:
         From now on the machine's audio is no longer passed to the model. Repeats are ignored.
         """
         self._conversation.request_voicemail(message)
+        self._caller_audio.clear()  # the machine's greeting and beep, queued while we were busy
 
     async def run(self) -> SessionOutcome:
         """Connect the bridge, then keep a Live session going until the call ends."""

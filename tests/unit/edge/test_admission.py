@@ -17,14 +17,18 @@ class Clock:
         return self.now
 
 
-def test_an_answered_call_keeps_its_slot_until_its_socket_arrives() -> None:
+def test_an_answered_call_keeps_its_slot_until_its_stream_starts() -> None:
     admission = Admission(2, clock=Clock())
     assert admission.admit_call(open_streams=0)
     assert admission.admit_call(open_streams=0)
     assert not admission.admit_call(open_streams=0)  # both slots are promised: refuse, spoken
-    assert admission.admit_stream(open_streams=0)  # the first socket takes its reservation
-    assert admission.admit_stream(open_streams=1)  # and so does the second, though 1 + 1 = limit
+    assert admission.admit_stream(open_streams=0)  # the first socket is let in
+    assert not admission.admit_call(open_streams=0)  # between its upgrade and its start: still held
+    admission.claim()  # its `start`: it counts as an open stream now
+    assert admission.admit_stream(open_streams=1)  # the second socket, though 1 + 1 = limit
+    admission.claim()
     assert admission.reserved == 0
+    assert not admission.admit_call(open_streams=2)
 
 
 def test_a_socket_without_a_reservation_gets_a_free_slot_only() -> None:
@@ -74,9 +78,17 @@ def test_streams_plus_promises_never_exceed_the_limit_when_sockets_follow_calls(
             admission.admit_call(open_streams)
         elif step == "stream" and admission.reserved:
             assert admission.admit_stream(open_streams)  # an answered call always gets in
+            admission.claim()  # its start
             open_streams += 1
         elif step == "hangup" and open_streams:
             open_streams -= 1
         elif step == "wait":
             clock.now += 4.0
         assert open_streams + admission.reserved <= limit
+
+
+def test_a_claim_without_a_reservation_changes_nothing() -> None:
+    admission = Admission(1, clock=Clock())
+    admission.claim()  # a socket that came without a webhook (a free slot) started
+    assert admission.reserved == 0
+    assert admission.admit_call(open_streams=0)

@@ -150,3 +150,24 @@ def test_batches_concatenate_to_exactly_what_was_pushed(ops: list[int | None], b
     assert b"".join(sent) == b"".join(pushed)
     for batch in sent:  # within the limit, or a single frame that alone exceeds it
         assert len(batch) <= limit or any(batch == frame for frame in pushed)
+
+
+async def test_a_frame_larger_than_the_whole_bound_is_kept_alone_and_sent() -> None:
+    pipe, session = CallerAudioPipe(max_batch_bytes=FRAME, max_pending_bytes=2 * FRAME), SlowSession()
+    pipe.push(_frame(0))
+    pipe.push(b"\x02" * (3 * FRAME))  # the older frame goes; the new one stays, over the bound
+    assert (pipe.dropped_frames, pipe.pending_bytes) == (1, 3 * FRAME)
+    runner = asyncio.create_task(pipe.run(session.send))
+    await _settle()
+    runner.cancel()
+    assert session.sent == [b"\x02" * (3 * FRAME)]
+
+
+def test_clear_forgets_the_queued_audio() -> None:
+    pipe = CallerAudioPipe()
+    pipe.push(_frame(0))
+    pipe.push(_frame(1))
+    pipe.clear()
+    assert pipe.pending_bytes == 0
+    pipe.push(_frame(2))
+    assert pipe.take_batch() == _frame(2)
