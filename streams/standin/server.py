@@ -154,7 +154,11 @@ class StandIn:
         return f"http://{self.settings.host}:{self.control_port}"
 
     async def _serve(self, app: Starlette, port: int, *, tls: bool) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP named, not left 0: accepted sockets copy it, and asyncio turns Nagle off
+        # (TCP_NODELAY) only on sockets whose proto says TCP. With Nagle on, a chunk sent right
+        # after another small message waited for the worker's ACK, which rides on its next
+        # 20 ms caller frame: every answer reached the caller one frame late (bench/RESULTS.md).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.settings.host, port))
         config = uvicorn.Config(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 import httpx
 import pytest
@@ -300,3 +301,16 @@ async def test_an_injected_malformed_frame_reaches_the_client(
         with pytest.raises(ValueError, match="Failed to parse response"):
             async for _ in session.receive():
                 pass
+
+
+async def test_live_connections_have_nagle_off(
+    standin: StandIn, genai_client: genai.Client, call_key: str
+) -> None:
+    """With Nagle on, an audio chunk sent right after another message waited for the worker's
+    next ACK (its next 20 ms caller frame): every answer reached the caller a frame late."""
+    standin.put_script(call_key, parse_script(BOOKING))
+    async with live(genai_client, live_config(call_key)) as (_session, _rx):
+        server = standin._servers[0][0]  # the TLS port: Live and REST
+        sockets = [c.transport.get_extra_info("socket") for c in server.server_state.connections]
+        assert sockets, "the Live connection should be open"
+        assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
