@@ -7,7 +7,7 @@ is built on first access from ``Settings()``, never at import time.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from schemas.calls import CallInput
 from schemas.catalog import CALL_EVENTS, CALL_INPUTS
 from schemas.codec import Codec
 from schemas.ids import CallId
+from streams.calls.live_keys import LiveCallKeys
 from streams.calls.shell import CallInputHandler, clock_tick
 from streams.calls.snapshot import load
 from streams.calls.state import CallLimits, CallState
@@ -73,6 +74,8 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
 
     sessions = _sessions(app, settings, codec, inputs) if streams.sessions_enabled else None
 
+    live = LiveCallKeys()  # the clock's work list: live calls only, not every call ever handled
+
     def on_state(state: CallState) -> None:
         if sessions is not None:
             sessions.ensure(state)
@@ -95,19 +98,31 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
                 await dead_letters.publish(message, "undecodable", ValueError(outcome.error))
             elif outcome.snapshot is not None:
                 calls[key] = outcome.snapshot
-                on_state(load(outcome.snapshot).state)
+                state = load(outcome.snapshot).state
+                live.stored(key, state.live)
+                on_state(state)
             yield None
+
+    def scan_live() -> Iterable[bytes]:
+        for key, stored in list(calls.items()):
+            if stored is not None and load(stored).state.live:
+                yield key
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+        live.rebalanced()
 
     @app.timer(interval=streams.tick_interval_s)  # type: ignore[untyped-decorator]
     async def clock() -> None:
         now = datetime.now(UTC)
-        for key, stored in list(calls.items()):
-            if stored is None:
+        for key in live.to_tick(scan_live):
+            stored = calls.get(key)
+            state = load(stored).state if stored is not None else None
+            if state is None or not state.live:
+                live.stored(key, False)
                 continue
-            state = load(stored).state
-            if state.live:
-                await inputs.send(key=key, value=codec.encode(clock_tick(state, now)))
-                on_state(state)  # failover: the new owner of a partition resumes its calls here
+            await inputs.send(key=key, value=codec.encode(clock_tick(state, now)))
+            on_state(state)  # failover: the new owner of a partition resumes its calls here
 
     return app
 
