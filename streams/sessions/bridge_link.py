@@ -120,6 +120,17 @@ class Bridge:
         self._link = link
         return message
 
+    async def open(self) -> bridge.Hello:
+        """The first connection: an edge that is busy or restarting is retried as a dropped link
+        would be (a refused token stays final at once, and giving up raises BridgeLost)."""
+        try:
+            return await self.connect()
+        except BridgeClosed as closed:
+            if closed.final:
+                raise
+            log.info("bridge %s: first connection failed (%s); retrying", self._url, closed)
+            return await self._reconnect(closed)
+
     async def receive(self) -> EdgeToWorker:
         """The next frame; after a non-final drop, reconnects (the next frame is a new hello)."""
         while True:

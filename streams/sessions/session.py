@@ -106,7 +106,12 @@ class CallSession:
         """Connect the bridge, then keep a Live session going until the call ends."""
         link = self._bridge_factory(self._target.bridge_url, self._target.bridge_token)
         try:
-            await link.connect()
+            await link.open()
+        except BridgeLost as lost:  # never reached, even after retries: no audio path at all
+            log.warning("call %s: bridge unreachable: %s", self._target.call_id, lost)
+            await self._resumption.closed("error", lost.code)
+            await self._facts.report(HangUpRequested, requested_by="system", reason="failed", wait=True)
+            return SessionOutcome.GAVE_UP
         except BridgeClosed as refused:
             # A token for a call the edge no longer has: record it, never retry it.
             log.warning("call %s: bridge refused: %s", self._target.call_id, refused)
