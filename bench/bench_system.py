@@ -52,7 +52,6 @@ PHRASES = ["Hello, are you open today?", "Can I book a table for two?", "What is
 class CallResult:
     dropped_frames: int = 0  # caller audio the edge dropped: its buffer overflowed, or out of order
     gap_frames: int = 0  # Twilio sequence numbers the edge never saw (the simulator fell behind)
-    heard_frames: int = 0
     barge_ins: int = 0
     turns: int = 0
     error: str | None = None
@@ -158,7 +157,6 @@ async def one_call(
         if not caller.closed.is_set():
             await caller.hang_up()
         follower.watches.remove(watch)
-    result.heard_frames = len(caller.audio.heard)
     stopped = [e for e in watch.events if type(e).__name__ == "MediaStreamStopped"]
     if stopped:
         result.dropped_frames, result.gap_frames = stopped[0].frames_dropped, stopped[0].frames_gaps

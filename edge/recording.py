@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import wave
-from pathlib import Path
 
 import fsspec
 import numpy as np
@@ -45,13 +44,6 @@ class CallRecording:
             wav.setframerate(RATE)
             wav.writeframes(stereo.tobytes())
         return out.getvalue(), length * 1000 // RATE
-
-    def write_wav(self, path: Path) -> int:
-        """Write the stereo WAV to a local file; returns its duration in ms."""
-        data, duration_ms = self.wav_bytes()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return duration_ms
 
 
 def store_recording(recording: CallRecording, target: str, name: str) -> tuple[str, int]:

@@ -139,12 +139,12 @@ def _start_services(
     twilio_standin: str | None = None
     if _offline_twilio(settings):
         twilio_standin = _start_twilio_standin(running, env, data_dir)
-    for name, argv in SERVICES:
-        module = argv[1]
-        if importlib.util.find_spec(module) is None:
-            running.notes.append(f"{name}: not available in this build ({module})")
+    missing = {argv[1] for _, argv in SERVICES if importlib.util.find_spec(argv[1]) is None}
+    running.notes += [
+        f"{name}: not available in this build ({a[1]})" for name, a in SERVICES if a[1] in missing
+    ]
     for child in planned_children(session_workers):
-        if importlib.util.find_spec(child.argv[1]) is None:
+        if child.argv[1] in missing:
             continue
         proc = spawn_bound_child(
             [sys.executable, *child.argv], log_path=data_dir / "logs" / child.log_name, env=env | child.env

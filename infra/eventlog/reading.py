@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -240,21 +240,27 @@ async def read_range(
     on_plan: Callable[[int], None] = lambda total: None,
     on_advance: Callable[[int], None] = lambda n: None,
     on_undecodable: Callable[[DecodeError], None] = _reraise,
+    codec: Codec | None = None,
+    partitions: Callable[[list[int]], Collection[int]] | None = None,
 ) -> AsyncIterator[DecodedEvent]:
     """Every event of ``topic`` in the filter's time range (as of the call), filtered, per partition.
 
     Records that do not decode go to ``on_undecodable`` (which raises unless told otherwise).
+    ``codec`` defaults to the configured wire format's; ``partitions`` picks, from the topic's
+    partition numbers, the ones to read (a keyed reader needs only its key's).
     """
-    codec = codec_for(kafka)
+    codec = codec or codec_for(kafka)
     consumer = make_consumer(kafka, group_id=None, max_partition_fetch_bytes=4 << 20)
     await consumer.start()
     # aiokafka's group-less coordinator task must get to run once, or stopping right away (an
     # unknown topic) raises CancelledError out of consumer.stop().
     await asyncio.sleep(0)
     try:
-        ranges = [
-            r for r in await plan_range(consumer, topic, event_filter.since, event_filter.until) if r.size
-        ]
+        planned = await plan_range(consumer, topic, event_filter.since, event_filter.until)
+        if partitions is not None:
+            wanted = partitions([r.partition.partition for r in planned])
+            planned = [r for r in planned if r.partition.partition in wanted]
+        ranges = [r for r in planned if r.size]
         on_plan(sum(r.size for r in ranges))
         if not ranges:
             return

@@ -7,18 +7,15 @@ the aggregate's events from the events topic (ADR 0009).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import faust
-from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from infra.deadletter import DeadLetterPublisher, RecordDecodeError, decode_record
-from infra.eventlog.reading import decode, end_offsets
-from infra.kafka import make_consumer
+from infra.eventlog.reading import EventFilter, read_range
 from infra.settings import KafkaSettings, Settings
 from schemas.codec import Codec, DecodeError
 from streams.faust_app import FaustSender, make_app
@@ -152,39 +149,18 @@ async def events_in_log(kafka: KafkaSettings, spec: WriterSpec[Any], aggregate: 
     Events are keyed by their aggregate id, so only the partition that key hashes to is read.
     (Like every keyed reader, this assumes the events topic never gains partitions.)
     """
-    topic, key = spec.events.name, aggregate.encode()
-    codec = Codec.single_object()  # what the writers encode their events with (create_app)
-    found: list[Any] = []
-    consumer = make_consumer(kafka, group_id=None, max_partition_fetch_bytes=4 << 20)
-    await consumer.start()
-    # As in reading.read_range: let aiokafka's group-less coordinator task run once, or stopping
-    # right away (an unknown topic) raises CancelledError out of consumer.stop().
-    await asyncio.sleep(0)
-    try:
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            raise LookupError(f"topic {topic!r} does not exist on the broker")
-        tp = TopicPartition(topic, event_partition(aggregate, numbers))
-        start = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await end_offsets(consumer, [tp]))[tp]  # Tansu under-reports a plain ListOffsets
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        while start < end and await consumer.position(tp) < end:
-            batches = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
-            for msg in batches.get(tp, []):
-                if msg.offset >= end:
-                    break
-                if msg.key != key:
-                    continue
-                try:
-                    event = decode(codec, msg)
-                except DecodeError as err:
-                    _skip_undecodable(err)
-                    continue
-                if isinstance(event.record, spec.events.record_types):
-                    found.append(event.record)
-    finally:
-        await consumer.stop()
+    found = [
+        event.record
+        async for event in read_range(
+            kafka,
+            spec.events.name,
+            EventFilter(call_id=aggregate),  # the aggregate's key
+            on_undecodable=_skip_undecodable,
+            codec=Codec.single_object(),  # what the writers encode their events with (create_app)
+            partitions=lambda numbers: [event_partition(aggregate, numbers)],
+        )
+        if isinstance(event.record, spec.events.record_types)
+    ]
     # Re-emitted duplicates (a crash between send and table update) stay in: fold_log skips them.
     return sorted(found, key=lambda record: int(record.seq))
 
