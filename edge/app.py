@@ -60,7 +60,11 @@ def create_app(
 
     @app.post("/twilio/voice")
     async def voice(form: SignedForm) -> Response:
-        return PlainTextResponse(answer_call(node, settings, form, _query_of(form)), media_type=_XML)
+        query = _query_of(form)
+        if not _is_outbound(query) and node.routing.lookup(form.get("To", "")) is None:
+            # Maybe an agent published a moment ago: read the agent events to the end first.
+            await node.refresh_routes()
+        return PlainTextResponse(answer_call(node, settings, form, query), media_type=_XML)
 
     @app.post("/twilio/status")
     async def status(form: SignedForm) -> Response:
@@ -121,8 +125,7 @@ def _query_of(form: dict[str, str]) -> dict[str, str]:
 def answer_call(node: EdgeNode, settings: Settings, form: dict[str, str], query: dict[str, str]) -> str:
     """TwiML for a call: connect it to our media stream, or refuse it politely."""
     call_sid = form.get("CallSid", "")
-    outbound = query.get("direction") == "outbound" and bool(query.get("call_id"))
-    if outbound:
+    if _is_outbound(query):
         params = twiml.StreamParameters(
             call_id=query["call_id"],
             tenant_id=query.get("tenant_id", ""),
@@ -168,6 +171,11 @@ def answer_call(node: EdgeNode, settings: Settings, form: dict[str, str], query:
         )
     node.metrics.incr(f"calls.answered.{params.direction}")
     return twiml.connect_stream(settings.twilio.public_base_url, params)
+
+
+def _is_outbound(query: dict[str, str]) -> bool:
+    """Outbound calls carry their identity in the webhook's query (the dialer placed them)."""
+    return query.get("direction") == "outbound" and bool(query.get("call_id"))
 
 
 def _refuse_busy(node: EdgeNode) -> str:

@@ -244,7 +244,9 @@ class LiveCall:
         """Drop queued agent audio, flush Twilio's buffer, and record what the caller heard."""
         cleared = self.session.playback.clear()
         await self.send_twilio(protocol.clear_message(self.stream_sid))
-        if cleared.utterance_id and (cleared.frames_dropped or source == "edge_vad"):
+        # Any clear that cuts an utterance is recorded, even with nothing queued: audio that
+        # arrives just in time (a model talking in real time) leaves the queue empty mid-sentence.
+        if cleared.utterance_id:
             self.publish(
                 AgentInterrupted(
                     **self.envelope(),

@@ -7,6 +7,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -64,6 +65,7 @@ class EdgeNode:
         telephony: Telephony,
         routing: RoutingTable | None = None,
         metrics: EdgeMetrics | None = None,
+        refresh_routes: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
@@ -80,6 +82,8 @@ class EdgeNode:
         self.routing = routing if routing is not None else RoutingTable(fallback)
         if routing is not None and routing.fallback is None:
             routing.fallback = fallback
+        self.refresh_routes = refresh_routes or _nothing_to_refresh
+        """Read the agent events up to the log's end now (before refusing an unknown number)."""
         self.calls: dict[str, LiveCall] = {}
         self.admission = Admission(settings.edge.max_streams, hold_s=ANSWER_HOLD_S)
         """The stream limit, with a slot held for each answered call until its socket arrives."""
@@ -157,3 +161,7 @@ class EdgeNode:
 
 def monotonic_ms() -> float:
     return time.monotonic() * 1000.0
+
+
+async def _nothing_to_refresh() -> bool:
+    return False

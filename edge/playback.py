@@ -65,7 +65,11 @@ class Playback:
         self._played: dict[str, int] = {}
         self._generated: dict[str, int] = {}
         self.frames_sent = 0
+        self.dropped_after_clear = 0
+        """Audio chunks that arrived for an utterance already cleared (in flight at the clear)."""
         self._dirty = False  # audio went into the resampler since the last flush
+        self._begun = False  # the current utterance was named by begin_utterance
+        self._muted = False  # cleared; audio is dropped until the next utterance begins
 
     @property
     def utterance_id(self) -> str:
@@ -84,10 +88,16 @@ class Playback:
         """Following audio belongs to ``utterance_id``."""
         self._flush_partial()
         self._utterance = utterance_id
+        self._begun = True
+        self._muted = False
 
     def enqueue(self, pcm24: bytes) -> int:
         """Append agent audio (PCM16 24 kHz); returns how many whole frames became ready."""
+        if self._muted:
+            self.dropped_after_clear += 1
+            return 0
         if not self._utterance:
+            self._begun = False
             self._auto_ids += 1
             self._utterance = f"edge-utterance-{self._auto_ids}"
         self._dirty = True
@@ -116,7 +126,13 @@ class Playback:
         return item
 
     def clear(self) -> Cleared:
-        """Drop everything unsent and forget the resampler's state."""
+        """Drop everything unsent and forget the resampler's state.
+
+        The cleared utterance is named once: a second clear before new audio names none, so an
+        interruption seen by both the edge's VAD and the model is recorded once. A sender that
+        names its utterances (``begin_utterance``) may still have audio of the cleared one in
+        flight; that is dropped until it begins the next.
+        """
         frames_dropped = self._audio_queued
         marks = tuple(item.name for item in self._queue if isinstance(item, MarkItem))
         utterance = self._current_played_utterance()
@@ -133,6 +149,7 @@ class Playback:
         self._resampler.reset()
         self._dirty = False
         self._utterance = ""
+        self._muted = self._begun
         return cleared
 
     def played_ms(self, utterance_id: str) -> int:

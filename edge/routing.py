@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.eventlog.reading import end_offsets
 from infra.kafka import make_consumer
 from infra.settings import KafkaSettings
 from schemas.agents import AgentArchived, AgentVersionPublished
@@ -81,6 +82,11 @@ class RoutingFeed:
         self._codec = codec
         self.caught_up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._partitions: list[TopicPartition] = []
+        self._positions: dict[TopicPartition, int] = {}
+        self._progress = asyncio.Event()
+        self._refreshing: asyncio.Task[bool] | None = None
+        self._probe: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         # Agent events are rare: a long fetch wait keeps this consumer from busy-polling the broker.
@@ -90,14 +96,46 @@ class RoutingFeed:
         partitions = consumer.partitions_for_topic(AGENT_EVENTS.name) or set()
         assigned = [TopicPartition(AGENT_EVENTS.name, p) for p in sorted(partitions)]
         consumer.assign(assigned)
+        self._partitions = assigned
         await consumer.seek_to_beginning(*assigned)
         ends = await consumer.end_offsets(assigned) if assigned else {}
+        self._probe = make_consumer(self._kafka, group_id=None, fetch_max_wait_ms=100)
+        await self._probe.start()
         self._task = asyncio.create_task(self._run(consumer, ends), name="edge-routing-feed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._refreshing, self._task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self._probe is not None:
+            await self._probe.stop()
+
+    async def refresh(self, timeout_s: float = 2.0) -> bool:
+        """Apply every agent event the log holds now; False if that took longer than ``timeout_s``.
+
+        A call to a number the table does not know may be to an agent published a moment ago:
+        the edge reads the agent events with a long fetch wait, so it asks the log how far it
+        goes and waits until the feed has read that far before refusing the call. Concurrent
+        misses share one refresh.
+        """
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self._refresh(timeout_s), name="edge-routing-refresh")
+        return await asyncio.shield(self._refreshing)
+
+    async def _refresh(self, timeout_s: float) -> bool:
+        if self._probe is None or not self._partitions:
+            return False
+        try:
+            async with asyncio.timeout(timeout_s):
+                ends = await end_offsets(self._probe, self._partitions)
+                while not all(self._positions.get(tp, 0) >= end for tp, end in ends.items()):
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            log.warning("routing refresh: the agent events were not read within %.1fs", timeout_s)
+            return False
+        return True
 
     async def _run(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
         try:
@@ -108,9 +146,10 @@ class RoutingFeed:
                 for records in batches.values():
                     for record in records:
                         self._apply(record.value)
-                if not self.caught_up.is_set() and all(
-                    await asyncio.gather(*(_position_reached(consumer, tp, end) for tp, end in ends.items()))
-                ):
+                for tp in ends:
+                    self._positions[tp] = await consumer.position(tp)
+                self._progress.set()
+                if all(self._positions[tp] >= end for tp, end in ends.items()):
                     self.caught_up.set()
         finally:
             await consumer.stop()
@@ -122,8 +161,3 @@ class RoutingFeed:
             self._table.apply(self._codec.decode(value))
         except DecodeError as exc:
             log.warning("agent event that does not decode: %s", exc)
-
-
-async def _position_reached(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
-    position: int = await consumer.position(tp)
-    return position >= end

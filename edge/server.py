@@ -46,14 +46,15 @@ class EdgeServer:
         self._producer = make_producer(settings.kafka)
         self.publisher = KafkaFactPublisher(self._producer, self._codec, self.metrics)
         self.routing = RoutingTable()
+        self._feed = RoutingFeed(settings.kafka, self.routing, self._codec)
         self.node = EdgeNode(
             settings,
             publisher=self.publisher,
             telephony=telephony or TwilioTelephony(settings.twilio),
             routing=self.routing,
             metrics=self.metrics,
+            refresh_routes=self._feed.refresh,
         )
-        self._feed = RoutingFeed(settings.kafka, self.routing, self._codec)
         self._http: _QuietServer | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._bridge: Server | None = None

@@ -185,7 +185,7 @@ def test_e2e_inbound_call_with_tool_calls_and_barge_in_shows_up_in_the_api(platf
         _agent_with_knowledge(api)
         call_id, watch, caller = asyncio.run(_call(platform))
         kinds = watch.kinds
-        assert "AgentInterrupted" in kinds, kinds
+        assert "AgentInterrupted" in kinds, ", ".join(kinds)
         assert "CallEnded" in kinds, kinds
         assert caller.audio.clears >= 1
         assert len(caller.audio.heard) > 50  # over a second of agent audio reached the caller

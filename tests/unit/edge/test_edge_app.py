@@ -126,6 +126,32 @@ def test_unknown_number_and_full_node_get_a_spoken_refusal() -> None:
     assert publisher.records == []
 
 
+def test_an_unknown_number_reads_the_agent_events_to_the_end_before_refusing() -> None:
+    # The agent was published a moment ago: the log has it, the table not yet.
+    settings = _settings()
+    table, refreshes = RoutingTable(), []
+
+    async def refresh() -> bool:
+        refreshes.append(len(refreshes))
+        if len(refreshes) == 1:
+            table.apply(_published("+15550003333"))
+        return True
+
+    publisher = RecordingPublisher()
+    node = EdgeNode(
+        settings, publisher=publisher, telephony=RecordingTelephony(), routing=table, refresh_routes=refresh
+    )
+    node.ready = True
+    app = create_app(settings, publisher=publisher, telephony=node.telephony, node=node)
+    client = TestClient(app, base_url=BASE)
+    status, body = _post(client, "/twilio/voice", {"CallSid": "CA10", "To": "+15550003333"})
+    assert (status, "<Connect>" in body, len(refreshes)) == (200, True, 1)
+    status, body = _post(client, "/twilio/voice", {"CallSid": "CA11", "To": "+15550003333"})
+    assert len(refreshes) == 1  # a known number never waits
+    status, body = _post(client, "/twilio/voice", {"CallSid": "CA12", "To": "+15550009999"})
+    assert (status, "<Say>" in body, len(refreshes)) == (200, True, 2)
+
+
 def test_status_callback_becomes_a_fact_and_bad_status_is_counted() -> None:
     client, publisher, node = _client(_settings())
     form = {"CallSid": "CA5", "CallStatus": "busy", "SipResponseCode": "486", "SequenceNumber": "2"}

@@ -102,6 +102,40 @@ def test_playback_frames_marks_and_clear() -> None:
     assert playback.audio_queued == 0
 
 
+def test_a_clear_names_an_utterance_played_just_in_time_once() -> None:
+    # A model talking in real time: every frame is sent as soon as it arrives, so at the
+    # interruption nothing is queued, yet the caller was cut off mid-utterance.
+    playback = Playback()
+    playback.begin_utterance("u1")
+    playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
+    while playback.pop() is not None:
+        pass
+    first = playback.clear()
+    assert (first.utterance_id, first.frames_dropped, first.played_ms) == ("u1", 0, 100)
+    assert playback.clear().utterance_id == ""  # the edge's VAD and the model: one interruption
+
+
+def test_audio_in_flight_for_a_cleared_utterance_is_dropped_until_the_next_begins() -> None:
+    playback = Playback()
+    playback.begin_utterance("u1")
+    playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
+    playback.clear()
+    assert playback.enqueue(np.ones(2400, dtype=np.int16).tobytes()) == 0
+    assert (playback.audio_queued, playback.dropped_after_clear) == (0, 1)
+    assert playback.clear().utterance_id == ""
+    playback.begin_utterance("u2")
+    assert playback.enqueue(np.ones(2400, dtype=np.int16).tobytes()) == 5
+    assert playback.clear().utterance_id == "u2"
+
+
+def test_a_sender_that_never_names_utterances_is_not_muted_by_a_clear() -> None:
+    playback = Playback()
+    playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
+    assert playback.clear().utterance_id == "edge-utterance-1"
+    assert playback.enqueue(np.ones(2400, dtype=np.int16).tobytes()) == 5
+    assert playback.utterance_id == "edge-utterance-2"
+
+
 def test_a_mark_without_new_audio_adds_no_silence() -> None:
     playback = Playback()
     playback.mark("only")
