@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.eventlog.reading import end_offsets
-from infra.kafka import make_consumer
+from infra.kafka import make_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from schemas.agents import AgentArchived, AgentVersionPublished
 from schemas.catalog import AGENT_EVENTS
@@ -109,7 +109,7 @@ class RoutingFeed:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         if self._probe is not None:
-            await self._probe.stop()
+            await stop_consumer(self._probe)
 
     async def refresh(self, timeout_s: float = 2.0) -> bool:
         """Apply every agent event the log holds now; False if that took longer than ``timeout_s``.
@@ -152,7 +152,7 @@ class RoutingFeed:
                 if all(self._positions[tp] >= end for tp, end in ends.items()):
                     self.caught_up.set()
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     def _apply(self, value: bytes | None) -> None:
         if value is None:

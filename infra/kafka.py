@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from typing import Any
 
@@ -9,6 +11,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 
 def _common(kafka: KafkaSettings) -> dict[str, Any]:
@@ -65,3 +69,19 @@ def make_admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
     options = _common(kafka)
     options.pop("client_id")
     return AIOKafkaAdminClient(client_id=f"{kafka.client_id}-admin", **options)
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, without the CancelledError aiokafka can leak from its own tasks.
+
+    Stopping soon after a start or a group join can re-raise the cancellation of the
+    consumer's internal tasks (aio-libs/aiokafka#647), though nothing cancelled the caller.
+    A cancellation aimed at the caller is still raised.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.info("the Kafka consumer leaked an internal cancellation while stopping; it is stopped")

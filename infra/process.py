@@ -6,6 +6,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -65,11 +66,46 @@ def stop_child(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, time
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on host (the OS picks it)."""
+    """A TCP port that is free right now on host, chosen outside the kernel's ephemeral range.
+
+    ``bind(0)`` picks from the ephemeral range, the same range every outgoing connection takes
+    its local port from: between this call and the service binding the port, a client socket
+    (a Kafka connection, say) can take it, and the service fails with "address already in use".
+    Ports below the range are only ever taken by an explicit bind.
+    """
+    low, _ = _ephemeral_range()
+    if low - _FIXED_PORTS_FLOOR >= 1000:
+        for _ in range(100):
+            port = _FIXED_PORTS_FLOOR + _random.randrange(low - _FIXED_PORTS_FLOOR)
+            if port not in _handed_out and _bindable(host, port):
+                _handed_out.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+_FIXED_PORTS_FLOOR = 20000  # well clear of the usual fixed services (PostgreSQL, Kafka, HTTP)
+_random = random.Random()  # seeded from the OS: two processes pick independently
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def tail(path: Path, lines: int = 20) -> str:

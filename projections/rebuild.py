@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from infra.eventlog.reading import end_offsets, offsets_at
-from infra.kafka import make_consumer
+from infra.kafka import make_consumer, stop_consumer
 from infra.migrate import upgrade_database
 from infra.settings import Settings
 from projections.database import make_schema_engine
@@ -177,7 +177,7 @@ async def run_replay(
         else:
             await fold_plans(consumer, sessions, plans, request, progress, on_advance, stop)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
         await engine.dispose()
     return progress
 

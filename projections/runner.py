@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.deadletter import ConsumedRecord, DeadLetterPublisher, RecordDecodeError, decode_record
-from infra.kafka import make_consumer
+from infra.kafka import make_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from projections.position import load_checkpoints, load_positions, save_checkpoints, save_positions
 from schemas.codec import Codec
@@ -197,7 +197,7 @@ class ProjectionRunner:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), max(0.0, started + linger_s - loop.time()))
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
 
 async def caught_up(consumer: AIOKafkaConsumer) -> bool:

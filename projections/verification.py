@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.deadletter import RecordDecodeError, decode_record
-from infra.kafka import make_consumer
+from infra.kafka import make_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from schemas import agents, calls, knowledge
 from schemas.codec import Codec
@@ -131,7 +131,7 @@ async def count_log(kafka: KafkaSettings, ranges: Mapping[TopicPartition, tuple[
                 if await consumer.position(tp) >= todo[tp]:
                     del todo[tp]
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return counts
 
 

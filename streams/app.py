@@ -14,7 +14,7 @@ from typing import Any
 import faust
 
 from infra.deadletter import DeadLetterPublisher
-from infra.kafka import make_consumer
+from infra.kafka import make_consumer, stop_consumer
 from infra.settings import Settings
 from schemas.calls import CallInput
 from schemas.catalog import CALL_EVENTS, CALL_INPUTS
@@ -159,7 +159,7 @@ def _sessions(app: faust.App, settings: Settings, codec: Codec, inputs: faust.To
         try:
             await directory.follow(consumer, codec)
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:

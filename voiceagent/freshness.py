@@ -17,7 +17,7 @@ from rich.console import Console
 
 from infra.db import database_url
 from infra.eventlog.restore import restore_archive
-from infra.kafka import make_consumer
+from infra.kafka import make_consumer, stop_consumer
 from infra.settings import Settings
 from schemas.catalog import CATALOG
 
@@ -87,4 +87,4 @@ async def _log_size(settings: Settings) -> int:
         ends = await consumer.end_offsets(parts)
         return sum(ends.values())
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)

@@ -23,7 +23,7 @@ from twilio.request_validator import RequestValidator
 
 from edge.audio.speech import synthesize, to_rate
 from edge.twiml import media_stream_url
-from infra.kafka import make_consumer
+from infra.kafka import make_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from schemas.catalog import CALL_EVENTS
 from schemas.codec import Codec, DecodeError
@@ -76,7 +76,7 @@ async def follow_call_events(
                     if record.key is not None and record.value is not None:
                         await on_record(record.key, record.value)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 class CallWatch:

@@ -30,7 +30,7 @@ from infra.eventlog.archive_file import (
     layout_path,
     write_durably,
 )
-from infra.kafka import make_consumer
+from infra.kafka import make_consumer, stop_consumer
 from infra.settings import ArchiveSettings, KafkaSettings
 from schemas.avro_schema import full_name
 from schemas.catalog import CATALOG
@@ -124,7 +124,7 @@ class Archiver:
                 await self._roll_due(consumer, final=False)
             await self._roll_due(consumer, final=True)
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _add(self, consumer: AIOKafkaConsumer, tp: TopicPartition, msg: ConsumerRecord) -> None:
         record = self._archived(msg)

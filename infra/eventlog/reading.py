@@ -12,7 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from infra.kafka import make_consumer
+from infra.kafka import make_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from schemas.avro_schema import full_name
 from schemas.codec import Codec, DecodeError, StaticSchemaIds
@@ -289,4 +289,4 @@ async def read_range(
                     del ends[tp]
                     consumer.pause(tp)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)

@@ -32,7 +32,7 @@ from infra.eventlog.archive_file import (
     read_partition_count,
 )
 from infra.eventlog.reading import end_offsets
-from infra.kafka import make_admin, make_consumer, make_producer
+from infra.kafka import make_admin, make_consumer, make_producer, stop_consumer
 from infra.settings import KafkaSettings
 from infra.topics import topic_configs
 from schemas.catalog import CATALOG
@@ -167,7 +167,7 @@ async def restore_archive(
             summary.published[tp] = await _publish(producer, tp, records, on_advance)
     finally:
         await producer.stop()
-        await consumer.stop()
+        await stop_consumer(consumer)
     return summary
 
 
@@ -226,7 +226,7 @@ async def _records_present(kafka: KafkaSettings, parts: list[TopicPartition]) ->
         last = await end_offsets(consumer, parts)
         return {tp: last[tp] - first[tp] for tp in parts}
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def _already_restored(

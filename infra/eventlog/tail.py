@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from infra.eventlog.export import jsonl_line
 from infra.eventlog.reading import DecodedEvent, EventFilter, codec_for, decode, end_offsets, offsets_at
-from infra.kafka import make_consumer
+from infra.kafka import make_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from schemas.codec import DecodeError
 
@@ -81,7 +81,7 @@ async def tail_events(
                     if limit is not None and printed >= limit:
                         return printed
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return printed
 
 

@@ -25,7 +25,7 @@ import faust
 from aiokafka import TopicPartition
 
 from infra.deadletter import DeadLetterPublisher
-from infra.kafka import make_consumer
+from infra.kafka import make_consumer, stop_consumer
 from infra.settings import Settings
 from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, DIALER_EVENTS, DIALER_REQUESTS
 from schemas.codec import Codec, DecodeError
@@ -171,4 +171,4 @@ async def read_all(settings: Settings, codec: Codec, topics: tuple[str, ...]) ->
                         pending.discard(tp)
         return records
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)

@@ -47,8 +47,14 @@ async def _send(settings: Settings, topic: str, count: int) -> None:
         await producer.stop()
 
 
-async def _counts(consumer: AIOKafkaConsumer, outputs: int) -> list[int]:
-    seen = await drain(consumer, lambda got: len(got) >= outputs, 90)
+async def _counts(consumer: AIOKafkaConsumer, outputs: int, log: Path) -> list[int]:
+    try:
+        seen = await drain(consumer, lambda got: len(got) >= outputs, 90)
+    except TimeoutError:
+        ends = await asyncio.to_thread(log.read_text)
+        raise AssertionError(
+            f"no {outputs} counts within 90 s; the worker's log ends:\n{ends[-4000:]}"
+        ) from None
     return [int(m.value or b"0") for m in seen]
 
 
@@ -85,14 +91,14 @@ async def test_table_recovers_from_changelog_after_worker_restart(settings: Sett
         worker = _start_worker(settings, env, log)
         try:
             await _send(settings, source, 3)
-            first = await _counts(consumer, outputs=3)
+            first = await _counts(consumer, outputs=3, log=log)
             await _wait_for_commit(settings, env["COUNTER_APP_ID"], source, offset=3)
         finally:
             _stop_worker(worker)
         worker = _start_worker(settings, env, log)
         try:
             await _send(settings, source, 2)
-            second = await _counts(consumer, outputs=2)
+            second = await _counts(consumer, outputs=2, log=log)
         finally:
             _stop_worker(worker)
     finally:
