@@ -164,6 +164,11 @@ class StreamsSettings(BaseModel):
     tool_timeout_s: float = 5.0
     default_max_duration_s: int = 3600
     default_silence_timeout_s: int = 0
+    ended_call_retention_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long the calls worker keeps an ended call's state for late facts; then forgets it",
+    )
     state_dir: Path | None = Field(default=None, description="Faust data dir; default data_dir/streams")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -20,7 +20,7 @@ from schemas.calls import CallInput
 from schemas.catalog import CALL_EVENTS, CALL_INPUTS
 from schemas.codec import Codec
 from schemas.ids import CallId
-from streams.calls.live_keys import LiveCallKeys
+from streams.calls.call_keys import CallKeys, Entry
 from streams.calls.shell import CallInputHandler, clock_tick
 from streams.calls.snapshot import load
 from streams.calls.state import CallLimits, CallState
@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
             max_duration_s=streams.default_max_duration_s,
             silence_timeout_s=streams.default_silence_timeout_s,
         ),
+        ended_retention=timedelta(seconds=streams.ended_call_retention_s),
     )
     dead_letters = DeadLetterPublisher(FaustSender(app), codec, consumer_group=streams.app_id)
 
@@ -74,7 +75,8 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
 
     sessions = _sessions(app, settings, codec, inputs) if streams.sessions_enabled else None
 
-    live = LiveCallKeys()  # the clock's work list: live calls only, not every call ever handled
+    keys = CallKeys()  # the clock's work lists: live calls to tick, long-ended calls to forget
+    retention = timedelta(seconds=streams.ended_call_retention_s)
 
     def on_state(state: CallState) -> None:
         if sessions is not None:
@@ -96,33 +98,44 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
                 continue
             if outcome.error is not None:
                 await dead_letters.publish(message, "undecodable", ValueError(outcome.error))
+            elif outcome.forget:
+                del calls[key]  # a tombstone in the changelog: recovery forgets it too
+                keys.forgotten(key)
             elif outcome.snapshot is not None:
                 calls[key] = outcome.snapshot
                 state = load(outcome.snapshot).state
-                live.stored(key, state.live)
+                keys.stored(key, None if state.live else (state.ended_at or state.started_at))
                 on_state(state)
             yield None
 
-    def scan_live() -> Iterable[bytes]:
+    def scan() -> Iterable[Entry]:
         for key, stored in list(calls.items()):
-            if stored is not None and load(stored).state.live:
-                yield key
+            if stored is not None:
+                state = load(stored).state
+                yield key, None if state.live else (state.ended_at or state.started_at)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
-        live.rebalanced()
+        keys.rebalanced()
 
     @app.timer(interval=streams.tick_interval_s)  # type: ignore[untyped-decorator]
     async def clock() -> None:
         now = datetime.now(UTC)
-        for key in live.to_tick(scan_live):
+        for key in keys.to_tick(scan):
             stored = calls.get(key)
             state = load(stored).state if stored is not None else None
-            if state is None or not state.live:
-                live.stored(key, False)
+            if state is None:
+                keys.forgotten(key)
+                continue
+            if not state.live:  # an update the agent's report missed; the rescan caught it
+                keys.stored(key, state.ended_at or state.started_at)
                 continue
             await inputs.send(key=key, value=codec.encode(clock_tick(state, now)))
             on_state(state)  # failover: the new owner of a partition resumes its calls here
+        for key in keys.to_forget(now, retention):
+            stored = calls.get(key)
+            if stored is not None:  # the agent deletes it when the tick comes round, in order
+                await inputs.send(key=key, value=codec.encode(clock_tick(load(stored).state, now)))
 
     return app
 

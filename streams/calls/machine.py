@@ -13,7 +13,8 @@ Choices recorded here:
   Every event before the end has therefore taken effect, and workers may act on it.
 - Facts arriving after the end (the recording, final usage, Twilio's ``completed``) are
   appended to the log and change nothing but ``seq``: the call's log is its whole history.
-  ``ClockTicked`` after the end produces nothing.
+  ``ClockTicked`` after the end produces nothing. (The shell forgets a call once it has been
+  over for ``streams.ended_call_retention_s``; later facts then find no call: ADR 11.)
 - Inputs for a call with no ``CallReceived`` yet produce nothing (there is no aggregate to
   number them on); the inputs topic keeps them. Inputs from another tenant produce nothing,
   except ``EndCall``, which is rejected.

@@ -6,7 +6,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from schemas.calls import CallInput, CallReceived, ClockTicked
 from schemas.codec import Codec, DecodeError
@@ -28,14 +28,19 @@ class Outcome:
     snapshot: bytes | None
     emitted: int
     error: str | None = None
+    forget: bool = False
+    """Delete the call from the table: it ended longer than the retention ago."""
 
 
 class CallInputHandler:
     """Applies one consumed input to a call; shared by the Faust agent and tests."""
 
-    def __init__(self, codec: Codec, default_limits: CallLimits) -> None:
+    def __init__(
+        self, codec: Codec, default_limits: CallLimits, *, ended_retention: timedelta | None = None
+    ) -> None:
         self._codec = codec
         self._default_limits = default_limits
+        self._ended_retention = ended_retention
 
     async def handle(
         self,
@@ -55,6 +60,8 @@ class CallInputHandler:
         if snapshot is not None and offset <= snapshot.input_offset:
             return Outcome(None, 0)  # re-delivered after a crash: already applied
         state = snapshot.state if snapshot else None
+        if state is not None and self._forgettable(state, input_):
+            return Outcome(None, 0, forget=True)
         limits = self._limits(snapshot, input_)
         events = decide(state, input_, limits)
         for event in events:
@@ -65,6 +72,12 @@ class CallInputHandler:
         if state is None:
             return Outcome(None, 0)
         return Outcome(dump(Snapshot(state=state, input_offset=offset, limits=limits)), len(events))
+
+    def _forgettable(self, state: CallState, input_: CallInput) -> bool:
+        # Decided on the tick's own time, so a tick re-processed after a crash decides the same.
+        if self._ended_retention is None or state.live or not isinstance(input_, ClockTicked):
+            return False
+        return input_.now - (state.ended_at or state.started_at) >= self._ended_retention
 
     def _limits(self, snapshot: Snapshot | None, input_: CallInput) -> CallLimits:
         # Limits are pinned by the call's first event, so replays enforce the same ones.
@@ -83,7 +96,7 @@ class CallInputHandler:
 
 
 def clock_tick(state: CallState, now: datetime) -> ClockTicked:
-    """The tick a worker sends for a live call it owns."""
+    """The tick a worker sends for a live call it owns (or for an ended one, to forget it)."""
     return ClockTicked(
         tenant_id=state.tenant_id,
         call_id=state.call_id,

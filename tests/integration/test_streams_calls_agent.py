@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -147,3 +148,45 @@ async def test_a_crash_between_send_and_table_update_re_emits_identical_events(
     assert HangUpRequested in kinds
     assert kinds[-1] is CallEnded
     assert dataclasses.replace(log_events[0]).call_id == call_id
+
+
+async def test_an_ended_call_is_forgotten_after_the_retention(settings: Settings, tmp_path: Path) -> None:
+    call_id = CallId(f"call-{uuid.uuid4().hex[:10]}")
+    app_id = f"calls-{uuid.uuid4().hex[:6]}"
+    await start_group_at_end(settings.kafka, app_id, CALL_INPUTS.name)
+    env = _worker_env(settings, app_id, tmp_path) | {
+        "VOICE_STREAMS__ENDED_CALL_RETENTION_S": "1",
+        "VOICE_STREAMS__SESSIONS_ENABLED": "false",
+    }
+    log = tmp_path / "worker.log"
+    changelog = f"{app_id}-call-state-changelog"
+    worker = _start("streams", env, log)
+    probe = make_consumer(settings.kafka, group_id=None)
+    await probe.start()
+    try:
+        for _ in range(300):  # the worker creates its changelog when it starts
+            if changelog in await probe.topics():
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await probe.stop()
+    states = make_consumer(settings.kafka, group_id=None)  # its start-up metadata has the changelog
+    await states.start()
+    try:
+        partitions = [TopicPartition(changelog, p) for p in states.partitions_for_topic(changelog) or ()]
+        assert partitions, log.read_text()[-3000:]
+        states.assign(partitions)
+        await states.seek_to_beginning(*partitions)
+        await _send_inputs(settings, _inputs(call_id))
+
+        def forgotten(seen: list[Any]) -> bool:
+            mine = [m.value for m in seen if m.key == call_id.encode()]
+            return len(mine) > 1 and mine[-1] is None
+
+        seen = await drain(states, forgotten, timeout_s=60)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        await states.stop()
+    mine = [m.value for m in seen if m.key == call_id.encode()]
+    assert all(value is not None for value in mine[:-1])  # kept while live and for the retention

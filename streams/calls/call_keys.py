@@ -1,0 +1,69 @@
+"""The keys of a worker's call table by what its clock owes them: a tick (live) or forgetting (ended)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+RESCAN_TICKS_AFTER_REBALANCE = 10
+"""Ticks after a rebalance that rescan the table: its changelog recovery writes the table
+directly (our agent never sees those calls), and a call found a tick late is resumed a tick late."""
+
+RESCAN_EVERY_TICKS = 60
+"""A full rescan now and then anyway, so a missed update cannot leave a call unticked or kept."""
+
+Entry = tuple[bytes, datetime | None]
+"""A stored call: its key and when it ended (None while it is live)."""
+
+
+class CallKeys:
+    """Which calls the clock ticks, and which ended ones it may forget, without rescanning.
+
+    The table keeps ended calls for a while (late facts and re-deliveries are decided against
+    them), so scanning and decoding all of it every second would grow with every call taken.
+    The agent reports each state it stores; the table is rescanned only after start-up, after
+    a rebalance (for a few ticks, while recovery fills it) and every ``RESCAN_EVERY_TICKS``.
+    """
+
+    def __init__(self) -> None:
+        self._live: set[bytes] = set()
+        self._ended: dict[bytes, datetime] = {}
+        self._rescans_left = RESCAN_TICKS_AFTER_REBALANCE  # start-up is a rebalance too
+        self._ticks = 0
+        self.rescans = 0
+
+    def rebalanced(self) -> None:
+        """Partitions moved: the table's contents change wholesale."""
+        self._rescans_left = RESCAN_TICKS_AFTER_REBALANCE
+
+    def stored(self, key: bytes, ended_at: datetime | None) -> None:
+        """The agent stored this call's state (``ended_at`` None: the call is live)."""
+        if ended_at is None:
+            self._live.add(key)
+            self._ended.pop(key, None)
+        else:
+            self._live.discard(key)
+            self._ended[key] = ended_at
+
+    def forgotten(self, key: bytes) -> None:
+        """The agent deleted this call from the table."""
+        self._live.discard(key)
+        self._ended.pop(key, None)
+
+    def to_tick(self, scan: Callable[[], Iterable[Entry]]) -> list[bytes]:
+        """This tick's live calls; ``scan`` yields every stored call when asked."""
+        self._ticks += 1
+        if self._rescans_left > 0 or self._ticks % RESCAN_EVERY_TICKS == 0:
+            self._rescans_left = max(0, self._rescans_left - 1)
+            self._live, self._ended = set(), {}
+            for key, ended_at in scan():
+                self.stored(key, ended_at)
+            self.rescans += 1
+        return sorted(self._live)
+
+    def to_forget(self, now: datetime, retention: timedelta) -> list[bytes]:
+        """Ended calls kept for ``retention`` already; handed out once (a rescan finds them again)."""
+        due = sorted(key for key, ended_at in self._ended.items() if now - ended_at >= retention)
+        for key in due:
+            del self._ended[key]
+        return due
