@@ -78,6 +78,8 @@ async def apply_directive(call: LiveCall, message: bridge.BridgeMessage | bridge
     playback = call.session.playback
     match message:
         case bridge.AgentAudio(pcm=pcm):
+            if playback.muted:
+                call.node.metrics.incr("playback.dropped_after_clear")
             if playback.enqueue(pcm):
                 call.playback_ready()
         case bridge.BeginUtterance(utterance_id=utterance_id):

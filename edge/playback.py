@@ -77,6 +77,11 @@ class Playback:
         return self._utterance
 
     @property
+    def muted(self) -> bool:
+        """Audio is being dropped: it belongs to an utterance a clear cut."""
+        return self._muted
+
+    @property
     def audio_queued(self) -> int:
         """20 ms frames waiting to be sent."""
         return self._audio_queued
@@ -148,8 +153,12 @@ class Playback:
         self._chunker.reset()
         self._resampler.reset()
         self._dirty = False
-        self._utterance = ""
-        self._muted = self._begun
+        if utterance == self._utterance or not self._begun:
+            # The utterance still arriving was cut: drop the rest of it when it comes.
+            self._muted = self._begun
+            self._utterance = ""
+        # Otherwise the caller heard an older utterance's tail: the newer one plays on, so the
+        # sender, who is told about the older one, has not been silenced without knowing.
         return cleared
 
     def played_ms(self, utterance_id: str) -> int:

@@ -84,8 +84,8 @@ class RoutingFeed:
         self._task: asyncio.Task[None] | None = None
         self._partitions: list[TopicPartition] = []
         self._positions: dict[TopicPartition, int] = {}
-        self._progress = asyncio.Event()
-        self._refreshing: asyncio.Task[bool] | None = None
+        self._progress = asyncio.Condition()
+        self._probe_lock = asyncio.Lock()
         self._probe: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
@@ -104,10 +104,9 @@ class RoutingFeed:
         self._task = asyncio.create_task(self._run(consumer, ends), name="edge-routing-feed")
 
     async def stop(self) -> None:
-        for task in (self._refreshing, self._task):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         if self._probe is not None:
             await stop_consumer(self._probe)
 
@@ -116,26 +115,30 @@ class RoutingFeed:
 
         A call to a number the table does not know may be to an agent published a moment ago:
         the edge reads the agent events with a long fetch wait, so it asks the log how far it
-        goes and waits until the feed has read that far before refusing the call. Concurrent
-        misses share one refresh.
+        goes and waits until the feed has read that far before refusing the call. Each caller
+        takes its own reading of the log's end, so none waits on an older one.
         """
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.create_task(self._refresh(timeout_s), name="edge-routing-refresh")
-        return await asyncio.shield(self._refreshing)
-
-    async def _refresh(self, timeout_s: float) -> bool:
         if self._probe is None or not self._partitions:
             return False
         try:
             async with asyncio.timeout(timeout_s):
-                ends = await end_offsets(self._probe, self._partitions)
-                while not all(self._positions.get(tp, 0) >= end for tp, end in ends.items()):
-                    self._progress.clear()
-                    await self._progress.wait()
+                async with self._probe_lock:  # end_offsets assigns, seeks and fetches on the probe
+                    try:
+                        ends = await end_offsets(self._probe, self._partitions)
+                    finally:
+                        self._probe.unsubscribe()  # or its fetcher long-polls them from now on
+                async with self._progress:
+                    await self._progress.wait_for(lambda: self._reached(ends))
         except TimeoutError:
             log.warning("routing refresh: the agent events were not read within %.1fs", timeout_s)
             return False
+        except Exception:  # the broker is away: refuse the call politely, not with a 500
+            log.exception("routing refresh failed")
+            return False
         return True
+
+    def _reached(self, ends: dict[TopicPartition, int]) -> bool:
+        return all(self._positions.get(tp, 0) >= end for tp, end in ends.items())
 
     async def _run(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
         try:
@@ -148,8 +151,9 @@ class RoutingFeed:
                         self._apply(record.value)
                 for tp in ends:
                     self._positions[tp] = await consumer.position(tp)
-                self._progress.set()
-                if all(self._positions[tp] >= end for tp, end in ends.items()):
+                async with self._progress:
+                    self._progress.notify_all()
+                if self._reached(ends):
                     self.caught_up.set()
         finally:
             await stop_consumer(consumer)

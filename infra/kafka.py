@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from typing import Any
@@ -74,14 +75,39 @@ def make_admin(kafka: KafkaSettings) -> AIOKafkaAdminClient:
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     """``consumer.stop()``, without the CancelledError aiokafka can leak from its own tasks.
 
-    Stopping soon after a start or a group join can re-raise the cancellation of the
-    consumer's internal tasks (aio-libs/aiokafka#647), though nothing cancelled the caller.
-    A cancellation aimed at the caller is still raised.
+    aiokafka's fetcher cancels and awaits its pending tasks without catching their
+    cancellation (aio-libs/aiokafka#647), so ``stop()`` can raise CancelledError though nothing
+    cancelled the caller, and then skips closing its client. That leak is swallowed and the
+    rest of the stop finished here; a cancellation aimed at the caller is still raised.
     """
     try:
         await consumer.stop()
     except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
+        if _being_cancelled():
             raise
-        log.info("the Kafka consumer leaked an internal cancellation while stopping; it is stopped")
+        log.info("the Kafka consumer leaked an internal cancellation while stopping; finishing the stop")
+        await _finish_stop(consumer)
+
+
+async def _finish_stop(consumer: AIOKafkaConsumer) -> None:
+    # What stop() skipped: the fetcher's remaining tasks, then the client (connections and
+    # its metadata task). Private attributes, read defensively: a newer aiokafka may differ.
+    fetcher = getattr(consumer, "_fetcher", None)
+    for task in list(getattr(fetcher, "_pending_tasks", ())):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    client = getattr(consumer, "_client", None)
+    if client is not None:
+        try:
+            await client.close()
+        except asyncio.CancelledError:
+            if _being_cancelled():
+                raise
+    if _being_cancelled():
+        raise asyncio.CancelledError
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -21,13 +21,16 @@ async def test_a_refresh_applies_every_agent_event_the_log_holds(settings: Setti
     await feed.start()
     try:
         await asyncio.wait_for(feed.caught_up.wait(), 30)
-        numbers = [f"+1555{uuid.uuid4().int % 10**7:07d}" for _ in range(3)]
-        for number in numbers:
-            agent_id = f"agent-{uuid.uuid4().hex[:8]}"
-            await publish(settings.kafka, version_published("tenant-routing", agent_id, agent_config(number)))
-        # Concurrent misses share one refresh, and each sees every number published before it.
-        assert await asyncio.gather(feed.refresh(10.0), feed.refresh(10.0)) == [True, True]
-        assert all(table.lookup(number) is not None for number in numbers)
+        first, second = (f"+1555{uuid.uuid4().int % 10**7:07d}" for _ in range(2))
+        await _publish(settings, first)
+        earlier = asyncio.create_task(feed.refresh(10.0))
+        await _publish(settings, second)  # published while the first refresh may still run
+        assert await feed.refresh(10.0)
+        assert table.lookup(second) is not None  # each caller reads the log's end itself
+        assert await earlier
+        assert table.lookup(first) is not None
+        assert feed._probe is not None
+        assert feed._probe.assignment() == set()  # the probe does not keep polling afterwards
     finally:
         await feed.stop()
 
@@ -35,3 +38,13 @@ async def test_a_refresh_applies_every_agent_event_the_log_holds(settings: Setti
 async def test_a_refresh_that_cannot_finish_in_time_says_so(settings: Settings) -> None:
     feed = RoutingFeed(settings.kafka, RoutingTable(), Codec.single_object())
     assert await feed.refresh(1.0) is False  # never started: nothing to read with
+    await feed.start()
+    try:
+        assert await feed.refresh(0.0001) is False  # not even the log's end can be read that fast
+    finally:
+        await feed.stop()
+
+
+async def _publish(settings: Settings, number: str) -> None:
+    agent_id = f"agent-{uuid.uuid4().hex[:8]}"
+    await publish(settings.kafka, version_published("tenant-routing", agent_id, agent_config(number)))

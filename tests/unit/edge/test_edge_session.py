@@ -128,6 +128,24 @@ def test_audio_in_flight_for_a_cleared_utterance_is_dropped_until_the_next_begin
     assert playback.clear().utterance_id == "u2"
 
 
+def test_a_clear_over_an_older_tail_does_not_silence_the_newer_utterance() -> None:
+    # u1's tail is still queued when u2 begins (a voicemail message after the greeting, say):
+    # the caller heard u1 cut, and the sender, told about u1, keeps sending u2, which plays.
+    playback = Playback()
+    playback.begin_utterance("u1")
+    playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
+    playback.mark("u1")
+    playback.begin_utterance("u2")
+    playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
+    assert playback.clear().utterance_id == "u1"
+    assert not playback.muted
+    assert playback.enqueue(np.ones(2400, dtype=np.int16).tobytes()) == 5
+    assert playback.utterance_id == "u2"
+    second = playback.clear()  # the model's own clear for u2 is recorded, once
+    assert second.utterance_id == "u2"
+    assert playback.muted
+
+
 def test_a_sender_that_never_names_utterances_is_not_muted_by_a_clear() -> None:
     playback = Playback()
     playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())

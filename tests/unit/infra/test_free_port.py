@@ -31,11 +31,10 @@ class _Picks:
 
 
 def test_a_port_in_use_or_already_handed_out_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    busy, spare = free_port(), free_port()  # both now in the handed-out set
+    busy, spare, fresh = free_port(), free_port(), free_port()  # each bindable when handed out
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
         held.bind(("127.0.0.1", busy))
         held.listen()
-        process._handed_out.discard(busy)  # in use by a listener, not by our bookkeeping
-        fresh = busy + 1 if busy + 1 != spare else busy + 2
+        process._handed_out -= {busy, fresh}  # busy: in use by a listener, not our bookkeeping
         monkeypatch.setattr(process, "_random", _Picks(busy, spare, fresh))
         assert free_port() == fresh

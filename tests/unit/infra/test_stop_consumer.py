@@ -1,4 +1,4 @@
-"""stop_consumer swallows aiokafka's leaked internal cancellation, never the caller's own."""
+"""stop_consumer swallows aiokafka's leaked cancellation and finishes the stop; never the caller's own."""
 
 from __future__ import annotations
 
@@ -11,12 +11,22 @@ from aiokafka import AIOKafkaConsumer
 from infra.kafka import stop_consumer
 
 
+class _Client:
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
 class _LeakyConsumer:
-    """Stops like aiokafka#647: its own internal task's cancellation comes out of stop()."""
+    """Stops like aiokafka#647: an internal task's cancellation comes out of stop(), which then
+    never reaches its client's close()."""
 
     def __init__(self, hold: asyncio.Event | None = None) -> None:
         self.stopped = False
         self._hold = hold
+        self._client = _Client()
 
     async def stop(self) -> None:
         if self._hold is not None:
@@ -25,6 +35,7 @@ class _LeakyConsumer:
         internal = asyncio.get_running_loop().create_future()
         internal.cancel()
         await internal
+        await self._client.close()
 
 
 def _consumer(fake: Any) -> AIOKafkaConsumer:
@@ -35,6 +46,7 @@ async def test_a_leaked_internal_cancellation_is_swallowed() -> None:
     fake = _LeakyConsumer()
     await stop_consumer(_consumer(fake))
     assert fake.stopped
+    assert fake._client.closed  # the part of the stop that the leak skipped
 
 
 async def test_cancelling_the_caller_still_cancels_it() -> None:

@@ -73,5 +73,10 @@ async def test_without_a_retention_ended_calls_are_kept() -> None:
 
 async def test_a_fact_for_a_forgotten_call_changes_nothing() -> None:
     handler = CallInputHandler(CODEC, LIMITS, ended_retention=RETENTION)
-    stored, outcome = await _run(handler, None, recording(7200))
-    assert (stored, outcome.emitted, outcome.forget) == (None, 0, False)
+    stored, _ = await _run(handler, None, received(0), stream_started(1), stream_stopped(60))
+    assert stored is not None
+    gone, outcome = await _run(handler, stored, tick(60 + 3600))
+    assert outcome.forget
+    assert gone is None
+    late = await handler.handle(gone, CODEC.encode(recording(60 + 3601)), 99, _Log().emit)
+    assert (late.snapshot, late.emitted, late.forget) == (None, 0, False)

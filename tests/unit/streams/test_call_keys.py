@@ -82,14 +82,36 @@ def test_ended_calls_are_forgotten_after_the_retention_once() -> None:
     assert keys.to_forget(T0 + 2 * HOUR, HOUR) == [b"late"]
 
 
-def test_a_lost_forget_is_found_again_by_the_periodic_rescan() -> None:
+def test_a_forget_in_flight_is_not_handed_out_again_by_rescans() -> None:
     keys, table = CallKeys(), Table()
     table.ended[b"old"] = T0
     _settle(keys, table)
-    assert keys.to_forget(T0 + HOUR, HOUR) == [b"old"]  # its tick was lost: still in the table
+    assert keys.to_forget(T0 + HOUR, HOUR) == [b"old"]  # its tick is on its way to the agent
     for _ in range(RESCAN_EVERY_TICKS):
-        keys.to_tick(table.scan)
+        keys.to_tick(table.scan)  # still in the table: the agent has not processed the tick
+    assert keys.to_forget(T0 + HOUR, HOUR) == []
+    keys.forgotten(b"old")
+    del table.ended[b"old"]
+    assert keys.to_forget(T0 + 2 * HOUR, HOUR) == []
+
+
+def test_a_forget_lost_with_a_partition_is_sent_again_after_the_rebalance() -> None:
+    keys, table = CallKeys(), Table()
+    table.ended[b"old"] = T0
+    _settle(keys, table)
     assert keys.to_forget(T0 + HOUR, HOUR) == [b"old"]
+    keys.rebalanced()
+    keys.to_tick(table.scan)
+    assert keys.to_forget(T0 + HOUR, HOUR) == [b"old"]
+
+
+def test_forgets_are_sent_a_bounded_number_per_tick() -> None:
+    keys, table = CallKeys(), Table()
+    table.ended = {f"call-{n:04d}".encode(): T0 for n in range(250)}
+    _settle(keys, table)
+    batches = [keys.to_forget(T0 + HOUR, HOUR, limit=100) for _ in range(3)]
+    assert [len(b) for b in batches] == [100, 100, 50]
+    assert len({key for batch in batches for key in batch}) == 250
 
 
 def test_a_call_stored_live_again_is_not_forgotten() -> None:
