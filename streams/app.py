@@ -58,13 +58,14 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
         key_type=bytes,
         value_type=bytes,
     )
+    retention = timedelta(seconds=streams.ended_call_retention_s)
     handler = CallInputHandler(
         codec,
         CallLimits(
             max_duration_s=streams.default_max_duration_s,
             silence_timeout_s=streams.default_silence_timeout_s,
         ),
-        ended_retention=timedelta(seconds=streams.ended_call_retention_s),
+        ended_retention=retention,
     )
     dead_letters = DeadLetterPublisher(FaustSender(app), codec, consumer_group=streams.app_id)
 
@@ -76,7 +77,6 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
     sessions = _sessions(app, settings, codec, inputs) if streams.sessions_enabled else None
 
     keys = CallKeys()  # the clock's work lists: live calls to tick, long-ended calls to forget
-    retention = timedelta(seconds=streams.ended_call_retention_s)
 
     def on_state(state: CallState) -> None:
         if sessions is not None:
@@ -104,15 +104,14 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
             elif outcome.snapshot is not None:
                 calls[key] = outcome.snapshot
                 state = load(outcome.snapshot).state
-                keys.stored(key, None if state.live else (state.ended_at or state.started_at))
+                keys.stored(key, state.ended_since)
                 on_state(state)
             yield None
 
     def scan() -> Iterable[Entry]:
         for key, stored in list(calls.items()):
             if stored is not None:
-                state = load(stored).state
-                yield key, None if state.live else (state.ended_at or state.started_at)
+                yield key, load(stored).state.ended_since
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
@@ -128,7 +127,7 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
                 keys.forgotten(key)
                 continue
             if not state.live:  # an update the agent's report missed; the rescan caught it
-                keys.stored(key, state.ended_at or state.started_at)
+                keys.stored(key, state.ended_since)
                 continue
             await inputs.send(key=key, value=codec.encode(clock_tick(state, now)))
             on_state(state)  # failover: the new owner of a partition resumes its calls here

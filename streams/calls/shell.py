@@ -75,9 +75,10 @@ class CallInputHandler:
 
     def _forgettable(self, state: CallState, input_: CallInput) -> bool:
         # Decided on the tick's own time, so a tick re-processed after a crash decides the same.
-        if self._ended_retention is None or state.live or not isinstance(input_, ClockTicked):
+        ended = state.ended_since
+        if self._ended_retention is None or ended is None or not isinstance(input_, ClockTicked):
             return False
-        return input_.now - (state.ended_at or state.started_at) >= self._ended_retention
+        return input_.now - ended >= self._ended_retention
 
     def _limits(self, snapshot: Snapshot | None, input_: CallInput) -> CallLimits:
         # Limits are pinned by the call's first event, so replays enforce the same ones.

@@ -101,3 +101,10 @@ class CallState:
     def live(self) -> bool:
         """False once the call has ended or failed."""
         return self.status not in TERMINAL
+
+    @property
+    def ended_since(self) -> datetime | None:
+        """When the call ended or failed; None while it is live."""
+        if self.live:
+            return None
+        return self.ended_at or self.started_at  # every terminal event sets ended_at; defensive
