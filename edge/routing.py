@@ -98,9 +98,10 @@ class RoutingFeed:
         consumer.assign(assigned)
         self._partitions = assigned
         await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned) if assigned else {}
         self._probe = make_consumer(self._kafka, group_id=None, fetch_max_wait_ms=100)
         await self._probe.start()
+        # The true ends (not ListOffsets' under-report), so "ready" means every agent is known.
+        ends = await end_offsets(self._probe, assigned) if assigned else {}
         self._task = asyncio.create_task(self._run(consumer, ends), name="edge-routing-feed")
 
     async def stop(self) -> None:

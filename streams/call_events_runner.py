@@ -19,7 +19,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from infra.kafka import make_consumer, make_producer
+from infra.eventlog.reading import end_offsets
+from infra.kafka import make_consumer, make_producer, stop_consumer
 from infra.settings import Settings
 from schemas.agents import AgentVersionPublished
 from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, POSTCALL_EVENTS
@@ -113,7 +114,12 @@ class CallEventsRunner:
     async def _catch_up(self, agents: Any) -> None:
         topic = AGENT_EVENTS.name
         partitions = [TopicPartition(topic, p) for p in agents.partitions_for_topic(topic) or ()]
-        ends = await agents.end_offsets(partitions)
+        probe = make_consumer(self._settings.kafka, group_id=None)
+        await probe.start()
+        try:  # the true ends (Tansu's ListOffsets under-reports them), on a consumer of its own
+            ends = await end_offsets(probe, partitions)
+        finally:
+            await stop_consumer(probe)
         while [tp for tp in partitions if await agents.position(tp) < ends[tp]]:
             await self._read_agents(agents, 200)
 

@@ -25,6 +25,7 @@ import faust
 from aiokafka import TopicPartition
 
 from infra.deadletter import DeadLetterPublisher
+from infra.eventlog.reading import end_offsets
 from infra.kafka import make_consumer, stop_consumer
 from infra.settings import Settings
 from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, DIALER_EVENTS, DIALER_REQUESTS
@@ -154,9 +155,9 @@ async def read_all(settings: Settings, codec: Codec, topics: tuple[str, ...]) ->
         ]
         if not partitions:
             return []
+        ends = await end_offsets(consumer, partitions)  # Tansu's ListOffsets under-reports
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
         pending = {tp for tp in partitions if ends[tp] > 0}
         records: list[object] = []
         while pending:

@@ -47,6 +47,24 @@ async def _send(settings: Settings, topic: str, count: int) -> None:
         await producer.stop()
 
 
+async def _append_updates(settings: Settings, changelog: str, values: list[int]) -> None:
+    """Append table updates to the changelog as one multi-record batch, as a busy worker does.
+
+    Tansu reports such a changelog's end as the batch's base offset + 1 (see
+    ``infra.eventlog.reading.end_offsets``); Faust recovering up to that answer dropped the
+    batch's later updates until ``streams.faust_transport`` asked for the true end.
+    """
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        for value in values:
+            batch.append(key=b'"calls"', value=str(value).encode(), timestamp=None)  # Faust's json key
+        await producer.send_batch(batch, changelog, partition=0)
+    finally:
+        await producer.stop()
+
+
 async def _counts(consumer: AIOKafkaConsumer, outputs: int, log: Path) -> list[int]:
     try:
         seen = await drain(consumer, lambda got: len(got) >= outputs, 90)
@@ -90,17 +108,12 @@ async def test_table_recovers_from_changelog_after_worker_restart(settings: Sett
     try:
         worker = _start_worker(settings, env, log)
         try:
-            # One at a time, so each table update is its own changelog batch: after a multi-record
-            # batch Tansu under-reports the changelog's end (infra/eventlog/reading.end_offsets),
-            # and a Faust worker restarted on such a changelog was seen to recover and then
-            # process nothing (the flake this test had, 2026-11-25/26).
-            first = []
-            for _ in range(3):
-                await _send(settings, source, 1)
-                first += await _counts(consumer, outputs=1, log=log)
+            await _send(settings, source, 3)
+            first = await _counts(consumer, outputs=3, log=log)
             await _wait_for_commit(settings, env["COUNTER_APP_ID"], source, offset=3)
         finally:
             _stop_worker(worker)
+        await _append_updates(settings, f"{env['COUNTER_APP_ID']}-counts-changelog", [4, 5, 6])
         worker = _start_worker(settings, env, log)
         try:
             await _send(settings, source, 2)
@@ -111,8 +124,7 @@ async def test_table_recovers_from_changelog_after_worker_restart(settings: Sett
         await consumer.stop()
 
     assert first == [1, 2, 3], log.read_text()[-2000:]
-    # At-least-once: the restart may re-apply the last record, or find the changelog one update
-    # behind the committed offset; either way the count carries on from the recovered table
-    # (at least 2) rather than starting again from 1.
-    assert second[0] >= 3, f"table did not recover: {second}"
+    # The whole changelog is recovered, the appended batch's last update (6) included, so the
+    # count carries on from it rather than from 4 (the batch's first) or from 1.
+    assert second[0] == 7, f"table did not recover its changelog to the end: {second}"
     assert second == list(range(second[0], second[0] + len(second)))
