@@ -379,7 +379,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--asyncio", action="store_true", help="run the edge on the stock asyncio loop")
     args = parser.parse_args()
-    base = Settings(env="test", data_dir=Path(tempfile.mkdtemp()), log_level="WARNING")
+    with tempfile.TemporaryDirectory(prefix="bench-edge-") as data_dir:
+        _bench(Settings(env="test", data_dir=Path(data_dir), log_level="WARNING"), args)
+
+
+def _bench(base: Settings, args: argparse.Namespace) -> None:
     base = base.model_copy(update={"kafka": base.kafka.model_copy(update={"partitions_override": 3})})
     with running_stack(base, durable=False) as stack:
         asyncio.run(ensure_topics(stack.settings.kafka))

@@ -746,7 +746,7 @@ def main() -> None:
     base = Settings(env="test", data_dir=data_dir, log_level="WARNING")
     # 6 partitions: calls split evenly over 1, 2 or 3 session workers
     base = base.model_copy(update={"kafka": base.kafka.model_copy(update={"partitions_override": 6})})
-    print(f"data and logs: {data_dir}", flush=True)
+    print(f"data and logs (kept for inspection; delete when done): {data_dir}", flush=True)
     with running_stack(base, durable=False) as stack:
         settings = stack.settings
         asyncio.run(ensure_topics(settings.kafka))

@@ -246,6 +246,7 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=15, help="first measure the platform idle this long")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="bench-system-"))
+    print(f"data and logs (kept for inspection; delete when done): {data_dir}", flush=True)
     dev, addresses = start_platform(data_dir, args.session_workers)
     try:
         if args.idle > 0:
