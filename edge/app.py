@@ -50,8 +50,9 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        ok = node.ready and not node.draining
-        body = {"ready": ok, "draining": node.draining, "streams": len(node.calls)}
+        event_log = node.publisher.healthy
+        ok = node.ready and not node.draining and event_log
+        body = {"ready": ok, "draining": node.draining, "event_log": event_log, "streams": len(node.calls)}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics")
@@ -125,6 +126,11 @@ def _query_of(form: dict[str, str]) -> dict[str, str]:
 def answer_call(node: EdgeNode, settings: Settings, form: dict[str, str], query: dict[str, str]) -> str:
     """TwiML for a call: connect it to our media stream, or refuse it politely."""
     call_sid = form.get("CallSid", "")
+    if not node.publisher.healthy:
+        # The event log is away: no worker would hear of the call, and the caller would get
+        # dead air. Say so instead (the facts of calls in progress are queued and retried).
+        node.metrics.incr("calls.refused_unavailable")
+        return twiml.refuse(twiml.UNAVAILABLE_MESSAGE)
     if _is_outbound(query):
         params = twiml.StreamParameters(
             call_id=query["call_id"],

@@ -300,7 +300,7 @@ class LiveCall:
     async def _store_recording(self, recording: CallRecording) -> None:
         edge = self.node.settings.edge
         name = f"{self.call_id}.wav"
-        target = edge.recordings_url or str(edge.recordings_dir)  # fsspec makes a local path absolute
+        target = self.node.settings.recordings_target  # fsspec makes a local path absolute
         try:
             stored, duration_ms = await asyncio.to_thread(store_recording, recording, target, name)
         except Exception:  # a full disk or an unreachable bucket must not take the node down

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -23,9 +24,28 @@ class FactPublisher(Protocol):
         """Enqueue a fact without waiting; False when it was dropped (queue full)."""
         ...
 
+    @property
+    def healthy(self) -> bool:
+        """False while facts have been waiting too long for the event log (broker away)."""
+        ...
+
+
+WINDOW = 500
+"""Facts sent together before their acks are awaited (a window is retried as a whole)."""
+BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+"""Waits between re-sends of a window the broker did not take; the last one repeats."""
+
 
 class KafkaFactPublisher:
-    """A bounded queue drained by one task into an aiokafka producer (acks are not awaited inline)."""
+    """A bounded queue drained by one task into an aiokafka producer, retrying until acked.
+
+    The media path only enqueues. The task sends what is queued as one window, awaits the acks,
+    and re-sends the facts the broker did not take, in their order, with a growing back-off,
+    for as long as the broker is away: a fact is lost only when the queue overflows (counted as
+    ``facts.dropped``) or at shutdown (``facts.lost_at_shutdown``), each with an error logged.
+    Around an outage a re-sent fact can land after a later fact of its call that went through
+    first, and a fact whose ack was lost lands twice (same ``event_id``: the duplicate shows).
+    """
 
     def __init__(
         self,
@@ -35,6 +55,8 @@ class KafkaFactPublisher:
         *,
         topic: str = CALL_INPUTS.name,
         max_queue: int = 10_000,
+        stall_after_s: float = 3.0,
+        backoff_s: tuple[float, ...] = BACKOFF_S,
     ) -> None:
         self._producer = producer
         self._codec = codec
@@ -42,7 +64,11 @@ class KafkaFactPublisher:
         self._topic = topic
         self._queue: asyncio.Queue[Record | None] = asyncio.Queue(maxsize=max_queue)
         self._task: asyncio.Task[None] | None = None
-        self._pending: set[asyncio.Future[object]] = set()
+        self._stall_after_s = stall_after_s
+        self._backoff_s = backoff_s
+        self._window_since: float | None = None
+        self._waiting = 0
+        """Facts accepted by publish() and not yet acked by the broker (or given up as unencodable)."""
 
     def publish(self, record: Record) -> bool:
         try:
@@ -50,12 +76,18 @@ class KafkaFactPublisher:
         except asyncio.QueueFull:
             self._metrics.incr("facts.dropped")
             log.error(
-                "fact queue full, dropped %s for call %s",
+                "fact queue full (the event log has been unreachable for a while), dropped %s for call %s",
                 type(record).__name__,
                 getattr(record, "call_id", "-"),
             )
             return False
+        self._waiting += 1
         return True
+
+    @property
+    def healthy(self) -> bool:
+        since = self._window_since
+        return since is None or time.monotonic() - since < self._stall_after_s
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="edge-fact-publisher")
@@ -68,7 +100,11 @@ class KafkaFactPublisher:
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
         except TimeoutError:
-            log.error("fact publisher did not drain within %.1fs; %d left", timeout_s, self._queue.qsize())
+            lost = self._waiting
+            self._metrics.incr("facts.lost_at_shutdown", lost)
+            log.error(
+                "the event log did not take the edge's facts within %.1fs; %d facts lost", timeout_s, lost
+            )
             self._task.cancel()
         self._task = None
 
@@ -77,33 +113,105 @@ class KafkaFactPublisher:
         return self._queue.qsize()
 
     async def _run(self) -> None:
-        while True:
-            record = await self._queue.get()
-            if record is None:
-                break
-            await self._send(record)
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        closing = False
+        while not closing:
+            window, closing = await self._take_window()
+            await self._deliver(window)
 
-    async def _send(self, record: Record) -> None:
+    async def _take_window(self) -> tuple[list[Record], bool]:
+        """The queued facts (at least one, at most WINDOW); True once the close sentinel is seen."""
+        first = await self._queue.get()
+        if first is None:
+            return [], True
+        window = [first]
+        while len(window) < WINDOW and not self._queue.empty():
+            record = self._queue.get_nowait()
+            if record is None:
+                return window, True
+            window.append(record)
+        return window, False
+
+    async def _deliver(self, window: list[Record]) -> None:
+        """Send the window until every fact in it is acked (or cannot be encoded at all).
+
+        The first pass is pipelined; re-sends go one at a time, so the facts that were not taken
+        keep their order among themselves (a later fact taken by the first pass stays ahead).
+        """
+        pending = self._encode(window)
+        self._window_since = time.monotonic()
+        attempt = 0
+        pending = await self._send_all(pending)
+        while pending:
+            if pending:
+                wait = self._backoff_s[min(attempt, len(self._backoff_s) - 1)]
+                attempt += 1
+                self._metrics.incr("facts.retried", len(pending))
+                log.warning(
+                    "the event log did not take %d facts (attempt %d); retrying in %.2fs",
+                    len(pending),
+                    attempt,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+            pending = await self._send_in_turn(pending)
+        self._window_since = None
+        if attempt:
+            log.info("the event log took the edge's facts again after %d retries", attempt)
+
+    def _encode(self, window: list[Record]) -> list[tuple[Record, bytes]]:
+        encoded = []
+        for record in window:
+            try:
+                encoded.append((record, self._codec.encode(record)))
+            except Exception:  # our bug, not the broker's: retrying cannot help
+                self._metrics.incr("facts.unencodable")
+                self._waiting -= 1
+                log.exception(
+                    "could not encode %s for call %s", type(record).__name__, getattr(record, "call_id", "-")
+                )
+        return encoded
+
+    async def _send_all(self, pending: list[tuple[Record, bytes]]) -> list[tuple[Record, bytes]]:
+        """Send every fact, then await the acks; return the ones not taken, in order."""
+        sent = [(item, await self._start_send(item)) for item in pending]
+        futures = [future for _, future in sent if future is not None]
+        outcomes = iter(await asyncio.gather(*futures, return_exceptions=True))
+        failed = []
+        for item, future in sent:
+            if future is None or isinstance(next(outcomes), BaseException):
+                failed.append(item)
+            else:
+                self._taken()
+        return failed
+
+    async def _send_in_turn(self, pending: list[tuple[Record, bytes]]) -> list[tuple[Record, bytes]]:
+        """Send one fact at a time; at the first one not taken, return it and the rest."""
+        for index, item in enumerate(pending):
+            future = await self._start_send(item)
+            try:
+                if future is None:
+                    return pending[index:]
+                await future
+            except Exception:
+                return pending[index:]
+            self._taken()
+        return []
+
+    async def _start_send(self, item: tuple[Record, bytes]) -> asyncio.Future[object] | None:
+        """The ack future of one send, or None if the producer refused it outright."""
+        record, value = item
         try:
-            value = self._codec.encode(record)
-            future = await self._producer.send(
+            future: asyncio.Future[object] = await self._producer.send(
                 self._topic, value=value, key=key_bytes(CALL_INPUTS.key_of(record))
             )
-        except Exception:  # one bad record or a broker hiccup must not stop publishing
-            self._metrics.incr("facts.failed")
-            log.exception("could not publish %s", type(record).__name__)
-            return
-        self._metrics.incr("facts.sent")
-        self._pending.add(future)
-        future.add_done_callback(self._acked)
+        except Exception as err:  # the producer's buffer timed out, or it is closing
+            log.debug("send of %s failed: %s", type(record).__name__, err)
+            return None
+        return future
 
-    def _acked(self, future: asyncio.Future[object]) -> None:
-        self._pending.discard(future)
-        if future.cancelled() or future.exception() is not None:
-            self._metrics.incr("facts.failed")
-            log.error("fact not acknowledged: %s", None if future.cancelled() else future.exception())
+    def _taken(self) -> None:
+        self._waiting -= 1
+        self._metrics.incr("facts.sent")
 
 
 class RecordingPublisher:
@@ -111,6 +219,8 @@ class RecordingPublisher:
 
     def __init__(self) -> None:
         self.records: list[Record] = []
+        self.healthy = True
+        """Set False to play an event log that is away."""
 
     def publish(self, record: Record) -> bool:
         self.records.append(record)

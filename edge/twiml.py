@@ -15,6 +15,10 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 MEDIA_PATH = "/twilio/media"
 STREAM_STATUS_PATH = "/twilio/stream-status"
 BUSY_MESSAGE = "Sorry, all of our lines are busy right now. Please call again in a few minutes. Goodbye."
+UNAVAILABLE_MESSAGE = (
+    "Sorry, we cannot take your call right now because of a technical problem. "
+    "Please call again in a few minutes. Goodbye."
+)
 UNKNOWN_NUMBER_MESSAGE = "Sorry, this number is not in service. Goodbye."
 
 

@@ -61,8 +61,8 @@ class KafkaSettings(BaseModel):
     partitions_override: int | None = Field(
         default=None, description="use this partition count for every topic (small dev stacks)"
     )
+    # How the CLI's readers (events tail, export) decode; the services always write single-object.
     wire_format: WireFormat = "single-object"
-    schema_registry_url: str | None = None
     consumer_fetch_max_wait_ms: int = 20  # tools and one-off readers; services: fetch_waits
     fetch_waits: FetchWaits = FetchWaits()
     # Group timing: Apache Kafka refuses sessions under group.min.session.timeout.ms (6 s by
@@ -123,7 +123,9 @@ class EdgeSettings(BaseModel):
     barge_in_min_speech_ms: int = 120
     idle_timeout_s: float = 30.0
     drain_deadline_s: float = 20.0
-    recordings_dir: Path = Path("recordings")
+    recordings_dir: Path | None = Field(
+        default=None, description="where call recordings are written; default data_dir/recordings"
+    )
     recordings_url: str | None = Field(
         default=None,
         description="store recordings here instead of recordings_dir: any fsspec URL (s3://bucket/prefix "
@@ -256,6 +258,12 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return self.database.url is None
+
+    @property
+    def recordings_target(self) -> str:
+        """Where the edge stores recordings: the URL, the directory, or data_dir/recordings."""
+        edge = self.edge
+        return edge.recordings_url or str(edge.recordings_dir or self.data_dir / "recordings")
 
     @property
     def archive_url(self) -> str:

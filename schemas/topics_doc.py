@@ -31,8 +31,9 @@ BACKWARD-compatibly only (CI checks every file against its last committed versio
   library compute; fastavro agrees. The Python `avro` package (1.12) keeps
   `{"type": "long"}` for logical types in its canonical form and so gets a different
   value from `Schema.fingerprint`: remove the `logicalType` attributes before fingerprinting.
-* **Confluent wire format** (when a schema registry is configured): byte `00`, a 4-byte
-  big-endian schema id, then the same Avro binary body.
+* **Confluent wire format** (never written by the platform's services; read by our codec and
+  tools for records re-framed for a schema registry): byte `00`, a 4-byte big-endian schema
+  id, then the same Avro binary body.
 
 Keys are the UTF-8 text of the aggregate id named in each table (dead letters keep the
 original record's key bytes), so all records of one aggregate stay in order on one partition.
@@ -51,7 +52,9 @@ Every record except `DeadLetter` starts with the same fields, flat and in this o
 | `correlation_id` | string | the request or input that caused it |
 
 Consumers apply a record only if its `seq` is greater than the last one they applied for that
-aggregate. Enum-like fields are strings whose allowed values are listed in the field docs.
+aggregate, except on `voice.postcall.events.v1`, whose `seq` counts a summary or one webhook
+delivery's attempts: dedupe it by `event_id`. Enum-like fields are strings whose allowed
+values are listed in the field docs.
 """
 
 

@@ -28,10 +28,10 @@ VERSION = "1.0.0"
 _DESCRIPTION = (
     "The event topics of the voice-agent platform, for integrators who consume them directly. "
     "Values are Avro in single-object encoding (C3 01, the 8-byte little-endian CRC-64-AVRO "
-    "fingerprint of the writer schema's Parsing Canonical Form, then the binary body), or in "
-    "Confluent wire format (00, a 4-byte big-endian schema id, the body) where a schema registry "
-    "is configured. Keys are the UTF-8 aggregate id. Delivery is at-least-once: dedupe by "
-    "event_id; apply a record only if its seq is greater than the last applied for its key. "
+    "fingerprint of the writer schema's Parsing Canonical Form, then the binary body). "
+    "Keys are the UTF-8 aggregate id. Delivery is at-least-once: dedupe by event_id; on the "
+    "events topics other than voice.postcall.events.v1, apply a record only if its seq is "
+    "greater than the last applied for its key. "
     "See docs/integrators.md."
 )
 

@@ -184,6 +184,25 @@ def test_health_and_readiness_follow_draining() -> None:
     assert not node.admit_stream()
 
 
+def test_while_the_event_log_is_away_calls_are_refused_aloud_and_the_node_is_not_ready() -> None:
+    routing = RoutingTable()
+    routing.apply(_published("+15550001111"))
+    client, publisher, _ = _client(_settings(), routing)
+    publisher.healthy = False
+    status, body = _post(client, "/twilio/voice", {"CallSid": "CA7", "To": "+15550001111"})
+    assert status == 200
+    assert "technical problem" in body
+    assert "<Connect>" not in body
+    assert publisher.records == []
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["event_log"] is False
+    publisher.healthy = True
+    assert client.get("/readyz").status_code == 200
+    status, body = _post(client, "/twilio/voice", {"CallSid": "CA8", "To": "+15550001111"})
+    assert "<Connect>" in body
+
+
 def test_an_answered_call_holds_its_slot_so_the_next_caller_hears_busy_not_a_refused_socket() -> None:
     client, _, node = _client(_settings(max_streams=1, demo_agent_id="demo"))
     status, body = _post(client, "/twilio/voice", {"CallSid": "CA7", "To": "+1000"})
