@@ -10,6 +10,7 @@ runs the jobs again: at least once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from infra.eventlog.reading import end_offsets
@@ -125,7 +127,11 @@ class CallEventsRunner:
 
     async def _follow_agents(self, agents: Any, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self._read_agents(agents, 500)
+            try:
+                await self._read_agents(agents, 500)
+            except Exception:  # a dead follower would freeze the agents' settings unnoticed
+                log.exception("reading the agent events failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
 
     async def _read_agents(self, agents: Any, timeout_ms: int) -> None:
         for messages in (await agents.getmany(timeout_ms=timeout_ms)).values():
@@ -146,24 +152,51 @@ class CallEventsRunner:
 
     async def _run(self, tp: TopicPartition, offset: int, job: Job, producer: AIOKafkaProducer) -> None:
         async def publish(record: PostCallEvent) -> None:
-            await producer.send_and_wait(
-                POSTCALL_EVENTS.name, self._codec.encode(record), record.call_id.encode()
-            )
+            await _send_until_taken(producer, self._codec.encode(record), record)
 
         try:
             await job.run(publish)
         except Exception:
             log.exception("%s failed", job.name)
-        finally:
-            self._book.finished(tp, offset)
+        # Not on cancellation (shutdown): an unfinished job keeps its offset uncommitted.
+        self._book.finished(tp, offset)
 
     async def _commit(self, consumer: Any) -> None:
-        offsets = {tp: OffsetAndMetadata(at, "") for tp, at in self._book.committable().items()}
-        if offsets:
+        assigned = consumer.assignment()  # a revoked partition's offset is no longer ours to commit
+        offsets = {
+            tp: OffsetAndMetadata(at, "") for tp, at in self._book.committable().items() if tp in assigned
+        }
+        if not offsets:
+            return
+        try:
             await consumer.commit(offsets)
+        except KafkaError as err:  # a rebalance or a broker away: the next commit carries them
+            log.warning("could not commit call-event offsets (%s); will retry", err)
 
     def _decode(self, value: bytes | None) -> object:
         try:
             return self._codec.decode(value) if value else None
         except DecodeError:
             return None
+
+
+PUBLISH_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+
+
+async def _send_until_taken(producer: AIOKafkaProducer, value: bytes, record: PostCallEvent) -> None:
+    """Write a post-call event, waiting out a broker that is away: a summary or a delivery
+    record is never given up (its model call or HTTP request has already happened)."""
+    for attempt in itertools.count():
+        try:
+            await producer.send_and_wait(POSTCALL_EVENTS.name, value, record.call_id.encode())
+            return
+        except KafkaError as err:
+            wait = PUBLISH_BACKOFF_S[min(attempt, len(PUBLISH_BACKOFF_S) - 1)]
+            log.warning(
+                "could not write %s for call %s (%s); retrying in %.1fs",
+                type(record).__name__,
+                record.call_id,
+                err,
+                wait,
+            )
+            await asyncio.sleep(wait)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaConnectionError
+from aiokafka.structs import OffsetAndMetadata
 
+from schemas.catalog import POSTCALL_EVENTS
+from schemas.dialer import CallSummarized
+from schemas.ids import AgentId, CallId, CorrelationId, EventId, TenantId
+from streams import call_events_runner as runner
 from streams.call_events_runner import OffsetBook
+from tests.support.call_stream import T0
 
 P0 = TopicPartition("voice.calls.events.v1", 0)
 P1 = TopicPartition("voice.calls.events.v1", 1)
@@ -43,3 +51,67 @@ def test_an_event_with_two_jobs_is_held_until_both_finish() -> None:
 
 def test_nothing_is_committable_before_anything_is_read() -> None:
     assert OffsetBook().committable() == {}
+
+
+class _FlakyProducer:
+    """Refuses the first ``failures`` writes as a broker that is away would."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.written: list[tuple[str, bytes, bytes]] = []
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise KafkaConnectionError()
+        self.written.append((topic, value, key))
+
+
+class _Consumer:
+    """Commits into a list; refuses with ``error`` while it is set."""
+
+    def __init__(self, assigned: set[TopicPartition], error: Exception | None = None) -> None:
+        self.assigned = assigned
+        self.error = error
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+    async def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
+
+
+def _summary() -> CallSummarized:
+    return CallSummarized(
+        tenant_id=TenantId("t"),
+        call_id=CallId("c1"),
+        seq=1,
+        event_id=EventId("e1"),
+        occurred_at=T0,
+        correlation_id=CorrelationId("c1"),
+        agent_id=AgentId("a"),
+        summary="s",
+        model="m",
+    )
+
+
+async def test_a_post_call_event_is_written_once_the_broker_is_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "PUBLISH_BACKOFF_S", (0.001,))
+    producer = _FlakyProducer(failures=3)
+    await runner._send_until_taken(producer, b"value", _summary())
+    assert producer.written == [(POSTCALL_EVENTS.name, b"value", b"c1")]
+
+
+async def test_offsets_of_revoked_partitions_are_not_committed_and_commit_errors_do_not_stop_the_runner() -> (
+    None
+):
+    events = runner.CallEventsRunner.__new__(runner.CallEventsRunner)
+    events._book = given((P0, 4, 0), (P1, 9, 0))
+    consumer = _Consumer({P0}, error=CommitFailedError("rebalanced"))
+    await events._commit(consumer)  # logged, not raised
+    consumer.error = None
+    await events._commit(consumer)
+    assert consumer.commits == [{P0: 5}]
