@@ -7,11 +7,14 @@ the aggregate's events from the events topic (ADR 0009).
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from infra.deadletter import DeadLetterPublisher, RecordDecodeError, decode_record
@@ -103,7 +106,7 @@ def _add_writer(
             await dead_letters.publish(message, "wrong_key", ValueError("not keyed by its aggregate id"))
             return
         try:
-            stored = await handler.handle(states.get(key), command, emit, after_emit)
+            stored = await _handle_through_outages(handler, states, key, command, emit, after_emit)
         except Exception as err:  # one bad command must not stop the writer
             log.exception("%s command %s@%d failed", spec.name, message.topic, message.offset)
             # Some of its events may be in the log already: fold the aggregate from there next time.
@@ -122,6 +125,42 @@ def _add_writer(
         async for event in stream.events():
             await write(event.message)
             yield None
+
+
+BROKER_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+"""Waits between attempts at a command the broker could not serve; the last one repeats."""
+
+
+async def _handle_through_outages(
+    handler: CommandHandler[Any],
+    states: Any,
+    key: bytes,
+    command: Any,
+    emit: Callable[[bytes, bytes], Awaitable[None]],
+    after_emit: AfterEmit | None,
+) -> bytes | None:
+    """``handler.handle``, retried for as long as the broker is away.
+
+    A broker error (reading the aggregate's history on a table miss, or emitting) says nothing
+    about the command: dead-lettering it would drop a valid request. The command waits at the
+    head of its partition instead, and is decided afresh from the log each time, since some
+    of its events may have landed before the error.
+    """
+    for attempt in itertools.count():
+        try:
+            return await handler.handle(states.get(key), command, emit, after_emit)
+        except KafkaError as err:
+            states.pop(key, None)
+            wait = BROKER_RETRY_S[min(attempt, len(BROKER_RETRY_S) - 1)]
+            log.warning(
+                "%s for %s: the broker is unavailable (%s); retrying in %.1fs",
+                type(command).__name__,
+                key.decode(errors="replace"),
+                err,
+                wait,
+            )
+            await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 # The partitioner the writers' producer sends events with. ``emit`` sends through a Faust

@@ -6,11 +6,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
 from schemas.agents import AgentCreated, AgentVersionPublished, CreateAgent, PublishAgentVersion
 from schemas.codec import Codec
 from schemas.ids import AgentId, CorrelationId, DocumentId, EventId, KnowledgeBaseId, TenantId
 from schemas.knowledge import AddDocument, CreateKnowledgeBase
 from streams.writers import agent_writer, knowledge_writer, state_codec
+from streams.writers import app as writers_app
 from streams.writers.shell import CommandHandler, fold_log
 from streams.writers.spec import agent_spec, knowledge_spec
 from tests.support.agents import agent_config
@@ -152,3 +156,33 @@ def test_the_stored_states_round_trip_and_equal_states_give_equal_bytes() -> Non
     assert (loaded.kb_id, loaded.tenant_id, loaded.seq) == (kb.kb_id, kb.tenant_id, 4)
     assert (loaded.handled, dict(loaded.documents)) == (kb.handled, documents)
     assert state_codec.dump_knowledge(loaded) == dumped
+
+
+class OutageLog(Log):
+    """The log behind a broker that refuses the first ``failures`` history reads."""
+
+    def __init__(self, failures: int, events: list[Any] | None = None) -> None:
+        super().__init__(events)
+        self.failures = failures
+
+    async def history(self, aggregate: str) -> list[Any]:
+        if self.failures:
+            self.failures -= 1
+            raise KafkaConnectionError()
+        return await super().history(aggregate)
+
+
+async def test_a_command_waits_out_a_broker_outage_and_is_then_decided_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(writers_app, "BROKER_RETRY_S", (0.001,))
+    log = OutageLog(failures=3, events=created_events())
+    handler = CommandHandler(agent_spec(), CODEC, log.history)
+    states: dict[bytes, bytes] = {}  # a table miss: the history must be read
+    stored = await writers_app._handle_through_outages(
+        handler, states, AGENT.encode(), publish("c2", 0), log.emit, None
+    )
+    assert (log.failures, log.reads) == (0, 1)  # three refused reads, then one that worked
+    [(_, value)] = log.emitted
+    assert isinstance(CODEC.decode(value), AgentVersionPublished)
+    assert stored is not None
