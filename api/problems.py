@@ -6,15 +6,18 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 5
+"""What a 503 for an unavailable broker or database tells the client to wait."""
 
 
 class ProblemError(Exception):
@@ -63,6 +66,23 @@ def install_problem_handlers(app: FastAPI) -> None:
         # The last line of defence: a value the database cannot hold is bad input, not a server fault.
         log.warning("refused a value PostgreSQL cannot hold: %s", exc.orig)
         return problem_response(422, "a value in the request is out of range or not storable")
+
+    @app.exception_handler(KafkaError)
+    async def _broker(request: Request, exc: KafkaError) -> JSONResponse:
+        # The broker is away (or refused the write): a transient outage, not a bad request.
+        log.error("event log unavailable during %s %s: %r", request.method, request.url.path, exc)
+        return problem_response(
+            503,
+            "the event log (Kafka) is unavailable, so the request was not completed; retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database unavailable during %s %s: %s", request.method, request.url.path, exc.orig)
+        return problem_response(
+            503, "the database is unavailable; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
