@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from infra.eventlog.reading import end_offsets
 from infra.kafka import make_consumer, stop_consumer
@@ -146,12 +147,17 @@ class RoutingFeed:
             if not any(ends.values()):
                 self.caught_up.set()
             while True:
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    for record in records:
-                        self._apply(record.value)
-                for tp in ends:
-                    self._positions[tp] = await consumer.position(tp)
+                try:
+                    batches = await consumer.getmany(timeout_ms=500)
+                    for records in batches.values():
+                        for record in records:
+                            self._apply(record.value)
+                    for tp in ends:
+                        self._positions[tp] = await consumer.position(tp)
+                except KafkaError as err:  # a dead feed would freeze routing while the node looks fine
+                    log.warning("reading the agent events failed (%s); retrying in 1 s", err)
+                    await asyncio.sleep(1.0)
+                    continue
                 async with self._progress:
                     self._progress.notify_all()
                 if self._reached(ends):

@@ -145,7 +145,14 @@ class DialerShell:
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            # Only the broker refusing a report gets here (dial errors are reported): say so,
+            # since the attempt's outcome is then missing from the log.
+            log.error("dialer background work failed: %r", err, exc_info=err)
 
     async def _dial(self, state: DialerState, started: CallAttemptStarted) -> None:
         agent = state.agents[started.agent_id]
