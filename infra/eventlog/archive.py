@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import fsspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from infra.eventlog.archive_file import (
@@ -158,7 +159,12 @@ class Archiver:
             self._described.add(tp.topic)
         await asyncio.to_thread(write_durably, self._fs, path, data)
         # Only now is it safe to move the group past these records.
-        await consumer.commit({tp: OffsetAndMetadata(last.offset + 1, "")})
+        try:
+            await consumer.commit({tp: OffsetAndMetadata(last.offset + 1, "")})
+        except KafkaError as err:
+            # A rebalance or a broker that went away: the file is written, and its records are
+            # archived again (into the same file name) by whoever resumes from the older offset.
+            log.warning("archived %s but could not commit past it (%s)", path, err)
         written = WrittenFile(path, tp.topic, tp.partition, first.offset, last.offset, len(buffer.records))
         self.files_written += 1
         self.records_written += written.records
