@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from api import store
@@ -23,7 +24,7 @@ from api.agent_versions import config_diff, config_input, etag, expected_version
 from api.command_http import envelope, settle
 from api.commands import new_id
 from api.deps import Admin, ContextDep, SessionDep, Viewer
-from api.problems import ProblemError, field_errors
+from api.problems import RETRY_AFTER_S, ProblemError, field_errors
 from projections import queries
 from schemas.agents import AgentConfig, ArchiveAgent, CreateAgent, PublishAgentVersion
 from schemas.ids import AgentId
@@ -71,7 +72,17 @@ async def create_agent(
     last = create.correlation_id
     if config is not None:
         publish = PublishAgentVersion(**_envelope(principal, agent_id), expected_version=0, config=config)
-        await context.bus.send(publish)
+        try:
+            await context.bus.send(publish)
+        except KafkaError as err:
+            # The agent exists; a blind retry of this request would create a second one.
+            raise ProblemError(
+                503,
+                f"agent {agent_id} was created but the event log became unavailable before its first "
+                f"version was written; publish it with POST /api/agents/{agent_id}/versions",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+                agent_id=agent_id,
+            ) from err
         last = publish.correlation_id
     await store.audit(session, principal, "agent.create", "agent", agent_id, correlation_id=last)
     await session.commit()

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from api import store
 from api.commands import new_id, now
 from api.deps import ContextDep, Operator, SessionDep, Viewer
-from api.problems import ProblemError
+from api.problems import RETRY_AFTER_S, ProblemError
 from projections import dialer_queries, queries
 from schemas.dialer import CancelCampaign, CreateCampaign, PauseCampaign, PlaceCall, ResumeCampaign
 from schemas.envelope import derive_event_id
@@ -247,8 +248,19 @@ async def _send_campaign(
             )
         )
     # One agent, one partition: concurrent sends are batched by the producer and keep their order.
-    for start in range(0, len(commands), _SEND_CHUNK):
-        await asyncio.gather(*(context.bus.send(c) for c in commands[start : start + _SEND_CHUNK]))
+    try:
+        for start in range(0, len(commands), _SEND_CHUNK):
+            await asyncio.gather(*(context.bus.send(c) for c in commands[start : start + _SEND_CHUNK]))
+    except KafkaError as err:
+        # Part of the campaign is queued; a blind retry would dial those numbers twice.
+        raise ProblemError(
+            503,
+            f"campaign {campaign_id} was created but the event log became unavailable while its "
+            f"numbers were queued; cancel it (POST /api/campaigns/{campaign_id}/cancel) before "
+            "sending the list again",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+            campaign_id=campaign_id,
+        ) from err
 
 
 async def _campaign(session: SessionDep, tenant_id: str, campaign_id: str) -> dict[str, Any]:

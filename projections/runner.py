@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.deadletter import ConsumedRecord, DeadLetterPublisher, RecordDecodeError, decode_record
@@ -54,6 +57,11 @@ class BatchProjection(Projection, Protocol):
     async def apply_batch(
         self, session: AsyncSession, records: Sequence[Record]
     ) -> Sequence[tuple[int, Exception]]: ...
+
+
+OUTAGES = (KafkaError, OperationalError, InterfaceError)
+"""Errors that say the broker or the database is away, not that a record is bad."""
+OUTAGE_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
 class ProjectionRunner:
@@ -189,7 +197,12 @@ class ProjectionRunner:
                 batches = await consumer.getmany(timeout_ms=200, max_records=max_records)
                 messages = [m for records in batches.values() for m in records]
                 if messages:
-                    await self.process(messages)
+                    try:
+                        await self.process(messages)
+                    except OUTAGES as err:
+                        # The batch rolled back whole; read it again from the checkpoints.
+                        await self._rewind_after(err, consumer, stop)
+                        continue
                     small = len(messages) < max_records
                     if linger_s > 0 and small and await caught_up(consumer):  # else: a backlog
                         # Let the next batch gather: each costs a transaction, its positions
@@ -198,6 +211,24 @@ class ProjectionRunner:
                             await asyncio.wait_for(stop.wait(), max(0.0, started + linger_s - loop.time()))
         finally:
             await stop_consumer(consumer)
+
+    async def _rewind_after(
+        self, err: BaseException, consumer: AIOKafkaConsumer, stop: asyncio.Event
+    ) -> None:
+        """Wait out a broker or database outage, then seek back to the stored checkpoints."""
+        name = self.projection.name
+        for attempt in itertools.count():
+            wait = OUTAGE_BACKOFF_S[min(attempt, len(OUTAGE_BACKOFF_S) - 1)]
+            log.warning("projection %s: batch not applied (%s); retrying in %.1fs", name, err, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            if stop.is_set():
+                return
+            try:
+                await self.seek_to_checkpoints(consumer, consumer.assignment())
+                return
+            except OUTAGES as again:
+                err = again
 
 
 async def caught_up(consumer: AIOKafkaConsumer) -> bool:

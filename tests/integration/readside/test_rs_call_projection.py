@@ -7,12 +7,16 @@ import dataclasses
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.deadletter import DeadLetterPublisher
 from infra.kafka import make_consumer
 from infra.settings import Settings
+from projections import runner as runner_module
 from projections.call_projection import CallProjection
+from projections.runner import ProjectionRunner
 from schemas.agents import AgentCreated
 from schemas.catalog import DEADLETTER
 from schemas.codec import Codec
@@ -191,3 +195,47 @@ async def test_rs_batched_apply_leaves_the_rows_of_one_by_one_and_refuses_a_fore
         assert await dump(sessions) == await dump(other)
     assert (batched.applied, batched.dead_lettered) == (reference.applied, reference.dead_lettered) == (20, 1)
     assert batched.fallbacks == 0
+
+
+class _BrokerAwayAtFirst:
+    """The real producer behind a fault: the first ``failures`` sends fail as if the broker were away."""
+
+    def __init__(self, producer: AIOKafkaProducer, failures: int) -> None:
+        self._producer = producer
+        self.failures = failures
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> object:
+        if self.failures:
+            self.failures -= 1
+            raise KafkaConnectionError("broker away (injected)")
+        return await self._producer.send_and_wait(topic, value, key)
+
+
+async def test_rs_a_broker_outage_mid_batch_is_waited_out_and_the_batch_redone(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    codec: Codec,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner_module, "OUTAGE_BACKOFF_S", (0.05,))
+    topic = await fresh_topic(settings.kafka, "rs-outage", partitions=1)
+    tenant, agent, call_id = unique("tenant"), unique("agent"), unique("call")
+    events = call_events(tenant, call_id, agent)
+    await produce(producer, codec, topic, events[:2], call_id)
+    await producer.send_and_wait(topic, b"\x00not avro at all", call_id.encode())  # needs a dead letter
+    await produce(producer, codec, topic, events[2:], call_id)
+
+    sender = _BrokerAwayAtFirst(producer, failures=2)
+    runner = ProjectionRunner(
+        CallProjection(topic=topic),
+        session_factory=sessions,
+        dead_letters=DeadLetterPublisher(sender, codec, "projection.calls"),
+        codec=codec,
+    )
+    async with running(runner, settings.kafka) as task:
+        await eventually(lambda: _call_count_is(sessions, 1))
+        assert not task.done()  # the outage stopped the batch, not the projection
+    assert sender.failures == 0
+    assert runner.dead_lettered >= 1
+    assert await scalar(sessions, "SELECT count(*) FROM call_event") == len(events)
