@@ -62,9 +62,12 @@ def create_app(
     @app.post("/twilio/voice")
     async def voice(form: SignedForm) -> Response:
         query = _query_of(form)
-        if not _is_outbound(query) and node.routing.lookup(form.get("To", "")) is None:
-            # Maybe an agent published a moment ago: read the agent events to the end first.
-            await node.refresh_routes()
+        unknown = not _is_outbound(query) and node.routing.lookup(form.get("To", "")) is None
+        # Maybe an agent published a moment ago: read the agent events to the end first. If the
+        # log cannot be read, the number may well be ours: do not tell the caller otherwise.
+        if unknown and not await node.refresh_routes():
+            node.metrics.incr("calls.refused_unavailable")
+            return PlainTextResponse(twiml.refuse(twiml.UNAVAILABLE_MESSAGE), media_type=_XML)
         return PlainTextResponse(answer_call(node, settings, form, query), media_type=_XML)
 
     @app.post("/twilio/status")

@@ -149,7 +149,30 @@ def test_an_unknown_number_reads_the_agent_events_to_the_end_before_refusing() -
     status, body = _post(client, "/twilio/voice", {"CallSid": "CA11", "To": "+15550003333"})
     assert len(refreshes) == 1  # a known number never waits
     status, body = _post(client, "/twilio/voice", {"CallSid": "CA12", "To": "+15550009999"})
-    assert (status, "<Say>" in body, len(refreshes)) == (200, True, 2)
+    assert (status, "not in service" in body, len(refreshes)) == (200, True, 2)
+
+
+def test_an_unknown_number_when_the_log_cannot_be_read_hears_a_technical_problem_not_not_in_service() -> None:
+    async def refresh() -> bool:
+        return False  # the broker is away, or too slow to read to the end in time
+
+    settings, publisher = _settings(), RecordingPublisher()
+    node = EdgeNode(
+        settings,
+        publisher=publisher,
+        telephony=RecordingTelephony(),
+        routing=RoutingTable(),
+        refresh_routes=refresh,
+    )
+    node.ready = True
+    client = TestClient(
+        create_app(settings, publisher=publisher, telephony=node.telephony, node=node), base_url=BASE
+    )
+    status, body = _post(client, "/twilio/voice", {"CallSid": "CA13", "To": "+15550009999"})
+    assert status == 200
+    assert "technical problem" in body
+    assert "not in service" not in body
+    assert node.metrics.get("calls.refused_unavailable") == 1
 
 
 def test_status_callback_becomes_a_fact_and_bad_status_is_counted() -> None:
