@@ -6,6 +6,7 @@ is built on first access from ``Settings()``, never at import time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -150,6 +151,15 @@ class _TopicSink:
         sent = await self._topic.send(key=record.call_id.encode(), value=self._codec.encode(record))
         if wait:
             await sent
+        else:  # not awaited, but a fact the broker never took is not lost without a word
+            name, call_id = type(record).__name__, record.call_id
+            ack = asyncio.ensure_future(sent)  # Faust's FutureMessage is a Future: returned as is
+            ack.add_done_callback(lambda done: _log_unsent(done, name, call_id))
+
+
+def _log_unsent(done: asyncio.Future[Any], name: str, call_id: str) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("session fact %s for call %s was not written: %r", name, call_id, done.exception())
 
 
 def _sessions(app: faust.App, settings: Settings, codec: Codec, inputs: faust.TopicT) -> SessionManager:
