@@ -6,7 +6,9 @@ import asyncio
 import logging
 
 import typer
+from aiokafka.errors import KafkaError
 from rich.console import Console
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from infra.eventlog.cli import archive_app, events_app
 from infra.migrate import upgrade_database
@@ -66,8 +68,21 @@ def topics() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: an unreachable broker or database is a message, not a traceback."""
+    try:
+        app()  # usage errors and --help end here with typer's own messages and exit codes
+    except KafkaError as err:
+        console.print(
+            f"[red]the broker could not be reached or refused the request ({type(err).__name__}: {err})[/]\n"
+            "Is it running, and does VOICE_KAFKA__BOOTSTRAP point at it? `voiceagent doctor` checks."
+        )
+        raise SystemExit(3) from None
+    except (OperationalError, InterfaceError) as err:
+        console.print(
+            f"[red]the database could not be reached: {err.orig}[/]\n"
+            "Is it running, and does VOICE_DATABASE__URL point at it? `voiceagent doctor` checks."
+        )
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":
