@@ -13,6 +13,7 @@ appended after them and the summary says so.
 from __future__ import annotations
 
 import itertools
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -229,6 +230,10 @@ async def _records_present(kafka: KafkaSettings, parts: list[TopicPartition]) ->
         await stop_consumer(consumer)
 
 
+READ_BACK_STALL_S = 60.0
+"""How long reading a partition back may make no progress before the restore gives up."""
+
+
 async def _already_restored(
     consumer: AIOKafkaConsumer, tp: TopicPartition, count: int, records: Iterator[ArchivedRecord]
 ) -> int:
@@ -236,8 +241,16 @@ async def _already_restored(
     consumer.assign([tp])
     await consumer.seek_to_beginning(tp)
     seen = 0
+    progressed = time.monotonic()
     while seen < count:
         batch = await consumer.getmany(tp, timeout_ms=1000, max_records=min(5000, count - seen))
+        if batch.get(tp):
+            progressed = time.monotonic()
+        elif time.monotonic() - progressed > READ_BACK_STALL_S:
+            raise RestoreError(
+                f"could not read {tp.topic}[{tp.partition}] back for {READ_BACK_STALL_S:.0f} s "
+                f"({seen} of {count} records seen): is the broker reachable?"
+            )
         for msg in batch.get(tp, []):
             archived = next(records, None)
             if archived is None:
