@@ -58,6 +58,20 @@ ROUTED = (*_INPUTS, AgentVersionPublished, AgentArchived)
 """Record types the dialer consumes (re-keyed by tenant before it sees them)."""
 
 
+def _writes_to_wait_for(events: list[DialerEvent]) -> list[bool]:
+    """Which sends to await before acting: the last of each agent's, when any event dials or hangs up.
+
+    A dial must never happen unrecorded: a restarted dialer rebuilds from its events and would
+    place the same attempt again. Events of one agent share a partition, so the broker taking the
+    last one means it took those before it (in order, one batch in flight per partition);
+    decisions that act on nothing are not waited for.
+    """
+    if not any(isinstance(event, CallAttemptStarted | MachineAnswerHandled) for event in events):
+        return [False] * len(events)
+    last = {event.agent_id: index for index, event in enumerate(events)}
+    return [last[event.agent_id] == index for index, event in enumerate(events)]
+
+
 class DialerShell:
     """Per-tenant states, the step loop and the telephony side effects."""
 
@@ -121,8 +135,9 @@ class DialerShell:
         async with lock:
             state = self.state(input_.tenant_id)
             events = step(state, input_, self._options)
-            for event in events:
-                await self._send(DIALER_EVENTS.name, event.agent_id.encode(), self._codec.encode(event))
+            for event, durable in zip(events, _writes_to_wait_for(events), strict=True):
+                send = self._send_and_wait if durable else self._send
+                await send(DIALER_EVENTS.name, event.agent_id.encode(), self._codec.encode(event))
             for event in events:
                 self._act(state, event)
         return events
