@@ -76,6 +76,8 @@ async def create_agent(
             await context.bus.send(publish)
         except KafkaError as err:
             # The agent exists; a blind retry of this request would create a second one.
+            await store.audit(session, principal, "agent.create", "agent", agent_id, correlation_id=last)
+            await session.commit()
             raise ProblemError(
                 503,
                 f"agent {agent_id} was created but the event log became unavailable before its first "

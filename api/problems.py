@@ -10,7 +10,7 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -73,12 +73,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.error("event log unavailable during %s %s: %r", request.method, request.url.path, exc)
         return problem_response(
             503,
-            "the event log (Kafka) is unavailable, so the request was not completed; retry shortly",
+            "the event log (Kafka) is unavailable, so the request may not have been completed; "
+            "check before retrying a create, or retry shortly",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
     @app.exception_handler(OperationalError)
-    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+    @app.exception_handler(InterfaceError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
         log.error("database unavailable during %s %s: %s", request.method, request.url.path, exc.orig)
         return problem_response(
             503, "the database is unavailable; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}

@@ -10,6 +10,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 
 from edge.metrics import EdgeMetrics
+from infra.kafka import is_transient
 from schemas.catalog import CALL_INPUTS
 from schemas.codec import Codec, key_bytes
 from schemas.registry import Record
@@ -67,10 +68,19 @@ class KafkaFactPublisher:
         self._stall_after_s = stall_after_s
         self._backoff_s = backoff_s
         self._window_since: float | None = None
+        self._closing = False
         self._waiting = 0
         """Facts accepted by publish() and not yet acked by the broker (or given up as unencodable)."""
 
     def publish(self, record: Record) -> bool:
+        if self._closing:
+            self._metrics.incr("facts.lost_at_shutdown")
+            log.error(
+                "fact %s for call %s arrived after the publisher closed",
+                type(record).__name__,
+                getattr(record, "call_id", "-"),
+            )
+            return False
         try:
             self._queue.put_nowait(record)
         except asyncio.QueueFull:
@@ -96,9 +106,11 @@ class KafkaFactPublisher:
         """Send what is queued, wait for the acks (bounded), then stop the task."""
         if self._task is None:
             return
-        await self._queue.put(None)
+        self._closing = True
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._queue.put(None)  # waits for room: the queue may be full in an outage
+                await asyncio.shield(self._task)
         except TimeoutError:
             lost = self._waiting
             self._metrics.incr("facts.lost_at_shutdown", lost)
@@ -172,46 +184,59 @@ class KafkaFactPublisher:
         return encoded
 
     async def _send_all(self, pending: list[tuple[Record, bytes]]) -> list[tuple[Record, bytes]]:
-        """Send every fact, then await the acks; return the ones not taken, in order."""
+        """Send every fact, then await the acks; return the ones to send again, in order."""
         sent = [(item, await self._start_send(item)) for item in pending]
-        futures = [future for _, future in sent if future is not None]
-        outcomes = iter(await asyncio.gather(*futures, return_exceptions=True))
-        failed = []
-        for item, future in sent:
-            if future is None or isinstance(next(outcomes), BaseException):
-                failed.append(item)
-            else:
-                self._taken()
-        return failed
+        acks = [started for _, started in sent if isinstance(started, asyncio.Future)]
+        outcomes = iter(await asyncio.gather(*acks, return_exceptions=True))
+        return [
+            item
+            for item, started in sent
+            if not self._settled(item, next(outcomes) if isinstance(started, asyncio.Future) else started)
+        ]
 
     async def _send_in_turn(self, pending: list[tuple[Record, bytes]]) -> list[tuple[Record, bytes]]:
-        """Send one fact at a time; at the first one not taken, return it and the rest."""
+        """Send one fact at a time; at the first one to send again, return it and the rest."""
         for index, item in enumerate(pending):
-            future = await self._start_send(item)
-            try:
-                if future is None:
-                    return pending[index:]
-                await future
-            except Exception:
+            outcome: object = await self._start_send(item)
+            if isinstance(outcome, asyncio.Future):
+                try:
+                    outcome = await outcome
+                except Exception as err:
+                    outcome = err
+            if not self._settled(item, outcome):
                 return pending[index:]
-            self._taken()
         return []
 
-    async def _start_send(self, item: tuple[Record, bytes]) -> asyncio.Future[object] | None:
-        """The ack future of one send, or None if the producer refused it outright."""
+    async def _start_send(self, item: tuple[Record, bytes]) -> asyncio.Future[object] | Exception:
+        """The ack future of one send, or the error the producer refused it with."""
         record, value = item
         try:
             future: asyncio.Future[object] = await self._producer.send(
                 self._topic, value=value, key=key_bytes(CALL_INPUTS.key_of(record))
             )
-        except Exception as err:  # the producer's buffer timed out, or it is closing
-            log.debug("send of %s failed: %s", type(record).__name__, err)
-            return None
+        except Exception as err:  # the producer's buffer timed out, or the record is refused
+            return err
         return future
 
-    def _taken(self) -> None:
+    def _settled(self, item: tuple[Record, bytes], outcome: object) -> bool:
+        """Count a fact taken or given up; False if it is worth sending again."""
+        if not isinstance(outcome, BaseException):
+            self._waiting -= 1
+            self._metrics.incr("facts.sent")
+            return True
+        if is_transient(outcome):
+            return False
+        # Too large, not authorised...: no retry can help, and retrying would hold up the rest.
         self._waiting -= 1
-        self._metrics.incr("facts.sent")
+        self._metrics.incr("facts.undeliverable")
+        record = item[0]
+        log.error(
+            "the event log refused %s for call %s: %r",
+            type(record).__name__,
+            getattr(record, "call_id", "-"),
+            outcome,
+        )
+        return True
 
 
 class RecordingPublisher:

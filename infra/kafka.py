@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from infra.settings import KafkaSettings
 
@@ -111,3 +112,19 @@ async def _finish_stop(consumer: AIOKafkaConsumer) -> None:
 def _being_cancelled() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def is_transient(err: BaseException | None) -> bool:
+    """The error says the broker is away or busy (retry it), not that the request is bad.
+
+    A batch that expired (``KafkaTimeoutError``) counts, and so does any error aiokafka marks
+    retriable; a record too large or a refused authorisation does not. Follows ``__cause__``:
+    Faust wraps send errors in its own ``ProducerSendError``.
+    """
+    for _ in range(5):
+        if err is None:
+            return False
+        if isinstance(err, KafkaTimeoutError) or (isinstance(err, KafkaError) and err.retriable):
+            return True
+        err = err.__cause__
+    return False

@@ -15,7 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.deadletter import ConsumedRecord, DeadLetterPublisher, RecordDecodeError, decode_record
-from infra.kafka import make_consumer, stop_consumer
+from infra.kafka import is_transient, make_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from projections.position import load_checkpoints, load_positions, save_checkpoints, save_positions
 from schemas.codec import Codec
@@ -59,8 +59,9 @@ class BatchProjection(Projection, Protocol):
     ) -> Sequence[tuple[int, Exception]]: ...
 
 
-OUTAGES = (KafkaError, OperationalError, InterfaceError)
-"""Errors that say the broker or the database is away, not that a record is bad."""
+DATABASE_OUTAGES = (OperationalError, InterfaceError)
+OUTAGES = (KafkaError, *DATABASE_OUTAGES)
+"""Errors that may say the broker or the database is away (a KafkaError only if transient)."""
 OUTAGE_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
@@ -133,6 +134,8 @@ class ProjectionRunner:
             try:
                 async with session.begin_nested():
                     refused = await projection.apply_batch(session, [r for _, r in pending])
+            except DATABASE_OUTAGES:
+                raise  # the database is away: no record is to blame
             except Exception as err:  # some record the batch cannot take: find it one by one
                 log.info(
                     "%s: batch of %d fell back to single records: %s", self.projection.name, len(pending), err
@@ -152,6 +155,8 @@ class ProjectionRunner:
             self.applied += 1
         except UnappliableError as err:
             await self._dead_letter(message, "rejected_by_handler", err)
+        except DATABASE_OUTAGES:
+            raise  # the database is away: no record is to blame
         except Exception as err:  # a bad record must not stop the projection; it is kept, with why
             await self._dead_letter(message, "handler_error", err)
 
@@ -200,6 +205,8 @@ class ProjectionRunner:
                     try:
                         await self.process(messages)
                     except OUTAGES as err:
+                        if isinstance(err, KafkaError) and not is_transient(err):
+                            raise  # e.g. a dead letter too large to publish: not an outage
                         # The batch rolled back whole; read it again from the checkpoints.
                         await self._rewind_after(err, consumer, stop)
                         continue

@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from infra.eventlog.reading import end_offsets
-from infra.kafka import make_consumer, make_producer, stop_consumer
+from infra.kafka import is_transient, make_consumer, make_producer, stop_consumer
 from infra.settings import Settings
 from schemas.agents import AgentVersionPublished
 from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, POSTCALL_EVENTS
@@ -96,6 +96,7 @@ class CallEventsRunner:
         await producer.start()
         await agents.start()
         await calls.start()
+        follow: asyncio.Task[None] | None = None
         try:
             await self._catch_up(agents)
             follow = asyncio.create_task(self._follow_agents(agents, stop))
@@ -104,8 +105,10 @@ class CallEventsRunner:
                     for message in messages:
                         self._read_call_event(tp, message.offset, message.value, producer)
                 await self._commit(calls)
-            follow.cancel()
         finally:
+            if follow is not None:
+                follow.cancel()
+                await asyncio.gather(follow, return_exceptions=True)
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -191,6 +194,8 @@ async def _send_until_taken(producer: AIOKafkaProducer, value: bytes, record: Po
             await producer.send_and_wait(POSTCALL_EVENTS.name, value, record.call_id.encode())
             return
         except KafkaError as err:
+            if not is_transient(err):
+                raise  # too large, not authorised...: the job fails, and says so
             wait = PUBLISH_BACKOFF_S[min(attempt, len(PUBLISH_BACKOFF_S) - 1)]
             log.warning(
                 "could not write %s for call %s (%s); retrying in %.1fs",

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
-from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from infra.deadletter import DeadLetterPublisher, RecordDecodeError, decode_record
 from infra.eventlog.reading import EventFilter, read_range
+from infra.kafka import is_transient
 from infra.settings import KafkaSettings, Settings
 from schemas.codec import Codec, DecodeError
 from streams.faust_app import FaustSender, make_app
@@ -149,7 +149,9 @@ async def _handle_through_outages(
     for attempt in itertools.count():
         try:
             return await handler.handle(states.get(key), command, emit, after_emit)
-        except KafkaError as err:
+        except Exception as err:  # Faust wraps the producer's errors in its own ProducerSendError
+            if not is_transient(err):
+                raise  # a bad command or a refusal no retry can cure: the caller dead-letters it
             states.pop(key, None)
             wait = BROKER_RETRY_S[min(attempt, len(BROKER_RETRY_S) - 1)]
             log.warning(

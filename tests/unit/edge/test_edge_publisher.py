@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from edge.metrics import EdgeMetrics
 from edge.publisher import KafkaFactPublisher
@@ -34,6 +34,8 @@ class FlakyProducer:
         failure = self.down(self.sends)
         if failure == "send":
             raise KafkaTimeoutError()
+        if failure == "too_large":
+            raise MessageSizeTooLargeError()
         ack: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if failure == "ack":
             ack.set_exception(KafkaTimeoutError())
@@ -132,3 +134,28 @@ async def test_close_during_an_outage_gives_up_at_its_deadline_and_counts_the_lo
     await publisher.close(timeout_s=0.1)
     assert producer.log == []
     assert metrics.get("facts.lost_at_shutdown") == 3
+
+
+async def test_close_does_not_hang_on_a_full_queue_in_an_outage_and_refuses_later_facts() -> None:
+    producer, metrics = FlakyProducer(lambda _: "ack"), EdgeMetrics()
+    publisher = _publisher(producer, metrics, max_queue=2)
+    publisher.start()
+    for fact in FACTS[:3]:  # one in the window being retried, two filling the queue
+        publisher.publish(fact)
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(publisher.close(timeout_s=0.1), 2)
+    assert metrics.get("facts.lost_at_shutdown") == 3
+    assert not publisher.publish(FACTS[3])  # e.g. a recording stored after the drain
+    assert metrics.get("facts.lost_at_shutdown") == 4
+
+
+async def test_a_fact_the_broker_refuses_for_good_is_given_up_and_the_rest_go_on() -> None:
+    producer, metrics = FlakyProducer(lambda n: "too_large" if n == 2 else None), EdgeMetrics()
+    publisher = _publisher(producer, metrics)
+    publisher.start()
+    for fact in FACTS[:3]:
+        publisher.publish(fact)
+    await publisher.close()
+    assert _decoded(producer) == [FACTS[0], FACTS[2]]
+    assert metrics.get("facts.undeliverable") == 1
+    assert metrics.get("facts.retried") == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from schemas.agents import AgentCreated, AgentVersionPublished, CreateAgent, PublishAgentVersion
 from schemas.codec import Codec
@@ -186,3 +186,16 @@ async def test_a_command_waits_out_a_broker_outage_and_is_then_decided_once(
     [(_, value)] = log.emitted
     assert isinstance(CODEC.decode(value), AgentVersionPublished)
     assert stored is not None
+
+
+async def test_a_refusal_no_retry_can_cure_is_raised_at_once_for_the_dead_letter() -> None:
+    log = Log(created_events())
+
+    async def refused(key: bytes, value: bytes) -> None:
+        raise MessageSizeTooLargeError()
+
+    handler = CommandHandler(agent_spec(), CODEC, log.history)
+    with pytest.raises(MessageSizeTooLargeError):
+        await writers_app._handle_through_outages(
+            handler, {}, AGENT.encode(), publish("c2", 0), refused, None
+        )

@@ -1,0 +1,49 @@
+"""Which broker errors are worth retrying: an outage, yes; a refused record, no."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    TopicAuthorizationFailedError,
+)
+from faust.exceptions import ProducerSendError
+
+from infra.kafka import is_transient
+
+
+def _wrapped(cause: BaseException) -> ProducerSendError:
+    try:
+        raise ProducerSendError("Error while sending") from cause
+    except ProducerSendError as err:
+        return err
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        KafkaConnectionError(),
+        KafkaTimeoutError(),
+        NotLeaderForPartitionError(),
+        _wrapped(KafkaConnectionError()),
+    ],
+)
+def test_an_outage_is_transient(error: BaseException) -> None:
+    assert is_transient(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MessageSizeTooLargeError(),
+        TopicAuthorizationFailedError(),
+        ValueError("bad"),
+        _wrapped(ValueError()),
+        None,
+    ],
+)
+def test_a_refusal_or_a_bug_is_not(error: BaseException | None) -> None:
+    assert not is_transient(error)
