@@ -256,6 +256,9 @@ class CallSession:
                     raise (classify(err) or malformed(err)) from err
                 if await self._on_message(link, session, message):
                     return
+                # A whole answer can arrive at once (buffered in the socket): let the other
+                # calls' frames in between its messages rather than after all of them.
+                await asyncio.sleep(0)
 
     async def _on_message(self, link: Bridge, session: LiveSession, message: types.LiveServerMessage) -> bool:
         content = message.server_content
