@@ -74,25 +74,20 @@ class KafkaFactPublisher:
 
     def publish(self, record: Record) -> bool:
         if self._closing:
-            self._metrics.incr("facts.lost_at_shutdown")
-            log.error(
-                "fact %s for call %s arrived after the publisher closed",
-                type(record).__name__,
-                getattr(record, "call_id", "-"),
-            )
+            self._lose("facts.lost_at_shutdown", "published after the publisher closed", record)
             return False
         try:
             self._queue.put_nowait(record)
         except asyncio.QueueFull:
-            self._metrics.incr("facts.dropped")
-            log.error(
-                "fact queue full (the event log has been unreachable for a while), dropped %s for call %s",
-                type(record).__name__,
-                getattr(record, "call_id", "-"),
-            )
+            self._lose("facts.dropped", "queue full (the event log has been away for a while)", record)
             return False
         self._waiting += 1
         return True
+
+    def _lose(self, counter: str, why: str, record: object) -> None:
+        """Count and log a fact that will never reach the log."""
+        self._metrics.incr(counter)
+        log.error("fact %s for call %s lost: %s", type(record).__name__, getattr(record, "call_id", "-"), why)
 
     @property
     def healthy(self) -> bool:
@@ -228,14 +223,7 @@ class KafkaFactPublisher:
             return False
         # Too large, not authorised...: no retry can help, and retrying would hold up the rest.
         self._waiting -= 1
-        self._metrics.incr("facts.undeliverable")
-        record = item[0]
-        log.error(
-            "the event log refused %s for call %s: %r",
-            type(record).__name__,
-            getattr(record, "call_id", "-"),
-            outcome,
-        )
+        self._lose("facts.undeliverable", f"the event log refused it: {outcome!r}", item[0])
         return True
 
 
