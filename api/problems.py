@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from infra.db import is_database_outage
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -81,6 +83,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not is_database_outage(exc):  # e.g. a statement timeout: the server's fault, not an outage
+            log.error("database refused %s %s: %s", request.method, request.url.path, exc.orig)
+            return problem_response(500, "the database could not complete the request")
         log.error("database unavailable during %s %s: %s", request.method, request.url.path, exc.orig)
         return problem_response(
             503, "the database is unavailable; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from infra.settings import DatabaseSettings
@@ -35,3 +36,30 @@ def make_engine(database: DatabaseSettings, *, pre_ping: bool = True) -> AsyncEn
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+_OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "40"})
+"""Connection exceptions, insufficient resources, transaction rollbacks (deadlock, serialization)."""
+_OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+"""The server is shutting down, crashed, or cannot accept connections yet."""
+
+
+def is_database_outage(err: BaseException) -> bool:
+    """The database is away or busy (retry later), rather than refusing this statement's data.
+
+    A lost connection has no SQLSTATE or one of class 08; an error such as "index row size
+    exceeds maximum" (54000) or a statement timeout is the data's doing and must not be retried
+    forever.
+    """
+    if isinstance(err, InterfaceError):
+        return True
+    if not isinstance(err, DBAPIError):
+        return False
+    if err.connection_invalidated:
+        return True
+    if not isinstance(err, OperationalError):
+        return False
+    sqlstate = getattr(err.orig, "sqlstate", None)
+    if not sqlstate:  # refused or dropped before the server said anything
+        return True
+    return sqlstate[:2] in _OUTAGE_SQLSTATE_CLASSES or sqlstate in _OUTAGE_SQLSTATES

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import UTC, datetime
 from typing import Protocol
 
+from infra.kafka import is_transient
 from schemas.catalog import DEADLETTER
 from schemas.codec import Codec, DecodeError
 from schemas.deadletter import DeadLetter
@@ -53,6 +55,9 @@ def decode_record(codec: Codec, message: ConsumedRecord) -> Record:
         raise RecordDecodeError(message.topic, message.partition, message.offset, str(err)) from err
 
 
+_MAX_ERROR_CHARS = 4000
+
+
 class DeadLetterPublisher:
     """Sends records a consumer gave up on to the dead-letter topic, keeping the original key."""
 
@@ -70,11 +75,24 @@ class DeadLetterPublisher:
             value=message.value or b"",
             reason=reason,
             error_type=type(error).__name__,
-            error_message=str(error),
+            error_message=str(error)[:_MAX_ERROR_CHARS],
             failed_at=datetime.now(UTC),
             consumer_group=self._group,
         )
-        await self._producer.send_and_wait(DEADLETTER.name, self._codec.encode(letter), message.key)
+        try:
+            await self._producer.send_and_wait(DEADLETTER.name, self._codec.encode(letter), message.key)
+        except Exception as err:
+            if is_transient(err) or not letter.value:
+                raise
+            # The original plus our envelope is over the broker's limit: keep the letter and its
+            # coordinates (the original stays in its topic), leave the value out, and say so.
+            letter = dataclasses.replace(
+                letter,
+                value=b"",
+                error_message=f"{letter.error_message} [original value of {len(letter.value)} bytes "
+                f"left out: the dead letter was too large ({type(err).__name__})]"[:_MAX_ERROR_CHARS],
+            )
+            await self._producer.send_and_wait(DEADLETTER.name, self._codec.encode(letter), message.key)
         log.warning(
             "dead-lettered %s[%d]@%d (%s): %s",
             message.topic,

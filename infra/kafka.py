@@ -10,7 +10,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 from infra.settings import KafkaSettings
 
@@ -114,17 +121,30 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def is_transient(err: BaseException | None) -> bool:
-    """The error says the broker is away or busy (retry it), not that the request is bad.
+RECORD_ERRORS = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidMessageError,
+)
+"""Broker errors that blame the record, not the broker: no retry can cure them."""
 
-    A batch that expired (``KafkaTimeoutError``) counts, and so does any error aiokafka marks
-    retriable; a record too large or a refused authorisation does not. Follows ``__cause__``:
-    Faust wraps send errors in its own ``ProducerSendError``.
+
+def is_transient(err: BaseException | None) -> bool:
+    """A broker error that does not blame the record: the broker, the network or the set-up is
+    at fault, and the same request may succeed later (retry it, and say so).
+
+    Only errors that blame the record itself (too large, corrupt) are not: those belong in a
+    dead letter. An expired batch, a refused authorisation or a producer whose sender died
+    all count as transient here, so that an operator's fix, not a dead-letter queue, is what
+    resolves them. Follows ``__cause__``, since Faust wraps send errors in ``ProducerSendError``.
+    A non-Kafka error (a bug) is never transient.
     """
     for _ in range(5):
         if err is None:
             return False
-        if isinstance(err, KafkaTimeoutError) or (isinstance(err, KafkaError) and err.retriable):
-            return True
+        if isinstance(err, KafkaError):
+            return not isinstance(err, RECORD_ERRORS)
         err = err.__cause__
     return False

@@ -10,10 +10,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.db import is_database_outage
 from infra.deadletter import ConsumedRecord, DeadLetterPublisher, RecordDecodeError, decode_record
 from infra.kafka import is_transient, make_consumer, stop_consumer
 from infra.settings import KafkaSettings
@@ -59,9 +58,11 @@ class BatchProjection(Projection, Protocol):
     ) -> Sequence[tuple[int, Exception]]: ...
 
 
-DATABASE_OUTAGES = (OperationalError, InterfaceError)
-OUTAGES = (KafkaError, *DATABASE_OUTAGES)
-"""Errors that may say the broker or the database is away (a KafkaError only if transient)."""
+def _is_outage(err: BaseException) -> bool:
+    """The broker or the database is away or busy: retry the batch, blame no record."""
+    return is_transient(err) or is_database_outage(err)
+
+
 OUTAGE_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
@@ -134,9 +135,9 @@ class ProjectionRunner:
             try:
                 async with session.begin_nested():
                     refused = await projection.apply_batch(session, [r for _, r in pending])
-            except DATABASE_OUTAGES:
-                raise  # the database is away: no record is to blame
             except Exception as err:  # some record the batch cannot take: find it one by one
+                if is_database_outage(err):
+                    raise  # the database is away: no record is to blame
                 log.info(
                     "%s: batch of %d fell back to single records: %s", self.projection.name, len(pending), err
                 )
@@ -155,9 +156,9 @@ class ProjectionRunner:
             self.applied += 1
         except UnappliableError as err:
             await self._dead_letter(message, "rejected_by_handler", err)
-        except DATABASE_OUTAGES:
-            raise  # the database is away: no record is to blame
         except Exception as err:  # a bad record must not stop the projection; it is kept, with why
+            if is_database_outage(err):
+                raise  # the database is away: no record is to blame
             await self._dead_letter(message, "handler_error", err)
 
     async def _dead_letter(self, message: ConsumedRecord, reason: str, error: BaseException) -> None:
@@ -204,9 +205,9 @@ class ProjectionRunner:
                 if messages:
                     try:
                         await self.process(messages)
-                    except OUTAGES as err:
-                        if isinstance(err, KafkaError) and not is_transient(err):
-                            raise  # e.g. a dead letter too large to publish: not an outage
+                    except Exception as err:
+                        if not _is_outage(err):
+                            raise
                         # The batch rolled back whole; read it again from the checkpoints.
                         await self._rewind_after(err, consumer, stop)
                         continue
@@ -234,7 +235,9 @@ class ProjectionRunner:
             try:
                 await self.seek_to_checkpoints(consumer, consumer.assignment())
                 return
-            except OUTAGES as again:
+            except Exception as again:
+                if not _is_outage(again):
+                    raise
                 err = again
 
 

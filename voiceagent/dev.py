@@ -289,6 +289,9 @@ def _wait(running: Running, console: Console) -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, _on_signal)
+    # Also SIGINT, explicitly: a shell starting `make dev &` without job control hands it
+    # SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         while not stop:
             for name, proc in running.children:

@@ -1,4 +1,4 @@
-"""Which broker errors are worth retrying: an outage, yes; a refused record, no."""
+"""Which broker errors are worth retrying: an outage or a broken set-up, yes; a bad record, no."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     MessageSizeTooLargeError,
     NotLeaderForPartitionError,
+    RecordTooLargeError,
     TopicAuthorizationFailedError,
 )
 from faust.exceptions import ProducerSendError
@@ -29,9 +30,10 @@ def _wrapped(cause: BaseException) -> ProducerSendError:
         KafkaTimeoutError(),
         NotLeaderForPartitionError(),
         _wrapped(KafkaConnectionError()),
+        TopicAuthorizationFailedError(),  # an operator's fix, not a dead letter, resolves it
     ],
 )
-def test_an_outage_is_transient(error: BaseException) -> None:
+def test_an_outage_or_a_broken_set_up_is_transient(error: BaseException) -> None:
     assert is_transient(error)
 
 
@@ -39,11 +41,12 @@ def test_an_outage_is_transient(error: BaseException) -> None:
     "error",
     [
         MessageSizeTooLargeError(),
-        TopicAuthorizationFailedError(),
+        RecordTooLargeError(),
+        _wrapped(MessageSizeTooLargeError()),
         ValueError("bad"),
         _wrapped(ValueError()),
         None,
     ],
 )
-def test_a_refusal_or_a_bug_is_not(error: BaseException | None) -> None:
+def test_a_record_the_broker_refuses_or_a_bug_is_not(error: BaseException | None) -> None:
     assert not is_transient(error)
