@@ -125,7 +125,8 @@ def parse(frame: str | bytes, *, max_chars: int = DEFAULT_MAX_FRAME_CHARS) -> Pa
         return FrameError(kind="malformed", detail="frame is not a JSON object")
     try:
         return _parse_event(body)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    # OverflowError: a number JSON can spell but int() cannot take (1e400 parses as infinity).
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         return FrameError(kind="malformed", detail=f"{type(exc).__name__}: {str(exc)[:100]}")
 
 

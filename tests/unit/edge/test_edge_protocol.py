@@ -149,3 +149,10 @@ def test_parse_never_raises_on_json_shaped_input(frame: dict[str, Any]) -> None:
 def test_parse_never_raises_on_arbitrary_input(raw: str | bytes) -> None:
     result = protocol.parse(raw)
     assert result is not None
+
+
+def test_a_number_too_large_for_an_integer_is_malformed_not_a_crash() -> None:
+    # Found by the property above: 1e400 is valid JSON and decodes to infinity.
+    result = protocol.parse('{"event": "mark", "sequenceNumber": 1e400, "mark": {"name": "m"}}')
+    assert isinstance(result, protocol.FrameError)
+    assert result.kind == "malformed"
