@@ -42,6 +42,15 @@ class ProblemError(Exception):
         self.extra = extra
 
 
+def unavailable(detail: str, **extra: Any) -> ProblemError:
+    """A 503 that tells the client when to try again (the broker or the database is away)."""
+    return ProblemError(503, detail, headers={"Retry-After": str(RETRY_AFTER_S)}, **extra)
+
+
+def _respond(exc: ProblemError) -> JSONResponse:
+    return problem_response(exc.status, exc.detail, title=exc.title, headers=exc.headers, **exc.extra)
+
+
 def problem_response(
     status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
@@ -57,7 +66,7 @@ def problem_response(
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(exc.status, exc.detail, title=exc.title, headers=exc.headers, **exc.extra)
+        return _respond(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -73,11 +82,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _broker(request: Request, exc: KafkaError) -> JSONResponse:
         # The broker is away (or refused the write): a transient outage, not a bad request.
         log.error("event log unavailable during %s %s: %r", request.method, request.url.path, exc)
-        return problem_response(
-            503,
-            "the event log (Kafka) is unavailable, so the request may not have been completed; "
-            "check before retrying a create, or retry shortly",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
+        return _respond(
+            unavailable(
+                "the event log (Kafka) is unavailable, so the request may not have been completed; "
+                "check before retrying a create, or retry shortly"
+            )
         )
 
     @app.exception_handler(OperationalError)
@@ -87,9 +96,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             log.error("database refused %s %s: %s", request.method, request.url.path, exc.orig)
             return problem_response(500, "the database could not complete the request")
         log.error("database unavailable during %s %s: %s", request.method, request.url.path, exc.orig)
-        return problem_response(
-            503, "the database is unavailable; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}
-        )
+        return _respond(unavailable("the database is unavailable; retry shortly"))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

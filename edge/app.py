@@ -66,8 +66,7 @@ def create_app(
         # Maybe an agent published a moment ago: read the agent events to the end first. If the
         # log cannot be read, the number may well be ours: do not tell the caller otherwise.
         if unknown and not await node.refresh_routes():
-            node.metrics.incr("calls.refused_unavailable")
-            return PlainTextResponse(twiml.refuse(twiml.UNAVAILABLE_MESSAGE), media_type=_XML)
+            return PlainTextResponse(_refuse_unavailable(node), media_type=_XML)
         return PlainTextResponse(answer_call(node, settings, form, query), media_type=_XML)
 
     @app.post("/twilio/status")
@@ -132,8 +131,7 @@ def answer_call(node: EdgeNode, settings: Settings, form: dict[str, str], query:
     if not node.publisher.healthy:
         # The event log is away: no worker would hear of the call, and the caller would get
         # dead air. Say so instead (the facts of calls in progress are queued and retried).
-        node.metrics.incr("calls.refused_unavailable")
-        return twiml.refuse(twiml.UNAVAILABLE_MESSAGE)
+        return _refuse_unavailable(node)
     if _is_outbound(query):
         params = twiml.StreamParameters(
             call_id=query["call_id"],
@@ -185,6 +183,11 @@ def answer_call(node: EdgeNode, settings: Settings, form: dict[str, str], query:
 def _is_outbound(query: dict[str, str]) -> bool:
     """Outbound calls carry their identity in the webhook's query (the dialer placed them)."""
     return query.get("direction") == "outbound" and bool(query.get("call_id"))
+
+
+def _refuse_unavailable(node: EdgeNode) -> str:
+    node.metrics.incr("calls.refused_unavailable")
+    return twiml.refuse(twiml.UNAVAILABLE_MESSAGE)
 
 
 def _refuse_busy(node: EdgeNode) -> str:

@@ -10,6 +10,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 
 from edge.metrics import EdgeMetrics
+from infra.backoff import wait_before
 from infra.kafka import is_transient
 from schemas.catalog import CALL_INPUTS
 from schemas.codec import Codec, key_bytes
@@ -32,7 +33,7 @@ class FactPublisher(Protocol):
 
 
 WINDOW = 500
-"""Facts sent together before their acks are awaited (a window is retried as a whole)."""
+"""Facts sent together before their acks are awaited (only those not taken are sent again)."""
 BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 """Waits between re-sends of a window the broker did not take; the last one repeats."""
 
@@ -149,17 +150,16 @@ class KafkaFactPublisher:
         attempt = 0
         pending = await self._send_all(pending)
         while pending:
-            if pending:
-                wait = self._backoff_s[min(attempt, len(self._backoff_s) - 1)]
-                attempt += 1
-                self._metrics.incr("facts.retried", len(pending))
-                log.warning(
-                    "the event log did not take %d facts (attempt %d); retrying in %.2fs",
-                    len(pending),
-                    attempt,
-                    wait,
-                )
-                await asyncio.sleep(wait)
+            wait = wait_before(self._backoff_s, attempt)
+            attempt += 1
+            self._metrics.incr("facts.retried", len(pending))
+            log.warning(
+                "the event log did not take %d facts (attempt %d); retrying in %.2fs",
+                len(pending),
+                attempt,
+                wait,
+            )
+            await asyncio.sleep(wait)
             pending = await self._send_in_turn(pending)
         self._window_since = None
         if attempt:

@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infra.backoff import wait_before
 from infra.db import is_database_outage
 from infra.deadletter import ConsumedRecord, DeadLetterPublisher, RecordDecodeError, decode_record
 from infra.kafka import is_transient, make_consumer, stop_consumer
@@ -226,7 +227,7 @@ class ProjectionRunner:
         """Wait out a broker or database outage, then seek back to the stored checkpoints."""
         name = self.projection.name
         for attempt in itertools.count():
-            wait = OUTAGE_BACKOFF_S[min(attempt, len(OUTAGE_BACKOFF_S) - 1)]
+            wait = wait_before(OUTAGE_BACKOFF_S, attempt)
             log.warning("projection %s: batch not applied (%s); retrying in %.1fs", name, err, wait)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)

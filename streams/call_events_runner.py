@@ -21,8 +21,9 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from infra.eventlog.reading import end_offsets
-from infra.kafka import is_transient, make_consumer, make_producer, stop_consumer
+from infra.backoff import wait_before
+from infra.eventlog.reading import probed_end_offsets
+from infra.kafka import is_transient, make_consumer, make_producer
 from infra.settings import Settings
 from schemas.agents import AgentVersionPublished
 from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, POSTCALL_EVENTS
@@ -119,12 +120,8 @@ class CallEventsRunner:
     async def _catch_up(self, agents: Any) -> None:
         topic = AGENT_EVENTS.name
         partitions = [TopicPartition(topic, p) for p in agents.partitions_for_topic(topic) or ()]
-        probe = make_consumer(self._settings.kafka, group_id=None)
-        await probe.start()
-        try:  # the true ends (Tansu's ListOffsets under-reports them), on a consumer of its own
-            ends = await end_offsets(probe, partitions)
-        finally:
-            await stop_consumer(probe)
+        # The true ends (Tansu's ListOffsets under-reports them), on a consumer of its own.
+        ends = await probed_end_offsets(make_consumer(self._settings.kafka, group_id=None), partitions)
         while [tp for tp in partitions if await agents.position(tp) < ends[tp]]:
             await self._read_agents(agents, 200)
 
@@ -196,7 +193,7 @@ async def _send_until_taken(producer: AIOKafkaProducer, value: bytes, record: Po
         except KafkaError as err:
             if not is_transient(err):
                 raise  # too large, not authorised...: the job fails, and says so
-            wait = PUBLISH_BACKOFF_S[min(attempt, len(PUBLISH_BACKOFF_S) - 1)]
+            wait = wait_before(PUBLISH_BACKOFF_S, attempt)
             log.warning(
                 "could not write %s for call %s (%s); retrying in %.1fs",
                 type(record).__name__,

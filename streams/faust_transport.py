@@ -22,8 +22,7 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from infra.eventlog.reading import end_offsets
-from infra.kafka import stop_consumer
+from infra.eventlog.reading import probed_end_offsets
 
 SCHEME = "voicekafka"
 _fetch_max_wait_ms = 10
@@ -48,11 +47,8 @@ class LowLatencyConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if self.consumer.in_transaction or not partitions:
             return await super()._highwaters(partitions)
         probe = self._create_client_consumer(cast(faust_aiokafka.Transport, self.transport))
-        await probe.start()
-        try:  # aiokafka asserts its own TopicPartition type; Faust's TP is another namedtuple
-            ends = await end_offsets(probe, [TopicPartition(tp.topic, tp.partition) for tp in partitions])
-        finally:
-            await stop_consumer(probe)
+        # aiokafka asserts its own TopicPartition type; Faust's TP is another namedtuple.
+        ends = await probed_end_offsets(probe, [TopicPartition(tp.topic, tp.partition) for tp in partitions])
         return {tp: ends[TopicPartition(tp.topic, tp.partition)] for tp in partitions}
 
 

@@ -187,6 +187,20 @@ async def end_offsets(
     return ends
 
 
+async def probed_end_offsets(
+    probe: AIOKafkaConsumer, parts: Sequence[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """``end_offsets`` on a consumer of its own (not started yet), stopped afterwards.
+
+    For callers whose own consumer must not be moved: finding the true end seeks and fetches.
+    """
+    await probe.start()
+    try:
+        return await end_offsets(probe, parts)
+    finally:
+        await stop_consumer(probe)
+
+
 async def _offsets_at(
     consumer: AIOKafkaConsumer,
     parts: Sequence[TopicPartition],

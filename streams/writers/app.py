@@ -8,21 +8,21 @@ the aggregate's events from the events topic (ADR 0009).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import faust
 from aiokafka.partitioner import DefaultPartitioner
 
+from infra.backoff import wait_before
 from infra.deadletter import DeadLetterPublisher, RecordDecodeError, decode_record
 from infra.eventlog.reading import EventFilter, read_range
 from infra.kafka import is_transient
 from infra.settings import KafkaSettings, Settings
 from schemas.codec import Codec, DecodeError
 from streams.faust_app import FaustSender, make_app
-from streams.writers.shell import CommandHandler
+from streams.writers.shell import CommandHandler, EmitEvent
 from streams.writers.spec import WriterSpec, agent_spec, aggregate_id, knowledge_spec
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ async def _handle_through_outages(
     states: Any,
     key: bytes,
     command: Any,
-    emit: Callable[[bytes, bytes], Awaitable[None]],
+    emit: EmitEvent,
     after_emit: AfterEmit | None,
 ) -> bytes | None:
     """``handler.handle``, retried for as long as the broker is away.
@@ -146,14 +146,16 @@ async def _handle_through_outages(
     head of its partition instead, and is decided afresh from the log each time, since some
     of its events may have landed before the error.
     """
-    for attempt in itertools.count():
+    attempt = 0
+    while True:
         try:
             return await handler.handle(states.get(key), command, emit, after_emit)
         except Exception as err:  # Faust wraps the producer's errors in its own ProducerSendError
             if not is_transient(err):
                 raise  # a bad command or a refusal no retry can cure: the caller dead-letters it
             states.pop(key, None)
-            wait = BROKER_RETRY_S[min(attempt, len(BROKER_RETRY_S) - 1)]
+            wait = wait_before(BROKER_RETRY_S, attempt)
+            attempt += 1
             log.warning(
                 "%s for %s: the broker is unavailable (%s); retrying in %.1fs",
                 type(command).__name__,
@@ -162,7 +164,6 @@ async def _handle_through_outages(
                 wait,
             )
             await asyncio.sleep(wait)
-    raise AssertionError("unreachable")
 
 
 # The partitioner the writers' producer sends events with. ``emit`` sends through a Faust
