@@ -46,7 +46,8 @@ class KafkaFactPublisher:
     for as long as the broker is away: a fact is lost only when the queue overflows (counted as
     ``facts.dropped``) or at shutdown (``facts.lost_at_shutdown``), each with an error logged.
     Around an outage a re-sent fact can land after a later fact of its call that went through
-    first, and a fact whose ack was lost lands twice (same ``event_id``: the duplicate shows).
+    first, and a fact whose ack was lost lands twice with the same ``event_id``; the calls worker
+    applies such a copy once (``streams.calls.repeats``).
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The imperative shell around the call decider: decode, skip re-deliveries, decide, emit, store."""
+"""The imperative shell around the call decider: decode, skip repeated inputs, decide, emit, store."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from schemas.calls import CallInput, CallReceived, ClockTicked
 from schemas.codec import Codec, DecodeError
 from schemas.ids import CallId, CorrelationId, EventId
 from streams.calls.machine import decide, evolve
+from streams.calls.repeats import is_repeat, remember
 from streams.calls.snapshot import Snapshot, dump, load
 from streams.calls.state import CallLimits, CallState
 
@@ -30,6 +31,8 @@ class Outcome:
     error: str | None = None
     forget: bool = False
     """Delete the call from the table: it ended longer than the retention ago."""
+    repeat: bool = False
+    """The input was a re-sent copy of one already applied, and was skipped."""
 
 
 class CallInputHandler:
@@ -59,6 +62,10 @@ class CallInputHandler:
         snapshot = load(stored) if stored is not None else None
         if snapshot is not None and offset <= snapshot.input_offset:
             return Outcome(None, 0)  # re-delivered after a crash: already applied
+        if snapshot is not None and is_repeat(snapshot.recent_input_ids, input_):
+            # Re-sent by its producer after a lost ack: the log keeps both copies, the call one.
+            log.info("call %s: input %s already applied, skipped", input_.call_id, input_.event_id)
+            return Outcome(None, 0, repeat=True)
         state = snapshot.state if snapshot else None
         if state is not None and self._forgettable(state, input_):
             return Outcome(None, 0, forget=True)
@@ -71,7 +78,9 @@ class CallInputHandler:
             after_emit(events[0].call_id)
         if state is None:
             return Outcome(None, 0)
-        return Outcome(dump(Snapshot(state=state, input_offset=offset, limits=limits)), len(events))
+        recent = remember(snapshot.recent_input_ids if snapshot else (), input_)
+        stored_next = Snapshot(state=state, input_offset=offset, limits=limits, recent_input_ids=recent)
+        return Outcome(dump(stored_next), len(events))
 
     def _forgettable(self, state: CallState, input_: CallInput) -> bool:
         # Decided on the tick's own time, so a tick re-processed after a crash decides the same.

@@ -15,12 +15,14 @@ _TIMES = ("started_at", "answered_at", "ended_at", "settling_since", "last_activ
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
-    """The state, the last input offset applied to it (so a re-delivered input is skipped), and
-    the limits pinned when the call started."""
+    """The state, the last input offset applied to it (so a re-delivered input is skipped), the
+    limits pinned when the call started, and the ids of the latest inputs applied (so an input
+    re-sent under a new offset is skipped too: ``streams.calls.repeats``)."""
 
     state: CallState
     input_offset: int
     limits: CallLimits
+    recent_input_ids: tuple[str, ...] = ()
 
 
 def dump(snapshot: Snapshot) -> bytes:
@@ -50,6 +52,7 @@ def dump(snapshot: Snapshot) -> bytes:
             limits.setup_timeout_s,
             limits.settle_timeout_s,
         ],
+        "recent_input_ids": list(snapshot.recent_input_ids),
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
@@ -76,7 +79,13 @@ def load(data: bytes) -> Snapshot:
         setup_timeout_s=setup,
         settle_timeout_s=settle,
     )
-    return Snapshot(state=CallState(**body), input_offset=int(document["input_offset"]), limits=limits)
+    return Snapshot(
+        state=CallState(**body),
+        input_offset=int(document["input_offset"]),
+        limits=limits,
+        # Absent from snapshots written before the window existed.
+        recent_input_ids=tuple(document.get("recent_input_ids", ())),
+    )
 
 
 def _time(value: datetime | None) -> str | None:
