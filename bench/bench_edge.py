@@ -4,7 +4,9 @@ The edge (EdgeServer, real Kafka producer on the embedded broker) runs in this p
 simulated Twilio clients and bridge workers run in a child process, so the edge's CPU time is
 measured alone. Each call sends 50 μ-law frames/s and its worker keeps agent audio queued, so
 the edge also paces 50 frames/s back out. Latency is Twilio-frame-sent -> bridge-frame-received,
-both timed in the client process (so it includes the client's own scheduling delay).
+both timed in the client process (so it includes the client's own scheduling delay); and, the
+issue's figure, arrival at the edge -> written to the bridge: the client's send time against the
+moment the edge frames that audio for its bridge socket (CLOCK_MONOTONIC is one clock for both).
 
     .venv/bin/python bench/bench_edge.py --calls 200 --seconds 20
 """
@@ -31,9 +33,12 @@ import uvloop
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 
+import edge.call
+import edge.wsframe
 from edge.server import EdgeServer
 from edge.telephony import RecordingTelephony
 from edge.twiml import media_stream_url
+from edge.wsframe import BINARY
 from infra.kafka import make_consumer
 from infra.process import free_port
 from infra.settings import Settings
@@ -148,6 +153,8 @@ class _SimCall:
         self.stream_sid = f"MZ{index}"
         self.stats = stats
         self.sent: dict[int, float] = {}
+        # Twilio timestamps unique across calls, so a bridge frame's header names its call too.
+        self.base_ms = index * 1_000_000
         self.frames_sent = 0
         self.last_seq = -1
         self.twilio: _WsClient | None = None
@@ -174,12 +181,14 @@ class _SimCall:
     def send_media(self) -> None:
         n = self.frames_sent
         self.frames_sent += 1
+        stream_ms = self.base_ms + n * 20
         text = (
             f'{{"event":"media","sequenceNumber":"{n + 2}","streamSid":"{self.stream_sid}",'
-            f'"media":{{"track":"inbound","chunk":"{n + 1}","timestamp":"{n * 20}",'
+            f'"media":{{"track":"inbound","chunk":"{n + 1}","timestamp":"{stream_ms}",'
             f'"payload":"{self.payload}"}}}}'
         )
-        self.sent[n * 20] = time.monotonic()
+        self.sent[stream_ms] = sent_at = time.monotonic()
+        self.stats["sent_at"][stream_ms] = sent_at
         assert self.twilio is not None
         self.twilio.send(0x1, text.encode())
 
@@ -250,7 +259,13 @@ async def _clients(calls: int, media_url: str, bootstrap: str, seconds: float) -
 
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(1.0)
-    stats: dict[str, Any] = {"latency": [], "bridge_frames": 0, "playback_frames": 0, "reordered_or_lost": 0}
+    stats: dict[str, Any] = {
+        "latency": [],
+        "bridge_frames": 0,
+        "playback_frames": 0,
+        "reordered_or_lost": 0,
+        "sent_at": {},
+    }
     signature = RequestValidator(TOKEN).compute_signature(media_url, {})
     sims = [_SimCall(i, stats) for i in range(calls)]
     await asyncio.gather(*(_open_call(call, media_url, grants, signature) for call in sims))
@@ -298,8 +313,35 @@ def _run_queue_wait_s() -> float:
     return total / 1e9
 
 
-async def _run_edge(settings: Settings, calls: int, seconds: float) -> None:
+def _stamp_bridge_writes(written: dict[int, float]) -> None:
+    """Note when each caller frame is framed for its bridge socket, by its (call-unique) stream ms.
+
+    Wraps the frame builder the edge's direct write path calls just before ``transport.write``;
+    frames that take the pump's slower path (a full socket) are not stamped and are counted.
+    """
+    build = edge.wsframe.server_frame
+
+    def stamped(opcode: int, data: bytes) -> bytes:
+        if opcode == BINARY and data[0] == bridge.CALLER_AUDIO:
+            written[bridge.HEADER.unpack_from(data)[2]] = time.monotonic()
+        return build(opcode, data)
+
+    setattr(edge.call, "server_frame", stamped)  # noqa: B010 - the name edge.call looks up per write
+
+
+def _arrival_to_bridge_ms(
+    sent_at: dict[int, float], written: dict[int, float], start: float, end: float
+) -> Any:
+    """Per frame sent in [start, end): its bridge write time minus its send time, in ms."""
+    return np.array(
+        [(written[ms] - at) * 1000 for ms, at in sent_at.items() if start <= at < end and ms in written]
+    )
+
+
+async def _run_edge(settings: Settings, calls: int, seconds: float, dump: Path | None = None) -> None:
     os.sched_setaffinity(0, {0})
+    written: dict[int, float] = {}
+    _stamp_bridge_writes(written)
     server = EdgeServer(settings, telephony=RecordingTelephony())
     await server.start()
     queue: Any = multiprocessing.get_context("spawn").Queue()
@@ -329,6 +371,7 @@ async def _run_edge(settings: Settings, calls: int, seconds: float) -> None:
     cpu0, wall0, waited0 = time.process_time(), time.monotonic(), _run_queue_wait_s()
     await asyncio.sleep(seconds - 4.0)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    window = (wall0, wall0 + wall)
     waited = _run_queue_wait_s() - waited0
     probe.cancel()
     gc.callbacks.remove(gc_timer)
@@ -350,6 +393,18 @@ async def _run_edge(settings: Settings, calls: int, seconds: float) -> None:
     )
     p50, p99 = np.percentile(latency, 50), np.percentile(latency, 99)
     print(f"frame-in -> bridge-out latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    arrival = _arrival_to_bridge_ms(stats["sent_at"], written, *window)
+    in_window = sum(1 for at in stats["sent_at"].values() if window[0] <= at < window[1])
+    if dump is not None:  # (send time, arrival -> bridge ms) per frame, for a look at the tail
+        pairs = [(at, (written[ms] - at) * 1000, ms) for ms, at in stats["sent_at"].items() if ms in written]
+        np.save(dump, np.array(sorted(pairs)))
+    if arrival.size:
+        a50, a99, a999 = np.percentile(arrival, [50, 99, 99.9])
+        print(
+            f"  arrival at the edge -> written to the bridge (issue 3's figure): p50 {a50:.2f} ms,"
+            f" p99 {a99:.2f} ms, p99.9 {a999:.2f} ms, max {arrival.max():.2f} ms"
+            f" ({arrival.size} of {in_window} frames in the window; the rest took the pump's path)"
+        )
     edge_side = (
         np.array(getattr(server.metrics, "bridge_latency_s", [])) * 1000
     )  # absent before issue 3's fix
@@ -378,6 +433,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--asyncio", action="store_true", help="run the edge on the stock asyncio loop")
+    parser.add_argument("--dump", type=Path, default=None, help="save (sent at, latency ms, stream ms) per frame (.npy)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as data_dir:
         _bench(Settings(env="test", data_dir=Path(data_dir), log_level="WARNING"), args)
@@ -401,7 +457,7 @@ def _bench(base: Settings, args: argparse.Namespace) -> None:
         # The edge's event loop as `python -m edge` runs it (uvloop), unless --asyncio.
         factory = None if args.asyncio else uvloop.new_event_loop
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(_run_edge(settings, args.calls, args.seconds))
+            runner.run(_run_edge(settings, args.calls, args.seconds, args.dump))
 
 
 if __name__ == "__main__":
