@@ -50,6 +50,8 @@ from schemas.catalog import CALL_INPUTS
 from schemas.codec import Codec
 
 TOKEN = "bench-token"
+CALL_MS = 1_000_000
+"""Call i's Twilio timestamps start at i * CALL_MS: unique across calls, within the header's u32."""
 FRAME = bytes([0xFF]) * 80 + bytes([0x7F]) * 80
 
 
@@ -154,7 +156,7 @@ class _SimCall:
         self.stats = stats
         self.sent: dict[int, float] = {}
         # Twilio timestamps unique across calls, so a bridge frame's header names its call too.
-        self.base_ms = index * 1_000_000
+        self.base_ms = index * CALL_MS
         self.frames_sent = 0
         self.last_seq = -1
         self.twilio: _WsClient | None = None
@@ -188,7 +190,7 @@ class _SimCall:
             f'"payload":"{self.payload}"}}}}'
         )
         self.sent[stream_ms] = sent_at = time.monotonic()
-        self.stats["sent_at"][stream_ms] = sent_at
+        self.stats["sent_at"][self.index, n] = sent_at
         assert self.twilio is not None
         self.twilio.send(0x1, text.encode())
 
@@ -230,18 +232,22 @@ async def _feed_agent(calls: list[_SimCall], seconds: float) -> None:
             await asyncio.sleep(1.0 / len(calls))
 
 
-async def _send_media(calls: list[_SimCall], seconds: float) -> None:
-    """Each call sends a frame every 20 ms; the calls are spread over ten 2 ms phases."""
-    frames, phases = int(seconds * 50), 10
+async def _send_media(calls: list[_SimCall], seconds: float, phases: int) -> None:
+    """Each call sends a frame every 20 ms; the calls are spread over `phases` equal phases.
+
+    Real calls start independently, so their frames interleave; a phase's calls send at once,
+    a burst the edge works through one frame after another.
+    """
+    frames, period = int(seconds * 50), 0.020 / phases
     begin = time.monotonic()
     for tick in range(frames * phases + phases):
-        await asyncio.sleep(max(0.0, begin + tick * 0.002 - time.monotonic()))
+        await asyncio.sleep(max(0.0, begin + tick * period - time.monotonic()))
         for call in calls[tick % phases :: phases]:
             if call.frames_sent < frames:
                 call.send_media()
 
 
-async def _clients(calls: int, media_url: str, bootstrap: str, seconds: float) -> dict[str, Any]:
+async def _clients(calls: int, media_url: str, bootstrap: str, seconds: float, phases: int) -> dict[str, Any]:
     settings = Settings(env="test")
     kafka = settings.kafka.model_copy(update={"bootstrap": bootstrap})
     grants: dict[str, tuple[str, str]] = {}
@@ -264,14 +270,14 @@ async def _clients(calls: int, media_url: str, bootstrap: str, seconds: float) -
         "bridge_frames": 0,
         "playback_frames": 0,
         "reordered_or_lost": 0,
-        "sent_at": {},
+        "sent_at": _frame_times(calls, seconds),
     }
     signature = RequestValidator(TOKEN).compute_signature(media_url, {})
     sims = [_SimCall(i, stats) for i in range(calls)]
     await asyncio.gather(*(_open_call(call, media_url, grants, signature) for call in sims))
     feeder = asyncio.create_task(_feed_agent(sims, seconds))
     cpu0, wall0 = time.process_time(), time.monotonic()
-    await _send_media(sims, seconds)
+    await _send_media(sims, seconds, phases)
     stats["cpu_share"] = (time.process_time() - cpu0) / (time.monotonic() - wall0)
     await asyncio.sleep(0.5)
     feeder.cancel()
@@ -290,10 +296,12 @@ async def _clients(calls: int, media_url: str, bootstrap: str, seconds: float) -
     return stats
 
 
-def _client_process(calls: int, media_url: str, bootstrap: str, seconds: float, out: Any) -> None:
+def _client_process(
+    calls: int, media_url: str, bootstrap: str, seconds: float, phases: int, out: Any
+) -> None:
     os.sched_setaffinity(0, {1})
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        out.put(runner.run(_clients(calls, media_url, bootstrap, seconds)))
+        out.put(runner.run(_clients(calls, media_url, bootstrap, seconds, phases)))
 
 
 async def _loop_lag_probe(lags: list[float]) -> None:
@@ -313,7 +321,13 @@ def _run_queue_wait_s() -> float:
     return total / 1e9
 
 
-def _stamp_bridge_writes(written: dict[int, float]) -> None:
+def _frame_times(calls: int, seconds: float) -> Any:
+    """A time per (call, frame), NaN until set; allocated and touched up front, so that
+    recording one costs no allocation (a growing dict's resize stalled the loop it measured)."""
+    return np.full((calls, int(seconds * 50) + 50), np.nan)
+
+
+def _stamp_bridge_writes(written: Any) -> None:
     """Note when each caller frame is framed for its bridge socket, by its (call-unique) stream ms.
 
     Wraps the frame builder the edge's direct write path calls just before ``transport.write``;
@@ -323,24 +337,24 @@ def _stamp_bridge_writes(written: dict[int, float]) -> None:
 
     def stamped(opcode: int, data: bytes) -> bytes:
         if opcode == BINARY and data[0] == bridge.CALLER_AUDIO:
-            written[bridge.HEADER.unpack_from(data)[2]] = time.monotonic()
+            call, ms = divmod(bridge.HEADER.unpack_from(data)[2], CALL_MS)
+            written[call, ms // 20] = time.monotonic()
         return build(opcode, data)
 
     setattr(edge.call, "server_frame", stamped)  # noqa: B010 - the name edge.call looks up per write
 
 
-def _arrival_to_bridge_ms(
-    sent_at: dict[int, float], written: dict[int, float], start: float, end: float
-) -> Any:
-    """Per frame sent in [start, end): its bridge write time minus its send time, in ms."""
-    return np.array(
-        [(written[ms] - at) * 1000 for ms, at in sent_at.items() if start <= at < end and ms in written]
-    )
+def _arrival_to_bridge_ms(sent_at: Any, written: Any, start: float, end: float) -> Any:
+    """Per frame sent in [start, end) and stamped: its bridge write time minus its send time, in ms."""
+    chosen = (sent_at >= start) & (sent_at < end) & ~np.isnan(written)
+    return (written[chosen] - sent_at[chosen]) * 1000
 
 
-async def _run_edge(settings: Settings, calls: int, seconds: float, dump: Path | None = None) -> None:
+async def _run_edge(
+    settings: Settings, calls: int, seconds: float, phases: int = 10, dump: Path | None = None
+) -> None:
     os.sched_setaffinity(0, {0})
-    written: dict[int, float] = {}
+    written = _frame_times(calls, seconds)
     _stamp_bridge_writes(written)
     server = EdgeServer(settings, telephony=RecordingTelephony())
     await server.start()
@@ -348,7 +362,7 @@ async def _run_edge(settings: Settings, calls: int, seconds: float, dump: Path |
     media_url = media_stream_url(settings.twilio.public_base_url)
     assert settings.kafka.bootstrap is not None
     child = multiprocessing.get_context("spawn").Process(
-        target=_client_process, args=(calls, media_url, settings.kafka.bootstrap, seconds, queue)
+        target=_client_process, args=(calls, media_url, settings.kafka.bootstrap, seconds, phases, queue)
     )
     child.start()
     while len(server.node.calls) < calls:  # noqa: ASYNC110 - counts sockets the server accepts
@@ -385,7 +399,7 @@ async def _run_edge(settings: Settings, calls: int, seconds: float, dump: Path |
     await server.stop()
     latency = np.array(stats["latency"]) * 1000
     expected = calls * int(seconds * 50)
-    print(f"calls={calls} seconds={seconds}")
+    print(f"calls={calls} seconds={seconds} phases={phases}")
     share = cpu / wall
     print(f"edge CPU: {share * 100:.1f}% of one core; {share / calls * 1000:.2f} ms CPU per call-second")
     print(
@@ -393,11 +407,14 @@ async def _run_edge(settings: Settings, calls: int, seconds: float, dump: Path |
     )
     p50, p99 = np.percentile(latency, 50), np.percentile(latency, 99)
     print(f"frame-in -> bridge-out latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-    arrival = _arrival_to_bridge_ms(stats["sent_at"], written, *window)
-    in_window = sum(1 for at in stats["sent_at"].values() if window[0] <= at < window[1])
+    sent_at = stats["sent_at"]
+    arrival = _arrival_to_bridge_ms(sent_at, written, *window)
+    in_window = int(((sent_at >= window[0]) & (sent_at < window[1])).sum())
     if dump is not None:  # (send time, arrival -> bridge ms) per frame, for a look at the tail
-        pairs = [(at, (written[ms] - at) * 1000, ms) for ms, at in stats["sent_at"].items() if ms in written]
-        np.save(dump, np.array(sorted(pairs)))
+        call, frame = np.nonzero(~np.isnan(sent_at) & ~np.isnan(written))
+        at = sent_at[call, frame]
+        rows = np.column_stack([at, (written[call, frame] - at) * 1000, call * CALL_MS + frame * 20])
+        np.save(dump, rows[np.argsort(at)])
     if arrival.size:
         a50, a99, a999 = np.percentile(arrival, [50, 99, 99.9])
         print(
@@ -433,7 +450,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--asyncio", action="store_true", help="run the edge on the stock asyncio loop")
-    parser.add_argument("--dump", type=Path, default=None, help="save (sent at, latency ms, stream ms) per frame (.npy)")
+    parser.add_argument(
+        "--phases", type=int, default=10, help="the calls' frames go out in this many bursts per 20 ms"
+    )
+    parser.add_argument("--dump", type=Path, default=None, help="save per frame: sent at, ms, stream ms")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as data_dir:
         _bench(Settings(env="test", data_dir=Path(data_dir), log_level="WARNING"), args)
@@ -457,7 +477,7 @@ def _bench(base: Settings, args: argparse.Namespace) -> None:
         # The edge's event loop as `python -m edge` runs it (uvloop), unless --asyncio.
         factory = None if args.asyncio else uvloop.new_event_loop
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(_run_edge(settings, args.calls, args.seconds, args.dump))
+            runner.run(_run_edge(settings, args.calls, args.seconds, args.phases, args.dump))
 
 
 if __name__ == "__main__":
