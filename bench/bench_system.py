@@ -55,6 +55,7 @@ class CallResult:
     barge_ins: int = 0
     turns: int = 0
     error: str | None = None
+    stream_to_session_s: float | None = None  # MediaStreamStarted -> GeminiSessionOpened
 
 
 def start_platform(data_dir: Path, session_workers: int) -> tuple[subprocess.Popen[bytes], DevAddresses]:
@@ -160,6 +161,10 @@ async def one_call(
     stopped = [e for e in watch.events if type(e).__name__ == "MediaStreamStopped"]
     if stopped:
         result.dropped_frames, result.gap_frames = stopped[0].frames_dropped, stopped[0].frames_gaps
+    first = {type(e).__name__: e.occurred_at for e in reversed(watch.events)}
+    if "MediaStreamStarted" in first and "GeminiSessionOpened" in first:
+        opened = first["GeminiSessionOpened"] - first["MediaStreamStarted"]
+        result.stream_to_session_s = opened.total_seconds()
 
 
 def platform_processes(dev: subprocess.Popen[bytes]) -> list[psutil.Process]:
@@ -227,6 +232,8 @@ async def run_level(
         "errors": sorted({r.error for r in results if r.error})[:3],
         "edge_dropped_frames": sum(r.dropped_frames for r in results),
         "edge_sequence_gaps": sum(r.gap_frames for r in results),
+        "dropped_frames_per_call": sorted(r.dropped_frames for r in results if r.dropped_frames)[::-1],
+        "stream_to_session_s": _quantiles([r.stream_to_session_s for r in results]),
         "barge_ins": sum(r.barge_ins for r in results),
         "caller_turns": sum(r.turns for r in results),
         "platform_cpu_pct": round(total_cpu, 1),
@@ -234,6 +241,15 @@ async def run_level(
         "simulator_cpu_pct": me.cpu_percent(None),
         "processes": cpu,
     }
+
+
+def _quantiles(values: list[float | None]) -> dict[str, float]:
+    """p50, p99 and max of the values that are there, rounded to ms."""
+    present = sorted(v for v in values if v is not None)
+    if not present:
+        return {}
+    at = lambda q: present[min(len(present) - 1, int(q * len(present)))]  # noqa: E731
+    return {"p50": round(at(0.5), 3), "p99": round(at(0.99), 3), "max": round(present[-1], 3)}
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,13 @@ class TokenCheck:
     BAD = bridge.CLOSE_BAD_TOKEN
     EXPIRED = bridge.CLOSE_TOKEN_EXPIRED
     GONE = bridge.CLOSE_CALL_GONE
+    ENDED = bridge.CLOSE_CALL_ENDED
+    """The right token of a call that has ended here: a worker late to learn it, not an attack."""
+
+
+SPENT_TOKENS_KEPT = 4096
+"""Tokens of ended calls remembered, so that a worker reconnecting late is told the call ended
+instead of being reported as a security event (minutes of call ends at a busy node)."""
 
 
 class EdgeNode:
@@ -88,6 +96,8 @@ class EdgeNode:
         self.admission = Admission(settings.edge.max_streams, hold_s=ANSWER_HOLD_S)
         """The stream limit, with a slot held for each answered call until its socket arrives."""
         self._grants: dict[str, BridgeGrant] = {}
+        self._spent: OrderedDict[str, str] = OrderedDict()
+        """Tokens of the latest ended calls, oldest first (see SPENT_TOKENS_KEPT)."""
         self.draining = False
         self.ready = False
         self.drained = asyncio.Event()
@@ -139,6 +149,9 @@ class EdgeNode:
         """Whether ``token`` opens the bridge of ``call_id`` now (a TokenCheck value)."""
         grant = self._grants.get(call_id)
         if grant is None or call_id not in self.calls:
+            spent = self._spent.get(call_id)
+            if spent is not None and token and hmac.compare_digest(spent.encode(), token.encode()):
+                return TokenCheck.ENDED
             return TokenCheck.GONE
         if not token or not hmac.compare_digest(grant.token.encode(), token.encode()):
             return TokenCheck.BAD
@@ -154,7 +167,11 @@ class EdgeNode:
     def unregister(self, call_id: str) -> None:
         """The call is over: its token is spent for good."""
         self.calls.pop(call_id, None)
-        self._grants.pop(call_id, None)
+        grant = self._grants.pop(call_id, None)
+        if grant is not None:
+            self._spent[call_id] = grant.token
+            while len(self._spent) > SPENT_TOKENS_KEPT:
+                self._spent.popitem(last=False)
         if not self.calls:
             self.drained.set()
 

@@ -28,6 +28,7 @@ class SessionManager:
         tools: ToolRunner,
         worker_id: str,
         config_wait_s: float = 3.0,
+        replaced_hold_s: float = 5.0,
     ) -> None:
         self._directory = directory
         self._connect_live = connect_live
@@ -35,13 +36,17 @@ class SessionManager:
         self._tools = tools
         self._worker_id = worker_id
         self._config_wait_s = config_wait_s
+        self._replaced_hold_s = replaced_hold_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sessions: dict[str, CallSession] = {}
         """The running session of each call, to pass on what the call's state learns later."""
         self._failures: dict[str, int] = {}
         self._retry_at: dict[str, float] = {}
         self._finished: dict[str, str] = {}
-        """Calls whose session gave up or was refused: restarting would only repeat that."""
+        """The bridge token of each call whose session is over for good: the stream ended, the
+        session gave up, or the edge refused the token. A late state of the call, still live
+        because its MediaStreamStopped is queued behind other inputs, must not start another
+        session on a token the edge has already forgotten. A new stream brings a new token."""
 
     @property
     def active(self) -> set[str]:
@@ -120,10 +125,12 @@ class SessionManager:
         try:
             outcome = await session.run()
             self._failures.pop(state.call_id, None)
-            if outcome is not SessionOutcome.ENDED:
+            if outcome is SessionOutcome.REPLACED:
+                # Another worker has the call. If the call comes back to this one (another
+                # rebalance), the same token is good again: hold off for a while, then retry.
+                self._retry_at[state.call_id] = time.monotonic() + self._replaced_hold_s
+            else:
                 self._finished[state.call_id] = state.stream.bridge_token
-            # The stream ended; the call's state follows shortly. Do not reconnect meanwhile.
-            self._retry_at[state.call_id] = time.monotonic() + 5.0
         except asyncio.CancelledError:
             raise
         except Exception as err:  # one call's trouble must not touch the others

@@ -35,7 +35,8 @@ BridgeFactory = Callable[[str, str], Bridge]
 
 
 class SessionOutcome(StrEnum):
-    """How a session run ended; the manager restarts none of them (the call's state decides)."""
+    """How a session run ended; the manager restarts only REPLACED, after a hold (the call may come
+    back to this worker); for the others the call's next stream, with a new token, decides."""
 
     ENDED = "ended"
     """The stream stopped or the agent hung up."""
@@ -43,6 +44,8 @@ class SessionOutcome(StrEnum):
     """The edge refused the bridge token (call gone, token expired): nothing to talk to."""
     GAVE_UP = "gave_up"
     """The model or the bridge could not be reached after retries; the call was ended."""
+    REPLACED = "replaced"
+    """Another worker connected to the call's bridge (a rebalance moved the call): it talks now."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,8 +116,10 @@ class CallSession:
             await self._facts.report(HangUpRequested, requested_by="system", reason="failed", wait=True)
             return SessionOutcome.GAVE_UP
         except BridgeClosed as refused:
-            # A token for a call the edge no longer has: record it, never retry it.
-            log.warning("call %s: bridge refused: %s", self._target.call_id, refused)
+            # A token for a call the edge no longer has: record it, never retry it. A call that
+            # ended while this worker was catching up is routine; anything else is worth a look.
+            level = logging.INFO if refused.code == bridge.CLOSE_CALL_ENDED else logging.WARNING
+            log.log(level, "call %s: bridge refused: %s", self._target.call_id, refused)
             await self._resumption.closed("call_ended", refused.code)
             return SessionOutcome.REFUSED
         try:
@@ -127,7 +132,8 @@ class CallSession:
         except (_Ended, BridgeClosed) as ended:
             log.info("call %s: session ends (%s)", self._target.call_id, ended)
             await self._resumption.closed("call_ended", None)
-            return SessionOutcome.ENDED
+            replaced = isinstance(ended, BridgeClosed) and ended.code == bridge.CLOSE_REPLACED
+            return SessionOutcome.REPLACED if replaced else SessionOutcome.ENDED
         finally:
             with contextlib.suppress(Exception):
                 await link.close()

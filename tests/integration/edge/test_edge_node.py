@@ -254,8 +254,14 @@ async def test_edge_full_call(edge: Edge, facts: AIOKafkaConsumer, fact_log: Fac
     assert recording.channels == 2
     assert recording.duration_ms > 5000
 
-    # The token is spent once the call is over.
-    assert await refused_code(started.bridge_url, started.bridge_token) == bridge.CLOSE_CALL_GONE
+    # The token is spent once the call is over; a worker late to hear it is told so, and that
+    # is routine, not a security event.
+    refusals = edge.server.metrics.get("security.bridge_refused")
+    assert await refused_code(started.bridge_url, started.bridge_token) == bridge.CLOSE_CALL_ENDED
+    assert edge.server.metrics.get("security.bridge_refused") == refusals
+    assert edge.server.metrics.get("bridge.refused_call_ended") == 1
+    assert await refused_code(started.bridge_url, "not-the-token") == bridge.CLOSE_CALL_GONE
+    assert edge.server.metrics.get("security.bridge_refused") == refusals + 1
 
 
 def _voiced_frames(samples: np.ndarray[Any, np.dtype[np.int16]]) -> int:

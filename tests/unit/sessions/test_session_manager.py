@@ -1,0 +1,137 @@
+"""The session manager starts no second session on a token whose stream has ended, however late
+the call's state says so; a call taken over by another worker may come back."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from session_fakes import TOKEN, FakeEdge, FakeGemini, FakeSink, eventually
+
+from schemas import bridge
+from schemas.ids import AgentId, CallId, TenantId
+from streams.calls.state import CallState, CallStatus, MediaStream
+from streams.sessions.directory import AgentDirectory
+from streams.sessions.manager import SessionManager
+from streams.sessions.tools import ToolRunner
+
+pytestmark = pytest.mark.asyncio
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def _live_call(bridge_url: str, token: str = TOKEN) -> CallState:
+    """A call in conversation with a media stream, as the calls worker's table holds it."""
+    return CallState(
+        call_id=CallId("call-1"),
+        tenant_id=TenantId("t-1"),
+        seq=3,
+        status=CallStatus.IN_CONVERSATION,
+        direction="inbound",
+        agent_id=AgentId("agent-1"),
+        agent_version=1,
+        started_at=NOW,
+        last_activity_at=NOW,
+        stream=MediaStream(
+            stream_sid="MZ1",
+            edge_id="edge-1",
+            bridge_url=bridge_url,
+            bridge_token=token,
+            token_expires_at=NOW + timedelta(hours=1),
+        ),
+    )
+
+
+def _manager(gemini: FakeGemini) -> SessionManager:
+    return SessionManager(
+        directory=AgentDirectory(),
+        connect_live=gemini.connect,
+        facts=FakeSink(),
+        tools=ToolRunner(None),
+        worker_id="w-1",
+        config_wait_s=0,
+        replaced_hold_s=0,
+    )
+
+
+async def _settled(manager: SessionManager) -> None:
+    await eventually(lambda: not manager.active)
+
+
+async def test_a_late_live_state_after_the_stream_ended_starts_no_second_session() -> None:
+    gemini = FakeGemini()
+    gemini.live()
+    manager = _manager(gemini)
+    async with FakeEdge() as edge:
+        state = _live_call(edge.url)
+        manager.ensure(state)
+        await edge.connected.wait()
+        await edge.stop_stream()
+        await _settled(manager)
+
+        # The clock ticks the call again before its MediaStreamStopped reaches the table.
+        manager.ensure(state)
+        await asyncio.sleep(0.1)
+
+        assert not manager.active
+        assert len(edge.connections) == 1  # no reconnect to a stream the edge has forgotten
+
+
+async def test_a_new_stream_of_the_same_call_gets_a_session() -> None:
+    gemini = FakeGemini()
+    gemini.live()
+    manager = _manager(gemini)
+    async with FakeEdge() as edge:
+        manager.ensure(_live_call(edge.url))
+        await edge.connected.wait()
+        await edge.stop_stream()
+        await _settled(manager)
+
+        manager.ensure(_live_call(edge.url, token="token-of-the-next-stream"))
+
+        assert manager.active == {"call-1"}
+        await _settled(manager)  # the fake edge refuses that token: the session ends by itself
+
+
+async def test_a_call_taken_over_by_another_worker_is_restarted_when_it_comes_back() -> None:
+    gemini = FakeGemini()
+    gemini.live()
+    gemini.live()
+    manager = _manager(gemini)
+    async with FakeEdge() as edge:
+        state = _live_call(edge.url)
+        manager.ensure(state)
+        await edge.connected.wait()
+        await edge.connections[-1].close(bridge.CLOSE_REPLACED, "replaced by a newer worker connection")
+        await _settled(manager)
+
+        manager.ensure(state)  # the partition came back to this worker, same stream, same token
+
+        await eventually(lambda: len(edge.connections) == 2)
+        await edge.stop_stream()
+        await _settled(manager)
+
+
+async def test_the_ended_token_is_forgotten_once_the_call_is_seen_ended() -> None:
+    gemini = FakeGemini()
+    gemini.live()
+    gemini.live()
+    manager = _manager(gemini)
+    async with FakeEdge() as edge:
+        state = _live_call(edge.url)
+        manager.ensure(state)
+        await edge.connected.wait()
+        await edge.stop_stream()
+        await _settled(manager)
+        manager.ensure(CallState(**{**_fields(state), "status": CallStatus.ENDED}))
+
+        manager.ensure(state)  # nothing is kept about it: a live state is a new decision
+
+        await eventually(lambda: len(edge.connections) == 2)
+        await edge.stop_stream()
+        await _settled(manager)
+
+
+def _fields(state: CallState) -> dict[str, object]:
+    return {name: getattr(state, name) for name in CallState.__dataclass_fields__}
