@@ -71,9 +71,11 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
     dead_letters = DeadLetterPublisher(FaustSender(app), codec, consumer_group=streams.app_id)
 
     async def emit(key: bytes, value: bytes) -> None:
-        # Wait for the broker: the table must never run ahead of the log.
-        await events.send(key=key, value=value)
-        await app.producer.flush()
+        # Wait for the broker: the table must never run ahead of the log. Only this record's
+        # ack is awaited; a whole-producer flush would also wait for every other call's facts
+        # and changelog writes in flight, which under load held each input up for seconds.
+        sent = await events.send(key=key, value=value)
+        await sent
 
     sessions = _sessions(app, settings, codec, inputs) if streams.sessions_enabled else None
 
