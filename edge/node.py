@@ -169,6 +169,7 @@ class EdgeNode:
         self.calls.pop(call_id, None)
         grant = self._grants.pop(call_id, None)
         if grant is not None:
+            self._spent.pop(call_id, None)  # a call id ending again goes to the back of the line
             self._spent[call_id] = grant.token
             while len(self._spent) > SPENT_TOKENS_KEPT:
                 self._spent.popitem(last=False)

@@ -15,7 +15,7 @@ from typing import Any
 import faust
 
 from infra.deadletter import DeadLetterPublisher
-from infra.kafka import make_consumer, stop_consumer
+from infra.kafka import make_consumer, send_until_acknowledged, stop_consumer
 from infra.settings import Settings
 from schemas.calls import CallInput
 from schemas.catalog import CALL_EVENTS, CALL_INPUTS
@@ -32,6 +32,9 @@ from streams.sessions.tools import ToolRunner
 from streams.sessions.wiring import knowledge_search, live_connector
 
 log = logging.getLogger(__name__)
+
+EMIT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+"""Waits before sending a call event again after the broker did not take it; the last repeats."""
 
 AfterEmit = Callable[[CallId], None]
 
@@ -74,8 +77,11 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
         # Wait for the broker: the table must never run ahead of the log. Only this record's
         # ack is awaited; a whole-producer flush would also wait for every other call's facts
         # and changelog writes in flight, which under load held each input up for seconds.
-        sent = await events.send(key=key, value=value)
-        await sent
+        # An outage is waited out (ADR 12): giving up here would decide the call's next input
+        # from the old state and reuse this event's seq and id for a different event.
+        await send_until_acknowledged(
+            lambda: events.send(key=key, value=value), EMIT_BACKOFF_S, f"call event for {key.decode()}"
+        )
 
     sessions = _sessions(app, settings, codec, inputs) if streams.sessions_enabled else None
 

@@ -3,9 +3,12 @@
 from schemas.calls import CallInput, ClockTicked
 
 RECENT_INPUTS = 32
-"""How many of a call's latest input ids are remembered. A re-send lands within one publisher
-window of its original, and a call contributes a few facts a second to a window, so this
-covers tens of seconds of one call's facts."""
+"""How many of a call's latest input ids are remembered. An edge re-send lands within one
+publisher window (up to 500 facts of all its calls) of its original. A copy is recognised if
+its call had fewer than 32 other inputs in between. That always holds for a call's few facts
+a second between re-sends, but not after a long outage on a node with few calls (one call's
+backlog can fill a window). Then a copy is applied twice, as before this window existed:
+visible in the log under its original's `event_id`."""
 
 
 def is_repeat(recent: tuple[str, ...], input_: CallInput) -> bool:

@@ -4,6 +4,7 @@ the call's state says so; a call taken over by another worker may come back."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -59,8 +60,19 @@ async def _settled(manager: SessionManager) -> None:
     await eventually(lambda: not manager.active)
 
 
-async def test_a_late_live_state_after_the_stream_ended_starts_no_second_session() -> None:
+class _Later:
+    """``time`` for the manager, a minute on: every hold it set has run out."""
+
+    @staticmethod
+    def monotonic() -> float:
+        return time.monotonic() + 60.0
+
+
+async def test_a_late_live_state_after_the_stream_ended_starts_no_second_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     gemini = FakeGemini()
+    gemini.live()
     gemini.live()
     manager = _manager(gemini)
     async with FakeEdge() as edge:
@@ -70,7 +82,9 @@ async def test_a_late_live_state_after_the_stream_ended_starts_no_second_session
         await edge.stop_stream()
         await _settled(manager)
 
-        # The clock ticks the call again before its MediaStreamStopped reaches the table.
+        # Long after, the clock ticks the call again: its MediaStreamStopped is still queued
+        # behind other inputs, so the table says live.
+        monkeypatch.setattr("streams.sessions.manager.time", _Later)
         manager.ensure(state)
         await asyncio.sleep(0.1)
 
