@@ -117,9 +117,22 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
                 on_state(state)
             yield None
 
+    def owned_partitions() -> set[int]:
+        """The call partitions assigned to this worker now.
+
+        The table keeps the calls of partitions this worker has lost: Faust's memory store drops
+        only keys it recovered from the changelog, not those the agent wrote. Ticking them would
+        restart their sessions here, taking each bridge back from the call's new owner.
+        """
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == inputs.get_topic_name()}
+
+    def partition_of(key: bytes) -> int:
+        return app.producer.key_partition(inputs.get_topic_name(), key).partition
+
     def scan() -> Iterable[Entry]:
+        owned = owned_partitions()
         for key, stored in list(calls.items()):
-            if stored is not None:
+            if stored is not None and partition_of(key) in owned:
                 yield key, load(stored).state.ended_since
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
@@ -129,7 +142,11 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
     @app.timer(interval=streams.tick_interval_s)  # type: ignore[untyped-decorator]
     async def clock() -> None:
         now = datetime.now(UTC)
+        owned = owned_partitions()
         for key in keys.to_tick(scan):
+            if partition_of(key) not in owned:  # lost in a rebalance since the last scan
+                keys.forgotten(key)
+                continue
             stored = calls.get(key)
             state = load(stored).state if stored is not None else None
             if state is None:
@@ -141,6 +158,8 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
             await inputs.send(key=key, value=codec.encode(clock_tick(state, now)))
             on_state(state)  # failover: the new owner of a partition resumes its calls here
         for key in keys.to_forget(now, retention):
+            if partition_of(key) not in owned:
+                continue  # its owner forgets it
             stored = calls.get(key)
             if stored is not None:  # the agent deletes it when the tick comes round, in order
                 await inputs.send(key=key, value=codec.encode(clock_tick(load(stored).state, now)))
