@@ -4,6 +4,7 @@ the call's state says so; a call taken over by another worker may come back."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -44,7 +45,11 @@ def _live_call(bridge_url: str, token: str = TOKEN) -> CallState:
     )
 
 
-def _manager(gemini: FakeGemini) -> SessionManager:
+def _manager(live_sessions: int) -> SessionManager:
+    """A manager whose model accepts this many Live connections."""
+    gemini = FakeGemini()
+    for _ in range(live_sessions):
+        gemini.live()
     return SessionManager(
         directory=AgentDirectory(),
         connect_live=gemini.connect,
@@ -60,6 +65,14 @@ async def _settled(manager: SessionManager) -> None:
     await eventually(lambda: not manager.active)
 
 
+async def _talk_until_the_stream_stops(manager: SessionManager, edge: FakeEdge, state: CallState) -> None:
+    """Start the call's session, let the edge end its stream, wait for the session to end."""
+    manager.ensure(state)
+    await edge.connected.wait()
+    await edge.stop_stream()
+    await _settled(manager)
+
+
 class _Later:
     """``time`` for the manager, a minute on: every hold it set has run out."""
 
@@ -71,16 +84,10 @@ class _Later:
 async def test_a_late_live_state_after_the_stream_ended_starts_no_second_session(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    gemini = FakeGemini()
-    gemini.live()
-    gemini.live()
-    manager = _manager(gemini)
+    manager = _manager(2)
     async with FakeEdge() as edge:
         state = _live_call(edge.url)
-        manager.ensure(state)
-        await edge.connected.wait()
-        await edge.stop_stream()
-        await _settled(manager)
+        await _talk_until_the_stream_stops(manager, edge, state)
 
         # Long after, the clock ticks the call again: its MediaStreamStopped is still queued
         # behind other inputs, so the table says live.
@@ -93,14 +100,9 @@ async def test_a_late_live_state_after_the_stream_ended_starts_no_second_session
 
 
 async def test_a_new_stream_of_the_same_call_gets_a_session() -> None:
-    gemini = FakeGemini()
-    gemini.live()
-    manager = _manager(gemini)
+    manager = _manager(1)
     async with FakeEdge() as edge:
-        manager.ensure(_live_call(edge.url))
-        await edge.connected.wait()
-        await edge.stop_stream()
-        await _settled(manager)
+        await _talk_until_the_stream_stops(manager, edge, _live_call(edge.url))
 
         manager.ensure(_live_call(edge.url, token="token-of-the-next-stream"))
 
@@ -109,10 +111,7 @@ async def test_a_new_stream_of_the_same_call_gets_a_session() -> None:
 
 
 async def test_a_call_taken_over_by_another_worker_is_restarted_when_it_comes_back() -> None:
-    gemini = FakeGemini()
-    gemini.live()
-    gemini.live()
-    manager = _manager(gemini)
+    manager = _manager(2)
     async with FakeEdge() as edge:
         state = _live_call(edge.url)
         manager.ensure(state)
@@ -128,24 +127,14 @@ async def test_a_call_taken_over_by_another_worker_is_restarted_when_it_comes_ba
 
 
 async def test_the_ended_token_is_forgotten_once_the_call_is_seen_ended() -> None:
-    gemini = FakeGemini()
-    gemini.live()
-    gemini.live()
-    manager = _manager(gemini)
+    manager = _manager(2)
     async with FakeEdge() as edge:
         state = _live_call(edge.url)
-        manager.ensure(state)
-        await edge.connected.wait()
-        await edge.stop_stream()
-        await _settled(manager)
-        manager.ensure(CallState(**{**_fields(state), "status": CallStatus.ENDED}))
+        await _talk_until_the_stream_stops(manager, edge, state)
+        manager.ensure(dataclasses.replace(state, status=CallStatus.ENDED))
 
         manager.ensure(state)  # nothing is kept about it: a live state is a new decision
 
         await eventually(lambda: len(edge.connections) == 2)
         await edge.stop_stream()
         await _settled(manager)
-
-
-def _fields(state: CallState) -> dict[str, object]:
-    return {name: getattr(state, name) for name in CallState.__dataclass_fields__}
