@@ -43,13 +43,12 @@ async def serve_worker(connection: ServerConnection, node: EdgeNode) -> None:
     if not token:
         token = next(iter(parse_qs(target.query).get("token", [])), None)
     verdict = node.check_token(call_id, token)
-    if verdict == TokenCheck.ENDED:  # its worker had not heard yet: routine, not a security matter
-        node.metrics.incr("bridge.refused_call_ended")
-        log.info("bridge refused for call %s: the call has ended", call_id)
-        await connection.close(verdict, _REFUSALS[verdict])
-        return
     if verdict != TokenCheck.OK:
-        node.metrics.security_event("bridge_refused", f"call {call_id[:64]!r}: {_REFUSALS[verdict]}")
+        if verdict == TokenCheck.ENDED:  # its worker had not heard yet: routine, not an attack
+            node.metrics.incr("bridge.refused_call_ended")
+            log.info("bridge refused for call %s: the call has ended", call_id)
+        else:
+            node.metrics.security_event("bridge_refused", f"call {call_id[:64]!r}: {_REFUSALS[verdict]}")
         await connection.close(verdict, _REFUSALS[verdict])
         return
     call = node.calls[call_id]

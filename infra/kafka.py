@@ -20,7 +20,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from infra.backoff import wait_before
+from infra.backoff import retry_while
 from infra.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -153,23 +153,17 @@ def is_transient(err: BaseException | None) -> bool:
 
 
 async def send_until_acknowledged(
-    send: Callable[[], Awaitable[Awaitable[Any]]], backoff_s: Sequence[float], what: str
+    deliver: Callable[[], Awaitable[object]], backoff_s: Sequence[float], what: str
 ) -> None:
-    """Send a record and wait for its ack, sending the same record again for as long as the
-    broker is away (``is_transient``); an error that blames the record is raised.
+    """``deliver`` a record (it returns once the broker has acknowledged it), delivering the same
+    record again for as long as the broker is away (``is_transient``); an error that blames the
+    record is raised.
 
     For records with derived ids: a copy that landed before its ack was lost is byte-identical
     to the original, which consumers treat as a duplicate.
     """
-    attempt = 0
-    while True:
-        try:
-            await (await send())
-            return
-        except Exception as err:  # Faust wraps the producer's errors in its own ProducerSendError
-            if not is_transient(err):
-                raise
-            wait = wait_before(backoff_s, attempt)
-            attempt += 1
-            log.warning("%s not acknowledged (%r); sending it again in %.1f s", what, err, wait)
-            await asyncio.sleep(wait)
+
+    def say(err: BaseException, wait: float) -> None:
+        log.warning("%s not acknowledged (%r); sending it again in %.1f s", what, err, wait)
+
+    await retry_while(deliver, is_transient, backoff_s, say)

@@ -79,9 +79,10 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
         # and changelog writes in flight, which under load held each input up for seconds.
         # An outage is waited out (ADR 12): giving up here would decide the call's next input
         # from the old state and reuse this event's seq and id for a different event.
-        await send_until_acknowledged(
-            lambda: events.send(key=key, value=value), EMIT_BACKOFF_S, f"call event for {key.decode()}"
-        )
+        async def deliver() -> None:
+            await (await events.send(key=key, value=value))
+
+        await send_until_acknowledged(deliver, EMIT_BACKOFF_S, f"call event for {key.decode()}")
 
     sessions = _sessions(app, settings, codec, inputs) if streams.sessions_enabled else None
 
@@ -135,18 +136,16 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
             if stored is not None and partition_of(key) in owned:
                 yield key, load(stored).state.ended_since
 
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-    async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
-        keys.rebalanced()
+    async def on_rebalance(app: faust.App, partitions: Any, **kwargs: Any) -> None:
+        keys.rebalanced()  # the next tick rescans, and the scan keeps only owned partitions
+
+    app.on_partitions_revoked.connect(on_rebalance)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(on_rebalance)  # type: ignore[arg-type]
 
     @app.timer(interval=streams.tick_interval_s)  # type: ignore[untyped-decorator]
     async def clock() -> None:
         now = datetime.now(UTC)
-        owned = owned_partitions()
         for key in keys.to_tick(scan):
-            if partition_of(key) not in owned:  # lost in a rebalance since the last scan
-                keys.forgotten(key)
-                continue
             stored = calls.get(key)
             state = load(stored).state if stored is not None else None
             if state is None:
@@ -158,8 +157,6 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
             await inputs.send(key=key, value=codec.encode(clock_tick(state, now)))
             on_state(state)  # failover: the new owner of a partition resumes its calls here
         for key in keys.to_forget(now, retention):
-            if partition_of(key) not in owned:
-                continue  # its owner forgets it
             stored = calls.get(key)
             if stored is not None:  # the agent deletes it when the tick comes round, in order
                 await inputs.send(key=key, value=codec.encode(clock_tick(load(stored).state, now)))

@@ -10,7 +10,6 @@ runs the jobs again: at least once.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,9 +20,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from infra.backoff import wait_before
 from infra.eventlog.reading import probed_end_offsets
-from infra.kafka import is_transient, make_consumer, make_producer
+from infra.kafka import make_consumer, make_producer, send_until_acknowledged
 from infra.settings import Settings
 from schemas.agents import AgentVersionPublished
 from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, POSTCALL_EVENTS
@@ -185,20 +183,10 @@ PUBLISH_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 async def _send_until_taken(producer: AIOKafkaProducer, value: bytes, record: PostCallEvent) -> None:
     """Write a post-call event, waiting out a broker that is away: a summary or a delivery
-    record is never given up (its model call or HTTP request has already happened)."""
-    for attempt in itertools.count():
-        try:
-            await producer.send_and_wait(POSTCALL_EVENTS.name, value, record.call_id.encode())
-            return
-        except KafkaError as err:
-            if not is_transient(err):
-                raise  # too large, not authorised...: the job fails, and says so
-            wait = wait_before(PUBLISH_BACKOFF_S, attempt)
-            log.warning(
-                "could not write %s for call %s (%s); retrying in %.1fs",
-                type(record).__name__,
-                record.call_id,
-                err,
-                wait,
-            )
-            await asyncio.sleep(wait)
+    record is never given up (its model call or HTTP request has already happened); an error
+    that blames the record (too large...) fails the job, and says so."""
+    await send_until_acknowledged(
+        lambda: producer.send_and_wait(POSTCALL_EVENTS.name, value, record.call_id.encode()),
+        PUBLISH_BACKOFF_S,
+        f"{type(record).__name__} for call {record.call_id}",
+    )

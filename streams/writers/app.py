@@ -7,7 +7,6 @@ the aggregate's events from the events topic (ADR 0009).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import faust
 from aiokafka.partitioner import DefaultPartitioner
 
-from infra.backoff import wait_before
+from infra.backoff import retry_while
 from infra.deadletter import DeadLetterPublisher, RecordDecodeError, decode_record
 from infra.eventlog.reading import EventFilter, read_range
 from infra.kafka import is_transient
@@ -146,24 +145,24 @@ async def _handle_through_outages(
     head of its partition instead, and is decided afresh from the log each time, since some
     of its events may have landed before the error.
     """
-    attempt = 0
-    while True:
-        try:
-            return await handler.handle(states.get(key), command, emit, after_emit)
-        except Exception as err:  # Faust wraps the producer's errors in its own ProducerSendError
-            if not is_transient(err):
-                raise  # a bad command or a refusal no retry can cure: the caller dead-letters it
-            states.pop(key, None)
-            wait = wait_before(BROKER_RETRY_S, attempt)
-            attempt += 1
-            log.warning(
-                "%s for %s: the broker is unavailable (%s); retrying in %.1fs",
-                type(command).__name__,
-                key.decode(errors="replace"),
-                err,
-                wait,
-            )
-            await asyncio.sleep(wait)
+
+    def forget_and_say(err: BaseException, wait: float) -> None:
+        states.pop(key, None)
+        log.warning(
+            "%s for %s: the broker is unavailable (%s); retrying in %.1fs",
+            type(command).__name__,
+            key.decode(errors="replace"),
+            err,
+            wait,
+        )
+
+    # A bad command or a refusal no retry can cure is raised: the caller dead-letters it.
+    return await retry_while(
+        lambda: handler.handle(states.get(key), command, emit, after_emit),
+        is_transient,
+        BROKER_RETRY_S,
+        forget_and_say,
+    )
 
 
 # The partitioner the writers' producer sends events with. ``emit`` sends through a Faust

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
-
 import pytest
 from aiokafka.errors import KafkaConnectionError, RecordTooLargeError
 from faust.exceptions import ProducerSendError
@@ -21,14 +18,12 @@ class _Broker:
         self.failures = list(failures)
         self.sends = 0
 
-    async def send(self) -> Awaitable[object]:
+    async def send(self) -> str:
+        """Returns once acknowledged, as aiokafka's ``send_and_wait`` does."""
         self.sends += 1
-        ack: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if self.failures:
-            ack.set_exception(self.failures.pop(0))
-        else:
-            ack.set_result("offset 7")
-        return ack
+            raise self.failures.pop(0)
+        return "offset 7"
 
 
 def _wrapped(cause: BaseException) -> ProducerSendError:
