@@ -155,16 +155,20 @@ def test_loud_input_saturates_instead_of_wrapping() -> None:
     assert np.abs(out - np.clip(ideal, -32768, 32767)).max() <= 1.0
 
 
-@pytest.mark.parametrize(("src", "dst"), [(8000, 16000), (8000, 24000)])
-def test_interpolating_frames_match_one_block_of_the_whole_stream(src: int, dst: int) -> None:
-    # 20 ms frames take the block-product path; odd lengths take the strided one.
-    samples = (np.random.default_rng(3).standard_normal(src) * 8000).astype(np.int16)
+@pytest.mark.parametrize(
+    ("src", "dst", "frame"),
+    [(8000, 16000, 160), (8000, 24000, 160), (24000, 8000, 480), (24000, 8000, 24000), (16000, 8000, 320)],
+)
+def test_block_frames_match_one_block_of_the_whole_stream(src: int, dst: int, frame: int) -> None:
+    # 20 ms frames (and a whole second of agent audio) take the block-product path; odd
+    # lengths take the strided one.
+    samples = (np.random.default_rng(3).standard_normal(2 * src) * 8000).astype(np.int16)
     resampler = StreamingResampler.for_rates(src, dst)
-    framed = np.concatenate(_stream(resampler, samples, src // 50))
+    framed = np.concatenate(_stream(resampler, samples, frame))
     odd = np.concatenate(_stream(StreamingResampler.for_rates(src, dst), samples, 13))
-    reference = signal.upfirdn(resampler.taps, samples.astype(np.float64), resampler.up, 1)
+    reference = signal.upfirdn(resampler.taps, samples.astype(np.float64), resampler.up, resampler.down)
     assert np.abs(framed - np.clip(reference[: len(framed)], -32768, 32767)).max() <= 1.0
-    assert np.abs(framed[: len(odd)].astype(np.int32) - odd).max() <= 1
+    assert np.abs(framed[: len(odd)].astype(np.int32) - odd[: len(framed)]).max() <= 1
 
 
 def test_phone_band_interpolator_is_short_and_rejects_images_of_the_band() -> None:
