@@ -95,6 +95,7 @@ class SharedFollower:
 
     def __init__(self, bootstrap: str) -> None:
         self.watches: list[CallWatch] = []
+        self.events_by_type: dict[str, int] = {}  # what the broker carried, for its load
         self._kafka = KafkaSettings(bootstrap=bootstrap)
         self._codec = Codec.single_object()
 
@@ -102,6 +103,8 @@ class SharedFollower:
         await follow_call_events(self._kafka, ready, self._dispatch)
 
     async def _dispatch(self, key: bytes, value: bytes) -> None:
+        name = type(self._codec.decode(value)).__name__
+        self.events_by_type[name] = self.events_by_type.get(name, 0) + 1
         for watch in list(self.watches):  # calls end (and leave the list) meanwhile
             await watch.offer(key, value, self._codec)
 
@@ -236,6 +239,8 @@ async def run_level(
         "stream_to_session_s": _quantiles([r.stream_to_session_s for r in results]),
         "barge_ins": sum(r.barge_ins for r in results),
         "caller_turns": sum(r.turns for r in results),
+        "call_events_per_s": round(sum(follower.events_by_type.values()) / elapsed, 1),
+        "call_events_by_type": dict(sorted(follower.events_by_type.items(), key=lambda kv: -kv[1])),
         "platform_cpu_pct": round(total_cpu, 1),
         "platform_cpu_pct_per_call": round(total_cpu / n, 2),
         "simulator_cpu_pct": me.cpu_percent(None),
@@ -248,7 +253,10 @@ def _quantiles(values: list[float | None]) -> dict[str, float]:
     present = sorted(v for v in values if v is not None)
     if not present:
         return {}
-    at = lambda q: present[min(len(present) - 1, int(q * len(present)))]  # noqa: E731
+
+    def at(q: float) -> float:
+        return present[min(len(present) - 1, int(q * len(present)))]
+
     return {"p50": round(at(0.5), 3), "p99": round(at(0.99), 3), "max": round(present[-1], 3)}
 
 

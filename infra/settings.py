@@ -162,6 +162,18 @@ class StreamsSettings(BaseModel):
     rebalance_timeout_s: float = 5.0
     # Faust hard-codes a 1.5 s fetch wait; our transport lowers it (streams/faust_transport.py).
     fetch_max_wait_ms: int = 10
+    inputs_in_flight: int = Field(
+        default=1024,
+        ge=1,
+        description="Call inputs a calls worker applies at once (one at a time per call) before it "
+        "stops reading more",
+    )
+    commit_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the Faust workers commit their input offsets, in the background; "
+        "inputs since the last commit are read again after a crash and skipped (ADR 13)",
+    )
     sessions_enabled: bool = True
     tool_timeout_s: float = 5.0
     default_max_duration_s: int = 3600

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -22,6 +22,7 @@ from schemas.catalog import CALL_EVENTS, CALL_INPUTS
 from schemas.codec import Codec
 from schemas.ids import CallId
 from streams.calls.call_keys import CallKeys, Entry
+from streams.calls.serial import SerialPerKey
 from streams.calls.shell import CallInputHandler, clock_tick
 from streams.calls.snapshot import load
 from streams.calls.state import CallLimits, CallState
@@ -61,6 +62,9 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
         # bytes in and out, also when the table recovers from its changelog (JSON otherwise)
         key_type=bytes,
         value_type=bytes,
+        # Written from each call's own job, outside Faust's current-event context: the producer's
+        # partitioner puts a key in the partition its inputs come from (both keyed by call id).
+        use_partitioner=True,
     )
     retention = timedelta(seconds=streams.ended_call_retention_s)
     handler = CallInputHandler(
@@ -92,30 +96,47 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
         if sessions is not None:
             sessions.ensure(state)
 
+    serial = SerialPerKey(limit=streams.inputs_in_flight)
+
+    async def apply(event: faust.EventT[bytes], key: bytes, value: bytes) -> None:
+        message = event.message
+        try:
+            outcome = await handler.handle(calls.get(key), value, message.offset, emit, after_emit)
+        except Exception as err:  # a bug must not stop every other call
+            log.exception("call input %s@%d failed", message.topic, message.offset)
+            await dead_letters.publish(message, "handler_error", err)
+            return
+        if outcome.error is not None:
+            await dead_letters.publish(message, "undecodable", ValueError(outcome.error))
+        elif outcome.forget:
+            del calls[key]  # a tombstone in the changelog: recovery forgets it too
+            keys.forgotten(key)
+        elif outcome.snapshot is not None:
+            calls[key] = outcome.snapshot
+            state = load(outcome.snapshot).state
+            keys.stored(key, state.ended_since)
+            on_state(state)
+
     @app.agent(inputs)
     async def call_inputs(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        async for event in stream.events():
+        # Acked by hand once applied: Faust commits an offset only when every input before it
+        # is applied, and a rebalance waits for the inputs in flight (ADR 13).
+        manual = cast(faust.Stream[bytes], stream).noack()
+        async for event in manual.events():
             message = event.message
             key, value = message.key, message.value
             if not key or value is None:
                 await dead_letters.publish(message, "undecodable", ValueError("missing key or value"))
+                await manual.ack(event)
                 continue
-            try:
-                outcome = await handler.handle(calls.get(key), value, message.offset, emit, after_emit)
-            except Exception as err:  # a bug must not stop every other call
-                log.exception("call input %s@%d failed", message.topic, message.offset)
-                await dead_letters.publish(message, "handler_error", err)
-                continue
-            if outcome.error is not None:
-                await dead_letters.publish(message, "undecodable", ValueError(outcome.error))
-            elif outcome.forget:
-                del calls[key]  # a tombstone in the changelog: recovery forgets it too
-                keys.forgotten(key)
-            elif outcome.snapshot is not None:
-                calls[key] = outcome.snapshot
-                state = load(outcome.snapshot).state
-                keys.stored(key, state.ended_since)
-                on_state(state)
+
+            async def job(event: faust.EventT[bytes] = event, key: bytes = key, value: bytes = value) -> None:
+                try:
+                    await apply(event, key, value)
+                finally:
+                    await manual.ack(event)
+
+            await serial.submit(key, job)  # this call's inputs in order; other calls overlap
             yield None
 
     def owned_partitions() -> set[int]:
