@@ -163,10 +163,10 @@ class StreamsSettings(BaseModel):
     # Faust hard-codes a 1.5 s fetch wait; our transport lowers it (streams/faust_transport.py).
     fetch_max_wait_ms: int = 10
     inputs_in_flight: int = Field(
-        default=1024,
+        default=256,
         ge=1,
-        description="Call inputs a calls worker applies at once (one at a time per call) before it "
-        "stops reading more",
+        description="Call inputs a calls worker has read and not yet applied (one at a time per "
+        "call) before it stops reading more; a rebalance waits for them, so keep it small",
     )
     commit_interval_s: float = Field(
         default=1.0,

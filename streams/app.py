@@ -13,15 +13,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import faust
+from faust.tables.base import Collection
 
+from infra.backoff import retry_while
 from infra.deadletter import DeadLetterPublisher
-from infra.kafka import make_consumer, send_until_acknowledged, stop_consumer
+from infra.kafka import is_transient, make_consumer, send_until_acknowledged, stop_consumer
 from infra.settings import Settings
 from schemas.calls import CallInput
 from schemas.catalog import CALL_EVENTS, CALL_INPUTS
 from schemas.codec import Codec
 from schemas.ids import CallId
 from streams.calls.call_keys import CallKeys, Entry
+from streams.calls.in_order import InOrderAcks, Ticket
 from streams.calls.serial import SerialPerKey
 from streams.calls.shell import CallInputHandler, clock_tick
 from streams.calls.snapshot import load
@@ -97,6 +100,16 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
             sessions.ensure(state)
 
     serial = SerialPerKey(limit=streams.inputs_in_flight)
+    acks: InOrderAcks[faust.EventT[bytes]] = InOrderAcks()
+
+    async def dead_letter(message: faust.types.Message, reason: str, err: BaseException) -> None:
+        # Through an outage too: the input is acked only once its dead letter is written.
+        await retry_while(
+            lambda: dead_letters.publish(message, reason, err),
+            is_transient,
+            EMIT_BACKOFF_S,
+            lambda why, wait: log.warning("dead letter not written (%r); again in %.1fs", why, wait),
+        )
 
     async def apply(event: faust.EventT[bytes], key: bytes, value: bytes) -> None:
         message = event.message
@@ -104,10 +117,10 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
             outcome = await handler.handle(calls.get(key), value, message.offset, emit, after_emit)
         except Exception as err:  # a bug must not stop every other call
             log.exception("call input %s@%d failed", message.topic, message.offset)
-            await dead_letters.publish(message, "handler_error", err)
+            await dead_letter(message, "handler_error", err)
             return
         if outcome.error is not None:
-            await dead_letters.publish(message, "undecodable", ValueError(outcome.error))
+            await dead_letter(message, "undecodable", ValueError(outcome.error))
         elif outcome.forget:
             del calls[key]  # a tombstone in the changelog: recovery forgets it too
             keys.forgotten(key)
@@ -119,24 +132,35 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
 
     @app.agent(inputs)
     async def call_inputs(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        # Acked by hand once applied: Faust commits an offset only when every input before it
-        # is applied, and a rebalance waits for the inputs in flight (ADR 13).
+        # Acked by hand once applied, in read order per partition (InOrderAcks): Faust commits
+        # an offset only past inputs that are applied, and a rebalance waits for those in
+        # flight (ADR 13).
         manual = cast(faust.Stream[bytes], stream).noack()
+        topic = inputs.get_topic_name()
         async for event in manual.events():
-            message = event.message
-            key, value = message.key, message.value
-            if not key or value is None:
-                await dead_letters.publish(message, "undecodable", ValueError("missing key or value"))
-                await manual.ack(event)
-                continue
+            # The table writes by the producer's partitioner, so Faust no longer checks that
+            # its changelog has as many partitions as the inputs; this restores that check.
+            cast(Collection, calls)._verify_source_topic_partitions(topic)
+            ticket = acks.taken(event.message.tp, event)
 
-            async def job(event: faust.EventT[bytes] = event, key: bytes = key, value: bytes = value) -> None:
+            async def job(event: faust.EventT[bytes] = event, ticket: Ticket[Any] = ticket) -> None:
+                message = event.message
                 try:
-                    await apply(event, key, value)
-                finally:
-                    await manual.ack(event)
+                    if not message.key or message.value is None:
+                        await dead_letter(message, "undecodable", ValueError("missing key or value"))
+                    else:
+                        await apply(event, message.key, message.value)
+                except Exception as err:
+                    # Not applied and not dead-lettered: acking it would lose it, and the call's
+                    # next input would be decided from a state that misses it. Stop the worker;
+                    # its successor reads the input again (nothing after it was committed).
+                    log.critical("call input %s@%d not applied; stopping", message.topic, message.offset)
+                    await app.crash(err)
+                    return
+                for applied in acks.done(ticket):
+                    await manual.ack(applied)
 
-            await serial.submit(key, job)  # this call's inputs in order; other calls overlap
+            await serial.submit(event.message.key or b"", job)  # this call's inputs in order
             yield None
 
     def owned_partitions() -> set[int]:

@@ -20,7 +20,8 @@ class SerialPerKey:
     do not depend on each other, so their waits overlap here instead of queueing one behind
     another. `submit` waits while `limit` jobs are in flight: that is the back-pressure on the
     consumer. A job must handle its own errors; one that raises anyway is logged, and the
-    key's next job still runs.
+    key's next job still runs. Cancelled (the worker stopping), a key's remaining jobs are
+    dropped unrun: their inputs were never acked, so they are read again.
     """
 
     def __init__(self, limit: int) -> None:
@@ -63,6 +64,10 @@ class SerialPerKey:
                     queue.popleft()
                     self._slots.release()
         finally:
+            if queue:  # cancelled (the worker is stopping): the jobs never run give back their slots
+                for _ in queue:
+                    self._slots.release()
+                queue.clear()
             # No await between the empty check and this: a submit sees either the queue or none.
             if self._queues.get(key) is queue:
                 del self._queues[key]

@@ -92,3 +92,21 @@ async def test_a_key_whose_jobs_are_done_starts_afresh() -> None:
 def test_the_limit_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         SerialPerKey(limit=0)
+
+
+async def test_cancelled_runners_give_back_the_slots_of_jobs_never_run() -> None:
+    serial, log = SerialPerKey(limit=3), []
+    gate = asyncio.Event()
+    await serial.submit("call-1", _recording(log, "stuck", gate))
+    await serial.submit("call-1", _recording(log, "never"))
+    await serial.submit("call-1", _recording(log, "never either"))
+    await asyncio.sleep(0.01)
+    for runner in list(serial._runners):
+        runner.cancel()
+    await asyncio.sleep(0.01)
+    assert serial.in_flight == 0
+    assert log == ["start stuck"]
+    # All three slots are free again.
+    for name in "abc":
+        await asyncio.wait_for(serial.submit(name, _recording(log, name)), timeout=1)
+    await serial.idle()
