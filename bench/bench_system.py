@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import psutil
+from aiokafka import TopicPartition
 from rich.console import Console
 
 ROOT = Path(__file__).parents[1]
@@ -38,12 +39,17 @@ sys.path.insert(0, str(ROOT))
 
 from edge.audio.speech import synthesize, to_rate  # noqa: E402
 from edge.twiml import media_stream_url  # noqa: E402
+from infra.kafka import make_consumer, stop_consumer  # noqa: E402
 from infra.process import free_port  # noqa: E402
 from infra.settings import KafkaSettings  # noqa: E402
+from schemas.catalog import CALL_EVENTS  # noqa: E402
 from schemas.codec import Codec  # noqa: E402
 from voiceagent.caller import SimulatedCaller, to_frames  # noqa: E402
 from voiceagent.devfile import DevAddresses  # noqa: E402
-from voiceagent.simulate import CallWatch, SimulationError, _answer, follow_call_events  # noqa: E402
+from voiceagent.simulate import CallWatch, SimulationError, _answer  # noqa: E402
+
+# Facts whose time from producer to the events topic is reported: the calls worker's hop.
+LAG_TRACKED = ("MediaStreamStarted", "GeminiSessionOpened", "CallerSpeechStarted")
 
 PHRASES = ["Hello, are you open today?", "Can I book a table for two?", "What is on the menu tonight?"]
 
@@ -96,15 +102,39 @@ class SharedFollower:
     def __init__(self, bootstrap: str) -> None:
         self.watches: list[CallWatch] = []
         self.events_by_type: dict[str, int] = {}  # what the broker carried, for its load
+        # Per tracked fact: its producer -> the calls worker's event on the log (the platform's
+        # hop), and that event -> read here (this process's own lag). One machine, one clock.
+        self.hop_s: dict[str, list[float]] = {name: [] for name in LAG_TRACKED}
+        self.reader_lag_s: list[float] = []
         self._kafka = KafkaSettings(bootstrap=bootstrap)
         self._codec = Codec.single_object()
 
     async def run(self, ready: asyncio.Event) -> None:
-        await follow_call_events(self._kafka, ready, self._dispatch)
+        consumer = make_consumer(self._kafka, group_id=None)
+        await consumer.start()
+        try:
+            parts = [
+                TopicPartition(CALL_EVENTS.name, p)
+                for p in consumer.partitions_for_topic(CALL_EVENTS.name) or ()
+            ]
+            consumer.assign(parts)
+            await consumer.seek_to_end(*parts)
+            ready.set()
+            while True:
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    for record in records:
+                        if record.key is not None and record.value is not None:
+                            await self._dispatch(record.key, record.value, record.timestamp / 1000)
+        finally:
+            await stop_consumer(consumer)
 
-    async def _dispatch(self, key: bytes, value: bytes) -> None:
-        name = type(self._codec.decode(value)).__name__
+    async def _dispatch(self, key: bytes, value: bytes, logged_at: float) -> None:
+        event = self._codec.decode(value)
+        name = type(event).__name__
         self.events_by_type[name] = self.events_by_type.get(name, 0) + 1
+        if name in self.hop_s:
+            self.hop_s[name].append(logged_at - event.occurred_at.timestamp())  # type: ignore[union-attr]
+            self.reader_lag_s.append(time.time() - logged_at)
         for watch in list(self.watches):  # calls end (and leave the list) meanwhile
             await watch.offer(key, value, self._codec)
 
@@ -239,6 +269,8 @@ async def run_level(
         "stream_to_session_s": _quantiles([r.stream_to_session_s for r in results]),
         "barge_ins": sum(r.barge_ins for r in results),
         "caller_turns": sum(r.turns for r in results),
+        "fact_to_event_log_s": {name: _quantiles(list(v)) for name, v in follower.hop_s.items()},
+        "event_log_to_bench_s": _quantiles(list(follower.reader_lag_s)),
         "call_events_per_s": round(sum(follower.events_by_type.values()) / elapsed, 1),
         "call_events_by_type": dict(sorted(follower.events_by_type.items(), key=lambda kv: -kv[1])),
         "platform_cpu_pct": round(total_cpu, 1),

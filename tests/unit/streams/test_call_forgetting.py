@@ -1,4 +1,4 @@
-"""The calls shell forgets a call once it has been over for the retention, decided on the tick's time."""
+"""The calls shell on clock ticks: ended calls forgotten after the retention; quiet ticks store nothing."""
 
 from __future__ import annotations
 
@@ -80,3 +80,17 @@ async def test_a_fact_for_a_forgotten_call_changes_nothing() -> None:
     assert gone is None
     late = await handler.handle(gone, CODEC.encode(recording(60 + 3601)), 99, _Log().emit)
     assert (late.snapshot, late.emitted, late.forget) == (None, 0, False)
+
+
+async def test_a_tick_that_fires_no_timer_stores_nothing_and_one_that_fires_stores_its_events() -> None:
+    handler = CallInputHandler(CODEC, LIMITS)
+    stored, _ = await _run(handler, None, received(0), stream_started(1))
+    assert stored is not None
+    quiet = await handler.handle(stored, CODEC.encode(tick(5)), load(stored).input_offset + 1, _Log().emit)
+    assert quiet == Outcome(None, 0)  # no changelog write a second per live call
+    log = _Log()
+    due = await handler.handle(stored, CODEC.encode(tick(LIMITS.max_duration_s + 2)), 99, log.emit)
+    assert due.emitted >= 1
+    assert log.sent
+    assert due.snapshot is not None
+    assert load(due.snapshot).input_offset == 99
