@@ -24,7 +24,7 @@ from api.agent_versions import config_diff, config_input, etag, expected_version
 from api.command_http import envelope, settle
 from api.commands import new_id
 from api.deps import Admin, ContextDep, SessionDep, Viewer
-from api.problems import ProblemError, field_errors, unavailable
+from api.problems import ProblemError, event_log_refused, field_errors
 from projections import queries
 from schemas.agents import AgentConfig, ArchiveAgent, CreateAgent, PublishAgentVersion
 from schemas.ids import AgentId
@@ -78,9 +78,11 @@ async def create_agent(
             # The agent exists; a blind retry of this request would create a second one.
             await store.audit(session, principal, "agent.create", "agent", agent_id, correlation_id=last)
             await session.commit()
-            raise unavailable(
+            raise event_log_refused(
+                err,
                 f"agent {agent_id} was created but the event log became unavailable before its first "
                 f"version was written; publish it with POST /api/agents/{agent_id}/versions",
+                done=f"agent {agent_id} was created but its first version was not written",
                 agent_id=agent_id,
             ) from err
         last = publish.correlation_id

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from api import store
 from api.commands import new_id, now
 from api.deps import ContextDep, Operator, SessionDep, Viewer
-from api.problems import ProblemError, unavailable
+from api.problems import ProblemError, event_log_refused
 from projections import dialer_queries, queries
 from schemas.dialer import CancelCampaign, CreateCampaign, PauseCampaign, PlaceCall, ResumeCampaign
 from schemas.envelope import derive_event_id
@@ -253,10 +253,13 @@ async def _send_campaign(
             await asyncio.gather(*(context.bus.send(c) for c in commands[start : start + _SEND_CHUNK]))
     except KafkaError as err:
         # Part of the campaign is queued; a blind retry would dial those numbers twice.
-        raise unavailable(
+        raise event_log_refused(
+            err,
             f"campaign {campaign_id} was created but the event log became unavailable while its "
             f"numbers were queued; cancel it (POST /api/campaigns/{campaign_id}/cancel) before "
             "sending the list again",
+            done=f"campaign {campaign_id} was created but not all its numbers were queued; cancel it "
+            f"(POST /api/campaigns/{campaign_id}/cancel) before sending a smaller list",
             campaign_id=campaign_id,
         ) from err
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalErr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra.db import is_database_outage
+from infra.kafka import TOO_LARGE_ERRORS, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,22 @@ class ProblemError(Exception):
 def unavailable(detail: str, **extra: Any) -> ProblemError:
     """A 503 that tells the client when to try again (the broker or the database is away)."""
     return ProblemError(503, detail, headers={"Retry-After": str(RETRY_AFTER_S)}, **extra)
+
+
+def event_log_refused(
+    err: KafkaError, unavailable_detail: str, *, done: str = "", **extra: Any
+) -> ProblemError:
+    """The problem for a failed write to the event log: a 503 when the broker is away (a retry
+    may succeed), else the record's own fault, where a retry never helps (no Retry-After).
+    `done` says what the request did complete before the failed write, if anything."""
+    if is_transient(err):
+        return unavailable(unavailable_detail, **extra)
+    prefix = f"{done}: " if done else ""
+    if isinstance(err, TOO_LARGE_ERRORS):
+        return ProblemError(
+            413, f"{prefix}the request makes an event larger than the event log accepts; send less", **extra
+        )
+    return ProblemError(500, f"{prefix}the event log refused the request's event as invalid", **extra)
 
 
 def _respond(exc: ProblemError) -> JSONResponse:
@@ -80,12 +97,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(KafkaError)
     async def _broker(request: Request, exc: KafkaError) -> JSONResponse:
-        # The broker is away (or refused the write): a transient outage, not a bad request.
-        log.error("event log unavailable during %s %s: %r", request.method, request.url.path, exc)
+        # The broker is away (a transient outage, not a bad request), or it refused the record.
+        log.error("event log write failed during %s %s: %r", request.method, request.url.path, exc)
         return _respond(
-            unavailable(
+            event_log_refused(
+                exc,
                 "the event log (Kafka) is unavailable, so the request may not have been completed; "
-                "check before retrying a create, or retry shortly"
+                "check before retrying a create, or retry shortly",
             )
         )
 

@@ -123,13 +123,10 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-RECORD_ERRORS = (
-    MessageSizeTooLargeError,
-    RecordTooLargeError,
-    RecordListTooLargeError,
-    CorruptRecordException,
-    InvalidMessageError,
-)
+TOO_LARGE_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+"""The record is larger than the producer or the broker accepts."""
+
+RECORD_ERRORS = (*TOO_LARGE_ERRORS, CorruptRecordException, InvalidMessageError)
 """Broker errors that blame the record, not the broker: no retry can cure them."""
 
 
