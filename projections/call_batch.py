@@ -33,16 +33,15 @@ def fold_batch(existing: dict[str, call_view.CallView], events: list[calls.CallE
     """Fold ``events`` (in order) over the stored views; an event of another tenant is refused."""
     batch = CallBatch(views=dict(existing))
     for index, event in enumerate(events):
-        before = batch.views.get(event.call_id) or call_view.initial(event)
+        known = batch.views.get(event.call_id)
+        before = known or call_view.initial(event)
         if before.tenant_id != event.tenant_id:
             batch.refused.append((index, f"call {event.call_id} belongs to another tenant"))
             continue
         after = call_view.evolve(before, event)
         batch.views[event.call_id] = after
         batch.changed.add(event.call_id)
-        # Both days: a call whose start moves must leave the old day's figures too.
-        _mark(batch, before)
-        _mark(batch, after)
+        batch.dirty_days |= analytics_days(known, after)
         batch.timeline.append(call_view.timeline_row(event))
         _side_rows(batch, event)
     return batch
@@ -54,10 +53,29 @@ def day_of(view: call_view.CallView) -> DayKey | None:
     return view.tenant_id, view.agent_id, view.started_at.astimezone(UTC).date()
 
 
-def _mark(batch: CallBatch, view: call_view.CallView) -> None:
-    day = day_of(view)
-    if day is not None:
-        batch.dirty_days.add(day)
+# What analytics_daily reads of a call row. Most events (transcript pieces, marks, usage,
+# resumption handles) change none of it, and recomputing a day scans all of that day's calls.
+_ANALYTICS_FIELDS = (
+    "agent_id",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "status",
+    "duration_ms",
+    "interruptions",
+    "tool_calls",
+    "first_agent_audio_ms",
+)
+
+
+def analytics_days(before: call_view.CallView | None, after: call_view.CallView) -> set[DayKey]:
+    """The analytics days to recompute after a call row went from ``before`` (None: no row yet).
+
+    Both days when the figures changed: a call whose start moves must leave the old day's too.
+    """
+    if before is not None and all(getattr(before, f) == getattr(after, f) for f in _ANALYTICS_FIELDS):
+        return set()
+    return {day for day in (day_of(before) if before else None, day_of(after)) if day is not None}
 
 
 def _side_rows(batch: CallBatch, event: calls.CallEvent) -> None:

@@ -86,11 +86,9 @@ class CallProjection:
         found = (await session.execute(query)).mappings().one_or_none()
         if found is not None and found["tenant_id"] != record.tenant_id:
             raise UnappliableError(f"call {record.call_id} belongs to another tenant")
-        before = _view_of(found) if found is not None else call_view.initial(record)
-        view = call_view.evolve(before, record)
-        for day in (call_batch.day_of(before), call_batch.day_of(view)):
-            if day is not None:
-                self._dirty_days.add(day)
+        known = _view_of(found) if found is not None else None
+        view = call_view.evolve(known or call_view.initial(record), record)
+        self._dirty_days |= call_batch.analytics_days(known, view)
         await _upsert(session, Call, view.row(), ["call_id"])
         await session.execute(
             insert(CallEvent).values(call_view.timeline_row(record)).on_conflict_do_nothing()
