@@ -258,8 +258,8 @@ async def _send_campaign(
             f"campaign {campaign_id} was created but the event log became unavailable while its "
             f"numbers were queued; cancel it (POST /api/campaigns/{campaign_id}/cancel) before "
             "sending the list again",
-            done=f"campaign {campaign_id} was created but not all its numbers were queued; cancel it "
-            f"(POST /api/campaigns/{campaign_id}/cancel) before sending a smaller list",
+            done=f"campaign {campaign_id} was created but not all its numbers were queued (cancel it: "
+            f"POST /api/campaigns/{campaign_id}/cancel)",
             campaign_id=campaign_id,
         ) from err
 

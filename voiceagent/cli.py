@@ -8,11 +8,10 @@ import logging
 import typer
 from aiokafka.errors import KafkaError
 from rich.console import Console
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from infra.db import is_database_outage
 from infra.eventlog.cli import archive_app, events_app
-from infra.kafka import is_transient
 from infra.migrate import upgrade_database
 from infra.settings import Settings
 from infra.topics import ensure_topics
@@ -74,15 +73,12 @@ def main() -> None:
     try:
         app()  # usage errors and --help end here with typer's own messages and exit codes
     except KafkaError as err:
-        if not is_transient(err):
-            console.print(f"[red]the broker refused the request ({type(err).__name__}: {err})[/]")
-            raise SystemExit(1) from None
         console.print(
             f"[red]the broker could not be reached or refused the request ({type(err).__name__}: {err})[/]\n"
             "Is it running, and does VOICE_KAFKA__BOOTSTRAP point at it? `voiceagent doctor` checks."
         )
         raise SystemExit(3) from None
-    except DBAPIError as err:
+    except (OperationalError, InterfaceError) as err:
         if not is_database_outage(err):  # reachable, and it refused this statement
             console.print(f"[red]the database refused the request: {err.orig}[/]")
             raise SystemExit(1) from None

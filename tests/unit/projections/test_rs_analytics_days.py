@@ -53,3 +53,13 @@ def test_rs_every_event_of_a_call_that_changes_the_row_for_analytics_is_caught()
         )
         if any(getattr(stored["c1"], f) != getattr(final, f) for f in fields):
             assert batch.dirty_days == {DAY}
+
+
+def test_rs_the_fields_watched_are_every_call_column_the_analytics_statement_reads() -> None:
+    import re
+
+    from projections.call_projection import _ANALYTICS_SQL
+
+    read = set(re.findall(r"\bc\.(\w+)", str(_ANALYTICS_SQL)))
+    # call_id is the row's key and tenant_id never changes on a row (another tenant is refused).
+    assert read - {"call_id", "tenant_id"} == set(call_batch._ANALYTICS_FIELDS)
