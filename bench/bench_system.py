@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 import psutil
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord
 from rich.console import Console
 
 ROOT = Path(__file__).parents[1]
@@ -39,14 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 from edge.audio.speech import synthesize, to_rate  # noqa: E402
 from edge.twiml import media_stream_url  # noqa: E402
-from infra.kafka import make_consumer, stop_consumer  # noqa: E402
 from infra.process import free_port  # noqa: E402
 from infra.settings import KafkaSettings  # noqa: E402
-from schemas.catalog import CALL_EVENTS  # noqa: E402
 from schemas.codec import Codec  # noqa: E402
 from voiceagent.caller import SimulatedCaller, to_frames  # noqa: E402
 from voiceagent.devfile import DevAddresses  # noqa: E402
-from voiceagent.simulate import CallWatch, SimulationError, _answer  # noqa: E402
+from voiceagent.simulate import CallWatch, SimulationError, _answer, follow_call_records  # noqa: E402
 
 # Facts whose time from producer to the events topic is reported: the calls worker's hop.
 LAG_TRACKED = ("MediaStreamStarted", "GeminiSessionOpened", "CallerSpeechStarted")
@@ -110,25 +108,12 @@ class SharedFollower:
         self._codec = Codec.single_object()
 
     async def run(self, ready: asyncio.Event) -> None:
-        consumer = make_consumer(self._kafka, group_id=None)
-        await consumer.start()
-        try:
-            parts = [
-                TopicPartition(CALL_EVENTS.name, p)
-                for p in consumer.partitions_for_topic(CALL_EVENTS.name) or ()
-            ]
-            consumer.assign(parts)
-            await consumer.seek_to_end(*parts)
-            ready.set()
-            while True:
-                for records in (await consumer.getmany(timeout_ms=100)).values():
-                    for record in records:
-                        if record.key is not None and record.value is not None:
-                            await self._dispatch(record.key, record.value, record.timestamp / 1000)
-        finally:
-            await stop_consumer(consumer)
+        await follow_call_records(self._kafka, ready, self._dispatch)
 
-    async def _dispatch(self, key: bytes, value: bytes, logged_at: float) -> None:
+    async def _dispatch(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        key, value, logged_at = record.key, record.value, record.timestamp / 1000
+        if key is None or value is None:
+            return
         event = self._codec.decode(value)
         name = type(event).__name__
         self.events_by_type[name] = self.events_by_type.get(name, 0) + 1

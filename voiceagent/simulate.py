@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 import numpy.typing as npt
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from rich.console import Console
 from twilio.request_validator import RequestValidator
 
@@ -61,6 +61,20 @@ async def follow_call_events(
     kafka: KafkaSettings, ready: asyncio.Event, on_record: Callable[[bytes, bytes], Awaitable[None]]
 ) -> None:
     """Hand every call event from now on (each partition from its end) to ``on_record``; forever."""
+
+    async def offer(record: ConsumerRecord[bytes, bytes]) -> None:
+        if record.key is not None and record.value is not None:
+            await on_record(record.key, record.value)
+
+    await follow_call_records(kafka, ready, offer)
+
+
+async def follow_call_records(
+    kafka: KafkaSettings,
+    ready: asyncio.Event,
+    on_record: Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]],
+) -> None:
+    """Hand every call-event record from now on (each partition from its end) to ``on_record``; forever."""
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
     try:
@@ -73,8 +87,7 @@ async def follow_call_events(
         while True:
             for records in (await consumer.getmany(timeout_ms=100)).values():
                 for record in records:
-                    if record.key is not None and record.value is not None:
-                        await on_record(record.key, record.value)
+                    await on_record(record)
     finally:
         await stop_consumer(consumer)
 
