@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edge.audio import mulaw
 from edge.audio.speech import synthesize, to_rate
@@ -159,3 +160,31 @@ def test_a_mark_without_new_audio_adds_no_silence() -> None:
     playback.mark("only")
     assert playback.pop() == MarkItem("only")
     assert playback.pop() is None
+
+
+def _played(chunks: list[bytes]) -> list[bytes]:
+    playback = Playback()
+    playback.begin_utterance("u1")
+    for chunk in chunks:
+        playback.enqueue(chunk)
+    playback.mark("end")
+    items = [playback.pop() for _ in range(len(playback))]
+    return [i.mulaw for i in items if isinstance(i, AudioItem)]
+
+
+def test_chunks_of_any_sample_count_play_as_one_piece_would() -> None:
+    # A model's chunks need not hold whole groups of three samples (24 kHz -> 8 kHz); the
+    # playback carries the rest over, so the resampler stays on its phase and its fast path.
+    speech = (np.sin(np.arange(24000) * 2 * np.pi * 300 / 24000) * 8000).astype("<i2").tobytes()
+    whole = _played([speech])
+    odd = _played([speech[i : i + 2002] for i in range(0, len(speech), 2002)])  # 1,001 samples
+    assert len(odd) == len(whole)
+    decoded = [np.frombuffer(mulaw.decode_to_bytes(b"".join(frames)), dtype="<i2") for frames in (whole, odd)]
+    assert np.abs(decoded[0].astype(np.int32) - decoded[1]).max() <= 64  # one μ-law step at most
+
+
+def test_an_odd_number_of_bytes_is_refused() -> None:
+    playback = Playback()
+    playback.begin_utterance("u1")
+    with pytest.raises(ValueError, match="even number of bytes"):
+        playback.enqueue(b"\x00\x01\x02")
