@@ -32,17 +32,18 @@ import psutil
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiokafka import TopicPartition  # noqa: E402
+from aiokafka import ConsumerRecord  # noqa: E402
 
 from infra.embedded import start_broker  # noqa: E402
-from infra.kafka import make_consumer, make_producer  # noqa: E402
+from infra.kafka import make_producer  # noqa: E402
 from infra.settings import KafkaSettings  # noqa: E402
 from infra.topics import ensure_topics  # noqa: E402
 from schemas.call_media import MediaStreamStarted, TranscriptSegment  # noqa: E402
 from schemas.calls import CallReceived  # noqa: E402
-from schemas.catalog import CALL_EVENTS, CALL_INPUTS  # noqa: E402
+from schemas.catalog import CALL_INPUTS  # noqa: E402
 from schemas.codec import Codec  # noqa: E402
 from schemas.ids import AgentId, CallId, CorrelationId, EventId, TenantId  # noqa: E402
+from voiceagent.simulate import follow_call_records  # noqa: E402
 
 CODEC = Codec.single_object()
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -106,29 +107,16 @@ class Ledger:
         return (occurred_at - EPOCH) // timedelta(microseconds=1)
 
 
-async def _follow(kafka: KafkaSettings, ledger: Ledger, ready: asyncio.Event, stop: asyncio.Event) -> None:
-    consumer = make_consumer(kafka, group_id=None, fetch_max_wait_ms=5)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(CALL_EVENTS.name, p) for p in consumer.partitions_for_topic(CALL_EVENTS.name) or ()
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        ready.set()
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=50, max_records=2000)
-            now = time.monotonic()
-            for records in batches.values():
-                for record in records:
-                    occurred_at = getattr(CODEC.decode(record.value), "occurred_at", None)
-                    if occurred_at is None:
-                        continue
-                    sent = ledger.sent.pop(ledger.stamp_of(occurred_at), None)
-                    if sent is not None:
-                        ledger.latency_s.append(now - sent)
-    finally:
-        await consumer.stop()
+async def _follow(kafka: KafkaSettings, ledger: Ledger, ready: asyncio.Event) -> None:
+    """Time every event that names an input of the ledger; forever (cancel it)."""
+
+    async def read(record: ConsumerRecord[bytes, bytes]) -> None:
+        occurred_at = getattr(CODEC.decode(record.value), "occurred_at", None) if record.value else None
+        sent = ledger.sent.pop(ledger.stamp_of(occurred_at), None) if occurred_at else None
+        if sent is not None:
+            ledger.latency_s.append(time.monotonic() - sent)
+
+    await follow_call_records(kafka, ready, read, fetch_max_wait_ms=5)
 
 
 async def _drive(
@@ -140,7 +128,6 @@ async def _drive(
     pending: set[asyncio.Future[Any]] = set()
 
     async def send(record: Any) -> None:
-        nonlocal stamp
         ledger.sent[ledger.stamp_of(record.occurred_at)] = time.monotonic()
         future = await producer.send(CALL_INPUTS.name, CODEC.encode(record), record.call_id.encode())
         pending.add(future)
@@ -196,12 +183,11 @@ async def _level(
     )
     worker = _spawn_worker(env, data_dir / "worker.log")
     try:
-        ledger, ready, stop = Ledger(), asyncio.Event(), asyncio.Event()
-        follower = asyncio.create_task(_follow(kafka, ledger, ready, stop))
+        ledger, ready = Ledger(), asyncio.Event()
+        follower = asyncio.create_task(_follow(kafka, ledger, ready))
         await ready.wait()
         # The worker has joined once a first call's events come back.
-        probe = Ledger()
-        await _drive_until_answered(kafka, probe, ledger)
+        await _drive_until_answered(kafka, ledger)
         procs = {
             "worker": psutil.Process(worker.pid),
             "broker": psutil.Process(broker_pid),
@@ -211,8 +197,8 @@ async def _level(
         driven = await _drive(kafka, args.calls, args.rate, args.seconds, ledger)
         await asyncio.sleep(2.0)  # let the last inputs through
         cpu1, wall1 = {k: _busy(p) for k, p in procs.items()}, time.monotonic()
-        stop.set()
-        await follower
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
         return {
             "calls": args.calls,
             "inputs_per_call_second": args.rate,
@@ -237,7 +223,7 @@ def _spawn_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes
         return subprocess.Popen([sys.executable, "-m", "streams"], cwd=ROOT, env=env, stdout=log, stderr=log)
 
 
-async def _drive_until_answered(kafka: KafkaSettings, probe: Ledger, ledger: Ledger) -> None:
+async def _drive_until_answered(kafka: KafkaSettings, ledger: Ledger) -> None:
     """Send one call's opening until its events come back: the worker has its partitions."""
     producer = make_producer(kafka)
     await producer.start()

@@ -186,10 +186,8 @@ class Playback:
             return
         self._dirty = False
         odd, self._odd = self._odd, b""
-        head = self._resampler.process(np.frombuffer(odd, dtype="<i2")) if odd else None
-        tail = self._resampler.flush()
-        if head is not None and head.size:
-            tail = np.concatenate([head, tail])
+        pieces = [self._resampler.process(np.frombuffer(odd, dtype="<i2"))] if odd else []
+        tail = np.concatenate([*pieces, self._resampler.flush()])
         frames = self._chunker.push(mulaw.encode(tail)) if tail.size else []
         last = self._chunker.flush(pad=_SILENCE)
         if last is not None:

@@ -15,9 +15,8 @@ from typing import Any, cast
 import faust
 from faust.tables.base import Collection
 
-from infra.backoff import retry_while
 from infra.deadletter import DeadLetterPublisher
-from infra.kafka import is_transient, make_consumer, send_until_acknowledged, stop_consumer
+from infra.kafka import make_consumer, send_until_acknowledged, stop_consumer
 from infra.settings import Settings
 from schemas.calls import CallInput
 from schemas.catalog import CALL_EVENTS, CALL_INPUTS
@@ -104,11 +103,10 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
 
     async def dead_letter(message: faust.types.Message, reason: str, err: BaseException) -> None:
         # Through an outage too: the input is acked only once its dead letter is written.
-        await retry_while(
+        await send_until_acknowledged(
             lambda: dead_letters.publish(message, reason, err),
-            is_transient,
             EMIT_BACKOFF_S,
-            lambda why, wait: log.warning("dead letter not written (%r); again in %.1fs", why, wait),
+            f"dead letter for {message.topic}@{message.offset}",
         )
 
     async def apply(event: faust.EventT[bytes], key: bytes, value: bytes) -> None:

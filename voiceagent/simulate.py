@@ -73,9 +73,12 @@ async def follow_call_records(
     kafka: KafkaSettings,
     ready: asyncio.Event,
     on_record: Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]],
+    **consumer_options: Any,
 ) -> None:
-    """Hand every call-event record from now on (each partition from its end) to ``on_record``; forever."""
-    consumer = make_consumer(kafka, group_id=None)
+    """Hand every call-event record from now on (each partition from its end) to ``on_record``; forever.
+
+    ``consumer_options`` override the consumer's settings (a bench's shorter fetch wait, say)."""
+    consumer = make_consumer(kafka, group_id=None, **consumer_options)
     await consumer.start()
     try:
         parts = [

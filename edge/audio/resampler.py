@@ -11,9 +11,11 @@ from scipy import signal
 _Float = npt.NDArray[np.float32]
 _Int16 = npt.NDArray[np.int16]
 
-# Block matrices kept per resampler: up to ~1 MB each for the longest blocks, and a stream
-# usually sees one or two chunk lengths (20 ms frames, a model's chunk size).
-_BLOCK_SIZES_KEPT = 4
+# Block matrices depend only on the filter and the block size, so every stream of one
+# conversion shares them (200 calls' playback would otherwise hold 200 identical copies of
+# ~150 KB each). Kept: the latest few (filter, block) pairs; up to ~1 MB each.
+_BLOCK_MATRICES_KEPT = 16
+_block_matrices: dict[tuple[bytes, int, int], tuple[_Float, _Float]] = {}
 
 
 def design_lowpass(
@@ -90,7 +92,6 @@ class StreamingResampler:
         self._length = -1  # the frame length the buffer is laid out for
         self._block = 0  # a block plan's block size for that length (0: strided plans)
         self._plans: dict[tuple[int, int], _Plan | _BlockPlan] = {}
-        self._matrices: dict[int, tuple[_Float, _Float]] = {}  # by block size, oldest first
         self._offset = 0  # position of the next output within the new frame, in up-rate samples
 
     @classmethod
@@ -153,22 +154,13 @@ class StreamingResampler:
         plan = self._plans.get(key)
         if plan is None:
             if self._block and not self._offset:
-                plan = _BlockPlan.build(self._buffer, self._block_matrices(), length)
+                plan = _BlockPlan.build(
+                    self._buffer, _shared_block_matrices(self._phases, self.down, self._block), length
+                )
             else:
                 plan = _Plan.build(self._buffer[self._lead :], self._phases, self.down, *key)
             self._plans[key] = plan
         return plan
-
-    def _block_matrices(self) -> tuple[_Float, _Float]:
-        # ~150 µs to build, so they outlive the plans: chunk lengths come and go
-        matrices = self._matrices.get(self._block)
-        if matrices is None:
-            if len(self._matrices) >= _BLOCK_SIZES_KEPT:
-                del self._matrices[next(iter(self._matrices))]
-            matrices = self._matrices[self._block] = _design_block_matrices(
-                self._phases, self.down, self._block
-            )
-        return matrices
 
 
 def _block_size(length: int, history: int, up: int, down: int) -> int:
@@ -283,6 +275,19 @@ class _BlockPlan:
         previous = buffer[: blocks * block].reshape(blocks, block)
         current = buffer[block : block + blocks * block].reshape(blocks, block)
         return _BlockPlan(previous, current, head, tail)
+
+
+def _shared_block_matrices(phases: _Float, down: int, block: int) -> tuple[_Float, _Float]:
+    """The read-only (head, tail) pair of a filter and block size, built once (~150 µs) and shared."""
+    key = (phases.tobytes(), down, block)
+    matrices = _block_matrices.get(key)
+    if matrices is None:
+        if len(_block_matrices) >= _BLOCK_MATRICES_KEPT:
+            del _block_matrices[next(iter(_block_matrices))]
+        head, tail = _design_block_matrices(phases, down, block)
+        head.flags.writeable = tail.flags.writeable = False
+        matrices = _block_matrices[key] = (head, tail)
+    return matrices
 
 
 def _design_block_matrices(phases: _Float, down: int, block: int) -> tuple[_Float, _Float]:
