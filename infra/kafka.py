@@ -20,6 +20,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
+from infra import offset_gaps
 from infra.backoff import retry_while
 from infra.settings import KafkaSettings
 
@@ -61,6 +62,7 @@ def make_consumer(
     kafka: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any
 ) -> AIOKafkaConsumer:
     """A consumer that commits explicitly, starts at the beginning, and waits briefly on fetch."""
+    offset_gaps.install()  # the embedded broker can show a record after later ones (ADR 14)
     options = _common(kafka) | {
         "group_id": group_id,
         "enable_auto_commit": False,

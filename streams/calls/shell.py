@@ -82,6 +82,10 @@ class CallInputHandler:
         if events and after_emit is not None:
             after_emit(events[0].call_id)
         if state is None:
+            # Nothing to apply it to (a call this worker never received, or one long forgotten):
+            # it stays in the inputs log, and saying so here is what makes it findable.
+            kind = type(input_).__name__
+            log.info("call %s: %s at offset %d is for no known call", input_.call_id, kind, offset)
             return Outcome(None, 0)
         recent = remember(snapshot.recent_input_ids if snapshot else (), input_)
         stored_next = Snapshot(state=state, input_offset=offset, limits=limits, recent_input_ids=recent)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 import pytest
 from dialer_readside import ReadSide, read_side
-from dialer_rig import DNC_NUMBER, DialerRig
+from dialer_rig import CODEC, DNC_NUMBER, DialerRig
 
 from infra.settings import Settings
 from projections.campaign_projection import CampaignProjection
+from schemas.catalog import CALL_INPUTS, DIALER_REQUESTS
+from schemas.dialer import CallAttemptStarted, CallRequestCompleted
 from schemas.ids import TenantId
+from streams.dialer.app import read_all
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +30,40 @@ async def _progress(side: ReadSide, campaign_id: str) -> dict[str, Any] | None:
     return body
 
 
-async def _until(side: ReadSide, campaign_id: str, check: Any, timeout_s: float) -> dict[str, Any]:
+async def _until(
+    side: ReadSide, campaign_id: str, check: Any, timeout_s: float, rig: DialerRig | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
         progress = await _progress(side, campaign_id)
         if progress is not None and check(progress):
             return progress
-        assert time.monotonic() < deadline, progress
+        if time.monotonic() >= deadline:
+            raise AssertionError(json.dumps(progress, indent=1) + await _unfinished(rig, campaign_id))
         await asyncio.sleep(0.25)
+
+
+async def _unfinished(rig: DialerRig | None, campaign_id: str) -> str:
+    """What the log holds for the campaign's requests that never completed, to tell where they stuck."""
+    if rig is None:
+        return ""
+    started = {r.call_id: r for r in rig.log.of(CallAttemptStarted) if r.campaign_id == campaign_id}
+    completed = {r.call_id for r in rig.log.of(CallRequestCompleted) if r.campaign_id == campaign_id}
+    stuck = sorted(set(started) - completed)
+    inputs = await read_all(rig.settings, CODEC, (CALL_INPUTS.name, DIALER_REQUESTS.name))
+    lines = []
+    for call_id in stuck:
+        attempt = started[call_id]
+        ids = {call_id, attempt.attempt_call_id}
+        mine = [
+            r
+            for r in [*rig.log.records, *inputs]
+            if ids & {getattr(r, "call_id", None), getattr(r, "attempt_call_id", None)}
+        ]
+        placed = [c for c in rig.fake.calls.values() if c.to == attempt.to_number]
+        lines.append(f"{call_id}:\n" + "\n".join("  " + repr(r)[:300] for r in mine))
+        lines.append(f"  stand-in calls: {[(c.sid, c.status, c.callbacks) for c in placed]}")
+    return "\nunfinished requests:\n" + "\n".join(lines) + "\nworker logs:\n" + rig.log.logs()[-1500:]
 
 
 async def test_dialer_campaign_of_1000_numbers_completes_with_correct_progress(
@@ -64,7 +94,9 @@ async def test_dialer_campaign_of_1000_numbers_completes_with_correct_progress(
                 (502, "repeats an earlier row"),
             ]
             campaign_id = body["campaign_id"]
-            done = await _until(side, campaign_id, lambda p: p["status"] == "completed", timeout_s=90)
+            done = await _until(
+                side, campaign_id, lambda p: p["status"] == "completed", timeout_s=90, rig=rig
+            )
         finally:
             rig.fake.answer_hold_s = 0.2
     figures = {k: done[k] for k in ("status", "total", "queued", "dialling", "answered", "failed", "done")}

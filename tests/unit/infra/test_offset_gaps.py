@@ -1,0 +1,119 @@
+"""A fetch stops at a hole in a catalog topic's offsets until it fills or the wait runs out."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+
+from infra import offset_gaps
+from infra.offset_gaps import GapWaits, UntilGap
+from schemas.catalog import CALL_INPUTS
+
+TP = TopicPartition(CALL_INPUTS.name, 0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def batch(base: int, count: int) -> bytes:
+    builder = DefaultRecordBatchBuilder(
+        magic=2, compression_type=0, is_transactional=0,
+        producer_id=-1, producer_epoch=-1, base_sequence=-1, batch_size=1 << 20,
+    )  # fmt: skip
+    for delta in range(count):
+        builder.append(delta, timestamp=0, key=b"k", value=b"%d" % (base + delta), headers=[])
+    built = bytes(builder.build())
+    return struct.pack(">q", base) + built[8:]  # the batch's base offset is its first field
+
+
+def fetched(*batches: tuple[int, int]) -> MemoryRecords:
+    return MemoryRecords(b"".join(batch(base, count) for base, count in batches))
+
+
+def read(tp: TopicPartition, records: MemoryRecords, fetch_offset: int) -> tuple[list[int], int]:
+    """The offsets a consumer gets from one fetch, and where it fetches next."""
+    partition = offset_gaps._GapAwarePartitionRecords(tp, records, None, fetch_offset, None, None, False, 0)
+    return [record.offset for record in partition], partition.next_fetch_offset
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(offset_gaps, "WAITS", GapWaits(max_wait_s=5.0, clock=clock))
+    return clock
+
+
+def test_contiguous_batches_are_read_whole(clock: Clock) -> None:
+    assert read(TP, fetched((10, 3), (13, 2)), 10) == ([10, 11, 12, 13, 14], 15)
+
+
+def test_a_fetch_from_inside_a_batch_is_no_hole(clock: Clock) -> None:
+    assert read(TP, fetched((10, 3), (13, 2)), 12) == ([12, 13, 14], 15)
+
+
+def test_the_batches_before_a_hole_are_read_and_the_next_fetch_starts_at_the_hole(clock: Clock) -> None:
+    assert read(TP, fetched((10, 3), (14, 2)), 10) == ([10, 11, 12], 13)
+
+
+def test_a_hole_at_the_fetch_offset_delivers_nothing_until_it_fills(clock: Clock) -> None:
+    assert read(TP, fetched((11, 2)), 10) == ([], 10)
+    clock.now += 0.01
+    assert read(TP, fetched((10, 1), (11, 2)), 10) == ([10, 11, 12], 13)
+    assert offset_gaps.WAITS.skipped == 0
+
+
+def test_a_hole_that_outlasts_the_wait_is_read_past_and_counted(clock: Clock) -> None:
+    assert read(TP, fetched((11, 2)), 10) == ([], 10)
+    clock.now += 4.9
+    assert read(TP, fetched((11, 2)), 10) == ([], 10)
+    clock.now += 0.2
+    assert read(TP, fetched((11, 2)), 10) == ([11, 12], 13)
+    assert offset_gaps.WAITS.skipped == 1
+
+
+def test_a_new_hole_gets_its_own_wait(clock: Clock) -> None:
+    assert read(TP, fetched((11, 1)), 10) == ([], 10)
+    clock.now += 4.0
+    assert read(TP, fetched((10, 1), (12, 1)), 10) == ([10], 11)  # 10 arrived, 11 is missing now
+    clock.now += 4.0
+    assert read(TP, fetched((12, 1)), 11) == ([], 11)  # 4 s into the new hole: still waiting
+    clock.now += 1.5
+    assert read(TP, fetched((12, 1)), 11) == ([12], 13)
+
+
+def test_topics_outside_the_catalog_are_read_as_the_broker_sends_them(clock: Clock) -> None:
+    changelog = TopicPartition("calls-call-state-changelog", 0)
+    assert read(changelog, fetched((11, 2)), 10) == ([11, 12], 13)
+
+
+def test_partitions_wait_independently(clock: Clock) -> None:
+    other = TopicPartition(CALL_INPUTS.name, 1)
+    assert read(TP, fetched((11, 1)), 10) == ([], 10)
+    assert read(other, fetched((0, 2)), 0) == ([0, 1], 2)
+    clock.now += 5.1
+    assert read(TP, fetched((11, 1)), 10) == ([11], 12)
+
+
+def test_no_wait_configured_reads_past_at_once_and_counts() -> None:
+    waits = GapWaits(max_wait_s=0.0, clock=Clock())
+    records = UntilGap(fetched((11, 1)), TP, 10, waits)
+    assert records.has_next()
+    assert records.next_batch().base_offset == 11
+    assert waits.skipped == 1
+
+
+def test_install_replaces_the_fetchers_partition_records() -> None:
+    import aiokafka.consumer.fetcher as fetcher
+
+    offset_gaps.install()
+    offset_gaps.install()
+    assert fetcher.PartitionRecords is offset_gaps._GapAwarePartitionRecords
