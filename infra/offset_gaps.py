@@ -9,13 +9,14 @@ is lost on the broker, but that consumer skips the record for good. On the call 
 (the edge, the dialer and the session workers all write it) this silently dropped a call's
 ``CallReceived`` now and then, and the call never ended.
 
-So a fetch is cut at the first hole in a catalog topic's offsets: the batches before it are
+So a fetch is cut at the first hole in a topic's offsets: the batches before it are
 delivered, and the next fetch asks again from the hole. A hole that stays longer than
 ``max_wait_s`` is taken as real (a produce the broker lost half-way): the consumer logs it
-with the offsets and moves on. Apache Kafka leaves no holes in these topics (none is
-compacted or transactional), so there this never waits. Faust's own topics (changelogs, which
-Kafka compacts) are left alone: they each have one writer, and a single producer has one
-request in flight per partition, so Tansu's race cannot open a hole in them.
+with the offsets and moves on. Apache Kafka leaves no holes in topics that are neither
+compacted nor transactional, which is every topic we read but Faust's table changelogs (and
+its leader-election topic). Those are left alone: Kafka compacts changelogs, where holes are
+normal, and each has one writer at a time, so Tansu's race (which needs two producers on one
+partition) rarely opens a hole in them.
 """
 
 from __future__ import annotations
@@ -29,14 +30,18 @@ import aiokafka.consumer.fetcher as fetcher
 from aiokafka import TopicPartition
 from aiokafka.consumer.fetcher import PartitionRecords as StockPartitionRecords
 
-from schemas.catalog import CATALOG
-
 log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 5.0
 """How long a consumer waits for a hole to fill before it reads past it."""
 
-WATCHED_TOPICS = frozenset(spec.name for spec in CATALOG)
+_UNWATCHED_SUFFIXES = ("-changelog", "__assignor-__leader")
+"""Faust's table changelogs and its leader topic: compacted on Kafka, one writer at a time."""
+
+
+def is_watched(topic: str) -> bool:
+    """Whether a hole in ``topic``'s offsets means "not stored yet" rather than compaction."""
+    return not topic.endswith(_UNWATCHED_SUFFIXES)
 
 
 class GapWaits:
@@ -115,10 +120,10 @@ WAITS = GapWaits()
 
 
 class _GapAwarePartitionRecords(StockPartitionRecords):  # type: ignore[misc]
-    """aiokafka's PartitionRecords, reading a catalog topic's batches only up to a hole."""
+    """aiokafka's PartitionRecords, reading a watched topic's batches only up to a hole."""
 
     def __init__(self, tp: TopicPartition, records: Any, aborted: Any, fetch_offset: int, *rest: Any) -> None:
-        if tp.topic in WATCHED_TOPICS:
+        if is_watched(tp.topic):
             records = UntilGap(records, tp, fetch_offset, WAITS)
         super().__init__(tp, records, aborted, fetch_offset, *rest)
 

@@ -1,4 +1,4 @@
-"""A fetch stops at a hole in a catalog topic's offsets until it fills or the wait runs out."""
+"""A fetch stops at a hole in a topic's offsets until it fills or the wait runs out."""
 
 from __future__ import annotations
 
@@ -90,9 +90,14 @@ def test_a_new_hole_gets_its_own_wait(clock: Clock) -> None:
     assert read(TP, fetched((12, 1)), 11) == ([12], 13)
 
 
-def test_topics_outside_the_catalog_are_read_as_the_broker_sends_them(clock: Clock) -> None:
-    changelog = TopicPartition("calls-call-state-changelog", 0)
-    assert read(changelog, fetched((11, 2)), 10) == ([11, 12], 13)
+def test_fausts_changelogs_and_leader_topic_are_read_as_the_broker_sends_them(clock: Clock) -> None:
+    for topic in ("calls-call-state-changelog", "dialer-__assignor-__leader"):
+        assert read(TopicPartition(topic, 0), fetched((11, 2)), 10) == ([11, 12], 13)
+
+
+def test_other_internal_topics_are_watched_too(clock: Clock) -> None:
+    # The dialer's re-keying topic has a writer per dialer instance.
+    assert read(TopicPartition("dialer-by-tenant", 0), fetched((11, 2)), 10) == ([], 10)
 
 
 def test_partitions_wait_independently(clock: Clock) -> None:
