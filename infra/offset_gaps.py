@@ -3,7 +3,7 @@
 The embedded Tansu broker (0.6, memory engine) takes a produce in two steps: it raises the
 partition's high watermark, then stores the batch. A fetch lists the batches stored below the
 watermark. When two producers write one partition at once, the second batch can be stored
-before the first, and a fetch in between returns it: offsets 941 (not stored yet) is absent,
+before the first, and a fetch in between returns it: offset 941 (not stored yet) is absent,
 942 is there. The client takes 942 as the next record and never asks for 941 again. Nothing
 is lost on the broker, but that consumer skips the record for good. On the call inputs topic
 (the edge, the dialer and the session workers all write it) this silently dropped a call's
@@ -12,16 +12,17 @@ is lost on the broker, but that consumer skips the record for good. On the call 
 So a fetch is cut at the first hole in a topic's offsets: the batches before it are
 delivered, and the next fetch asks again from the hole. A hole that stays longer than
 ``max_wait_s`` is taken as real (a produce the broker lost half-way): the consumer logs it
-with the offsets and moves on. Apache Kafka leaves no holes in topics that are neither
-compacted nor transactional, which is every topic we read but Faust's table changelogs (and
-its leader-election topic). Those are left alone: Kafka compacts changelogs, where holes are
-normal, and each has one writer at a time, so Tansu's race (which needs two producers on one
-partition) rarely opens a hole in them.
+with the offsets and moves on. Apache Kafka leaves no holes in a topic that is not compacted
+(transaction markers and aborted batches take up their offsets), which is every topic we read
+but Faust's table changelogs and its leader-election topic. Those are left alone: Kafka
+compacts changelogs, where holes are normal, and each has one writer at a time, so Tansu's
+race (which needs two producers on one partition) can open a hole in them only in a failover.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,35 +46,45 @@ def is_watched(topic: str) -> bool:
 
 
 class GapWaits:
-    """Per partition: whether a consumer should still wait at a hole, or move past it."""
+    """Per hole: whether the consumers of this process should still wait at it, or move past it.
+
+    Keyed by the hole (partition and first missing offset), so consumers of one partition at
+    different positions never restart each other's wait, and a consumer that reaches a hole
+    late waits only what is left of it. Faust's consumer runs in a thread of its own, so the
+    book is locked. A hole that fills leaves its entry behind (nothing asks about it again);
+    entries four waits old are dropped whenever a new hole is seen. A consumer still asking
+    about a hole has read past it long before that.
+    """
 
     def __init__(self, max_wait_s: float = MAX_WAIT_S, clock: Callable[[], float] = time.monotonic) -> None:
         self._max_wait_s = max_wait_s
         self._clock = clock
-        self._since: dict[TopicPartition, tuple[int, float]] = {}
+        self._since: dict[tuple[TopicPartition, int], float] = {}
+        self._lock = threading.Lock()
         self.skipped = 0
-        """Holes read past after the wait: records this process's consumers never saw."""
+        """Offsets read past after the wait, counted once per consumer that read past them."""
 
     def hold(self, tp: TopicPartition, expected: int, found: int) -> bool:
         """A fetch of ``tp`` went from ``expected`` to ``found``: wait (True) or move on (False)."""
         now = self._clock()
-        since = self._since.get(tp)
-        if since is None or since[0] != expected:
-            since = self._since[tp] = (expected, now)
-        if now - since[1] < self._max_wait_s:
-            return True
-        del self._since[tp]
-        self.skipped += found - expected
+        hole = (tp, expected)
+        with self._lock:
+            since = self._since.get(hole)
+            if since is None:
+                self._forget_older_than(now - 4 * self._max_wait_s)
+                since = self._since[hole] = now
+            if now - since < self._max_wait_s:
+                return True
+            self.skipped += found - expected
         log.warning(
             "%s-%d: offsets %d..%d stayed unreadable for %.1f s; reading past them",
-            tp.topic, tp.partition, expected, found - 1, now - since[1],
+            tp.topic, tp.partition, expected, found - 1, now - since,
         )  # fmt: skip
         return False
 
-    def passed(self, tp: TopicPartition) -> None:
-        """A fetch of ``tp`` continued without a hole."""
-        if self._since:
-            self._since.pop(tp, None)
+    def _forget_older_than(self, cutoff: float) -> None:
+        for hole in [hole for hole, since in self._since.items() if since < cutoff]:
+            del self._since[hole]
 
 
 class UntilGap:
@@ -95,13 +106,12 @@ class UntilGap:
         if self._stopped or not self._records.has_next():
             return False
         batch = self._records.next_batch()
-        # A batch may start before the fetch offset (a fetch from the middle of a batch).
-        if batch.base_offset > self._expected and self._waits.hold(
-            self._tp, self._expected, batch.base_offset
-        ):
+        # A batch may start before the fetch offset (a fetch from the middle of a batch). Old
+        # message formats (v0/v1) carry no base offset: they are read as they come.
+        base = getattr(batch, "base_offset", None)
+        if base is not None and base > self._expected and self._waits.hold(self._tp, self._expected, base):
             self._stopped = True  # the rest is fetched again, from the hole
             return False
-        self._waits.passed(self._tp)
         self._next = batch
         return True
 
@@ -122,10 +132,12 @@ WAITS = GapWaits()
 class _GapAwarePartitionRecords(StockPartitionRecords):  # type: ignore[misc]
     """aiokafka's PartitionRecords, reading a watched topic's batches only up to a hole."""
 
-    def __init__(self, tp: TopicPartition, records: Any, aborted: Any, fetch_offset: int, *rest: Any) -> None:
+    def __init__(
+        self, tp: TopicPartition, records: Any, aborted: Any, fetch_offset: int, *rest: Any, **named: Any
+    ) -> None:
         if is_watched(tp.topic):
             records = UntilGap(records, tp, fetch_offset, WAITS)
-        super().__init__(tp, records, aborted, fetch_offset, *rest)
+        super().__init__(tp, records, aborted, fetch_offset, *rest, **named)
 
 
 def install() -> None:

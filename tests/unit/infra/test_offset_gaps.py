@@ -7,6 +7,7 @@ import struct
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.legacy_records import LegacyRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
 from infra import offset_gaps
@@ -98,6 +99,47 @@ def test_fausts_changelogs_and_leader_topic_are_read_as_the_broker_sends_them(cl
 def test_other_internal_topics_are_watched_too(clock: Clock) -> None:
     # The dialer's re-keying topic has a writer per dialer instance.
     assert read(TopicPartition("dialer-by-tenant", 0), fetched((11, 2)), 10) == ([], 10)
+
+
+def test_two_consumers_at_different_holes_of_one_partition_do_not_restart_each_others_wait(
+    clock: Clock,
+) -> None:
+    assert read(TP, fetched((11, 1)), 10) == ([], 10)  # consumer A, hole at 10
+    clock.now += 3.0
+    assert read(TP, fetched((501, 1)), 500) == ([], 500)  # consumer B, hole at 500
+    assert read(TP, fetched((0, 5)), 0) == ([0, 1, 2, 3, 4], 5)  # consumer C reads cleanly
+    clock.now += 2.1
+    assert read(TP, fetched((11, 1)), 10) == ([11], 12)  # A: 5.1 s at its hole
+    assert read(TP, fetched((501, 1)), 500) == ([], 500)  # B: 2.1 s at its hole
+    clock.now += 3.0
+    assert read(TP, fetched((501, 1)), 500) == ([501], 502)
+
+
+def test_a_consumer_reaching_a_hole_late_waits_only_what_is_left(clock: Clock) -> None:
+    assert read(TP, fetched((11, 1)), 10) == ([], 10)
+    clock.now += 5.1
+    assert read(TP, fetched((11, 1), (12, 1)), 10) == ([11, 12], 13)
+
+
+def test_old_holes_are_forgotten_when_a_new_one_is_seen(clock: Clock) -> None:
+    for offset in range(0, 100, 10):
+        read(TP, fetched((offset + 1, 1)), offset)
+    clock.now += 21.0
+    read(TP, fetched((1001, 1)), 1000)
+    assert len(offset_gaps.WAITS._since) == 1
+
+
+def test_old_message_formats_have_no_base_offset_and_are_read_as_they_come(clock: Clock) -> None:
+    builder = LegacyRecordBatchBuilder(magic=1, compression_type=0, batch_size=1 << 20)
+    for offset in (20, 21):
+        builder.append(offset, timestamp=0, key=b"k", value=b"v")
+    assert read(TP, MemoryRecords(bytes(builder.build())), 10) == ([20, 21], 22)
+
+
+def test_the_fetcher_looks_partition_records_up_by_name_so_the_patch_reaches_it() -> None:
+    from aiokafka.consumer.fetcher import Fetcher
+
+    assert "PartitionRecords" in Fetcher._proc_fetch_request.__code__.co_names
 
 
 def test_partitions_wait_independently(clock: Clock) -> None:
