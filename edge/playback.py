@@ -19,7 +19,6 @@ from edge.audio.resampler import StreamingResampler
 AGENT_RATE = 24000
 PHONE_RATE = 8000
 _SILENCE = bytes([mulaw.SILENCE_BYTE])
-_DECIMATION = AGENT_RATE // PHONE_RATE
 
 
 class AudioItem(NamedTuple):
@@ -58,7 +57,6 @@ class Playback:
 
     def __init__(self) -> None:
         self._resampler = StreamingResampler.for_rates(AGENT_RATE, PHONE_RATE)
-        self._odd = b""  # the last chunk's bytes beyond a whole group of three samples
         self._chunker = FrameChunker(MULAW_8K_FRAME_BYTES)
         self._queue: deque[AudioItem | MarkItem] = deque()
         self._audio_queued = 0
@@ -108,14 +106,9 @@ class Playback:
             self._auto_ids += 1
             self._utterance = f"edge-utterance-{self._auto_ids}"
         self._dirty = True
-        # Whole groups of three samples only: a chunk of another length would leave the 3:1
-        # resampler mid-phase, and off its fast block path, until the utterance ends.
         if len(pcm24) % 2:
             raise ValueError(f"PCM16 needs an even number of bytes, got {len(pcm24)}")
-        data = self._odd + pcm24
-        whole = len(data) - len(data) % (2 * _DECIMATION)
-        self._odd = data[whole:]
-        samples = np.frombuffer(data[:whole], dtype="<i2")
+        samples = np.frombuffer(pcm24, dtype="<i2")
         encoded = mulaw.encode(self._resampler.process(samples))
         frames = self._chunker.push(encoded)
         self._append_frames(frames)
@@ -161,7 +154,6 @@ class Playback:
         self._audio_queued = 0
         self._chunker.reset()
         self._resampler.reset()
-        self._odd = b""
         self._dirty = False
         if utterance == self._utterance or not self._begun:
             # The utterance still arriving was cut: drop the rest of it when it comes.
@@ -185,9 +177,7 @@ class Playback:
         if not self._dirty:
             return
         self._dirty = False
-        odd, self._odd = self._odd, b""
-        pieces = [self._resampler.process(np.frombuffer(odd, dtype="<i2"))] if odd else []
-        tail = np.concatenate([*pieces, self._resampler.flush()])
+        tail = self._resampler.flush()
         frames = self._chunker.push(mulaw.encode(tail)) if tail.size else []
         last = self._chunker.flush(pad=_SILENCE)
         if last is not None:

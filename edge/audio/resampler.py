@@ -15,7 +15,7 @@ _Int16 = npt.NDArray[np.int16]
 # conversion shares them (200 calls' playback would otherwise hold 200 identical copies of
 # ~150 KB each). Kept: the latest few (filter, block) pairs; up to ~1 MB each.
 _BLOCK_MATRICES_KEPT = 16
-_block_matrices: dict[tuple[bytes, int, int], tuple[_Float, _Float]] = {}
+_block_matrices: dict[tuple[bytes, int, int, int], tuple[_Float, _Float]] = {}
 
 
 def design_lowpass(
@@ -153,10 +153,9 @@ class StreamingResampler:
         key = (self._offset, length)
         plan = self._plans.get(key)
         if plan is None:
-            if self._block and not self._offset:
-                plan = _BlockPlan.build(
-                    self._buffer, _shared_block_matrices(self._phases, self.down, self._block), length
-                )
+            if self._block:
+                matrices = _shared_block_matrices(self._phases, self.down, self._block, self._offset)
+                plan = _BlockPlan.build(self._buffer, matrices, length, self._offset)
             else:
                 plan = _Plan.build(self._buffer[self._lead :], self._phases, self.down, *key)
             self._plans[key] = plan
@@ -166,8 +165,8 @@ class StreamingResampler:
 def _block_size(length: int, history: int, up: int, down: int) -> int:
     """The smallest block of at least `history` samples that divides `length` (0: none small).
 
-    A block must also hold a whole number of outputs (``size * up`` divisible by `down`), so
-    that every block starts at output phase 0 and one pair of matrices serves them all.
+    A block must also span a whole number of outputs (``size * up`` divisible by `down`), so
+    that every block starts at the frame's output phase and one pair of matrices serves them all.
     """
     for size in range(max(history, 1), min(length, 4 * history + 64) + 1):
         if length % size == 0 and size * up % down == 0:
@@ -250,13 +249,14 @@ class _BlockPlan:
         "tail",
     )
 
-    def __init__(self, previous: _Float, current: _Float, head: _Float, tail: _Float) -> None:
+    def __init__(self, previous: _Float, current: _Float, head: _Float, tail: _Float, offset: int) -> None:
         self.previous, self.current, self.head, self.tail = previous, current, head, tail
         self.out: _Float = np.zeros((current.shape[0], head.shape[1]), dtype=np.float32)
         self.scratch: _Float = np.zeros_like(self.out)
         self.flat: _Float = self.out.reshape(-1)
         self.count = self.flat.size
-        self.next_offset = 0
+        # Each block holds whole groups of outputs, so the frame ends at the phase it began.
+        self.next_offset = offset
         self.low: _Float = np.full(self.count, -32768.0, dtype=np.float32)
         self.high: _Float = np.full(self.count, 32767.0, dtype=np.float32)
 
@@ -267,40 +267,41 @@ class _BlockPlan:
         return self.flat
 
     @staticmethod
-    def build(buffer: _Float, matrices: tuple[_Float, _Float], length: int) -> _BlockPlan:
+    def build(buffer: _Float, matrices: tuple[_Float, _Float], length: int, offset: int) -> _BlockPlan:
         head, tail = matrices
         block = head.shape[0]
         blocks = length // block
         # buffer[:block] is the lead of zeros and the history; the frame follows it.
         previous = buffer[: blocks * block].reshape(blocks, block)
         current = buffer[block : block + blocks * block].reshape(blocks, block)
-        return _BlockPlan(previous, current, head, tail)
+        return _BlockPlan(previous, current, head, tail, offset)
 
 
-def _shared_block_matrices(phases: _Float, down: int, block: int) -> tuple[_Float, _Float]:
-    """The read-only (head, tail) pair of a filter and block size, built once (~150 µs) and shared."""
-    key = (phases.tobytes(), down, block)
+def _shared_block_matrices(phases: _Float, down: int, block: int, offset: int) -> tuple[_Float, _Float]:
+    """The read-only (head, tail) pair of a filter, block size and phase, built once (~150 µs), shared."""
+    key = (phases.tobytes(), down, block, offset)
     matrices = _block_matrices.get(key)
     if matrices is None:
         if len(_block_matrices) >= _BLOCK_MATRICES_KEPT:
             del _block_matrices[next(iter(_block_matrices))]
-        head, tail = _design_block_matrices(phases, down, block)
+        head, tail = _design_block_matrices(phases, down, block, offset)
         head.flags.writeable = tail.flags.writeable = False
         matrices = _block_matrices[key] = (head, tail)
     return matrices
 
 
-def _design_block_matrices(phases: _Float, down: int, block: int) -> tuple[_Float, _Float]:
+def _design_block_matrices(phases: _Float, down: int, block: int, offset: int) -> tuple[_Float, _Float]:
     """The (head, tail) pair of a block size: what one block's outputs take from each block.
 
-    Output j of a block sits at up-rate position j * down, that is after input i with branch
-    p; it is sum_w phases[p, w] * x[i - history + w], with x indexed from the block's start:
-    inputs before it come from the previous block.
+    Output j of a block sits at up-rate position offset + j * down (offset < down: the phase
+    the stream is at), that is after input i with branch p; it is
+    sum_w phases[p, w] * x[i - history + w], with x indexed from the block's start: inputs
+    before it come from the previous block.
     """
     up, width = phases.shape
     history, outputs = width - 1, block * up // down
     j, w = np.meshgrid(np.arange(outputs), np.arange(width), indexing="ij")
-    i, p = np.divmod(j * down, up)
+    i, p = np.divmod(offset + j * down, up)
     source, value = i - history + w, phases[p, w]
     inside = source >= 0
     head = np.zeros((block, outputs), dtype=np.float32)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal
 
-from edge.audio.resampler import StreamingResampler
+from edge.audio.resampler import StreamingResampler, _BlockPlan
 
 # (source rate, destination rate): every conversion the edge performs.
 CONVERSIONS = [(8000, 16000), (16000, 8000), (24000, 8000), (24000, 16000), (8000, 24000)]
@@ -169,6 +169,22 @@ def test_block_frames_match_one_block_of_the_whole_stream(src: int, dst: int, fr
     reference = signal.upfirdn(resampler.taps, samples.astype(np.float64), resampler.up, resampler.down)
     assert np.abs(framed - np.clip(reference[: len(framed)], -32768, 32767)).max() <= 1.0
     assert np.abs(framed[: len(odd)].astype(np.int32) - odd[: len(framed)]).max() <= 1
+
+
+@pytest.mark.parametrize("lead", [1, 2, 13])
+def test_the_block_path_takes_frames_at_any_phase(lead: int) -> None:
+    # A first chunk that is not a whole group of three leaves 24k->8k mid-phase; the 20 ms
+    # frames after it still take the block-product path, and still match upfirdn.
+    samples = (np.random.default_rng(5).standard_normal(24000 + lead) * 8000).astype(np.int16)
+    resampler = StreamingResampler.for_rates(24000, 8000)
+    out = [resampler.process(samples[:lead])]
+    assert resampler._offset != 0
+    for start in range(lead, len(samples) - 479, 480):
+        out.append(resampler.process(samples[start : start + 480]))
+        assert isinstance(resampler._plans[(resampler._offset, 480)], _BlockPlan)
+    streamed = np.concatenate(out)
+    reference = signal.upfirdn(resampler.taps, samples.astype(np.float64), resampler.up, resampler.down)
+    assert np.abs(streamed - np.clip(reference[: len(streamed)], -32768, 32767)).max() <= 1.0
 
 
 def test_phone_band_interpolator_is_short_and_rejects_images_of_the_band() -> None:

@@ -173,8 +173,8 @@ def _played(chunks: list[bytes]) -> list[bytes]:
 
 
 def test_chunks_of_any_sample_count_play_as_one_piece_would() -> None:
-    # A model's chunks need not hold whole groups of three samples (24 kHz -> 8 kHz); the
-    # playback carries the rest over, so the resampler stays on its phase and its fast path.
+    # A model's chunks need not hold whole groups of three samples (24 kHz -> 8 kHz): the
+    # resampler carries its phase over, on its block path as on the strided one.
     speech = (np.sin(np.arange(24000) * 2 * np.pi * 300 / 24000) * 8000).astype("<i2").tobytes()
     whole = _played([speech])
     odd = _played([speech[i : i + 2002] for i in range(0, len(speech), 2002)])  # 1,001 samples
