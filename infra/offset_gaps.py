@@ -122,9 +122,6 @@ class UntilGap:
         self._expected = max(self._expected, batch.next_offset)
         return batch
 
-    def size_in_bytes(self) -> int:
-        return int(self._records.size_in_bytes())
-
 
 WAITS = GapWaits()
 

@@ -11,9 +11,9 @@ from scipy import signal
 _Float = npt.NDArray[np.float32]
 _Int16 = npt.NDArray[np.int16]
 
-# Block matrices depend only on the filter and the block size, so every stream of one
-# conversion shares them (200 calls' playback would otherwise hold 200 identical copies of
-# ~150 KB each). Kept: the latest few (filter, block) pairs; up to ~1 MB each.
+# Block matrices depend only on the filter, the block size and the phase, so every stream of
+# one conversion shares them (200 calls' playback would otherwise hold 200 identical copies of
+# ~150 KB each). Kept: the latest few (filter, block, phase) triples; up to ~1 MB each.
 _BLOCK_MATRICES_KEPT = 16
 _block_matrices: dict[tuple[bytes, int, int, int], tuple[_Float, _Float]] = {}
 
