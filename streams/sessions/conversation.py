@@ -91,14 +91,18 @@ class Conversation:
             self._turn.caller_text.append(content.input_transcription.text)
         if content.output_transcription is not None and content.output_transcription.text:
             self._turn.agent_text.append(content.output_transcription.text)
-        if audio and not self._turn.barged_in:
-            await self._play(link, audio)
+        await self.on_audio(link, audio)
         if content.interrupted:
             if self._turn.utterance_id is not None and not self._turn.barged_in:
                 await link.send(bridge.ClearPlayback())  # the edge records AgentInterrupted
             self._turn.barged_in = True
         if content.turn_complete:
             await self._finish_turn(link)
+
+    async def on_audio(self, link: Bridge, audio: bytes | None) -> None:
+        """Model speech towards the caller, unless the caller has barged in on this turn."""
+        if audio and not self._turn.barged_in:
+            await self._play(link, audio)
 
     async def _play(self, link: Bridge, audio: bytes) -> None:
         if self._turn.utterance_id is None:

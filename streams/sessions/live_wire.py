@@ -1,0 +1,162 @@
+"""The Live session's two hot messages, caller audio out and model audio in, on the SDK's own socket.
+
+Every 20 ms frame of caller audio goes through ``send_realtime_input`` and every model audio
+chunk through ``receive()``. The SDK validates, converts and dumps pydantic models for each:
+about 45 µs per caller frame and 65 µs per audio chunk, a quarter of a session worker's CPU
+(ADR 15). Those two messages have a fixed shape, so this module writes and reads them directly
+on the session's WebSocket; every other message (set-up, client content, tool calls and
+responses, transcriptions, usage, resumption, goAway, errors) still goes through the SDK. Tests
+check that what is sent is byte for byte what the SDK sends, and that what is read equals what
+the SDK would have made of the same message, on the installed version.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from google.genai import _live_converters, errors, live, types
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CLOSE_CODE_EXPLANATIONS
+
+from schemas import bridge
+
+log = logging.getLogger(__name__)
+
+_AUDIO_MIME = f"audio/pcm;rate={bridge.CALLER_RATE}"
+# The SDK's own JSON for realtime audio: json.dumps' default separators, snake_case keys, and
+# bytes as URL-safe base64 (its encode_unserializable_types).
+_AUDIO_HEAD = '{"realtime_input": {"audio": {"data": "'
+_AUDIO_TAIL = f'", "mime_type": "{_AUDIO_MIME}"}}}}}}'
+_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+_NO_KWARGS = types.LiveServerMessage().model_dump()  # what AsyncSession._receive passes along
+
+
+def caller_audio_message(pcm: bytes) -> str:
+    """The realtime-input message for 16 kHz PCM16 caller audio, as the SDK would write it."""
+    return _AUDIO_HEAD + base64.urlsafe_b64encode(pcm).decode("ascii") + _AUDIO_TAIL
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAudio:
+    """A server message that is nothing but model audio (its inline data parts, joined).
+
+    The SDK's ``LiveServerMessage`` for it would carry the same bytes and nothing else; building
+    even an unvalidated pydantic tree for it costs more than the rest of reading it.
+    """
+
+    pcm: bytes
+
+
+ServerMessage = ModelAudio | types.LiveServerMessage
+
+
+def server_message(raw: bytes | str) -> ServerMessage:
+    """One server message: ModelAudio, or what ``AsyncSession.receive()`` yields (or raises) for it."""
+    if not raw:
+        response: Any = {}
+    else:
+        try:
+            response = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            try:  # the stdlib accepts a little more (NaN, huge integers); the SDK uses it
+                response = json.loads(raw)
+            except json.JSONDecodeError:
+                raise ValueError(f"Failed to parse response: {raw!r}") from None
+    audio = model_audio(response)
+    return audio if audio is not None else _through_the_sdk(response)
+
+
+def model_audio(response: Any) -> ModelAudio | None:
+    """The parsed message as ModelAudio if it is nothing but inline data; None otherwise."""
+    if not isinstance(response, dict) or len(response) != 1:
+        return None
+    content = response.get("serverContent")
+    if not isinstance(content, dict) or len(content) != 1:
+        return None
+    turn = content.get("modelTurn")
+    if not isinstance(turn, dict) or not turn.keys() <= {"parts", "role"}:
+        return None
+    parts = turn.get("parts")
+    if not isinstance(parts, list) or not parts or not isinstance(turn.get("role", ""), str):
+        return None
+    chunks = []
+    for part in parts:
+        inline = part.get("inlineData") if isinstance(part, dict) and len(part) == 1 else None
+        if not isinstance(inline, dict) or inline.keys() != {"data", "mimeType"}:
+            return None
+        data = inline["data"]
+        if not isinstance(data, str) or not isinstance(inline["mimeType"], str):
+            return None
+        if "-" in data or "_" in data:  # the URL-safe alphabet, which the SDK's models accept too
+            data = data.translate(_URLSAFE_TO_STANDARD)
+        try:  # strict: anything odd (bad padding, stray characters) is the SDK's to judge
+            chunks.append(binascii.a2b_base64(data, strict_mode=True))
+        except (binascii.Error, ValueError):
+            return None
+    return ModelAudio(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+
+def _through_the_sdk(response: Any) -> types.LiveServerMessage:
+    """The SDK's own conversion (``AsyncSession._receive``) of a parsed message."""
+    converted = _live_converters._LiveServerMessage_from_mldev(response)
+    if not converted and response:
+        errors.APIError.raise_error(response.get("code"), response, None)
+    return types.LiveServerMessage._from_response(response=converted, kwargs=_NO_KWARGS)
+
+
+class LiveWire:
+    """A session's caller-audio sends and server messages; direct on the SDK's socket where it can be.
+
+    Anything that is not the SDK's Gemini API session (a Vertex AI session, whose messages differ
+    in shape, or a test's fake session) goes through the SDK's public methods instead.
+    """
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        direct = isinstance(session, live.AsyncSession) and not session._api_client.vertexai
+        self._ws: Any = getattr(session, "_ws", None) if direct else None
+
+    @property
+    def direct(self) -> bool:
+        return self._ws is not None
+
+    async def send_audio(self, pcm: bytes) -> None:
+        if self._ws is not None:
+            await self._ws.send(caller_audio_message(pcm))
+        else:
+            # model_construct: the SDK validates its own parameters around the Blob anyway
+            blob = types.Blob.model_construct(data=pcm, mime_type=_AUDIO_MIME)
+            await self._session.send_realtime_input(audio=blob)
+
+    def messages(self) -> AsyncIterator[ServerMessage]:
+        """Every server message, across turns, until the connection fails (the SDK's errors).
+
+        Through the SDK's methods, model audio comes as the SDK's message; directly, as ModelAudio.
+        """
+        return self._read_socket(self._ws) if self._ws is not None else self._through_receive()
+
+    async def _through_receive(self) -> AsyncIterator[ServerMessage]:
+        while True:  # the SDK's receive() ends at each turnComplete
+            async for message in self._session.receive():
+                yield message
+
+    @staticmethod
+    async def _read_socket(ws: Any) -> AsyncIterator[ServerMessage]:
+        while True:
+            try:
+                raw = await ws.recv(decode=False)
+            except ConnectionClosed as closed:  # reported as AsyncSession._receive reports it
+                if closed.rcvd is not None:
+                    code, reason = closed.rcvd.code, closed.rcvd.reason
+                else:
+                    code, reason = 1006, CLOSE_CODE_EXPLANATIONS.get(1006, "Abnormal closure.")
+                errors.APIError.raise_error(code, reason, None)
+                raise  # raise_error always raises; this keeps the checker sure of it
+            yield server_message(raw)
