@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from edge.server import EdgeServer
-from infra.process import stop_on_signals
+from infra.process import fast_loop_factory, stop_on_signals
 from infra.settings import Settings
 
 
@@ -23,19 +22,11 @@ async def run(settings: Settings) -> None:
         await server.stop()
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
-        return None
-    return uvloop.new_event_loop
-
-
 def main() -> None:
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # uvloop (part of uvicorn[standard]): a cheaper event loop per frame (bench/RESULTS.md).
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
         runner.run(run(settings))
 
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from infra.process import stop_on_signals
+from infra.process import fast_loop_factory, stop_on_signals
 from streams.standin.server import StandIn, StandInSettings
 
 
@@ -50,7 +50,9 @@ async def _run(settings: StandInSettings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(_run(_parse(argv)))
+    # uvloop: its TLS is compiled, and every caller frame of every call is a TLS record here
+    with asyncio.Runner(loop_factory=fast_loop_factory()) as runner:
+        runner.run(_run(_parse(argv)))
 
 
 if __name__ == "__main__":
