@@ -18,12 +18,14 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-def _die_with_parent(expected_parent: int) -> None:
+def _die_with_parent(expected_parent: int, nice: int = 0) -> None:
     # Runs in the child between fork and exec. PDEATHSIG fires when the *thread* that forked
     # us exits, so children must be spawned from the main thread (enforced below).
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != expected_parent:  # the parent already died before prctl took effect
         os._exit(1)
+    if nice:
+        os.nice(nice)
 
 
 def spawn_bound_child(
@@ -33,8 +35,12 @@ def spawn_bound_child(
     user: str | None = None,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    nice: int = 0,
 ) -> subprocess.Popen[bytes]:
-    """Start argv in its own process group, killed by the kernel if this process dies."""
+    """Start argv in its own process group, killed by the kernel if this process dies.
+
+    ``nice`` lowers its CPU priority (0 leaves it as this process's).
+    """
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("bound children must be spawned from the main thread (PDEATHSIG)")
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +55,7 @@ def spawn_bound_child(
             cwd=cwd,
             user=user,
             process_group=0,  # Ctrl-C in a terminal reaches us, and we stop children in order
-            preexec_fn=lambda: _die_with_parent(parent),
+            preexec_fn=lambda: _die_with_parent(parent, nice),
         )
 
 

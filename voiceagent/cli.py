@@ -16,7 +16,7 @@ from infra.migrate import upgrade_database
 from infra.settings import Settings
 from infra.topics import ensure_topics
 from voiceagent.calls import call_app
-from voiceagent.dev import run_dev
+from voiceagent.dev import DEFAULT_BACKGROUND_NICE, run_dev
 from voiceagent.doctor import run_doctor
 from voiceagent.replay import replay_command
 
@@ -34,10 +34,23 @@ def dev(
     session_workers: int = typer.Option(
         1, min=1, max=16, help="streams workers sharing the calls (one per spare core)"
     ),
+    background_nice: int = typer.Option(
+        DEFAULT_BACKGROUND_NICE,
+        min=0,
+        max=19,
+        help="CPU niceness of the services off the call path (read models, dialer, webhooks, "
+        "summaries, archive); 0 runs them at the same priority as the call path",
+    ),
 ) -> None:
     """Start the whole platform on this machine (embedded broker and PostgreSQL by default)."""
     logging.basicConfig(level=logging.WARNING)
-    run_dev(Settings(), console, only_infra=only_infra, session_workers=session_workers)
+    run_dev(
+        Settings(),
+        console,
+        only_infra=only_infra,
+        session_workers=session_workers,
+        background_nice=background_nice,
+    )
 
 
 @app.command()

@@ -43,6 +43,14 @@ SERVICES: tuple[tuple[str, list[str]], ...] = (
 
 STREAMS_WORKER = "streams"  # the service `--session-workers` starts several of
 
+# Off the call path: they build read models, place outbound calls, deliver webhooks, summarise
+# and archive, and a few seconds' lag costs no caller anything. On one machine they run at a
+# lower CPU priority (`--background-nice`), so that when the CPU is short the edge, the session
+# workers and the broker get it first: read models catch up later, lost audio never comes back
+# (ADR 16).
+BACKGROUND_SERVICES = frozenset({"writers", "dialer", "webhooks", "summary", "projections", "archiver"})
+DEFAULT_BACKGROUND_NICE = 10
+
 
 @dataclass(frozen=True, slots=True)
 class PlannedChild:
@@ -52,15 +60,19 @@ class PlannedChild:
     argv: list[str]
     log_name: str
     env: dict[str, str] = field(default_factory=dict)
+    nice: int = 0
 
 
-def planned_children(session_workers: int = 1) -> list[PlannedChild]:
+def planned_children(
+    session_workers: int = 1, background_nice: int = DEFAULT_BACKGROUND_NICE
+) -> list[PlannedChild]:
     """Every service once, the streams worker ``session_workers`` times, in start order."""
     planned = []
     for name, argv in SERVICES:
         module = argv[1]
         if module != STREAMS_WORKER or session_workers == 1:
-            planned.append(PlannedChild(name, argv, f"{module}.log"))
+            nice = background_nice if name in BACKGROUND_SERVICES else 0
+            planned.append(PlannedChild(name, argv, f"{module}.log", nice=nice))
             continue
         for n in range(1, session_workers + 1):  # each its own id (and state dir, unless one is set)
             env = {"VOICE_STREAMS__WORKER_ID": f"worker-{n}"}
@@ -100,7 +112,12 @@ def dev_secrets(data_dir: Path) -> dict[str, str]:
 
 
 def run_dev(
-    settings: Settings, console: Console, *, only_infra: bool = False, session_workers: int = 1
+    settings: Settings,
+    console: Console,
+    *,
+    only_infra: bool = False,
+    session_workers: int = 1,
+    background_nice: int = DEFAULT_BACKGROUND_NICE,
 ) -> None:
     """Start everything, print where it is, and wait for Ctrl-C; always stop what was started.
 
@@ -120,7 +137,7 @@ def run_dev(
             _show(running, None, console)
             _wait(running, console)
             return
-        addresses = _start_services(running, data_dir, console, session_workers)
+        addresses = _start_services(running, data_dir, console, session_workers, background_nice)
         _show(running, addresses, console)
         _wait(running, console)
     finally:
@@ -128,7 +145,11 @@ def run_dev(
 
 
 def _start_services(
-    running: Running, data_dir: Path, console: Console, session_workers: int = 1
+    running: Running,
+    data_dir: Path,
+    console: Console,
+    session_workers: int = 1,
+    background_nice: int = DEFAULT_BACKGROUND_NICE,
 ) -> DevAddresses:
     settings = running.stack.settings
     keys = dev_secrets(data_dir)
@@ -143,11 +164,14 @@ def _start_services(
     running.notes += [
         f"{name}: not available in this build ({a[1]})" for name, a in SERVICES if a[1] in missing
     ]
-    for child in planned_children(session_workers):
+    for child in planned_children(session_workers, background_nice):
         if child.argv[1] in missing:
             continue
         proc = spawn_bound_child(
-            [sys.executable, *child.argv], log_path=data_dir / "logs" / child.log_name, env=env | child.env
+            [sys.executable, *child.argv],
+            log_path=data_dir / "logs" / child.log_name,
+            env=env | child.env,
+            nice=child.nice,
         )
         running.children.append((child.label, proc))
     api_url = f"http://{env['VOICE_API__HOST']}:{env['VOICE_API__PORT']}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from voiceagent.dev import SERVICES, STREAMS_WORKER, planned_children
+from voiceagent.dev import BACKGROUND_SERVICES, SERVICES, STREAMS_WORKER, planned_children
 
 
 def test_one_of_each_service_by_default() -> None:
@@ -20,3 +20,12 @@ def test_several_session_workers_get_their_own_ids_and_logs() -> None:
     others = [c for c in children if c.argv[1] != STREAMS_WORKER]
     assert len(others) == len(SERVICES) - 1
     assert all(c.env == {} for c in others)
+
+
+def test_services_off_the_call_path_run_at_a_lower_priority() -> None:
+    children = {c.label: c for c in planned_children(session_workers=2, background_nice=7)}
+    background = {label for label, child in children.items() if child.nice == 7}
+    assert background == BACKGROUND_SERVICES
+    call_path = {label for label, child in children.items() if child.nice == 0}
+    assert {"edge", "streams worker 1", "streams worker 2", "api"} <= call_path
+    assert all(c.nice == 0 for c in planned_children(background_nice=0))

@@ -1,0 +1,21 @@
+"""Children started by `dev`: their priority is lowered when asked, never otherwise."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.process import spawn_bound_child
+
+_REPORT_NICENESS = "import os; print(os.nice(0))"
+
+
+@pytest.mark.parametrize("nice", [0, 5])
+def test_a_child_runs_at_the_niceness_it_was_given(tmp_path: Path, nice: int) -> None:
+    log = tmp_path / "child.log"
+    child = spawn_bound_child([sys.executable, "-c", _REPORT_NICENESS], log_path=log, nice=nice)
+    assert child.wait(timeout=30) == 0
+    assert int(log.read_text().strip()) == os.nice(0) + nice
