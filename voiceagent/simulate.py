@@ -156,6 +156,8 @@ class CallWatch:
         self._print(event)
 
     def _print(self, event: Any) -> None:
+        if self.console.quiet:  # rich renders the markup even for a quiet console
+            return
         at = f"[dim]+{time.monotonic() - self._started:5.1f}s[/]"
         name = type(event).__name__
         if name == "TranscriptSegment":
