@@ -43,6 +43,8 @@ def spawn_bound_child(
     """
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("bound children must be spawned from the main thread (PDEATHSIG)")
+    if nice < 0:  # checked here: inside the child it would fail as an opaque preexec_fn error
+        raise ValueError(f"nice must be 0 or more, not {nice}")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     parent = os.getpid()
     with log_path.open("ab") as log:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -59,18 +60,18 @@ ServerMessage = ModelAudio | types.LiveServerMessage
 
 def server_message(raw: bytes | str) -> ServerMessage:
     """One server message: ModelAudio, or what ``AsyncSession.receive()`` yields (or raises) for it."""
-    if not raw:
-        response: Any = {}
-    else:
-        try:
-            response = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            try:  # the stdlib accepts a little more (NaN, huge integers); the SDK uses it
-                response = json.loads(raw)
-            except json.JSONDecodeError:
-                raise ValueError(f"Failed to parse response: {raw!r}") from None
-    audio = model_audio(response)
-    return audio if audio is not None else _through_the_sdk(response)
+    if raw:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            audio = model_audio(orjson.loads(raw))
+            if audio is not None:
+                return audio
+    # Anything else is parsed again as the SDK parses it: the stdlib's json keeps integers past
+    # 64 bits and NaN, which orjson turns into floats or refuses. Small messages, seldom.
+    try:
+        response: Any = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        raise ValueError(f"Failed to parse response: {raw!r}") from None
+    return _through_the_sdk(response)
 
 
 def model_audio(response: Any) -> ModelAudio | None:
@@ -94,13 +95,30 @@ def model_audio(response: Any) -> ModelAudio | None:
         data = inline["data"]
         if not isinstance(data, str) or not isinstance(inline["mimeType"], str):
             return None
-        if "-" in data or "_" in data:  # the URL-safe alphabet, which the SDK's models accept too
-            data = data.translate(_URLSAFE_TO_STANDARD)
-        try:  # strict: anything odd (bad padding, stray characters) is the SDK's to judge
-            chunks.append(binascii.a2b_base64(data, strict_mode=True))
-        except (binascii.Error, ValueError):
+        pcm = _canonical_base64(data)
+        if pcm is None:
             return None
+        chunks.append(pcm)
     return ModelAudio(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+
+def _canonical_base64(data: str) -> bytes | None:
+    """The bytes of padded, canonical base64 in either alphabet; None for anything else.
+
+    The SDK's models accept a little more and refuse some of it (unpadded, extra padding,
+    non-zero trailing bits, mixed alphabets): whatever is not canonical is left to them.
+    """
+    if "-" in data or "_" in data:  # the URL-safe alphabet, which the SDK's models accept too
+        if "+" in data or "/" in data:
+            return None
+        data = data.translate(_URLSAFE_TO_STANDARD)
+    try:
+        pcm = binascii.a2b_base64(data, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
+    if binascii.b2a_base64(pcm, newline=False) != data.encode("ascii"):
+        return None
+    return pcm
 
 
 def _through_the_sdk(response: Any) -> types.LiveServerMessage:

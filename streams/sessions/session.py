@@ -254,6 +254,8 @@ class CallSession:
             try:
                 message = await anext(messages)
             except Exception as err:  # the SDK's parse errors are ValueError, TypeError...
+                # (wire.messages() never ends: a StopAsyncIteration here would be a bug, and is
+                # reported as a malformed message rather than taken for the end of a turn)
                 raise (classify(err) or malformed(err)) from err
             if await self._on_message(link, session, message):
                 return

@@ -18,4 +18,9 @@ def test_a_child_runs_at_the_niceness_it_was_given(tmp_path: Path, nice: int) ->
     log = tmp_path / "child.log"
     child = spawn_bound_child([sys.executable, "-c", _REPORT_NICENESS], log_path=log, nice=nice)
     assert child.wait(timeout=30) == 0
-    assert int(log.read_text().strip()) == os.nice(0) + nice
+    assert int(log.read_text().strip()) == min(19, os.nice(0) + nice)  # 19 is the floor
+
+
+def test_a_negative_niceness_is_refused_before_the_child_starts(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="nice must be 0 or more"):
+        spawn_bound_child([sys.executable, "-c", "pass"], log_path=tmp_path / "child.log", nice=-1)

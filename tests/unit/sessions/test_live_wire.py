@@ -77,7 +77,7 @@ def audio_message(pcm: bytes, *, urlsafe: bool = False, role: str | None = None,
 
 
 @given(st.binary(max_size=2000))
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 def test_caller_audio_is_byte_for_byte_what_the_sdk_sends(pcm: bytes) -> None:
     assert caller_audio_message(pcm) == sdk_sent(pcm)
 
@@ -88,7 +88,7 @@ def test_caller_audio_is_byte_for_byte_what_the_sdk_sends(pcm: bytes) -> None:
     role=st.sampled_from([None, "model"]),
     parts=st.integers(1, 3),
 )
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 def test_model_audio_carries_what_the_sdks_message_would_and_nothing_else_is_lost(
     pcm: bytes, urlsafe: bool, role: str | None, parts: int
 ) -> None:
@@ -103,6 +103,26 @@ def test_model_audio_carries_what_the_sdks_message_would_and_nothing_else_is_los
     assert theirs.server_content.model_dump(exclude_none=True).keys() == {"model_turn"}
     for part in theirs.server_content.model_turn.parts or []:
         assert part.model_dump(exclude_none=True).keys() == {"inline_data"}
+
+
+@given(st.text(alphabet="ABCDEFGHabcxyz019+/-_=", max_size=12))
+@settings(max_examples=1000, deadline=None)
+def test_base64_the_sdk_refuses_or_reads_otherwise_is_left_to_it(data: str) -> None:
+    part = {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": data}}
+    raw = json.dumps({"serverContent": {"modelTurn": {"parts": [part]}}}).encode()
+    theirs = raised_by(sdk_received, raw)
+    if theirs is not None:
+        ours = raised_by(server_message, raw)
+        assert type(ours) is type(theirs)
+        return
+    message, expected = server_message(raw), sdk_received(raw)
+    assert expected.server_content is not None
+    got = (
+        message.pcm
+        if isinstance(message, ModelAudio)
+        else _audio_of(message.server_content or expected.server_content)
+    )
+    assert (got or b"") == (_audio_of(expected.server_content) or b"")
 
 
 OTHER_MESSAGES: list[dict[str, Any]] = [
@@ -128,6 +148,7 @@ OTHER_MESSAGES: list[dict[str, Any]] = [
     {"toolCall": {"functionCalls": [{"id": "c1", "name": "end_call", "args": {"reason": "done"}}]}},
     {"toolCallCancellation": {"ids": ["c1"]}},
     {"usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 12}},
+    {"usageMetadata": {"promptTokenCount": 18446744073709551617, "totalTokenCount": 1}},
     {"goAway": {"timeLeft": "10s"}},
     {"sessionResumptionUpdate": {"newHandle": "h-1", "resumable": True}},
     {"serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": "audio/pcm", "data": "AA"}}]}}},
