@@ -61,9 +61,12 @@ def find_agent(client: httpx.Client, api_key: str, name_or_id: str) -> dict[str,
             return None
 
 
-def seed_demo_agent(api_url: str, api_key: str, *, timeout_s: float = 60) -> str:
-    """The demo agent's id, creating it (with a published version) the first time."""
-    with httpx.Client(base_url=api_url, timeout=10) as client:
+def seed_demo_agent(
+    api_url: str, api_key: str, *, timeout_s: float = 60, transport: httpx.BaseTransport | None = None
+) -> str:
+    """The demo agent's id, creating it (with a published version) the first time; returns once
+    the API shows it. ``transport`` is for tests (an in-process API)."""
+    with httpx.Client(base_url=api_url, timeout=10, transport=transport) as client:
         wait_for_api(client, api_key, timeout_s)
         existing = find_agent(client, api_key, DEMO_NAME)
         if existing is not None:
@@ -76,5 +79,29 @@ def seed_demo_agent(api_url: str, api_key: str, *, timeout_s: float = 60) -> str
                 f"creating the demo agent failed: HTTP {response.status_code} {response.text[:300]}"
             )
         if response.status_code == 202 or not response.content:
-            return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
-        return str(response.json()["agent_id"])
+            agent_id = response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+        else:
+            agent_id = str(response.json()["agent_id"])
+        # Accepted is not visible: the read model has it once the projections have caught up,
+        # and `dev` must not say "try a call" before `call simulate --agent demo` can find it.
+        wait_until_visible(client, api_key, agent_id, timeout_s)
+        return agent_id
+
+
+def wait_until_visible(client: httpx.Client, api_key: str, agent_id: str, timeout_s: float) -> None:
+    """Return once the API shows the agent (its read model has caught up); SeedError if it never does."""
+    deadline = time.monotonic() + timeout_s
+    last = "not yet"
+    while time.monotonic() < deadline:
+        try:
+            response = client.get(f"/api/agents/{agent_id}", headers=_headers(api_key))
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as err:
+            last = str(err)
+        time.sleep(0.2)
+    raise SeedError(
+        f"the demo agent {agent_id} was accepted but the API did not show it within {timeout_s:g}s "
+        f"({last}); see .voiceagent/logs/projections.log"
+    )
