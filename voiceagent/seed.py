@@ -28,18 +28,35 @@ def _headers(api_key: str) -> dict[str, str]:
 
 
 def wait_for_api(client: httpx.Client, api_key: str, timeout_s: float) -> None:
+    failure = _poll(client, api_key, "/api/agents", params={"limit": 1}, timeout_s=timeout_s, interval_s=0.5)
+    if failure is not None:
+        raise SeedError(
+            f"the API did not answer within {timeout_s:g}s ({failure}); see .voiceagent/logs/api.log"
+        )
+
+
+def _poll(
+    client: httpx.Client,
+    api_key: str,
+    path: str,
+    *,
+    timeout_s: float,
+    interval_s: float,
+    params: dict[str, Any] | None = None,
+) -> str | None:
+    """GET path until it answers 200: None then, or the last failure once timeout_s has passed."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            response = client.get("/api/agents", params={"limit": 1}, headers=_headers(api_key))
+            response = client.get(path, params=params, headers=_headers(api_key))
             if response.status_code == 200:
-                return
+                return None
             last = f"HTTP {response.status_code}: {response.text[:200]}"
         except httpx.HTTPError as err:
             last = str(err)
-        time.sleep(0.5)
-    raise SeedError(f"the API did not answer within {timeout_s:g}s ({last}); see .voiceagent/logs/api.log")
+        time.sleep(interval_s)
+    return last
 
 
 def find_agent(client: httpx.Client, api_key: str, name_or_id: str) -> dict[str, Any] | None:
@@ -90,18 +107,9 @@ def seed_demo_agent(
 
 def wait_until_visible(client: httpx.Client, api_key: str, agent_id: str, timeout_s: float) -> None:
     """Return once the API shows the agent (its read model has caught up); SeedError if it never does."""
-    deadline = time.monotonic() + timeout_s
-    last = "not yet"
-    while time.monotonic() < deadline:
-        try:
-            response = client.get(f"/api/agents/{agent_id}", headers=_headers(api_key))
-            if response.status_code == 200:
-                return
-            last = f"HTTP {response.status_code}"
-        except httpx.HTTPError as err:
-            last = str(err)
-        time.sleep(0.2)
-    raise SeedError(
-        f"the demo agent {agent_id} was accepted but the API did not show it within {timeout_s:g}s "
-        f"({last}); see .voiceagent/logs/projections.log"
-    )
+    failure = _poll(client, api_key, f"/api/agents/{agent_id}", timeout_s=timeout_s, interval_s=0.2)
+    if failure is not None:
+        raise SeedError(
+            f"the demo agent {agent_id} was accepted but the API did not show it within {timeout_s:g}s "
+            f"({failure}); see .voiceagent/logs/projections.log"
+        )
