@@ -121,8 +121,7 @@ class SharedFollower:
             self.hop_s[name].append(logged_at - event.occurred_at.timestamp())  # type: ignore[union-attr]
             self.reader_lag_s.append(time.time() - logged_at)
         for watch in list(self.watches):  # calls end (and leave the list) meanwhile
-            if watch.call_id is None or watch.call_id.encode() == key:  # one await, not one per call
-                await watch.offer(key, value, self._codec)
+            await watch.offer(key, value, self._codec)
 
 
 async def one_call(

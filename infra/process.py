@@ -18,12 +18,17 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-def _die_with_parent(expected_parent: int, nice: int = 0) -> None:
+def _die_with_parent(expected_parent: int) -> None:
     # Runs in the child between fork and exec. PDEATHSIG fires when the *thread* that forked
     # us exits, so children must be spawned from the main thread (enforced below).
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != expected_parent:  # the parent already died before prctl took effect
         os._exit(1)
+
+
+def _prepare_child(expected_parent: int, nice: int) -> None:
+    # Between fork and exec: bound to the parent's life, then at the priority asked for.
+    _die_with_parent(expected_parent)
     if nice:
         os.nice(nice)
 
@@ -57,7 +62,7 @@ def spawn_bound_child(
             cwd=cwd,
             user=user,
             process_group=0,  # Ctrl-C in a terminal reaches us, and we stop children in order
-            preexec_fn=lambda: _die_with_parent(parent, nice),
+            preexec_fn=lambda: _prepare_child(parent, nice),
         )
 
 

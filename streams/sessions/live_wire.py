@@ -16,7 +16,6 @@ import base64
 import binascii
 import contextlib
 import json
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +26,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CLOSE_CODE_EXPLANATIONS
 
 from schemas import bridge
-
-log = logging.getLogger(__name__)
 
 _AUDIO_MIME = f"audio/pcm;rate={bridge.CALLER_RATE}"
 # The SDK's own JSON for realtime audio: json.dumps' default separators, snake_case keys, and
