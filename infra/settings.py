@@ -175,6 +175,12 @@ class StreamsSettings(BaseModel):
         "inputs since the last commit are read again after a crash and skipped (ADR 13)",
     )
     sessions_enabled: bool = True
+    prewarm_sessions: bool = Field(
+        default=True,
+        description="Open a call's Gemini session when the call arrives (inbound) or is answered "
+        "(outbound), before its media stream starts, so the greeting is ready when the caller "
+        "is connected; the audio waits in the worker until the stream's bridge is known",
+    )
     tool_timeout_s: float = 5.0
     default_max_duration_s: int = 3600
     default_silence_timeout_s: int = 0

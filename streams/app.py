@@ -238,6 +238,7 @@ def _sessions(app: faust.App, settings: Settings, codec: Codec, inputs: faust.To
         facts=_TopicSink(inputs, codec),
         tools=ToolRunner(search, timeout_s=settings.streams.tool_timeout_s),
         worker_id=settings.streams.worker_id,
+        prewarm=settings.streams.prewarm_sessions,
     )
 
     @app.task  # type: ignore[untyped-decorator]

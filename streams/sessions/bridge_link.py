@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -27,7 +28,22 @@ class BridgeClosed(Exception):  # noqa: N818 - an event, named like one
     def __init__(self, code: int | None, reason: str) -> None:
         super().__init__(f"bridge closed ({code}): {reason}")
         self.code = code
+        self.reason = reason
         self.final = code in FINAL_CLOSE_CODES or code == bridge.CLOSE_REPLACED
+
+
+class BridgeRefused(BridgeClosed):
+    """The edge refused the first connection with a final code: no audio path for this token."""
+
+
+class BridgeEnd(Protocol):
+    """What a call's session needs of its bridge: frames both ways, and closing it."""
+
+    async def receive(self) -> EdgeToWorker: ...
+
+    async def send(self, message: WorkerToEdge) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass
@@ -122,14 +138,19 @@ class Bridge:
 
     async def open(self) -> bridge.Hello:
         """The first connection: an edge that is busy or restarting is retried as a dropped link
-        would be (a refused token stays final at once, and giving up raises BridgeLost)."""
+        would be. A refused token raises BridgeRefused at once, and giving up BridgeLost."""
         try:
-            return await self.connect()
-        except BridgeClosed as closed:
-            if closed.final:
-                raise
-            log.info("bridge %s: first connection failed (%s); retrying", self._url, closed)
-            return await self._reconnect(closed)
+            try:
+                return await self.connect()
+            except BridgeClosed as closed:
+                if closed.final:
+                    raise
+                log.info("bridge %s: first connection failed (%s); retrying", self._url, closed)
+                return await self._reconnect(closed)
+        except BridgeLost:
+            raise
+        except BridgeClosed as closed:  # final: _reconnect gives up on the others with BridgeLost
+            raise BridgeRefused(closed.code, closed.reason) from closed
 
     async def receive(self) -> EdgeToWorker:
         """The next frame; after a non-final drop, reconnects (the next frame is a new hello)."""
@@ -178,6 +199,10 @@ class Bridge:
             log.info("bridge %s: reconnected after %s", self._url, cause)
             return hello
         raise BridgeLost(last.code, f"gave up reconnecting after {self._attempts} attempts: {last}")
+
+
+BridgeFactory = Callable[[str, str], Bridge]
+"""Makes a call's bridge from its address and token (tests pass fakes)."""
 
 
 class BridgeLost(BridgeClosed):

@@ -13,7 +13,7 @@ from google.genai import types
 from schemas import bridge
 from schemas.call_media import AgentSpeechFinished, AgentSpeechStarted, TranscriptSegment
 from schemas.calls import HangUpRequested
-from streams.sessions.bridge_link import Bridge
+from streams.sessions.bridge_link import BridgeEnd
 from streams.sessions.facts import Reporter
 from streams.sessions.recovery import goodbye_pcm
 
@@ -86,7 +86,9 @@ class Conversation:
         if name == _HANGUP_MARK:
             self._hangup_mark.set()
 
-    async def on_content(self, link: Bridge, content: types.LiveServerContent, audio: bytes | None) -> None:
+    async def on_content(
+        self, link: BridgeEnd, content: types.LiveServerContent, audio: bytes | None
+    ) -> None:
         if content.input_transcription is not None and content.input_transcription.text:
             self._turn.caller_text.append(content.input_transcription.text)
         if content.output_transcription is not None and content.output_transcription.text:
@@ -99,12 +101,12 @@ class Conversation:
         if content.turn_complete:
             await self._finish_turn(link)
 
-    async def on_audio(self, link: Bridge, audio: bytes | None) -> None:
+    async def on_audio(self, link: BridgeEnd, audio: bytes | None) -> None:
         """Model speech towards the caller, unless the caller has barged in on this turn."""
         if audio and not self._turn.barged_in:
             await self._play(link, audio)
 
-    async def _play(self, link: Bridge, audio: bytes) -> None:
+    async def _play(self, link: BridgeEnd, audio: bytes) -> None:
         if self._turn.utterance_id is None:
             self._utterances += 1
             self._turn.utterance_id = f"{self._call_id}:u{self._utterances}"
@@ -118,7 +120,7 @@ class Conversation:
             self._audio_seq += 1
             self._turn.generated_bytes += len(chunk)
 
-    async def _finish_turn(self, link: Bridge) -> None:
+    async def _finish_turn(self, link: BridgeEnd) -> None:
         turn, self._turn = self._turn, _Turn()
         self.awaiting_reply = False
         mark_wait_s = 10.0
@@ -140,7 +142,7 @@ class Conversation:
         if self.pending_hangup is not None:
             await self._hang_up(link, self.pending_hangup, mark_wait_s=mark_wait_s)
 
-    async def abandon_turn(self, link: Bridge) -> None:
+    async def abandon_turn(self, link: BridgeEnd) -> None:
         """The model's turn died with its connection: keep what was said, end the utterance."""
         turn, self._turn = self._turn, _Turn()
         self.awaiting_reply = False
@@ -167,7 +169,7 @@ class Conversation:
             segment_index=self.segments,
         )
 
-    async def give_up(self, link: Bridge) -> None:
+    async def give_up(self, link: BridgeEnd) -> None:
         """The model cannot be reached: say goodbye in the worker's own voice and hang up."""
         log.warning("call %s: giving up on the model; ending the call", self._call_id)
         pcm = await goodbye_pcm()
@@ -182,7 +184,7 @@ class Conversation:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
 
-    async def _listen_for_marks(self, link: Bridge) -> None:
+    async def _listen_for_marks(self, link: BridgeEnd) -> None:
         """Without a model session nothing reads the bridge; the hang-up still waits for its mark."""
         while True:
             message = await link.receive()
@@ -193,7 +195,7 @@ class Conversation:
                 return
 
     async def _hang_up(
-        self, link: Bridge, reason: str, *, requested_by: str = "agent", mark_wait_s: float = 10.0
+        self, link: BridgeEnd, reason: str, *, requested_by: str = "agent", mark_wait_s: float = 10.0
     ) -> None:
         self.pending_hangup = None
         await link.send(bridge.PlayMark(name=_HANGUP_MARK))

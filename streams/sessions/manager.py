@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from streams.calls.state import CallState
+from streams.calls.state import CallState, CallStatus
 from streams.sessions.directory import AgentDirectory
 from streams.sessions.facts import FactSink
 from streams.sessions.live_config import DEFAULT_CONFIG, SessionPlan
@@ -14,6 +14,11 @@ from streams.sessions.session import CallSession, LiveConnector, SessionOutcome,
 from streams.sessions.tools import ToolRunner
 
 log = logging.getLogger(__name__)
+
+PREWARM_STATUSES = frozenset({CallStatus.RECEIVED, CallStatus.CONNECTED})
+"""A live call in these statuses without a stream yet gets its session before the stream:
+an inbound call from the voice webhook on; an outbound call once answered, not while it rings
+(most of those ringing calls would not need one)."""
 
 
 class SessionManager:
@@ -29,6 +34,7 @@ class SessionManager:
         worker_id: str,
         config_wait_s: float = 3.0,
         replaced_hold_s: float = 5.0,
+        prewarm: bool = True,
     ) -> None:
         self._directory = directory
         self._connect_live = connect_live
@@ -37,6 +43,7 @@ class SessionManager:
         self._worker_id = worker_id
         self._config_wait_s = config_wait_s
         self._replaced_hold_s = replaced_hold_s
+        self._prewarm = prewarm
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sessions: dict[str, CallSession] = {}
         """The running session of each call, to pass on what the call's state learns later."""
@@ -47,29 +54,54 @@ class SessionManager:
         session gave up, or the edge refused the token. A late state of the call, still live
         because its MediaStreamStopped is queued behind other inputs, must not start another
         session on a token the edge has already forgotten. A new stream brings a new token."""
+        self._warmed: set[str] = set()
+        """Calls whose pre-warmed session ended before their stream started: not warmed again;
+        the stream, when it comes, gets a session of its own."""
 
     @property
     def active(self) -> set[str]:
         return {call_id for call_id, task in self._tasks.items() if not task.done()}
 
     def ensure(self, state: CallState) -> None:
-        """Start a session for a live call with a media stream, unless one runs or is backing off."""
+        """Keep the call's session as its state asks: started before the stream (pre-warm) or
+        with it, attached to the stream's bridge, stopped once the call is over."""
         call_id = state.call_id
-        if not state.live or state.stream is None:
+        if not state.live:
             self.stop(call_id)
             self._finished.pop(call_id, None)
+            self._warmed.discard(call_id)
             return
-        if self._finished.get(call_id) == state.stream.bridge_token:
+        stream = state.stream
+        if stream is None:
+            if self._should_prewarm(state):
+                self._start(state)
             return
-        running = self._tasks.get(call_id)
-        if running is not None and not running.done():
-            session = self._sessions.get(call_id)
-            if session is not None and state.voicemail_message:
+        if self._finished.get(call_id) == stream.bridge_token:
+            return
+        session = self._sessions.get(call_id)
+        if session is not None and self._running(call_id):
+            session.attach(stream.bridge_url, stream.bridge_token)  # a pre-warmed session's stream
+            if state.voicemail_message:
                 session.request_voicemail(state.voicemail_message)
             return
-        if time.monotonic() < self._retry_at.get(call_id, 0.0):
+        self._start(state)
+
+    def _should_prewarm(self, state: CallState) -> bool:
+        return (
+            self._prewarm
+            and state.status in PREWARM_STATUSES
+            and state.call_id not in self._warmed
+            and not self._running(state.call_id)
+        )
+
+    def _running(self, call_id: str) -> bool:
+        task = self._tasks.get(call_id)
+        return task is not None and not task.done()
+
+    def _start(self, state: CallState) -> None:
+        if self._running(state.call_id) or time.monotonic() < self._retry_at.get(state.call_id, 0.0):
             return
-        self._tasks[call_id] = asyncio.create_task(self._run(state), name=f"session-{call_id}")
+        self._tasks[state.call_id] = asyncio.create_task(self._run(state), name=f"session-{state.call_id}")
 
     def stop(self, call_id: str) -> None:
         task = self._tasks.pop(call_id, None)
@@ -86,7 +118,6 @@ class SessionManager:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, state: CallState) -> None:
-        assert state.stream is not None
         config = self._directory.get(state.agent_id, state.agent_version)
         if config is None:
             config = await self._directory.wait_for(state.agent_id, state.agent_version, self._config_wait_s)
@@ -98,39 +129,48 @@ class SessionManager:
                 state.agent_version,
             )
             config = DEFAULT_CONFIG
+        stream = state.stream
+        # A pre-warmed session starts fresh and greets: with no stream yet, the caller has
+        # heard nothing, whatever an earlier session of the call (on a worker that lost the
+        # partition since) may have said into its own queue.
+        warm = stream is None
+        handle = None if warm else state.resumption_handle
         plan = SessionPlan(
             call_id=state.call_id,
             config=config,
-            resumption_handle=state.resumption_handle,
+            resumption_handle=handle,
             voicemail_message=state.voicemail_message,
         )
         target = SessionTarget(
             tenant_id=state.tenant_id,
             call_id=state.call_id,
-            bridge_url=state.stream.bridge_url,
-            bridge_token=state.stream.bridge_token,
+            bridge_url=None if stream is None else stream.bridge_url,
+            bridge_token=None if stream is None else stream.bridge_token,
             plan=plan,
             worker_id=self._worker_id,
-            greet=state.resumption_handle is None and not state.session_open,
+            greet=warm or (handle is None and not state.session_open),
         )
         session = CallSession(target, connect_live=self._connect_live, facts=self._facts, tools=self._tools)
         self._sessions[state.call_id] = session
         log.info(
-            "call %s: starting session (agent %s v%d) via %s",
+            "call %s: starting session (agent %s v%d) %s",
             state.call_id,
             state.agent_id,
             state.agent_version,
-            target.bridge_url,
+            "before its stream (pre-warm)" if stream is None else f"via {stream.bridge_url}",
         )
         try:
             outcome = await session.run()
             self._failures.pop(state.call_id, None)
+            token = session.bridge_token
             if outcome is SessionOutcome.REPLACED:
                 # Another worker has the call. If the call comes back to this one (another
                 # rebalance), the same token is good again: hold off for a while, then retry.
                 self._retry_at[state.call_id] = time.monotonic() + self._replaced_hold_s
+            elif token is None:
+                self._warmed.add(state.call_id)
             else:
-                self._finished[state.call_id] = state.stream.bridge_token
+                self._finished[state.call_id] = token
         except asyncio.CancelledError:
             raise
         except Exception as err:  # one call's trouble must not touch the others

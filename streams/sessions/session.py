@@ -16,12 +16,20 @@ from google.genai import types
 from schemas import bridge
 from schemas.call_session import UsageReported
 from schemas.calls import HangUpRequested
-from streams.sessions.bridge_link import Bridge, BridgeClosed, BridgeLost
+from streams.sessions.bridge_link import (
+    Bridge,
+    BridgeClosed,
+    BridgeEnd,
+    BridgeFactory,
+    BridgeLost,
+    BridgeRefused,
+)
 from streams.sessions.caller_audio import CallerAudioPipe
 from streams.sessions.conversation import Conversation
 from streams.sessions.facts import FactSink, Reporter
 from streams.sessions.live_config import SessionPlan, live_connect_config, voicemail_prompt
 from streams.sessions.live_wire import LiveWire, ModelAudio, ServerMessage
+from streams.sessions.pending_bridge import PendingBridge
 from streams.sessions.recovery import APOLOGY_PROMPT, ModelFailure, classify, malformed
 from streams.sessions.resumption import Resumption
 from streams.sessions.tool_call import ToolCalls
@@ -31,7 +39,6 @@ log = logging.getLogger(__name__)
 
 LiveSession = Any  # google.genai.live.AsyncSession; typed loosely, the SDK's own hints are partial
 LiveConnector = Callable[[str, dict[str, Any]], AbstractAsyncContextManager[LiveSession]]
-BridgeFactory = Callable[[str, str], Bridge]
 
 
 class SessionOutcome(StrEnum):
@@ -50,12 +57,16 @@ class SessionOutcome(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionTarget:
-    """Which call, where its audio is, and how its session is set up."""
+    """Which call, where its audio is, and how its session is set up.
+
+    A pre-warmed session starts before the call's media stream: its bridge address and token
+    are None until ``CallSession.attach`` gives them.
+    """
 
     tenant_id: str
     call_id: str
-    bridge_url: str
-    bridge_token: str
+    bridge_url: str | None = None
+    bridge_token: str | None = None
     plan: SessionPlan
     worker_id: str
     greet: bool = True
@@ -80,7 +91,6 @@ class CallSession:
     ) -> None:
         self._target = target
         self._connect_live = connect_live
-        self._bridge_factory = bridge_factory
         self._facts = Reporter(facts, target.tenant_id, target.call_id)
         self._resumption = Resumption(
             self._facts,
@@ -94,8 +104,25 @@ class CallSession:
             tools, self._facts, tenant_id=target.tenant_id, kb_ids=target.plan.config.knowledge_base_ids
         )
         self._apologise = False
+        self._link: Bridge | PendingBridge
+        if target.bridge_url is None or target.bridge_token is None:
+            self._link = PendingBridge(target.call_id, bridge_factory=bridge_factory)
+        else:
+            self._link = bridge_factory(target.bridge_url, target.bridge_token)
         if target.plan.voicemail_message:
             self.request_voicemail(target.plan.voicemail_message)
+
+    @property
+    def bridge_token(self) -> str | None:
+        """The token of the stream this session talks through; None while pre-warmed."""
+        if isinstance(self._link, PendingBridge):
+            return self._link.token
+        return self._target.bridge_token
+
+    def attach(self, bridge_url: str, bridge_token: str) -> None:
+        """The call's stream has started: a pre-warmed session connects to its bridge now."""
+        if isinstance(self._link, PendingBridge):
+            self._link.attach(bridge_url, bridge_token)
 
     def request_voicemail(self, message: str) -> None:
         """An answering machine took the call: say message once the line is free, then hang up.
@@ -106,25 +133,24 @@ class CallSession:
         self._caller_audio.clear()  # the machine's greeting and beep, queued while we were busy
 
     async def run(self) -> SessionOutcome:
-        """Connect the bridge, then keep a Live session going until the call ends."""
-        link = self._bridge_factory(self._target.bridge_url, self._target.bridge_token)
+        """Connect the bridge, then keep a Live session going until the call ends.
+
+        A pre-warmed session opens the Live session first and its bridge once attached; any
+        other opens the bridge first, and opens no Live session for a token the edge refuses.
+        """
+        link = self._link
         try:
-            await link.open()
-        except BridgeLost as lost:  # never reached, even after retries: no audio path at all
-            log.warning("call %s: bridge unreachable: %s", self._target.call_id, lost)
-            await self._resumption.closed("error", lost.code)
-            await self._facts.report(HangUpRequested, requested_by="system", reason="failed", wait=True)
-            return SessionOutcome.GAVE_UP
-        except BridgeClosed as refused:
+            if isinstance(link, Bridge):
+                await link.open()
+            return await self._converse(link)
+        except BridgeRefused as refused:
             # A token for a call the edge no longer has: record it, never retry it. A call that
             # ended while this worker was catching up is routine; anything else is worth a look.
             level = logging.INFO if refused.code == bridge.CLOSE_CALL_ENDED else logging.WARNING
             log.log(level, "call %s: bridge refused: %s", self._target.call_id, refused)
             await self._resumption.closed("call_ended", refused.code)
             return SessionOutcome.REFUSED
-        try:
-            return await self._converse(link)
-        except BridgeLost as lost:
+        except BridgeLost as lost:  # never reached, or dropped and not reconnected
             log.warning("call %s: bridge lost: %s", self._target.call_id, lost)
             await self._resumption.closed("error", lost.code)
             await self._facts.report(HangUpRequested, requested_by="system", reason="failed", wait=True)
@@ -138,7 +164,7 @@ class CallSession:
             with contextlib.suppress(Exception):
                 await link.close()
 
-    async def _converse(self, link: Bridge) -> SessionOutcome:
+    async def _converse(self, link: BridgeEnd) -> SessionOutcome:
         resumption, conversation = self._resumption, self._conversation
         while True:
             try:
@@ -155,7 +181,7 @@ class CallSession:
                 self._apologise = self._apologise or conversation.spoken
             await asyncio.sleep(resumption.backoff_s)
 
-    async def _one_connection(self, link: Bridge) -> None:
+    async def _one_connection(self, link: BridgeEnd) -> None:
         conversation = self._conversation
         plan, fresh = self._resumption.next_plan(
             self._target.plan, spoken=conversation.spoken, transcript=conversation.transcript
@@ -196,7 +222,7 @@ class CallSession:
             turns=types.Content(role="user", parts=[types.Part(text=text)]), turn_complete=True
         )
 
-    async def _pump(self, link: Bridge, session: LiveSession) -> None:
+    async def _pump(self, link: BridgeEnd, session: LiveSession) -> None:
         wire = LiveWire(session)
         uplink = asyncio.create_task(self._uplink(link, self._caller_audio))
         sender = asyncio.create_task(self._caller_audio.run(wire.send_audio))
@@ -227,7 +253,7 @@ class CallSession:
             await self._say_to_model(session, voicemail_prompt(conversation.voicemail_sent()))
         await asyncio.Future()
 
-    async def _uplink(self, link: Bridge, caller_audio: CallerAudioPipe) -> None:
+    async def _uplink(self, link: BridgeEnd, caller_audio: CallerAudioPipe) -> None:
         """Caller audio towards the session; edge notices into the conversation."""
         conversation = self._conversation
         while True:
@@ -247,7 +273,7 @@ class CallSession:
                 case bridge.Hello() | bridge.Dtmf():
                     pass
 
-    async def _downlink(self, link: Bridge, session: LiveSession, wire: LiveWire) -> None:
+    async def _downlink(self, link: BridgeEnd, session: LiveSession, wire: LiveWire) -> None:
         """Model messages to the bridge and to facts; returns on goAway (planned reconnect)."""
         messages = wire.messages()
         while True:
@@ -263,7 +289,7 @@ class CallSession:
             # calls' frames in between its messages rather than after all of them.
             await asyncio.sleep(0)
 
-    async def _on_message(self, link: Bridge, session: LiveSession, message: ServerMessage) -> bool:
+    async def _on_message(self, link: BridgeEnd, session: LiveSession, message: ServerMessage) -> bool:
         if isinstance(message, ModelAudio):  # most messages: nothing but the next chunk of speech
             await self._conversation.on_audio(link, message.pcm)
             return False

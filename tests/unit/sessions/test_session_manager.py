@@ -1,5 +1,6 @@
 """The session manager starts no second session on a token whose stream has ended, however late
-the call's state says so; a call taken over by another worker may come back."""
+the call's state says so; a call taken over by another worker may come back; a call gets its
+session before its stream (pre-warm) once it has arrived or been answered, never while ringing."""
 
 from __future__ import annotations
 
@@ -45,9 +46,14 @@ def _live_call(bridge_url: str, token: str = TOKEN) -> CallState:
     )
 
 
-def _manager(live_sessions: int) -> SessionManager:
+def _before_the_stream(state: CallState, status: CallStatus, direction: str = "inbound") -> CallState:
+    """The same call before Twilio has started its media stream."""
+    return dataclasses.replace(state, status=status, direction=direction, stream=None)
+
+
+def _manager(live_sessions: int, *, gemini: FakeGemini | None = None, prewarm: bool = True) -> SessionManager:
     """A manager whose model accepts this many Live connections."""
-    gemini = FakeGemini()
+    gemini = gemini or FakeGemini()
     for _ in range(live_sessions):
         gemini.live()
     return SessionManager(
@@ -58,6 +64,7 @@ def _manager(live_sessions: int) -> SessionManager:
         worker_id="w-1",
         config_wait_s=0,
         replaced_hold_s=0,
+        prewarm=prewarm,
     )
 
 
@@ -138,3 +145,58 @@ async def test_the_ended_token_is_forgotten_once_the_call_is_seen_ended() -> Non
         await eventually(lambda: len(edge.connections) == 2)
         await edge.stop_stream()
         await _settled(manager)
+
+
+async def test_an_inbound_call_gets_its_session_before_its_stream_and_keeps_it() -> None:
+    gemini = FakeGemini()
+    manager = _manager(1, gemini=gemini)
+    async with FakeEdge() as edge:
+        live_call = _live_call(edge.url)
+        manager.ensure(_before_the_stream(live_call, CallStatus.RECEIVED))
+        await gemini.opened.wait()
+        assert manager.active == {"call-1"}
+        assert edge.connections == []
+
+        manager.ensure(live_call)  # the stream has started: the same session takes its bridge
+        await edge.connected.wait()
+        await edge.stop_stream()
+        await _settled(manager)
+        manager.ensure(live_call)  # late: the stream that session talked through has ended
+        await asyncio.sleep(0.1)
+
+    assert len(gemini.configs) == 1
+    assert len(edge.connections) == 1
+    assert not manager.active
+
+
+@pytest.mark.parametrize("status", [CallStatus.DIALING, CallStatus.RINGING])
+async def test_an_outbound_call_gets_no_session_while_it_rings(status: CallStatus) -> None:
+    gemini = FakeGemini()
+    manager = _manager(1, gemini=gemini)
+    manager.ensure(_before_the_stream(_live_call("ws://unused"), status, direction="outbound"))
+    assert not manager.active
+    assert gemini.configs == []
+
+
+async def test_an_answered_outbound_call_gets_its_session_before_its_stream() -> None:
+    gemini = FakeGemini()
+    manager = _manager(1, gemini=gemini)
+    answered = _before_the_stream(_live_call("ws://unused"), CallStatus.CONNECTED, direction="outbound")
+    manager.ensure(answered)
+    await gemini.opened.wait()
+    manager.ensure(dataclasses.replace(answered, status=CallStatus.ENDED))  # hung up before the stream
+    await _settled(manager)
+
+
+async def test_without_prewarm_the_session_waits_for_the_stream() -> None:
+    gemini = FakeGemini()
+    manager = _manager(1, gemini=gemini, prewarm=False)
+    async with FakeEdge() as edge:
+        live_call = _live_call(edge.url)
+        manager.ensure(_before_the_stream(live_call, CallStatus.RECEIVED))
+        assert not manager.active
+        manager.ensure(live_call)
+        await edge.connected.wait()
+        await edge.stop_stream()
+        await _settled(manager)
+    assert len(gemini.configs) == 1
