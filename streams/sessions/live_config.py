@@ -69,6 +69,14 @@ VOICEMAIL_PROMPT = (
 """The instruction before the message; the offline stand-in speaks the text after it verbatim."""
 
 
+GREETING_PROMPT = "Greet the caller: "
+
+
+def greeting_prompt(greeting: str) -> str:
+    """The written turn that asks the model to open the call with the agent's greeting."""
+    return GREETING_PROMPT + greeting
+
+
 def voicemail_prompt(message: str) -> str:
     """The written turn that asks the model to speak message as the voicemail."""
     return VOICEMAIL_PROMPT + message

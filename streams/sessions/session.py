@@ -27,7 +27,7 @@ from streams.sessions.bridge_link import (
 from streams.sessions.caller_audio import CallerAudioPipe
 from streams.sessions.conversation import Conversation
 from streams.sessions.facts import FactSink, Reporter
-from streams.sessions.live_config import SessionPlan, live_connect_config, voicemail_prompt
+from streams.sessions.live_config import SessionPlan, greeting_prompt, live_connect_config, voicemail_prompt
 from streams.sessions.live_wire import LiveWire, ModelAudio, ServerMessage
 from streams.sessions.pending_bridge import PendingBridge
 from streams.sessions.recovery import APOLOGY_PROMPT, ModelFailure, classify, malformed
@@ -211,7 +211,7 @@ class CallSession:
             self._apologise = False
             text = APOLOGY_PROMPT
         elif self._target.greet and plan.config.greeting and not self._conversation.spoken:
-            text = f"Greet the caller: {plan.config.greeting}"
+            text = greeting_prompt(plan.config.greeting)
         else:
             return
         await self._say_to_model(session, text)

@@ -16,6 +16,7 @@ from streams.standin.script import (
     TOOL_TIMEOUT_REPLY,
     Script,
     fill_reply,
+    greeting_request,
     scripted_turn,
     verbatim_request,
 )
@@ -169,10 +170,13 @@ class Conversation:
             state.transcript.append(("client", text))
             await self._speak(verbatim, said)
             return
-        if not from_audio and script is not None and script.greeting and not state.greeted:
+        greeting = (
+            None if from_audio or state.greeted else (script and script.greeting) or greeting_request(text)
+        )
+        if greeting:
             state.greeted = True
             state.transcript.append(("client", text))
-            await self._speak(script.greeting, said)
+            await self._speak(greeting, said)
             return
         if not from_audio:
             # A written prompt (an apology request after a reconnect, say) is not a caller turn:

@@ -17,6 +17,7 @@ TEXT_REPLY = "Sorry about that. This is the offline stand-in for Gemini, answeri
 UNSCRIPTED_CALLER = "(offline stand-in: caller speech, not transcribed)"
 SCRIPT_HEADER = "x-standin-script"
 _MARKER = re.compile(r"\[script:([A-Za-z0-9_.:\-]+)\]")
+_GREET = re.compile(r"\Agreet the caller:\s*(.+)\Z", re.IGNORECASE | re.DOTALL)
 _SAY_EXACTLY = re.compile(r"say exactly the following text[^:\n]*:\s*(.+)\Z", re.IGNORECASE | re.DOTALL)
 
 
@@ -122,6 +123,19 @@ def verbatim_request(text: str) -> str | None:
     """The text a written prompt asks to be said word for word ("... say exactly the following
     text ...: <text>", as a voicemail is left), or None for any other prompt."""
     found = _SAY_EXACTLY.search(text)
+    if found is None:
+        return None
+    return found.group(1).strip() or None
+
+
+def greeting_request(text: str) -> str | None:
+    """The greeting a written prompt asks the model to open the call with ("Greet the caller:
+    <greeting>", as the session worker sends it), or None for any other prompt.
+
+    A real model greets as asked; the stand-in does too when its script names no greeting of
+    its own, so a call that opens before its script is known (pre-warm) is still greeted.
+    """
+    found = _GREET.search(text.strip())
     if found is None:
         return None
     return found.group(1).strip() or None

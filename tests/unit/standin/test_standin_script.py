@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.sessions.live_config import voicemail_prompt
+from streams.sessions.live_config import greeting_prompt, voicemail_prompt
 from streams.standin.script import (
     EXHAUSTED_REPLY,
     OFFLINE_REPLY,
@@ -13,6 +13,7 @@ from streams.standin.script import (
     ToolCallSpec,
     Turn,
     fill_reply,
+    greeting_request,
     parse_script,
     script_key,
     scripted_turn,
@@ -85,3 +86,11 @@ def test_a_say_exactly_prompt_is_answered_word_for_word() -> None:
     assert verbatim_request("Please SAY EXACTLY THE FOLLOWING TEXT:  Bye.\n") == "Bye."
     assert verbatim_request("Greet the caller: Hello") is None
     assert verbatim_request("Say exactly the following text:   ") is None
+
+
+def test_a_greeting_prompt_names_the_greeting_to_say() -> None:
+    assert greeting_request(greeting_prompt("Thanks for calling Acme.")) == "Thanks for calling Acme."
+    assert greeting_request("  greet the caller:\n Hello there. ") == "Hello there."
+    assert greeting_request("Greet the caller:   ") is None
+    assert greeting_request("Greet the caller.") is None  # no greeting named: the labelled reply
+    assert greeting_request(voicemail_prompt("Greet the caller: no")) is None
