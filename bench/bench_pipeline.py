@@ -23,8 +23,11 @@ Figures (all on CLOCK_MONOTONIC, comparable across processes on one machine):
   onset delay for that very audio is computed offline by feeding the same frames through the
   edge's `MediaSession` (onset frames + minimum speech before a barge-in), so the pipeline's
   share is `clear - sent[decision frame]`;
-- setup: `start` sent → stand-in WebSocket accepted → setup received (session open) → greeting
-  audio sent → first Twilio frame;
+- setup: each call is answered (`POST /twilio/voice`, which pre-warms its session), then its
+  stream starts `--stream-delay-ms` later (Twilio's own gap between the TwiML and the stream's
+  `start`; 300 ms assumed by default). Reported: `start` sent → the greeting's first Twilio frame,
+  and when the session opened and the greeting's audio left the stand-in, relative to `start`
+  (negative: ready before the stream);
 - CPU: process time of edge, worker and broker over the window when all N calls are live.
 
 `--profile S` also samples the worker, edge and stand-in with py-spy for S seconds of each
@@ -138,7 +141,9 @@ class Platform:
     edge_out: Any
 
 
-def _start_standin(data_dir: Path, pace: float) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+def _start_standin(
+    data_dir: Path, pace: float, latency_ms: int
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -147,6 +152,8 @@ def _start_standin(data_dir: Path, pace: float) -> tuple[subprocess.Popen[bytes]
             "--pace",
             str(pace),
             "--timings",
+            "--latency-ms",
+            str(latency_ms),
             "--cert-dir",
             str(data_dir / "certs"),
         ],
@@ -164,7 +171,7 @@ def _start_standin(data_dir: Path, pace: float) -> tuple[subprocess.Popen[bytes]
 
 
 def _start_worker(
-    settings: Settings, standin: dict[str, str], data_dir: Path, app_id: str, n: int
+    settings: Settings, standin: dict[str, str], data_dir: Path, app_id: str, n: int, *, prewarm: bool
 ) -> subprocess.Popen[bytes]:
     return start_streams_worker(
         settings,
@@ -173,7 +180,7 @@ def _start_worker(
         worker_id=f"bench-worker-{n}",
         gemini_base_url=standin["base_url"],
         gemini_ca_file=standin["ca_file"],
-        extra_env={"VOICE_LOG_LEVEL": "WARNING"},
+        extra_env={"VOICE_LOG_LEVEL": "WARNING", "VOICE_STREAMS__PREWARM_SESSIONS": str(prewarm).lower()},
     )
 
 
@@ -435,10 +442,8 @@ def _analyse(
 ) -> dict[str, Any]:
     uplink, uplink_window, downlink = [], [], []
     barge_total, barge_pipeline, barge_vad = [], [], []
-    setup: dict[str, list[float]] = {
-        k: [] for k in ("to_accept", "accept_to_open", "open_to_audio", "audio_to_twilio")
-    }
-    setup_open, setup_first = [], []
+    setup: dict[str, list[float]] = {k: [] for k in ("session_open", "greeting_audio_left_standin")}
+    setup_first: list[float] = []
     mismatched, unmatched_down, missing_clear, coalesced = 0, 0, 0, 0
     lo, hi = window
     for call in calls:
@@ -463,24 +468,19 @@ def _analyse(
                     uplink.append(latency)
                     if lo <= sent[k] <= hi:
                         uplink_window.append(latency)
-        # downlink: first chunk of each answer (not the greeting) -> its first frame at Twilio
         firsts = [at for at, utterance, chunk in timing["audio_out"] if chunk == 0]
-        for n, at in enumerate(firsts):
+        if firsts:  # the greeting, ready before the stream when the session was pre-warmed
+            setup["session_open"].append((timing["opened_at"] - call.start_at) * 1000)
+            setup["greeting_audio_left_standin"].append((firsts[0] - call.start_at) * 1000)
+            setup_first.append((call.heard[0] - call.start_at) * 1000)
+        # downlink: first chunk of each answer (not the greeting) -> its first frame at Twilio
+        for at in firsts[1:]:
             i = bisect.bisect_left(call.heard, at)
             previous = call.heard[i - 1] if i > 0 else 0.0
             if i >= len(call.heard) or call.heard[i] - at > 2.0 or at - previous < 0.1:
                 unmatched_down += 1
                 continue
-            if n > 0:
-                downlink.append((call.heard[i] - at) * 1000)
-            else:
-                accepted, opened = timing["connected_at"][0], timing["opened_at"]
-                setup["to_accept"].append((accepted - call.start_at) * 1000)
-                setup["accept_to_open"].append((opened - accepted) * 1000)
-                setup["open_to_audio"].append((at - opened) * 1000)
-                setup["audio_to_twilio"].append((call.heard[i] - at) * 1000)
-                setup_open.append((opened - call.start_at) * 1000)
-                setup_first.append((call.heard[i] - call.start_at) * 1000)
+            downlink.append((call.heard[i] - at) * 1000)
         # barge-in: first speech frame sent -> clear received
         for index, decision in call.barge_ins:
             if index + decision >= len(sent):
@@ -499,10 +499,9 @@ def _analyse(
         "barge_in_ms": _stats(barge_total),
         "barge_in_vad_onset_ms": _stats(barge_vad),
         "barge_in_after_vad_decision_ms": _stats(barge_pipeline),
-        "setup_start_to_session_open_ms": _stats(setup_open),
         "setup_start_to_first_frame_ms": _stats(setup_first),
-        "setup_parts_p50_ms": {k: _stats(v).get("p50") for k, v in setup.items()},
-        "setup_parts_p99_ms": {k: _stats(v).get("p99") for k, v in setup.items()},
+        "setup_relative_to_start_p50_ms": {k: _stats(v).get("p50") for k, v in setup.items()},
+        "setup_relative_to_start_p99_ms": {k: _stats(v).get("p99") for k, v in setup.items()},
         "uplink_chunks_unmatched": mismatched,
         "uplink_chunks_of_several_frames": coalesced,
         "answers_unmatched": unmatched_down,
@@ -587,41 +586,43 @@ def _run_queue_s(pid: int) -> float:
 
 
 async def _run_level(
-    platform: Platform, n: int, seconds: float, phrases: list[Phrase], silence: str, profile: float = 0.0
+    platform: Platform,
+    n: int,
+    seconds: float,
+    phrases: list[Phrase],
+    silence: str,
+    profile: float = 0.0,
+    stream_delay_s: float = 0.3,
 ) -> dict[str, Any]:
     edge_url = platform.edge_settings.twilio.public_base_url
     media_url = media_stream_url(edge_url)
     signature = RequestValidator(TOKEN).compute_signature(media_url, {})
     ramp = max(1.0, n / 10)  # ten new calls a second
     async with httpx.AsyncClient(timeout=30) as client:
-        calls: list[SimCall] = []
-        for i in range(n):
-            params = await _answer_inbound(client, edge_url)
-            calls.append(SimCall(i, params["call_id"], params))
         turns = [
             {"caller": p, "reply": SHORT_REPLY if i % 2 == 0 else LONG_REPLY}
             for i, p in enumerate(PHRASES * 40)
         ]
-        await asyncio.gather(
-            *(
-                client.put(
-                    f"{platform.standin_control}/scripts/{c.call_id}",
-                    json={"turns": turns, "greeting": GREETING},
-                )
-                for c in calls
-            )
-        )
+        calls: list[SimCall] = []  # grows as calls are answered; the pacer reads it as it is
         stop = asyncio.Event()
         pacer = asyncio.create_task(_pace(calls, silence, stop))
         begin = time.monotonic()
         end_at = begin + ramp + 8 + seconds
-        greeted = [asyncio.Event() for _ in calls]
-        tasks = []
-        for i, call in enumerate(calls):
+        greeted = [asyncio.Event() for _ in range(n)]
+
+        async def answer_then_stream(i: int) -> None:
+            # Twilio's order: the voice webhook (the session is pre-warmed from here), then,
+            # once Twilio has read the TwiML and reached the edge, the media stream.
             await asyncio.sleep(max(0.0, begin + i * ramp / n - time.monotonic()))
-            tasks.append(
-                asyncio.create_task(_run_call(call, media_url, signature, phrases, end_at, greeted[i]))
-            )
+            params = await _answer_inbound(client, edge_url)
+            call = SimCall(i, params["call_id"], params)
+            calls.append(call)
+            script = {"turns": turns, "greeting": GREETING}
+            await client.put(f"{platform.standin_control}/scripts/{call.call_id}", json=script)
+            await asyncio.sleep(max(0.0, stream_delay_s - (time.monotonic() - begin - i * ramp / n)))
+            await _run_call(call, media_url, signature, phrases, end_at, greeted[i])
+
+        tasks = [asyncio.create_task(answer_then_stream(i)) for i in range(n)]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(g.wait() for g in greeted)), 30)
         await asyncio.sleep(1.0)
@@ -703,7 +704,7 @@ def _table(results: list[dict[str, Any]]) -> str:
 
     lines = [
         "| calls | uplink p50/p99 | downlink p50/p99 | barge-in p50/p99 (after VAD decision) "
-        "| setup start→open p50/p99 | start→first frame p50/p99 | CPU edge / worker / broker (% core) "
+        "| session open vs start p50 | start→first frame p50/p99 | CPU edge / worker / broker (% core) "
         "| per call-second |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -711,7 +712,8 @@ def _table(results: list[dict[str, Any]]) -> str:
         cpu = r["cpu_pct_of_one_core"]
         lines.append(
             f"| {r['calls']} | {pp(r['uplink_ms'])} | {pp(r['downlink_ms'])} | {pp(r['barge_in_ms'])} "
-            f"({pp(r['barge_in_after_vad_decision_ms'])}) | {pp(r['setup_start_to_session_open_ms'])} | "
+            f"({pp(r['barge_in_after_vad_decision_ms'])}) | "
+            f"{r['setup_relative_to_start_p50_ms']['session_open']} | "
             f"{pp(r['setup_start_to_first_frame_ms'])} | {cpu['edge']} / {cpu['worker']} / {cpu['broker']} | "
             f"{r['pipeline_cpu_ms_per_call_second']} ms |"
         )
@@ -738,6 +740,22 @@ def main() -> None:
     parser.add_argument("--pace", type=float, default=0.0, help="stand-in pace: 0 answers instantly")
     parser.add_argument("--workers", type=int, default=1, help="session worker processes (one group)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--model-latency-ms",
+        type=int,
+        default=0,
+        help="the stand-in's setup and time to first audio (0: instant); a real model's cost a call",
+    )
+    parser.add_argument(
+        "--no-prewarm", action="store_true", help="sessions open with the stream, as before pre-warm"
+    )
+    parser.add_argument(
+        "--stream-delay-ms",
+        type=float,
+        default=300.0,
+        help="from a call's voice webhook to its stream's start (Twilio reading the TwiML and "
+        "connecting); the session is pre-warmed in between",
+    )
     parser.add_argument(
         "--profile", type=float, default=0.0, help="py-spy the worker, edge and stand-in for this many s"
     )
@@ -769,13 +787,16 @@ def main() -> None:
                 ),
             }
         )
-        standin, addresses = _start_standin(data_dir, args.pace)
+        standin, addresses = _start_standin(data_dir, args.pace, args.model_latency_ms)
         ctx = multiprocessing.get_context("spawn")
         commands, out = ctx.Queue(), ctx.Queue()
         edge = ctx.Process(target=_edge_process, args=(edge_settings, commands, out))
         edge.start()
         app_id = f"bench-{uuid.uuid4().hex[:6]}"
-        workers = [_start_worker(settings, addresses, data_dir, app_id, n) for n in range(args.workers)]
+        workers = [
+            _start_worker(settings, addresses, data_dir, app_id, n, prewarm=not args.no_prewarm)
+            for n in range(args.workers)
+        ]
         try:
             if out.get(timeout=120) != "ready":
                 raise SystemExit("the edge did not start")
@@ -810,7 +831,13 @@ def main() -> None:
                 runner.run(_run_level(platform, 2, 5.0, phrases, silence))
                 for n in args.calls:
                     print(f"level {n} calls...", flush=True)
-                    result = runner.run(_run_level(platform, n, args.seconds, phrases, silence, args.profile))
+                    level = _run_level(
+                        platform, n, args.seconds, phrases, silence, args.profile, args.stream_delay_ms / 1000
+                    )
+                    result = runner.run(level)
+                    result["stream_delay_ms"] = args.stream_delay_ms
+                    result["prewarm"] = not args.no_prewarm
+                    result["model_latency_ms"] = args.model_latency_ms
                     print(json.dumps(result, indent=2), flush=True)
                     results.append(result)
             print(_table(results))

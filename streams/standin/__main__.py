@@ -21,6 +21,9 @@ def _parse(argv: list[str] | None) -> StandInSettings:
     parser.add_argument("--silence-ms", type=int, default=500, help="hang-over when setup gives none")
     parser.add_argument("--max-connection-s", type=float, default=None, help="goAway, then close")
     parser.add_argument("--timings", action="store_true", help="record audio times (GET /timings)")
+    parser.add_argument(
+        "--latency-ms", type=int, default=0, help="a model's delays: setup and each answer's first audio"
+    )
     parser.add_argument("--api-key", default=None, help="require this key (default: any non-empty key)")
     args = parser.parse_args(argv)
     return StandInSettings(
@@ -33,6 +36,7 @@ def _parse(argv: list[str] | None) -> StandInSettings:
         max_connection_s=args.max_connection_s,
         api_key=args.api_key,
         timings=args.timings,
+        latency_ms=args.latency_ms,
     )
 
 

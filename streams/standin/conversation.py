@@ -36,12 +36,14 @@ class Outbox(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Behaviour:
-    """How the stand-in talks: `pace` 1.0 is real time, 0 as fast as possible."""
+    """How the stand-in talks: `pace` 1.0 is real time, 0 as fast as possible; each answer's
+    first audio comes `latency_ms` after the turn is taken (a model's time to first audio)."""
 
     pace: float = 1.0
     chunk_ms: int = 40
     silence_ms: int = 500
     voice: str = "en-us"
+    latency_ms: int = 0
 
 
 class Conversation:
@@ -225,6 +227,8 @@ class Conversation:
             self._tools_done.set()
 
     async def _speak(self, text: str, said: list[str]) -> None:
+        if self._behaviour.latency_ms:
+            await asyncio.sleep(self._behaviour.latency_ms / 1000)
         pcm = await asyncio.to_thread(reply_pcm, text, self._behaviour.voice)
         chunk = OUTPUT_RATE * 2 * self._behaviour.chunk_ms // 1000
         pieces = [pcm[i : i + chunk] for i in range(0, len(pcm), chunk)] or [b""]

@@ -52,6 +52,9 @@ class StandInSettings:
     api_key: str | None = None
     timings: bool = False
     """Record when audio goes in and out per session (`GET /timings` on the control port)."""
+    latency_ms: int = 0
+    """A model's own delays, for measuring what they cost a call: `setupComplete` and each
+    answer's first audio come this much later. 0 (the default) answers at once."""
 
 
 class _Link:
@@ -108,6 +111,7 @@ class StandIn:
             chunk_ms=settings.chunk_ms,
             silence_ms=settings.silence_ms,
             voice=settings.voice,
+            latency_ms=settings.latency_ms,
         )
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -298,6 +302,7 @@ class StandIn:
         )
         link.conversation = conversation
         _log.info("offline Gemini stand-in session %s (script %s)", state.session_id, state.script_key)
+        await asyncio.sleep(self._behaviour.latency_ms / 1000)
         await link.send(wire.setup_complete(state.session_id))
         await conversation.send_resumption_update()
         timer = self._connection_timer(link)
