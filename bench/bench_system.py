@@ -196,6 +196,39 @@ def process_name(proc: psutil.Process) -> str:
     return (" ".join(argv[1:4])[:40] or proc.name()) + (f" {worker}" if worker else "")
 
 
+def platform_cpu(procs: list[psutil.Process], seconds: float) -> float:
+    """The platform's CPU over the next ``seconds`` (% of one core, all its processes)."""
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.cpu_percent(None)
+    time.sleep(seconds)
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += proc.cpu_percent(None)
+    return total
+
+
+def wait_until_settled(dev: subprocess.Popen[bytes], *, window_s: float = 3.0, max_s: float = 90.0) -> float:
+    """Wait out start-up work (seeding, group joins, the broker's first fetches) before measuring.
+
+    Settled: two windows in a row within 5 points of each other. A fixed 10 s wait was too short
+    on some start-ups (the broker still at 46 % of a core, against 30-34 % once settled), and
+    the levels measured after it drowned.
+    """
+    procs = platform_processes(dev)
+    deadline = time.monotonic() + max_s
+    previous = platform_cpu(procs, window_s)
+    while time.monotonic() < deadline:
+        current = platform_cpu(procs, window_s)
+        print(f"settling: platform at {current:.0f} % of a core (was {previous:.0f} %)", flush=True)
+        if abs(current - previous) < 5.0:
+            return current
+        previous = current
+    print(f"the platform did not settle within {max_s:.0f} s; measuring anyway", flush=True)
+    return previous
+
+
 def idle_level(dev: subprocess.Popen[bytes], seconds: float) -> dict[str, Any]:
     """The platform's fixed cost: CPU per process with no call at all."""
     procs = platform_processes(dev)
@@ -290,8 +323,9 @@ def main() -> None:
     print(f"data and logs (kept for inspection; delete when done): {data_dir}", flush=True)
     dev, addresses = start_platform(data_dir, args.session_workers)
     try:
+        time.sleep(5)  # the platform's processes, all started
+        wait_until_settled(dev)
         if args.idle > 0:
-            time.sleep(10)  # let start-up work (seeding, group joins) finish
             print(json.dumps(idle_level(dev, args.idle), indent=2), flush=True)
         for n in args.calls:
             # uvloop: the simulator's CPU counts against the machine, so it should be cheap
