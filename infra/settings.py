@@ -177,9 +177,9 @@ class StreamsSettings(BaseModel):
     sessions_enabled: bool = True
     prewarm_sessions: bool = Field(
         default=True,
-        description="Open a call's Gemini session when the call arrives (inbound) or is answered "
-        "(outbound), before its media stream starts, so the greeting is ready when the caller "
-        "is connected; the audio waits in the worker until the stream's bridge is known",
+        description="Open an inbound call's Gemini session when the call arrives, before its media "
+        "stream starts, so the greeting is ready when the caller is connected; the audio waits in "
+        "the worker until the stream's bridge is known (ADR 17)",
     )
     tool_timeout_s: float = 5.0
     default_max_duration_s: int = 3600

@@ -15,10 +15,11 @@ from streams.sessions.tools import ToolRunner
 
 log = logging.getLogger(__name__)
 
-PREWARM_STATUSES = frozenset({CallStatus.RECEIVED, CallStatus.CONNECTED})
-"""A live call in these statuses without a stream yet gets its session before the stream:
-an inbound call from the voice webhook on; an outbound call once answered, not while it rings
-(most of those ringing calls would not need one)."""
+PREWARM_STATUSES = frozenset({CallStatus.RECEIVED})
+"""A live call in these statuses without a stream yet gets its session before the stream: an
+inbound call, from the voice webhook on. Not an outbound call: while it rings most would not
+need one, and once it is answered the answering-machine verdict comes with the answer, so a
+session opened then would greet a machine before its voicemail is known (ADR 17)."""
 
 
 class SessionManager:
@@ -57,6 +58,9 @@ class SessionManager:
         self._warmed: set[str] = set()
         """Calls whose pre-warmed session ended before their stream started: not warmed again;
         the stream, when it comes, gets a session of its own."""
+        self._unheard: set[str] = set()
+        """Calls whose pre-warmed session stopped before its stream: the caller heard nothing of
+        it, so the stream's session starts fresh and greets rather than resume its handle."""
 
     @property
     def active(self) -> set[str]:
@@ -70,6 +74,7 @@ class SessionManager:
             self.stop(call_id)
             self._finished.pop(call_id, None)
             self._warmed.discard(call_id)
+            self._unheard.discard(call_id)
             return
         stream = state.stream
         if stream is None:
@@ -105,9 +110,11 @@ class SessionManager:
 
     def stop(self, call_id: str) -> None:
         task = self._tasks.pop(call_id, None)
-        self._sessions.pop(call_id, None)
+        session = self._sessions.pop(call_id, None)
         if task is not None and not task.done():
             task.cancel()
+            if session is not None and session.bridge_token is None:
+                self._unheard.add(call_id)  # a revocation stopped it; the call may come back
         self._failures.pop(call_id, None)
         self._retry_at.pop(call_id, None)
 
@@ -130,11 +137,14 @@ class SessionManager:
             )
             config = DEFAULT_CONFIG
         stream = state.stream
-        # A pre-warmed session starts fresh and greets: with no stream yet, the caller has
-        # heard nothing, whatever an earlier session of the call (on a worker that lost the
-        # partition since) may have said into its own queue.
+        # A session that starts fresh and greets: one pre-warmed (no stream yet: the caller has
+        # heard nothing), or the first with a stream after this worker's pre-warmed session of
+        # the call stopped unheard (a revocation), whatever handle that session left behind.
         warm = stream is None
-        handle = None if warm else state.resumption_handle
+        unheard = not warm and state.call_id in self._unheard
+        self._unheard.discard(state.call_id)
+        fresh = warm or unheard
+        handle = None if fresh else state.resumption_handle
         plan = SessionPlan(
             call_id=state.call_id,
             config=config,
@@ -148,7 +158,7 @@ class SessionManager:
             bridge_token=None if stream is None else stream.bridge_token,
             plan=plan,
             worker_id=self._worker_id,
-            greet=warm or (handle is None and not state.session_open),
+            greet=fresh or (handle is None and not state.session_open),
         )
         session = CallSession(target, connect_live=self._connect_live, facts=self._facts, tools=self._tools)
         self._sessions[state.call_id] = session
@@ -167,8 +177,9 @@ class SessionManager:
                 # Another worker has the call. If the call comes back to this one (another
                 # rebalance), the same token is good again: hold off for a while, then retry.
                 self._retry_at[state.call_id] = time.monotonic() + self._replaced_hold_s
-            elif token is None:
+            elif token is None:  # a pre-warmed session that ended (gave up) before its stream
                 self._warmed.add(state.call_id)
+                self._unheard.add(state.call_id)
             else:
                 self._finished[state.call_id] = token
         except asyncio.CancelledError:
@@ -180,3 +191,8 @@ class SessionManager:
             log.warning(
                 "call %s: session failed (%s: %s); retry %d", state.call_id, type(err).__name__, err, failures
             )
+            if session.bridge_token is None:
+                self._unheard.add(state.call_id)
+        finally:
+            if self._sessions.get(state.call_id) is session:
+                del self._sessions[state.call_id]  # never attach a stream to a session that is over

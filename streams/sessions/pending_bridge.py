@@ -41,6 +41,7 @@ class PendingBridge:
         self._bridge: Bridge | None = None
         self._opening: asyncio.Task[Bridge] | None = None
         self._attached = asyncio.Event()
+        self._ignored: set[str] = set()
         self.token: str | None = None
         """The token of the stream this bridge was attached to; None until then."""
         self.dropped_audio_bytes = 0
@@ -57,7 +58,8 @@ class PendingBridge:
         end, and a later stream of the call gets a session of its own.
         """
         if self.token is not None:
-            if token != self.token:
+            if token != self.token and token not in self._ignored:
+                self._ignored.add(token)
                 log.warning("call %s: pre-warmed session already attached; new stream ignored", self._call_id)
             return
         self.token = token
@@ -104,12 +106,17 @@ class PendingBridge:
         bridge_ = self._bridge_factory(url, token)
         await bridge_.open()
         queued = len(self._queue)
-        # Sends during this loop append to the queue and are sent by it, in order; the bridge
-        # takes over only once the queue is empty, with no await in between.
-        while self._queue:
-            message = self._queue.popleft()
-            await bridge_.send(message)
-        self._queued_bytes = 0
+        try:
+            # Sends during this loop append to the queue and are sent by it, in order; the
+            # bridge takes over only once the queue is empty, with no await in between.
+            while self._queue:
+                message = self._queue.popleft()
+                if isinstance(message, bridge.AgentAudio):
+                    self._queued_bytes -= len(message.pcm)
+                await bridge_.send(message)
+        except BaseException:
+            await bridge_.close()  # cancelled (the session ended) or closed for good mid-flush
+            raise
         self._bridge = bridge_
         if queued:
             log.info(

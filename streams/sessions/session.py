@@ -140,7 +140,7 @@ class CallSession:
         """
         link = self._link
         try:
-            if isinstance(link, Bridge):
+            if not isinstance(link, PendingBridge):
                 await link.open()
             return await self._converse(link)
         except BridgeRefused as refused:
@@ -176,6 +176,10 @@ class CallSession:
                 await resumption.closed("error", failure.code)
                 await conversation.abandon_turn(link)
                 if resumption.failed(failure):
+                    if self.bridge_token is None:
+                        # Pre-warmed, no stream yet: nothing to say goodbye on. The session
+                        # started with the stream tries the model again, and gives up there.
+                        return SessionOutcome.GAVE_UP
                     await conversation.give_up(link)
                     return SessionOutcome.GAVE_UP
                 self._apologise = self._apologise or conversation.spoken

@@ -71,6 +71,8 @@ class FakeGemini:
 
     plans: list[FakeLive | BaseException] = field(default_factory=list)
     configs: list[dict[str, Any]] = field(default_factory=list)
+    started: list[FakeLive] = field(default_factory=list)
+    """The sessions connected so far, in order."""
     opened: asyncio.Event = field(default_factory=asyncio.Event)
 
     def live(self) -> FakeLive:
@@ -87,6 +89,7 @@ class FakeGemini:
         if isinstance(plan, BaseException):
             raise plan
         plan.config = config
+        self.started.append(plan)
         self.opened.set()
         yield plan
 

@@ -4,6 +4,7 @@ the caller's side waits for the stream; a refused token is raised where the upli
 from __future__ import annotations
 
 import asyncio
+from typing import Any, cast
 
 import pytest
 from session_fakes import TOKEN, FakeEdge, eventually
@@ -97,3 +98,55 @@ async def test_closing_before_the_stream_or_while_opening_leaves_nothing_running
     await asyncio.sleep(0)
     await asyncio.wait_for(opening.close(), 1)
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("bridge-open-")] == []
+
+
+class _SlowBridge:
+    """A bridge whose every send takes a turn of the loop (or waits for `gate`); records closing."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.sent: list[bridge.WorkerToEdge] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.closed = False
+
+    async def open(self) -> bridge.Hello:
+        return bridge.Hello(call_id="call-1", stream_sid="MZ1")
+
+    async def send(self, message: bridge.WorkerToEdge) -> None:
+        await asyncio.sleep(0)
+        await self.gate.wait()
+        self.sent.append(message)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def _pending_on(slow: _SlowBridge) -> PendingBridge:
+    return PendingBridge("call-1", bridge_factory=cast(Any, lambda url, token: slow))
+
+
+async def test_sends_made_while_the_queue_is_flushed_go_after_it_in_order() -> None:
+    slow = _SlowBridge("ws://edge", TOKEN)
+    pending = _pending_on(slow)
+    for seq in range(3):
+        await pending.send(_audio(seq))
+    pending.attach("ws://edge", TOKEN)
+    await asyncio.sleep(0)  # the flush has started, and waits in its first send
+    assert slow.sent == []
+    for seq in range(3, 6):
+        await pending.send(_audio(seq))
+    await eventually(lambda: len(slow.sent) == 6)
+    await pending.send(_audio(6))
+    assert slow.sent == [_audio(seq) for seq in range(7)]
+
+
+async def test_a_session_that_ends_during_the_flush_closes_the_bridge() -> None:
+    slow = _SlowBridge("ws://edge", TOKEN)
+    slow.gate.clear()  # the edge takes its time
+    pending = _pending_on(slow)
+    await pending.send(_audio(0))
+    pending.attach("ws://edge", TOKEN)
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(pending.close(), 1)
+    assert slow.closed
+    assert slow.sent == []

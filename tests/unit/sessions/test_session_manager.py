@@ -18,6 +18,7 @@ from streams.calls.state import CallState, CallStatus, MediaStream
 from streams.sessions.directory import AgentDirectory
 from streams.sessions.manager import SessionManager
 from streams.sessions.tools import ToolRunner
+from tests.support.agents import agent_config, version_published
 
 pytestmark = pytest.mark.asyncio
 
@@ -51,13 +52,19 @@ def _before_the_stream(state: CallState, status: CallStatus, direction: str = "i
     return dataclasses.replace(state, status=status, direction=direction, stream=None)
 
 
-def _manager(live_sessions: int, *, gemini: FakeGemini | None = None, prewarm: bool = True) -> SessionManager:
+def _manager(
+    live_sessions: int,
+    *,
+    gemini: FakeGemini | None = None,
+    prewarm: bool = True,
+    directory: AgentDirectory | None = None,
+) -> SessionManager:
     """A manager whose model accepts this many Live connections."""
     gemini = gemini or FakeGemini()
     for _ in range(live_sessions):
         gemini.live()
     return SessionManager(
-        directory=AgentDirectory(),
+        directory=directory or AgentDirectory(),
         connect_live=gemini.connect,
         facts=FakeSink(),
         tools=ToolRunner(None),
@@ -169,8 +176,10 @@ async def test_an_inbound_call_gets_its_session_before_its_stream_and_keeps_it()
     assert not manager.active
 
 
-@pytest.mark.parametrize("status", [CallStatus.DIALING, CallStatus.RINGING])
-async def test_an_outbound_call_gets_no_session_while_it_rings(status: CallStatus) -> None:
+@pytest.mark.parametrize("status", [CallStatus.DIALING, CallStatus.RINGING, CallStatus.CONNECTED])
+async def test_an_outbound_call_gets_no_session_before_its_stream(status: CallStatus) -> None:
+    # Not while it rings (most would not need one), nor once answered: the answering-machine
+    # verdict comes with the answer, and a pre-warmed session would greet the machine.
     gemini = FakeGemini()
     manager = _manager(1, gemini=gemini)
     manager.ensure(_before_the_stream(_live_call("ws://unused"), status, direction="outbound"))
@@ -178,14 +187,27 @@ async def test_an_outbound_call_gets_no_session_while_it_rings(status: CallStatu
     assert gemini.configs == []
 
 
-async def test_an_answered_outbound_call_gets_its_session_before_its_stream() -> None:
-    gemini = FakeGemini()
-    manager = _manager(1, gemini=gemini)
-    answered = _before_the_stream(_live_call("ws://unused"), CallStatus.CONNECTED, direction="outbound")
-    manager.ensure(answered)
-    await gemini.opened.wait()
-    manager.ensure(dataclasses.replace(answered, status=CallStatus.ENDED))  # hung up before the stream
-    await _settled(manager)
+async def test_after_a_pre_warmed_session_is_stopped_unheard_the_streams_session_greets_afresh() -> None:
+    gemini, directory = FakeGemini(), AgentDirectory()
+    directory.apply(version_published("t-1", "agent-1", agent_config(greeting="Hello from Acme.")))
+    manager = _manager(2, gemini=gemini, directory=directory)
+    async with FakeEdge() as edge:
+        live_call = _live_call(edge.url)
+        manager.ensure(_before_the_stream(live_call, CallStatus.RECEIVED))
+        await eventually(lambda: bool(gemini.configs))
+        await manager.stop_all()  # a rebalance revoked the partitions before the stream started
+        # The partition came back; the call's state now has its stream, and the first session's
+        # handle: resuming it would skip a greeting the caller never heard.
+        manager.ensure(
+            dataclasses.replace(live_call, session_open=True, resumption_handle="handle-of-the-first")
+        )
+        await edge.connected.wait()
+        await edge.stop_stream()
+        await _settled(manager)
+    second = gemini.configs[-1]
+    assert len(gemini.configs) == 2
+    assert "handle-of-the-first" not in repr(second)
+    assert [p.texts for p in gemini.started] == [["Greet the caller: Hello from Acme."]] * 2
 
 
 async def test_without_prewarm_the_session_waits_for_the_stream() -> None:

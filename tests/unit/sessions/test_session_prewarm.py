@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 
 import pytest
+from google.genai import errors
 from session_fakes import TOKEN, FakeEdge, FakeGemini, FakeLive, FakeSink, eventually, target
 
 from schemas import bridge
@@ -83,3 +84,17 @@ async def test_a_pre_warmed_session_is_cancelled_cleanly_when_the_call_ends_befo
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
+
+
+async def test_a_pre_warmed_session_that_cannot_reach_the_model_leaves_the_call_to_the_stream() -> None:
+    # No stream: no goodbye to play and no hang-up. The session started with the stream tries
+    # the model again and, if it is still down, says goodbye there.
+    gemini, sink = FakeGemini(plans=[_unreachable() for _ in range(4)]), FakeSink()
+    outcome = await asyncio.wait_for(_warm_session(gemini, sink).run(), 20)
+    assert outcome is SessionOutcome.GAVE_UP
+    assert sink.kinds() == ["GeminiSessionClosed"] * 4
+    assert not sink.of("HangUpRequested")
+
+
+def _unreachable() -> errors.APIError:
+    return errors.APIError(1011, {"message": "overloaded", "status": "UNAVAILABLE"}, None)
