@@ -199,7 +199,9 @@ def _conversation(state: CallState, event: _Conversation) -> CallState:
 def _session(state: CallState, event: _Session) -> CallState:
     match event:
         case GeminiSessionOpened():
-            return replace(state, session_open=True)
+            # A fresh session: an earlier session's handle would resume that one instead (a
+            # pre-warmed session's the caller never heard, say); this one's handle comes later.
+            return replace(state, session_open=True, resumption_handle=None)
         case GeminiSessionResumed():
             return replace(state, session_open=True, resumption_handle=event.resumption_handle)
         case GeminiSessionClosed():

@@ -129,7 +129,11 @@ class Bridge:
             link = await self._open_link(self._url, self._token)
         except (OSError, TimeoutError, InvalidHandshake) as err:
             raise BridgeClosed(None, f"cannot reach the bridge: {type(err).__name__}: {err}") from err
-        message = await link.receive()
+        try:
+            message = await link.receive()
+        except BaseException:
+            await link.close()  # refused, lost or cancelled before the hello: never leak it
+            raise
         if not isinstance(message, bridge.Hello):
             await link.close()
             raise BridgeClosed(None, f"expected hello, got {type(message).__name__}")

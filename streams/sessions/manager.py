@@ -15,6 +15,9 @@ from streams.sessions.tools import ToolRunner
 
 log = logging.getLogger(__name__)
 
+_MAX_UNHEARD = 10_000
+_NOT_UNHEARD = object()
+
 PREWARM_STATUSES = frozenset({CallStatus.RECEIVED})
 """A live call in these statuses without a stream yet gets its session before the stream: an
 inbound call, from the voice webhook on. Not an outbound call: while it rings most would not
@@ -58,9 +61,11 @@ class SessionManager:
         self._warmed: set[str] = set()
         """Calls whose pre-warmed session ended before their stream started: not warmed again;
         the stream, when it comes, gets a session of its own."""
-        self._unheard: set[str] = set()
-        """Calls whose pre-warmed session stopped before its stream: the caller heard nothing of
-        it, so the stream's session starts fresh and greets rather than resume its handle."""
+        self._unheard: dict[str, str | None] = {}
+        """Calls whose pre-warmed session stopped before reaching the caller, with the handle it
+        left: while the call's state still holds that handle (or none), the stream's session
+        starts fresh and greets rather than resume it. A newer handle means the call went on
+        elsewhere (another worker had it), and is resumed as usual."""
 
     @property
     def active(self) -> set[str]:
@@ -74,7 +79,7 @@ class SessionManager:
             self.stop(call_id)
             self._finished.pop(call_id, None)
             self._warmed.discard(call_id)
-            self._unheard.discard(call_id)
+            self._unheard.pop(call_id, None)
             return
         stream = state.stream
         if stream is None:
@@ -113,10 +118,15 @@ class SessionManager:
         session = self._sessions.pop(call_id, None)
         if task is not None and not task.done():
             task.cancel()
-            if session is not None and session.bridge_token is None:
-                self._unheard.add(call_id)  # a revocation stopped it; the call may come back
+            if session is not None and not session.reached_caller:
+                self._mark_unheard(call_id, session)  # a revocation stopped it; it may come back
         self._failures.pop(call_id, None)
         self._retry_at.pop(call_id, None)
+
+    def _mark_unheard(self, call_id: str, session: CallSession) -> None:
+        self._unheard[call_id] = session.resumption_handle
+        while len(self._unheard) > _MAX_UNHEARD:  # calls that ended on other workers, oldest first
+            del self._unheard[next(iter(self._unheard))]
 
     async def stop_all(self) -> None:
         tasks = list(self._tasks.values())
@@ -141,8 +151,8 @@ class SessionManager:
         # heard nothing), or the first with a stream after this worker's pre-warmed session of
         # the call stopped unheard (a revocation), whatever handle that session left behind.
         warm = stream is None
-        unheard = not warm and state.call_id in self._unheard
-        self._unheard.discard(state.call_id)
+        left = self._unheard.pop(state.call_id, _NOT_UNHEARD)
+        unheard = not warm and left is not _NOT_UNHEARD and state.resumption_handle in (None, left)
         fresh = warm or unheard
         handle = None if fresh else state.resumption_handle
         plan = SessionPlan(
@@ -179,7 +189,7 @@ class SessionManager:
                 self._retry_at[state.call_id] = time.monotonic() + self._replaced_hold_s
             elif token is None:  # a pre-warmed session that ended (gave up) before its stream
                 self._warmed.add(state.call_id)
-                self._unheard.add(state.call_id)
+                self._mark_unheard(state.call_id, session)
             else:
                 self._finished[state.call_id] = token
         except asyncio.CancelledError:
@@ -191,8 +201,8 @@ class SessionManager:
             log.warning(
                 "call %s: session failed (%s: %s); retry %d", state.call_id, type(err).__name__, err, failures
             )
-            if session.bridge_token is None:
-                self._unheard.add(state.call_id)
+            if not session.reached_caller:
+                self._mark_unheard(state.call_id, session)
         finally:
             if self._sessions.get(state.call_id) is session:
                 del self._sessions[state.call_id]  # never attach a stream to a session that is over

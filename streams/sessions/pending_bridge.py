@@ -51,6 +51,11 @@ class PendingBridge:
     def attached(self) -> bool:
         return self.token is not None
 
+    @property
+    def opened(self) -> bool:
+        """The bridge is open and what was queued has been sent: the caller can hear it."""
+        return self._bridge is not None
+
     def attach(self, url: str, token: str) -> None:
         """The call's stream has started: open its bridge now and send what was queued.
 
@@ -104,9 +109,9 @@ class PendingBridge:
 
     async def _open(self, url: str, token: str) -> Bridge:
         bridge_ = self._bridge_factory(url, token)
-        await bridge_.open()
         queued = len(self._queue)
         try:
+            await bridge_.open()
             # Sends during this loop append to the queue and are sent by it, in order; the
             # bridge takes over only once the queue is empty, with no await in between.
             while self._queue:

@@ -50,7 +50,9 @@ class SessionOutcome(StrEnum):
     REFUSED = "refused"
     """The edge refused the bridge token (call gone, token expired): nothing to talk to."""
     GAVE_UP = "gave_up"
-    """The model or the bridge could not be reached after retries; the call was ended."""
+    """The model or the bridge could not be reached after retries; the call was ended (a
+    pre-warmed session whose stream had not started yet ends quietly instead: the session
+    started with the stream tries the model again)."""
     REPLACED = "replaced"
     """Another worker connected to the call's bridge (a rebalance moved the call): it talks now."""
 
@@ -119,6 +121,18 @@ class CallSession:
             return self._link.token
         return self._target.bridge_token
 
+    @property
+    def reached_caller(self) -> bool:
+        """Has anything of this session been sent towards the caller (the bridge is open)?"""
+        if isinstance(self._link, PendingBridge):
+            return self._link.opened
+        return True
+
+    @property
+    def resumption_handle(self) -> str | None:
+        """The latest resumption handle of this session's Live connection, if any."""
+        return self._resumption.handle
+
     def attach(self, bridge_url: str, bridge_token: str) -> None:
         """The call's stream has started: a pre-warmed session connects to its bridge now."""
         if isinstance(self._link, PendingBridge):
@@ -179,6 +193,7 @@ class CallSession:
                     if self.bridge_token is None:
                         # Pre-warmed, no stream yet: nothing to say goodbye on. The session
                         # started with the stream tries the model again, and gives up there.
+                        # (A stream attached during the retries gets the goodbye below.)
                         return SessionOutcome.GAVE_UP
                     await conversation.give_up(link)
                     return SessionOutcome.GAVE_UP

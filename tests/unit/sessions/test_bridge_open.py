@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import pytest
@@ -68,3 +69,27 @@ async def test_a_refused_token_is_final_at_once() -> None:
         await _bridge(edge).open()
     assert refused.value.final
     assert edge.attempts == 1
+
+
+async def test_a_connection_given_up_before_the_hello_is_closed_not_leaked() -> None:
+    class Silent(FakeLink):
+        closed = False
+
+        async def receive(self) -> bridge.Hello:
+            await asyncio.Event().wait()  # the edge never says hello
+            raise AssertionError("unreachable")
+
+        async def close(self) -> None:
+            self.closed = True
+
+    link = Silent()
+
+    async def open_link(url: str, token: str) -> BridgeLink:
+        return cast(BridgeLink, cast(Any, link))
+
+    connecting = asyncio.create_task(Bridge("ws://edge/bridge/c-1", "token", open_link=open_link).connect())
+    await asyncio.sleep(0.01)
+    connecting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await connecting
+    assert link.closed

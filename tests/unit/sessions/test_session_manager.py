@@ -58,6 +58,7 @@ def _manager(
     gemini: FakeGemini | None = None,
     prewarm: bool = True,
     directory: AgentDirectory | None = None,
+    sink: FakeSink | None = None,
 ) -> SessionManager:
     """A manager whose model accepts this many Live connections."""
     gemini = gemini or FakeGemini()
@@ -66,7 +67,7 @@ def _manager(
     return SessionManager(
         directory=directory or AgentDirectory(),
         connect_live=gemini.connect,
-        facts=FakeSink(),
+        facts=sink or FakeSink(),
         tools=ToolRunner(None),
         worker_id="w-1",
         config_wait_s=0,
@@ -187,27 +188,54 @@ async def test_an_outbound_call_gets_no_session_before_its_stream(status: CallSt
     assert gemini.configs == []
 
 
-async def test_after_a_pre_warmed_session_is_stopped_unheard_the_streams_session_greets_afresh() -> None:
-    gemini, directory = FakeGemini(), AgentDirectory()
+async def _stopped_unheard(gemini: FakeGemini, sink: FakeSink, state: CallState) -> SessionManager:
+    """A manager whose pre-warmed session of the call issued "h-first", then was stopped by a
+    revocation before the call's stream started; its model takes one more Live connection."""
+    directory = AgentDirectory()
     directory.apply(version_published("t-1", "agent-1", agent_config(greeting="Hello from Acme.")))
-    manager = _manager(2, gemini=gemini, directory=directory)
+    manager = _manager(2, gemini=gemini, directory=directory, sink=sink)
+    manager.ensure(_before_the_stream(state, CallStatus.RECEIVED))
+    await eventually(lambda: bool(gemini.started))
+    gemini.started[0].push(session_resumption_update={"new_handle": "h-first", "resumable": True})
+    await eventually(lambda: bool(sink.of("ResumptionHandleUpdated")))
+    await manager.stop_all()
+    return manager
+
+
+async def _talk_once(manager: SessionManager, edge: FakeEdge, state: CallState) -> None:
+    manager.ensure(state)
+    await edge.connected.wait()
+    await edge.stop_stream()
+    await _settled(manager)
+
+
+async def test_after_a_pre_warmed_session_is_stopped_unheard_the_streams_session_greets_afresh() -> None:
+    gemini, sink = FakeGemini(), FakeSink()
     async with FakeEdge() as edge:
         live_call = _live_call(edge.url)
-        manager.ensure(_before_the_stream(live_call, CallStatus.RECEIVED))
-        await eventually(lambda: bool(gemini.configs))
-        await manager.stop_all()  # a rebalance revoked the partitions before the stream started
-        # The partition came back; the call's state now has its stream, and the first session's
+        manager = await _stopped_unheard(gemini, sink, live_call)
+        # The partition came back; the call's state has its stream now, and the first session's
         # handle: resuming it would skip a greeting the caller never heard.
-        manager.ensure(
-            dataclasses.replace(live_call, session_open=True, resumption_handle="handle-of-the-first")
+        await _talk_once(
+            manager, edge, dataclasses.replace(live_call, session_open=True, resumption_handle="h-first")
         )
-        await edge.connected.wait()
-        await edge.stop_stream()
-        await _settled(manager)
-    second = gemini.configs[-1]
     assert len(gemini.configs) == 2
-    assert "handle-of-the-first" not in repr(second)
+    assert "h-first" not in repr(gemini.configs[-1])
     assert [p.texts for p in gemini.started] == [["Greet the caller: Hello from Acme."]] * 2
+
+
+async def test_a_call_that_went_on_elsewhere_since_is_resumed_not_greeted_again() -> None:
+    gemini, sink = FakeGemini(), FakeSink()
+    async with FakeEdge() as edge:
+        live_call = _live_call(edge.url)
+        manager = await _stopped_unheard(gemini, sink, live_call)
+        # Another worker had the call meanwhile: its stream's session greeted and issued a newer
+        # handle; now the partition is back here.
+        await _talk_once(
+            manager, edge, dataclasses.replace(live_call, session_open=True, resumption_handle="h-later")
+        )
+    assert "h-later" in repr(gemini.configs[-1])
+    assert gemini.started[-1].texts == []
 
 
 async def test_without_prewarm_the_session_waits_for_the_stream() -> None:

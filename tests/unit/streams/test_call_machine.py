@@ -181,6 +181,12 @@ class TestConversation:
             session_open=True, resumption_handle="h3"
         )
 
+    def test_a_fresh_session_forgets_the_handle_of_the_one_before(self) -> None:
+        # A pre-warmed session stopped before the stream left "h1"; the stream's session starts
+        # fresh, and until it issues a handle of its own there is nothing to resume.
+        earlier = (session_opened(3), handle_updated(4, "h1"), session_closed(5))
+        given(*live(*earlier)).when(session_opened(6)).then_state(session_open=True, resumption_handle=None)
+
 
 class TestTransfer:
     def test_the_agent_transfers_a_connected_call(self) -> None:
