@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from standin_probe import audio, caller_speech, input_text, live, output_text, r
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from streams.sessions.live_config import greeting_prompt
 from streams.standin.certs import client_ssl_context
 from streams.standin.client import make_genai_client
 from streams.standin.script import OFFLINE_REPLY, UNSCRIPTED_CALLER, parse_script
@@ -314,3 +316,30 @@ async def test_live_connections_have_nagle_off(
         sockets = [c.transport.get_extra_info("socket") for c in server.server_state.connections]
         assert sockets, "the Live connection should be open"
         assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
+
+
+async def test_latency_delays_setup_and_the_first_audio_and_an_unscripted_greeting_is_the_prompts(
+    standin_cert_dir: Path,
+) -> None:
+    # `--latency-ms` stands in for a model's delays in the benches; the greeting named by the
+    # worker's prompt is what a pre-warmed session gets before anyone scripted the call.
+    settings = StandInSettings(cert_dir=standin_cert_dir, pace=0.0, silence_ms=300, latency_ms=300)
+    async with StandIn(settings) as slow:
+        client = make_genai_client(slow.base_url, "test-key", slow.certs.ca_file)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with live(client, live_config(None)) as (session, rx):
+            setup_s = loop.time() - started  # connect() returns once setupComplete has come
+            asked = loop.time()
+            await session.send_client_content(
+                turns=types.Content(
+                    role="user", parts=[types.Part(text=greeting_prompt("Hello from Acme."))]
+                ),
+                turn_complete=True,
+            )
+            turn = await rx.until(lambda m: bool(m.data))
+            first_audio_s = loop.time() - asked
+            turn += await rx.until(lambda m: bool(m.server_content and m.server_content.turn_complete))
+    assert setup_s >= 0.3
+    assert first_audio_s >= 0.3
+    assert output_text(turn) == "Hello from Acme."
