@@ -50,6 +50,10 @@ class AgentDirectory:
             except DecodeError as err:
                 log.warning("agent event %s@%d undecodable: %s", message.topic, message.offset, err)
                 continue
-            async with self._changed:
-                self.apply(event)
-                self._changed.notify_all()
+            await self.learn(event)
+
+    async def learn(self, event: object) -> None:
+        """Apply an agent event and wake the sessions waiting for a version it publishes."""
+        async with self._changed:
+            self.apply(event)
+            self._changed.notify_all()

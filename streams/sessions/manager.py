@@ -66,6 +66,10 @@ class SessionManager:
         left: while the call's state still holds that handle (or none), the stream's session
         starts fresh and greets rather than resume it. A newer handle means the call went on
         elsewhere (another worker had it), and is resumed as usual."""
+        self._newer: dict[str, CallState] = {}
+        """The latest state of each call whose session task is still waiting for the agent's
+        config: a stream that starts meanwhile has no session to attach to yet, and the task
+        takes it from here once the config is in, rather than at the clock's next tick."""
 
     @property
     def active(self) -> set[str]:
@@ -94,6 +98,9 @@ class SessionManager:
             if state.voicemail_message:
                 session.request_voicemail(state.voicemail_message)
             return
+        if session is None and self._running(call_id):
+            self._newer[call_id] = state  # its task is still waiting for the agent's config
+            return
         self._start(state)
 
     def _should_prewarm(self, state: CallState) -> bool:
@@ -114,6 +121,7 @@ class SessionManager:
         self._tasks[state.call_id] = asyncio.create_task(self._run(state), name=f"session-{state.call_id}")
 
     def stop(self, call_id: str) -> None:
+        self._newer.pop(call_id, None)
         task = self._tasks.pop(call_id, None)
         session = self._sessions.pop(call_id, None)
         if task is not None and not task.done():
@@ -146,6 +154,7 @@ class SessionManager:
                 state.agent_version,
             )
             config = DEFAULT_CONFIG
+        state = self._newer.pop(state.call_id, state)  # a stream may have started meanwhile
         stream = state.stream
         # A session that starts fresh and greets: one pre-warmed (no stream yet: the caller has
         # heard nothing), or the first with a stream after this worker's pre-warmed session of

@@ -61,6 +61,11 @@ class Resumption:
         """A planned reconnect (goAway): the next connection starts a new count of failures."""
         self._failures = 0
 
+    def caller_arrived(self) -> None:
+        """The pre-warmed call's stream started: the caller gets the retries a session started
+        with the stream would have, whatever the model cost the session before."""
+        self._failures = 0
+
     def failed(self, failure: ModelFailure) -> bool:
         """Count a failed connection; True when the call should give up rather than reconnect."""
         self._failures += 1

@@ -135,7 +135,8 @@ class CallSession:
 
     def attach(self, bridge_url: str, bridge_token: str) -> None:
         """The call's stream has started: a pre-warmed session connects to its bridge now."""
-        if isinstance(self._link, PendingBridge):
+        if isinstance(self._link, PendingBridge) and not self._link.attached:
+            self._resumption.caller_arrived()
             self._link.attach(bridge_url, bridge_token)
 
     def request_voicemail(self, message: str) -> None:
@@ -193,7 +194,8 @@ class CallSession:
                     if self.bridge_token is None:
                         # Pre-warmed, no stream yet: nothing to say goodbye on. The session
                         # started with the stream tries the model again, and gives up there.
-                        # (A stream attached during the retries gets the goodbye below.)
+                        # (A stream attached during the retries restarts their count, and
+                        # gets the goodbye below if they run out.)
                         return SessionOutcome.GAVE_UP
                     await conversation.give_up(link)
                     return SessionOutcome.GAVE_UP

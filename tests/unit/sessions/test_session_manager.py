@@ -59,6 +59,7 @@ def _manager(
     prewarm: bool = True,
     directory: AgentDirectory | None = None,
     sink: FakeSink | None = None,
+    config_wait_s: float = 0,
 ) -> SessionManager:
     """A manager whose model accepts this many Live connections."""
     gemini = gemini or FakeGemini()
@@ -70,7 +71,7 @@ def _manager(
         facts=sink or FakeSink(),
         tools=ToolRunner(None),
         worker_id="w-1",
-        config_wait_s=0,
+        config_wait_s=config_wait_s,
         replaced_hold_s=0,
         prewarm=prewarm,
     )
@@ -186,6 +187,27 @@ async def test_an_outbound_call_gets_no_session_before_its_stream(status: CallSt
     manager.ensure(_before_the_stream(_live_call("ws://unused"), status, direction="outbound"))
     assert not manager.active
     assert gemini.configs == []
+
+
+async def test_a_stream_that_starts_while_the_session_waits_for_its_agent_is_taken_at_once() -> None:
+    # The call outran its agent's version on the agent events topic: the pre-warmed session's
+    # task is waiting for the config when the stream starts. No later state of the call comes
+    # (no tick, no other input); the task must take the stream itself once the config is in.
+    gemini, directory = FakeGemini(), AgentDirectory()
+    manager = _manager(1, gemini=gemini, directory=directory, config_wait_s=5.0)
+    async with FakeEdge() as edge:
+        live_call = _live_call(edge.url)
+        manager.ensure(_before_the_stream(live_call, CallStatus.RECEIVED))
+        manager.ensure(live_call)
+        await asyncio.sleep(0.05)
+        assert gemini.configs == []  # still waiting for the agent
+
+        await directory.learn(version_published("t-1", "agent-1", agent_config(greeting="Hi.")))
+
+        await asyncio.wait_for(edge.connected.wait(), 2.0)
+        await edge.stop_stream()
+        await _settled(manager)
+    assert len(gemini.configs) == 1
 
 
 async def _stopped_unheard(gemini: FakeGemini, sink: FakeSink, state: CallState) -> SessionManager:

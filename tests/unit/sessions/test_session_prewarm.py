@@ -98,3 +98,22 @@ async def test_a_pre_warmed_session_that_cannot_reach_the_model_leaves_the_call_
 
 def _unreachable() -> errors.APIError:
     return errors.APIError(1011, {"message": "overloaded", "status": "UNAVAILABLE"}, None)
+
+
+async def test_a_stream_that_starts_during_the_retries_gets_a_full_count_of_its_own() -> None:
+    # The model fails twice before the stream; then the caller is there. A session started with
+    # the stream would try four times before its goodbye: this one must too, not give up after
+    # two more. (Three failures after the stream, then the model answers.)
+    gemini, sink = FakeGemini(plans=[_unreachable() for _ in range(5)]), FakeSink()
+    live = gemini.live()
+    session = _warm_session(gemini, sink)
+    async with FakeEdge() as edge:
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: len(sink.of("GeminiSessionClosed")) == 2)
+        session.attach(edge.url, TOKEN)
+        await eventually(lambda: live.texts == ["Greet the caller: Hello from Acme."], within=10)
+        await edge.stop_stream()
+        outcome = await asyncio.wait_for(run, 5)
+
+    assert outcome is SessionOutcome.ENDED
+    assert not sink.of("HangUpRequested")
