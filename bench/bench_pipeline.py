@@ -61,6 +61,8 @@ import numpy as np
 import psutil
 import uvloop
 from bench_edge import _ws_connect, _WsClient
+from latency import Latencies
+from latency import stats as _stats
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 
@@ -84,7 +86,6 @@ from tests.support.workers import start_streams_worker
 ROOT = Path(__file__).parents[1]
 TOKEN = "bench-pipeline-token"
 TENANT, NUMBER = "tenant-bench", "+15550009999"
-PCM_FRAME_BYTES = 640  # 20 ms at 16 kHz, PCM16: what the edge bridges per Twilio frame
 PHRASES = ["Hello, are you open today?", "Can I book a table for two?", "What is on the menu tonight?"]
 SHORT_REPLY = "Sure, one moment please."
 LONG_REPLY = (
@@ -424,63 +425,25 @@ async def _run_call(
 # --- analysis ------------------------------------------------------------------------------------
 
 
-def _stats(values: Any) -> dict[str, float | int]:
-    arr = np.asarray(values, dtype=float)
-    if arr.size == 0:
-        return {"n": 0}
-    return {
-        "n": int(arr.size),
-        "p50": round(float(np.percentile(arr, 50)), 2),
-        "p90": round(float(np.percentile(arr, 90)), 2),
-        "p99": round(float(np.percentile(arr, 99)), 2),
-        "max": round(float(arr.max()), 2),
-    }
-
-
 def _analyse(
     calls: list[SimCall], timings: dict[str, dict[str, Any]], window: tuple[float, float]
 ) -> dict[str, Any]:
-    uplink, uplink_window, downlink = [], [], []
+    found = Latencies()
     barge_total, barge_pipeline, barge_vad = [], [], []
     setup: dict[str, list[float]] = {k: [] for k in ("session_open", "greeting_audio_left_standin")}
     setup_first: list[float] = []
-    mismatched, unmatched_down, missing_clear, coalesced = 0, 0, 0, 0
-    lo, hi = window
+    missing_clear = 0
     for call in calls:
         timing = timings.get(call.call_id)
         if timing is None or not call.heard:
             continue
         sent = call.sent_at
-        established = call.heard[0]
-        # uplink: the k-th 640 bytes the stand-in received are the k-th frame sent (a worker
-        # that fell behind sends several frames as one chunk: each of them arrived then)
-        offset = 0
-        for at, size in timing["audio_in"]:
-            first = offset // PCM_FRAME_BYTES
-            offset += size
-            if size % PCM_FRAME_BYTES or first + size // PCM_FRAME_BYTES > len(sent):
-                mismatched += 1
-                continue
-            coalesced += size > PCM_FRAME_BYTES
-            for k in range(first, first + size // PCM_FRAME_BYTES):
-                if sent[k] >= established:
-                    latency = (at - sent[k]) * 1000
-                    uplink.append(latency)
-                    if lo <= sent[k] <= hi:
-                        uplink_window.append(latency)
+        found.add_call(sent, call.heard, timing, window)
         firsts = [at for at, utterance, chunk in timing["audio_out"] if chunk == 0]
         if firsts:  # the greeting, ready before the stream when the session was pre-warmed
             setup["session_open"].append((timing["opened_at"] - call.start_at) * 1000)
             setup["greeting_audio_left_standin"].append((firsts[0] - call.start_at) * 1000)
             setup_first.append((call.heard[0] - call.start_at) * 1000)
-        # downlink: first chunk of each answer (not the greeting) -> its first frame at Twilio
-        for at in firsts[1:]:
-            i = bisect.bisect_left(call.heard, at)
-            previous = call.heard[i - 1] if i > 0 else 0.0
-            if i >= len(call.heard) or call.heard[i] - at > 2.0 or at - previous < 0.1:
-                unmatched_down += 1
-                continue
-            downlink.append((call.heard[i] - at) * 1000)
         # barge-in: first speech frame sent -> clear received
         for index, decision in call.barge_ins:
             if index + decision >= len(sent):
@@ -493,18 +456,18 @@ def _analyse(
             barge_vad.append((sent[index + decision] - sent[index]) * 1000)
             barge_pipeline.append((clear - sent[index + decision]) * 1000)
     return {
-        "uplink_ms": _stats(uplink_window),
-        "uplink_ms_whole_call": _stats(uplink),
-        "downlink_ms": _stats(downlink),
+        "uplink_ms": _stats(found.uplink_in_window),
+        "uplink_ms_whole_call": _stats(found.uplink),
+        "downlink_ms": _stats(found.downlink),
         "barge_in_ms": _stats(barge_total),
         "barge_in_vad_onset_ms": _stats(barge_vad),
         "barge_in_after_vad_decision_ms": _stats(barge_pipeline),
         "setup_start_to_first_frame_ms": _stats(setup_first),
         "setup_relative_to_start_p50_ms": {k: _stats(v).get("p50") for k, v in setup.items()},
         "setup_relative_to_start_p99_ms": {k: _stats(v).get("p99") for k, v in setup.items()},
-        "uplink_chunks_unmatched": mismatched,
-        "uplink_chunks_of_several_frames": coalesced,
-        "answers_unmatched": unmatched_down,
+        "uplink_chunks_unmatched": found.uplink_chunks_unmatched,
+        "uplink_chunks_of_several_frames": found.uplink_chunks_of_several_frames,
+        "answers_unmatched": found.answers_unmatched,
         "barge_ins_without_clear": missing_clear,
     }
 

@@ -7,8 +7,10 @@ Gemini stand-in), then for each N runs N callers at once for a bounded time: eac
 waits for the agent's reply, sometimes talks over it (barge-in), and hangs up at the end. Calls
 start ten a second. Reported per N: caller audio the edge dropped or saw out of order and
 sequence gaps (from MediaStreamStopped), CPU and memory per process and per call, and the
-simulator's own CPU; first, with `--idle`, the platform's CPU with no call at all. Latency is
-measured by bench_pipeline.py, which times each frame at both ends. Stops by itself.
+simulator's own CPU; first, with `--idle`, the platform's CPU with no call at all. The
+pipeline's added latency (uplink: caller frame sent -> its audio at the stand-in; downlink: an
+answer's first audio leaving the stand-in -> its first Twilio frame) is measured as
+bench_pipeline.py measures it (bench/latency.py), over whole calls. Stops by itself.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,8 @@ from rich.console import Console
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
+
+from latency import Latencies, stats  # noqa: E402
 
 from edge.audio.speech import synthesize, to_rate  # noqa: E402
 from edge.twiml import media_stream_url  # noqa: E402
@@ -60,6 +65,9 @@ class CallResult:
     turns: int = 0
     error: str | None = None
     stream_to_session_s: float | None = None  # MediaStreamStarted -> GeminiSessionOpened
+    call_id: str = ""
+    sent_at: list[float] = field(default_factory=list)  # each Twilio frame sent (monotonic)
+    heard_at: list[float] = field(default_factory=list)  # each Twilio frame heard (monotonic)
 
 
 def start_platform(data_dir: Path, session_workers: int) -> tuple[subprocess.Popen[bytes], DevAddresses]:
@@ -72,6 +80,7 @@ def start_platform(data_dir: Path, session_workers: int) -> tuple[subprocess.Pop
         "VOICE_EDGE__MAX_STREAMS": "1000",
         "VOICE_API__PORT": str(free_port()),
         "VOICE_TWILIO__PUBLIC_BASE_URL": f"http://127.0.0.1:{edge_port}",
+        "VOICE_STANDIN_TIMINGS": "1",  # the stand-in stamps audio in and out: the latency figures
     }
     out = (data_dir / "dev.out").open("ab")
     dev = subprocess.Popen(
@@ -135,6 +144,7 @@ async def one_call(
     follower.watches.append(watch)
     parameters = await _answer(addresses, addresses.demo_number)
     call_id = parameters["call_id"]
+    result.call_id = call_id
     turns = [
         {"caller": p, "reply": "Certainly. This is the offline stand-in answering your question."}
         for p in PHRASES * 10
@@ -176,6 +186,7 @@ async def one_call(
         if not caller.closed.is_set():
             await caller.hang_up()
         follower.watches.remove(watch)
+    result.sent_at, result.heard_at = caller.audio.sent_at, caller.audio.heard_at
     stopped = [e for e in watch.events if type(e).__name__ == "MediaStreamStopped"]
     if stopped:
         result.dropped_frames, result.gap_frames = stopped[0].frames_dropped, stopped[0].frames_gaps
@@ -183,6 +194,23 @@ async def one_call(
     if "MediaStreamStarted" in first and "GeminiSessionOpened" in first:
         opened = first["GeminiSessionOpened"] - first["MediaStreamStarted"]
         result.stream_to_session_s = opened.total_seconds()
+
+
+async def pipeline_latency(addresses: DevAddresses, results: list[CallResult]) -> Latencies:
+    """The pipeline's added latency per call, as bench_pipeline measures it (bench/latency.py):
+    the stand-in's audio times (it runs with timings on) against the simulator's frame times."""
+    found = Latencies()
+    assert addresses.standin_control_url
+    async with httpx.AsyncClient(timeout=30) as client:
+        for result in results:
+            if not result.call_id:
+                continue
+            url = f"{addresses.standin_control_url}/timings"
+            answer = await client.get(url, params={"key": result.call_id})
+            sessions = answer.json()
+            if sessions:
+                found.add_call(result.sent_at, result.heard_at, sessions[0])
+    return found
 
 
 def platform_processes(dev: subprocess.Popen[bytes]) -> list[psutil.Process]:
@@ -276,6 +304,7 @@ async def run_level(
         except psutil.NoSuchProcess:
             continue
     total_cpu = sum(v["cpu_pct"] for v in cpu.values())
+    latency = await pipeline_latency(addresses, results)
     return {
         "calls": n,
         "seconds": round(elapsed, 1),
@@ -284,11 +313,15 @@ async def run_level(
         "edge_dropped_frames": sum(r.dropped_frames for r in results),
         "edge_sequence_gaps": sum(r.gap_frames for r in results),
         "dropped_frames_per_call": sorted(r.dropped_frames for r in results if r.dropped_frames)[::-1],
-        "stream_to_session_s": _quantiles([r.stream_to_session_s for r in results]),
+        "stream_to_session_s": _seconds([r.stream_to_session_s for r in results]),
+        "uplink_ms": stats(latency.uplink),
+        "downlink_ms": stats(latency.downlink),
+        "uplink_chunks_unmatched": latency.uplink_chunks_unmatched,
+        "answers_unmatched": latency.answers_unmatched,
         "barge_ins": sum(r.barge_ins for r in results),
         "caller_turns": sum(r.turns for r in results),
-        "fact_to_event_log_s": {name: _quantiles(list(v)) for name, v in follower.hop_s.items()},
-        "event_log_to_bench_s": _quantiles(list(follower.reader_lag_s)),
+        "fact_to_event_log_s": {name: _seconds(list(v)) for name, v in follower.hop_s.items()},
+        "event_log_to_bench_s": _seconds(list(follower.reader_lag_s)),
         "call_events_per_s": round(sum(follower.events_by_type.values()) / elapsed, 1),
         "call_events_by_type": dict(sorted(follower.events_by_type.items(), key=lambda kv: -kv[1])),
         "platform_cpu_pct": round(total_cpu, 1),
@@ -298,16 +331,8 @@ async def run_level(
     }
 
 
-def _quantiles(values: list[float | None]) -> dict[str, float]:
-    """p50, p99 and max of the values that are there, rounded to ms."""
-    present = sorted(v for v in values if v is not None)
-    if not present:
-        return {}
-
-    def at(q: float) -> float:
-        return present[min(len(present) - 1, int(q * len(present)))]
-
-    return {"p50": round(at(0.5), 3), "p99": round(at(0.99), 3), "max": round(present[-1], 3)}
+def _seconds(values: Sequence[float | None]) -> dict[str, float | int]:
+    return stats(values, digits=3)
 
 
 def main() -> None:

@@ -35,10 +35,11 @@ class Heard:
     """What the caller sent and heard, frame by frame (8 kHz μ-law), plus marks and clears.
 
     ``heard_at`` and ``cleared_at`` are arrival times on the monotonic clock, one per heard frame
-    and one per ``clear``.
+    and one per ``clear``; ``sent_at`` is when each sent frame was handed to the socket.
     """
 
     sent: list[bytes] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)
     heard: list[bytes] = field(default_factory=list)
     heard_at: list[float] = field(default_factory=list)
     marks: list[str] = field(default_factory=list)
@@ -148,8 +149,10 @@ class SimulatedCaller:
                 if self.paused:
                     continue
                 frame = SILENCE if self._queue.empty() else self._queue.get_nowait()
+                message = json.dumps(self.media_frame(frame))
                 self.audio.sent.append(frame)
-                await self.send(self.media_frame(frame))
+                self.audio.sent_at.append(time.monotonic())
+                await self.send_raw(message)
 
     async def _read(self) -> None:
         assert self._ws is not None

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 from infra.process import stop_on_signals
 from streams.standin.server import StandIn, StandInSettings
+
+TIMINGS_ENV = "VOICE_STANDIN_TIMINGS"
 
 
 def _parse(argv: list[str] | None) -> StandInSettings:
@@ -20,7 +23,14 @@ def _parse(argv: list[str] | None) -> StandInSettings:
     parser.add_argument("--pace", type=float, default=1.0, help="1.0 real time, 0 as fast as possible")
     parser.add_argument("--silence-ms", type=int, default=500, help="hang-over when setup gives none")
     parser.add_argument("--max-connection-s", type=float, default=None, help="goAway, then close")
-    parser.add_argument("--timings", action="store_true", help="record audio times (GET /timings)")
+    parser.add_argument(
+        "--timings",
+        action="store_true",
+        # The environment too: `voiceagent dev` starts the stand-in, and the system load test
+        # (bench/bench_system.py) asks it for timings through the dev stack's environment.
+        default=os.environ.get(TIMINGS_ENV) == "1",
+        help=f"record audio times (GET /timings); also {TIMINGS_ENV}=1",
+    )
     parser.add_argument(
         "--latency-ms", type=int, default=0, help="a model's delays: setup and each answer's first audio"
     )
