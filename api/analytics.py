@@ -66,6 +66,8 @@ async def _analytics(
 ) -> AnalyticsPublic:
     if date_to < date_from or (date_to - date_from).days >= MAX_RANGE_DAYS:
         raise ProblemError(400, f"date_to must be on or after date_from, within {MAX_RANGE_DAYS} days")
+    if date_to >= date.max:
+        raise ProblemError(400, f"date_to must be before {date.max.isoformat()}")
     start = datetime.combine(date_from, time(), tzinfo=UTC)
     end = datetime.combine(date_to + timedelta(days=1), time(), tzinfo=UTC)
     if (end - start).total_seconds() / bucket_s > 2000:

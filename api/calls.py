@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -110,6 +110,11 @@ class CallCreate(BaseModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("must carry a timezone")
+        if value is not None:
+            try:  # the event log carries it in UTC: 9999-12-31T23:00-05:00 has no such instant
+                value.astimezone(UTC)
+            except OverflowError as err:
+                raise ValueError("is out of range once in UTC") from err
         return value
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from api import store
 from api.commands import new_id, now
 from api.deps import ContextDep, Operator, SessionDep, Viewer
+from api.input_guard import NUL_DETAIL, holds_nul
 from api.problems import ProblemError, event_log_refused
 from projections import dialer_queries, queries
 from schemas.dialer import CancelCampaign, CreateCampaign, PauseCampaign, PlaceCall, ResumeCampaign
@@ -100,7 +101,15 @@ def _shown(value: Any) -> str | None:
 
 def parse_csv(text: str) -> Rows:
     """A header row naming a number column (to_number, number, phone) and optional variable columns."""
-    reader = csv.reader(io.StringIO(text))
+    # newline="": the csv module takes \n, \r\n and a bare \r (Excel for Mac) as line ends.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return _csv_rows(reader)
+    except csv.Error as err:  # a cell beyond the csv module's field limit, a stray quote...
+        raise ProblemError(422, f"the CSV file cannot be read: {err}") from err
+
+
+def _csv_rows(reader: Any) -> Rows:
     header = next(reader, None)
     if header is None:
         raise ProblemError(422, "the CSV file is empty")
@@ -149,17 +158,24 @@ async def _read_rows(request: Request) -> tuple[str | None, str | None, Rows]:
     if len(body) > MAX_BODY_BYTES:
         raise ProblemError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    csv_body = kind in ("text/csv", "application/csv")
+    # Whatever the content type says (the NUL guard in front only reads bodies labelled JSON):
+    # PostgreSQL text cannot hold a NUL, so a campaign carrying one could never be shown.
+    if holds_nul(body, json_escapes=not csv_body):
+        raise ProblemError(422, NUL_DETAIL)
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise ProblemError(422, "the body is not UTF-8 text") from err
-    if kind in ("text/csv", "application/csv"):
+    if csv_body:
         params = request.query_params
         return params.get("agent_id"), params.get("name"), parse_csv(text)
     try:
-        return parse_json(json.loads(text))
-    except json.JSONDecodeError as err:
-        raise ProblemError(422, f"the body is not JSON: {err.msg}") from err
+        # orjson, not json: it refuses what the event log could not carry or that would take
+        # the parser down (a lone surrogate, a number beyond a double, nesting past 1,024).
+        return parse_json(orjson.loads(text))
+    except orjson.JSONDecodeError as err:
+        raise ProblemError(422, f"the body is not JSON: {err}") from err
 
 
 _OPENAPI_BODY = {

@@ -10,7 +10,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.problems import PROBLEM_JSON
 
 _NUL_MARKERS = (b"\x00", b"\\u0000")
-_DETAIL = "the request contains a NUL character, which no field accepts"
+NUL_DETAIL = "the request contains a NUL character, which no field accepts"
+
+
+def holds_nul(body: bytes, *, json_escapes: bool = True) -> bool:
+    """Whether a body carries a NUL, raw or (in JSON text) escaped as \\u0000."""
+    return any(marker in body for marker in (_NUL_MARKERS if json_escapes else _NUL_MARKERS[:1]))
 
 
 class RejectNulMiddleware:
@@ -32,7 +37,7 @@ class RejectNulMiddleware:
             return
         messages = await _read_body(receive)
         body = b"".join(m.get("body", b"") for m in messages)
-        if any(marker in body for marker in _NUL_MARKERS):
+        if holds_nul(body):
             await _refuse(send)
             return
         await self.app(scope, _replay(messages, receive), send)
@@ -64,7 +69,7 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
 
 async def _refuse(send: Send) -> None:
     body: dict[str, Any] = {"type": "about:blank", "title": "Unprocessable Content", "status": 422}
-    payload = json.dumps(body | {"detail": _DETAIL}).encode()
+    payload = json.dumps(body | {"detail": NUL_DETAIL}).encode()
     await send(
         {
             "type": "http.response.start",

@@ -144,6 +144,11 @@ def answer_call(node: EdgeNode, settings: Settings, form: dict[str, str], query:
         if not node.admit_call():
             return _refuse_busy(node)
     else:
+        if not call_sid:
+            # Twilio names every call; without a name, every such request would be one call id
+            # (``call_id_for("")``), two callers sharing one call. Not a call we can take.
+            node.metrics.bad_input("voice_webhook", "", "no CallSid")
+            return twiml.refuse(twiml.UNAVAILABLE_MESSAGE)
         route = node.routing.lookup(form.get("To", ""))
         if route is None:
             node.metrics.incr("calls.unknown_number")
@@ -231,11 +236,17 @@ def _tenant_of(node: EdgeNode, call_id: str) -> str:
     return fallback.tenant_id if fallback is not None else "unknown"
 
 
+_LONG = range(-(2**63), 2**63)
+"""What the event log's ``long`` fields hold: a number beyond it would make the whole fact
+unencodable (and the status it carries lost), so it is read as absent, like a non-number."""
+
+
 def _opt_int(value: str | None) -> int | None:
     try:
-        return int(value) if value else None
+        number = int(value) if value else None
     except ValueError:
         return None
+    return number if number is None or number in _LONG else None
 
 
 def _int(value: str | None) -> int:
