@@ -1,7 +1,7 @@
 """/api/campaigns: dial a list of numbers (CSV or JSON) with one agent; pause, resume, cancel, progress.
 
-Rows are checked one by one: a bad row (not E.164, a repeat of an earlier number, too many
-variables) is left out and reported with its row number; the others become one ``PlaceCall``
+Rows are checked one by one: a bad row (not E.164, a repeat of an earlier number, variables
+that are not text) is left out and reported with its row number; the others become one ``PlaceCall``
 each, sent after the ``CreateCampaign`` that announces them. The dialer applies the agent's
 and the tenant's limits, windows and the do-not-call list as it does for single calls.
 """

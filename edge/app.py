@@ -39,6 +39,7 @@ def create_app(
         node = EdgeNode(settings, publisher=publisher, telephony=telephony, routing=routing)
     app = FastAPI(title="voice edge", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(_ForbiddenError, _forbidden)
+    app.add_exception_handler(_TooLargeError, _too_large)
     app.state.node = node
     app.state.signatures = SignatureChecker(
         settings.twilio.auth_token.get_secret_value(), settings.twilio.public_base_url
@@ -97,12 +98,28 @@ class _ForbiddenError(Exception):
     pass
 
 
+class _TooLargeError(Exception):
+    pass
+
+
+MAX_WEBHOOK_BYTES = 64 * 1024
+"""Twilio's webhook bodies are a few kB (call and status fields, custom parameters)."""
+
+
 async def _signed_form(request: Request) -> dict[str, str]:
     """The form fields of a webhook whose X-Twilio-Signature checks out; 403 otherwise."""
     node: EdgeNode = request.app.state.node
     checker: SignatureChecker = request.app.state.signatures
     # Twilio posts application/x-www-form-urlencoded; parsing it here needs no multipart library.
-    body = (await request.body()).decode("utf-8", errors="replace")
+    # Its webhooks are a few kB: a body past the cap is refused as it streams in, before the
+    # signature can be checked, so an unsigned sender cannot make the node hold megabytes.
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_WEBHOOK_BYTES:
+            node.metrics.bad_input("webhook_too_large", "", f"{request.url.path}: over {MAX_WEBHOOK_BYTES} B")
+            raise _TooLargeError
+    body = raw.decode("utf-8", errors="replace")
     params = dict(parse_qsl(body, keep_blank_values=True))
     query = request.url.query
     if not checker.check_form(request.url.path, query, params, request.headers.get(SIGNATURE_HEADER)):
@@ -116,6 +133,10 @@ async def _signed_form(request: Request) -> dict[str, str]:
 
 async def _forbidden(_request: Request, _exc: Exception) -> Response:
     return PlainTextResponse("forbidden", status_code=403)
+
+
+async def _too_large(_request: Request, _exc: Exception) -> Response:
+    return PlainTextResponse("request body too large", status_code=413)
 
 
 SignedForm = Annotated[dict[str, str], Depends(_signed_form)]

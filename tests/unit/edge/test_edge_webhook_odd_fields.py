@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 
-from edge.app import create_app
+from edge.app import MAX_WEBHOOK_BYTES, create_app
 from edge.node import EdgeNode
 from edge.publisher import RecordingPublisher
 from edge.routing import RoutingTable
@@ -66,3 +66,12 @@ def test_voice_webhook_without_callsid_does_not_give_two_calls_one_id() -> None:
     assert len({r.call_id for r in received}) == len(received), (
         "two different calls without CallSid were both admitted under call id " + received[0].call_id
     )
+
+
+def test_a_webhook_body_past_the_cap_is_refused_before_its_signature_is_checked() -> None:
+    client, publisher = _client()
+    form = {"CallSid": "CA1", "CallStatus": "completed", "Padding": "x" * (MAX_WEBHOOK_BYTES + 1)}
+    url = BASE + "/twilio/status"
+    response = client.post(url, data=form, headers={"X-Twilio-Signature": "not-checked"})
+    assert response.status_code == 413
+    assert publisher.records == []
