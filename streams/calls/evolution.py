@@ -180,7 +180,7 @@ def _conversation(state: CallState, event: _Conversation) -> CallState:
                 return _caller_active(state, at, speaking=state.caller_speaking)
             return _active(state, at)
         case PlaybackMarkReached():
-            return state
+            return state if state.agent_heard else replace(state, agent_heard=True)
         case AgentSpeechStarted():
             return replace(_active(state, at), agent_utterance_id=event.utterance_id)
         case AgentSpeechFinished():
@@ -191,6 +191,7 @@ def _conversation(state: CallState, event: _Conversation) -> CallState:
                 over,
                 interruptions=state.interruptions + 1,
                 last_interrupted_utterance_id=event.utterance_id,
+                agent_heard=True,
             )
         case _:
             assert_never(event)

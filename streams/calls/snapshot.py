@@ -25,6 +25,11 @@ class Snapshot:
     recent_input_ids: tuple[str, ...] = ()
 
 
+_BEFORE_CONVERSATION = frozenset(
+    {CallStatus.RECEIVED, CallStatus.DIALING, CallStatus.RINGING, CallStatus.CONNECTED}
+)
+
+
 def dump(snapshot: Snapshot) -> bytes:
     """Serialise a snapshot; stable key order so equal states give equal bytes."""
     state = snapshot.state
@@ -64,6 +69,11 @@ def load(data: bytes) -> Snapshot:
     for name in _TIMES:
         body[name] = datetime.fromisoformat(body[name]) if body[name] is not None else None
     body["status"] = CallStatus(body["status"])
+    if "agent_heard" not in body:
+        # Written before the field existed: a call that got as far as a conversation has
+        # heard its agent, as far as anyone can tell; re-greeting it on the next failover
+        # would be worse than not greeting one whose greeting was lost.
+        body["agent_heard"] = body["status"] not in _BEFORE_CONVERSATION
     body["tools_in_flight"] = tuple(body["tools_in_flight"])
     body["call_id"] = CallId(body["call_id"])
     body["tenant_id"] = TenantId(body["tenant_id"])

@@ -85,6 +85,10 @@ class CallState:
     stream: MediaStream | None = None
     session_open: bool = False
     resumption_handle: str | None = None
+    agent_heard: bool = False
+    """The caller has heard the agent: a playback mark came back from Twilio, or the caller
+    talked over an utterance. A session that takes the call over before this greets again:
+    a pre-warmed session's greeting, made on another worker, may never have been played."""
     last_activity_at: datetime
     """Last sign of life on the line; the silence timer counts from here."""
     silence_checked_in: bool = False

@@ -177,7 +177,9 @@ class SessionManager:
             bridge_token=None if stream is None else stream.bridge_token,
             plan=plan,
             worker_id=self._worker_id,
-            greet=fresh or (handle is None and not state.session_open),
+            # ...and one that takes over a call whose caller has heard nothing yet: the greeting
+            # of a session pre-warmed on another worker may never have been played.
+            greet=fresh or (handle is None and not state.session_open) or not state.agent_heard,
         )
         session = CallSession(target, connect_live=self._connect_live, facts=self._facts, tools=self._tools)
         self._sessions[state.call_id] = session

@@ -251,13 +251,29 @@ async def test_a_call_that_went_on_elsewhere_since_is_resumed_not_greeted_again(
     async with FakeEdge() as edge:
         live_call = _live_call(edge.url)
         manager = await _stopped_unheard(gemini, sink, live_call)
-        # Another worker had the call meanwhile: its stream's session greeted and issued a newer
-        # handle; now the partition is back here.
-        await _talk_once(
-            manager, edge, dataclasses.replace(live_call, session_open=True, resumption_handle="h-later")
+        # Another worker had the call meanwhile: its stream's session greeted (the greeting's
+        # mark came back) and issued a newer handle; now the partition is back here.
+        went_on = dataclasses.replace(
+            live_call, session_open=True, resumption_handle="h-later", agent_heard=True
         )
+        await _talk_once(manager, edge, went_on)
     assert "h-later" in repr(gemini.configs[-1])
     assert gemini.started[-1].texts == []
+
+
+async def test_a_call_taken_over_before_its_caller_heard_anything_is_resumed_and_greets() -> None:
+    # Another worker pre-warmed the call and its model greeted, but the partition moved before
+    # the stream started: this worker first sees the call with its stream and that session's
+    # handle. Nothing has been played (no mark came back): the caller must still be greeted.
+    gemini = FakeGemini()
+    directory = AgentDirectory()
+    directory.apply(version_published("t-1", "agent-1", agent_config(greeting="Hello from Acme.")))
+    manager = _manager(1, gemini=gemini, directory=directory)
+    async with FakeEdge() as edge:
+        taken_over = dataclasses.replace(_live_call(edge.url), session_open=False, resumption_handle="h-warm")
+        await _talk_once(manager, edge, taken_over)
+    assert "h-warm" in repr(gemini.configs[-1])
+    assert gemini.started[-1].texts == ["Greet the caller: Hello from Acme."]
 
 
 async def test_without_prewarm_the_session_waits_for_the_stream() -> None:

@@ -154,8 +154,13 @@ class TestConversation:
 
     def test_a_barge_in_is_counted_and_stops_the_utterance(self) -> None:
         given(*live(agent_started(5, "u2"))).when(interrupted(6, "u2")).then_appended().then_state(
-            interruptions=1, agent_utterance_id=None, last_interrupted_utterance_id="u2"
+            interruptions=1, agent_utterance_id=None, last_interrupted_utterance_id="u2", agent_heard=True
         )
+
+    def test_the_caller_has_heard_the_agent_once_a_mark_comes_back(self) -> None:
+        given(*live(agent_started(5, "u1"))).when(agent_finished(6, "u1")).then_state(agent_heard=False)
+        given(*live(agent_started(5, "u1"))).when(mark(7)).then_appended().then_state(agent_heard=True)
+        given(*live(mark(7))).when(mark(8)).then_appended().then_state(agent_heard=True)
 
     def test_a_barge_in_reported_by_both_edge_and_model_is_recorded_once(self) -> None:
         log = live(agent_started(5, "u2"), interrupted(6, "u2", "edge_vad"))

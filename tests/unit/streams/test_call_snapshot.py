@@ -3,6 +3,7 @@
 import json
 from dataclasses import replace
 
+import pytest
 from call_scenario import LIMITS, received, voicemail
 from hypothesis import given, settings
 from test_call_properties import input_sequences
@@ -11,6 +12,7 @@ from schemas.calls import CallInput
 from streams.calls.machine import decide, evolve
 from streams.calls.snapshot import Snapshot, dump, load
 from streams.calls.state import CallState
+from streams.calls.state import CallStatus as S
 
 
 def _states(inputs: list[CallInput]) -> list[CallState]:
@@ -40,3 +42,11 @@ def test_a_snapshot_from_before_voicemails_loads_without_one() -> None:
     del document["state"]["voicemail_message"]
     older = load(json.dumps(document).encode())
     assert older == Snapshot(state=replace(state, voicemail_message=None), input_offset=3, limits=LIMITS)
+
+
+@pytest.mark.parametrize(("status", "heard"), [(S.CONNECTED, False), (S.IN_CONVERSATION, True)])
+def test_a_snapshot_from_before_agent_heard_takes_a_conversation_as_heard(status: S, heard: bool) -> None:
+    state = replace(_states([received(0)])[-1], status=status)
+    document = json.loads(dump(Snapshot(state=state, input_offset=3, limits=LIMITS)))
+    del document["state"]["agent_heard"]
+    assert load(json.dumps(document).encode()).state.agent_heard is heard

@@ -1,0 +1,115 @@
+"""Review: a record the database refuses must be dead-lettered, and the batch must go on."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from infra.deadletter import DeadLetterPublisher
+from infra.settings import Settings
+from projections.call_projection import CallProjection
+from projections.runner import ProjectionRunner
+from schemas.codec import Codec
+from schemas.ids import AgentId
+from tests.integration.readside.call_stream import call_events, scalar, unique
+from tests.integration.readside.conftest import migrated_schema, schema_sessions
+
+pytestmark = pytest.mark.integration
+
+
+@dataclasses.dataclass
+class _Msg:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class _Sender:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> object:
+        self.sent.append((topic, value, key))
+        return None
+
+
+@pytest.fixture
+async def rs_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    schema = await migrated_schema(settings)
+    async with schema_sessions(settings, schema) as sessions:
+        yield sessions
+
+
+def _messages(codec: Codec, events: list) -> list[_Msg]:  # type: ignore[type-arg]
+    return [
+        _Msg("t", 0, offset, e.call_id.encode(), codec.encode(e)) for offset, e in enumerate(events)
+    ]
+
+
+@pytest.mark.parametrize("field", ["agent_id", "tenant_id"])
+async def test_nul_in_agent_or_tenant_id_is_dead_lettered_and_the_batch_goes_on(
+    settings: Settings, rs_sessions: async_sessionmaker[AsyncSession], codec: Codec, field: str
+) -> None:
+    tenant, agent = unique("tenant"), unique("agent")
+    bad_call, good_call = unique("call"), unique("call")
+    bad = call_events(tenant, bad_call, agent)[0]
+    bad = dataclasses.replace(bad, **{field: AgentId(f"{getattr(bad, field)}\x00x")})
+    good = call_events(tenant, good_call, agent)
+    sender = _Sender()
+    runner = ProjectionRunner(
+        CallProjection(topic="t"),
+        session_factory=rs_sessions,
+        dead_letters=DeadLetterPublisher(sender, codec, "projection.calls"),
+        codec=codec,
+    )
+    # Raises psycopg DataError from CallProjection.flush (analytics for the refused record's day).
+    await runner.process(_messages(codec, [bad, *good]))
+    assert runner.dead_lettered == 1
+    assert await scalar(rs_sessions, "SELECT count(*) FROM call_event") == len(good)
+
+
+async def test_nul_in_call_id_is_dead_lettered_and_the_batch_goes_on(
+    settings: Settings, rs_sessions: async_sessionmaker[AsyncSession], codec: Codec
+) -> None:
+    tenant, agent = unique("tenant"), unique("agent")
+    bad = call_events(tenant, unique("call") + "\x00x", agent)[0]
+    good = call_events(tenant, unique("call"), agent)
+    sender = _Sender()
+    runner = ProjectionRunner(
+        CallProjection(topic="t"),
+        session_factory=rs_sessions,
+        dead_letters=DeadLetterPublisher(sender, codec, "projection.calls"),
+        codec=codec,
+    )
+    # Raises psycopg DataError from load_positions (the aggregate id is the call id), before any dead letter.
+    await runner.process(_messages(codec, [bad, *good]))
+    assert runner.dead_lettered == 1
+    assert await scalar(rs_sessions, "SELECT count(*) FROM call_event") == len(good)
+
+
+async def test_nul_in_agent_id_of_an_agent_event_is_dead_lettered(
+    settings: Settings, rs_sessions: async_sessionmaker[AsyncSession], codec: Codec
+) -> None:
+    from projections.agent_projection import AgentProjection
+    from schemas.agents import AgentCreated
+    from tests.support.examples import example_record
+
+    bad = example_record(AgentCreated)
+    bad = dataclasses.replace(bad, agent_id=AgentId(unique("agent") + "\x00x"), seq=1)
+    good = dataclasses.replace(bad, agent_id=AgentId(unique("agent")), seq=1, correlation_id=unique("corr"))
+    sender = _Sender()
+    runner = ProjectionRunner(
+        AgentProjection(topic="t"),
+        session_factory=rs_sessions,
+        dead_letters=DeadLetterPublisher(sender, codec, "projection.agents"),
+        codec=codec,
+    )
+    msgs = [_Msg("t", 0, i, e.agent_id.encode(), codec.encode(e)) for i, e in enumerate([bad, good])]
+    await runner.process(msgs)
+    assert runner.dead_lettered == 1
+    assert await scalar(rs_sessions, "SELECT count(*) FROM agent") == 1
