@@ -88,12 +88,13 @@ class CallProjection:
             raise UnappliableError(f"call {record.call_id} belongs to another tenant")
         known = _view_of(found) if found is not None else None
         view = call_view.evolve(known or call_view.initial(record), record)
-        self._dirty_days |= call_batch.analytics_days(known, view)
         await _upsert(session, Call, view.row(), ["call_id"])
         await session.execute(
             insert(CallEvent).values(call_view.timeline_row(record)).on_conflict_do_nothing()
         )
         await _side_rows(session, record)
+        # Only once its rows are in: a record whose savepoint is rolled back changes no day.
+        self._dirty_days |= call_batch.analytics_days(known, view)
 
     async def apply_batch(
         self, session: AsyncSession, records: Sequence[Record]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,6 +58,28 @@ class BatchProjection(Projection, Protocol):
     async def apply_batch(
         self, session: AsyncSession, records: Sequence[Record]
     ) -> Sequence[tuple[int, Exception]]: ...
+
+
+def nul_field(value: object, path: str = "record") -> str | None:
+    """The first field of a record (nested records, lists and maps too) holding a NUL, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            found = nul_field(getattr(value, field.name), f"{path}.{field.name}")
+            if found is not None:
+                return found
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = nul_field(key, f"{path} key") or nul_field(item, f"{path}[{key!r}]")
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = nul_field(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _is_outage(err: BaseException) -> bool:
@@ -121,6 +144,13 @@ class ProjectionRunner:
             record = decode_record(self._codec, message)
         except RecordDecodeError as err:
             await self._dead_letter(message, "undecodable", err)
+            return None
+        where = nul_field(record)
+        if where is not None:
+            # Refused before anything reads it: as an aggregate id it would fail the batch's
+            # position lookup, as a tenant or agent the batch's analytics, not just this record.
+            error = UnappliableError(f"{where} holds a NUL character, which PostgreSQL text cannot store")
+            await self._dead_letter(message, "rejected_by_handler", error)
             return None
         try:
             aggregate, seq = self.projection.aggregate_of(record)

@@ -8,19 +8,16 @@ from dataclasses import dataclass
 
 import httpx
 from pydantic import SecretStr
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from infra.kafka import make_producer
 from infra.settings import Settings
-from projections import models
 from projections.runner import Projection
 from schemas.codec import Codec
 from tests.integration.readside.conftest import migrated_schema, schema_sessions
-from tests.integration.readside.platform import Tenant, make_tenant
+from tests.integration.readside.platform import Tenant, insert_agent, make_tenant
 from tests.integration.readside.running import make_runner, running
-from tests.support.call_stream import T0
 
 
 @dataclass
@@ -32,18 +29,7 @@ class ReadSide:
     async def seed_agent(self, agent_id: str) -> None:
         """The agent as the agent projection would show it (the dialer learns it from the log)."""
         async with self.sessions() as session, session.begin():
-            await session.execute(
-                insert(models.Agent).values(
-                    agent_id=agent_id,
-                    tenant_id=self.tenant.tenant_id,
-                    name="Reminders",
-                    created_by="test",
-                    status="active",
-                    current_version=1,
-                    created_at=T0,
-                    updated_at=T0,
-                )
-            )
+            await insert_agent(session, self.tenant.tenant_id, agent_id, name="Reminders")
 
 
 @contextlib.asynccontextmanager

@@ -9,17 +9,19 @@ from dataclasses import dataclass
 
 import httpx
 from aiokafka import AIOKafkaProducer
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api import store
 from api.app import create_app
 from infra.process import stop_child
 from infra.settings import Settings
+from projections import models
 from projections.agent_projection import AgentProjection
 from projections.call_projection import CallProjection
 from projections.knowledge_projection import KnowledgeProjection
 from schemas.codec import Codec
-from tests.integration.readside.call_stream import unique
+from tests.integration.readside.call_stream import T0, unique
 from tests.integration.readside.running import make_runner
 from tests.integration.writers_process import start_writers, wait_until_deciding
 
@@ -45,6 +47,29 @@ async def make_tenant(sessions: async_sessionmaker[AsyncSession]) -> Tenant:
         headers["admin"],
         headers["operator"],
         {"X-API-Key": headers["viewer"]["Authorization"][7:]},
+    )
+
+
+async def insert_agent(
+    session: AsyncSession,
+    tenant_id: str,
+    agent_id: str,
+    *,
+    name: str = "Front desk",
+    current_version: int = 1,
+) -> None:
+    """An active agent's row as the agent projection would write it (its versions are the caller's)."""
+    await session.execute(
+        insert(models.Agent).values(
+            agent_id=agent_id,
+            tenant_id=tenant_id,
+            name=name,
+            created_by="seed",
+            status="active",
+            current_version=current_version,
+            created_at=T0,
+            updated_at=T0,
+        )
     )
 
 

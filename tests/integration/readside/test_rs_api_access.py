@@ -24,7 +24,7 @@ from projections.jsonable import to_jsonable
 from schemas.codec import Codec
 from schemas.registry import Record
 from tests.integration.readside.conftest import migrated_schema, schema_sessions
-from tests.integration.readside.platform import Tenant, make_tenant
+from tests.integration.readside.platform import Tenant, insert_agent, make_tenant
 from tests.support.call_stream import T0, call_events, unique
 
 pytestmark = pytest.mark.integration
@@ -180,18 +180,7 @@ async def _seed(sessions: async_sessionmaker[AsyncSession], tenant_id: str) -> I
     for event in live:
         view = call_view.evolve(view, event)
     async with sessions() as session, session.begin():
-        await session.execute(
-            insert(models.Agent).values(
-                agent_id=agent_id,
-                tenant_id=tenant_id,
-                name="Front desk",
-                created_by="seed",
-                status="active",
-                current_version=2,
-                created_at=T0,
-                updated_at=T0,
-            )
-        )
+        await insert_agent(session, tenant_id, agent_id, current_version=2)
         for version, voice in ((1, "Puck"), (2, "Kore")):
             config = to_jsonable({"system_prompt": "Be brief.", "voice": voice, "tools": []})
             await session.execute(

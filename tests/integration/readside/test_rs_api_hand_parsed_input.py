@@ -21,7 +21,7 @@ from infra.settings import Settings
 from projections import models
 from projections.jsonable import to_jsonable
 from tests.integration.readside.conftest import migrated_schema, schema_sessions
-from tests.integration.readside.platform import Tenant, make_tenant
+from tests.integration.readside.platform import Tenant, insert_agent, make_tenant
 from tests.support.call_stream import T0, unique
 
 pytestmark = pytest.mark.integration
@@ -59,18 +59,7 @@ async def world(settings: Settings) -> AsyncIterator[World]:
         tenant = await make_tenant(sessions)
         agent_id = unique("agt")
         async with sessions() as session, session.begin():
-            await session.execute(
-                insert(models.Agent).values(
-                    agent_id=agent_id,
-                    tenant_id=tenant.tenant_id,
-                    name="Front desk",
-                    created_by="seed",
-                    status="active",
-                    current_version=1,
-                    created_at=T0,
-                    updated_at=T0,
-                )
-            )
+            await insert_agent(session, tenant.tenant_id, agent_id)
             await session.execute(
                 insert(models.AgentVersion).values(
                     agent_id=agent_id,

@@ -1,4 +1,6 @@
-"""Review: a record the database refuses must be dead-lettered, and the batch must go on."""
+"""A record holding a value PostgreSQL text cannot store (a NUL) is dead-lettered before it is read,
+and the rest of its batch is applied: as an aggregate id it failed the batch's position lookup, as a
+tenant or agent id the batch's analytics, and the projection stopped on it for good."""
 
 from __future__ import annotations
 
@@ -10,12 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infra.deadletter import DeadLetterPublisher
 from infra.settings import Settings
+from projections.agent_projection import AgentProjection
 from projections.call_projection import CallProjection
 from projections.runner import ProjectionRunner
+from schemas.agents import AgentCreated
 from schemas.codec import Codec
 from schemas.ids import AgentId
 from tests.integration.readside.call_stream import call_events, scalar, unique
 from tests.integration.readside.conftest import migrated_schema, schema_sessions
+from tests.support.examples import example_record
 
 pytestmark = pytest.mark.integration
 
@@ -46,9 +51,7 @@ async def rs_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[As
 
 
 def _messages(codec: Codec, events: list) -> list[_Msg]:  # type: ignore[type-arg]
-    return [
-        _Msg("t", 0, offset, e.call_id.encode(), codec.encode(e)) for offset, e in enumerate(events)
-    ]
+    return [_Msg("t", 0, offset, e.call_id.encode(), codec.encode(e)) for offset, e in enumerate(events)]
 
 
 @pytest.mark.parametrize("field", ["agent_id", "tenant_id"])
@@ -67,9 +70,9 @@ async def test_nul_in_agent_or_tenant_id_is_dead_lettered_and_the_batch_goes_on(
         dead_letters=DeadLetterPublisher(sender, codec, "projection.calls"),
         codec=codec,
     )
-    # Raises psycopg DataError from CallProjection.flush (analytics for the refused record's day).
     await runner.process(_messages(codec, [bad, *good]))
     assert runner.dead_lettered == 1
+    assert "NUL" in sender.sent[0][1].decode(errors="replace")  # the reason travels with the record
     assert await scalar(rs_sessions, "SELECT count(*) FROM call_event") == len(good)
 
 
@@ -86,19 +89,15 @@ async def test_nul_in_call_id_is_dead_lettered_and_the_batch_goes_on(
         dead_letters=DeadLetterPublisher(sender, codec, "projection.calls"),
         codec=codec,
     )
-    # Raises psycopg DataError from load_positions (the aggregate id is the call id), before any dead letter.
     await runner.process(_messages(codec, [bad, *good]))
     assert runner.dead_lettered == 1
+    assert "NUL" in sender.sent[0][1].decode(errors="replace")  # the reason travels with the record
     assert await scalar(rs_sessions, "SELECT count(*) FROM call_event") == len(good)
 
 
 async def test_nul_in_agent_id_of_an_agent_event_is_dead_lettered(
     settings: Settings, rs_sessions: async_sessionmaker[AsyncSession], codec: Codec
 ) -> None:
-    from projections.agent_projection import AgentProjection
-    from schemas.agents import AgentCreated
-    from tests.support.examples import example_record
-
     bad = example_record(AgentCreated)
     bad = dataclasses.replace(bad, agent_id=AgentId(unique("agent") + "\x00x"), seq=1)
     good = dataclasses.replace(bad, agent_id=AgentId(unique("agent")), seq=1, correlation_id=unique("corr"))
