@@ -38,6 +38,10 @@ def simulate(
     """Call an agent (or, with --outbound, be called by one) over the real Twilio Media Streams
     protocol, speaking each --say after the agent's previous reply, and print what happens."""
     settings = Settings()
+    if save_audio is not None and not save_audio.parent.is_dir():
+        # Said now, not after the whole call, whose audio would then be lost.
+        console.print(f"[red]--save-audio: the directory {save_audio.parent} does not exist[/]")
+        raise typer.Exit(1)
     try:
         addresses = DevAddresses.read(settings.data_dir.resolve())
         outcome = asyncio.run(
@@ -55,7 +59,11 @@ def simulate(
         console.print(f"[red]{err}[/]")
         raise typer.Exit(1) from err
     if save_audio is not None:
-        outcome.save(save_audio)
+        try:
+            outcome.save(save_audio)
+        except OSError as err:
+            console.print(f"[red]could not save the audio to {save_audio}: {err.strerror or err}[/]")
+            raise typer.Exit(1) from err
         console.print(f"saved what the caller heard to {save_audio} (left: caller, right: agent)")
     console.print(f"[green]call {outcome.call_id} finished: {outcome.end}[/]")
 

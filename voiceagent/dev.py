@@ -24,6 +24,7 @@ from infra.process import free_port, spawn_bound_child, stop_child
 from infra.settings import Settings, TwilioSettings
 from infra.stack import Stack, start_stack
 from infra.topics import ensure_topics
+from voiceagent.devfile import FILE_NAME as DEV_FILE
 from voiceagent.devfile import DevAddresses
 from voiceagent.freshness import reconcile_fresh_broker
 from voiceagent.seed import DEMO_NUMBER, seed_demo_agent
@@ -128,6 +129,7 @@ def run_dev(
     with console.status("starting broker and database..."):
         stack = start_stack(settings)
     running = Running(stack)
+    wrote_addresses = False
     try:
         with console.status("creating topics and migrating the database..."):
             asyncio.run(ensure_topics(stack.settings.kafka))
@@ -138,9 +140,12 @@ def run_dev(
             _wait(running, console)
             return
         addresses = _start_services(running, data_dir, console, session_workers, background_nice)
+        wrote_addresses = True
         _show(running, addresses, console)
         _wait(running, console)
     finally:
+        if wrote_addresses:  # tools read dev.json as "the platform takes calls": not once stopped
+            (data_dir / DEV_FILE).unlink(missing_ok=True)
         running.stop(console)
 
 

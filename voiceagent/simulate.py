@@ -190,6 +190,7 @@ async def simulate_call(
     reply_timeout_s: float,
 ) -> Outcome:
     """Place the call (or be called), speak each turn after the agent's previous reply, hang up."""
+    caller_audio = _caller_audio(turns, wav)  # a bad file is said before any call is placed
     found = _agent(addresses, agent)
     greeting = (found.get("config") or {}).get("greeting")
     watch = CallWatch(console)
@@ -207,9 +208,7 @@ async def simulate_call(
             if addresses.standin_control_url:
                 await _script_standin(http, addresses.standin_control_url, call.call_id, turns, greeting)
             await watch.attach(call.call_id)
-            audio = await _talk(
-                addresses, call, phone, watch, _caller_audio(turns, wav), greeting, reply_timeout_s
-            )
+            audio = await _talk(addresses, call, phone, watch, caller_audio, greeting, reply_timeout_s)
         finally:
             if phone is not None:
                 with contextlib.suppress(httpx.HTTPError):
@@ -349,18 +348,31 @@ def _caller_audio(turns: list[str], wav: Path | None) -> list[list[bytes]]:
 
 
 def _read_wav(path: Path) -> npt.NDArray[np.int16]:
-    with wave.open(str(path), "rb") as source:
-        if source.getsampwidth() != 2:
-            raise SimulationError(f"{path}: only 16-bit PCM WAV files are supported")
-        frames = np.frombuffer(source.readframes(source.getnframes()), dtype="<i2")
-        channels, rate = source.getnchannels(), source.getframerate()
+    try:
+        with wave.open(str(path), "rb") as source:
+            if source.getsampwidth() != 2:
+                raise SimulationError(f"{path}: only 16-bit PCM WAV files are supported")
+            frames = np.frombuffer(source.readframes(source.getnframes()), dtype="<i2")
+            channels, rate = source.getnchannels(), source.getframerate()
+    except (wave.Error, EOFError) as err:  # an MP3, a truncated header, an empty file...
+        raise SimulationError(f"{path}: not a WAV file the simulator can play ({err})") from err
+    except OSError as err:  # missing, a directory, no permission
+        raise SimulationError(f"{path}: cannot be read ({err.strerror or err})") from err
+    if frames.size == 0:
+        raise SimulationError(f"{path}: the WAV file holds no audio")
     mono = frames.reshape(-1, channels).mean(axis=1).astype(np.int16) if channels > 1 else frames
     return to_rate(mono, rate, 8000)
 
 
 def _agent(addresses: DevAddresses, agent: str) -> dict[str, Any]:
-    with httpx.Client(base_url=addresses.api_url, timeout=10) as client:
-        found = find_agent(client, addresses.api_key, agent)
+    try:
+        with httpx.Client(base_url=addresses.api_url, timeout=10) as client:
+            found = find_agent(client, addresses.api_key, agent)
+    except httpx.TransportError as err:
+        raise SimulationError(
+            f"the platform's API does not answer at {addresses.api_url} ({type(err).__name__}); "
+            "is `voiceagent dev` running?"
+        ) from err
     if found is None:
         raise SimulationError(f"no agent {agent!r} visible to the dev API key; see {addresses.api_url}/docs")
     return found

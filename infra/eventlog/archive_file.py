@@ -9,6 +9,7 @@ plus the record type's full name (read from the value's header) for people and t
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -137,8 +138,15 @@ def read_partition_count(fs: fsspec.AbstractFileSystem, root: str, topic: str) -
     path = layout_path(root, topic)
     if not fs.exists(path):
         return None
-    with fs.open(path, "rb") as fo:
-        return int(json.loads(fo.read())["partitions"])
+    try:
+        with fs.open(path, "rb") as fo:
+            count = json.loads(fo.read())["partitions"]
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(f"partitions is {count!r}, not a positive whole number")
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        reason = f"not a valid layout file ({type(exc).__name__}: {exc})"
+        raise ArchiveCorruptError(path, reason, byte_offset=None, last_offset=None) from exc
+    return count
 
 
 def layout_bytes(topic: str, partitions: int) -> bytes:
@@ -152,11 +160,37 @@ def parse_name(path: str) -> tuple[int, int] | None:
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
+CHECKSUM_KEY = "voice.archive.records_sha256"
+"""File metadata: a digest of every record the file holds. Deflate blocks carry no checksum, and
+a flipped bit in one can decode into other keys, values or timestamps, or into an empty block,
+without an error; the digest makes any such change an ArchiveCorruptError."""
+
+
 def encode_file(records: Iterable[ArchivedRecord]) -> bytes:
     """The bytes of one archive file."""
+    held = list(records)
+    digest = hashlib.sha256()
+    for record in held:
+        _digest(digest, record)
     out = io.BytesIO()
-    writer(out, _PARSED, (r.to_avro() for r in records), codec="deflate")
+    metadata = {CHECKSUM_KEY: digest.hexdigest()}
+    writer(out, _PARSED, (r.to_avro() for r in held), codec="deflate", metadata=metadata)
     return out.getvalue()
+
+
+def _digest(digest: Any, record: ArchivedRecord) -> None:
+    """Every field, each with its length, so that no two records hash the same way."""
+    parts: list[bytes | None] = [
+        record.topic.encode(),
+        b"%d %d %d %d" % (record.partition, record.offset, record.timestamp_ms, record.timestamp_type),
+        record.key,
+        record.value,
+        record.record_type.encode() if record.record_type is not None else None,
+    ]
+    for key, value in record.headers:
+        parts += [key.encode(), value]
+    for part in parts:
+        digest.update(b"-" if part is None else b"%d:" % len(part) + part)
 
 
 def write_durably(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
@@ -184,7 +218,11 @@ def write_durably(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None
 def read_file(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[ArchivedRecord]:
     """The records of one archive file; ArchiveCorruptError says where it stops making sense."""
     expected = parse_name(path)
-    with fs.open(path, "rb") as fo:
+    try:
+        opened = fs.open(path, "rb")
+    except OSError as exc:  # a directory with a file's name, no permission...
+        raise ArchiveCorruptError(path, f"cannot be read ({exc})", byte_offset=0, last_offset=None) from exc
+    with opened as fo:
         last: int | None = None
         try:
             avro_reader = reader(fo)
@@ -198,19 +236,33 @@ def read_file(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[ArchivedReco
                 path, f"not an archive file ({exc})", byte_offset=0, last_offset=None
             ) from exc
         records = iter(avro_reader)
+        checksum = avro_reader.metadata.get(CHECKSUM_KEY)  # None in files written before it
+        digest = hashlib.sha256()
         while True:
             position = fo.tell()
             try:
                 raw = next(records)
             except StopIteration:
+                _check_whole(path, last, checksum, digest.hexdigest(), position)
                 return
             except Exception as exc:
                 reason = f"truncated or corrupt block ({type(exc).__name__}: {exc})"
                 raise ArchiveCorruptError(path, reason, byte_offset=position, last_offset=last) from exc
             record = ArchivedRecord.from_avro(raw)  # type: ignore[arg-type]
             _check_order(path, record, expected, last, position)
+            _digest(digest, record)
             last = record.offset
             yield record
+
+
+def _check_whole(path: str, last: int | None, checksum: str | None, digest: str, position: int) -> None:
+    """At the end of a file: it held records (the archiver never writes an empty one), and they
+    are the ones it was written with."""
+    if last is None:
+        raise ArchiveCorruptError(path, "holds no records", byte_offset=position, last_offset=None)
+    if checksum is not None and checksum != digest:
+        problem = "its records do not match the checksum it was written with"
+        raise ArchiveCorruptError(path, problem, byte_offset=position, last_offset=last)
 
 
 def _check_order(

@@ -101,6 +101,11 @@ def scan_archive(url: str, topics: Sequence[str] | None = None) -> ArchivePlan:
         if name is None or (topics is not None and topic not in topics):
             continue
         plan.files[TopicPartition(topic, name[0])].append(path)
+    for topic in {tp.topic for tp in plan.files}:
+        try:
+            read_partition_count(fs, root, topic)
+        except ArchiveCorruptError as exc:
+            problems.append(exc)
     for tp, paths in plan.files.items():
         paths.sort(key=lambda p: parse_name(p) or (0, 0))
         try:
