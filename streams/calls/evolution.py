@@ -180,7 +180,7 @@ def _conversation(state: CallState, event: _Conversation) -> CallState:
                 return _caller_active(state, at, speaking=state.caller_speaking)
             return _active(state, at)
         case PlaybackMarkReached():
-            return state if state.agent_heard else replace(state, agent_heard=True)
+            return replace(state, agent_heard=True)
         case AgentSpeechStarted():
             return replace(_active(state, at), agent_utterance_id=event.utterance_id)
         case AgentSpeechFinished():

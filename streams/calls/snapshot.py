@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from schemas.ids import AgentId, CallId, TenantId
-from streams.calls.state import CallLimits, CallState, CallStatus, MediaStream
+from streams.calls.state import SETTING_UP, CallLimits, CallState, CallStatus, MediaStream
 
 _TIMES = ("started_at", "answered_at", "ended_at", "settling_since", "last_activity_at")
 
@@ -25,9 +25,7 @@ class Snapshot:
     recent_input_ids: tuple[str, ...] = ()
 
 
-_BEFORE_CONVERSATION = frozenset(
-    {CallStatus.RECEIVED, CallStatus.DIALING, CallStatus.RINGING, CallStatus.CONNECTED}
-)
+_BEFORE_CONVERSATION = SETTING_UP | {CallStatus.CONNECTED}
 
 
 def dump(snapshot: Snapshot) -> bytes:

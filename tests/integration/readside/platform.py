@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -19,6 +19,7 @@ from infra.settings import Settings
 from projections import models
 from projections.agent_projection import AgentProjection
 from projections.call_projection import CallProjection
+from projections.jsonable import to_jsonable
 from projections.knowledge_projection import KnowledgeProjection
 from schemas.codec import Codec
 from tests.integration.readside.call_stream import T0, unique
@@ -56,9 +57,10 @@ async def insert_agent(
     agent_id: str,
     *,
     name: str = "Front desk",
-    current_version: int = 1,
+    voices: Sequence[str] = (),
 ) -> None:
-    """An active agent's row as the agent projection would write it (its versions are the caller's)."""
+    """An active agent as the agent projection would write it: a published version per voice
+    (version 1, 2, ...), or none (the row alone, at version 1)."""
     await session.execute(
         insert(models.Agent).values(
             agent_id=agent_id,
@@ -66,11 +68,18 @@ async def insert_agent(
             name=name,
             created_by="seed",
             status="active",
-            current_version=current_version,
+            current_version=max(1, len(voices)),
             created_at=T0,
             updated_at=T0,
         )
     )
+    for version, voice in enumerate(voices, start=1):
+        config = to_jsonable({"system_prompt": "Be brief.", "voice": voice, "tools": []})
+        await session.execute(
+            insert(models.AgentVersion).values(
+                agent_id=agent_id, version=version, tenant_id=tenant_id, config=config, published_at=T0
+            )
+        )
 
 
 @contextlib.asynccontextmanager

@@ -20,7 +20,6 @@ from api import store
 from api.app import create_app
 from infra.settings import Settings
 from projections import call_view, dialer_models, models
-from projections.jsonable import to_jsonable
 from schemas.codec import Codec
 from schemas.registry import Record
 from tests.integration.readside.conftest import migrated_schema, schema_sessions
@@ -180,14 +179,7 @@ async def _seed(sessions: async_sessionmaker[AsyncSession], tenant_id: str) -> I
     for event in live:
         view = call_view.evolve(view, event)
     async with sessions() as session, session.begin():
-        await insert_agent(session, tenant_id, agent_id, current_version=2)
-        for version, voice in ((1, "Puck"), (2, "Kore")):
-            config = to_jsonable({"system_prompt": "Be brief.", "voice": voice, "tools": []})
-            await session.execute(
-                insert(models.AgentVersion).values(
-                    agent_id=agent_id, version=version, tenant_id=tenant_id, config=config, published_at=T0
-                )
-            )
+        await insert_agent(session, tenant_id, agent_id, voices=("Puck", "Kore"))
         await session.execute(insert(models.Call).values(view.row()))
         await session.execute(insert(models.CallEvent).values([call_view.timeline_row(e) for e in live]))
         await session.execute(insert(models.TranscriptSegment).values(call_view.transcript_row(live[4])))

@@ -13,16 +13,13 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from infra.settings import Settings
-from projections import models
-from projections.jsonable import to_jsonable
 from tests.integration.readside.conftest import migrated_schema, schema_sessions
 from tests.integration.readside.platform import Tenant, insert_agent, make_tenant
-from tests.support.call_stream import T0, unique
+from tests.support.call_stream import unique
 
 pytestmark = pytest.mark.integration
 
@@ -59,16 +56,7 @@ async def world(settings: Settings) -> AsyncIterator[World]:
         tenant = await make_tenant(sessions)
         agent_id = unique("agt")
         async with sessions() as session, session.begin():
-            await insert_agent(session, tenant.tenant_id, agent_id)
-            await session.execute(
-                insert(models.AgentVersion).values(
-                    agent_id=agent_id,
-                    version=1,
-                    tenant_id=tenant.tenant_id,
-                    config=to_jsonable({"system_prompt": "Be brief.", "voice": "Puck", "tools": []}),
-                    published_at=T0,
-                )
-            )
+            await insert_agent(session, tenant.tenant_id, agent_id, voices=("Puck",))
         async with app.router.lifespan_context(app):
             # raise_app_exceptions=False: an unhandled error comes back as the 500 a client would see.
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
