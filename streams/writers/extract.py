@@ -11,19 +11,32 @@ class UnsupportedContentError(ValueError):
     """A content type we cannot turn into text."""
 
 
+class UnreadableContentError(ValueError):
+    """A document of a supported type that its parser cannot read."""
+
+
 def extract_text(content_type: str, data: str) -> str:
     """The searchable text of a document of ``content_type``."""
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind in ("text/plain", "text/markdown"):
         return data
     if kind == "text/html":
-        parser = _TextOnly()
-        parser.feed(data)
-        parser.close()
-        return parser.text()
+        return _html_text(data)
     raise UnsupportedContentError(
         f"cannot index {content_type!r}; supported: {', '.join(sorted(SUPPORTED_TYPES))}"
     )
+
+
+def _html_text(data: str) -> str:
+    parser = _TextOnly()
+    try:
+        parser.feed(data)
+        parser.close()
+    except AssertionError as err:
+        # html.parser (via _markupbase) reports malformed declarations such as
+        # ``<![foo[`` with AssertionError, not ValueError; that is bad input, not our bug.
+        raise UnreadableContentError(f"cannot read the HTML: {err}") from err
+    return parser.text()
 
 
 class _TextOnly(HTMLParser):

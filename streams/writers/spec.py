@@ -12,7 +12,7 @@ from schemas.catalog import AGENT_COMMANDS, AGENT_EVENTS, KNOWLEDGE_COMMANDS, KN
 from schemas.knowledge import AddDocument, KnowledgeCommand, KnowledgeEvent
 from schemas.registry import Record
 from streams.writers import agent_writer, knowledge_writer, state_codec
-from streams.writers.extract import UnsupportedContentError, extract_text
+from streams.writers.extract import extract_text
 
 
 class Sequenced(Protocol):
@@ -79,7 +79,9 @@ def read_document(command: AddDocument, blob_dir: Path) -> knowledge_writer.Docu
         else:
             return knowledge_writer.DocumentText(error="neither content nor content_uri")
         return knowledge_writer.DocumentText(text=extract_text(command.content_type, raw))
-    except (OSError, UnsupportedContentError, ValueError) as err:
+    except (OSError, ValueError) as err:
+        # ValueError covers an unsupported type and a document its parser cannot read
+        # (extract_text turns parser failures into ValueError): both are the sender's problem.
         return knowledge_writer.DocumentText(error=str(err))
 
 
