@@ -1,7 +1,9 @@
 """Delivering one webhook: POST, retry with back-off, and a record of every attempt.
 
 ``deliver`` never raises; it runs off the call path (its own consumer and tasks), so a dead
-endpoint costs retries and records, never call latency.
+endpoint costs retries and records, never call latency. Each attempt is bounded as a whole by
+its timeout (a slow endpoint cannot hold the worker), only the status is used (the body is
+never read), and a URL that cannot be parsed fails once, recorded, without retries.
 """
 
 from __future__ import annotations
@@ -55,27 +57,17 @@ async def deliver(
     ).encode()
     for attempt in range(1, policy.max_attempts + 1):
         timestamp = int(time.time())
-        status, error = None, None
-        try:
-            response = await client.post(
-                hook.url,
-                content=body,
-                timeout=timeout_s,
-                headers={
-                    "Content-Type": "application/json",
-                    TIMESTAMP_HEADER: str(timestamp),
-                    SIGNATURE_HEADER: sign(secret, timestamp, body),
-                    "X-Voice-Delivery": hook.delivery_id,
-                },
-            )
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = f"HTTP {status}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300]
+        headers = {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(secret, timestamp, body),
+            "X-Voice-Delivery": hook.delivery_id,
+        }
+        status, error, final = await _post(client, hook.url, body, headers, timeout_s)
         ok = error is None
         now = datetime.now(UTC)
-        retry_at = None if ok or attempt >= policy.max_attempts else now + policy.delay(attempt)
+        last = ok or final or attempt >= policy.max_attempts
+        retry_at = None if last else now + policy.delay(attempt)
         await record(_attempted(hook, attempt, now, status, error, ok, retry_at))
         if ok:
             return True
@@ -83,6 +75,32 @@ async def deliver(
             return False
         await asyncio.sleep((retry_at - now) / timedelta(seconds=1))
     return False
+
+
+async def _post(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], timeout_s: float
+) -> tuple[int | None, str | None, bool]:
+    """One POST: its status, its error (None when 2xx), and whether no retry could help."""
+    try:
+        # httpx's timeout bounds each socket operation, so an endpoint sending a byte at a
+        # time would set its own pace; this bounds the attempt. The body is left unread.
+        async with (
+            asyncio.timeout(timeout_s),
+            client.stream("POST", url, content=body, headers=headers, timeout=timeout_s) as response,
+        ):
+            status = response.status_code
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        # InvalidURL is no httpx.HTTPError; the URL will not parse any better next time.
+        return None, _describe(exc), True
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        return None, f"timed out after {timeout_s:g}s ({type(exc).__name__})", False
+    except httpx.HTTPError as exc:
+        return None, _describe(exc), False
+    return status, None if 200 <= status < 300 else f"HTTP {status}", False
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _attempted(
