@@ -10,14 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from projections.dialer_models import CallSummary
 from projections.runner import UnappliableError
 from schemas.catalog import POSTCALL_EVENTS
-from schemas.dialer import CallSummarized, PostCallEvent
+from schemas.dialer import CallSummarized, CallSummaryFailed, PostCallEvent
 from schemas.registry import Record
 
 _EVENT_TYPES = get_args(PostCallEvent)
 
 
 class SummaryProjection:
-    """Keeps each call's summary and outcome label; webhook attempts are not shown here."""
+    """Keeps each call's summary and outcome label; failed summaries and webhook attempts are skipped."""
 
     def __init__(self, *, name: str = "summaries", topic: str = POSTCALL_EVENTS.name) -> None:
         self.name = name
@@ -26,6 +26,10 @@ class SummaryProjection:
     def aggregate_of(self, record: Record) -> tuple[str, int]:
         if isinstance(record, CallSummarized):
             return f"summary:{record.call_id}", record.seq
+        if isinstance(record, CallSummaryFailed):
+            # Not shown (no row); its own aggregate, so a summary a crash-replay did produce
+            # afterwards, with the same seq, still applies.
+            return f"summary-failed:{record.call_id}", record.seq
         if isinstance(record, _EVENT_TYPES):
             # Webhook attempts number their own seq per delivery; they never move the summary's.
             return f"webhook:{record.event_id}", 1

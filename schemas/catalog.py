@@ -93,8 +93,9 @@ POSTCALL_EVENTS = TopicSpec(
     cleanup_policy="delete",
     record_types=get_args(PostCallEvent),
     description=(
-        "After a call ended: its summary and outcome label (seq 1), and every webhook delivery "
-        "attempt (seq counts the attempts of one delivery; event ids derive from the delivery)."
+        "After a call ended: its summary and outcome label, or why the model gave none (seq 1), and "
+        "every webhook delivery attempt (seq counts the attempts of one delivery; event ids derive "
+        "from the delivery)."
     ),
 )
 AGENT_COMMANDS = TopicSpec(

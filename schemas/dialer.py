@@ -8,7 +8,7 @@ Three topics carry these records:
 * ``voice.dialer.events.v1`` (key: agent_id): what the dialer decided: queued, rejected,
   attempts and their outcomes, answering-machine decisions, campaign changes.
 * ``voice.postcall.events.v1`` (key: call_id): what happened after a call ended: the
-  summary and every webhook delivery attempt.
+  summary (or why there is none) and every webhook delivery attempt.
 """
 
 from dataclasses import dataclass, field
@@ -247,6 +247,16 @@ class CallSummarized(CallEnvelope):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallSummaryFailed(CallEnvelope):
+    """The model gave no usable summary of a finished call in any attempt; the worker gave up."""
+
+    agent_id: AgentId
+    reason: str = field(metadata=doc("What went wrong in the last attempt."))
+    attempts: int = field(metadata=doc("How many times the model was asked."))
+    model: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WebhookDeliveryAttempted(CallEnvelope):
     """One attempt to deliver a call webhook; seq counts attempts of this delivery."""
 
@@ -283,4 +293,4 @@ DialerEvent: TypeAlias = (
     | CampaignResumed
     | CampaignCancelled
 )
-PostCallEvent: TypeAlias = CallSummarized | WebhookDeliveryAttempted
+PostCallEvent: TypeAlias = CallSummarized | CallSummaryFailed | WebhookDeliveryAttempted

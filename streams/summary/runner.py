@@ -2,7 +2,8 @@
 
 Runs on ``CallEventsRunner`` (its own consumer group on ``voice.calls.events.v1``); the agents'
 outcome labels come from their published versions. Calls to the model are bounded, and a crash
-summarises again (the event id is derived from the call, so the projection keeps one).
+summarises again (the event id is derived from the call, so the projection keeps one). A call
+the model gives no usable summary for in any attempt gets ``CallSummaryFailed`` with the reason.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from google.genai import types
 
 from infra.settings import Settings
 from schemas.agents import AgentVersionPublished
-from schemas.dialer import CallSummarized
+from schemas.dialer import CallSummarized, CallSummaryFailed
 from schemas.envelope import derive_event_id
 from schemas.ids import AgentId
 from streams.call_events_runner import CallEventsRunner, Job, Publish
@@ -85,19 +86,30 @@ class SummaryWorker:
 
     async def _summarise(self, job: SummaryJob, publish: Publish) -> None:
         labels = self.labels.get(job.agent_id, ())
-        verdict = await self._ask(build_prompt(job.turns, labels), labels)
-        if verdict is not None:
-            await publish(summarized(job, verdict, self._model, datetime.now(UTC)))
+        answer = await self._ask(build_prompt(job.turns, labels), labels)
+        now = datetime.now(UTC)
+        if isinstance(answer, Verdict):
+            await publish(summarized(job, answer, self._model, now))
+            return
+        log.error("call %s gets no summary after %d attempts: %s", job.call_id, self._attempts, answer)
+        await publish(summary_failed(job, answer, self._attempts, self._model, now))
 
-    async def _ask(self, prompt: str, labels: tuple[str, ...]) -> Verdict | None:
+    async def _ask(self, prompt: str, labels: tuple[str, ...]) -> Verdict | str:
+        """The model's verdict, or why the last attempt gave none."""
+        reason = "no attempt made"
         for attempt in range(1, self._attempts + 1):
             try:
                 async with self._gate:
-                    return read_reply(await self._generate(prompt), labels)
+                    verdict = read_reply(await self._generate(prompt), labels)
+                if verdict.summary:
+                    return verdict
+                reason = "the model's reply held no summary"
             except Exception as err:  # the model's errors are many; all of them are worth a retry
-                log.warning("summary attempt %d failed: %s", attempt, err)
+                reason = f"{type(err).__name__}: {err}"[:500]
+            log.warning("summary attempt %d failed: %s", attempt, reason)
+            if attempt < self._attempts:
                 await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
-        return None
+        return reason
 
 
 def summarized(job: SummaryJob, verdict: Verdict, model: str, now: datetime) -> CallSummarized:
@@ -111,5 +123,23 @@ def summarized(job: SummaryJob, verdict: Verdict, model: str, now: datetime) -> 
         agent_id=job.agent_id,
         summary=verdict.summary,
         outcome_label=verdict.outcome_label,
+        model=model,
+    )
+
+
+def summary_failed(
+    job: SummaryJob, reason: str, attempts: int, model: str, now: datetime
+) -> CallSummaryFailed:
+    # The summary's seq with its own kind: a crash-replay re-derives the same id.
+    return CallSummaryFailed(
+        tenant_id=job.tenant_id,
+        call_id=job.call_id,
+        seq=1,
+        event_id=derive_event_id(job.call_id, 1, "postcall.summary_failed"),
+        occurred_at=now,
+        correlation_id=job.correlation_id,
+        agent_id=job.agent_id,
+        reason=reason,
+        attempts=attempts,
         model=model,
     )

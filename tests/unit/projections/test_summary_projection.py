@@ -1,0 +1,48 @@
+"""The post-call projection keeps summaries and passes over every other post-call event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from projections.summary_projection import SummaryProjection
+from schemas.dialer import CallSummarized, CallSummaryFailed
+from schemas.envelope import derive_event_id
+from schemas.ids import AgentId, CallId, CorrelationId, TenantId
+
+T0 = datetime(2026, 11, 26, tzinfo=UTC)
+CALL = CallId("call_1")
+ENV: dict[str, Any] = {
+    "tenant_id": TenantId("t1"),
+    "call_id": CALL,
+    "seq": 1,
+    "occurred_at": T0,
+    "correlation_id": CorrelationId("call_1"),
+    "agent_id": AgentId("agt_1"),
+    "model": "m",
+}
+FAILED = CallSummaryFailed(
+    **ENV, event_id=derive_event_id(CALL, 1, "postcall.summary_failed"), reason="503", attempts=3
+)
+SUMMARIZED = CallSummarized(**ENV, event_id=derive_event_id(CALL, 1, "postcall.summary"), summary="ok")
+
+
+class NoSession:
+    """A session that must not be used."""
+
+    async def execute(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a failed summary wrote a row")
+
+
+async def test_a_failed_summary_is_applied_as_nothing() -> None:
+    await SummaryProjection().apply(cast(AsyncSession, NoSession()), FAILED)
+
+
+def test_a_failed_summary_does_not_hold_back_a_summary_with_the_same_seq() -> None:
+    projection = SummaryProjection()
+    failed_key, _ = projection.aggregate_of(FAILED)
+    summary_key, seq = projection.aggregate_of(SUMMARIZED)
+    assert failed_key != summary_key
+    assert (summary_key, seq) == ("summary:call_1", 1)
