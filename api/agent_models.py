@@ -18,6 +18,10 @@ class ToolSpecIn(BaseModel):
     name: str
     description: str = ""
     parameters: dict[str, Any] | str = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    webhook_url: str | None = Field(
+        default=None, description="POSTed the arguments, HMAC-signed, when the model calls the tool"
+    )
+    timeout_ms: int = Field(default=5000, description="limit on the whole webhook request")
 
 
 class AgentConfigIn(BaseModel):
@@ -49,6 +53,8 @@ class AgentConfigIn(BaseModel):
                 name=t.name,
                 description=t.description,
                 parameters_json=t.parameters if isinstance(t.parameters, str) else json.dumps(t.parameters),
+                webhook_url=t.webhook_url,
+                timeout_ms=t.timeout_ms,
             )
             for t in self.tools
         )

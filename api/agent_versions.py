@@ -40,7 +40,14 @@ def config_diff(before: Any, after: Any, path: str = "") -> list[tuple[str, Any,
 def config_input(stored: dict[str, Any]) -> dict[str, Any]:
     """A stored version's config in the shape AgentConfigIn accepts (for rollbacks)."""
     tools = [
-        {"name": t["name"], "description": t["description"], "parameters": t["parameters_json"]}
+        {
+            "name": t["name"],
+            "description": t["description"],
+            "parameters": t["parameters_json"],
+            # Versions stored before webhook tools existed have neither key.
+            "webhook_url": t.get("webhook_url"),
+            "timeout_ms": t.get("timeout_ms", 5000),
+        }
         for t in stored.get("tools", [])
     ]
     return stored | {"tools": tools}

@@ -86,7 +86,7 @@ class RecordingPublic(BaseModel):
 
 
 def _e164(value: str | None) -> str | None:
-    if value is not None and not E164.match(value):
+    if value is not None and not E164.fullmatch(value):
         raise ValueError("must be an E.164 number such as +14155550100")
     return value
 

@@ -78,7 +78,7 @@ class Rows:
 
     def add(self, row: int, number: Any, variables: Any = None) -> None:
         value = number if isinstance(number, str) else None
-        if value is None or not E164.match(value.strip()):
+        if value is None or not E164.fullmatch(value.strip()):
             self.errors.append(RowError(row=row, value=_shown(number), message="not an E.164 number"))
             return
         value = value.strip()
@@ -117,7 +117,7 @@ def _csv_rows(reader: Any) -> Rows:
     number_at = next((i for i, n in enumerate(names) if n in _NUMBER_COLUMNS), None)
     rows, first = Rows(), 1
     if number_at is None:  # no header: the first column holds the numbers
-        if not header or not E164.match(header[0].strip()):
+        if not header or not E164.fullmatch(header[0].strip()):
             raise ProblemError(422, "the CSV header names no number column (to_number, number, phone)")
         number_at, names, first = 0, [], 2
         rows.add(1, header[0])

@@ -182,6 +182,16 @@ class StreamsSettings(BaseModel):
         "the worker until the stream's bridge is known (ADR 17)",
     )
     tool_timeout_s: float = 5.0
+    tool_webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="HMAC key that signs agents' webhook tool requests (X-Voice-Signature, "
+        "docs/tools.md); required outside dev and test",
+    )
+    tool_webhooks_reach_private: bool | None = Field(
+        default=None,
+        description="Let webhook tools call loopback, private and link-local addresses; "
+        "default: allowed in dev and test only (a tenant must not reach the platform's network)",
+    )
     default_max_duration_s: int = 3600
     default_silence_timeout_s: int = 0
     ended_call_retention_s: float = Field(

@@ -18,6 +18,16 @@ class ToolSpec:
     name: str
     description: str
     parameters_json: str = field(metadata=doc("JSON Schema of the arguments, as text."))
+    webhook_url: str | None = field(
+        default=None,
+        metadata=doc(
+            "Where the platform POSTs the arguments, HMAC-signed, when the model calls this tool "
+            "(docs/tools.md); none for the built-in tools."
+        ),
+    )
+    timeout_ms: int = field(
+        default=5000, metadata=doc("How long the whole webhook request may take before the tool fails.")
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

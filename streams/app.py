@@ -32,7 +32,7 @@ from streams.faust_app import FaustSender, make_app
 from streams.sessions.directory import AgentDirectory
 from streams.sessions.manager import SessionManager
 from streams.sessions.tools import ToolRunner
-from streams.sessions.wiring import knowledge_search, live_connector
+from streams.sessions.wiring import knowledge_search, live_connector, webhook_tools
 
 log = logging.getLogger(__name__)
 
@@ -232,11 +232,12 @@ def _log_unsent(done: asyncio.Future[Any], name: str, call_id: str) -> None:
 def _sessions(app: faust.App, settings: Settings, codec: Codec, inputs: faust.TopicT) -> SessionManager:
     directory = AgentDirectory()
     search, engine = knowledge_search(settings)
+    hooks = webhook_tools(settings)
     manager = SessionManager(
         directory=directory,
         connect_live=live_connector(settings),
         facts=_TopicSink(inputs, codec),
-        tools=ToolRunner(search, timeout_s=settings.streams.tool_timeout_s),
+        tools=ToolRunner(search, timeout_s=settings.streams.tool_timeout_s, webhooks=hooks),
         worker_id=settings.streams.worker_id,
         prewarm=settings.streams.prewarm_sessions,
     )
@@ -260,6 +261,7 @@ def _sessions(app: faust.App, settings: Settings, codec: Codec, inputs: faust.To
     class _Shutdown(faust.Service):
         async def on_stop(self) -> None:
             await manager.stop_all()
+            await hooks.client.aclose()
             if engine is not None:
                 await engine.dispose()
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+E164 = re.compile(r"\+[1-9]\d{1,14}")
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
 def is_e164(number: str) -> bool:
     """Whether ``number`` is a well-formed E.164 number (+, country code, at most 15 digits)."""
-    return bool(E164.match(number))
+    return bool(E164.fullmatch(number))
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,6 +172,7 @@ class SessionManager:
         )
         target = SessionTarget(
             tenant_id=state.tenant_id,
+            agent_id=state.agent_id,
             call_id=state.call_id,
             bridge_url=None if stream is None else stream.bridge_url,
             bridge_token=None if stream is None else stream.bridge_token,

@@ -7,6 +7,7 @@ import functools
 import logging
 from dataclasses import dataclass
 
+import pydantic
 from google.genai import errors
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
@@ -15,6 +16,9 @@ log = logging.getLogger(__name__)
 MALFORMED_CODE = 1007
 """Recorded when the server sent a message we cannot parse: RFC 6455's "invalid payload data"."""
 ABNORMAL_CODE = 1006
+CONFIG_REFUSED_CODE = 4400
+"""Recorded when google-genai refused the Live config we built before anything was sent: our own
+code in WebSocket's private range. Retrying cannot help; the agent version must be fixed."""
 
 APOLOGY_PROMPT = (
     "The line had a short technical problem and the caller may have missed something. "
@@ -42,7 +46,7 @@ class ModelFailure(Exception):  # noqa: N818 - an outcome, named like one
     def final(self) -> bool:
         """Retrying cannot help (a refused key, an exhausted quota): end the call instead."""
         refused = self.code == 1008 and "handle" not in self.detail.lower()
-        return refused or self.code in (401, 403)
+        return refused or self.code in (401, 403, CONFIG_REFUSED_CODE)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.detail}"
@@ -61,6 +65,11 @@ def classify(err: BaseException, *, in_setup: bool = False) -> ModelFailure | No
             return ModelFailure(code, received.reason if received else "connection lost", in_setup)
         case OSError() | TimeoutError() | InvalidHandshake():
             return ModelFailure(None, f"cannot reach the model: {type(err).__name__}: {err}", in_setup)
+        case pydantic.ValidationError() if in_setup:
+            # The agent's tools or settings make a config google-genai will not send (the API
+            # validates on publish; this catches versions published before it knew better).
+            detail = f"the Live config was refused before connecting: {err}"[:300]
+            return ModelFailure(CONFIG_REFUSED_CODE, detail, in_setup)
     return None
 
 

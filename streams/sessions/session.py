@@ -33,7 +33,7 @@ from streams.sessions.pending_bridge import PendingBridge
 from streams.sessions.recovery import APOLOGY_PROMPT, ModelFailure, classify, malformed
 from streams.sessions.resumption import Resumption
 from streams.sessions.tool_call import ToolCalls
-from streams.sessions.tools import ToolRunner
+from streams.sessions.tools import ToolContext, ToolRunner
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class SessionTarget:
     """
 
     tenant_id: str
+    agent_id: str
     call_id: str
     bridge_url: str | None = None
     bridge_token: str | None = None
@@ -102,9 +103,13 @@ class CallSession:
         )
         self._conversation = Conversation(target.call_id, self._facts)
         self._caller_audio = CallerAudioPipe()
-        self._tool_calls = ToolCalls(
-            tools, self._facts, tenant_id=target.tenant_id, kb_ids=target.plan.config.knowledge_base_ids
+        context = ToolContext(
+            tenant_id=target.tenant_id,
+            agent_id=target.agent_id,
+            call_id=target.call_id,
+            config=target.plan.config,
         )
+        self._tool_calls = ToolCalls(tools, self._facts, context)
         self._apologise = False
         self._link: Bridge | PendingBridge
         if target.bridge_url is None or target.bridge_token is None:
@@ -258,6 +263,7 @@ class CallSession:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._tool_calls.close("the Live connection closed before the tool finished")
 
     async def _leave_voicemail(self, session: LiveSession) -> None:
         """Once a voicemail is requested and the model is quiet, ask it to say the message.
@@ -318,10 +324,14 @@ class CallSession:
         if content is not None:
             await self._conversation.on_content(link, content, _audio_of(content))
         if message.tool_call is not None:
-            # Inline: the downlink waits for the tools (each bounded by ToolRunner's timeout).
-            responses = await self._tool_calls.answer(message.tool_call, self._conversation)
-            if responses:
-                await session.send_tool_response(function_responses=responses)
+            # Off the downlink: audio and interruptions keep flowing while a tool runs.
+            async def respond(response: types.FunctionResponse) -> None:
+                await session.send_tool_response(function_responses=[response])
+
+            await self._tool_calls.start(message.tool_call, self._conversation, respond)
+        cancellation = message.tool_call_cancellation
+        if cancellation is not None and cancellation.ids:
+            await self._tool_calls.cancel(cancellation.ids, "withdrawn by the model")
         if message.usage_metadata is not None:
             usage = message.usage_metadata
             await self._facts.report(

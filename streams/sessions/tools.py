@@ -1,4 +1,4 @@
-"""Runs the tools a model calls during a call: knowledge search, end call, transfer."""
+"""Runs the tools a model calls during a call: the built-ins (knowledge, end, transfer) and webhooks."""
 
 from __future__ import annotations
 
@@ -7,9 +7,19 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+import httpx
+
+from schemas.agents import AgentConfig, ToolSpec
 from streams.sessions.live_config import END_CALL, SEARCH_KNOWLEDGE, TRANSFER_CALL
+from streams.sessions.webhook_tool import (
+    ToolInvocation,
+    WebhookToolError,
+    call_webhook,
+    missing_arguments,
+)
 
 KnowledgeSearch = Callable[[str, str, tuple[str, ...], int], Awaitable[list[dict[str, Any]]]]
 """(tenant_id, query, kb_ids, limit) -> ranked passages: the read side's query, or a fake."""
@@ -28,28 +38,68 @@ class ToolError(Exception):
     """A tool failed in a way the model should hear about (and the log should record)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolContext:
+    """The call a tool runs for: who asks, and the agent version's tools and knowledge."""
+
+    tenant_id: str
+    agent_id: str
+    call_id: str
+    config: AgentConfig
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookTools:
+    """How this worker calls agents' webhook tools: one pooled client, the signing secret."""
+
+    client: httpx.AsyncClient
+    secret: str
+    allow_private: bool
+    """Whether a tool URL may resolve to a loopback or private address (dev and tests only)."""
+
+
 class ToolRunner:
     """Dispatches a function call by name, with a time limit; never raises anything but ToolError."""
 
-    def __init__(self, search: KnowledgeSearch | None, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, search: KnowledgeSearch | None, timeout_s: float = 5.0, webhooks: WebhookTools | None = None
+    ) -> None:
         self._search = search
         self._timeout_s = timeout_s
+        self._webhooks = webhooks
 
     async def run(
-        self, tenant_id: str, kb_ids: tuple[str, ...], name: str, args: dict[str, Any]
+        self, context: ToolContext, tool_call_id: str, name: str, args: dict[str, Any]
     ) -> ToolResult:
+        kb_ids = context.config.knowledge_base_ids
         handlers: dict[str, Callable[[], Awaitable[ToolResult]]] = {
-            SEARCH_KNOWLEDGE: lambda: self._search_knowledge(tenant_id, kb_ids, args),
+            SEARCH_KNOWLEDGE: lambda: self._search_knowledge(context.tenant_id, kb_ids, args),
             END_CALL: lambda: _end_call(args),
             TRANSFER_CALL: lambda: _transfer(args),
         }
+        timeout_s = self._timeout_s
         handler = handlers.get(name)
         if handler is None:
-            raise ToolError(f"no handler for tool {name!r} on this platform")
+            spec = next((t for t in context.config.tools if t.name == name and t.webhook_url), None)
+            if spec is None:
+                raise ToolError(f"no handler for tool {name!r} on this platform")
+            missing = missing_arguments(spec, args)
+            if missing:
+                raise ToolError(f"{name} needs the argument(s): {', '.join(missing)}")
+            invocation = ToolInvocation(
+                tenant_id=context.tenant_id,
+                agent_id=context.agent_id,
+                call_id=context.call_id,
+                tool_call_id=tool_call_id,
+                name=name,
+                arguments=args,
+            )
+            handler = partial(self._webhook, spec, invocation)
+            timeout_s = spec.timeout_ms / 1000 + 1.0  # the request bounds itself; this is a backstop
         try:
-            result = await asyncio.wait_for(handler(), self._timeout_s)
+            result = await asyncio.wait_for(handler(), timeout_s)
         except TimeoutError as err:
-            raise ToolError(f"{name} timed out after {self._timeout_s:g}s") from err
+            raise ToolError(f"{name} timed out after {timeout_s:g}s") from err
         except ToolError:
             raise
         except Exception as err:  # a broken tool must not end the call
@@ -59,6 +109,18 @@ class ToolRunner:
         except (TypeError, ValueError) as err:
             raise ToolError(f"{name} returned something that is not JSON: {err}") from err
         return result
+
+    async def _webhook(self, spec: ToolSpec, invocation: ToolInvocation) -> ToolResult:
+        hooks = self._webhooks
+        if hooks is None:
+            raise ToolError(f"{invocation.name}: webhook tools are not enabled on this worker")
+        try:
+            answer = await call_webhook(
+                hooks.client, spec, invocation, secret=hooks.secret, allow_private=hooks.allow_private
+            )
+        except WebhookToolError as err:
+            raise ToolError(f"{invocation.name}: {err}") from err
+        return ToolResult(answer)
 
     async def _search_knowledge(
         self, tenant_id: str, kb_ids: tuple[str, ...], args: dict[str, Any]

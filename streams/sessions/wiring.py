@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import httpx
 from google.genai import types
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -13,6 +14,7 @@ from infra.db import make_engine
 from infra.settings import Settings
 from projections.queries import search_chunks
 from streams.sessions.session import LiveConnector, LiveSession
+from streams.sessions.tools import WebhookTools
 from streams.standin.client import genai_client_for
 
 
@@ -44,3 +46,18 @@ def knowledge_search(
         return [dict(row) for row in rows]
 
     return search, engine
+
+
+def webhook_tools(settings: Settings) -> WebhookTools:
+    """The client and secret for agents' webhook tools; private addresses only in dev and test."""
+    streams = settings.streams
+    secret = streams.tool_webhook_secret.get_secret_value()
+    if settings.env not in ("dev", "test") and not secret.strip():
+        # Checked where it is used: the edge and the API have no business holding this key.
+        raise ValueError(f"VOICE_STREAMS__TOOL_WEBHOOK_SECRET must be set for env={settings.env!r}")
+    reach_private = streams.tool_webhooks_reach_private
+    if reach_private is None:
+        reach_private = settings.env in ("dev", "test")
+    # One pooled client per worker; each request is bounded by its tool's own timeout.
+    client = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=100))
+    return WebhookTools(client=client, secret=secret, allow_private=reach_private)

@@ -23,6 +23,8 @@ class WebhookSettings(BaseSettings):
     backoff_base_s: float = 2.0
     backoff_factor: float = 3.0
     backoff_cap_s: float = 600.0
+    reach_private: bool | None = None
+    """Deliver to loopback, private and link-local addresses; None: only in dev and test."""
 
 
 async def run() -> None:
@@ -37,7 +39,13 @@ async def run() -> None:
         cap_s=hooks.backoff_cap_s,
     )
     stop = stop_on_signals()
-    await WebhookWorker(settings, hooks.secret.get_secret_value(), policy, hooks.group_id).run(stop)
+    reach_private = (
+        hooks.reach_private if hooks.reach_private is not None else settings.env in ("dev", "test")
+    )
+    worker = WebhookWorker(
+        settings, hooks.secret.get_secret_value(), policy, hooks.group_id, allow_private=reach_private
+    )
+    await worker.run(stop)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from schemas.dialer import WebhookDeliveryAttempted
 from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CallId, CorrelationId, TenantId
 from streams.dialer.policy import RetryPolicy
+from streams.webhooks.destination import private_address
 from streams.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 Record = Callable[[WebhookDeliveryAttempted], Awaitable[None]]
@@ -50,6 +51,8 @@ async def deliver(
     policy: RetryPolicy,
     record: Record,
     timeout_s: float = 5.0,
+    *,
+    allow_private: bool = False,
 ) -> bool:
     """POST until a 2xx or the policy gives up; True when delivered."""
     body = json.dumps(
@@ -63,7 +66,7 @@ async def deliver(
             SIGNATURE_HEADER: sign(secret, timestamp, body),
             "X-Voice-Delivery": hook.delivery_id,
         }
-        status, error, final = await _post(client, hook.url, body, headers, timeout_s)
+        status, error, final = await _post(client, hook.url, body, headers, timeout_s, allow_private)
         ok = error is None
         now = datetime.now(UTC)
         last = ok or final or attempt >= policy.max_attempts
@@ -78,9 +81,17 @@ async def deliver(
 
 
 async def _post(
-    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], timeout_s: float
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+    allow_private: bool,
 ) -> tuple[int | None, str | None, bool]:
     """One POST: its status, its error (None when 2xx), and whether no retry could help."""
+    if not allow_private and (address := await private_address(url)) is not None:
+        # A tenant's URL must not reach the platform's own network (docs/integrators.md).
+        return None, f"refused: {url} resolves to a private address ({address})", True
     try:
         # httpx's timeout bounds each socket operation, so an endpoint sending a byte at a
         # time would set its own pace; this bounds the attempt. The body is left unread.

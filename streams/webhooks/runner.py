@@ -74,9 +74,16 @@ class WebhookWorker:
     """Delivers the webhooks the planner says each call event causes."""
 
     def __init__(
-        self, settings: Settings, secret: str, policy: RetryPolicy, group_id: str = "voice-webhooks"
+        self,
+        settings: Settings,
+        secret: str,
+        policy: RetryPolicy,
+        group_id: str = "voice-webhooks",
+        *,
+        allow_private: bool = False,
     ) -> None:
         self._settings = settings
+        self._allow_private = allow_private
         self._secret = secret
         self._policy = policy
         self._group = group_id
@@ -100,4 +107,4 @@ class WebhookWorker:
         ]
 
     async def _deliver(self, hook: Webhook, client: httpx.AsyncClient, publish: Publish) -> None:
-        await deliver(hook, client, self._secret, self._policy, publish)
+        await deliver(hook, client, self._secret, self._policy, publish, allow_private=self._allow_private)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from zoneinfo import available_timezones
 
 from schemas.agents import AMD_POLICIES, AgentConfig
+from streams.webhooks.destination import url_problem
+from streams.writers.tool_schema import json_schema_problem
 
 # Gemini Live prebuilt voices.
 VOICES = frozenset(
@@ -46,12 +47,14 @@ VOICES = frozenset(
 MAX_PROMPT_CHARS = 20_000
 MAX_GREETING_CHARS = 1_000
 MAX_TOOLS = 64
+MIN_TOOL_TIMEOUT_MS = 100
+MAX_TOOL_TIMEOUT_MS = 30_000  # a caller waits in silence meanwhile: half a minute is already long
 MAX_DURATION_S = 4 * 60 * 60
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-WINDOW = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")
-JSON_SCHEMA_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
+# Matched with fullmatch: "$" would also accept a trailing newline.
+E164 = re.compile(r"\+[1-9]\d{6,14}")
+BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+WINDOW = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
 
 FieldError = tuple[str, str]
 
@@ -67,7 +70,7 @@ def config_errors(config: AgentConfig) -> list[FieldError]:
         errors.append(("greeting", f"at most {MAX_GREETING_CHARS} characters"))
     if config.voice not in VOICES:
         errors.append(("voice", f"unknown voice {config.voice!r}"))
-    if not BCP47.match(config.language):
+    if not BCP47.fullmatch(config.language):
         errors.append(("language", "must be a BCP-47 tag such as en-US"))
     if not config.model.strip():
         errors.append(("model", "must not be empty"))
@@ -76,14 +79,14 @@ def config_errors(config: AgentConfig) -> list[FieldError]:
     errors += [
         (f"phone_numbers[{i}]", "must be E.164")
         for i, n in enumerate(config.phone_numbers)
-        if not E164.match(n)
+        if not E164.fullmatch(n)
     ]
     errors += [
-        (f"webhook_urls[{i}]", "must be an http(s) URL")
+        (f"webhook_urls[{i}]", problem)
         for i, url in enumerate(config.webhook_urls)
-        if not url.startswith(("https://", "http://"))
+        if (problem := url_problem(url)) is not None
     ]
-    if config.calling_window is not None and not WINDOW.match(config.calling_window):
+    if config.calling_window is not None and not WINDOW.fullmatch(config.calling_window):
         errors.append(("calling_window", "must look like 09:00-18:00"))
     if config.timezone not in _zones():
         errors.append(("timezone", f"unknown IANA zone {config.timezone!r}"))
@@ -109,7 +112,7 @@ def _tool_errors(config: AgentConfig) -> list[FieldError]:
         errors.append(("tools", f"at most {MAX_TOOLS} tools"))
     seen: set[str] = set()
     for i, tool in enumerate(config.tools):
-        if not TOOL_NAME.match(tool.name):
+        if not TOOL_NAME.fullmatch(tool.name):
             errors.append((f"tools[{i}].name", "letters, digits and _ only, not starting with a digit"))
         elif tool.name in seen:
             errors.append((f"tools[{i}].name", f"duplicate tool name {tool.name!r}"))
@@ -117,33 +120,13 @@ def _tool_errors(config: AgentConfig) -> list[FieldError]:
         problem = json_schema_problem(tool.parameters_json)
         if problem is not None:
             errors.append((f"tools[{i}].parameters_json", problem))
+        if tool.webhook_url is not None and (problem := url_problem(tool.webhook_url)) is not None:
+            errors.append((f"tools[{i}].webhook_url", problem))
+        if not MIN_TOOL_TIMEOUT_MS <= tool.timeout_ms <= MAX_TOOL_TIMEOUT_MS:
+            errors.append(
+                (f"tools[{i}].timeout_ms", f"between {MIN_TOOL_TIMEOUT_MS} and {MAX_TOOL_TIMEOUT_MS}")
+            )
     return errors
-
-
-def json_schema_problem(text: str) -> str | None:
-    """Why ``text`` is not a usable JSON Schema for function arguments, or None."""
-    try:
-        schema = json.loads(text)
-    except ValueError as err:
-        return f"not valid JSON: {err}"
-    if not isinstance(schema, dict):
-        return "must be a JSON object"
-    if schema.get("type", "object") != "object":
-        return 'arguments schema must have "type": "object"'
-    properties = schema.get("properties", {})
-    if not isinstance(properties, dict):
-        return '"properties" must be an object'
-    for name, sub in properties.items():
-        if not isinstance(sub, dict):
-            return f'property "{name}" must be a schema object'
-        kind = sub.get("type")
-        kinds = kind if isinstance(kind, list) else [kind] if kind is not None else []
-        if any(k not in JSON_SCHEMA_TYPES for k in kinds):
-            return f'property "{name}" has an unknown type {kind!r}'
-    required = schema.get("required", [])
-    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
-        return '"required" must be a list of property names'
-    return None
 
 
 _ZONES: frozenset[str] | None = None

@@ -290,6 +290,7 @@ async def test_dialer_webhooks_arrive_signed_and_a_failing_endpoint_is_retried_a
         secret,
         RetryPolicy(max_attempts=3, base_s=0.1, factor=2),
         group_id=f"hooks-{rig.run_id}",
+        allow_private=True,  # the receiver is on 127.0.0.1
     )
     running = asyncio.create_task(worker.run(stop))
     try:

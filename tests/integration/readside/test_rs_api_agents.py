@@ -28,6 +28,8 @@ CONFIG = {
                 "properties": {"when": {"type": "string"}},
                 "required": ["when"],
             },
+            "webhook_url": "https://hooks.acme-dental.example/book",
+            "timeout_ms": 3000,
         }
     ],
     "phone_numbers": ["+14155550100"],
@@ -65,7 +67,12 @@ async def test_rs_agent_create_publish_read_back_with_versions(
 
     read = await client.get(f"/api/agents/{agent_id}", headers=tenant.viewer)
     assert read.status_code == 200
-    assert read.json()["config"]["tools"][0]["name"] == "book_slot"
+    tool = read.json()["config"]["tools"][0]
+    assert (tool["name"], tool["webhook_url"], tool["timeout_ms"]) == (
+        "book_slot",
+        "https://hooks.acme-dental.example/book",
+        3000,
+    )
     assert read.json()["current_version"] == 1
 
     v2 = await client.post(
@@ -97,6 +104,7 @@ async def test_rs_agent_create_publish_read_back_with_versions(
     )
     assert rolled.status_code == 201, rolled.text
     assert (rolled.json()["version"], rolled.json()["config"]["voice"]) == (3, "Puck")
+    assert rolled.json()["config"]["tools"] == read.json()["config"]["tools"]
 
     archived = await client.delete(f"/api/agents/{agent_id}", headers=tenant.admin)
     assert archived.status_code == 200, archived.text
@@ -115,6 +123,27 @@ async def test_rs_invalid_agent_config_gets_field_level_422(
     assert response.status_code == 422
     fields = {e["field"] for e in response.json()["errors"]}
     assert fields == {"config.voice", "config.system_prompt", "config.tools[0].parameters_json"}
+
+
+BAD_TOOL_PARAMETERS = {
+    "a property type that is an object": {
+        "type": "object",
+        "properties": {"w": {"type": {"format": "date"}}},
+    },
+    "a type list holding a list": {"type": "object", "properties": {"n": {"type": [["integer"]]}}},
+    "schema text nested 100000 deep": "[" * 100_000 + "]" * 100_000,
+    "a key Gemini refuses": {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object"},
+}
+
+
+@pytest.mark.parametrize("parameters", BAD_TOOL_PARAMETERS.values(), ids=BAD_TOOL_PARAMETERS.keys())
+async def test_rs_a_tool_schema_that_cannot_work_is_a_422_not_a_500(
+    client: httpx.AsyncClient, tenant: Tenant, parameters: object
+) -> None:
+    bad = CONFIG | {"tools": [{"name": "book", "parameters": parameters}]}
+    response = await client.post("/api/agents", json={"name": "Bad", "config": bad}, headers=tenant.admin)
+    assert response.status_code == 422, response.text[:300]
+    assert [e["field"] for e in response.json()["errors"]] == ["config.tools[0].parameters_json"]
 
 
 async def test_rs_auth_roles_and_tenant_isolation(

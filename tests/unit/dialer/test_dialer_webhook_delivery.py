@@ -56,7 +56,9 @@ async def _read_request(reader: asyncio.StreamReader) -> None:
 async def test_a_url_httpx_cannot_parse_is_one_recorded_attempt_without_retries() -> None:
     recorder = Recorder()
     async with httpx.AsyncClient() as client:
-        delivered = await deliver(_hook("http://[::1"), client, "secret", THREE_TRIES, recorder)
+        delivered = await deliver(
+            _hook("http://[::1"), client, "secret", THREE_TRIES, recorder, allow_private=True
+        )
     assert delivered is False
     (attempt,) = recorder.attempts
     assert (attempt.error or "").startswith("InvalidURL")
@@ -79,7 +81,9 @@ async def test_an_endpoint_dripping_its_status_line_is_cut_off_at_the_attempt_ti
     one_try = RetryPolicy(max_attempts=1, base_s=0.01, factor=1.0, cap_s=0.01)
     async with _endpoint(drip) as url, httpx.AsyncClient() as client:
         started = time.monotonic()
-        delivered = await deliver(_hook(url), client, "secret", one_try, recorder, timeout_s=0.5)
+        delivered = await deliver(
+            _hook(url), client, "secret", one_try, recorder, timeout_s=0.5, allow_private=True
+        )
         elapsed = time.monotonic() - started
     assert delivered is False
     assert elapsed < 2.0, f"an attempt with timeout_s=0.5 took {elapsed:.1f}s"
@@ -107,7 +111,8 @@ async def test_only_the_status_is_taken_and_an_endless_body_is_never_read() -> N
     recorder = Recorder()
     async with _endpoint(endless) as url, httpx.AsyncClient() as client:
         delivered = await asyncio.wait_for(
-            deliver(_hook(url), client, "secret", THREE_TRIES, recorder, timeout_s=2.0), 10
+            deliver(_hook(url), client, "secret", THREE_TRIES, recorder, timeout_s=2.0, allow_private=True),
+            10,
         )
         await asyncio.sleep(0.1)
     assert delivered is True
@@ -125,9 +130,35 @@ async def test_a_refusing_endpoint_is_retried_per_the_policy() -> None:
 
     recorder = Recorder()
     async with _endpoint(refuse) as url, httpx.AsyncClient() as client:
-        delivered = await deliver(_hook(url), client, "secret", THREE_TRIES, recorder)
+        delivered = await deliver(_hook(url), client, "secret", THREE_TRIES, recorder, allow_private=True)
     assert delivered is False
     assert [(a.attempt, a.status_code, a.error) for a in recorder.attempts] == [
         (n, 503, "HTTP 503") for n in (1, 2, 3)
     ]
     assert [a.next_attempt_at is None for a in recorder.attempts] == [False, False, True]
+
+
+async def test_a_private_destination_is_one_recorded_refusal_and_nothing_is_sent() -> None:
+    received: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(100))
+        writer.close()
+
+    recorder = Recorder()
+    async with _endpoint(handler) as url, httpx.AsyncClient() as client:
+        delivered = await deliver(_hook(url), client, "secret", THREE_TRIES, recorder)
+    assert delivered is False
+    (attempt,) = recorder.attempts
+    assert attempt.error == f"refused: {url} resolves to a private address (127.0.0.1)"
+    assert attempt.next_attempt_at is None
+    assert received == []
+
+
+async def test_a_url_that_does_not_parse_is_recorded_with_the_private_guard_on() -> None:
+    recorder = Recorder()
+    async with httpx.AsyncClient() as client:
+        delivered = await deliver(_hook("http://[::1"), client, "secret", THREE_TRIES, recorder)
+    assert delivered is False
+    assert len(recorder.attempts) == 1
+    assert recorder.attempts[0].error is not None

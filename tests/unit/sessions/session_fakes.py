@@ -175,6 +175,7 @@ class FakeEdge:
 def target(url: str, *, config: AgentConfig = DEFAULT_CONFIG, handle: str | None = None) -> SessionTarget:
     return SessionTarget(
         tenant_id="t-1",
+        agent_id="agent-1",
         call_id="call-1",
         bridge_url=url,
         bridge_token=TOKEN,

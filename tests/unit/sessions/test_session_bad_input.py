@@ -169,9 +169,11 @@ async def test_session_tool_that_times_out_or_returns_garbage_is_recorded_and_an
             )
         await eventually(lambda: len(live.tool_responses) == 2)
         await _finish(edge, run)
-    failed = sink.of("ToolCallFailed")
-    assert [f.tool_call_id for f in failed] == ["fc-1", "fc-2"]
-    assert "timed out" in failed[0].error
+    # The tools run side by side: the garbage answer is recorded before the slow one times out.
+    failed = {f.tool_call_id: f.error for f in sink.of("ToolCallFailed")}
+    assert sorted(failed) == ["fc-1", "fc-2"]
+    assert "timed out" in failed["fc-1"]
+    assert "search_knowledge failed" in failed["fc-2"]
     assert all("error" in (r.response or {}) for r in live.tool_responses)
 
 
