@@ -9,16 +9,19 @@ log and the REST API.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -28,6 +31,7 @@ from edge.twiml import media_stream_url
 from infra.process import free_port
 from infra.settings import KafkaSettings, Settings
 from schemas.catalog import CALL_INPUTS
+from streams.webhooks.signing import verify
 from tests.integration.helpers import start_group_at_end
 from voiceagent.caller import SimulatedCaller, to_frames
 from voiceagent.devfile import DevAddresses
@@ -90,7 +94,44 @@ def _until(fetch: Any, ok: Any, within: float = 30.0) -> Any:
         time.sleep(0.3)
 
 
-def _agent_with_knowledge(api: httpx.Client) -> str:
+class _BookingHook(BaseHTTPRequestHandler):
+    """The restaurant's own booking endpoint: a webhook tool's receiver, on 127.0.0.1."""
+
+    requests: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        type(self).requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        answer = json.dumps({"booked": True, "table": 12}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def booking_hook() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BookingHook)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/book"
+    finally:
+        server.shutdown()
+
+
+BOOK_TABLE = {
+    "name": "book_table",
+    "description": "Book a table for tonight",
+    "parameters": {"type": "object", "properties": {"party": {"type": "integer"}}, "required": ["party"]},
+}
+
+
+def _agent_with_knowledge(api: httpx.Client, hook_url: str) -> str:
     base = api.post("/api/knowledge/bases", json={"name": "Chez E2E"})
     assert base.status_code in (200, 201, 202), base.text
     kb_id = base.json()["kb_id"] if base.content else base.headers["Location"].rsplit("/", 1)[-1]
@@ -108,6 +149,7 @@ def _agent_with_knowledge(api: httpx.Client) -> str:
         "system_prompt": "You are the booking line of Chez E2E.",
         "phone_numbers": [NUMBER],
         "knowledge_base_ids": [kb_id],
+        "tools": [BOOK_TABLE | {"webhook_url": hook_url, "timeout_ms": 3000}],
         "silence_timeout_s": 120,
         "record_calls": True,
     }
@@ -139,9 +181,12 @@ async def _call(addresses: DevAddresses) -> tuple[str, CallWatch, SimulatedCalle
         "turns": [
             {
                 "caller": "When are you open?",
-                "tool_calls": [{"name": "search_knowledge", "args": {"query": "opening hours"}}],
-                "after_tool_reply": "Let me read you our notes. {result} Can I book you a table for tonight, "
-                "or is there anything else you would like to know about the restaurant?",
+                "tool_calls": [
+                    {"name": "search_knowledge", "args": {"query": "opening hours"}},
+                    {"name": "book_table", "args": {"party": 2}},
+                ],
+                "after_tool_reply": "Let me read you our notes. {result} I have also booked you a table for "
+                "tonight; is there anything else you would like to know about the restaurant?",
             },
             {
                 "caller": "No thanks, goodbye.",
@@ -180,9 +225,11 @@ def _speech(text: str) -> tuple[Any, int]:
     return synthesize(text)
 
 
-def test_e2e_inbound_call_with_tool_calls_and_barge_in_shows_up_in_the_api(platform: DevAddresses) -> None:
+def test_e2e_inbound_call_with_tool_calls_and_barge_in_shows_up_in_the_api(
+    platform: DevAddresses, booking_hook: str
+) -> None:
     with _api(platform) as api:
-        _agent_with_knowledge(api)
+        _agent_with_knowledge(api, booking_hook)
         call_id, watch, caller = asyncio.run(_call(platform))
         kinds = watch.kinds
         assert "AgentInterrupted" in kinds, ", ".join(kinds)
@@ -197,7 +244,7 @@ def test_e2e_inbound_call_with_tool_calls_and_barge_in_shows_up_in_the_api(platf
         assert body["status"] == "completed", body
         assert body["end_reason"] == "completed", body  # the reason the model gave end_call
         assert body["ended_by"] == "agent", body
-        assert body["tool_calls"] == 2
+        assert body["tool_calls"] == 3
         assert body["interruptions"] >= 1
         timeline = [e["event_type"] for e in api.get(f"/api/calls/{call_id}/timeline").json()]
         assert timeline[0] == "CallReceived"
@@ -206,8 +253,16 @@ def test_e2e_inbound_call_with_tool_calls_and_barge_in_shows_up_in_the_api(platf
         # The barge-in cuts the agent short, so its words are in the tool result, not the transcript.
         assert any(s["speaker"] == "agent" for s in transcript), transcript
         tools = {t["name"]: t for t in api.get(f"/api/calls/{call_id}/tool-calls").json()}
-        assert sorted(tools) == ["end_call", "search_knowledge"]
+        assert sorted(tools) == ["book_table", "end_call", "search_knowledge"]
         assert "nine in the morning" in str(tools["search_knowledge"]), tools
+        # The webhook tool: the restaurant's endpoint got the call's signed request, the model its answer.
+        assert '"table": 12' in str(tools["book_table"]), tools
+        ((headers, request),) = _BookingHook.requests
+        assert json.loads(request)["call_id"] == call_id
+        assert json.loads(request)["arguments"] == {"party": 2}
+        timestamp = int(headers["x-voice-timestamp"])
+        # Dev signs with the empty default key; production refuses to start without one.
+        assert verify("", timestamp, request, headers["x-voice-signature"], now=int(time.time()))
         today = datetime.now(UTC).date()
         analytics = api.get(
             "/api/analytics", params={"date_from": str(today), "date_to": str(today + timedelta(days=1))}
