@@ -80,12 +80,7 @@ class ToolRunner:
         timeout_s = self._timeout_s
         handler = handlers.get(name)
         if handler is None:
-            spec = next((t for t in context.config.tools if t.name == name and t.webhook_url), None)
-            if spec is None:
-                raise ToolError(f"no handler for tool {name!r} on this platform")
-            missing = missing_arguments(spec, args)
-            if missing:
-                raise ToolError(f"{name} needs the argument(s): {', '.join(missing)}")
+            spec = _webhook_spec(context, name, args)
             invocation = ToolInvocation(
                 tenant_id=context.tenant_id,
                 agent_id=context.agent_id,
@@ -135,6 +130,17 @@ class ToolRunner:
             {"title": r.get("title"), "text": _plain(r.get("snippet") or r.get("text"))} for r in rows
         ]
         return ToolResult({"passages": passages})
+
+
+def _webhook_spec(context: ToolContext, name: str, args: dict[str, Any]) -> ToolSpec:
+    """The agent's webhook tool called ``name``, if the model's arguments are complete for it."""
+    spec = next((t for t in context.config.tools if t.name == name and t.webhook_url), None)
+    if spec is None:
+        raise ToolError(f"no handler for tool {name!r} on this platform")
+    missing = missing_arguments(spec, args)
+    if missing:
+        raise ToolError(f"{name} needs the argument(s): {', '.join(missing)}")
+    return spec
 
 
 def _plain(snippet: object) -> str:

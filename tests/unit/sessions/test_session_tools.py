@@ -139,3 +139,15 @@ async def test_an_agent_whose_live_config_google_genai_refuses_ends_the_call_wit
     (closed,) = sink.of("GeminiSessionClosed")
     assert closed.close_code == CONFIG_REFUSED_CODE
     assert sink.of("HangUpRequested")
+
+
+async def test_a_webhook_tool_called_without_a_required_argument_fails_before_any_request() -> None:
+    schema = json.dumps({"type": "object", "properties": {"day": {"type": "string"}}, "required": ["day"]})
+    async with endpoint(silent) as hook:
+        tool = ToolSpec(name="book", description="Book", parameters_json=schema, webhook_url=hook.url)
+        config = dataclasses.replace(DEFAULT_CONFIG, tools=(tool,), greeting=None)
+        async with _call(config) as (live, sink, _, _):
+            live.push(tool_call={"function_calls": [{"id": "fc-1", "name": "book", "args": {}}]})
+            await eventually(lambda: len(live.tool_responses) == 1)
+    assert live.tool_responses[0].response == {"error": "book needs the argument(s): day"}
+    assert hook.requests == []
