@@ -65,7 +65,7 @@ def classify(err: BaseException, *, in_setup: bool = False) -> ModelFailure | No
             return ModelFailure(code, received.reason if received else "connection lost", in_setup)
         case OSError() | TimeoutError() | InvalidHandshake():
             return ModelFailure(None, f"cannot reach the model: {type(err).__name__}: {err}", in_setup)
-        case pydantic.ValidationError() if in_setup:
+        case pydantic.ValidationError() | RecursionError() if in_setup:
             # The agent's tools or settings make a config google-genai will not send (the API
             # validates on publish; this catches versions published before it knew better).
             detail = f"the Live config was refused before connecting: {err}"[:300]

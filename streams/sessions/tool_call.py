@@ -9,10 +9,11 @@ sent for them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from google.genai import types
 
@@ -28,18 +29,28 @@ Respond = Callable[[types.FunctionResponse], Awaitable[None]]
 """Sends one function's answer to the Live session it was asked on."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Running:
+    task: asyncio.Task[None]
+    call_id: str
+    """The model's id for the call; the model may repeat one, so entries are kept by serial."""
+    name: str
+    started: float
+
+
 class ToolCalls:
-    """The call's running tools, by function-call id; errors go back to the model."""
+    """The call's running tools; errors go back to the model."""
 
     def __init__(self, runner: ToolRunner, facts: Reporter, context: ToolContext) -> None:
         self._runner = runner
         self._facts = facts
         self._context = context
-        self._running: dict[str, tuple[asyncio.Task[None], str, float]] = {}
+        self._running: dict[int, _Running] = {}
+        self._serials = itertools.count()
 
     @property
     def running(self) -> frozenset[str]:
-        return frozenset(self._running)
+        return frozenset(entry.call_id for entry in self._running.values())
 
     async def start(
         self, call: types.LiveServerToolCall, conversation: Conversation, respond: Respond
@@ -47,62 +58,74 @@ class ToolCalls:
         """Record each requested function and start running it; returns without waiting for it."""
         loop = asyncio.get_running_loop()
         for function_call in call.function_calls or []:
-            call_id = function_call.id or f"fc-{conversation.segments}-{len(self._running)}"
+            serial = next(self._serials)
+            call_id = function_call.id or f"fc-{serial}"
             name, args = function_call.name or "", dict(function_call.args or {})
             await self._facts.report(
                 ToolCallRequested, tool_call_id=call_id, name=name, arguments_json=json.dumps(args)
             )
-            task = loop.create_task(self._run(call_id, name, args, conversation, respond))
-            self._running[call_id] = (task, name, loop.time())
-            task.add_done_callback(self._forget(call_id))
+            task = loop.create_task(self._run(serial, call_id, name, args, conversation, respond))
+            self._running[serial] = _Running(task, call_id, name, loop.time())
+            task.add_done_callback(self._forget(serial))
 
-    def _forget(self, call_id: str) -> Callable[[asyncio.Task[None]], None]:
+    def _forget(self, serial: int) -> Callable[[asyncio.Task[None]], None]:
         def forget(_: asyncio.Task[None]) -> None:
-            self._running.pop(call_id, None)
+            self._running.pop(serial, None)
 
         return forget
 
     async def cancel(self, ids: Iterable[str], reason: str) -> None:
         """Stop the named tools (those still running) and record each as failed for ``reason``."""
-        loop = asyncio.get_running_loop()
-        for call_id in ids:
-            entry = self._running.pop(call_id, None)
-            if entry is None:
-                continue  # finished already, or never ours: nothing to stop
-            task, name, started = entry
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await self._facts.report(
-                ToolCallFailed,
-                tool_call_id=call_id,
-                name=name,
-                error=f"cancelled: {reason}",
-                duration_ms=int((loop.time() - started) * 1000),
-            )
+        wanted = set(ids)
+        await self._stop([s for s, entry in self._running.items() if entry.call_id in wanted], reason)
 
     async def close(self, reason: str) -> None:
         """The Live connection is going away: its tools' answers have nowhere to go."""
-        await self.cancel(list(self._running), reason)
+        await self._stop(list(self._running), reason)
+
+    async def _stop(self, serials: list[int], reason: str) -> None:
+        loop = asyncio.get_running_loop()
+        for serial in serials:
+            entry = self._running.pop(serial, None)
+            if entry is None:
+                continue  # it finished meanwhile, and recorded its own outcome
+            entry.task.cancel()
+            # wait(), not await: a CancelledError aimed at *this* task must not be taken for the
+            # tool's own and swallowed (the session would never stop).
+            await asyncio.wait({entry.task})
+            if not entry.task.cancelled():
+                continue  # it finished in the same instant, and recorded its own outcome
+            await self._facts.report(
+                ToolCallFailed,
+                tool_call_id=entry.call_id,
+                name=entry.name,
+                error=f"cancelled: {reason}",
+                duration_ms=int((loop.time() - entry.started) * 1000),
+            )
 
     async def _run(
-        self, call_id: str, name: str, args: dict[str, object], conversation: Conversation, respond: Respond
+        self,
+        serial: int,
+        call_id: str,
+        name: str,
+        args: dict[str, object],
+        conversation: Conversation,
+        respond: Respond,
     ) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
             result = await self._runner.run(self._context, call_id, name, dict(args))
         except ToolError as err:
-            self._running.pop(call_id, None)  # done: a cancellation now would record it twice
+            self._running.pop(serial, None)  # done: a cancellation now would record it twice
             elapsed = int((loop.time() - started) * 1000)
             await self._facts.report(
                 ToolCallFailed, tool_call_id=call_id, name=name, error=str(err), duration_ms=elapsed
             )
-            await self._respond(
-                respond, types.FunctionResponse(id=call_id, name=name, response={"error": str(err)})
-            )
+            error = types.FunctionResponse(id=call_id, name=name, response={"error": str(err)})
+            await self._respond(respond, error)
             return
-        self._running.pop(call_id, None)
+        self._running.pop(serial, None)
         elapsed = int((loop.time() - started) * 1000)
         await self._facts.report(
             ToolCallCompleted,

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from infra.json_depth import nesting_depth_exceeds
 from schemas.agents import AgentConfig, ToolSpec
 from streams.sessions.live_config import END_CALL, SEARCH_KNOWLEDGE, TRANSFER_CALL
 from streams.sessions.webhook_tool import (
@@ -20,6 +21,9 @@ from streams.sessions.webhook_tool import (
     call_webhook,
     missing_arguments,
 )
+
+MAX_ANSWER_DEPTH = 32
+"""Nesting of a tool's answer; far beyond any useful answer, far below the recursion limit."""
 
 KnowledgeSearch = Callable[[str, str, tuple[str, ...], int], Awaitable[list[dict[str, Any]]]]
 """(tenant_id, query, kb_ids, limit) -> ranked passages: the read side's query, or a fake."""
@@ -103,6 +107,10 @@ class ToolRunner:
             json.dumps(result.response)
         except (TypeError, ValueError) as err:
             raise ToolError(f"{name} returned something that is not JSON: {err}") from err
+        if nesting_depth_exceeds(result.response, MAX_ANSWER_DEPTH):
+            # google-genai recurses through the answer when it sends it: deep enough, and the
+            # send itself fails, after the tool was recorded as answered.
+            raise ToolError(f"{name} answered with JSON nested more than {MAX_ANSWER_DEPTH} levels deep")
         return result
 
     async def _webhook(self, spec: ToolSpec, invocation: ToolInvocation) -> ToolResult:

@@ -53,7 +53,7 @@ async def private_address(url: str) -> str | None:
     else:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-        except OSError:
+        except (OSError, UnicodeError):  # IDNA refuses empty or 64+ character labels
             return None
         addresses = [a for a in (_ip(str(info[4][0])) for info in infos) if a is not None]
     for address in addresses:

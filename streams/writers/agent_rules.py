@@ -6,6 +6,7 @@ import re
 from zoneinfo import available_timezones
 
 from schemas.agents import AMD_POLICIES, AgentConfig
+from streams.sessions.live_config import END_CALL, SEARCH_KNOWLEDGE, TRANSFER_CALL
 from streams.webhooks.destination import url_problem
 from streams.writers.tool_schema import json_schema_problem
 
@@ -47,6 +48,7 @@ VOICES = frozenset(
 MAX_PROMPT_CHARS = 20_000
 MAX_GREETING_CHARS = 1_000
 MAX_TOOLS = 64
+BUILTIN_TOOL_NAMES = frozenset({END_CALL, SEARCH_KNOWLEDGE, TRANSFER_CALL})
 MIN_TOOL_TIMEOUT_MS = 100
 MAX_TOOL_TIMEOUT_MS = 30_000  # a caller waits in silence meanwhile: half a minute is already long
 MAX_DURATION_S = 4 * 60 * 60
@@ -120,7 +122,10 @@ def _tool_errors(config: AgentConfig) -> list[FieldError]:
         problem = json_schema_problem(tool.parameters_json)
         if problem is not None:
             errors.append((f"tools[{i}].parameters_json", problem))
-        if tool.webhook_url is not None and (problem := url_problem(tool.webhook_url)) is not None:
+        if tool.webhook_url is not None and tool.name in BUILTIN_TOOL_NAMES:
+            # The built-in wins on its name (live_config): the webhook would never be called.
+            errors.append((f"tools[{i}].webhook_url", f"{tool.name!r} is a built-in tool; rename yours"))
+        elif tool.webhook_url is not None and (problem := url_problem(tool.webhook_url)) is not None:
             errors.append((f"tools[{i}].webhook_url", problem))
         if not MIN_TOOL_TIMEOUT_MS <= tool.timeout_ms <= MAX_TOOL_TIMEOUT_MS:
             errors.append(

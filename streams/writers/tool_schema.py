@@ -8,9 +8,13 @@ from typing import Any
 import pydantic
 from google.genai import types
 
+from infra.json_depth import nesting_depth_exceeds
+
 JSON_SCHEMA_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
 MAX_DEPTH = 10
 """Nesting of schemas inside schemas; a phone agent's arguments never need more."""
+MAX_JSON_DEPTH = 4 * MAX_DEPTH
+"""Nesting of any JSON value in the schema (a schema level is two: "properties", then the name)."""
 
 _CHILD_SCHEMA = ("items",)
 _CHILD_SCHEMA_MAPS = ("properties", "defs", "$defs")
@@ -27,6 +31,10 @@ def json_schema_problem(text: str) -> str | None:
         return f"not valid JSON: {err}"
     if not isinstance(schema, dict):
         return "must be a JSON object"
+    # Every value counts, not only child schemas: google-genai recurses into "example" and
+    # "default" as well when it builds the declaration on connect.
+    if nesting_depth_exceeds(schema, MAX_JSON_DEPTH):
+        return f"nested more than {MAX_JSON_DEPTH} levels of JSON deep"
     if str(schema.get("type", "object")).lower() != "object":
         return 'arguments schema must have "type": "object"'
     problem = _shape_problem(schema)

@@ -162,3 +162,17 @@ async def test_a_url_that_does_not_parse_is_recorded_with_the_private_guard_on()
     assert delivered is False
     assert len(recorder.attempts) == 1
     assert recorder.attempts[0].error is not None
+
+
+async def test_a_url_from_before_url_checks_that_idna_refuses_is_a_recorded_attempt() -> None:
+    # Old versions were checked for an http(s) prefix only; getaddrinfo raises UnicodeError
+    # (no OSError) for an empty or 64+ character label.
+    recorder = Recorder()
+    one_try = RetryPolicy(max_attempts=1, base_s=0.01, factor=1.0, cap_s=0.01)
+    async with httpx.AsyncClient() as client:
+        delivered = await deliver(
+            _hook("https://hooks..example.com/call"), client, "secret", one_try, recorder
+        )
+    assert delivered is False
+    assert len(recorder.attempts) == 1
+    assert recorder.attempts[0].error

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from google import genai
 from google.genai import types
 from http_endpoints import Request, endpoint, response, silent
 from session_fakes import FakeEdge, FakeGemini, FakeSink, eventually, target
@@ -150,4 +151,29 @@ async def test_a_webhook_tool_called_without_a_required_argument_fails_before_an
             live.push(tool_call={"function_calls": [{"id": "fc-1", "name": "book", "args": {}}]})
             await eventually(lambda: len(live.tool_responses) == 1)
     assert live.tool_responses[0].response == {"error": "book needs the argument(s): day"}
+    assert sink.of("ToolCallFailed")[0].error == "book needs the argument(s): day"
     assert hook.requests == []
+
+
+async def test_an_old_version_whose_schema_makes_google_genai_recurse_too_deep_ends_with_a_record() -> None:
+    # Published before the JSON depth check: google-genai recurses through "example" on every
+    # connect and raises RecursionError, which is no ModelFailure of its own.
+    deep = json.loads("[" * 600 + "]" * 600)
+    text = json.dumps({"type": "object", "properties": {"when": {"type": "string"}}, "example": deep})
+    config = dataclasses.replace(
+        DEFAULT_CONFIG, tools=(ToolSpec(name="book", description="", parameters_json=text),)
+    )
+    # The real client, as wiring.live_connector builds it; nothing listens on port 9.
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url="http://127.0.0.1:9"))
+
+    def connect(model: str, cfg: dict[str, Any]) -> Any:
+        return client.aio.live.connect(model=model, config=types.LiveConnectConfig.model_validate(cfg))
+
+    sink = FakeSink()
+    async with FakeEdge() as edge:
+        session = CallSession(
+            target(edge.url, config=config), connect_live=connect, facts=sink, tools=ToolRunner(None)
+        )
+        outcome = await asyncio.wait_for(session.run(), 20)
+    assert outcome is SessionOutcome.GAVE_UP
+    assert [c.close_code for c in sink.of("GeminiSessionClosed")] == [CONFIG_REFUSED_CODE]

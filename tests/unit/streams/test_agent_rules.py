@@ -91,6 +91,10 @@ BAD_SCHEMAS = {
     "a property that is not a schema": ({"type": "object", "properties": {"a": 3}}, "properties.a must be"),
     "required not a list of names": ({"type": "object", "required": [1]}, '"required"'),
     "too deep": (_nested(MAX_DEPTH + 1), "nested more than"),
+    "a deep example (google-genai recurses into it on connect)": (
+        {"type": "object", "example": json.loads("[" * 600 + "]" * 600)},
+        "levels of JSON",
+    ),
     "JSON nested beyond the parser": ("[" * 100_000 + "]" * 100_000, "nested more than"),
 }
 
@@ -176,3 +180,15 @@ def test_json_schema_problem_never_raises_on_odd_json() -> None:
         '{"anyOf": 1}',
     ]:
         json_schema_problem(text)  # a message or None; an exception would be a 500 on publish
+
+
+def test_a_webhook_tool_named_like_a_builtin_is_refused() -> None:
+    # The built-in wins on its name, so the webhook would never be called.
+    tool = ToolSpec(
+        name="search_knowledge",
+        description="our own FAQ search",
+        parameters_json="{}",
+        webhook_url="https://hooks.example.com/faq",
+    )
+    errors = config_errors(dataclasses.replace(BASE, tools=(tool,)))
+    assert errors == [("tools[0].webhook_url", "'search_knowledge' is a built-in tool; rename yours")]
