@@ -39,6 +39,12 @@ class CallPublic(BaseModel):
     ended_by: str | None
     outcome: str | None
     summary: str | None = None
+    summary_status: str | None = Field(
+        default=None,
+        description="'summarized'; 'failed' when the model gave no usable summary "
+        "(summary_error says why); null until the summary worker has run",
+    )
+    summary_error: str | None = None
     interruptions: int
     tool_calls: int
     first_agent_audio_ms: int | None
@@ -164,7 +170,12 @@ async def get_call(call_id: str, principal: Viewer, session: SessionDep) -> Call
     call = await _call(session, principal, call_id)
     summary = await dialer_queries.call_summary(session, principal.tenant_id, call_id)
     if summary is not None:  # the post-call summary, once the summary worker has written it
-        call = call | {"summary": summary["summary"], "outcome": call["outcome"] or summary["outcome_label"]}
+        call = call | {
+            "summary": summary["summary"],
+            "outcome": call["outcome"] or summary["outcome_label"],
+            "summary_status": summary["status"],
+            "summary_error": summary["failure_reason"],
+        }
     return CallPublic(**call)
 
 

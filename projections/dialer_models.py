@@ -46,7 +46,10 @@ class CallSummary(Base):
     call_id: Mapped[str] = mapped_column(Text, primary_key=True)
     tenant_id: Mapped[str] = mapped_column(Text, index=True)
     agent_id: Mapped[str] = mapped_column(Text)
-    summary: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
     outcome_label: Mapped[str | None] = mapped_column(Text)
     model: Mapped[str] = mapped_column(Text)
     summarized_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(Text, server_default="summarized")
+    """'summarized', or 'failed' when the model gave no usable summary (``failure_reason``)."""
+    failure_reason: Mapped[str | None] = mapped_column(Text)

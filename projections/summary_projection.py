@@ -1,10 +1,10 @@
-"""The post-call projection: call_summary rows from voice.postcall.events.v1 (CallSummarized)."""
+"""The post-call projection: call_summary rows from voice.postcall.events.v1 (summaries and failures)."""
 
 from __future__ import annotations
 
 from typing import get_args
 
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections.dialer_models import CallSummary
@@ -17,7 +17,7 @@ _EVENT_TYPES = get_args(PostCallEvent)
 
 
 class SummaryProjection:
-    """Keeps each call's summary and outcome label; failed summaries and webhook attempts are skipped."""
+    """Keeps each call's summary and outcome label, or why it has none; webhook attempts are skipped."""
 
     def __init__(self, *, name: str = "summaries", topic: str = POSTCALL_EVENTS.name) -> None:
         self.name = name
@@ -27,8 +27,8 @@ class SummaryProjection:
         if isinstance(record, CallSummarized):
             return f"summary:{record.call_id}", record.seq
         if isinstance(record, CallSummaryFailed):
-            # Not shown (no row); its own aggregate, so a summary a crash-replay did produce
-            # afterwards, with the same seq, still applies.
+            # Its own aggregate, so a summary a crash-replay did produce afterwards, with the
+            # same seq, still applies.
             return f"summary-failed:{record.call_id}", record.seq
         if isinstance(record, _EVENT_TYPES):
             # Webhook attempts number their own seq per delivery; they never move the summary's.
@@ -36,20 +36,47 @@ class SummaryProjection:
         raise UnappliableError(f"{type(record).__name__} is not a post-call event")
 
     async def apply(self, session: AsyncSession, record: Record) -> None:
-        if not isinstance(record, CallSummarized):
-            return
-        row = {
-            "call_id": record.call_id,
-            "tenant_id": record.tenant_id,
-            "agent_id": record.agent_id,
-            "summary": record.summary,
-            "outcome_label": record.outcome_label,
-            "model": record.model,
-            "summarized_at": record.occurred_at,
-        }
-        stmt = insert(CallSummary).values(row)
-        updates = {k: stmt.excluded[k] for k in row if k != "call_id"}
-        await session.execute(stmt.on_conflict_do_update(index_elements=["call_id"], set_=updates))
+        if isinstance(record, CallSummarized):
+            await session.execute(_summarized(record))
+        elif isinstance(record, CallSummaryFailed):
+            await session.execute(_failed(record))
 
     async def flush(self, session: AsyncSession) -> None:
         return None
+
+
+def _summarized(record: CallSummarized) -> Insert:
+    row: dict[str, object] = {
+        "call_id": record.call_id,
+        "tenant_id": record.tenant_id,
+        "agent_id": record.agent_id,
+        "summary": record.summary,
+        "outcome_label": record.outcome_label,
+        "model": record.model,
+        "summarized_at": record.occurred_at,
+        "status": "summarized",
+        "failure_reason": None,
+    }
+    stmt = insert(CallSummary).values(row)
+    updates = {k: stmt.excluded[k] for k in row if k != "call_id"}
+    return stmt.on_conflict_do_update(index_elements=["call_id"], set_=updates)
+
+
+def _failed(record: CallSummaryFailed) -> Insert:
+    row: dict[str, object] = {
+        "call_id": record.call_id,
+        "tenant_id": record.tenant_id,
+        "agent_id": record.agent_id,
+        "summary": None,
+        "outcome_label": None,
+        "model": record.model,
+        "summarized_at": record.occurred_at,
+        "status": "failed",
+        "failure_reason": f"{record.reason} (after {record.attempts} attempts)",
+    }
+    stmt = insert(CallSummary).values(row)
+    updates = {k: stmt.excluded[k] for k in row if k != "call_id"}
+    # A summary that did arrive (the two are separate aggregates) is never replaced by a failure.
+    return stmt.on_conflict_do_update(
+        index_elements=["call_id"], set_=updates, where=CallSummary.status == "failed"
+    )

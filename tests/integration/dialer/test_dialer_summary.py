@@ -115,6 +115,7 @@ async def test_dialer_summary_of_a_finished_call_is_recorded_and_shown_by_the_ap
     assert shown["summary"] == summarized.summary
     assert shown["outcome"] == "booked"
     assert shown["status"] == "completed"
+    assert (shown["summary_status"], shown["summary_error"]) == ("summarized", None)
 
 
 async def _shown(client: Any, headers: dict[str, str], call_id: str) -> dict[str, Any]:

@@ -1,11 +1,9 @@
-"""The post-call projection keeps summaries and passes over every other post-call event."""
+"""The post-call projection keys summaries and failures apart (their rows: tests/integration/readside)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, cast
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any
 
 from projections.summary_projection import SummaryProjection
 from schemas.dialer import CallSummarized, CallSummaryFailed
@@ -27,17 +25,6 @@ FAILED = CallSummaryFailed(
     **ENV, event_id=derive_event_id(CALL, 1, "postcall.summary_failed"), reason="503", attempts=3
 )
 SUMMARIZED = CallSummarized(**ENV, event_id=derive_event_id(CALL, 1, "postcall.summary"), summary="ok")
-
-
-class NoSession:
-    """A session that must not be used."""
-
-    async def execute(self, *args: object, **kwargs: object) -> None:
-        raise AssertionError("a failed summary wrote a row")
-
-
-async def test_a_failed_summary_is_applied_as_nothing() -> None:
-    await SummaryProjection().apply(cast(AsyncSession, NoSession()), FAILED)
 
 
 def test_a_failed_summary_does_not_hold_back_a_summary_with_the_same_seq() -> None:
