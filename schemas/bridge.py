@@ -237,6 +237,8 @@ def _decode_text(frame: str) -> BridgeMessage | BridgeError:
         return BridgeError(kind="oversized", detail=f"{len(frame)} chars > {MAX_TEXT_CHARS}")
     try:
         body = json.loads(frame)
+    except RecursionError:  # "[" * 2000 fits the size limit and exhausts the parser's stack
+        return BridgeError(kind="not_json", detail="nested too deeply")
     except ValueError as exc:
         return BridgeError(kind="not_json", detail=str(exc)[:120])
     if not isinstance(body, dict):
@@ -252,9 +254,20 @@ def _decode_text(frame: str) -> BridgeMessage | BridgeError:
         value = body[key]
         if not isinstance(value, kind) or isinstance(value, bool):
             return BridgeError(kind="malformed", detail=f"{key!r} must be {kind.__name__}")
+        if isinstance(value, str) and not _is_utf8(value):
+            # A lone surrogate ("\ud800") decodes from JSON but cannot be written to any event.
+            return BridgeError(kind="malformed", detail=f"{key!r} is not valid Unicode text")
         values[key] = value
     try:
         message: BridgeMessage = cls(**values)
     except TypeError as exc:
         return BridgeError(kind="malformed", detail=str(exc)[:120])
     return message
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

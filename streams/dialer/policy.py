@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-E164 = re.compile(r"\+[1-9]\d{1,14}")
-_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")  # [0-9], not \d: \d also matches other scripts' digits
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$", re.ASCII)
 
 
 def is_e164(number: str) -> bool:

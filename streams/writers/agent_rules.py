@@ -53,10 +53,10 @@ MIN_TOOL_TIMEOUT_MS = 100
 MAX_TOOL_TIMEOUT_MS = 30_000  # a caller waits in silence meanwhile: half a minute is already long
 MAX_DURATION_S = 4 * 60 * 60
 # Matched with fullmatch: "$" would also accept a trailing newline.
-E164 = re.compile(r"\+[1-9]\d{6,14}")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # [0-9]: \d also matches other scripts' digits
 BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-WINDOW = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
+WINDOW = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", re.ASCII)
 
 FieldError = tuple[str, str]
 

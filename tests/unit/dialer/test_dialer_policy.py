@@ -16,7 +16,18 @@ def test_e164_numbers_pass(number: str) -> None:
     assert is_e164(number)
 
 
-@pytest.mark.parametrize("number", ["14155550100", "+0123", "+1415555010000000", "+1 415 555", ""])
+@pytest.mark.parametrize(
+    "number",
+    [
+        "14155550100",
+        "+0123",
+        "+1415555010000000",
+        "+1 415 555",
+        "",
+        "+14155550100\n",
+        "+1\u0665\u0665\u0665\u0661\u0662\u0663\u0664\u0665\u0666\u0667",  # Arabic-Indic digits
+    ],
+)
 def test_other_strings_fail(number: str) -> None:
     assert not is_e164(number)
 
@@ -64,3 +75,8 @@ def test_no_retry_after_the_last_attempt() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert policy.retry_at(2, now) is not None
     assert policy.retry_at(3, now) is None
+
+
+def test_a_window_in_other_scripts_digits_is_refused() -> None:
+    with pytest.raises(ValueError, match="HH:MM"):
+        parse_window("\u0660\u0669:00-18:00", "UTC")

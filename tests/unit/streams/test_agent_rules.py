@@ -153,12 +153,15 @@ def test_a_tool_timeout_is_bounded(timeout_ms: int, ok: bool) -> None:
     ("field", "value"),
     [
         ("phone_numbers", ("+15551234567\n",)),
+        ("phone_numbers", ("+1\u0665\u0665\u0665\u0661\u0662\u0663\u0664\u0665\u0666\u0667",)),
+        ("calling_window", "\u0660\u0669:00-18:00"),
         ("language", "en-US\n"),
         ("calling_window", "09:00-18:00\n"),
     ],
 )
-def test_a_trailing_newline_is_not_accepted(field: str, value: object) -> None:
-    # "$" in a regex matches before a final newline; every pattern here is matched whole.
+def test_a_trailing_newline_or_another_scripts_digits_are_not_accepted(field: str, value: object) -> None:
+    # "$" matches before a final newline and "\\d" matches any script's digits: every pattern
+    # here is matched whole, over ASCII digits.
     good = {"phone_numbers": ("+15551234567",), "language": "en-US", "calling_window": "09:00-18:00"}
     assert config_errors(dataclasses.replace(BASE, **{field: good[field]})) == []
     errors = config_errors(dataclasses.replace(BASE, **{field: value}))

@@ -1,0 +1,80 @@
+"""The audio bridge's decoder and the edge's bridge server against hostile worker directives."""
+
+from __future__ import annotations
+
+import asyncio
+
+from websockets.asyncio.client import connect
+
+from edge.bridge_server import start_bridge_server
+from edge.call import CallIdentity, LiveCall
+from edge.node import EdgeNode, monotonic_ms
+from edge.publisher import RecordingPublisher
+from edge.telephony import RecordingTelephony
+from edge.twiml import StreamParameters
+from infra.process import free_port
+from infra.settings import Settings
+from schemas import bridge
+
+
+def test_decode_never_raises_on_deeply_nested_json() -> None:
+    # 2,000 chars: well under MAX_TEXT_CHARS (4,096), yet json.loads raises RecursionError,
+    # which is no ValueError.
+    small = "[" * 2000
+    assert len(small) < bridge.MAX_TEXT_CHARS
+    result = bridge.decode(small)
+    assert isinstance(result, bridge.BridgeError)
+
+
+def test_decode_never_raises_on_nested_field_value() -> None:
+    frame = '{"type":"mark","name":' + "[" * 1500 + "]" * 1500 + "}"
+    assert len(frame) < bridge.MAX_TEXT_CHARS
+    assert isinstance(bridge.decode(frame), bridge.BridgeError)
+
+
+class _Twilio:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send_text(self, data: str) -> None:
+        self.sent.append(data)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        pass
+
+
+async def test_a_nested_json_directive_does_not_close_the_bridge() -> None:
+    """docs/audio-bridge.md: 'Bad frames are counted and ignored; they never close the bridge.'"""
+    node = EdgeNode(Settings(env="test"), publisher=RecordingPublisher(), telephony=RecordingTelephony())
+    params = StreamParameters(
+        call_id="call-1", tenant_id="t1", agent_id="a1", agent_version=1, direction="inbound"
+    )
+    call = LiveCall(
+        node, _Twilio(), CallIdentity(params=params, stream_sid="MZ1", call_sid="CA1"), monotonic_ms()
+    )
+    node.register("call-1", call)
+    grant = node.grant("call-1")
+    port = free_port()
+    server = await start_bridge_server(node, "127.0.0.1", port)
+    try:
+        async with connect(
+            f"ws://127.0.0.1:{port}/bridge/call-1", additional_headers={bridge.TOKEN_HEADER: grant.token}
+        ) as ws:
+            assert isinstance(bridge.decode(await ws.recv()), bridge.Hello)
+            await ws.send("[" * 2000)  # a bad frame
+            await ws.send(bridge.encode(bridge.ClearPlayback()))  # a good one after it
+            await asyncio.sleep(0.5)
+            assert ws.close_code is None, f"bridge closed with {ws.close_code} {ws.close_reason!r}"
+            assert call.worker is not None
+    finally:
+        for task in call._tasks:
+            task.cancel()
+        server.close()
+        await server.wait_closed()
+
+
+def test_decode_refuses_strings_that_are_not_utf8() -> None:
+    # A lone surrogate is valid JSON text but no Unicode string: accepted here, it makes the
+    # edge's AgentInterrupted unencodable later (facts.unencodable: the interruption is lost).
+    result = bridge.decode('{"type":"utterance","utterance_id":"\\ud800"}')
+    assert isinstance(result, bridge.BridgeError), result
