@@ -119,6 +119,9 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
             return
         if outcome.error is not None:
             await dead_letter(message, "undecodable", ValueError(outcome.error))
+        elif outcome.conflict is not None:
+            log.warning("call input %s@%d: %s", message.topic, message.offset, outcome.conflict)
+            await dead_letter(message, "rejected_by_handler", ValueError(outcome.conflict))
         elif outcome.forget:
             del calls[key]  # a tombstone in the changelog: recovery forgets it too
             keys.forgotten(key)

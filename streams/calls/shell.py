@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from schemas.calls import CallInput, CallReceived, ClockTicked
 from schemas.codec import Codec, DecodeError
 from schemas.ids import CallId, CorrelationId, EventId
+from streams.calls.conflicts import conflict
 from streams.calls.machine import decide, evolve
 from streams.calls.repeats import is_repeat, remember
 from streams.calls.snapshot import Snapshot, dump, load
@@ -33,6 +34,8 @@ class Outcome:
     """Delete the call from the table: it ended longer than the retention ago."""
     repeat: bool = False
     """The input was a re-sent copy of one already applied, and was skipped."""
+    conflict: str | None = None
+    """The input contradicts its call (another tenant's, another call's CallReceived): changed nothing."""
 
 
 class CallInputHandler:
@@ -69,6 +72,9 @@ class CallInputHandler:
         state = snapshot.state if snapshot else None
         if state is not None and self._forgettable(state, input_):
             return Outcome(None, 0, forget=True)
+        problem = conflict(state, input_)
+        if problem is not None:
+            return Outcome(None, 0, conflict=problem)
         limits = self._limits(snapshot, input_)
         events = decide(state, input_, limits)
         if not events and isinstance(input_, ClockTicked):
