@@ -2,8 +2,9 @@
 
 The embedded Tansu broker keeps its log in memory, while PostgreSQL keeps the read models on
 disk. After a restart the read models remember offsets the new, empty log never had. We restore
-the log from the local archive when there is one (the archiver runs in the dev stack), and
-otherwise reset the projections' offsets so new events are not skipped; rows are never lost.
+the log from the local archive when there is one (the archiver runs in the dev stack), with
+every service's consumer group at its end, and otherwise reset the projections' offsets so new
+events are not skipped; rows are never lost.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiokafka import TopicPartition
 from rich.console import Console
 
 from infra.db import database_url
+from infra.eventlog.archive import ARCHIVER_GROUP
 from infra.eventlog.restore import restore_archive
 from infra.kafka import make_consumer, stop_consumer
 from infra.settings import Settings
@@ -33,12 +35,51 @@ def reconcile_fresh_broker(settings: Settings, console: Console) -> list[str]:
             summary = asyncio.run(restore_archive(settings.kafka, str(archive)))
         restored = {(tp.topic, tp.partition): count for tp, count in summary.published.items()}
         _clamp_checkpoints(settings, restored)
-        return [f"fresh broker: restored {summary.total} events from the archive in {archive}"]
+        ends = {tp: count for tp, count in summary.published.items() if count > 0}
+        asyncio.run(_start_groups_at(settings, service_groups(settings), ends))
+        return [
+            f"fresh broker: restored {summary.total} events from the archive in {archive}; "
+            "the services go on from its end"
+        ]
     _reset_checkpoints(settings)
     return [
         "fresh broker: the event log is empty but the read models are kept (no archive to restore); "
         "projection offsets were reset so new events apply, and existing rows stay as they were"
     ]
+
+
+def service_groups(settings: Settings) -> list[str]:
+    """The consumer groups of the services `voiceagent dev` runs, as their own settings name them."""
+    from streams.dialer.config import DialerSettings
+    from streams.summary.__main__ import SummarySettings
+    from streams.webhooks.__main__ import WebhookSettings
+    from streams.writers.app import DEFAULT_APP_ID as WRITERS_APP_ID
+
+    return [
+        settings.streams.app_id,  # a Faust app's group is its id: calls and session workers
+        DialerSettings().app_id,
+        WRITERS_APP_ID,
+        WebhookSettings().group_id,
+        SummarySettings().group_id,
+        ARCHIVER_GROUP,
+    ]
+
+
+async def _start_groups_at(settings: Settings, groups: list[str], ends: dict[TopicPartition, int]) -> None:
+    # A fresh broker has no committed offsets, so every service would read the restored log
+    # from its start: the calls worker re-deciding every call (identical events appended a
+    # second time, sessions reopened for calls long over), the webhooks sent again, the
+    # archive archiving its own records again. What the restored log holds was handled before.
+    if not ends:
+        return
+    for group in groups:
+        consumer = make_consumer(settings.kafka, group_id=group)
+        await consumer.start()
+        try:
+            consumer.assign(list(ends))
+            await consumer.commit(ends)
+        finally:
+            await stop_consumer(consumer)
 
 
 def _plain_url(settings: Settings) -> str:

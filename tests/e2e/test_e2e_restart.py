@@ -81,6 +81,7 @@ def test_e2e_restart_keeps_every_call_and_restores_the_log(tmp_path: Path) -> No
             assert time.monotonic() < deadline, "the call never reached the read model"
             time.sleep(0.5)
         time.sleep(2)  # let the archiver roll its files (VOICE_ARCHIVE__ROLL_SECONDS=1)
+        before = _raw_events(addresses, outcome.call_id)
     finally:
         _stop(dev)
 
@@ -96,5 +97,26 @@ def test_e2e_restart_keeps_every_call_and_restores_the_log(tmp_path: Path) -> No
         assert kinds[0] == "CallReceived"
         assert "CallEnded" in kinds
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        # The services go on from the restored log's end: the calls worker does not decide the
+        # call again (each event once in the log), and no session reopens it (nothing after
+        # its end, such as a refused bridge's GeminiSessionClosed).
+        time.sleep(8)
+        after = _raw_events(addresses, outcome.call_id)
+        assert len(after) == len(before), (len(before), len(after))
+        assert kinds[-1] not in ("GeminiSessionClosed", "GeminiSessionOpened"), kinds
+        assert [type(e).__name__ for e in after][-1] == [type(e).__name__ for e in before][-1]
     finally:
         _stop(dev)
+
+
+def _raw_events(addresses: DevAddresses, call_id: str) -> list[object]:
+    """Every record of the call on the events topic, duplicates included."""
+    from infra.eventlog.reading import EventFilter, read_range
+    from infra.settings import KafkaSettings
+    from schemas.catalog import CALL_EVENTS
+
+    async def read() -> list[object]:
+        kafka = KafkaSettings(bootstrap=addresses.bootstrap)
+        return [d.record async for d in read_range(kafka, CALL_EVENTS.name, EventFilter(call_id=call_id))]
+
+    return asyncio.run(read())
