@@ -272,10 +272,11 @@ async def _call_in(addresses: DevAddresses, found: dict[str, Any], console: Cons
         raise SimulationError(
             f"agent {found.get('name')!r} has no phone number; publish a version with phone_numbers"
         )
-    parameters = await _answer(addresses, str(numbers[0]))
+    call_sid = "CA" + uuid.uuid4().hex  # one call: the same sid on the webhook and the stream
+    parameters = await _answer(addresses, str(numbers[0]), call_sid=call_sid)
     console.print(f"calling {numbers[0]} (agent {found.get('name')}); call id {parameters['call_id']}")
     return Connected(
-        call_id=parameters["call_id"], call_sid="CA" + uuid.uuid4().hex,
+        call_id=parameters["call_id"], call_sid=call_sid,
         media_url=media_stream_url(addresses.edge_url), parameters=parameters,
     )  # fmt: skip
 
@@ -374,15 +375,31 @@ def _agent(addresses: DevAddresses, agent: str) -> dict[str, Any]:
             "is `voiceagent dev` running?"
         ) from err
     if found is None:
-        raise SimulationError(f"no agent {agent!r} visible to the dev API key; see {addresses.api_url}/docs")
+        names = _agent_names(addresses)
+        known = f"; agents: {', '.join(names)}" if names else ""
+        raise SimulationError(f"no agent {agent!r} visible to the dev API key{known}")
     return found
 
 
-async def _answer(addresses: DevAddresses, number: str) -> dict[str, str]:
+def _agent_names(addresses: DevAddresses) -> list[str]:
+    """The names of the first agents the dev key sees, for a helpful "no such agent" message."""
+    try:
+        with httpx.Client(base_url=addresses.api_url, timeout=10) as client:
+            page = client.get(
+                "/api/agents",
+                params={"limit": 20},
+                headers={"Authorization": f"Bearer {addresses.api_key}"},
+            ).json()
+    except (httpx.HTTPError, ValueError):
+        return []
+    return sorted({str(a.get("name")) for a in page.get("items", []) if a.get("status") != "archived"})
+
+
+async def _answer(addresses: DevAddresses, number: str, *, call_sid: str | None = None) -> dict[str, str]:
     """What Twilio does first: POST /twilio/voice, signed; the TwiML's <Parameter>s come back."""
     url = addresses.edge_url + "/twilio/voice"
     form = {
-        "CallSid": "CA" + uuid.uuid4().hex,
+        "CallSid": call_sid or "CA" + uuid.uuid4().hex,
         "AccountSid": "AC" + "0" * 32,
         "From": CALLER_NUMBER,
         "To": number,

@@ -299,3 +299,18 @@ def test_e2e_outbound_call_rings_the_simulated_phone_and_shows_up_in_the_api(pla
         )
         said = " ".join(s["text"] for s in transcript if s["speaker"] == "agent")
         assert "You said: Hello, who is calling?" in said, transcript
+
+
+def test_e2e_simulating_an_agent_that_does_not_exist_names_the_agents_that_do(platform: DevAddresses) -> None:
+    from rich.console import Console
+
+    with pytest.raises(SimulationError) as caught:
+        asyncio.run(
+            simulate_call(
+                platform, Console(quiet=True), agent="demoo", turns=["Hello?"], wav=None,
+                outbound=False, reply_timeout_s=10,
+            )
+        )  # fmt: skip
+    message = str(caught.value)
+    assert "no agent 'demoo'" in message
+    assert "demo" in message.split("agents:", 1)[1], message
