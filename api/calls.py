@@ -161,21 +161,31 @@ async def list_calls(
         )
     except queries.BadCursorError as err:
         raise ProblemError(400, str(err)) from err
+    summaries = await dialer_queries.call_summaries(
+        session, principal.tenant_id, [str(item["call_id"]) for item in page.items]
+    )
+    items = [_with_summary(item, summaries.get(str(item["call_id"]))) for item in page.items]
     # One validation of the whole page (in pydantic-core) instead of one model built per row.
-    return CallsPublic.model_validate({"items": page.items, "next_cursor": page.next_cursor})
+    return CallsPublic.model_validate({"items": items, "next_cursor": page.next_cursor})
+
+
+def _with_summary(call: dict[str, Any], summary: dict[str, Any] | None) -> dict[str, Any]:
+    """The call as the API shows it: with its post-call summary, once the summary worker has run."""
+    if summary is None:
+        return call
+    return call | {
+        "summary": summary["summary"],
+        "outcome": call["outcome"] or summary["outcome_label"],
+        "summary_status": summary["status"],
+        "summary_error": summary["failure_reason"],
+    }
 
 
 @router.get("/{call_id}", response_model=CallPublic)
 async def get_call(call_id: str, principal: Viewer, session: SessionDep) -> CallPublic:
     call = await _call(session, principal, call_id)
     summary = await dialer_queries.call_summary(session, principal.tenant_id, call_id)
-    if summary is not None:  # the post-call summary, once the summary worker has written it
-        call = call | {
-            "summary": summary["summary"],
-            "outcome": call["outcome"] or summary["outcome_label"],
-            "summary_status": summary["status"],
-            "summary_error": summary["failure_reason"],
-        }
+    call = _with_summary(call, summary)
     return CallPublic(**call)
 
 

@@ -40,6 +40,16 @@ async def get_campaign(session: AsyncSession, tenant_id: str, campaign_id: str) 
     return row | progress(counts, row["total"], row["paused"], row["cancelled"])
 
 
+async def call_summaries(session: AsyncSession, tenant_id: str, call_ids: list[str]) -> dict[str, Row]:
+    """The summaries of a page of calls, by call id (calls without one are absent)."""
+    if not call_ids:
+        return {}
+    query = select(CallSummary.__table__).where(
+        CallSummary.tenant_id == tenant_id, CallSummary.call_id.in_(call_ids)
+    )
+    return {row["call_id"]: dict(row) for row in (await session.execute(query)).mappings()}
+
+
 async def call_summary(session: AsyncSession, tenant_id: str, call_id: str) -> Row | None:
     query = select(CallSummary.__table__).where(
         CallSummary.tenant_id == tenant_id, CallSummary.call_id == call_id

@@ -110,10 +110,10 @@ async def test_rs_the_api_shows_why_a_call_has_no_summary(settings: Settings) ->
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
                 response = await client.get("/api/calls/call-no-summary", headers=tenant.viewer)
+                listed = await client.get("/api/calls", headers=tenant.viewer)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["summary"], body["summary_status"], body["summary_error"]) == (
-        None,
-        "failed",
-        "HTTP 503 (after 3 attempts)",
-    )
+    expected = (None, "failed", "HTTP 503 (after 3 attempts)")
+    assert (body["summary"], body["summary_status"], body["summary_error"]) == expected
+    (item,) = listed.json()["items"]
+    assert (item["summary"], item["summary_status"], item["summary_error"]) == expected
