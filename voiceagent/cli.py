@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 
 import typer
 from aiokafka.errors import KafkaError
@@ -17,6 +19,7 @@ from infra.settings import Settings
 from infra.topics import ensure_topics
 from voiceagent.calls import call_app
 from voiceagent.dev import DEFAULT_BACKGROUND_NICE, run_dev
+from voiceagent.devfile import DevAddresses
 from voiceagent.doctor import run_doctor
 from voiceagent.replay import replay_command
 
@@ -26,6 +29,22 @@ app.add_typer(archive_app, name="archive")
 app.add_typer(call_app, name="call")
 app.command("replay")(replay_command)
 console = Console()
+
+
+@app.callback()
+def _find_the_dev_broker(ctx: typer.Context) -> None:
+    """Run and operate the voice-agent platform."""
+    # `events` and `archive` read the broker VOICE_KAFKA__BOOTSTRAP names. With none set, a
+    # running `voiceagent dev` is what a newcomer means: its broker's port changes on every
+    # start, and dev.json says where it is (as `call simulate` finds it).
+    if ctx.invoked_subcommand not in ("events", "archive") or os.environ.get("VOICE_KAFKA__BOOTSTRAP"):
+        return
+    settings = Settings()
+    if not settings.uses_embedded_broker:
+        return  # set in .env
+    # No dev stack (or a dev.json from another version): the command says what to set.
+    with contextlib.suppress(FileNotFoundError, TypeError, ValueError):
+        os.environ["VOICE_KAFKA__BOOTSTRAP"] = DevAddresses.read(settings.data_dir.resolve()).bootstrap
 
 
 @app.command()

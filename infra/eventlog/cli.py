@@ -50,7 +50,8 @@ def _settings() -> Settings:
     settings = Settings()
     if settings.uses_embedded_broker:
         err.print(
-            "[red]VOICE_KAFKA__BOOTSTRAP is not set: point it at the broker (voiceagent dev prints it)[/]"
+            "[red]no broker: start `voiceagent dev` (its broker is found by itself), or set "
+            "VOICE_KAFKA__BOOTSTRAP to a broker's host:port[/]"
         )
         raise typer.Exit(2)
     return settings

@@ -22,6 +22,7 @@ from schemas.calls import CallEnded, CallReceived, TranscriptSegment
 from tests.integration.eventlog.eventlog_support import call_events, produce
 from tests.integration.helpers import fresh_topic
 from voiceagent.cli import app
+from voiceagent.devfile import DevAddresses
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +122,32 @@ async def test_tail_follows_new_events_of_one_call(settings: Settings) -> None:
     assert await asyncio.wait_for(tail, 20) == 3
     lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
     assert [(line["key"], line["event"]["seq"]) for line in lines] == [(mine, 1), (mine, 2), (mine, 3)]
+
+
+def test_events_find_a_running_dev_stacks_broker_through_dev_json(
+    settings: Settings, exported_topic: tuple[str, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A newcomer runs `voiceagent events ...` beside `voiceagent dev` with nothing set.
+    topic, calls = exported_topic
+    monkeypatch.delenv("VOICE_KAFKA__BOOTSTRAP", raising=False)
+    env = {"VOICE_DATA_DIR": str(tmp_path)}
+    args = ["events", "export", "--topic", topic, "--call", calls[0], "--format", "jsonl"]
+    unset = CliRunner().invoke(app, args, env=env)
+    assert unset.exit_code == 2
+    assert "start `voiceagent dev`" in unset.output
+    (tmp_path / "dev.json").write_text("{not json")  # a damaged file is no traceback
+    assert CliRunner().invoke(app, args, env=env).exit_code == 2
+    DevAddresses(
+        bootstrap=settings.kafka.bootstrap or "",
+        database_url="postgresql://unused",
+        api_url="http://unused",
+        api_key="k",
+        edge_url="http://unused",
+        twilio_auth_token="t",
+        standin_control_url=None,
+        demo_agent_id=None,
+        demo_number="+15550000000",
+    ).write(tmp_path)
+    found = CliRunner().invoke(app, args, env=env)
+    assert found.exit_code == 0, found.output
+    assert len([line for line in found.output.splitlines() if line.startswith("{")]) == 4
