@@ -50,11 +50,33 @@ class Heard:
         return len(self.cleared_at)
 
     def stereo_pcm(self) -> npt.NDArray[np.int16]:
-        """Left: the caller; right: what the caller heard; aligned by arrival, 8 kHz."""
-        length = max(len(self.sent), len(self.heard))
+        """Left: the caller; right: what the caller heard, each frame when it arrived; 8 kHz.
+
+        The caller sends a frame every 20 ms from its first, so that is the clock: a heard
+        frame goes in the slot of its arrival time, the pauses between answers stay pauses.
+        """
+        origin = self.sent_at[0] if self.sent_at else (self.heard_at[0] if self.heard_at else 0.0)
+        slots = heard_slots(self.heard_at, origin)
+        length = max(len(self.sent), slots[-1] + 1 if slots else 0)
+        right = [SILENCE] * length
+        for slot, frame in zip(slots, self.heard, strict=True):
+            right[slot] = frame
         left = b"".join(self.sent) + SILENCE * (length - len(self.sent))
-        right = b"".join(self.heard) + SILENCE * (length - len(self.heard))
-        return np.stack([mulaw.decode(left), mulaw.decode(right)], axis=1).astype(np.int16)
+        return np.stack([mulaw.decode(left), mulaw.decode(b"".join(right))], axis=1).astype(np.int16)
+
+
+def heard_slots(arrivals: list[float], origin: float, frame_s: float = 0.02) -> list[int]:
+    """The 20 ms slot of each heard frame: where it arrived, but never overlapping the one before.
+
+    Frames of one answer come paced but jittered: within two slots of the previous frame's
+    next slot, a frame follows it directly (no click of silence); later, it starts anew there.
+    """
+    slots: list[int] = []
+    for arrival in arrivals:
+        due = max(0, round((arrival - origin) / frame_s))
+        following = slots[-1] + 1 if slots else 0
+        slots.append(following if due <= following + 2 else due)
+    return slots
 
 
 class SimulatedCaller:
