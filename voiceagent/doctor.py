@@ -13,15 +13,17 @@ from rich.table import Table
 from infra.kafka import make_admin
 from infra.migrate import current_revision
 from infra.settings import Settings
+from voiceagent.devfile import DevAddresses
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
 
 def run_doctor(settings: Settings, console: Console) -> int:
     """Print one row per check; the exit code is 1 when any check failed."""
+    probed, running = _with_the_running_dev_stack(settings)
     rows = [
-        _broker(settings),
-        _database(settings),
+        _broker(probed, running),
+        _database(probed, running),
         _gemini(settings),
         _twilio(settings),
         _public_url(settings),
@@ -36,9 +38,22 @@ def run_doctor(settings: Settings, console: Console) -> int:
     return 1 if any(result == FAIL for _, result, _ in rows) else 0
 
 
-def _broker(settings: Settings) -> tuple[str, str, str]:
+def _with_the_running_dev_stack(settings: Settings) -> tuple[Settings, bool]:
+    """Settings that name the running `voiceagent dev`'s embedded parts, when it runs (dev.json)."""
+    if settings.kafka.bootstrap is not None and settings.database.url is not None:
+        return settings, False
+    try:
+        dev = DevAddresses.read(settings.data_dir.resolve())
+    except (FileNotFoundError, TypeError, ValueError):
+        return settings, False
+    kafka = settings.kafka.model_copy(update={"bootstrap": settings.kafka.bootstrap or dev.bootstrap})
+    database = settings.database.model_copy(update={"url": settings.database.url or dev.database_url})
+    return settings.model_copy(update={"kafka": kafka, "database": database}), True
+
+
+def _broker(settings: Settings, dev_running: bool = False) -> tuple[str, str, str]:
     if settings.kafka.bootstrap is None:
-        return "broker", OK, "not configured: `voiceagent dev` starts the embedded Tansu broker"
+        return "broker", OK, "embedded, not running now: `voiceagent dev` starts Tansu"
 
     async def probe() -> int:
         admin = make_admin(settings.kafka)
@@ -51,17 +66,27 @@ def _broker(settings: Settings) -> tuple[str, str, str]:
     try:
         topics = asyncio.run(probe())
     except Exception as err:
-        return "broker", FAIL, f"cannot reach {settings.kafka.bootstrap}: {err or type(err).__name__}"
-    return "broker", OK, f"{settings.kafka.bootstrap} answers; {topics} topics"
+        return (
+            "broker",
+            FAIL,
+            f"cannot reach {settings.kafka.bootstrap}: {err or type(err).__name__}{_stale(dev_running)}",
+        )
+    where = "the running dev stack's embedded broker, " if dev_running else ""
+    return "broker", OK, f"{where}{settings.kafka.bootstrap} answers; {topics} topics"
 
 
-def _database(settings: Settings) -> tuple[str, str, str]:
+def _stale(dev_running: bool) -> str:
+    # dev.json is removed when `voiceagent dev` stops; one left behind names a platform that died.
+    return " (named by dev.json: did `voiceagent dev` stop without cleaning up?)" if dev_running else ""
+
+
+def _database(settings: Settings, dev_running: bool = False) -> tuple[str, str, str]:
     if settings.database.url is None:
-        return "database", OK, "not configured: `voiceagent dev` starts the embedded PostgreSQL"
+        return "database", OK, "embedded, not running now: `voiceagent dev` starts PostgreSQL"
     try:
         revision = current_revision(settings.database)
     except Exception as err:
-        return "database", FAIL, f"cannot connect: {str(err).splitlines()[0]}"
+        return "database", FAIL, f"cannot connect: {str(err).splitlines()[0]}{_stale(dev_running)}"
     if revision is None:
         return "database", WARN, "reachable but not migrated: run `voiceagent migrate`"
     return "database", OK, f"reachable, at migration {revision}"
