@@ -421,9 +421,16 @@ async def _script_standin(
     """The offline stand-in cannot transcribe; tell it what the caller will say and what to answer."""
     script: dict[str, Any] = {
         "turns": [
-            {"caller": t, "reply": f"You said: {t}. This is the offline stand-in for Gemini."} for t in turns
+            {"caller": t, "reply": f"You said: {_sentence(t)} This is the offline stand-in for Gemini."}
+            for t in turns
         ]
     }
     if greeting:
         script["greeting"] = greeting
     await http.put(f"{control_url}/scripts/{call_id}", json=script)
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending in one full stop, question or exclamation mark ("Thanks, bye." stays so)."""
+    text = text.strip()
+    return text if text.endswith((".", "?", "!")) else text + "."

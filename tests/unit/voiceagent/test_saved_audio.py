@@ -1,10 +1,12 @@
-"""The simulator's saved WAV: what the caller heard sits at the time it was heard."""
+"""The simulator's output: the saved WAV (what the caller heard, when) and the scripted echo."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from voiceagent.caller import FRAME_BYTES, SILENCE, Heard, heard_slots
+from voiceagent.simulate import _sentence
 
 
 def _frame(level: int) -> bytes:
@@ -40,3 +42,11 @@ def test_heard_audio_after_the_caller_stopped_sending_lengthens_the_file() -> No
     heard.sent, heard.sent_at = [SILENCE] * 10, [0.02 * i for i in range(10)]
     heard.heard, heard.heard_at = [_frame(0x10)], [1.0]
     assert heard.stereo_pcm().shape == (51 * FRAME_BYTES, 2)
+
+
+@pytest.mark.parametrize(
+    ("said", "sentence"),
+    [("Thanks, bye.", "Thanks, bye."), ("Hello", "Hello."), ("Who is it?", "Who is it?"), (" Hi! ", "Hi!")],
+)
+def test_the_stand_ins_echo_ends_the_callers_words_with_one_stop(said: str, sentence: str) -> None:
+    assert _sentence(said) == sentence
