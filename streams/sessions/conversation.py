@@ -89,10 +89,18 @@ class Conversation:
     async def on_content(
         self, link: BridgeEnd, content: types.LiveServerContent, audio: bytes | None
     ) -> None:
+        turn = self._turn
         if content.input_transcription is not None and content.input_transcription.text:
-            self._turn.caller_text.append(content.input_transcription.text)
+            # The transcription streams while the caller speaks: its first and last pieces
+            # bound the caller's words on the stream's clock.
+            turn.caller_text.append(content.input_transcription.text)
+            turn.caller_started_ms = (
+                self.stream_ms if turn.caller_started_ms is None else turn.caller_started_ms
+            )
+            turn.caller_ended_ms = self.stream_ms
         if content.output_transcription is not None and content.output_transcription.text:
-            self._turn.agent_text.append(content.output_transcription.text)
+            turn.agent_text.append(content.output_transcription.text)
+            turn.agent_started_ms = self.stream_ms if turn.agent_started_ms is None else turn.agent_started_ms
         await self.on_audio(link, audio)
         if content.interrupted:
             if self._turn.utterance_id is not None and not self._turn.barged_in:
@@ -110,6 +118,7 @@ class Conversation:
         if self._turn.utterance_id is None:
             self._utterances += 1
             self._turn.utterance_id = f"{self._call_id}:u{self._utterances}"
+            self._turn.agent_started_ms = self.stream_ms
             await link.send(bridge.BeginUtterance(utterance_id=self._turn.utterance_id))
             await self._facts.report(
                 AgentSpeechStarted, utterance_id=self._turn.utterance_id, stream_ms=self.stream_ms
@@ -130,8 +139,7 @@ class Conversation:
             self._voicemail_phase = _VoicemailPhase.DONE
             self.pending_hangup = VOICEMAIL_REASON
             mark_wait_s += turn.generated_bytes / _BYTES_PER_MS_OUT / 1000
-        await self._transcribe("caller", turn.caller_text)
-        await self._transcribe("agent", turn.agent_text)
+        await self._transcribe_turn(turn)
         if turn.utterance_id is not None:
             await link.send(bridge.PlayMark(name=turn.utterance_id))
             if not turn.barged_in:
@@ -148,12 +156,22 @@ class Conversation:
         self.awaiting_reply = False
         if self._voicemail_phase is _VoicemailPhase.SENT:
             self._voicemail_phase = _VoicemailPhase.PENDING  # said again on the next connection
-        await self._transcribe("caller", turn.caller_text)
-        await self._transcribe("agent", turn.agent_text)
+        await self._transcribe_turn(turn)
         if turn.utterance_id is not None:
             await link.send(bridge.PlayMark(name=turn.utterance_id))
 
-    async def _transcribe(self, speaker: str, parts: list[str]) -> None:
+    async def _transcribe_turn(self, turn: _Turn) -> None:
+        now = self.stream_ms
+        caller_start = turn.caller_started_ms if turn.caller_started_ms is not None else now
+        await self._transcribe("caller", turn.caller_text, caller_start, turn.caller_ended_ms or now)
+        agent_start = turn.agent_started_ms if turn.agent_started_ms is not None else now
+        # The agent's audio lasts what was generated from its start (played at real time).
+        spoken_ms = turn.generated_bytes // _BYTES_PER_MS_OUT
+        await self._transcribe(
+            "agent", turn.agent_text, agent_start, agent_start + spoken_ms if spoken_ms else now
+        )
+
+    async def _transcribe(self, speaker: str, parts: list[str], start_ms: int, end_ms: int) -> None:
         text = "".join(parts).strip()
         if not text:
             return
@@ -164,8 +182,8 @@ class Conversation:
             speaker=speaker,
             text=text,
             final=True,
-            start_ms=self.stream_ms,
-            end_ms=None,
+            start_ms=start_ms,
+            end_ms=max(start_ms, end_ms),
             segment_index=self.segments,
         )
 
@@ -224,3 +242,8 @@ class _Turn:
     barged_in: bool = False
     caller_text: list[str] = field(default_factory=list)
     agent_text: list[str] = field(default_factory=list)
+    caller_started_ms: int | None = None
+    """Stream ms of the caller's first transcribed words this turn (the last: ``caller_ended_ms``)."""
+    caller_ended_ms: int | None = None
+    agent_started_ms: int | None = None
+    """Stream ms of the agent's first audio (or words) this turn."""
