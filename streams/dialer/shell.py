@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+from infra.kafka import send_until_acknowledged
 from schemas.agents import AgentArchived, AgentVersionPublished
 from schemas.calls import CallEnded, CallFailed, CallReceived, TelephonyStatusChanged, VoicemailRequested
 from schemas.catalog import CALL_INPUTS, DIALER_EVENTS, DIALER_REQUESTS
@@ -37,6 +39,9 @@ from streams.dialer.state import DialerState, evolve, observe_agent
 from streams.telephony.port import DialError, DialRequest, Telephony
 
 log = logging.getLogger(__name__)
+
+SEND_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+"""Between attempts to publish a dialer event while the broker is away (then every 5 s)."""
 
 Send = Callable[[str, bytes, bytes], Awaitable[None]]
 """Publish (topic, key, value); ``send`` keeps order, ``send_and_wait`` also waits for the broker."""
@@ -84,8 +89,10 @@ class DialerShell:
         send: Send,
         send_and_wait: Send,
         max_in_flight: int = 200,
+        send_backoff_s: Sequence[float] = SEND_BACKOFF_S,
     ) -> None:
         self._codec = codec
+        self._send_backoff_s = send_backoff_s
         self._options = options
         self._telephony = telephony
         self._send = send
@@ -107,7 +114,10 @@ class DialerShell:
             if isinstance(record, AgentVersionPublished | AgentArchived):
                 self._observe(record)
             elif isinstance(record, DialerEvent):
-                evolve(self.state(record.tenant_id), record)
+                state = self.state(record.tenant_id)
+                if record.seq <= state.seqs.get(record.agent_id, 0):
+                    continue  # a copy re-sent after a lost ack: each agent's seq only grows
+                evolve(state, record)
 
     def _observe(self, fact: AgentVersionPublished | AgentArchived) -> None:
         state = self.state(fact.tenant_id)
@@ -137,7 +147,14 @@ class DialerShell:
             events = step(state, input_, self._options)
             for event, durable in zip(events, _writes_to_wait_for(events), strict=True):
                 send = self._send_and_wait if durable else self._send
-                await send(DIALER_EVENTS.name, event.agent_id.encode(), self._codec.encode(event))
+                value = self._codec.encode(event)
+                # The state has moved already: through an outage, the events must follow it
+                # (ADR 12), or memory would hold a dial the log never saw, and a slot for good.
+                await send_until_acknowledged(
+                    partial(send, DIALER_EVENTS.name, event.agent_id.encode(), value),
+                    self._send_backoff_s,
+                    f"dialer event {type(event).__name__} for {event.agent_id}",
+                )
             for event in events:
                 self._act(state, event)
         return events

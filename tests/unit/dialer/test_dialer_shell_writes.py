@@ -1,14 +1,16 @@
-"""The dialer's shell records a dial's decision on the broker before it places the call."""
+"""The dialer's shell records a dial's decision on the broker before it places the call, through outages."""
 
 from __future__ import annotations
 
 import asyncio
 
+from aiokafka.errors import KafkaConnectionError
+
 from schemas.catalog import DIALER_EVENTS
 from schemas.codec import Codec
 from streams.dialer.shell import DialerShell
 from streams.telephony.port import DialRequest
-from tests.unit.dialer.dialer_scenario import OPTIONS, place, published
+from tests.unit.dialer.dialer_scenario import OPTIONS, TENANT, place, published
 
 
 class Journal:
@@ -63,3 +65,55 @@ async def test_decisions_that_act_on_nothing_are_not_waited_for() -> None:
     await asyncio.sleep(0.05)
     assert events
     assert all(kind == "send" for kind, _ in journal.entries)
+
+
+class OutageJournal(Journal):
+    """The broker is away for the first ``outage`` awaited sends; what it acknowledged is kept."""
+
+    def __init__(self, outage: int) -> None:
+        super().__init__()
+        self.outage = outage
+        self.log: list[bytes] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        await super().send(topic, key, value)
+        self.log.append(value)
+
+    async def send_and_wait(self, topic: str, key: bytes, value: bytes) -> None:
+        if self.outage:
+            self.outage -= 1
+            raise KafkaConnectionError("broker away")
+        await super().send_and_wait(topic, key, value)
+        self.log.append(value)
+
+
+async def test_a_dial_decided_during_an_outage_waits_for_the_broker_and_dials_once() -> None:
+    journal = OutageJournal(outage=2)
+    shell = DialerShell(
+        Codec.single_object(),
+        OPTIONS,
+        journal,
+        send=journal.send,
+        send_and_wait=journal.send_and_wait,
+        send_backoff_s=(0.01,),
+    )
+    shell.rebuild([published()])
+    events = await shell.apply(place("call-1"))
+    await asyncio.sleep(0.05)
+    assert [entry for entry in journal.entries if entry[0] == "place"] == [("place", "call-1")]
+    # Memory and the log agree: a worker rebuilt from the log holds the same attempt.
+    codec = Codec.single_object()
+    logged = [codec.decode(value) for value in journal.log]
+    assert [type(e).__name__ for e in logged[: len(events)]] == [type(e).__name__ for e in events]
+
+
+def test_a_rebuild_applies_each_event_once_when_the_log_holds_copies() -> None:
+    journal = Journal()
+    once, twice = _shell(journal), _shell(journal)
+    codec = Codec.single_object()
+    events = asyncio.run(once.apply(place("call-1")))
+    once_state = DialerShell(codec, OPTIONS, journal, send=journal.send, send_and_wait=journal.send_and_wait)
+    once_state.rebuild([published(), *events])
+    twice.rebuild([*events, *events])  # every event re-sent after a lost ack
+    assert twice.state(TENANT) == once_state.state(TENANT)
+    assert len(twice.state(TENANT).live) == 1
