@@ -125,7 +125,7 @@ def create_dialer_app(
                 await dead_letters.publish(message, "handler_error", err)
                 continue
             if problem is not None:
-                await dead_letters.publish(message, "undecodable", ValueError(problem))
+                await dead_letters.publish(message, problem.reason, ValueError(problem.detail))
             yield None
 
     @app.task  # type: ignore[untyped-decorator]

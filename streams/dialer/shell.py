@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from infra.kafka import send_until_acknowledged
 from schemas.agents import AgentArchived, AgentVersionPublished
@@ -39,6 +39,17 @@ from streams.dialer.state import DialerState, evolve, observe_agent
 from streams.telephony.port import DialError, DialRequest, Telephony
 
 log = logging.getLogger(__name__)
+
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of the dialer's own clock an input's occurred_at may be."""
+
+
+class Refusal(NamedTuple):
+    """Why the dialer will not apply a record: a dead letter's reason and its detail."""
+
+    reason: str
+    detail: str
+
 
 SEND_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 """Between attempts to publish a dialer event while the broker is away (then every 5 s)."""
@@ -126,17 +137,23 @@ class DialerShell:
             return  # re-delivered older version
         observe_agent(state, fact)
 
-    async def handle(self, value: bytes) -> str | None:
-        """Apply one routed record; the reason when it is not one the dialer can take."""
+    async def handle(self, value: bytes) -> Refusal | None:
+        """Apply one routed record; why not, as a dead letter's reason and detail, when it cannot."""
         try:
             record = self._codec.decode(value)
         except DecodeError as err:
-            return f"undecodable: {err}"
+            return Refusal("undecodable", f"undecodable: {err}")
         if isinstance(record, AgentVersionPublished | AgentArchived):
             self._observe(record)
             return None
         if not isinstance(record, _INPUTS):
-            return f"not a dialer input: {type(record).__name__}"
+            return Refusal("undecodable", f"not a dialer input: {type(record).__name__}")
+        ahead = record.occurred_at - datetime.now(UTC)
+        if ahead > MAX_CLOCK_SKEW:
+            # An input's time is the tenant's clock in the decider (deterministic, replayable):
+            # one stamped days ahead would dial others before their not_before, or expire them.
+            detail = f"occurred_at is {ahead} ahead of this worker's clock (at most {MAX_CLOCK_SKEW})"
+            return Refusal("rejected_by_handler", detail)
         await self.apply(record)
         return None
 
@@ -194,7 +211,9 @@ class DialerShell:
             call_id=started.attempt_call_id,
             seq=0,
             event_id=derive_event_id(started.attempt_call_id, 0, "dialer.call_received"),
-            occurred_at=started.occurred_at,
+            # When the call is placed, not when it was decided: a request read late (after an
+            # outage) must not reach the calls worker already past its setup timeout.
+            occurred_at=datetime.now(UTC),
             correlation_id=CorrelationId(started.call_id),
             direction="outbound",
             from_number=started.from_number,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
 
 from aiokafka.errors import KafkaConnectionError
 
+from schemas.calls import CallReceived
 from schemas.catalog import DIALER_EVENTS
 from schemas.codec import Codec
 from streams.dialer.shell import DialerShell
@@ -117,3 +120,26 @@ def test_a_rebuild_applies_each_event_once_when_the_log_holds_copies() -> None:
     twice.rebuild([*events, *events])  # every event re-sent after a lost ack
     assert twice.state(TENANT) == once_state.state(TENANT)
     assert len(twice.state(TENANT).live) == 1
+
+
+async def test_an_input_stamped_far_ahead_of_the_dialers_clock_is_refused_unapplied() -> None:
+    journal = Journal()
+    shell = _shell(journal)
+    ahead = dataclasses.replace(place("call-1"), occurred_at=datetime.now(UTC) + timedelta(days=2))
+    refusal = await shell.handle(Codec.single_object().encode(ahead))
+    assert refusal is not None
+    assert refusal.reason == "rejected_by_handler"
+    assert "ahead of this worker's clock" in refusal.detail
+    assert journal.entries == []
+    assert shell.state(TENANT).requests == {}
+
+
+async def test_a_call_read_late_is_received_when_it_is_placed_not_when_it_was_asked_for() -> None:
+    journal = OutageJournal(outage=0)
+    shell = _shell(journal)
+    asked = datetime.now(UTC) - timedelta(minutes=10)  # produced during an outage, read now
+    await shell.apply(dataclasses.replace(place("call-1"), occurred_at=asked))
+    await asyncio.sleep(0.05)
+    codec = Codec.single_object()
+    (received,) = [r for r in map(codec.decode, journal.log) if isinstance(r, CallReceived)]
+    assert datetime.now(UTC) - received.occurred_at < timedelta(seconds=5)
