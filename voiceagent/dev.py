@@ -291,7 +291,8 @@ def _start_twilio_standin(running: Running, env: dict[str, str], data_dir: Path)
 def _show(running: Running, addresses: DevAddresses | None, console: Console) -> None:
     table = Table(title="voiceagent dev")
     for column in ("component", "where", "pid"):
-        table.add_column(column)
+        # Folded, never cut with "…": an address is copied from here (a pipe gives 80 columns).
+        table.add_column(column, overflow="fold")
     for service in running.stack.services:
         table.add_row(f"embedded {service.name}", service.address, str(service.pid))
     for name, proc in running.children:
@@ -300,10 +301,16 @@ def _show(running: Running, addresses: DevAddresses | None, console: Console) ->
     for note in running.notes:
         console.print(f"[yellow]• {note}[/]")
     if addresses is not None:
-        console.print(f"API docs:  {addresses.api_url}/docs   (API key: {addresses.api_key})")
-        console.print(f"Edge:      {addresses.edge_url}   (Twilio webhooks: /twilio/voice, /twilio/status)")
+        # soft_wrap: one line each whatever the width, so a key or a command copies whole.
+        console.print(f"API docs:  {addresses.api_url}/docs", soft_wrap=True)
+        console.print(f"API key:   {addresses.api_key}", soft_wrap=True)
         console.print(
-            'Try a call: .venv/bin/voiceagent call simulate --agent demo --say "Hello, are you open today?"'
+            f"Edge:      {addresses.edge_url}   (Twilio webhooks: /twilio/voice, /twilio/status)",
+            soft_wrap=True,
+        )
+        console.print(
+            'Try a call: .venv/bin/voiceagent call simulate --agent demo --say "Hello, are you open today?"',
+            soft_wrap=True,
         )
     console.print("Press Ctrl-C to stop everything.")
 

@@ -42,8 +42,16 @@ def travel(events: list[CallEvent], *, at: datetime | None = None, seq: int | No
 def event_summary(event: CallEvent) -> str:
     """The fields that make an event worth reading, without the envelope."""
     skip = {"tenant_id", "call_id", "seq", "event_id", "occurred_at", "correlation_id"}
-    parts = [f"{f.name}={getattr(event, f.name)!r}" for f in dataclasses.fields(event) if f.name not in skip]
+    fields = [f.name for f in dataclasses.fields(event) if f.name not in skip]
+    parts = [f"{name}={_shown(getattr(event, name))}" for name in fields]
     return ", ".join(parts)
+
+
+def _shown(value: object) -> str:
+    # A time as people read it (not datetime.datetime(2026, ...)); text quoted, so its ends show.
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return repr(value)
 
 
 def to_json(timeline: Timeline) -> str:

@@ -1,10 +1,13 @@
-"""The simulator's output: the saved WAV (what the caller heard, when) and the scripted echo."""
+"""What the CLI shows and saves: the WAV (what the caller heard, when), the echo, the timeline."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
+from schemas.ids import CallId, CorrelationId, EventId, TenantId
 from voiceagent.caller import FRAME_BYTES, SILENCE, Heard, heard_slots
 from voiceagent.simulate import _sentence
 
@@ -50,3 +53,27 @@ def test_heard_audio_after_the_caller_stopped_sending_lengthens_the_file() -> No
 )
 def test_the_stand_ins_echo_ends_the_callers_words_with_one_stop(said: str, sentence: str) -> None:
     assert _sentence(said) == sentence
+
+
+def test_the_timeline_shows_times_as_people_read_them() -> None:
+    from schemas.call_media import MediaStreamStarted
+    from voiceagent.timeline import event_summary
+
+    at = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+    event = MediaStreamStarted(
+        tenant_id=TenantId("t"),
+        call_id=CallId("c"),
+        seq=2,
+        event_id=EventId("e"),
+        occurred_at=at,
+        correlation_id=CorrelationId("c"),
+        stream_sid="MZ1",
+        twilio_call_sid="CA1",
+        edge_id="edge-1",
+        bridge_url="ws://127.0.0.1:1/bridge",
+        bridge_token="tok",
+        token_expires_at=at,
+    )
+    shown = event_summary(event)
+    assert "datetime.datetime" not in shown
+    assert "token_expires_at=2026-11-27T09:30:00+00:00" in shown
