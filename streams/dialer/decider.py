@@ -54,6 +54,7 @@ from streams.dialer.state import Attempt, DialerState, Request, evolve
 
 _PLACE_CALL = "voice.dialer.v1.PlaceCall"
 _MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax")
+_UNKNOWN_AGENT_MAX_DURATION_S = 4 * 60 * 60  # the longest any agent may allow (agent_rules)
 _UNANSWERED_ENDS = {"busy": "busy", "no_answer": "no_answer", "canceled": "canceled", "failed": "failed"}
 
 
@@ -75,6 +76,8 @@ class DialerOptions:
     default_from_number: str = "+15005550006"
     unknown_agent_grace_s: float = 10.0
     """Agent definitions reach the dialer on another topic; a request may overtake its agent."""
+    lost_attempt_slack_s: float = 900.0
+    """An attempt with no outcome this long after its agent's max call duration is lost."""
 
 
 CampaignCommand: TypeAlias = CreateCampaign | PauseCampaign | ResumeCampaign | CancelCampaign
@@ -145,8 +148,10 @@ def decide(state: DialerState, input_: DialerInput, options: DialerOptions) -> l
             _status(state, input_, out)
         case CallEnded() | CallFailed():
             _call_over(state, input_, options, out)
-        case CallDialled() | Tick():
-            pass  # a dial went out (the call log says how it goes), or only time passed
+        case Tick():
+            _reap_lost(state, now, options, out)
+        case CallDialled():
+            pass  # a dial went out: the call log says how it goes
         case _:
             assert_never(input_)
     return out.events
@@ -290,6 +295,23 @@ def _recorded(out: _Emitter, attempt: Attempt, request: Request | None, outcome:
             **extra,
         )
     )
+
+
+def _reap_lost(state: DialerState, now: datetime, options: DialerOptions, out: _Emitter) -> None:
+    # The calls worker ends every call by its max duration, so an attempt still live well after
+    # it will never hear its outcome (a call the calls worker never took, say, because its id
+    # was reused): free its slot rather than hold it until a restart.
+    for attempt in list(state.live.values()):
+        agent = state.agents.get(attempt.agent_id)
+        max_duration_s = agent.config.max_duration_s if agent else _UNKNOWN_AGENT_MAX_DURATION_S
+        lost_at = attempt.started_at + timedelta(seconds=max_duration_s + options.lost_attempt_slack_s)
+        if now < lost_at:
+            continue
+        request = state.requests.get(attempt.call_id)
+        detail = f"no outcome by {lost_at.isoformat()} (max duration plus {options.lost_attempt_slack_s:g} s)"
+        _recorded(out, attempt, request, "lost", detail=detail)
+        if request is not None:
+            _completed(out, request, "completed" if attempt.answered else "failed", attempt.answered)
 
 
 def _status(state: DialerState, fact: TelephonyStatusChanged, out: _Emitter) -> None:

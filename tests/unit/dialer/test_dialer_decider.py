@@ -307,3 +307,32 @@ def test_the_state_is_a_fold_of_its_own_events() -> None:
     assert rebuilt == state
     assert isinstance(rebuilt, DialerState)
     assert [type(e) for e in events][:1] == [CallRequestQueued]
+
+
+def test_an_attempt_that_never_hears_its_outcome_is_lost_and_frees_its_slot() -> None:
+    # max_duration_s 600 plus the default 900 s of slack: lost from 1,500 s after it started.
+    state = given_agents(published(max_concurrent_calls=1))
+    run(state, place("c1"), place("c2"))
+    assert list(state.live) == ["c1"]
+    assert run(state, tick(1_499)) == []
+    events = run(state, tick(1_500))
+    assert kinds(events) == ["CallAttemptRecorded", "CallRequestCompleted", "CallAttemptStarted"]
+    lost, completed, started = events
+    assert isinstance(lost, CallAttemptRecorded)
+    assert (lost.call_id, lost.outcome, lost.retry_at) == ("c1", "lost", None)
+    assert lost.detail is not None
+    assert "no outcome by" in lost.detail
+    assert isinstance(completed, CallRequestCompleted)
+    assert (completed.outcome, completed.answered) == ("failed", False)
+    assert isinstance(started, CallAttemptStarted)
+    assert started.call_id == "c2"
+
+
+def test_an_answered_attempt_that_is_lost_completes_its_request_as_answered() -> None:
+    state = given_agents(published())
+    run(state, place("c1"), status("c1", "in-progress", 5))
+    events = run(state, tick(1_500))
+    completed = events[-1]
+    assert isinstance(completed, CallRequestCompleted)
+    assert (completed.outcome, completed.answered) == ("completed", True)
+    assert state.live == {}
