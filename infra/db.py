@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from infra.settings import DatabaseSettings
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def schema_name_problem(schema: str) -> str | None:
+    """Why ``schema`` cannot name a read-model schema, or None.
+
+    Schema names are written into SQL as identifiers (CREATE SCHEMA, search_path), so only
+    plain lower-case names are taken: nothing to quote, nothing to inject.
+    """
+    if _SCHEMA_NAME.fullmatch(schema):
+        return None
+    rule = "lower-case letters, digits and _, at most 63, not starting with a digit"
+    return f"invalid schema name {schema!r}: {rule}"
 
 
 def database_url(database: DatabaseSettings) -> str:

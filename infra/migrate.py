@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from infra.db import database_url
+from infra.db import database_url, schema_name_problem
 from infra.settings import DatabaseSettings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -27,6 +27,9 @@ def upgrade_database(
     database: DatabaseSettings, *, revision: str = "head", schema: str | None = None
 ) -> None:
     """Bring the database (or one schema of it) up to the given revision."""
+    problem = None if schema is None else schema_name_problem(schema)
+    if problem is not None:  # the migrations write the name into SQL
+        raise ValueError(problem)
     command.upgrade(alembic_config(database, schema=schema), revision)
 
 

@@ -212,8 +212,10 @@ class ApiSettings(BaseModel):
     write_wait_s: float = 3.0
     jwt_secret: SecretStr = SecretStr("")
     jwt_ttl_s: int = 900
-    rate_limit_per_s: float = 50.0
-    rate_limit_burst: int = 100
+    rate_limit_per_s: float = Field(
+        default=50.0, gt=0, description="requests a key may make per second, on average (refill rate)"
+    )
+    rate_limit_burst: int = Field(default=100, ge=1, description="requests a key may make at once")
     max_upload_bytes: int = 10 * 1024 * 1024
     inline_document_max_bytes: int = Field(
         default=64 * 1024, description="larger documents go to blob_dir and travel by reference"

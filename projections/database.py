@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from infra.db import database_url, make_engine
+from infra.db import database_url, make_engine, schema_name_problem
 from infra.settings import DatabaseSettings
-
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def make_schema_engine(database: DatabaseSettings, schema: str | None = None) -> AsyncEngine:
     """An engine whose connections use ``schema`` (the default search path when None)."""
     if schema is None:
         return make_engine(database)
-    if not _SCHEMA_NAME.fullmatch(schema):
-        raise ValueError(f"invalid schema name {schema!r}")
+    problem = schema_name_problem(schema)
+    if problem is not None:
+        raise ValueError(problem)
     return create_async_engine(
         database_url(database),
         pool_size=database.pool_size,

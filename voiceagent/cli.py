@@ -32,19 +32,21 @@ console = Console()
 
 
 @app.callback()
-def _find_the_dev_broker(ctx: typer.Context) -> None:
+def _find_the_dev_stack(ctx: typer.Context) -> None:
     """Run and operate the voice-agent platform."""
-    # `events` and `archive` read the broker VOICE_KAFKA__BOOTSTRAP names. With none set, a
-    # running `voiceagent dev` is what a newcomer means: its broker's port changes on every
-    # start, and dev.json says where it is (as `call simulate` finds it).
-    if ctx.invoked_subcommand not in ("events", "archive") or os.environ.get("VOICE_KAFKA__BOOTSTRAP"):
+    # `events`, `archive` and `replay` work on the broker (and database) the environment names.
+    # With none set, a running `voiceagent dev` is what a newcomer means: its ports change on
+    # every start, and dev.json says where they are (as `call simulate` finds them).
+    if ctx.invoked_subcommand not in ("events", "archive", "replay"):
         return
     settings = Settings()
-    if not settings.uses_embedded_broker:
-        return  # set in .env
     # No dev stack (or a dev.json from another version): the command says what to set.
     with contextlib.suppress(FileNotFoundError, TypeError, ValueError):
-        os.environ["VOICE_KAFKA__BOOTSTRAP"] = DevAddresses.read(settings.data_dir.resolve()).bootstrap
+        dev = DevAddresses.read(settings.data_dir.resolve())
+        if settings.uses_embedded_broker:
+            os.environ["VOICE_KAFKA__BOOTSTRAP"] = dev.bootstrap
+        if settings.uses_embedded_database and dev.database_url:
+            os.environ["VOICE_DATABASE__URL"] = dev.database_url
 
 
 @app.command()

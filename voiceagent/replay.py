@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infra.db import schema_name_problem
 from infra.eventlog.cli import when_option
 from infra.eventlog.restore import RestoreError, restore_archive
 from infra.process import stop_on_signals
@@ -34,6 +35,7 @@ from projections.verification import Verdict, count_log, verify
 
 err = Console(stderr=True)
 _SWAP_ATTEMPTS = 5
+_LOG_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # Kafka timestamps count from here
 # The fold is CPU-bound Python, so a process per core is the ceiling; two leave PostgreSQL and the
 # broker room on a small machine, and more writers mostly queue on the database beyond that.
 DEFAULT_JOBS = min(2, os.cpu_count() or 1)
@@ -66,6 +68,8 @@ async def replay(
     """Replay ``request`` into its schema (resuming it), verify it against the log, then swap if asked."""
     if swap and request.since is not None:
         raise ReplayError("--swap needs a full replay: a --since replay builds partial read models")
+    if request.max_records < 1:  # checked before the schema exists, so nothing is left behind
+        raise ReplayError(f"--batch must be at least 1, not {request.max_records}")
     stop = stop or asyncio.Event()
     engine = make_schema_engine(settings.database, None)
     try:
@@ -88,11 +92,14 @@ async def replay(
             raise ReplayError(_nothing_message(request))
         if check:
             outcome.verdict = await _verify(settings, engine, request, outcome.progress)
+        if stop.is_set():  # Ctrl-C during the check: no swap; the schema can be resumed
+            outcome.interrupted = True
+            return outcome
         if swap:
             if outcome.verdict is not None and outcome.verdict.problems:
                 raise ReplayError("verification failed, not swapping: " + "; ".join(outcome.verdict.problems))
             live = live_schema or await _current_schema(engine)
-            outcome.swap = await _swap(settings, engine, request, live, on_plan, on_advance)
+            outcome.swap = await _swap(settings, engine, request, live, on_plan, on_advance, stop)
         return outcome
     finally:
         await engine.dispose()
@@ -118,10 +125,13 @@ async def _swap(
     live: str,
     on_plan: Callable[[int], None],
     on_advance: Callable[[int], None],
+    stop: asyncio.Event,
 ) -> SwapResult:
     """Swap; when the live models moved ahead meanwhile, replay the rest first, then try again."""
     last: Exception | None = None
     for _ in range(_SWAP_ATTEMPTS):
+        if stop.is_set():
+            raise ReplayError("stopped before the swap; the rebuilt schema is kept and can be resumed")
         try:
             return await swap_into_live(
                 engine,
@@ -134,7 +144,7 @@ async def _swap(
             last = exc
         except DBAPIError as exc:  # lock timeout or a deadlock with a live projection: try again
             last = exc
-        await run_replay(settings, request, on_plan=on_plan, on_advance=on_advance)
+        await run_replay(settings, request, on_plan=on_plan, on_advance=on_advance, stop=stop)
     raise ReplayError(f"could not swap after {_SWAP_ATTEMPTS} attempts: {last}")
 
 
@@ -176,7 +186,7 @@ def replay_command(
     force: bool = typer.Option(False, "--force", help="restore into topics that already hold records"),
     live_schema: str | None = typer.Option(None, "--live-schema", help="default: the search path's"),
     check: bool = typer.Option(True, "--verify/--no-verify", help="check the tables against the log"),
-    batch: int = typer.Option(2000, "--batch", help="records per transaction at most"),
+    batch: int = typer.Option(2000, "--batch", min=1, help="records per transaction at most"),
     jobs: int = typer.Option(
         DEFAULT_JOBS, "--jobs", min=1, help="processes folding partitions side by side; 1 folds in this one"
     ),
@@ -188,11 +198,17 @@ def replay_command(
         names = resolve_names(projections)
     except ReplayError as exc:
         raise typer.BadParameter(str(exc), param_hint="PROJECTION") from None
+    # Everything a user can get wrong is refused here, before a schema is created or migrated.
+    for name, option in ((into_schema, "--into-schema"), (live_schema, "--live-schema")):
+        problem = None if name is None else schema_name_problem(name)
+        if problem is not None:
+            raise typer.BadParameter(problem, param_hint=option)
+    start = when_option(since, "--since")
+    if start is not None and start < _LOG_EPOCH:
+        raise typer.BadParameter("the log holds nothing before 1970-01-01", param_hint="--since")
     settings = _settings()
     schema = into_schema or f"rebuild_{datetime.now(UTC):%Y%m%d%H%M%S}"
-    request = ReplayRequest(
-        schema=schema, projections=names, since=when_option(since, "--since"), max_records=batch, jobs=jobs
-    )
+    request = ReplayRequest(schema=schema, projections=names, since=start, max_records=batch, jobs=jobs)
     try:
         if from_archive is not None:
             _restore(settings, from_archive, force)
@@ -211,7 +227,10 @@ def _progress() -> Progress:
 def _settings() -> Settings:
     settings = Settings()
     if settings.uses_embedded_broker or settings.uses_embedded_database:
-        err.print("[red]set VOICE_KAFKA__BOOTSTRAP and VOICE_DATABASE__URL (voiceagent dev prints both)[/]")
+        err.print(
+            "[red]no broker or database: start `voiceagent dev` (found by itself), or set "
+            "VOICE_KAFKA__BOOTSTRAP and VOICE_DATABASE__URL[/]"
+        )
         raise typer.Exit(2)
     return settings
 

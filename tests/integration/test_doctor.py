@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from infra.settings import Settings
-from voiceagent.devfile import DevAddresses
+from tests.support.dev_addresses import dev_addresses
 from voiceagent.doctor import run_doctor
 
 pytestmark = pytest.mark.integration
@@ -25,17 +25,7 @@ def _embedded(tmp_path: Path) -> Settings:
 
 
 def _dev_json(tmp_path: Path, bootstrap: str, database_url: str) -> None:
-    DevAddresses(
-        bootstrap=bootstrap,
-        database_url=database_url,
-        api_url="http://unused",
-        api_key="k",
-        edge_url="http://unused",
-        twilio_auth_token="t",
-        standin_control_url=None,
-        demo_agent_id=None,
-        demo_number="+15550000000",
-    ).write(tmp_path)
+    dev_addresses(bootstrap=bootstrap, database_url=database_url).write(tmp_path)
 
 
 def _doctor(settings: Settings) -> tuple[int, str]:

@@ -21,8 +21,8 @@ from schemas.avro_schema import full_name
 from schemas.calls import CallEnded, CallReceived, TranscriptSegment
 from tests.integration.eventlog.eventlog_support import call_events, produce
 from tests.integration.helpers import fresh_topic
+from tests.support.dev_addresses import dev_addresses
 from voiceagent.cli import app
-from voiceagent.devfile import DevAddresses
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +129,11 @@ def test_events_find_a_running_dev_stacks_broker_through_dev_json(
 ) -> None:
     # A newcomer runs `voiceagent events ...` beside `voiceagent dev` with nothing set.
     topic, calls = exported_topic
-    monkeypatch.delenv("VOICE_KAFKA__BOOTSTRAP", raising=False)
+    # The CLI sets the variable for its own process; setenv first, so monkeypatch's undo removes
+    # it again and later tests (which start their own embedded broker) do not inherit it.
+    for name in ("VOICE_KAFKA__BOOTSTRAP", "VOICE_DATABASE__URL"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     env = {"VOICE_DATA_DIR": str(tmp_path)}
     args = ["events", "export", "--topic", topic, "--call", calls[0], "--format", "jsonl"]
     unset = CliRunner().invoke(app, args, env=env)
@@ -137,17 +141,7 @@ def test_events_find_a_running_dev_stacks_broker_through_dev_json(
     assert "start `voiceagent dev`" in unset.output
     (tmp_path / "dev.json").write_text("{not json")  # a damaged file is no traceback
     assert CliRunner().invoke(app, args, env=env).exit_code == 2
-    DevAddresses(
-        bootstrap=settings.kafka.bootstrap or "",
-        database_url="postgresql://unused",
-        api_url="http://unused",
-        api_key="k",
-        edge_url="http://unused",
-        twilio_auth_token="t",
-        standin_control_url=None,
-        demo_agent_id=None,
-        demo_number="+15550000000",
-    ).write(tmp_path)
+    dev_addresses(bootstrap=settings.kafka.bootstrap or "").write(tmp_path)
     found = CliRunner().invoke(app, args, env=env)
     assert found.exit_code == 0, found.output
     assert len([line for line in found.output.splitlines() if line.startswith("{")]) == 4

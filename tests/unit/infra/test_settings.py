@@ -44,3 +44,14 @@ def test_prod_accepts_real_secrets() -> None:
         }
     )
     assert settings.env == "prod"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("rate_limit_per_s", 0), ("rate_limit_per_s", -1), ("rate_limit_burst", 0)]
+)
+def test_a_rate_limit_that_would_refuse_everything_or_divide_by_zero_is_refused_at_start(
+    name: str, value: float
+) -> None:
+    # 0 read as "no limit" by an operator made every request after the burst a 500.
+    with pytest.raises(ValidationError, match=name):
+        Settings.model_validate({"api": {name: value}})

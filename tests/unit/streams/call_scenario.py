@@ -41,8 +41,10 @@ from schemas.calls import (
     UsageReported,
     VoicemailRequested,
 )
+from schemas.codec import Codec
 from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CallId, CorrelationId, EventId, TenantId
+from streams.calls import shell
 from streams.calls.machine import decide, fold
 from streams.calls.state import CallLimits, CallState
 from streams.calls.timers import SILENCE_CHECK_IN_TOOL
@@ -54,6 +56,7 @@ CALL = CallId("call-1")
 TENANT = TenantId("tenant-1")
 OTHER_TENANT = TenantId("tenant-2")
 SID = "MZ-1"
+SHELL_CODEC = Codec.single_object()
 LIMITS = CallLimits(max_duration_s=600, silence_timeout_s=20, setup_timeout_s=90, settle_timeout_s=30)
 
 
@@ -320,3 +323,23 @@ def history_from(log: list[CallEvent], inputs: tuple[CallInput, ...], limits: Ca
     for input_ in inputs:
         log += decide(fold(log), input_, limits)
     return log
+
+
+class ShellPartition:
+    """The calls shell fed one partition's records in order, with the table it keeps."""
+
+    def __init__(self) -> None:
+        self.handler = shell.CallInputHandler(SHELL_CODEC, LIMITS)
+        self.stored: bytes | None = None
+        self.offset = 0
+        self.emitted: list[bytes] = []
+
+    async def _emit(self, _key: bytes, value: bytes) -> None:
+        self.emitted.append(value)
+
+    async def feed(self, input_: CallInput) -> shell.Outcome:
+        self.offset += 1
+        outcome = await self.handler.handle(self.stored, SHELL_CODEC.encode(input_), self.offset, self._emit)
+        if outcome.snapshot is not None:
+            self.stored = outcome.snapshot
+        return outcome

@@ -4,36 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from call_scenario import LIMITS, OTHER_TENANT, received, telephony
+from call_scenario import OTHER_TENANT, ShellPartition, received, telephony
 
-from schemas.calls import CallInput, EndCall
+from schemas.calls import EndCall
 from schemas.codec import Codec
 from schemas.ids import AgentId, EventId
-from streams.calls.shell import CallInputHandler, Outcome
 
 CODEC = Codec.single_object()
 
 
-class _Partition:
-    def __init__(self) -> None:
-        self.handler = CallInputHandler(CODEC, LIMITS)
-        self.stored: bytes | None = None
-        self.offset = 0
-        self.emitted: list[bytes] = []
-
-    async def _emit(self, _key: bytes, value: bytes) -> None:
-        self.emitted.append(value)
-
-    async def feed(self, input_: CallInput) -> Outcome:
-        self.offset += 1
-        outcome = await self.handler.handle(self.stored, CODEC.encode(input_), self.offset, self._emit)
-        if outcome.snapshot is not None:
-            self.stored = outcome.snapshot
-        return outcome
-
-
-async def _known_call() -> _Partition:
-    partition = _Partition()
+async def _known_call() -> ShellPartition:
+    partition = ShellPartition()
     await partition.feed(received(0, direction="outbound"))
     return partition
 

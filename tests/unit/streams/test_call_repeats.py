@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import json
 
-from call_scenario import LIMITS, caller_started, caller_stopped, received, stream_started, tick
+from call_scenario import ShellPartition, caller_started, caller_stopped, received, stream_started, tick
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_call_properties import input_sequences
@@ -15,34 +15,14 @@ from schemas.calls import CallInput, CallReceived, ClockTicked
 from schemas.codec import Codec
 from schemas.ids import EventId
 from streams.calls.repeats import RECENT_INPUTS, is_repeat, remember
-from streams.calls.shell import CallInputHandler, Outcome
+from streams.calls.shell import Outcome
 from streams.calls.snapshot import dump, load
 
 CODEC = Codec.single_object()
 
 
-class _Partition:
-    """The calls shell fed one partition's records in order, with the table it keeps."""
-
-    def __init__(self) -> None:
-        self.handler = CallInputHandler(CODEC, LIMITS)
-        self.stored: bytes | None = None
-        self.offset = 0
-        self.emitted: list[bytes] = []
-
-    async def _emit(self, _key: bytes, value: bytes) -> None:
-        self.emitted.append(value)
-
-    async def feed(self, input_: CallInput) -> Outcome:
-        self.offset += 1
-        outcome = await self.handler.handle(self.stored, CODEC.encode(input_), self.offset, self._emit)
-        if outcome.snapshot is not None:
-            self.stored = outcome.snapshot
-        return outcome
-
-
-def _fed(inputs: list[CallInput]) -> _Partition:
-    partition = _Partition()
+def _fed(inputs: list[CallInput]) -> ShellPartition:
+    partition = ShellPartition()
 
     async def run() -> None:
         for input_ in inputs:
@@ -53,7 +33,7 @@ def _fed(inputs: list[CallInput]) -> _Partition:
 
 
 async def test_a_fact_re_sent_after_a_lost_ack_is_applied_once() -> None:
-    partition = _Partition()
+    partition = ShellPartition()
     speech = caller_started(5)
     for input_ in (received(0), stream_started(1), speech):
         await partition.feed(input_)
@@ -69,7 +49,7 @@ async def test_a_fact_re_sent_after_a_lost_ack_is_applied_once() -> None:
 
 
 async def test_a_re_sent_fact_is_recognised_after_other_facts_and_ticks_in_between() -> None:
-    partition = _Partition()
+    partition = ShellPartition()
     speech = caller_started(5)
     for input_ in (received(0), stream_started(1), speech, caller_stopped(6)):
         await partition.feed(input_)
@@ -82,7 +62,7 @@ async def test_a_re_sent_fact_is_recognised_after_other_facts_and_ticks_in_betwe
 
 
 async def test_the_window_is_bounded_and_forgets_the_oldest_id() -> None:
-    partition = _Partition()
+    partition = ShellPartition()
     first = caller_started(2)
     await partition.feed(received(0))
     await partition.feed(first)

@@ -6,8 +6,8 @@ from rich.console import Console
 
 from infra.settings import Settings
 from infra.stack import Stack
+from tests.support.dev_addresses import dev_addresses
 from voiceagent.dev import BACKGROUND_SERVICES, SERVICES, STREAMS_WORKER, Running, _show, planned_children
-from voiceagent.devfile import DevAddresses
 
 
 def test_one_of_each_service_by_default() -> None:
@@ -39,17 +39,7 @@ def test_services_off_the_call_path_run_at_a_lower_priority() -> None:
 def test_the_status_screen_keeps_keys_and_addresses_whole_in_a_narrow_pipe() -> None:
     key = "vk_dev_" + "k" * 60  # longer than a line of a piped 80-column console
     database = "postgresql+psycopg://voice:secret@127.0.0.1:54321/voiceagent_with_a_long_name"
-    addresses = DevAddresses(
-        bootstrap="127.0.0.1:9092",
-        database_url=database,
-        api_url="http://127.0.0.1:8000",
-        api_key=key,
-        edge_url="http://127.0.0.1:8080",
-        twilio_auth_token="t",
-        standin_control_url=None,
-        demo_agent_id=None,
-        demo_number="+15550000000",
-    )
+    addresses = dev_addresses(bootstrap="127.0.0.1:9092", database_url=database, api_key=key)
     running = Running(Stack(settings=Settings()))
     console = Console(record=True, width=80, force_terminal=False)
     _show(running, addresses, console)
