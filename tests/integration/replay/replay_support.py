@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from infra.settings import KafkaSettings, Settings
 from projections.agent_projection import AgentProjection
 from projections.call_projection import CallProjection
+from projections.database import make_schema_engine
 from projections.knowledge_projection import KnowledgeProjection
 from projections.replay_fold import ReplayRequest
 from schemas import agents, knowledge
@@ -181,3 +182,20 @@ async def dump(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
 def checkpointed(dumped: dict[str, Any]) -> int:
     """How many records the checkpoints of a dump say were applied (the topics start at offset 0)."""
     return sum(row["next_offset"] for row in dumped[CHECKPOINTS_QUERY])
+
+
+def schema_exists(settings: Settings, schema: str) -> bool:
+    """Whether PostgreSQL has a schema of that name (a refused replay must leave none)."""
+
+    async def check() -> bool:
+        engine = make_schema_engine(settings.database)
+        try:
+            async with engine.connect() as connection:
+                found = await connection.execute(
+                    text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"), {"s": schema}
+                )
+                return bool(found.scalar_one())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(check())

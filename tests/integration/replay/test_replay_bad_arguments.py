@@ -6,14 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner, Result
 
 from infra.settings import Settings
-from projections.database import make_schema_engine
 from tests.integration.readside.call_stream import unique
-from tests.integration.replay.replay_support import Log
+from tests.integration.replay.replay_support import Log, schema_exists
 from voiceagent import replay as replay_module
 from voiceagent.cli import app
 from voiceagent.replay import ReplayError, replay
@@ -29,28 +27,13 @@ def _invoke(settings: Settings, *args: str) -> Result:
     return CliRunner().invoke(app, ["replay", *args], env=env)
 
 
-def _schema_exists(settings: Settings, schema: str) -> bool:
-    async def check() -> bool:
-        engine = make_schema_engine(settings.database)
-        try:
-            async with engine.connect() as connection:
-                found = await connection.execute(
-                    text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"), {"s": schema}
-                )
-                return bool(found.scalar_one())
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(check())
-
-
 def test_an_invalid_into_schema_name_is_refused_before_any_schema_is_created(settings: Settings) -> None:
     schema = "Rebuild_" + unique("rp").replace("-", "_")  # upper case: make_schema_engine refuses it
     result = _invoke(settings, "calls", "--into-schema", schema, "--jobs", "1")
     assert result.exit_code in (1, 2)
     assert "invalid schema name" in result.output
     # The refusal used to come after Alembic had created and migrated the schema (and marked it).
-    assert not _schema_exists(settings, schema), f"a bad --into-schema left schema {schema} behind"
+    assert not schema_exists(settings, schema), f"a bad --into-schema left schema {schema} behind"
 
 
 def test_an_into_schema_with_a_double_quote_is_a_clear_error_not_a_traceback(settings: Settings) -> None:
@@ -78,7 +61,7 @@ async def test_a_batch_of_zero_over_a_real_log_fails_before_creating_the_schema(
     rebuild = unique("rebuild").replace("-", "_")
     with pytest.raises(ReplayError, match="--batch"):
         await asyncio.wait_for(replay(settings, log.request(rebuild, max_records=0, jobs=jobs)), 120)
-    assert not await asyncio.to_thread(_schema_exists, settings, rebuild), f"schema {rebuild} left behind"
+    assert not await asyncio.to_thread(schema_exists, settings, rebuild), f"schema {rebuild} left behind"
 
 
 async def test_a_stop_during_verification_is_honoured_and_nothing_is_swapped(
@@ -111,4 +94,4 @@ def test_a_since_before_1970_is_refused_up_front(settings: Settings) -> None:
         settings, "calls", "--since", "1960-01-01T00:00:00", "--into-schema", schema, "--jobs", "1"
     )
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert not _schema_exists(settings, schema), f"{result.output!r}; schema {schema} left behind"
+    assert not schema_exists(settings, schema), f"{result.output!r}; schema {schema} left behind"

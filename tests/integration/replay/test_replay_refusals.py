@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import text
 from typer.testing import CliRunner
 
 from infra.settings import Settings
@@ -13,6 +12,7 @@ from projections.database import make_schema_engine
 from projections.rebuild import prepare_schema
 from tests.integration.readside.call_stream import unique
 from tests.integration.readside.conftest import migrated_schema
+from tests.integration.replay.replay_support import schema_exists
 from voiceagent.cli import app
 
 pytestmark = pytest.mark.integration
@@ -25,21 +25,6 @@ def _cli(settings: Settings, *args: str) -> tuple[int, str]:
     }
     result = CliRunner().invoke(app, ["replay", *args], env=env)
     return result.exit_code, " ".join(result.output.replace("│", " ").split())  # rich boxes wrap
-
-
-def _schema_exists(settings: Settings, schema: str) -> bool:
-    async def check() -> bool:
-        engine = make_schema_engine(settings.database)
-        try:
-            async with engine.connect() as connection:
-                found = await connection.execute(
-                    text("SELECT count(*) FROM pg_namespace WHERE nspname = :s"), {"s": schema}
-                )
-                return bool(found.scalar_one())
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(check())
 
 
 async def _started_rebuild(settings: Settings, schema: str, projections: tuple[str, ...]) -> None:
@@ -79,7 +64,7 @@ def test_replay_of_a_time_range_with_no_events_says_so_and_leaves_no_schema(sett
     code, output = _cli(settings, "calls", "--since", "2100-01-01T00:00:00", "--into-schema", schema)
     assert code == 1
     assert "no events at or after 2100-01-01T00:00:00+00:00 for calls; nothing replayed" in output
-    assert not _schema_exists(settings, schema)
+    assert not schema_exists(settings, schema)
 
 
 def test_replay_refuses_to_swap_a_partial_replay(settings: Settings) -> None:
