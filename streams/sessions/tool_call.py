@@ -50,6 +50,7 @@ class ToolCalls:
 
     @property
     def running(self) -> frozenset[str]:
+        """The model's ids of the tools still running (for tests and logs)."""
         return frozenset(entry.call_id for entry in self._running.values())
 
     async def start(

@@ -17,7 +17,7 @@ import httpx
 
 from schemas.agents import ToolSpec
 from streams.webhooks.destination import private_address
-from streams.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from streams.webhooks.signing import signed_json_headers
 
 MAX_RESPONSE_BYTES = 64 * 1024
 TOOL_CALL_HEADER = "X-Voice-Tool-Call"
@@ -99,13 +99,8 @@ async def _post(
     client: httpx.AsyncClient, url: str, invocation: ToolInvocation, secret: str
 ) -> tuple[int, bytes]:
     body = invocation.body()
-    timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(secret, timestamp, body),
-        TOOL_CALL_HEADER: invocation.tool_call_id,
-    }
+    headers = signed_json_headers(secret, body, int(time.time()))
+    headers[TOOL_CALL_HEADER] = invocation.tool_call_id
     # Never follow a redirect: it could bounce the signed request to a private address.
     async with client.stream("POST", url, content=body, headers=headers, follow_redirects=False) as response:
         chunks: list[bytes] = []

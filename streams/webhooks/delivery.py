@@ -23,7 +23,7 @@ from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CallId, CorrelationId, TenantId
 from streams.dialer.policy import RetryPolicy
 from streams.webhooks.destination import private_address
-from streams.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from streams.webhooks.signing import signed_json_headers
 
 Record = Callable[[WebhookDeliveryAttempted], Awaitable[None]]
 
@@ -59,13 +59,8 @@ async def deliver(
         {"id": hook.delivery_id, "type": hook.event_type, "data": hook.payload}, sort_keys=True
     ).encode()
     for attempt in range(1, policy.max_attempts + 1):
-        timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(secret, timestamp, body),
-            "X-Voice-Delivery": hook.delivery_id,
-        }
+        headers = signed_json_headers(secret, body, int(time.time()))
+        headers["X-Voice-Delivery"] = hook.delivery_id
         status, error, final = await _post(client, hook.url, body, headers, timeout_s, allow_private)
         ok = error is None
         now = datetime.now(UTC)

@@ -15,6 +15,15 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"v1={mac.hexdigest()}"
 
 
+def signed_json_headers(secret: str, body: bytes, now: int) -> dict[str, str]:
+    """The headers of a signed JSON POST: content type, timestamp and signature."""
+    return {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: str(now),
+        SIGNATURE_HEADER: sign(secret, now, body),
+    }
+
+
 def verify(
     secret: str, timestamp: int, body: bytes, signature: str, now: int, tolerance_s: int = 300
 ) -> bool:
