@@ -253,9 +253,11 @@ _CONCURRENCY_SQL = text(
            (SELECT count(*) FROM call
             WHERE tenant_id = :tenant_id
               AND (CAST(:agent_id AS text) IS NULL OR agent_id = CAST(:agent_id AS text))
-              AND coalesce(answered_at, started_at) < b + CAST(:step AS interval)
+              AND coalesce(answered_at, started_at)
+                  < least(b + CAST(:step AS interval), CAST(:end AS timestamptz))
               AND coalesce(ended_at, 'infinity'::timestamptz) > b) AS concurrent_calls
-    FROM generate_series(CAST(:start AS timestamptz), CAST(:end AS timestamptz) - CAST(:step AS interval),
+    -- The last bucket may be shorter than a step: it ends at :end, and is still shown.
+    FROM generate_series(CAST(:start AS timestamptz), CAST(:end AS timestamptz) - interval '1 microsecond',
                          CAST(:step AS interval)) AS b
     ORDER BY b
     """

@@ -35,8 +35,8 @@ class Projection(Protocol):
     name: str
     topics: tuple[str, ...]
 
-    def aggregate_of(self, record: Record) -> tuple[str, int]:
-        """(aggregate id, seq) of a record; raises UnappliableError for records it does not take."""
+    def aggregate_of(self, record: Record) -> tuple[str, int] | None:
+        """(aggregate id, seq) of a record; None to read past it; UnappliableError if it cannot take it."""
         ...
 
     async def apply(self, session: AsyncSession, record: Record) -> None: ...
@@ -51,8 +51,8 @@ class BatchProjection(Projection, Protocol):
     """A projection that can also apply a whole batch in a few statements (the runner prefers it).
 
     It must leave exactly the rows that applying the records one by one would, and return the
-    records it refuses (by index) instead of raising for them; raising sends the batch down the
-    one-by-one path.
+    records it refuses (by index) instead of raising for them. Refusing or raising sends the
+    batch down the one-by-one path, which finds and dead-letters the culprits.
     """
 
     async def apply_batch(
@@ -89,6 +89,46 @@ def _is_outage(err: BaseException) -> bool:
 
 OUTAGE_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
+# Longest aggregate, tenant or agent id a projection stores. PostgreSQL refuses a B-tree index
+# row over ~2.7 KB, and these ids are keys; 512 characters stay under it in any UTF-8.
+MAX_ID_CHARS = 512
+
+_Decoded = tuple[Record, str, int]  # the record, its aggregate id, its seq
+
+
+class _BatchRefusedError(Exception):
+    """The batch path refused some records: redo the batch one by one so positions stay exact."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} record(s) refused")
+
+
+def unstorable(record: Record) -> str | None:
+    """Why PostgreSQL could not store this record's keys, or None."""
+    where = nul_field(record)
+    if where is not None:
+        return f"{where} holds a NUL character, which PostgreSQL text cannot store"
+    for field in ("tenant_id", "agent_id"):
+        value = getattr(record, field, None)
+        if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+            return f"record.{field} is longer than {MAX_ID_CHARS} characters"
+    return None
+
+
+def _new_records(
+    items: list[tuple[ConsumedRecord, _Decoded]], positions: dict[str, int]
+) -> tuple[list[tuple[ConsumedRecord, Record]], dict[str, int]]:
+    """The records past their aggregate's position (repeats in the batch once), and the new positions."""
+    seen = dict(positions)
+    pending: list[tuple[ConsumedRecord, Record]] = []
+    moved: dict[str, int] = {}
+    for message, (record, aggregate, seq) in items:
+        if seq <= seen.get(aggregate, 0):
+            continue
+        pending.append((message, record))
+        seen[aggregate] = moved[aggregate] = seq
+    return pending, moved
+
 
 class ProjectionRunner:
     """One projection's consumer loop; offsets live in `projection_checkpoint`, never in Kafka."""
@@ -117,80 +157,101 @@ class ProjectionRunner:
         name = self.projection.name
         async with self._sessions() as session, session.begin():
             decoded = [(m, await self._decode(m)) for m in messages]
-            aggregates = {agg for _, item in decoded if item is not None for agg in [item[1]]}
-            positions = await load_positions(session, name, aggregates)
-            moved: dict[str, int] = {}
-            next_offsets: dict[tuple[str, int], int] = {}
-            pending: list[tuple[ConsumedRecord, Record]] = []
-            for message, item in decoded:
-                next_offsets[(message.topic, message.partition)] = message.offset + 1
-                if item is None:
-                    continue
-                record, aggregate, seq = item
-                if seq <= positions.get(aggregate, 0):
-                    self.skipped += 1
-                    continue
-                pending.append((message, record))
-                positions[aggregate] = moved[aggregate] = seq
-            await self._apply_all(session, pending)
+            items = [(m, item) for m, item in decoded if item is not None]
+            positions = await load_positions(session, name, {aggregate for _, (_, aggregate, _) in items})
+            moved = await self._apply_all(session, items, positions)
             await self.projection.flush(session)
             await save_positions(session, name, moved)
-            await save_checkpoints(session, name, next_offsets)
+            # Messages come in offset order per partition: the last one names the next offset.
+            await save_checkpoints(session, name, {(m.topic, m.partition): m.offset + 1 for m in messages})
             if self._before_commit is not None:
                 await self._before_commit()
 
-    async def _decode(self, message: ConsumedRecord) -> tuple[Record, str, int] | None:
+    async def _decode(self, message: ConsumedRecord) -> _Decoded | None:
         try:
             record = decode_record(self._codec, message)
         except RecordDecodeError as err:
             await self._dead_letter(message, "undecodable", err)
             return None
-        where = nul_field(record)
-        if where is not None:
+        problem = unstorable(record)
+        if problem is not None:
             # Refused before anything reads it: as an aggregate id it would fail the batch's
             # position lookup, as a tenant or agent the batch's analytics, not just this record.
-            error = UnappliableError(f"{where} holds a NUL character, which PostgreSQL text cannot store")
-            await self._dead_letter(message, "rejected_by_handler", error)
+            await self._dead_letter(message, "rejected_by_handler", UnappliableError(problem))
             return None
         try:
-            aggregate, seq = self.projection.aggregate_of(record)
+            taken = self.projection.aggregate_of(record)
         except UnappliableError as err:
             await self._dead_letter(message, "unknown_type", err)
             return None
+        if taken is None:
+            return None  # a record this projection reads past, with no position to keep
+        aggregate, seq = taken
+        if seq < 1 or len(aggregate) > MAX_ID_CHARS:
+            reason = (
+                f"seq {seq} is not a position (seqs start at 1)"
+                if seq < 1
+                else "its aggregate id is too long"
+            )
+            await self._dead_letter(message, "rejected_by_handler", UnappliableError(reason))
+            return None
         return record, aggregate, seq
 
-    async def _apply_all(self, session: AsyncSession, pending: list[tuple[ConsumedRecord, Record]]) -> None:
-        """The batch path when the projection has one; record by record if it has not or if it fails."""
+    async def _apply_all(
+        self, session: AsyncSession, items: list[tuple[ConsumedRecord, _Decoded]], positions: dict[str, int]
+    ) -> dict[str, int]:
+        """Apply what is new, by the batch path when the projection has one; the positions applied.
+
+        A position moves only for a record that was applied: a refused record (another tenant's
+        copy of a call's seq, a seq out of range) must not make the aggregate's real events
+        look applied. A batch with any refusal is redone record by record for that reason.
+        """
         projection = self.projection
-        if isinstance(projection, BatchProjection) and pending:
+        if isinstance(projection, BatchProjection) and items:
+            pending, moved = _new_records(items, positions)
+            if not pending:
+                self.skipped += len(items)
+                return {}
             try:
                 async with session.begin_nested():
-                    refused = await projection.apply_batch(session, [r for _, r in pending])
+                    refused = await projection.apply_batch(session, [record for _, record in pending])
+                    if refused:
+                        raise _BatchRefusedError(len(refused))  # rolls the savepoint back
             except Exception as err:  # some record the batch cannot take: find it one by one
                 if is_database_outage(err):
                     raise  # the database is away: no record is to blame
+                self.fallbacks += 1
                 log.info(
-                    "%s: batch of %d fell back to single records: %s", self.projection.name, len(pending), err
+                    "%s: batch of %d fell back to single records: %s", projection.name, len(pending), err
                 )
             else:
-                self.applied += len(pending) - len(refused)
-                for index, error in refused:
-                    await self._dead_letter(pending[index][0], "rejected_by_handler", error)
-                return
-        for message, record in pending:
-            await self._apply_one(session, message, record)
+                self.applied += len(pending)
+                self.skipped += len(items) - len(pending)
+                return moved
+        moved = {}
+        for message, (record, aggregate, seq) in items:
+            if seq <= positions.get(aggregate, 0):
+                self.skipped += 1
+                continue
+            if await self._apply_one(session, message, record):
+                positions[aggregate] = moved[aggregate] = seq
+        return moved
 
-    async def _apply_one(self, session: AsyncSession, message: ConsumedRecord, record: Record) -> None:
+    async def _apply_one(self, session: AsyncSession, message: ConsumedRecord, record: Record) -> bool:
+        """Apply one record in its own savepoint; False (and dead-lettered) if it was refused."""
         try:
             async with session.begin_nested():
                 await self.projection.apply(session, record)
-            self.applied += 1
         except UnappliableError as err:
             await self._dead_letter(message, "rejected_by_handler", err)
+            return False
         except Exception as err:  # a bad record must not stop the projection; it is kept, with why
             if is_database_outage(err):
                 raise  # the database is away: no record is to blame
             await self._dead_letter(message, "handler_error", err)
+            return False
+        self.applied += 1
+        return True
 
     async def _dead_letter(self, message: ConsumedRecord, reason: str, error: BaseException) -> None:
         # Sent before the batch commits: a crash in between dead-letters the record again (at least once).

@@ -23,7 +23,7 @@ class SummaryProjection:
         self.name = name
         self.topics: tuple[str, ...] = (topic,)
 
-    def aggregate_of(self, record: Record) -> tuple[str, int]:
+    def aggregate_of(self, record: Record) -> tuple[str, int] | None:
         if isinstance(record, CallSummarized):
             return f"summary:{record.call_id}", record.seq
         if isinstance(record, CallSummaryFailed):
@@ -31,8 +31,7 @@ class SummaryProjection:
             # same seq, still applies.
             return f"summary-failed:{record.call_id}", record.seq
         if isinstance(record, _EVENT_TYPES):
-            # Webhook attempts number their own seq per delivery; they never move the summary's.
-            return f"webhook:{record.event_id}", 1
+            return None  # webhook attempts: read past, with no position row per attempt
         raise UnappliableError(f"{type(record).__name__} is not a post-call event")
 
     async def apply(self, session: AsyncSession, record: Record) -> None:

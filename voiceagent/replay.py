@@ -290,6 +290,8 @@ def _report(outcome: ReplayOutcome) -> None:
             implied = outcome.verdict.expected.get(table)
             check = "" if implied is None else f"  (log: {implied})"
             err.print(f"{table:>20} {found.rows:>10} rows  checksum {found.checksum:x}{check}")
+        for note in outcome.verdict.notes:
+            err.print(f"[yellow]{note}[/]")
         if outcome.verdict.problems:
             err.print("[red]verification failed:[/]\n  " + "\n  ".join(outcome.verdict.problems))
             raise typer.Exit(1)

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from projections.summary_projection import SummaryProjection
-from schemas.dialer import CallSummarized, CallSummaryFailed
+from schemas.dialer import CallSummarized, CallSummaryFailed, WebhookDeliveryAttempted
 from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CallId, CorrelationId, TenantId
+from tests.support.examples import example_record
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 CALL = CallId("call_1")
@@ -33,3 +34,8 @@ def test_a_failed_summary_does_not_hold_back_a_summary_with_the_same_seq() -> No
     summary_key, seq = projection.aggregate_of(SUMMARIZED)
     assert failed_key != summary_key
     assert (summary_key, seq) == ("summary:call_1", 1)
+
+
+def test_webhook_attempts_are_read_past_without_a_position() -> None:
+    # Each attempt used to keep a position row of its own, never read again.
+    assert SummaryProjection().aggregate_of(example_record(WebhookDeliveryAttempted)) is None

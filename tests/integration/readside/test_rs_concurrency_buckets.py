@@ -1,0 +1,34 @@
+"""Concurrency buckets cover the whole range: a range that is not a whole number of buckets keeps
+its shorter last bucket (it was dropped, and calls in it were never shown)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from projections import queries
+from projections.call_projection import CallProjection
+from schemas.codec import Codec
+from tests.integration.readside.call_stream import T0, call_events, unique
+from tests.integration.readside.test_rs_projection_unstorable import _messages, _runner, rs_sessions
+
+pytestmark = pytest.mark.integration
+__all__ = ["rs_sessions"]  # the fixture
+
+
+async def test_the_last_shorter_bucket_is_shown_and_ends_at_the_range(
+    rs_sessions: async_sessionmaker[AsyncSession], codec: Codec
+) -> None:
+    tenant, agent = unique("tenant"), unique("agent")
+    day = T0.replace(hour=0)
+    late = call_events(tenant, unique("call"), agent, start=day + timedelta(hours=22), talk_s=60)
+    after = call_events(tenant, unique("call"), agent, start=day + timedelta(days=1, hours=1), talk_s=60)
+    runner, _ = _runner(CallProjection(topic="t"), rs_sessions, codec)
+    await runner.process(_messages(codec, [*late, *after]))
+    async with rs_sessions() as session:
+        buckets = await queries.concurrent_calls(session, tenant, day, day + timedelta(days=1), 7 * 3600)
+    assert [b["bucket_start"] for b in buckets] == [day + timedelta(hours=h) for h in (0, 7, 14, 21)]
+    # 21:00 to 24:00 holds the 22:00 call; the call after midnight is outside the range.
+    assert [b["concurrent_calls"] for b in buckets] == [0, 0, 0, 1]
