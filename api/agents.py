@@ -68,10 +68,13 @@ async def create_agent(
     config = _validated(body.config) if body.config is not None else None
     agent_id = new_id("agt")
     create = CreateAgent(**_envelope(principal, agent_id), name=body.name, created_by=principal.key_id)
-    await context.bus.send(create)
-    last = create.correlation_id
+    publish = None
     if config is not None:
         publish = PublishAgentVersion(**_envelope(principal, agent_id), expected_version=0, config=config)
+        context.bus.encode(publish)  # an EncodeError here (a 422) leaves no agent without its version
+    await context.bus.send(create)
+    last = create.correlation_id
+    if publish is not None:
         try:
             await context.bus.send(publish)
         except KafkaError as err:

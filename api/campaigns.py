@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from api import store
 from api.commands import new_id, now
 from api.deps import ContextDep, Operator, SessionDep, Viewer
-from api.input_guard import NUL_DETAIL, holds_nul
+from api.input_guard import unstorable_text
 from api.problems import ProblemError, event_log_refused
 from projections import dialer_queries, queries
 from schemas.dialer import CancelCampaign, CreateCampaign, PauseCampaign, PlaceCall, ResumeCampaign
@@ -161,8 +161,9 @@ async def _read_rows(request: Request) -> tuple[str | None, str | None, Rows]:
     csv_body = kind in ("text/csv", "application/csv")
     # Whatever the content type says (the NUL guard in front only reads bodies labelled JSON):
     # PostgreSQL text cannot hold a NUL, so a campaign carrying one could never be shown.
-    if holds_nul(body, json_escapes=not csv_body):
-        raise ProblemError(422, NUL_DETAIL)
+    detail = unstorable_text(body, json_escapes=not csv_body)
+    if detail is not None:
+        raise ProblemError(422, detail)
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as err:

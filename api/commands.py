@@ -50,12 +50,16 @@ class CommandBus:
         self.wait_s = wait_s
         self._poll_s = poll_s
 
+    def encode(self, record: Record) -> bytes:
+        """The record as it would be written; raises EncodeError for a value its schema cannot carry."""
+        return self._codec.encode(record)
+
     async def send(self, record: Record, topic: str | None = None) -> None:
         """Write ``record`` to its (only) catalog topic, keyed as the catalog says."""
         spec = topics_for(type(record))[0]
         key = spec.key_of(record)
         key_bytes = key.encode() if isinstance(key, str) else key
-        await self._producer.send_and_wait(topic or spec.name, self._codec.encode(record), key_bytes)
+        await self._producer.send_and_wait(topic or spec.name, self.encode(record), key_bytes)
 
     async def wait_for(self, check: Callable[[AsyncSession], Awaitable[T | None]]) -> T | None:
         """The first non-None result of ``check`` within the write wait, else None."""

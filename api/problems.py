@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra.db import is_database_outage
 from infra.kafka import TOO_LARGE_ERRORS, is_transient
+from schemas.codec import EncodeError
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         # The last line of defence: a value the database cannot hold is bad input, not a server fault.
         log.warning("refused a value PostgreSQL cannot hold: %s", exc.orig)
         return problem_response(422, "a value in the request is out of range or not storable")
+
+    @app.exception_handler(EncodeError)
+    async def _unencodable(request: Request, exc: EncodeError) -> JSONResponse:
+        # The guard in front refuses the known cases; any other value the event's schema cannot
+        # carry is still bad input. Raised before the record is sent, so nothing was written.
+        log.warning("refused a value the event log cannot encode: %s", exc)
+        return problem_response(422, f"a value in the request cannot be written to the event log: {exc}")
 
     @app.exception_handler(KafkaError)
     async def _broker(request: Request, exc: KafkaError) -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pydantic
@@ -24,7 +25,9 @@ _CHILD_SCHEMA_LISTS = ("anyOf", "any_of")
 def json_schema_problem(text: str) -> str | None:
     """Why ``text`` is not a usable JSON Schema for function arguments, or None."""
     try:
-        schema = json.loads(text)
+        # NaN and Infinity are not JSON (RFC 8259), though Python's parser takes them: the setup
+        # message that carries the schema to Gemini would not be JSON either.
+        schema = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except RecursionError:
         return f"nested more than {MAX_DEPTH} levels deep"
     except ValueError as err:
@@ -49,6 +52,17 @@ def json_schema_problem(text: str) -> str | None:
     except (ValueError, TypeError, AttributeError) as err:  # genai's own enum coercion raises these
         return f"not a schema Gemini accepts: {err}"
     return None
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e999: valid JSON, but Python would write it back as Infinity
+        raise ValueError(f"{literal[:20]} is too large for a JSON number")
+    return value
 
 
 def _shape_problem(root: dict[str, Any]) -> str | None:

@@ -161,3 +161,43 @@ async def test_a_call_time_with_no_instant_in_utc_is_a_422(world: World, when: s
         response = await world.client.post("/api/calls", json=body, headers=world.tenant.operator)
         assert response.status_code == 422, response.text[:300]
     assert len(world.sender.sent) == before
+
+
+# any JSON route: a lone surrogate encodes in no event and no row
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/agents", {"name": "ok", "config": {"system_prompt": "hi \ud800"}}),
+        ("/api/calls", {"agent_id": "AGENT", "to_number": "+14155550100", "variables": {"k": "\udc00"}}),
+        ("/api/calls", {"agent_id": "\ud800", "to_number": "+14155550100"}),
+        ("/api/agents/AGENT/versions", {"expected_version": 1, "config": {"greeting": "\ud83d"}}),
+    ],
+    ids=["agent prompt", "call variable", "call agent id", "version greeting"],
+)
+async def test_a_lone_surrogate_in_a_json_body_is_a_422_and_nothing_is_sent(
+    world: World, path: str, body: dict[str, object]
+) -> None:
+    # It was a plain-text 500 from the Avro encoder, and a created agent could be left without
+    # its first version (the client never learned its id).
+    before = len(world.sender.sent)
+    text = json.dumps(body).replace("AGENT", world.agent_id)  # json.dumps escapes the surrogate
+    response = await world.client.post(
+        path.replace("AGENT", world.agent_id),
+        content=text.encode(),
+        headers=world.tenant.admin | {"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text[:300]
+    assert "surrogate" in response.json()["detail"]
+    assert len(world.sender.sent) == before
+
+
+async def test_a_surrogate_pair_is_a_character_and_is_accepted(world: World) -> None:
+    body = json.dumps({"agent_id": world.agent_id, "to_number": "+14155550100", "variables": {"k": "😀"}})
+    response = await world.client.post(
+        "/api/calls",
+        content=body.encode(),
+        headers=world.tenant.operator | {"Content-Type": "application/json"},
+    )
+    assert response.status_code == 202, response.text[:300]

@@ -195,3 +195,14 @@ def test_a_webhook_tool_named_like_a_builtin_is_refused() -> None:
     )
     errors = config_errors(dataclasses.replace(BASE, tools=(tool,)))
     assert errors == [("tools[0].webhook_url", "'search_knowledge' is a built-in tool; rename yours")]
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_schema_number_that_is_not_finite_is_refused(number: str) -> None:
+    # Python's parser takes them, and json.dumps writes them back as NaN/Infinity: the setup
+    # message carrying the schema to Gemini would not be JSON.
+    problem = json_schema_problem(
+        '{"type": "object", "properties": {"n": {"type": "number", "maximum": ' + number + "}}}"
+    )
+    assert problem is not None
+    assert "not valid JSON" in problem
