@@ -41,6 +41,23 @@ REJECTION_STATUS = {
 }
 
 
+async def _numbers_free(session: SessionDep, principal: Viewer, agent_id: str, config: AgentConfig) -> None:
+    """409 if another active agent routes one of the config's numbers: a number reaches one agent.
+
+    Without this, the last version published anywhere took the number, another tenant's included.
+    """
+    holders = await queries.phone_number_holders(session, config.phone_numbers, agent_id)
+    if not holders:
+        return
+    taken = [
+        f"{h['phone_number']} is routed to agent {h['agent_id']}"
+        if h["tenant_id"] == principal.tenant_id
+        else f"{h['phone_number']} is in use by another account"
+        for h in holders
+    ]
+    raise ProblemError(409, "phone numbers already taken: " + "; ".join(taken))
+
+
 def _validated(config: AgentConfigIn) -> AgentConfig:
     record = config.to_record()
     errors = config_errors(record)
@@ -70,6 +87,7 @@ async def create_agent(
     create = CreateAgent(**_envelope(principal, agent_id), name=body.name, created_by=principal.key_id)
     publish = None
     if config is not None:
+        await _numbers_free(session, principal, agent_id, config)
         publish = PublishAgentVersion(**_envelope(principal, agent_id), expected_version=0, config=config)
         context.bus.encode(publish)  # an EncodeError here (a 422) leaves no agent without its version
     await context.bus.send(create)
@@ -160,6 +178,7 @@ async def _publish(
 ) -> AgentVersionPublic | None:
     if await queries.get_agent(session, principal.tenant_id, agent_id) is None:
         raise ProblemError(404, f"no agent {agent_id}")
+    await _numbers_free(session, principal, agent_id, config)
     command = PublishAgentVersion(**_envelope(principal, agent_id), expected_version=expected, config=config)
     await context.bus.send(command)
     await store.audit(

@@ -32,42 +32,64 @@ class Route:
 
 
 class RoutingTable:
-    """Pure fold of agent events: the latest published version of each agent owns its numbers."""
+    """Pure fold of agent events: each number goes to the first agent still claiming it.
+
+    An agent's latest published version states its numbers. A number claimed by two agents (the
+    API refuses that, but the topic is open to integrators, and two publishes can race) stays with
+    the agent that claimed it first; the other waits in line and takes over when the first
+    lets it go. The last publisher used to win, another tenant's included.
+    """
 
     def __init__(self, fallback: Route | None = None) -> None:
-        self._by_number: dict[str, Route] = {}
+        self._claims: dict[str, list[str]] = {}  # number -> agent ids, first claim first
+        self._routes: dict[str, Route] = {}  # agent id -> its latest version's route
         self._numbers_of: dict[str, tuple[str, ...]] = {}
         self.fallback = fallback
 
     def apply(self, event: object) -> None:
         if isinstance(event, AgentVersionPublished):
-            self._drop_agent(event.agent_id)
-            route = Route(
+            agent_id = event.agent_id
+            self._routes[agent_id] = Route(
                 tenant_id=event.tenant_id,
-                agent_id=event.agent_id,
+                agent_id=agent_id,
                 agent_version=event.version,
                 record_calls=event.config.record_calls,
                 max_duration_s=event.config.max_duration_s,
                 silence_timeout_s=event.config.silence_timeout_s,
             )
-            numbers = tuple(_normalise(n) for n in event.config.phone_numbers)
+            numbers = tuple(dict.fromkeys(_normalise(n) for n in event.config.phone_numbers))
+            self._release(agent_id, set(self._numbers_of.get(agent_id, ())) - set(numbers))
             for number in numbers:
-                self._by_number[number] = route
-            self._numbers_of[event.agent_id] = numbers
+                claimants = self._claims.setdefault(number, [])
+                if agent_id not in claimants:
+                    claimants.append(agent_id)
+                if claimants[0] != agent_id:
+                    log.warning(
+                        "agent %s (tenant %s) claims %s, held by agent %s; it waits until that one lets go",
+                        agent_id,
+                        event.tenant_id,
+                        number,
+                        claimants[0],
+                    )
+            self._numbers_of[agent_id] = numbers
         elif isinstance(event, AgentArchived):
-            self._drop_agent(event.agent_id)
+            self._release(event.agent_id, set(self._numbers_of.pop(event.agent_id, ())))
+            self._routes.pop(event.agent_id, None)
 
     def lookup(self, number: str) -> Route | None:
-        return self._by_number.get(_normalise(number), self.fallback)
+        claimants = self._claims.get(_normalise(number))
+        return self._routes[claimants[0]] if claimants else self.fallback
 
     def __len__(self) -> int:
-        return len(self._by_number)
+        return len(self._claims)
 
-    def _drop_agent(self, agent_id: str) -> None:
-        for number in self._numbers_of.pop(agent_id, ()):
-            route = self._by_number.get(number)
-            if route is not None and route.agent_id == agent_id:
-                del self._by_number[number]
+    def _release(self, agent_id: str, numbers: set[str]) -> None:
+        for number in numbers:
+            claimants = self._claims.get(number, [])
+            if agent_id in claimants:
+                claimants.remove(agent_id)
+            if not claimants:
+                self._claims.pop(number, None)
 
 
 def _normalise(number: str) -> str:

@@ -1,12 +1,15 @@
 """The read interface of the read models: read-only, tenant-scoped queries (used by api and tools).
 
-Every function takes the tenant id and filters on it, so an id of another tenant reads as missing.
+Every function takes the tenant id and filters on it, so an id of another tenant reads as missing;
+the one exception, ``phone_number_holders``, guards numbers across tenants (a number routes to one
+agent) and its callers tell another tenant's holder only that the number is taken.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -156,6 +159,26 @@ async def agent_versions(session: AsyncSession, tenant_id: str, agent_id: str) -
     return await _rows(session, query.order_by(AgentVersion.version))
 
 
+_NUMBER_HOLDERS_SQL = text(
+    """
+    SELECT n AS phone_number, a.agent_id, a.tenant_id
+    FROM agent a
+    JOIN agent_version v ON v.agent_id = a.agent_id AND v.version = a.current_version
+    CROSS JOIN LATERAL jsonb_array_elements_text(v.config -> 'phone_numbers') AS n
+    WHERE a.status = 'active' AND a.agent_id <> :agent_id AND n = ANY(CAST(:numbers AS text[]))
+    ORDER BY n, a.agent_id
+    """
+)
+
+
+async def phone_number_holders(session: AsyncSession, numbers: Sequence[str], agent_id: str) -> list[Row]:
+    """Active agents (any tenant) but ``agent_id`` whose current version routes one of ``numbers``."""
+    if not numbers:
+        return []
+    params = {"numbers": list(numbers), "agent_id": agent_id}
+    return [dict(row) for row in (await session.execute(_NUMBER_HOLDERS_SQL, params)).mappings()]
+
+
 async def agent_version(session: AsyncSession, tenant_id: str, agent_id: str, version: int) -> Row | None:
     query = select(AgentVersion.__table__).where(
         AgentVersion.tenant_id == tenant_id,
@@ -255,8 +278,10 @@ _CONCURRENCY_SQL = text(
               AND (CAST(:agent_id AS text) IS NULL OR agent_id = CAST(:agent_id AS text))
               AND coalesce(answered_at, started_at)
                   < least(b + CAST(:step AS interval), CAST(:end AS timestamptz))
-              AND coalesce(ended_at, 'infinity'::timestamptz) > b) AS concurrent_calls
-    -- The last bucket may be shorter than a step: it ends at :end, and is still shown.
+              AND coalesce(ended_at, now()) > b) AS concurrent_calls
+    -- A call not yet ended (or whose end never came) counts until now, never in a later bucket; one not
+    -- answered (ringing) counts from its start, since it holds a line. The last bucket may be shorter
+    -- than a step: it ends at :end, and is still shown.
     FROM generate_series(CAST(:start AS timestamptz), CAST(:end AS timestamptz) - interval '1 microsecond',
                          CAST(:step AS interval)) AS b
     ORDER BY b

@@ -58,6 +58,7 @@ async def insert_agent(
     *,
     name: str = "Front desk",
     voices: Sequence[str] = (),
+    phone_numbers: Sequence[str] = (),
 ) -> None:
     """An active agent as the agent projection would write it: a published version per voice
     (version 1, 2, ...), or none (the row alone, at version 1)."""
@@ -74,7 +75,9 @@ async def insert_agent(
         )
     )
     for version, voice in enumerate(voices, start=1):
-        config = to_jsonable({"system_prompt": "Be brief.", "voice": voice, "tools": []})
+        config = to_jsonable(
+            {"system_prompt": "Be brief.", "voice": voice, "tools": [], "phone_numbers": list(phone_numbers)}
+        )
         await session.execute(
             insert(models.AgentVersion).values(
                 agent_id=agent_id, version=version, tenant_id=tenant_id, config=config, published_at=T0
