@@ -27,8 +27,12 @@ from schemas.knowledge import (
 )
 from streams.writers.chunker import chunk_text
 
-# Keeps every ChunksIndexed record well under the broker's default 1 MiB message limit.
-MAX_BATCH_CHARS = 256 * 1024
+# The chunks of one ChunksIndexed, in encoded UTF-8 bytes (ids and text): the ~124 KiB left under the
+# producer's and broker's 1 MiB record limit holds the envelope's ids and the Avro framing. Counted in
+# bytes, not characters: 256 Ki characters of emoji were over 1 MiB.
+MAX_BATCH_BYTES = 900 * 1024
+# Per chunk, the Avro length prefixes of its two strings and its ordinal (each varint at most 5 bytes).
+_CHUNK_FRAMING_BYTES = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +165,12 @@ def _chunk_events(
     batches: list[list[Chunk]] = []
     size = 0
     for chunk in chunks:
-        if not batches or size + len(chunk.text) > MAX_BATCH_CHARS:
+        chunk_size = encoded_size(chunk)
+        if not batches or size + chunk_size > MAX_BATCH_BYTES:
             batches.append([])
             size = 0
         batches[-1].append(chunk)
-        size += len(chunk.text)
+        size += chunk_size
     return [
         ChunksIndexed(
             **_envelope(state, command, first_offset + i),
@@ -174,6 +179,11 @@ def _chunk_events(
         )
         for i, batch in enumerate(batches)
     ]
+
+
+def encoded_size(chunk: Chunk) -> int:
+    """An upper bound on the bytes ``chunk`` takes in an encoded ChunksIndexed."""
+    return len(chunk.chunk_id.encode()) + len(chunk.text.encode()) + _CHUNK_FRAMING_BYTES
 
 
 def _envelope(state: KnowledgeState, command: KnowledgeCommand, offset: int) -> _Envelope:

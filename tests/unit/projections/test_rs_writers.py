@@ -12,6 +12,7 @@ from schemas.agents import (
     CreateAgent,
     PublishAgentVersion,
 )
+from schemas.codec import Codec
 from schemas.ids import AgentId, CorrelationId, DocumentId, EventId, KnowledgeBaseId, TenantId
 from schemas.knowledge import (
     AddDocument,
@@ -24,6 +25,7 @@ from streams.writers import agent_writer, knowledge_writer
 from streams.writers.chunker import chunk_text
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
+MAX_RECORD_BYTES = 1_048_576  # the producer's and the broker's default limit on one record
 AGENT = AgentId("agt_1")
 CONFIG = AgentConfig(
     system_prompt="Hi",
@@ -100,7 +102,7 @@ def test_rs_documents_become_chunk_batches_and_a_crash_resumes_the_rest() -> Non
     state = knowledge_writer.fold(
         state, knowledge_writer.decide(state, CreateKnowledgeBase(**env("k1"), kb_id=KB, name="kb"))
     )  # type: ignore[arg-type, attr-defined]
-    text = "\n\n".join(f"Paragraph {i}. " + "word " * 200 for i in range(600))
+    text = "\n\n".join(f"Paragraph {i}. " + "word " * 200 for i in range(1500))
     add = AddDocument(
         **env("k2"),
         kb_id=KB,
@@ -113,12 +115,42 @@ def test_rs_documents_become_chunk_batches_and_a_crash_resumes_the_rest() -> Non
     assert isinstance(events[0], DocumentAdded)
     batches = [e for e in events if isinstance(e, ChunksIndexed)]
     assert len(batches) > 1
-    assert all(sum(len(c.text) for c in b.chunks) <= knowledge_writer.MAX_BATCH_CHARS for b in batches)
+    assert all(
+        sum(knowledge_writer.encoded_size(c) for c in b.chunks) <= knowledge_writer.MAX_BATCH_BYTES
+        for b in batches
+    )
     crashed = knowledge_writer.fold(state, events[:2])
     rest = knowledge_writer.decide(crashed, add, knowledge_writer.DocumentText(text=text))
     resumed = [c.ordinal for b in [*batches[:1], *rest] for c in b.chunks]  # type: ignore[attr-defined]
     assert resumed == list(range(len(resumed)))
     assert resumed[-1] == batches[-1].chunks[-1].ordinal
+
+
+def test_rs_every_chunk_batch_of_a_multibyte_document_fits_in_one_kafka_record() -> None:
+    # 1.6 MB of four-byte characters: batched by characters, one event encoded at 1,063,855 bytes.
+    kb = KnowledgeBaseId("kb_" + "a" * 32)
+    state = knowledge_writer.initial_state(kb)
+    state = knowledge_writer.fold(
+        state, knowledge_writer.decide(state, CreateKnowledgeBase(**env("k1"), kb_id=kb, name="kb"))
+    )  # type: ignore[arg-type, attr-defined]
+    text = "\N{GRINNING FACE}" * 400_000
+    add = AddDocument(
+        **env("k2"),
+        kb_id=kb,
+        document_id=DocumentId("doc_" + "b" * 32),
+        title="T",
+        content_type="text/plain",
+        size_bytes=len(text.encode()),
+    )  # type: ignore[arg-type]
+    batches = [
+        e
+        for e in knowledge_writer.decide(state, add, knowledge_writer.DocumentText(text=text))
+        if isinstance(e, ChunksIndexed)
+    ]
+    codec = Codec.single_object()
+    assert [len(codec.encode(b)) for b in batches if len(codec.encode(b)) >= MAX_RECORD_BYTES] == []
+    every_chunk = range(len(knowledge_writer.chunks_of(add, text)))
+    assert [c.ordinal for b in batches for c in b.chunks] == list(every_chunk)
 
 
 def test_rs_an_unreadable_document_is_rejected() -> None:
