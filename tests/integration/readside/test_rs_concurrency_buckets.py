@@ -3,7 +3,7 @@ its shorter last bucket (it was dropped, and calls in it were never shown)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,3 +32,22 @@ async def test_the_last_shorter_bucket_is_shown_and_ends_at_the_range(
     assert [b["bucket_start"] for b in buckets] == [day + timedelta(hours=h) for h in (0, 7, 14, 21)]
     # 21:00 to 24:00 holds the 22:00 call; the call after midnight is outside the range.
     assert [b["concurrent_calls"] for b in buckets] == [0, 0, 0, 1]
+
+
+async def test_a_call_without_an_end_counts_until_now_and_never_in_a_later_bucket(
+    rs_sessions: async_sessionmaker[AsyncSession], codec: Codec
+) -> None:
+    # It counted in every bucket after its start, future dates included ('infinity' as its end).
+    tenant, agent = unique("tenant"), unique("agent")
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    live = call_events(tenant, unique("call"), agent, start=hour - timedelta(minutes=90))[:-1]
+    ringing = call_events(tenant, unique("call"), agent, start=hour - timedelta(minutes=30))[:1]
+    runner, _ = _runner(CallProjection(topic="t"), rs_sessions, codec)
+    await runner.process(_messages(codec, [*live, *ringing]))
+    async with rs_sessions() as session:
+        buckets = await queries.concurrent_calls(
+            session, tenant, hour - timedelta(hours=2), hour + timedelta(hours=3), 3600
+        )
+    assert [b["bucket_start"] for b in buckets] == [hour + timedelta(hours=h) for h in range(-2, 3)]
+    # The ringing call holds a line from its start; neither call is shown after the current hour.
+    assert [b["concurrent_calls"] for b in buckets] == [1, 2, 2, 0, 0]
