@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, field_validator
 
 from api import store
 from api.commands import new_id, now
@@ -124,8 +125,30 @@ class CallCreate(BaseModel):
         return value
 
 
+DIALER_REFUSAL_STATUS = {
+    "invalid_number": 422,
+    "do_not_call": 422,
+    "deadline_passed": 422,
+    "unknown_agent": 422,
+    "archived_agent": 409,
+}
+"""HTTP status of each reason the dialer refuses a call for (others: 409)."""
+
+
 class CallEnd(BaseModel):
     reason: str = Field(default="ended by operator", max_length=500)
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:  # as for CallCreate's times: 9999-12-31T23:00-05:00 has no such instant in UTC
+        value.astimezone(UTC)
+    except OverflowError as err:
+        raise ValueError("is out of range once in UTC") from err
+    return value
+
+
+# A time filter: a naive time would be compared as if it were UTC, whatever the caller meant.
+TimeFilter = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 
 async def _call(session: SessionDep, principal: Viewer, call_id: str) -> dict[str, Any]:
@@ -142,8 +165,8 @@ async def list_calls(
     status: str | None = None,
     agent_id: str | None = None,
     number: str | None = None,
-    started_from: datetime | None = None,
-    started_to: datetime | None = None,
+    started_from: TimeFilter | None = None,
+    started_to: TimeFilter | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CallsPublic:
@@ -216,6 +239,28 @@ async def recording(call_id: str, principal: Viewer, session: SessionDep) -> Rec
     return RecordingPublic(**found)
 
 
+async def _check_caller_id(
+    session: SessionDep, tenant_id: str, agent: dict[str, Any], body: CallCreate
+) -> None:
+    """422 unless the call shows one of the agent's own numbers, and its deadline can still be met.
+
+    Any E.164 number was dialled as the caller id, another tenant's included; and a deadline
+    already past was accepted, then refused by the dialer where the client never saw it.
+    """
+    errors = []
+    if body.from_number is not None:
+        version = await queries.agent_version(session, tenant_id, agent["agent_id"], agent["current_version"])
+        numbers = (version or {}).get("config", {}).get("phone_numbers", [])
+        if body.from_number not in numbers:
+            errors.append({"field": "from_number", "message": "must be one of the agent's phone numbers"})
+    if body.deadline is not None and body.deadline <= now():
+        errors.append({"field": "deadline", "message": "has already passed"})
+    if body.deadline is not None and body.not_before is not None and body.deadline <= body.not_before:
+        errors.append({"field": "deadline", "message": "must come after not_before"})
+    if errors:
+        raise ProblemError(422, "the request is invalid", errors=errors)
+
+
 @router.post("", status_code=201, response_model=CallPublic | None)
 async def place_call(
     body: CallCreate, principal: Operator, context: ContextDep, session: SessionDep, response: Response
@@ -227,7 +272,14 @@ async def place_call(
         )
     if agent["status"] != "active" or agent["current_version"] < 1:
         raise ProblemError(409, "the agent is archived or has no published version")
-    call_id = new_id("call")
+    await _check_caller_id(session, principal.tenant_id, agent, body)
+    call_id = _call_id(principal.tenant_id, body)
+    location = f"/api/calls/{call_id}"
+    response.headers["Location"] = location
+    if body.idempotency_key is not None:
+        repeated = await queries.get_call(session, principal.tenant_id, call_id)
+        if repeated is not None:  # the same request again: the call it made, nothing sent
+            return CallPublic(**repeated)
     command = PlaceCall(
         tenant_id=TenantId(principal.tenant_id),
         agent_id=AgentId(body.agent_id),
@@ -247,17 +299,37 @@ async def place_call(
     await context.bus.send(command)
     await store.audit(session, principal, "call.place", "call", call_id, correlation_id=call_id)
     await session.commit()
-    location = f"/api/calls/{call_id}"
-    response.headers["Location"] = location
 
-    async def appeared(s: Any) -> dict[str, Any] | None:
-        return await queries.get_call(s, principal.tenant_id, call_id)
+    async def placed_or_refused(s: Any) -> dict[str, Any] | None:
+        call = await queries.get_call(s, principal.tenant_id, call_id)
+        if call is not None:
+            return call
+        result = await queries.command_result(s, call_id)
+        return result if result is not None and result["status"] == "rejected" else None
 
-    found = await context.bus.wait_for(appeared)
+    found = await context.bus.wait_for(placed_or_refused)
     if found is None:
         response.status_code = 202
         return None
+    if "call_id" not in found:  # the dialer's refusal, recorded as the command's result
+        raise ProblemError(
+            DIALER_REFUSAL_STATUS.get(found["code"], 409),
+            f"the dialer refused the call: {found['reason']}",
+            code=found["code"],
+        )
     return CallPublic(**found)
+
+
+def _call_id(tenant_id: str, body: CallCreate) -> str:
+    """A fresh id, or with an idempotency key the same id for every repeat of the request.
+
+    The dialer drops a repeated key as a duplicate; with a fresh id each time, the repeat's
+    Location named a call that would never exist.
+    """
+    if body.idempotency_key is None:
+        return new_id("call")
+    key = "\x1f".join((tenant_id, body.agent_id, body.idempotency_key)).encode()
+    return f"call_{hashlib.blake2b(key, digest_size=16).hexdigest()}"
 
 
 @router.post("/{call_id}/end", response_model=CallPublic | None)

@@ -1,26 +1,28 @@
-"""The campaign projection: campaign and campaign_call rows from voice.dialer.events.v1."""
+"""The campaign projection: campaign and campaign_call rows from voice.dialer.events.v1, and the
+dialer's refusals of single calls as command results (what `POST /api/calls` waits on)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, get_args
+from typing import Any, TypeGuard, get_args
 
 from sqlalchemy import any_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections.bulk import text_array, upsert_many
-from projections.campaign_view import CallStage, CampaignBatch, call_ids_of, fold
+from projections.campaign_view import PLACE_CALL, CallStage, CampaignBatch, call_ids_of, fold
+from projections.command_result import record_result
 from projections.dialer_models import Campaign, CampaignCall
 from projections.runner import UnappliableError
 from schemas.catalog import DIALER_EVENTS
-from schemas.dialer import DialerEvent
+from schemas.dialer import DialerEvent, DialerRequestRejected
 from schemas.registry import Record
 
 _EVENT_TYPES = get_args(DialerEvent)
 
 
 class CampaignProjection:
-    """Folds the dialer's events into campaign progress (events of other calls are skipped)."""
+    """Folds the dialer's events into campaign progress; refused single calls become command results."""
 
     def __init__(self, *, name: str = "campaigns", topic: str = DIALER_EVENTS.name) -> None:
         self.name = name
@@ -39,6 +41,19 @@ class CampaignProjection:
     ) -> list[tuple[int, Exception]]:
         if not all(isinstance(r, _EVENT_TYPES) for r in records):
             raise UnappliableError("a batch of dialer events holds something else")
+        for record in records:
+            if _refused_single_call(record):
+                # The API's PlaceCall correlates by call id. A duplicate is not the request's
+                # outcome: the call it repeats has its own (same id, when the API sent both).
+                await record_result(
+                    session,
+                    correlation_id=record.call_id or "",
+                    tenant_id=record.tenant_id,
+                    aggregate_id=record.call_id or "",
+                    at=record.occurred_at,
+                    code=record.reason,
+                    reason=record.detail or record.reason,
+                )
         wanted = [r for r in records if getattr(r, "campaign_id", None) is not None]
         if not wanted:
             return []
@@ -54,6 +69,16 @@ class CampaignProjection:
 
     async def flush(self, session: AsyncSession) -> None:
         return None
+
+
+def _refused_single_call(record: Record) -> TypeGuard[DialerRequestRejected]:
+    return (
+        isinstance(record, DialerRequestRejected)
+        and record.command_type == PLACE_CALL
+        and record.campaign_id is None
+        and bool(record.call_id)
+        and record.reason != "duplicate"
+    )
 
 
 async def _write(session: AsyncSession, batch: CampaignBatch) -> None:

@@ -25,7 +25,7 @@ from schemas.dialer import (
 )
 from schemas.registry import Record
 
-_PLACE_CALL = "voice.dialer.v1.PlaceCall"
+PLACE_CALL = "voice.dialer.v1.PlaceCall"
 _CANCELLABLE = ("queued", "retrying")
 
 
@@ -108,7 +108,7 @@ def _fold_call(batch: CampaignBatch, record: Record) -> None:
     match record:
         case CallRequestQueued():
             _call(batch, record.call_id, campaign_id, record.tenant_id)
-        case DialerRequestRejected() if record.command_type == _PLACE_CALL and record.call_id:
+        case DialerRequestRejected() if record.command_type == PLACE_CALL and record.call_id:
             if record.reason != "duplicate":
                 call = _call(batch, record.call_id, campaign_id, record.tenant_id)
                 call.stage, call.failed = "done", True

@@ -182,6 +182,13 @@ def _refusal(state: DialerState, command: PlaceCall, options: DialerOptions) -> 
     agent = state.agents.get(command.agent_id)
     if agent is not None and agent.archived:
         return "archived_agent", f"agent {command.agent_id} is archived"
+    if (
+        agent is not None
+        and command.from_number is not None
+        and command.from_number not in agent.config.phone_numbers
+    ):
+        # Caller id is the agent's own number: any other (another tenant's agent's) is refused.
+        return "invalid_number", f"{command.from_number} is not one of agent {command.agent_id}'s numbers"
     campaign = state.campaigns.get(command.campaign_id) if command.campaign_id else None
     if campaign is not None and campaign.cancelled:
         return "campaign_cancelled", f"campaign {command.campaign_id} was cancelled"

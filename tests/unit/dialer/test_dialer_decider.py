@@ -336,3 +336,13 @@ def test_an_answered_attempt_that_is_lost_completes_its_request_as_answered() ->
     assert isinstance(completed, CallRequestCompleted)
     assert (completed.outcome, completed.answered) == ("completed", True)
     assert state.live == {}
+
+
+def test_a_caller_id_that_is_not_the_agents_own_number_is_refused() -> None:
+    # Any E.164 number was shown to the callee, another tenant's agent's included.
+    state = given_agents(published(phone_numbers=("+15550001000",)))
+    events = run(
+        state, place("spoofed", from_number="+15550009999"), place("own", from_number="+15550001000")
+    )
+    rejected = [(e.call_id, e.reason) for e in events if isinstance(e, DialerRequestRejected)]
+    assert rejected == [("spoofed", "invalid_number")]
