@@ -41,6 +41,7 @@ SERVICES: tuple[tuple[str, list[str]], ...] = (
     ("api", ["-m", "api"]),
     ("archiver", ["-m", "voiceagent.cli", "archive", "run"]),
 )
+ARCHIVER = "archiver"
 
 STREAMS_WORKER = "streams"  # the service `--session-workers` starts several of
 
@@ -93,7 +94,11 @@ class Running:
         # A second Ctrl-C must not cut the orderly stop short (children would be killed anyway).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         console.print("stopping...")
-        for _name, proc in reversed(self.children):
+        # The archiver last: what the others write while they stop (the edge ends its calls, the
+        # calls worker and the dialer record it) must reach the archive, which is the log the
+        # next start restores. It flushes what it holds when it stops.
+        last = [child for child in self.children if child[0] == ARCHIVER]
+        for _name, proc in [*reversed([c for c in self.children if c[0] != ARCHIVER]), *last]:
             stop_child(proc)
         self.stack.stop()
         console.print("[green]stopped cleanly[/]")

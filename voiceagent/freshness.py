@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from aiokafka import TopicPartition
@@ -34,13 +35,20 @@ def reconcile_fresh_broker(settings: Settings, console: Console) -> list[str]:
         with console.status("the broker is empty but the read models are not: restoring the archive..."):
             summary = asyncio.run(restore_archive(settings.kafka, str(archive)))
         restored = {(tp.topic, tp.partition): count for tp, count in summary.published.items()}
-        _clamp_checkpoints(settings, restored)
+        behind = _clamp_checkpoints(settings, restored)
         ends = {tp: count for tp, count in summary.published.items() if count > 0}
         asyncio.run(_start_groups_at(settings, service_groups(settings), ends))
-        return [
+        notes = [
             f"fresh broker: restored {summary.total} events from the archive in {archive}; "
             "the services go on from its end"
         ]
+        if behind:
+            notes.append(
+                "the read models had applied events the archive never got (written after its last file, "
+                f"e.g. at a hard stop); their rows stay, and projections {', '.join(sorted(behind))} "
+                "will apply the services' next events even where those reuse the lost events' numbers"
+            )
+        return notes
     _reset_checkpoints(settings)
     return [
         "fresh broker: the event log is empty but the read models are kept (no archive to restore); "
@@ -92,9 +100,11 @@ def _checkpoint_total(settings: Settings) -> int:
     return int(row[0]) if row else 0
 
 
-def _clamp_checkpoints(settings: Settings, restored: dict[tuple[str, int], int]) -> None:
+def _clamp_checkpoints(settings: Settings, restored: dict[tuple[str, int], int]) -> set[str]:
+    """Move checkpoints back to the restored log's end; the projections that were past it."""
     # Events applied after the archive's last file are gone from the log; new ones will reuse
     # their offsets, so no checkpoint may point past what the restored log holds.
+    behind: set[str] = set()
     with psycopg.connect(_plain_url(settings)) as conn:
         rows = conn.execute(
             "SELECT projection, topic, partition, next_offset FROM projection_checkpoint"
@@ -102,16 +112,29 @@ def _clamp_checkpoints(settings: Settings, restored: dict[tuple[str, int], int])
         for projection, topic, partition, next_offset in rows:
             end = restored.get((topic, partition), 0)
             if next_offset > end:
+                behind.add(projection)
                 conn.execute(
                     "UPDATE projection_checkpoint SET next_offset = %s"
                     " WHERE projection = %s AND topic = %s AND partition = %s",
                     (end, projection, topic, partition),
                 )
+        _forget_positions(conn, behind)
+    return behind
 
 
 def _reset_checkpoints(settings: Settings) -> None:
     with psycopg.connect(_plain_url(settings)) as conn:
         conn.execute("DELETE FROM projection_checkpoint")
+        conn.execute("DELETE FROM aggregate_position")
+
+
+def _forget_positions(conn: psycopg.Connection[Any], projections: set[str]) -> None:
+    # The services rebuild their state from the shorter log and number their next events after
+    # it: the dialer's next seq for an agent, a writer's next version. A position kept from the
+    # lost events would make the projection skip those as already applied, silently. Positions
+    # only guard against a record read twice, and these projections read on from the log's end.
+    if projections:
+        conn.execute("DELETE FROM aggregate_position WHERE projection = ANY(%s)", (sorted(projections),))
 
 
 async def _log_size(settings: Settings) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from rich.console import Console
 
 from infra.settings import Settings
@@ -46,3 +47,18 @@ def test_the_status_screen_keeps_keys_and_addresses_whole_in_a_narrow_pipe() -> 
     lines = console.export_text().splitlines()
     assert f"API key:   {key}" in lines
     assert not any("…" in line for line in lines)
+
+
+def test_the_archiver_stops_last_so_the_archive_holds_what_the_others_write_while_stopping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stopped: list[str] = []
+    monkeypatch.setattr("voiceagent.dev.stop_child", lambda proc: stopped.append(proc))
+    monkeypatch.setattr("voiceagent.dev.signal.signal", lambda *_: None)
+    stack = Stack(settings=Settings())
+    monkeypatch.setattr(stack, "stop", lambda: stopped.append("stack"))
+    running = Running(stack)
+    running.children = [(c.label, c.label) for c in planned_children()]  # type: ignore[misc]
+    running.stop(Console(record=True))
+    assert stopped[-2:] == ["archiver", "stack"]
+    assert stopped[:2] == ["api", "projections"]  # the rest in reverse start order
