@@ -45,9 +45,14 @@ class Admission:
         self._expiries.append(self._clock() + self._hold_s)
         return True
 
-    def admit_stream(self, open_streams: int) -> bool:
-        """Media socket upgrade: in if an answered call is still to connect, or a slot is free."""
-        return self.reserved > 0 or open_streams < self.limit
+    def admit_stream(self, open_streams: int, unstarted: int = 0) -> bool:
+        """Media socket upgrade: in if an answered call is still to connect, or a slot is free.
+
+        ``unstarted`` sockets were let in but have not said which call they are: each stands
+        for one reservation, or takes a free slot once the reservations are all spoken for.
+        """
+        reserved = self.reserved
+        return unstarted < reserved or open_streams + max(reserved, unstarted) < self.limit
 
     def claim(self) -> None:
         """A stream started and counts as open from now on: its reservation, if any, is spent."""

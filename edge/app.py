@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Annotated
 from urllib.parse import parse_qsl
 
@@ -237,7 +238,7 @@ def record_status(node: EdgeNode, form: dict[str, str]) -> None:
             call_id=CallId(call_id),
             seq=0 if sequence is None else sequence,
             event_id=derive_event_id(call_id, sequence or 0, f"edge.status.{status}"),
-            occurred_at=datetime.now(UTC),
+            occurred_at=status_time(form.get("Timestamp"), datetime.now(UTC)),
             correlation_id=CorrelationId(call_id),
             twilio_call_sid=call_sid,
             status=status,
@@ -247,6 +248,30 @@ def record_status(node: EdgeNode, form: dict[str, str]) -> None:
             sequence_number=sequence,
         )
     )
+
+
+_CLOCK_SKEW = timedelta(minutes=1)
+_OLDEST_STATUS = timedelta(days=1)
+"""Twilio retries a callback for minutes, not days: an older ``Timestamp`` is not to be trusted."""
+
+
+def status_time(timestamp: str | None, received_at: datetime) -> datetime:
+    """When Twilio says the status changed (its RFC 2822 ``Timestamp``), if that is plausible.
+
+    Callbacks can arrive late or out of order, so Twilio's time is the better one; a missing,
+    unreadable, future or ancient one falls back to ``received_at``.
+    """
+    if not timestamp:
+        return received_at
+    try:
+        at = parsedate_to_datetime(timestamp)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return received_at
+    if at.tzinfo is None:  # RFC 2822's "-0000": UTC, origin unknown
+        at = at.replace(tzinfo=UTC)
+    if not received_at - _OLDEST_STATUS <= at <= received_at + _CLOCK_SKEW:
+        return received_at
+    return at.astimezone(UTC)
 
 
 def _tenant_of(node: EdgeNode, call_id: str) -> str:

@@ -63,6 +63,9 @@ async def serve_worker(connection: ServerConnection, node: EdgeNode) -> None:
         await connection.send(bridge.encode_text(hello))
     except ConnectionClosed:
         return
+    if call.ending:  # it ended while we said hello: its finish would never close this worker
+        await _refuse_ended(connection, node, call_id)
+        return
     previous = call.attach_worker(connection)
     node.metrics.incr("bridge.connected")
     if previous is not None:
@@ -71,11 +74,21 @@ async def serve_worker(connection: ServerConnection, node: EdgeNode) -> None:
             await previous.close(bridge.CLOSE_REPLACED, "replaced by a newer worker connection")
     try:
         async for frame in connection:
+            if call.ending:  # Twilio is gone; the call's finish closes this worker in a moment
+                node.metrics.incr("bridge.directives_after_end")
+                continue
             await apply_directive(call, bridge.decode(frame))
     except ConnectionClosed:
         pass
     finally:
         call.detach_worker(connection)
+
+
+async def _refuse_ended(connection: ServerConnection, node: EdgeNode, call_id: str) -> None:
+    node.metrics.incr("bridge.refused_call_ended")
+    log.info("bridge closed for call %s: the call has ended", call_id)
+    with contextlib.suppress(Exception):
+        await connection.close(TokenCheck.ENDED, _REFUSALS[TokenCheck.ENDED])
 
 
 async def apply_directive(call: LiveCall, message: bridge.BridgeMessage | bridge.BridgeError) -> None:

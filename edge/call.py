@@ -17,6 +17,7 @@ from websockets.protocol import State
 
 from edge import protocol
 from edge.audio import mulaw
+from edge.audio.vad import SpeechStopped
 from edge.node import EdgeNode, monotonic_ms
 from edge.playback import AudioItem, Cleared
 from edge.playback_clock import FRAME_S, MAX_LAG_S
@@ -25,13 +26,15 @@ from edge.session import MediaSession
 from edge.twiml import StreamParameters
 from edge.wsframe import BINARY, server_frame
 from schemas import bridge
-from schemas.call_media import AgentInterrupted, MediaStreamStopped, RecordingAvailable
+from schemas.call_media import AgentInterrupted, CallerSpeechStopped, MediaStreamStopped, RecordingAvailable
 from schemas.envelope import derive_event_id
 from schemas.ids import CallId, CorrelationId, TenantId
 from schemas.registry import Record
 
 log = logging.getLogger(__name__)
 _BRIDGE_WRITE_LIMIT = 2**15  # the websockets library's default high-water mark
+_NOTICES_KEPT = 256  # marks, DTMF and barge-ins held for a worker not yet (re)connected
+_LONG_MAX = 2**63 - 1  # the event log's ``long``
 _SLACK_S = 0.002  # a frame due within one clock slot is sent now (timers fire up to 1 ms early)
 
 
@@ -67,8 +70,10 @@ class LiveCall:
         self.recording = CallRecording() if identity.params.record else None
         self.started_ms = started_ms
         self.worker: ServerConnection | None = None
-        self.notices: deque[str] = deque(maxlen=256)
+        self.notices: deque[str] = deque(maxlen=_NOTICES_KEPT)
         self.stop_reason: str | None = None
+        self.ending = False
+        """Set as ``finish`` begins: a worker arriving from then on is refused (the call ended)."""
         self._seq = 0
         self._loop = asyncio.get_running_loop()
         self.sending_since: float | None = None
@@ -138,6 +143,8 @@ class LiveCall:
     def notify_worker(self, message: bridge.EdgeToWorker) -> None:
         encoded = bridge.encode(message)
         assert isinstance(encoded, str)
+        if len(self.notices) == _NOTICES_KEPT:  # the oldest goes: say so
+            self.node.metrics.incr("bridge.notices_dropped")
         self.notices.append(encoded)
         self._to_worker.set()
 
@@ -237,12 +244,14 @@ class LiveCall:
             now = loop.time()
             self.session.last_agent_frame_ms = now * 1000.0
             if self.recording is not None:
-                self.recording.add_heard(self.stream_ms(), mulaw.decode_to_bytes(item.mulaw))
+                self.recording.add_heard_frame(self.stream_ms(), mulaw.decode_to_bytes(item.mulaw))
             next_at = max(next_at + FRAME_S, now - MAX_LAG_S)
 
     async def clear_playback(self, source: str) -> Cleared:
         """Drop queued agent audio, flush Twilio's buffer, and record what the caller heard."""
         cleared = self.session.playback.clear()
+        if self.recording is not None:
+            self.recording.reanchor_heard()
         await self.send_twilio(protocol.clear_message(self.stream_sid))
         # Any clear that cuts an utterance is recorded, even with nothing queued: audio that
         # arrives just in time (a model talking in real time) leaves the queue empty mid-sentence.
@@ -269,19 +278,29 @@ class LiveCall:
 
     async def finish(self, reason: str) -> None:
         """Called once when the Twilio socket is done, whatever the cause."""
+        self.ending = True
         reason = self.stop_reason or reason
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         session = self.session
+        speech = session.finish()  # a caller still talking at hang-up: the utterance ends here
+        if isinstance(speech, SpeechStopped):
+            self.publish(
+                CallerSpeechStopped(
+                    **self.envelope(), stream_ms=speech.stream_ms, duration_ms=speech.duration_ms
+                )
+            )
+        sequence = session.sequence
         self.publish(
             MediaStreamStopped(
                 **self.envelope(),
                 stream_sid=self.stream_sid,
                 reason=reason,
                 frames_received=session.frames_received,
-                frames_gaps=session.sequence.gaps,
-                frames_dropped=session.caller.dropped + session.sequence.late,
+                # A resync after a bogus sequence number can count any number of gaps.
+                frames_gaps=min(sequence.gaps, _LONG_MAX),
+                frames_dropped=min(session.caller.dropped + sequence.late + sequence.jumps, _LONG_MAX),
             )
         )
         await self._close_worker(reason)

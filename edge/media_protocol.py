@@ -13,7 +13,6 @@ then the same ``MediaLoop``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Coroutine
@@ -202,8 +201,13 @@ class MediaStreamProtocol(asyncio.Protocol):
             return  # ping, pong and close are answered by the sans-I/O protocol
         if text:
             assert isinstance(message, bytes)
-            with contextlib.suppress(UnicodeDecodeError):  # websockets fails it with 1007 anyway
+            try:
                 message = message.decode()
+            except UnicodeDecodeError as exc:
+                # The sans-I/O protocol does not check text frames' UTF-8: the frame is ours to
+                # refuse (as bad input, like any other unusable frame; the call goes on).
+                media.refuse_undecodable(str(exc)[:120])
+                return
         stop = media.on_message(message)
         if stop is not None:
             _spawn(self._stop(media, stop))

@@ -30,6 +30,7 @@ from schemas.call_media import (
 
 log = logging.getLogger(__name__)
 _CLOSE_TRY_AGAIN_LATER = 1013
+_CLOSE_POLICY_VIOLATION = 1008
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -86,7 +87,11 @@ async def serve_media(
         node.metrics.incr("streams.refused")
         await socket.close(_CLOSE_TRY_AGAIN_LATER)
         return
-    await socket.accept()
+    try:
+        await socket.accept()
+    except BaseException:
+        node.stream_settled()  # admitted, but no loop will ever settle it
+        raise
     node.metrics.incr("streams.accepted")
     await MediaLoop(socket, node).run(socket)
 
@@ -119,6 +124,7 @@ class MediaLoop:
         """Set when the watchdog closed the socket (the stop reason)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self.finished = False
+        self._unstarted = True  # admitted by ``node.admit_stream``; settled once
         node.watchdog.add(self)
 
     async def run(self, socket: AsgiMediaSocket) -> None:
@@ -149,11 +155,22 @@ class MediaLoop:
         self.node.watchdog.discard(self)
         for task in list(self._tasks):
             task.cancel()
+        self._settle()
         call = self.call
-        if call is not None:
+        if call is None:
+            return
+        self.node.spend_token(call.call_id)  # a worker connecting from now on is told it ended
+        try:
             await call.finish(reason)
+        finally:
+            # Whatever finish ran into, the call must not hold its slot and the drain for good.
             self.node.unregister(call.call_id)
             self.node.metrics.incr(f"streams.stopped.{call.stop_reason or reason}")
+
+    def _settle(self) -> None:
+        if self._unstarted:
+            self._unstarted = False
+            self.node.stream_settled()
 
     def check_deadlines(self, now: float) -> None:
         """Watchdog: close a socket that has been quiet for the idle timeout; spot stuck sends."""
@@ -165,8 +182,11 @@ class MediaLoop:
             self.call.check_send(now)
 
     def on_message(self, data: str | bytes) -> str | None:
-        """Handle one frame; returns the stop reason when Twilio ended the stream."""
-        self.last_frame = self._loop.time()
+        """Handle one frame; returns the stop reason when Twilio ended the stream.
+
+        Only a usable frame counts as a sign of life: a client sending nothing but refused
+        frames is closed by the idle timeout like a silent one.
+        """
         frame = protocol.parse(data, max_chars=self._max_chars)
         if type(frame) is protocol.Media:  # the 50-a-second case first
             if self._accepts(frame):
@@ -198,10 +218,16 @@ class MediaLoop:
         if frame.stream_sid != call.stream_sid:
             self.node.metrics.bad_input("wrong_stream_sid", call.call_id, frame.stream_sid[:64])
             return False
-        if not call.session.sequence.observe(frame.sequence_number):
-            self.node.metrics.bad_input("late_frame", call.call_id, f"sequenceNumber {frame.sequence_number}")
+        refused = call.session.sequence.observe(frame.sequence_number)
+        if refused is not None:
+            self.node.metrics.bad_input(refused, call.call_id, f"sequenceNumber {frame.sequence_number}")
             return False
+        self.last_frame = self._loop.time()
         return True
+
+    def refuse_undecodable(self, detail: str) -> None:
+        """A text frame that is not UTF-8 (the sans-I/O protocol does not check): count it, drop it."""
+        self.node.metrics.bad_input("bad_utf8", self._call_id(), detail)
 
     def _dispatch(self, frame: protocol.ParseResult) -> None:
         match frame:
@@ -218,7 +244,7 @@ class MediaLoop:
             case protocol.Start():
                 self._on_start(frame)
             case protocol.Connected():
-                pass
+                self.last_frame = self._loop.time()
             case protocol.FrameError(kind=kind, detail=detail):
                 self.node.metrics.bad_input(kind, self._call_id(), detail)
             case protocol.Stop():
@@ -236,8 +262,12 @@ class MediaLoop:
         result = call.session.on_media(frame, now_ms=monotonic_ms(), pcm8k_sink=sink)
         if result.bridge_frames:
             call.caller_audio_ready()
-        if recording is not None and sink:
-            recording.add_caller(frame.timestamp_ms, b"".join(sink))
+        if (
+            recording is not None
+            and sink
+            and not recording.add_caller(frame.timestamp_ms, b"".join(sink), now_ms=call.stream_ms())
+        ):
+            self.node.metrics.bad_input("bad_timestamp", call.call_id, f"timestamp {frame.timestamp_ms}")
         for event in result.speech:
             if isinstance(event, SpeechStarted):
                 call.publish(CallerSpeechStarted(**call.envelope(), stream_ms=event.stream_ms))
@@ -278,22 +308,31 @@ class MediaLoop:
         if self.call is not None:
             self.node.metrics.bad_input("second_start", self.call.call_id, frame.stream_sid[:64])
             return
+        if not protocol.supported_format(frame):
+            detail = f"{frame.encoding[:40]} {frame.sample_rate} Hz x{frame.channels}"
+            self._refuse_start("bad_media_format", "", detail)
+            return
         params = _stream_parameters(frame, self.node)
         if params is None:
-            self.node.metrics.bad_input("start_without_call", "", f"callSid {frame.call_sid[:64]}")
+            self._refuse_start("start_without_call", "", f"callSid {frame.call_sid[:64]}")
             return
         if params.call_id in self.node.calls:
-            self.node.metrics.bad_input("duplicate_stream", params.call_id, frame.stream_sid[:64])
+            self._refuse_start("duplicate_stream", params.call_id, frame.stream_sid[:64])
             return
         identity = CallIdentity(params=params, stream_sid=frame.stream_sid, call_sid=frame.call_sid)
         call = LiveCall(self.node, self.websocket, identity, started_ms=monotonic_ms())
+        self.call = call  # from here on ``finish`` cleans up after it, whatever fails next
+        # The ids derive from the client's strings: anything that can fail does so before the
+        # call takes its slot.
+        envelope = call.envelope()
         call.session.sequence.observe(frame.sequence_number)
-        self.call = call
         self.node.register(call.call_id, call)
+        self._settle()
+        self.last_frame = self._loop.time()
         grant = self.node.grant(call.call_id)
         call.publish(
             MediaStreamStarted(
-                **call.envelope(),
+                **envelope,
                 stream_sid=frame.stream_sid,
                 twilio_call_sid=frame.call_sid,
                 edge_id=self.node.edge_id,
@@ -306,6 +345,11 @@ class MediaLoop:
             )
         )
         log.info("media stream %s started for call %s", frame.stream_sid, call.call_id)
+
+    def _refuse_start(self, kind: str, call_id: str, detail: str) -> None:
+        """A ``start`` we cannot take: nothing else will come on this socket that we could use."""
+        self.node.metrics.bad_input(kind, call_id, detail)
+        self._spawn(self.websocket.close(_CLOSE_POLICY_VIOLATION))
 
 
 def _stream_parameters(frame: protocol.Start, node: EdgeNode) -> StreamParameters | None:

@@ -95,6 +95,8 @@ class EdgeNode:
         self.calls: dict[str, LiveCall] = {}
         self.admission = Admission(settings.edge.max_streams, hold_s=ANSWER_HOLD_S)
         """The stream limit, with a slot held for each answered call until its socket arrives."""
+        self.unstarted = 0
+        """Media sockets let in whose ``start`` has not come yet: each holds a slot meanwhile."""
         self._grants: dict[str, BridgeGrant] = {}
         self._spent: OrderedDict[str, str] = OrderedDict()
         """Tokens of the latest ended calls, oldest first (see SPENT_TOKENS_KEPT)."""
@@ -130,8 +132,16 @@ class EdgeNode:
         are calls in progress, and the drain waits for them like for the others.
         """
         if self.draining:
-            return self.admission.reserved > 0
-        return self.admission.admit_stream(len(self.calls))
+            admitted = self.admission.reserved > self.unstarted
+        else:
+            admitted = self.admission.admit_stream(len(self.calls), self.unstarted)
+        if admitted:
+            self.unstarted += 1  # until its `start` registers the call, or the socket goes
+        return admitted
+
+    def stream_settled(self) -> None:
+        """An admitted socket started its call or went away: it no longer waits for a slot."""
+        self.unstarted = max(0, self.unstarted - 1)
 
     def bridge_url(self, call_id: str) -> str:
         edge = self.settings.edge
@@ -165,16 +175,20 @@ class EdgeNode:
         self.drained.clear()
 
     def unregister(self, call_id: str) -> None:
-        """The call is over: its token is spent for good."""
+        """The call is over: its token is spent for good, and it no longer counts."""
+        self.spend_token(call_id)
         self.calls.pop(call_id, None)
+        if not self.calls:
+            self.drained.set()
+
+    def spend_token(self, call_id: str) -> None:
+        """The call is ending: its worker may no longer connect (it is told the call ended)."""
         grant = self._grants.pop(call_id, None)
         if grant is not None:
             self._spent.pop(call_id, None)  # a call id ending again goes to the back of the line
             self._spent[call_id] = grant.token
             while len(self._spent) > SPENT_TOKENS_KEPT:
                 self._spent.popitem(last=False)
-        if not self.calls:
-            self.drained.set()
 
 
 def monotonic_ms() -> float:

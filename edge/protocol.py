@@ -21,6 +21,13 @@ _fast_loads = orjson.loads
 DEFAULT_MAX_FRAME_CHARS = 8192
 """A 20 ms media frame is ~330 characters; anything this large is not a Twilio frame."""
 
+MAX_TIMESTAMP_MS = 2**53
+"""Far beyond any call, yet far from the event log's 64-bit ``long``: the stream times carried by
+the speech, mark and DTMF facts stay encodable whatever the caller's ``timestamp`` claims."""
+
+SUPPORTED_FORMAT = ("audio/x-mulaw", 8000, 1)
+"""The only media format Twilio streams (encoding, sample rate, channels) and we can decode."""
+
 ERROR_KINDS = (
     "binary",
     "oversized",
@@ -121,6 +128,10 @@ def parse(frame: str | bytes, *, max_chars: int = DEFAULT_MAX_FRAME_CHARS) -> Pa
             body = json.loads(frame)
         except (ValueError, RecursionError) as exc:
             return FrameError(kind="not_json", detail=str(exc)[:120])
+        # Only here can a string hold a lone surrogate (orjson refuses them): valid JSON text,
+        # but no Unicode, so any fact or id built from it would fail to encode mid-call.
+        if not _is_utf8(body):
+            return FrameError(kind="malformed", detail="a string is not valid Unicode (lone surrogate)")
     if not isinstance(body, dict):
         return FrameError(kind="malformed", detail="frame is not a JSON object")
     try:
@@ -166,12 +177,15 @@ def _parse_media(body: dict[str, Any]) -> ParseResult:
     except (binascii.Error, ValueError) as exc:
         return FrameError(kind="bad_base64", detail=str(exc)[:120])
     chunk = media.get("chunk")
+    timestamp_ms = int(media.get("timestamp", 0))
+    if not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS:
+        raise ValueError(f"timestamp {str(timestamp_ms)[:24]} out of range")
     return Media(
         sequence_number=_seq(body),
         stream_sid=_text(body, "streamSid"),
         track=str(media.get("track", "inbound")),
         chunk=None if chunk is None else int(chunk),
-        timestamp_ms=int(media.get("timestamp", 0)),
+        timestamp_ms=timestamp_ms,
         payload=payload,
     )
 
@@ -198,6 +212,20 @@ def _parse_start(body: dict[str, Any]) -> ParseResult:
         sample_rate=int(media_format.get("sampleRate", 8000)),
         channels=int(media_format.get("channels", 1)),
     )
+
+
+def supported_format(start: Start) -> bool:
+    """Whether the stream's audio is μ-law at 8 kHz, mono: anything else would be decoded as noise."""
+    return (start.encoding, start.sample_rate, start.channels) == SUPPORTED_FORMAT
+
+
+def _is_utf8(body: dict[str, Any]) -> bool:
+    """Every string in ``body`` (keys too) can be encoded as UTF-8."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
 
 
 def _obj(body: dict[str, Any], key: str) -> dict[str, Any]:

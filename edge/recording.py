@@ -12,18 +12,57 @@ RATE = 8000
 _BYTES_PER_MS = RATE * 2 // 1000
 
 
+MAX_AHEAD_MS = 5000
+"""How far caller audio may claim to be ahead of the call's clock: Twilio's timestamps follow it
+closely, and one absurd ``timestamp`` must not make the track allocate hours of silence."""
+
+_FRAME_MS = 20
+
+
 class CallRecording:
-    """Two growing 8 kHz PCM16 tracks; audio is placed at its stream time, silence fills the rest."""
+    """Two growing 8 kHz PCM16 tracks; audio is placed at its stream time, silence fills the rest.
+
+    Both tracks grow at most with the call's own clock (plus ``MAX_AHEAD_MS``) or with the audio
+    actually received, whatever the timestamps say: memory is bounded by the call's length.
+    """
 
     def __init__(self) -> None:
         self._caller = bytearray()
         self._heard = bytearray()
+        self._heard_ms: int | None = None
 
-    def add_caller(self, stream_ms: int, pcm8k: bytes) -> None:
+    def add_caller(self, stream_ms: int, pcm8k: bytes, *, now_ms: int) -> bool:
+        """Place caller audio at ``stream_ms``; False when that is too far ahead of ``now_ms``.
+
+        Audio with an implausible time goes right after the caller audio so far: kept, and
+        without the silence the timestamp asked for.
+        """
+        end_ms = len(self._caller) // _BYTES_PER_MS
+        if stream_ms > end_ms and stream_ms > now_ms + MAX_AHEAD_MS:
+            _place(self._caller, end_ms, pcm8k)
+            return False
         _place(self._caller, stream_ms, pcm8k)
+        return True
 
     def add_heard(self, stream_ms: int, pcm8k: bytes) -> None:
         _place(self._heard, stream_ms, pcm8k)
+
+    def add_heard_frame(self, now_ms: int, pcm8k: bytes) -> None:
+        """One 20 ms agent frame sent at ``now_ms``: right after the previous one, unless behind.
+
+        Frames are paced at 20 ms, but each is sent a little early or late: placed at the send
+        time they would leave gaps or overwrite each other. The cursor follows the clock only
+        when it falls behind by more than a frame (an idle gap) or after ``reanchor_heard``.
+        """
+        at = self._heard_ms
+        if at is None or now_ms - at > _FRAME_MS:
+            at = now_ms
+        _place(self._heard, at, pcm8k)
+        self._heard_ms = at + len(pcm8k) // _BYTES_PER_MS
+
+    def reanchor_heard(self) -> None:
+        """Playback was cleared: the next frame is placed at its send time (Twilio dropped the rest)."""
+        self._heard_ms = None
 
     @property
     def duration_ms(self) -> int:

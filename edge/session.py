@@ -66,6 +66,14 @@ class CallerBuffer:
         return len(self._frames)
 
 
+MAX_SEQUENCE_JUMP = 500
+"""Frames a sequence number may skip (10 s of audio): Twilio streams over TCP and skips none, so
+a larger jump is a bogus number, which must not make every later real frame look late."""
+
+LATE = "late_frame"
+JUMP = "sequence_jump"
+
+
 class SequenceTracker:
     """Twilio numbers every frame it sends; count the numbers we never saw and late arrivals."""
 
@@ -73,18 +81,30 @@ class SequenceTracker:
         self.expected: int | None = None
         self.gaps = 0
         self.late = 0
+        self.jumps = 0
+        self._jumped_to: int | None = None
 
-    def observe(self, number: int | None) -> bool:
-        """Record ``number``; False when the frame is a duplicate or out of order (drop it)."""
-        if number is None:
-            return True
-        if self.expected is not None and number < self.expected:
+    def observe(self, number: int | None) -> str | None:
+        """Record ``number``; the bad-input kind (``LATE`` or ``JUMP``) when the frame is dropped."""
+        expected = self.expected
+        if number is None or expected is None:
+            if number is not None:
+                self.expected = number + 1
+            return None
+        if number < expected:
             self.late += 1
-            return False
-        if self.expected is not None and number > self.expected:
-            self.gaps += number - self.expected
+            return LATE
+        if number - expected > MAX_SEQUENCE_JUMP:
+            # One bogus number is dropped; two in a row that agree are a real (if odd) resync.
+            resync = self._jumped_to is not None and number == self._jumped_to + 1
+            self._jumped_to = number
+            if not resync:
+                self.jumps += 1
+                return JUMP
+        self._jumped_to = None
+        self.gaps += number - expected
         self.expected = number + 1
-        return True
+        return None
 
 
 class MediaSession:

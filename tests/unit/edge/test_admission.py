@@ -92,3 +92,14 @@ def test_a_claim_without_a_reservation_changes_nothing() -> None:
     admission.claim()  # a socket that came without a webhook (a free slot) started
     assert admission.reserved == 0
     assert admission.admit_call(open_streams=0)
+
+
+def test_sockets_not_yet_started_count_against_the_limit() -> None:
+    admission = Admission(1, clock=Clock())
+    assert admission.admit_call(open_streams=0)
+    assert admission.admit_stream(open_streams=0, unstarted=0)  # the answered call's socket
+    assert not admission.admit_stream(open_streams=0, unstarted=1)  # the reservation is taken
+    free = Admission(2, clock=Clock())
+    assert free.admit_stream(open_streams=0, unstarted=1)
+    assert not free.admit_stream(open_streams=0, unstarted=2)
+    assert not free.admit_stream(open_streams=1, unstarted=1)

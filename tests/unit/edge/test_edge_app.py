@@ -234,9 +234,12 @@ def test_an_answered_call_holds_its_slot_so_the_next_caller_hears_busy_not_a_ref
     status, body = _post(client, "/twilio/voice", {"CallSid": "CA8", "To": "+1000"})
     assert (status, "busy" in body, "<Connect>" in body) == (200, True, False)
     assert node.admit_stream()  # CA7's socket gets the slot it was promised
+    assert not node.admit_stream()  # one socket per promise: until it starts, it holds the slot
+    node.stream_settled()  # that socket dropped before its start; Twilio tries again
     node.draining = True
     assert node.admit_stream()  # even during a drain: CA7 was answered before it began
     node.admission.claim()  # CA7's stream starts (LiveCall registration claims it)
+    node.stream_settled()
     assert not node.admit_stream()  # nothing more while draining
     assert node.metrics.get("calls.refused_busy") == 1
 

@@ -156,3 +156,58 @@ def test_a_number_too_large_for_an_integer_is_malformed_not_a_crash() -> None:
     result = protocol.parse('{"event": "mark", "sequenceNumber": 1e400, "mark": {"name": "m"}}')
     assert isinstance(result, protocol.FrameError)
     assert result.kind == "malformed"
+
+
+def _start(stream_sid: str = "MZ1", **media_format: Any) -> dict[str, Any]:
+    return {
+        "event": "start",
+        "sequenceNumber": "1",
+        "start": {
+            "streamSid": stream_sid,
+            "callSid": "CA1",
+            "customParameters": {"call_id": "c1"},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1} | media_format,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _start(stream_sid="MZ\ud800"),
+        {"event": "mark", "streamSid": "MZ1", "mark": {"name": "reply-\ud800"}},
+        {"event": "dtmf", "streamSid": "MZ1", "dtmf": {"digit": "\udc00"}},
+        {"event": "media", "streamSid": "MZ1", "media": {"payload": ""}, "\ud800": 1},
+    ],
+)
+def test_a_lone_surrogate_anywhere_is_malformed(frame: dict[str, Any]) -> None:
+    # Valid JSON text (an escaped surrogate), but no Unicode: the ids and facts built from it
+    # could not be encoded, mid-call.
+    result = protocol.parse(json.dumps(frame))
+    assert isinstance(result, protocol.FrameError), result
+    assert result.kind == "malformed"
+
+
+@pytest.mark.parametrize("timestamp", ["-20", str(2**63), "1" + "0" * 40])
+def test_a_timestamp_no_stream_can_have_is_malformed(timestamp: str) -> None:
+    frame = media()
+    frame["media"]["timestamp"] = timestamp
+    result = protocol.parse(json.dumps(frame))
+    assert isinstance(result, protocol.FrameError)
+    assert result.kind == "malformed"
+
+
+@pytest.mark.parametrize(
+    ("media_format", "supported"),
+    [
+        ({}, True),
+        ({"encoding": "audio/L16"}, False),
+        ({"sampleRate": 2**40}, False),
+        ({"sampleRate": 16000}, False),
+        ({"channels": 2}, False),
+    ],
+)
+def test_only_mulaw_8khz_mono_is_a_supported_format(media_format: dict[str, Any], supported: bool) -> None:
+    frame = protocol.parse(json.dumps(_start(**media_format)))
+    assert isinstance(frame, protocol.Start)
+    assert protocol.supported_format(frame) is supported

@@ -7,10 +7,18 @@ import pytest
 
 from edge.audio import mulaw
 from edge.audio.speech import synthesize, to_rate
-from edge.audio.vad import SpeechStarted
+from edge.audio.vad import SpeechStarted, SpeechStopped
 from edge.playback import AudioItem, MarkItem, Playback
 from edge.protocol import Media
-from edge.session import CallerBuffer, MediaSession, SequenceTracker, SessionConfig
+from edge.session import (
+    JUMP,
+    LATE,
+    MAX_SEQUENCE_JUMP,
+    CallerBuffer,
+    MediaSession,
+    SequenceTracker,
+    SessionConfig,
+)
 from schemas import bridge
 
 
@@ -32,8 +40,34 @@ def _speech8k() -> bytes:
 
 def test_sequence_tracker_counts_gaps_and_drops_late_frames() -> None:
     tracker = SequenceTracker()
-    assert [tracker.observe(n) for n in (1, 2, 5, 4, 6, 6)] == [True, True, True, False, True, False]
+    assert [tracker.observe(n) for n in (1, 2, 5, 4, 6, 6)] == [None, None, None, LATE, None, LATE]
     assert (tracker.gaps, tracker.late) == (2, 2)
+
+
+def test_one_bogus_sequence_number_is_dropped_and_the_real_ones_go_on() -> None:
+    tracker = SequenceTracker()
+    assert tracker.observe(1) is None
+    assert tracker.observe(10**12) == JUMP
+    assert [tracker.observe(n) for n in (2, 3, 3 + MAX_SEQUENCE_JUMP + 1)] == [None, None, None]
+    assert (tracker.gaps, tracker.late, tracker.jumps) == (MAX_SEQUENCE_JUMP, 0, 1)
+
+
+def test_two_agreeing_numbers_after_a_jump_are_a_resync() -> None:
+    tracker = SequenceTracker()
+    assert [tracker.observe(n) for n in (1, 5000, 5001, 5002)] == [None, JUMP, None, None]
+    assert (tracker.expected, tracker.gaps, tracker.jumps) == (5003, 4999, 1)
+
+
+def test_finish_closes_the_utterance_of_a_caller_still_speaking() -> None:
+    session = MediaSession(SessionConfig())
+    speech = _speech8k()
+    half = len(speech) // 2 // 160 * 160
+    for index in range(0, half, 160):
+        session.on_media(_media(speech[index : index + 160], index // 8), now_ms=0.0)
+    assert session.speaking
+    stopped = session.finish()
+    assert isinstance(stopped, SpeechStopped)
+    assert stopped.stream_ms <= half // 8
 
 
 def test_caller_buffer_drops_the_oldest_and_counts() -> None:

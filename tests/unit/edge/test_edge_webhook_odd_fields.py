@@ -6,12 +6,15 @@ webhook publishes is then put through the real codec, as KafkaFactPublisher woul
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
+
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 
-from edge.app import MAX_WEBHOOK_BYTES, create_app
+from edge.app import MAX_WEBHOOK_BYTES, create_app, status_time
 from edge.node import EdgeNode
 from edge.publisher import RecordingPublisher
 from edge.routing import RoutingTable
@@ -75,3 +78,35 @@ def test_a_webhook_body_past_the_cap_is_refused_before_its_signature_is_checked(
     response = client.post(url, data=form, headers={"X-Twilio-Signature": "not-checked"})
     assert response.status_code == 413
     assert publisher.records == []
+
+
+RECEIVED = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        ("Wed, 01 May 2024 11:59:30 +0000", datetime(2024, 5, 1, 11, 59, 30, tzinfo=UTC)),
+        ("Wed, 01 May 2024 13:59:30 +0200", datetime(2024, 5, 1, 11, 59, 30, tzinfo=UTC)),
+        ("Wed, 01 May 2024 12:00:40 -0000", datetime(2024, 5, 1, 12, 0, 40, tzinfo=UTC)),
+        ("Wed, 01 May 2024 12:05:00 +0000", RECEIVED),  # in the future
+        ("Mon, 01 Jan 1990 00:00:00 +0000", RECEIVED),  # absurdly old
+        ("Wed, 99 May 2024 11:59:30 +0000", RECEIVED),
+        ("yesterday", RECEIVED),
+        (None, RECEIVED),
+    ],
+)
+def test_a_status_change_happened_when_twilio_says_if_that_is_plausible(
+    timestamp: str | None, expected: datetime
+) -> None:
+    assert status_time(timestamp, RECEIVED) == expected
+
+
+def test_status_callback_carries_twilios_timestamp() -> None:
+    client, publisher = _client()
+    sent_at = format_datetime(datetime.now(UTC) - timedelta(seconds=30))  # a callback arriving late
+    form = {"CallSid": "CA9", "CallStatus": "completed", "Timestamp": sent_at}
+    assert _post(client, "/twilio/status", form) == 204
+    (fact,) = publisher.records
+    assert isinstance(fact, TelephonyStatusChanged)
+    assert fact.occurred_at == parsedate_to_datetime(form["Timestamp"])

@@ -1,0 +1,328 @@
+"""The media loop with fakes: what a hostile or odd Twilio client can do to the node's calls."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import struct
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from edge.audio import mulaw
+from edge.audio.speech import synthesize, to_rate
+from edge.bridge_server import serve_worker
+from edge.media_protocol import MediaStreamProtocol
+from edge.media_socket import MediaLoop
+from edge.node import EdgeNode
+from edge.publisher import RecordingPublisher
+from edge.signature import SignatureChecker
+from edge.telephony import RecordingTelephony
+from infra.settings import Settings
+from schemas import bridge
+from schemas.call_media import CallerSpeechStopped, MediaStreamStopped
+from schemas.codec import Codec
+from schemas.registry import Record
+
+
+class FakeTwilio:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.closed: int | None = None
+
+    async def send_text(self, data: str) -> None:
+        self.sent.append(data)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        if self.closed is None:
+            self.closed = code
+
+
+def _node(**edge: Any) -> EdgeNode:
+    settings = Settings(env="test")
+    settings = settings.model_copy(update={"edge": settings.edge.model_copy(update=edge)})
+    return EdgeNode(settings, publisher=RecordingPublisher(), telephony=RecordingTelephony())
+
+
+def _start(
+    call_id: str = "call-1",
+    sid: str = "MZ1",
+    record: bool = False,
+    call_sid: str = "CA1",
+    **media_format: Any,
+) -> str:
+    return json.dumps(
+        {
+            "event": "start",
+            "sequenceNumber": "1",
+            "streamSid": sid,
+            "start": {
+                "streamSid": sid,
+                "callSid": call_sid,
+                "customParameters": {
+                    "call_id": call_id,
+                    "tenant_id": "t1",
+                    "agent_id": "a1",
+                    "agent_version": "1",
+                    "record": str(record).lower(),
+                },
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+                | media_format,
+            },
+        }
+    )
+
+
+def _media(seq: int, timestamp: int, payload: bytes = b"\xff" * 160, sid: str = "MZ1") -> str:
+    return json.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": str(seq),
+            "streamSid": sid,
+            "media": {
+                "track": "inbound",
+                "timestamp": str(timestamp),
+                "payload": base64.b64encode(payload).decode(),
+            },
+        }
+    )
+
+
+def _stop(seq: int) -> str:
+    return json.dumps(
+        {"event": "stop", "sequenceNumber": str(seq), "streamSid": "MZ1", "stop": {"callSid": "CA1"}}
+    )
+
+
+def _published(node: EdgeNode) -> list[Record]:
+    publisher = node.publisher
+    assert isinstance(publisher, RecordingPublisher)
+    return publisher.records
+
+
+async def test_a_call_whose_finish_fails_still_frees_its_slot() -> None:
+    node = _node()
+    loop = MediaLoop(FakeTwilio(), node)
+    loop.on_message(_start())
+    assert list(node.calls) == ["call-1"]
+
+    def refuse(record: Record) -> bool:
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+    node.publisher.publish = refuse  # type: ignore[method-assign]
+    with pytest.raises(UnicodeEncodeError):
+        await loop.finish("socket_closed")
+    assert node.calls == {}
+    assert node.drained.is_set()
+
+
+async def test_a_bogus_sequence_number_neither_silences_the_call_nor_loses_its_stop() -> None:
+    node = _node()
+    loop = MediaLoop(FakeTwilio(), node)
+    loop.on_message(_start())
+    loop.on_message(_media(2, 0))
+    loop.on_message(_media(10**20, 20))
+    for seq in range(3, 13):
+        loop.on_message(_media(seq, (seq - 2) * 20))
+    assert loop.call is not None
+    assert loop.call.session.frames_received == 11
+    assert node.metrics.get("bad_input.sequence_jump") == 1
+    assert loop.on_message(_stop(13)) == "twilio_stop"
+    await loop.finish("twilio_stop")
+    stopped = [r for r in _published(node) if isinstance(r, MediaStreamStopped)]
+    assert len(stopped) == 1
+    Codec.single_object().encode(stopped[0])  # encodable: the stream's end is not lost
+
+
+@pytest.mark.parametrize(
+    ("start", "kind"),
+    [
+        (_start(sid="MZ2"), "duplicate_stream"),
+        (_start(call_id="", sid="MZ2", call_sid=""), "start_without_call"),
+        (_start(call_id="call-2", sid="MZ2", encoding="audio/L16"), "bad_media_format"),
+        (_start(call_id="call-2", sid="MZ2", sampleRate=2**40), "bad_media_format"),
+    ],
+)
+async def test_a_refused_start_closes_its_socket(start: str, kind: str) -> None:
+    node = _node()
+    first = MediaLoop(FakeTwilio(), node)
+    first.on_message(_start())
+    twilio = FakeTwilio()
+    refused = MediaLoop(twilio, node)
+    refused.on_message(start)
+    await asyncio.sleep(0)
+    assert node.metrics.get(f"bad_input.{kind}") == 1
+    assert twilio.closed == 1008
+    assert list(node.calls) == ["call-1"]
+    await first.finish("x")
+    await refused.finish("socket_closed")
+    assert not any(getattr(r, "sample_rate", 8000) != 8000 for r in _published(node))
+
+
+async def test_only_usable_frames_keep_a_socket_from_its_idle_timeout() -> None:
+    node = _node()
+    loop = MediaLoop(FakeTwilio(), node)
+    loop.last_frame = 0.0
+    for seq in range(2, 12):  # media on a socket with no call: each one refused
+        loop.on_message(_media(seq, seq * 20))
+    loop.on_message("not json")
+    assert loop.last_frame == 0.0
+    loop.check_deadlines(node.settings.edge.idle_timeout_s + 1.0)
+    assert node.metrics.get("bad_input.idle_timeout") == 1
+    await loop.finish("error")
+
+
+async def test_a_caller_still_speaking_at_hang_up_gets_speech_stopped() -> None:
+    node = _node()
+    loop = MediaLoop(FakeTwilio(), node)
+    loop.on_message(_start())
+    samples, rate = synthesize("Hello there, I would like to book a table for four people tonight")
+    speech = mulaw.encode(to_rate(samples, rate, 8000))
+    for seq, index in enumerate(range(0, len(speech) // 2 // 160 * 160, 160), start=2):
+        loop.on_message(_media(seq, index // 8, speech[index : index + 160]))
+    assert loop.call is not None
+    assert loop.call.session.speaking
+    await loop.finish("socket_closed")
+    kinds = [type(r).__name__ for r in _published(node)]
+    assert kinds[-2:] == ["CallerSpeechStopped", "MediaStreamStopped"]
+    assert kinds.count("CallerSpeechStarted") == kinds.count("CallerSpeechStopped")
+    assert isinstance(_published(node)[-2], CallerSpeechStopped)
+
+
+async def test_an_absurd_timestamp_does_not_grow_the_recording() -> None:
+    node = _node()
+    loop = MediaLoop(FakeTwilio(), node)
+    loop.on_message(_start(record=True))
+    loop.on_message(_media(2, 0))
+    loop.on_message(_media(3, 20_000_000))  # 5.5 hours into a call a moment old
+    call = loop.call
+    assert call is not None
+    assert call.recording is not None
+    assert call.recording.duration_ms == 40
+    assert node.metrics.get("bad_input.bad_timestamp") == 1
+    call.recording = None  # nothing to store
+    await loop.finish("x")
+
+
+async def test_notices_dropped_while_no_worker_is_attached_are_counted() -> None:
+    node = _node()
+    loop = MediaLoop(FakeTwilio(), node)
+    loop.on_message(_start())
+    call = loop.call
+    assert call is not None
+    for index in range(300):
+        call.notify_worker(bridge.Dtmf(digit=str(index % 10), stream_ms=index))
+    assert node.metrics.get("bridge.notices_dropped") == 300 - len(call.notices)
+    await loop.finish("x")
+
+
+async def test_upgrades_beyond_the_limit_wait_for_none_to_start() -> None:
+    node = _node(max_streams=1)
+    assert node.admit_call()
+    assert node.admit_stream()  # the answered call's socket
+    assert not node.admit_stream()  # no second one on the same reservation
+    loops = [MediaLoop(FakeTwilio(), node)]
+    loops[0].on_message(_start())
+    assert not node.admit_stream()  # the call is live: the node is full
+    await loops[0].finish("x")
+    assert node.admit_stream()  # its slot is free again
+    assert not node.admit_stream()
+    late = MediaLoop(FakeTwilio(), node)
+    await late.finish("socket_closed")  # left before its start: the slot is free once more
+    assert node.admit_stream()
+
+
+# --- the direct protocol -----------------------------------------------------------------------
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    key = os.urandom(4)
+    masked = bytes(byte ^ key[i % 4] for i, byte in enumerate(payload))
+    assert len(payload) < 126
+    return struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + key + masked
+
+
+async def test_a_text_frame_that_is_not_utf8_is_its_own_bad_input() -> None:
+    node = _node()
+    checker = SignatureChecker("tok", "https://edge.example.com")
+    config = SimpleNamespace(ws_max_size=1 << 20, ws_ping_interval=None)
+    media = MediaStreamProtocol.bound(node, checker)(config, SimpleNamespace(connections=set()), {})
+    transport = FakeTransport()
+    media.connection_made(transport)  # type: ignore[arg-type]
+    signature = RequestValidator("tok").compute_signature("wss://edge.example.com/twilio/media", {})
+    key = base64.b64encode(os.urandom(16)).decode()
+    media.data_received(
+        (
+            "GET /twilio/media HTTP/1.1\r\nHost: edge.example.com\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"X-Twilio-Signature: {signature}\r\n\r\n"
+        ).encode()
+    )
+    assert transport.out.startswith(b"HTTP/1.1 101")
+    media.data_received(_client_frame(0x1, b'{"event":"media"\xff}'))
+    assert node.metrics.get("bad_input.bad_utf8") == 1
+    assert node.metrics.get("bad_input.binary") == 0
+    assert not transport.closed
+    media.connection_lost(None)
+    await asyncio.sleep(0)
+
+
+class RacingWorker:
+    """A worker connection whose hello is sent just as the call begins to finish."""
+
+    def __init__(self, on_hello: Any, path: str, token: str) -> None:
+        self.request = SimpleNamespace(path=path, headers={bridge.TOKEN_HEADER: token})
+        self._on_hello = on_hello
+        self.closed: int | None = None
+
+    async def send(self, data: str) -> None:
+        self._on_hello()
+        await asyncio.sleep(0)  # the hello is on its way; the call's finish begins meanwhile
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = code
+
+    def __aiter__(self) -> RacingWorker:
+        return self
+
+    async def __anext__(self) -> str:
+        raise StopAsyncIteration
+
+
+async def test_a_worker_whose_hello_races_the_call_end_is_refused_not_attached() -> None:
+    node = _node()
+    loop = MediaLoop(FakeTwilio(), node)
+    loop.on_message(_start())
+    call = loop.call
+    assert call is not None
+    token = node._grants["call-1"].token
+    finishing: list[asyncio.Task[None]] = []
+    worker = RacingWorker(
+        lambda: finishing.append(asyncio.create_task(loop.finish("twilio_stop"))),
+        bridge.PATH_PREFIX + "call-1",
+        token,
+    )
+    racing = asyncio.create_task(serve_worker(worker, node))  # type: ignore[arg-type]
+    await racing
+    await finishing[0]
+    assert worker.closed == bridge.CLOSE_CALL_ENDED
+    assert call.worker is None
