@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from api import store
-from api.auth import ROLES, issue_token
-from api.deps import Admin, ContextDep, CurrentPrincipal, SessionDep, clock
+from api.auth import ROLES, issue_token, looks_like_jwt
+from api.deps import _UNAUTHORIZED, Admin, ContextDep, CurrentPrincipal, SessionDep, _credential, clock
 from api.problems import ProblemError
 
 router = APIRouter(tags=["auth"])
@@ -64,10 +64,16 @@ async def revoke_key(key_id: str, principal: Admin, context: ContextDep, session
 
 
 @router.post("/api/auth/token", response_model=Token)
-async def token(principal: CurrentPrincipal, context: ContextDep) -> Token:
+async def token(principal: CurrentPrincipal, context: ContextDep, request: Request) -> Token:
     """Exchange an API key (in the usual headers) for a short-lived JWT bearer token."""
     secret = context.settings.api.jwt_secret.get_secret_value()
     if not secret:
         raise ProblemError(404, "session tokens are disabled (VOICE_API__JWT_SECRET is not set)")
+    # deps' own reading of the credential: the one the principal came from. A token that could renew
+    # itself would never expire for as long as someone (a leak included) kept using it.
+    if looks_like_jwt(_credential(request) or ""):
+        raise ProblemError(
+            401, "a session token cannot be renewed: send an API key to get a new one", headers=_UNAUTHORIZED
+        )
     ttl = context.settings.api.jwt_ttl_s
     return Token(access_token=issue_token(principal, secret, ttl, clock()), expires_in=ttl)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import insert, select
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import store
@@ -108,6 +108,24 @@ ROUTES: dict[tuple[str, str], tuple[str, Request]] = {
 }
 # Routes without a path id that name A's agent in the body: for B it reads as missing.
 BODY_SCOPED = {("POST", "/api/calls"), ("POST", "/api/campaigns")}
+# The fields by which a command names its aggregate; a command of B must name none of A's.
+AGGREGATE_FIELDS = ("agent_id", "kb_id", "call_id", "campaign_id")
+# Tables _seed writes for tenant A.
+SEEDED_TABLES = (
+    "agent",
+    "agent_version",
+    "call",
+    "call_event",
+    "transcript_segment",
+    "tool_call",
+    "recording",
+    "knowledge_base",
+    "document",
+    "chunk",
+    "analytics_daily",
+    "campaign",
+    "api_key",
+)
 
 
 def _schema_routes() -> list[tuple[str, str]]:
@@ -297,10 +315,13 @@ async def test_rs_route_never_shows_or_changes_another_tenants_data(
     world: World, tenant_a: Seeded, route: tuple[str, str]
 ) -> None:
     tenant_b = await make_tenant(world.sessions)
+    a_rows = await _tenant_rows(world.sessions, tenant_a.tenant.tenant_id)
+    assert all(a_rows[table] for table in SEEDED_TABLES), a_rows  # else the comparison below shows nothing
     before = len(world.sender.sent)
     response = await _send(world, route, tenant_a.ids, tenant_b.admin)
     commands = world.sender.sent[before:]
-    assert all(c.tenant_id == tenant_b.tenant_id for c in commands)  # type: ignore[attr-defined]
+    a_ids = {tenant_a.ids[name] for name in AGGREGATE_FIELDS}
+    assert [c for c in commands if _aggregate_ids(c) & a_ids] == []
     if "{" in route[1] or route in BODY_SCOPED:
         # A's id in the path (or the body) reads as missing, and nothing is sent.
         assert response.status_code in (404, 422), response.text
@@ -310,20 +331,45 @@ async def test_rs_route_never_shows_or_changes_another_tenants_data(
     asked = str(response.request.url) + response.request.content.decode(errors="replace")
     private = [v for k, v in tenant_a.ids.items() if k != "version"] + [tenant_a.tenant.tenant_id, *A_TEXTS]
     assert [value for value in private if value in response.text and value not in asked] == []
-    assert await _a_is_untouched(world.sessions, tenant_a)
+    assert await _tenant_rows(world.sessions, tenant_a.tenant.tenant_id) == a_rows
 
 
-async def _a_is_untouched(sessions: async_sessionmaker[AsyncSession], seeded: Seeded) -> bool:
+def _aggregate_ids(command: Record) -> set[str]:
+    """The aggregates a command is about (a command's own tenant_id is always the caller's)."""
+    return {value for name in AGGREGATE_FIELDS if isinstance(value := getattr(command, name, None), str)}
+
+
+async def _tenant_rows(sessions: async_sessionmaker[AsyncSession], tenant_id: str) -> dict[str, list[str]]:
+    """Every row of the tenant in every table with a tenant_id column, in a stable order."""
     async with sessions() as session:
-        revoked = await session.execute(
-            select(models.ApiKey.key_id).where(
-                models.ApiKey.tenant_id == seeded.tenant.tenant_id, models.ApiKey.revoked_at.is_not(None)
+        tables = await session.execute(
+            text(
+                "SELECT table_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND column_name = 'tenant_id'"
             )
         )
-        audit = await session.execute(
-            select(models.AuditLog.audit_id).where(models.AuditLog.tenant_id == seeded.tenant.tenant_id)
-        )
-        return revoked.first() is None and audit.first() is None
+        out: dict[str, list[str]] = {}
+        for table in tables.scalars().all():
+            rows = await session.execute(
+                text(f'SELECT * FROM "{table}" WHERE tenant_id = :tenant_id'), {"tenant_id": tenant_id}
+            )
+            out[table] = sorted(repr(sorted(row.items())) for row in rows.mappings())
+        return out
+
+
+async def test_rs_a_session_token_cannot_be_renewed_with_itself(world: World, tenant_a: Seeded) -> None:
+    # A token got a fresh token, so a leaked one could be kept alive for ever.
+    issued = await world.client.post("/api/auth/token", headers=tenant_a.tenant.viewer)
+    token = issued.json()["access_token"]
+    for headers in ({"Authorization": f"Bearer {token}"}, {"X-API-Key": token}):
+        renewed = await world.client.post("/api/auth/token", headers=headers)
+        assert renewed.status_code == 401, renewed.text
+        assert renewed.headers["content-type"] == "application/problem+json"
+        assert "API key" in renewed.json()["detail"]
+        assert "access_token" not in renewed.json()
+    # The token itself still works, and a key still gets a new one.
+    assert (await world.client.get("/api/agents", headers={"Authorization": f"Bearer {token}"})).is_success
+    assert (await world.client.post("/api/auth/token", headers=tenant_a.tenant.viewer)).status_code == 200
 
 
 async def test_rs_session_tokens_carry_the_keys_role_and_tenant(world: World, tenant_a: Seeded) -> None:
