@@ -11,7 +11,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select, text
@@ -49,11 +49,17 @@ def encode_cursor(at: datetime, key: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (time, key) of a cursor from encode_cursor: its time aware and in UTC's range, its key
+    without a NUL (PostgreSQL text cannot hold one, so the query would fail as a bad value)."""
     try:
-        at, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(at), key
-    except (binascii.Error, UnicodeDecodeError, ValueError) as err:
+        text_at, key = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        at = datetime.fromisoformat(text_at)
+        at.astimezone(UTC)  # 9999-12-31T23:00-05:00 has no such instant in UTC
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as err:
         raise BadCursorError("invalid cursor") from err
+    if at.tzinfo is None or "\x00" in key:
+        raise BadCursorError("invalid cursor")
+    return at, key
 
 
 async def _rows(session: AsyncSession, query: Select[Any]) -> list[Row]:
