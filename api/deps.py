@@ -54,25 +54,25 @@ async def get_session(request: Request, context: ContextDep) -> AsyncIterator[As
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def _credential(request: Request) -> str | None:
+def request_credential(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
     return request.headers.get("x-api-key") or None
 
 
-_UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="voiceagent"'}
+UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="voiceagent"'}
 
 
 async def get_principal(request: Request, context: ContextDep, session: SessionDep) -> Principal:
-    credential = _credential(request)
+    credential = request_credential(request)
     if credential is None:
         raise ProblemError(
-            401, "missing credentials: send Authorization: Bearer <key> or X-API-Key", headers=_UNAUTHORIZED
+            401, "missing credentials: send Authorization: Bearer <key> or X-API-Key", headers=UNAUTHORIZED
         )
     principal = await _resolve(credential, context, session)
     if principal is None:
-        raise ProblemError(401, "invalid, revoked or expired credentials", headers=_UNAUTHORIZED)
+        raise ProblemError(401, "invalid, revoked or expired credentials", headers=UNAUTHORIZED)
     wait_s = context.limiter.acquire(principal.key_id)
     if wait_s > 0:
         raise ProblemError(

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from api import store
 from api.auth import ROLES, issue_token, looks_like_jwt
-from api.deps import _UNAUTHORIZED, Admin, ContextDep, CurrentPrincipal, SessionDep, _credential, clock
+from api.deps import UNAUTHORIZED, Admin, ContextDep, CurrentPrincipal, SessionDep, clock, request_credential
 from api.problems import ProblemError
 
 router = APIRouter(tags=["auth"])
@@ -71,9 +71,9 @@ async def token(principal: CurrentPrincipal, context: ContextDep, request: Reque
         raise ProblemError(404, "session tokens are disabled (VOICE_API__JWT_SECRET is not set)")
     # deps' own reading of the credential: the one the principal came from. A token that could renew
     # itself would never expire for as long as someone (a leak included) kept using it.
-    if looks_like_jwt(_credential(request) or ""):
+    if looks_like_jwt(request_credential(request) or ""):
         raise ProblemError(
-            401, "a session token cannot be renewed: send an API key to get a new one", headers=_UNAUTHORIZED
+            401, "a session token cannot be renewed: send an API key to get a new one", headers=UNAUTHORIZED
         )
     ttl = context.settings.api.jwt_ttl_s
     return Token(access_token=issue_token(principal, secret, ttl, clock()), expires_in=ttl)

@@ -282,12 +282,11 @@ _CONCURRENCY_SQL = text(
            (SELECT count(*) FROM call
             WHERE tenant_id = :tenant_id
               AND (CAST(:agent_id AS text) IS NULL OR agent_id = CAST(:agent_id AS text))
-              AND coalesce(answered_at, started_at)
-                  < least(b + CAST(:step AS interval), CAST(:end AS timestamptz))
+              AND started_at < least(b + CAST(:step AS interval), CAST(:end AS timestamptz))
               AND coalesce(ended_at, now()) > b) AS concurrent_calls
-    -- A call not yet ended (or whose end never came) counts until now, never in a later bucket; one not
-    -- answered (ringing) counts from its start, since it holds a line. The last bucket may be shorter
-    -- than a step: it ends at :end, and is still shown.
+    -- A call holds a line from its start (ringing included, answered or not) to its end; one not
+    -- yet ended (or whose end never came) counts until now, never in a later bucket. The last
+    -- bucket may be shorter than a step: it ends at :end, and is still shown.
     FROM generate_series(CAST(:start AS timestamptz), CAST(:end AS timestamptz) - interval '1 microsecond',
                          CAST(:step AS interval)) AS b
     ORDER BY b
