@@ -111,6 +111,12 @@ async def apply_directive(call: LiveCall, message: bridge.BridgeMessage | bridge
             log.info("worker hung up call %s: %s", call.call_id, reason)
             await call.node.telephony.hang_up(call.identity.call_sid)
             await call.end("hangup")
+        case bridge.Transfer(target=target):
+            log.info("worker transfers call %s to %s", call.call_id, target)
+            if await call.node.telephony.transfer(call.identity.call_sid, target):
+                await call.end("transferred")  # Twilio has left our stream for the <Dial>
+            else:
+                call.node.metrics.incr("telephony.transfer_failed")
         case bridge.BridgeError(kind=kind, detail=detail):
             call.node.metrics.bad_input(f"bridge.{kind}", call.call_id, detail)
         case _:

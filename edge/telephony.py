@@ -1,4 +1,4 @@
-"""Telephony adapter: what the edge asks of the phone network (end a call), and its fakes."""
+"""Telephony adapter: what the edge asks of the phone network (end or transfer a call), and its fakes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Protocol
 
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+from twilio.twiml.voice_response import VoiceResponse
 
 from infra.settings import TwilioSettings
 
@@ -19,6 +20,10 @@ class Telephony(Protocol):
 
     async def hang_up(self, call_sid: str) -> None:
         """End the call (both legs); errors are logged, not raised: the stream is closing anyway."""
+        ...
+
+    async def transfer(self, call_sid: str, target: str) -> bool:
+        """Redirect the call to dial ``target``; False (logged) if the carrier refused."""
         ...
 
 
@@ -42,12 +47,32 @@ class TwilioTelephony:
     def _complete(self, call_sid: str) -> None:
         self._client.calls(call_sid).update(status="completed")
 
+    async def transfer(self, call_sid: str, target: str) -> bool:
+        try:
+            await asyncio.to_thread(self._redirect, call_sid, target)
+        except Exception:  # the REST API failing must not take the edge down
+            log.exception("transfer of %s to %s failed", call_sid, target)
+            return False
+        return True
+
+    def _redirect(self, call_sid: str, target: str) -> None:
+        # New TwiML for the live call: Twilio leaves <Connect><Stream> (our stream stops) and
+        # dials the target, bridging the caller to it.
+        response = VoiceResponse()
+        response.dial(target)
+        self._client.calls(call_sid).update(twiml=str(response))
+
 
 class RecordingTelephony:
     """A fake that remembers what it was asked to do."""
 
     def __init__(self) -> None:
         self.hung_up: list[str] = []
+        self.transferred: list[tuple[str, str]] = []
 
     async def hang_up(self, call_sid: str) -> None:
         self.hung_up.append(call_sid)
+
+    async def transfer(self, call_sid: str, target: str) -> bool:
+        self.transferred.append((call_sid, target))
+        return True

@@ -142,6 +142,13 @@ class HangUp:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer:
+    """Move the caller to ``target`` (Twilio ``<Dial>``); the media stream ends with it."""
+
+    target: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BridgeError:
     """A frame that is not valid bridge protocol; ``kind`` is a short stable label."""
 
@@ -150,7 +157,7 @@ class BridgeError:
 
 
 EdgeToWorker: TypeAlias = CallerAudio | Hello | BargeIn | MarkReached | Dtmf | StreamStopped
-WorkerToEdge: TypeAlias = AgentAudio | BeginUtterance | PlayMark | ClearPlayback | HangUp
+WorkerToEdge: TypeAlias = AgentAudio | BeginUtterance | PlayMark | ClearPlayback | HangUp | Transfer
 BridgeMessage: TypeAlias = EdgeToWorker | WorkerToEdge
 
 _TEXT_TYPES: dict[str, tuple[type[Any], tuple[tuple[str, type], ...]]] = {
@@ -174,6 +181,7 @@ _TEXT_TYPES: dict[str, tuple[type[Any], tuple[tuple[str, type], ...]]] = {
     "mark": (PlayMark, (("name", str),)),
     "clear": (ClearPlayback, ()),
     "hangup": (HangUp, (("reason", str),)),
+    "transfer": (Transfer, (("target", str),)),
 }
 _TYPE_OF: dict[type[Any], str] = {cls: name for name, (cls, _) in _TEXT_TYPES.items()}
 

@@ -40,6 +40,8 @@ class Conversation:
         self._audio_seq = 0
         self.pending_hangup: str | None = None
         """Hang up with this reason once the model's current turn is over."""
+        self.line_closed = False
+        """A hang-up or transfer was sent to the edge: the line is going, send nothing more."""
         self._hangup_mark = asyncio.Event()
         self.awaiting_reply = False
         """A written turn was sent and the model's answer to it has not completed yet."""
@@ -221,6 +223,7 @@ class Conversation:
             await asyncio.wait_for(self._hangup_mark.wait(), timeout=mark_wait_s)
         # Acknowledged first, so the call log records who hung up before the stream stops.
         await self._facts.report(HangUpRequested, requested_by=requested_by, reason=reason, wait=True)
+        self.line_closed = True
         await link.send(bridge.HangUp(reason="agent_hung_up" if requested_by == "agent" else reason))
 
 

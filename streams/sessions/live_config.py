@@ -71,6 +71,12 @@ VOICEMAIL_PROMPT = (
 
 GREETING_PROMPT = "Greet the caller: "
 
+SILENCE_CHECK_IN_PROMPT = (
+    "The caller has been silent for a while. Check in briefly and kindly: ask whether they are "
+    "still there and whether there is anything else you can help with."
+)
+"""What the model is asked when the call machine's silence timer decides a check-in."""
+
 
 def greeting_prompt(greeting: str) -> str:
     """The written turn that asks the model to open the call with the agent's greeting."""

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from schemas import bridge
 from streams.calls.state import CallState, CallStatus
 from streams.sessions.directory import AgentDirectory
 from streams.sessions.facts import FactSink
@@ -23,6 +24,16 @@ PREWARM_STATUSES = frozenset({CallStatus.RECEIVED})
 inbound call, from the voice webhook on. Not an outbound call: while it rings most would not
 need one, and once it is answered the answering-machine verdict comes with the answer, so a
 session opened then would greet a machine before its voicemail is known (ADR 17)."""
+
+
+def carry_out(state: CallState, session: CallSession) -> None:
+    """Pass on what the call machine decided that only the call's session can act on."""
+    if state.status is CallStatus.ENDING:
+        session.close_line(bridge.HangUp(reason=state.end_reason or "completed"))
+    elif state.status is CallStatus.TRANSFERRING and state.transfer_target:
+        session.close_line(bridge.Transfer(target=state.transfer_target))
+    elif state.silence_checked_in:
+        session.check_in(state.last_activity_at)  # the silence it belongs to
 
 
 class SessionManager:
@@ -97,6 +108,7 @@ class SessionManager:
             session.attach(stream.bridge_url, stream.bridge_token)  # a pre-warmed session's stream
             if state.voicemail_message:
                 session.request_voicemail(state.voicemail_message)
+            carry_out(state, session)
             return
         if session is None and self._running(call_id):
             self._newer[call_id] = state  # its task is still waiting for the agent's config

@@ -27,7 +27,13 @@ from streams.sessions.bridge_link import (
 from streams.sessions.caller_audio import CallerAudioPipe
 from streams.sessions.conversation import Conversation
 from streams.sessions.facts import FactSink, Reporter
-from streams.sessions.live_config import SessionPlan, greeting_prompt, live_connect_config, voicemail_prompt
+from streams.sessions.live_config import (
+    SILENCE_CHECK_IN_PROMPT,
+    SessionPlan,
+    greeting_prompt,
+    live_connect_config,
+    voicemail_prompt,
+)
 from streams.sessions.live_wire import LiveWire, ModelAudio, ServerMessage
 from streams.sessions.pending_bridge import PendingBridge
 from streams.sessions.recovery import APOLOGY_PROMPT, ModelFailure, classify, malformed
@@ -36,6 +42,12 @@ from streams.sessions.tool_call import ToolCalls
 from streams.sessions.tools import ToolContext, ToolRunner
 
 log = logging.getLogger(__name__)
+
+TRANSFER_WAIT_S = 10.0
+"""Longest a transfer waits for the model's turn in progress ("transferring you now") to end."""
+
+CHECK_IN_WAIT_S = 30.0
+"""Longest a silence check-in waits for a turn in progress (a check-in then interrupts nothing)."""
 
 LiveSession = Any  # google.genai.live.AsyncSession; typed loosely, the SDK's own hints are partial
 LiveConnector = Callable[[str, dict[str, Any]], AbstractAsyncContextManager[LiveSession]]
@@ -111,6 +123,10 @@ class CallSession:
         )
         self._tool_calls = ToolCalls(tools, self._facts, context)
         self._apologise = False
+        self._line_request: bridge.HangUp | bridge.Transfer | None = None
+        self._line_requested = asyncio.Event()
+        self._checked_in_for: object = None
+        self._check_in_due = asyncio.Event()
         self._link: Bridge | PendingBridge
         if target.bridge_url is None or target.bridge_token is None:
             self._link = PendingBridge(target.call_id, bridge_factory=bridge_factory)
@@ -152,6 +168,24 @@ class CallSession:
         self._conversation.request_voicemail(message)
         self._caller_audio.clear()  # the machine's greeting and beep, queued while we were busy
 
+    def close_line(self, directive: bridge.HangUp | bridge.Transfer) -> None:
+        """The call's state ended or transferred the call: have the edge carry it out, once.
+
+        The call machine decides a hang-up for an operator's EndCall, the maximum duration and
+        the silence timeout, and a transfer for the transfer tool; only the edge can act on the
+        line, and this session holds the call's bridge. A hang-up this session sent itself is
+        not sent again.
+        """
+        if self._line_request is None and not self._conversation.line_closed:
+            self._line_request = directive
+            self._line_requested.set()
+
+    def check_in(self, silence_started: object) -> None:
+        """The caller has been silent past the agent's timeout: have the model check in, once per silence."""
+        if silence_started != self._checked_in_for:
+            self._checked_in_for = silence_started
+            self._check_in_due.set()
+
     async def run(self) -> SessionOutcome:
         """Connect the bridge, then keep a Live session going until the call ends.
 
@@ -159,6 +193,7 @@ class CallSession:
         other opens the bridge first, and opens no Live session for a token the edge refuses.
         """
         link = self._link
+        line = asyncio.create_task(self._close_line_when_asked(link))
         try:
             if not isinstance(link, PendingBridge):
                 await link.open()
@@ -181,8 +216,33 @@ class CallSession:
             replaced = isinstance(ended, BridgeClosed) and ended.code == bridge.CLOSE_REPLACED
             return SessionOutcome.REPLACED if replaced else SessionOutcome.ENDED
         finally:
+            line.cancel()
+            await asyncio.gather(line, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await link.close()
+
+    async def _close_line_when_asked(self, link: BridgeEnd) -> None:
+        """Send the hang-up or transfer the call's state asked for (a transfer after the model's
+        turn, so the caller hears "transferring you"; at most TRANSFER_WAIT_S later)."""
+        await self._line_requested.wait()
+        directive = self._line_request
+        assert directive is not None
+        if isinstance(directive, bridge.Transfer):
+            await self._until_quiet(TRANSFER_WAIT_S)
+        if self._conversation.line_closed:
+            return
+        self._conversation.line_closed = True
+        log.info("call %s: the call's state asks the edge to %s", self._target.call_id, directive)
+        await link.send(directive)
+
+    async def _until_quiet(self, limit_s: float) -> None:
+        """Wait (polling, as the voicemail does) until the model has no turn in progress."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + limit_s
+        while loop.time() < until:
+            if self._conversation.quiet:
+                return
+            await asyncio.sleep(0.05)
 
     async def _converse(self, link: BridgeEnd) -> SessionOutcome:
         resumption, conversation = self._resumption, self._conversation
@@ -254,7 +314,8 @@ class CallSession:
         sender = asyncio.create_task(self._caller_audio.run(wire.send_audio))
         downlink = asyncio.create_task(self._downlink(link, session, wire))
         voicemail = asyncio.create_task(self._leave_voicemail(session))
-        tasks = (uplink, sender, downlink, voicemail)
+        check_in = asyncio.create_task(self._check_in_when_due(session))
+        tasks = (uplink, sender, downlink, voicemail, check_in)
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -279,6 +340,16 @@ class CallSession:
                 continue
             await self._say_to_model(session, voicemail_prompt(conversation.voicemail_sent()))
         await asyncio.Future()
+
+    async def _check_in_when_due(self, session: LiveSession) -> None:
+        """Ask the model to check in on a silent caller once it is quiet. Never returns."""
+        conversation = self._conversation
+        while True:
+            await self._check_in_due.wait()
+            await self._until_quiet(CHECK_IN_WAIT_S)
+            self._check_in_due.clear()
+            if not conversation.line_closed:
+                await self._say_to_model(session, SILENCE_CHECK_IN_PROMPT)
 
     async def _uplink(self, link: BridgeEnd, caller_audio: CallerAudioPipe) -> None:
         """Caller audio towards the session; edge notices into the conversation."""

@@ -20,6 +20,7 @@ TEXT_MESSAGES: list[bridge.BridgeMessage] = [
     bridge.PlayMark(name="reply-2"),
     bridge.ClearPlayback(),
     bridge.HangUp(reason="agent_hung_up"),
+    bridge.Transfer(target="+14155550123"),
 ]
 
 
