@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -61,6 +61,15 @@ class OffsetBook:
         if running[offset] <= 0:
             del running[offset]
 
+    def reset(self, tp: TopicPartition) -> None:
+        """Forget where a partition was read: it was revoked, or assigned to resume elsewhere.
+
+        A partition that comes back resumes at the group's commit, perhaps another worker's
+        (further on): the position read before would commit it back. Jobs still running keep
+        their holds; they have not finished, whoever owns the partition now.
+        """
+        self._read.pop(tp, None)
+
     def committable(self) -> dict[TopicPartition, int]:
         """Where each partition may resume: its oldest unfinished job, else after the last read."""
         return {tp: min(self._running.get(tp) or (done,)) for tp, done in self._read.items()}
@@ -90,7 +99,8 @@ class CallEventsRunner:
     async def run(self, stop: asyncio.Event) -> None:
         producer = make_producer(self._settings.kafka)
         kafka, wait = self._settings.kafka, self._fetch_wait
-        calls = make_consumer(kafka, CALL_EVENTS.name, group_id=self._group, fetch_max_wait_ms=wait)
+        calls = make_consumer(kafka, group_id=self._group, fetch_max_wait_ms=wait)
+        calls.subscribe([CALL_EVENTS.name], listener=_ResetOnRebalance(self._book))
         agents = make_consumer(kafka, AGENT_EVENTS.name, group_id=None, fetch_max_wait_ms=wait)
         await producer.start()
         await agents.start()
@@ -176,6 +186,19 @@ class CallEventsRunner:
             return self._codec.decode(value) if value else None
         except DecodeError:
             return None
+
+
+class _ResetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, book: OffsetBook) -> None:
+        self._book = book
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self._book.reset(tp)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            self._book.reset(tp)
 
 
 PUBLISH_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)

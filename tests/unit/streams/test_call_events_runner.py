@@ -115,3 +115,27 @@ async def test_offsets_of_revoked_partitions_are_not_committed_and_commit_errors
     consumer.error = None
     await events._commit(consumer)
     assert consumer.commits == [{P0: 5}]
+
+
+async def test_a_partition_revoked_and_assigned_again_commits_nothing_before_it_is_read_again() -> None:
+    # Meanwhile another worker may have committed P0 further on: our old position would undo it.
+    events = runner.CallEventsRunner.__new__(runner.CallEventsRunner)
+    events._book = given((P0, 4, 0), (P1, 9, 0))
+    listener = runner._ResetOnRebalance(events._book)
+    await listener.on_partitions_revoked({P0, P1})
+    await listener.on_partitions_assigned({P0})
+    consumer = _Consumer({P0})
+    await events._commit(consumer)
+    assert consumer.commits == []
+    events._book.read(P0, 30)
+    await events._commit(consumer)
+    assert consumer.commits == [{P0: 31}]
+
+
+def test_a_job_running_when_its_partition_was_revoked_still_holds_it_once_it_is_back() -> None:
+    book = given((P0, 4, 1), (P0, 5, 0))
+    book.reset(P0)
+    book.read(P0, 4)  # the new owner gave it back before committing: read again from 4
+    assert book.committable() == {P0: 4}
+    book.finished(P0, 4)
+    assert book.committable() == {P0: 5}
