@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,8 +54,15 @@ async def deliver(
     timeout_s: float = 5.0,
     *,
     allow_private: bool = False,
+    run: str | None = None,
 ) -> bool:
-    """POST until a 2xx or the policy gives up; True when delivered."""
+    """POST until a 2xx or the policy gives up; True when delivered.
+
+    A delivery run again after a crash starts again at attempt 1, so each run has its own
+    ``run`` (random unless given) in its attempts' event ids: a re-run never repeats an id
+    with other content, and a re-sent record (a lost ack) still carries its own.
+    """
+    run = run or uuid.uuid4().hex
     body = json.dumps(
         {"id": hook.delivery_id, "type": hook.event_type, "data": hook.payload}, sort_keys=True
     ).encode()
@@ -66,7 +74,7 @@ async def deliver(
         now = datetime.now(UTC)
         last = ok or final or attempt >= policy.max_attempts
         retry_at = None if last else now + policy.delay(attempt)
-        await record(_attempted(hook, attempt, now, status, error, ok, retry_at))
+        await record(_attempted(hook, run, attempt, now, status, error, ok, retry_at))
         if ok:
             return True
         if retry_at is None:
@@ -111,6 +119,7 @@ def _describe(exc: Exception) -> str:
 
 def _attempted(
     hook: Webhook,
+    run: str,
     attempt: int,
     now: datetime,
     status: int | None,
@@ -122,7 +131,7 @@ def _attempted(
         tenant_id=hook.tenant_id,
         call_id=hook.call_id,
         seq=attempt,
-        event_id=derive_event_id(hook.delivery_id, attempt, "webhook.attempt"),
+        event_id=derive_event_id(f"{hook.delivery_id}:{run}", attempt, "webhook.attempt"),
         occurred_at=now,
         correlation_id=CorrelationId(hook.call_id),
         agent_id=hook.agent_id,

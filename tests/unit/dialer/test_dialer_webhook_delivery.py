@@ -176,3 +176,41 @@ async def test_a_url_from_before_url_checks_that_idna_refuses_is_a_recorded_atte
     assert delivered is False
     assert len(recorder.attempts) == 1
     assert recorder.attempts[0].error
+
+
+async def test_a_delivery_run_again_after_a_crash_never_reuses_an_attempt_event_id() -> None:
+    # Integrators dedupe voice.postcall.events.v1 by event_id: the re-run's success must not
+    # look like a copy of the crashed run's failed attempt 1.
+    hook = _hook("https://hooks.example.com/call")
+    crashed, rerun, recorded = Recorder(), Recorder(), asyncio.Event()
+
+    async def record_then_crash(attempt: WebhookDeliveryAttempted) -> None:
+        await crashed(attempt)
+        recorded.set()
+
+    slow_retry = RetryPolicy(max_attempts=3, base_s=60.0, factor=1.0, cap_s=60.0)
+
+    def answering(status: int) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(status)))
+
+    async with answering(503) as failing, answering(200) as working:
+        first = asyncio.create_task(
+            deliver(hook, failing, "secret", slow_retry, record_then_crash, allow_private=True)
+        )
+        await recorded.wait()
+        first.cancel()  # the worker dies while waiting to retry
+        await asyncio.gather(first, return_exceptions=True)
+        assert await deliver(hook, working, "secret", slow_retry, rerun, allow_private=True)
+    (failed,), (succeeded,) = crashed.attempts, rerun.attempts
+    assert (failed.attempt, failed.succeeded, succeeded.attempt, succeeded.succeeded) == (1, False, 1, True)
+    assert failed.delivery_id == succeeded.delivery_id
+    assert failed.event_id != succeeded.event_id
+
+
+async def test_the_attempts_of_one_run_have_distinct_event_ids() -> None:
+    recorder = Recorder()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(500)))
+    async with client:
+        hook = _hook("https://hooks.example.com/call")
+        await deliver(hook, client, "s", THREE_TRIES, recorder, allow_private=True)
+    assert len({a.event_id for a in recorder.attempts}) == 3
