@@ -131,7 +131,7 @@ def create_dialer_app(
     @app.task  # type: ignore[untyped-decorator]
     async def rebuild() -> None:
         records = await read_all(settings, codec, (AGENT_EVENTS.name, DIALER_EVENTS.name))
-        shell.rebuild(records)
+        shell.rebuild(records, now=datetime.now(UTC))
         log.info("dialer state rebuilt from %d records", len(records))
         ready.set()
 

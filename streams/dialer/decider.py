@@ -3,8 +3,9 @@
 ``decide(state, input_, options)`` answers the input; ``schedule(state, now, options)`` starts
 the attempts that may start now. ``step`` runs both and folds the events into the state; it
 is what the shell and the tests call. Nothing here reads a clock or does I/O: time comes from
-the input (its ``occurred_at``, or ``Tick.now``), so replaying the same inputs from the same
-state emits byte-identical events.
+the input (its ``occurred_at``, or ``Tick.now``), never earlier than the latest time the state
+has seen (``DialerState.clock``), so replaying the same inputs from the same state emits
+byte-identical events.
 
 Choices recorded here:
 
@@ -15,6 +16,10 @@ Choices recorded here:
 - Busy, no-answer, failed calls and retryable provider errors are retried with exponential
   back-off up to ``RetryPolicy.max_attempts``; every attempt gets a ``CallAttemptRecorded``.
 - A machine answer follows the agent's policy; ``leave_message`` without a message hangs up.
+- "Now" never goes back: an input read late is decided at the state's clock. A dial held up
+  after its decision (an outage) is checked again by the shell as it would go out
+  (``too_late_to_dial``); one too late is reported as a retryable dial failure, so it costs
+  an attempt (the schema has no outcome for "not dialled").
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from schemas.dialer import (
 from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CallId, CampaignId, CorrelationId, TenantId
 from streams.dialer.policy import RETRYABLE_OUTCOMES, CallingWindow, RetryPolicy, is_e164, parse_window
-from streams.dialer.state import Attempt, DialerState, Request, evolve
+from streams.dialer.state import AgentInfo, Attempt, DialerState, Request, advance, evolve
 
 _PLACE_CALL = "voice.dialer.v1.PlaceCall"
 _MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax")
@@ -122,18 +127,28 @@ def step(state: DialerState, input_: DialerInput, options: DialerOptions) -> lis
     events = decide(state, input_, options)
     for event in events:
         evolve(state, event)
-    now = input_.now if isinstance(input_, Tick) else input_.occurred_at
+    now = advance(state, _now(state, input_))
     started = schedule(state, now, options, full_scan=isinstance(input_, Tick))
     for event in started:
         evolve(state, event)
     return events + started
 
 
+def _now(state: DialerState, input_: DialerInput) -> datetime:
+    """When input_ is decided: its own time, unless the state has already seen a later one.
+
+    An input read late (a backlog, an outage) carries an old ``occurred_at``; deciding at it
+    would dial after a window closed or a deadline passed, as of a moment already gone.
+    """
+    stamped = input_.now if isinstance(input_, Tick) else input_.occurred_at
+    return stamped if state.clock is None or stamped > state.clock else state.clock
+
+
 def decide(state: DialerState, input_: DialerInput, options: DialerOptions) -> list[DialerEvent]:
     """The events input_ causes, before any new attempt is scheduled."""
     if input_.tenant_id != state.tenant_id:
         return []
-    now = input_.now if isinstance(input_, Tick) else input_.occurred_at
+    now = _now(state, input_)
     out = _Emitter(state, now)
     match input_:
         case PlaceCall():
@@ -501,6 +516,18 @@ def _window(text: str | None, timezone: str) -> CallingWindow | None:
         return parse_window(text, timezone)
     except ValueError:
         return None  # a bad window was the agent author's to catch; dialling is not blocked
+
+
+def too_late_to_dial(agent: AgentInfo, request: Request | None, now: datetime) -> str | None:
+    """Why an attempt decided earlier must not be dialled at ``now``, or None when it may."""
+    if request is not None and request.deadline is not None and now >= request.deadline:
+        return f"not dialled: the deadline {request.deadline.isoformat()} passed before the dial"
+    window = _window(agent.config.calling_window, agent.config.timezone)
+    if window is not None and not window.contains(now):
+        return (
+            f"not dialled: outside the calling window {agent.config.calling_window} ({agent.config.timezone})"
+        )
+    return None
 
 
 def _start(state: DialerState, out: _Emitter, request: Request, options: DialerOptions) -> None:

@@ -34,8 +34,8 @@ from schemas.dialer import (
 )
 from schemas.envelope import derive_event_id
 from schemas.ids import CallId, CorrelationId, EventId, TenantId
-from streams.dialer.decider import DialerInput, DialerOptions, Tick, step
-from streams.dialer.state import DialerState, evolve, observe_agent
+from streams.dialer.decider import DialerInput, DialerOptions, Tick, step, too_late_to_dial
+from streams.dialer.state import DialerState, advance, evolve, observe_agent
 from streams.telephony.port import DialError, DialRequest, Telephony
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,10 @@ ROUTED = (*_INPUTS, AgentVersionPublished, AgentArchived)
 """Record types the dialer consumes (re-keyed by tenant before it sees them)."""
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _writes_to_wait_for(events: list[DialerEvent]) -> list[bool]:
     """Which sends to await before acting: the last of each agent's, when any event dials or hangs up.
 
@@ -101,7 +105,9 @@ class DialerShell:
         send_and_wait: Send,
         max_in_flight: int = 200,
         send_backoff_s: Sequence[float] = SEND_BACKOFF_S,
+        now: Callable[[], datetime] = _utc_now,
     ) -> None:
+        self._now = now
         self._codec = codec
         self._send_backoff_s = send_backoff_s
         self._options = options
@@ -119,8 +125,12 @@ class DialerShell:
             found = self.states[tenant_id] = DialerState(tenant_id=tenant_id)
         return found
 
-    def rebuild(self, records: Iterable[object]) -> None:
-        """Fold agent definitions and the dialer's own events, in log order, into the states."""
+    def rebuild(self, records: Iterable[object], now: datetime | None = None) -> None:
+        """Fold agent definitions and the dialer's own events, in log order, into the states.
+
+        ``now`` (when the worker starts) moves every clock on: the log knows only when events
+        were decided, and an input read after a restart must not be decided earlier than now.
+        """
         for record in records:
             if isinstance(record, AgentVersionPublished | AgentArchived):
                 self._observe(record)
@@ -129,6 +139,9 @@ class DialerShell:
                 if record.seq <= state.seqs.get(record.agent_id, 0):
                     continue  # a copy re-sent after a lost ack: each agent's seq only grows
                 evolve(state, record)
+        if now is not None:
+            for state in self.states.values():
+                advance(state, now)
 
     def _observe(self, fact: AgentVersionPublished | AgentArchived) -> None:
         state = self.state(fact.tenant_id)
@@ -148,7 +161,7 @@ class DialerShell:
             return None
         if not isinstance(record, _INPUTS):
             return Refusal("undecodable", f"not a dialer input: {type(record).__name__}")
-        ahead = record.occurred_at - datetime.now(UTC)
+        ahead = record.occurred_at - self._now()
         if ahead > MAX_CLOCK_SKEW:
             # An input's time is the tenant's clock in the decider (deterministic, replayable):
             # one stamped days ahead would dial others before their not_before, or expire them.
@@ -178,10 +191,12 @@ class DialerShell:
 
     async def tick(self, now: datetime | None = None) -> None:
         """Let time pass for every tenant with work waiting."""
-        now = now or datetime.now(UTC)
+        now = now or self._now()
         for tenant_id, state in list(self.states.items()):
             if state.queue:
                 await self.apply(Tick(tenant_id=tenant_id, now=now))
+            else:
+                advance(state, now)  # nothing to decide, but a late input must not go back in time
 
     def _act(self, state: DialerState, event: DialerEvent) -> None:
         if isinstance(event, CallAttemptStarted):
@@ -213,7 +228,7 @@ class DialerShell:
             event_id=derive_event_id(started.attempt_call_id, 0, "dialer.call_received"),
             # When the call is placed, not when it was decided: a request read late (after an
             # outage) must not reach the calls worker already past its setup timeout.
-            occurred_at=datetime.now(UTC),
+            occurred_at=self._now(),
             correlation_id=CorrelationId(started.call_id),
             direction="outbound",
             from_number=started.from_number,
@@ -229,6 +244,11 @@ class DialerShell:
                 # The call must exist in the log before Twilio's first status callback.
                 key = started.attempt_call_id.encode()
                 await self._send_and_wait(CALL_INPUTS.name, key, self._codec.encode(received))
+                # The decision may be old by now (an outage held its events or this send): the
+                # window and the deadline are checked again at the moment the call would go out.
+                late = too_late_to_dial(agent, request, self._now())
+                if late is not None:
+                    raise DialError(late, code=None, status=None, retryable=True)
                 sid = await self._telephony.place(
                     DialRequest(
                         call_id=started.attempt_call_id,
@@ -279,7 +299,7 @@ class DialerShell:
             call_id=started.attempt_call_id,
             seq=0,
             event_id=derive_event_id(started.attempt_call_id, 0, "dialer.dial_failed"),
-            occurred_at=datetime.now(UTC),
+            occurred_at=self._now(),
             correlation_id=CorrelationId(started.call_id),
             twilio_call_sid="",
             status="failed",
@@ -294,7 +314,7 @@ class DialerShell:
             "agent_id": started.agent_id,
             "seq": 0,
             "event_id": EventId(derive_event_id(started.attempt_call_id, started.attempt, f"dialer.{kind}")),
-            "occurred_at": datetime.now(UTC),
+            "occurred_at": self._now(),
             "correlation_id": CorrelationId(CallId(started.call_id)),
         }
 

@@ -107,6 +107,8 @@ class DialerState:
     campaigns: dict[CampaignId, Campaign] = field(default_factory=dict)
     seqs: dict[AgentId, int] = field(default_factory=dict)
     order: int = 0
+    clock: datetime | None = None
+    """The latest time this state has seen (inputs, ticks, its own events): its "now" never goes back."""
 
     def live_for(self, agent_id: AgentId) -> int:
         return sum(1 for a in self.live.values() if a.agent_id == agent_id)
@@ -130,9 +132,18 @@ def observe_agent(state: DialerState, fact: AgentFact) -> DialerState:
     return state
 
 
+def advance(state: DialerState, now: datetime) -> datetime:
+    """Move the state's clock to ``now`` unless it is already later; the clock afterwards."""
+    if state.clock is None or now > state.clock:
+        state.clock = now
+    return state.clock
+
+
 def evolve(state: DialerState, event: DialerEvent) -> DialerState:
     """Apply one dialer event to ``state`` (in place) and return it."""
     state.seqs[event.agent_id] = max(state.seqs.get(event.agent_id, 0), event.seq)
+    # Events carry the clock they were decided at, so a rebuild from the log restores it.
+    advance(state, event.occurred_at)
     match event:
         case CallRequestQueued():
             _queued(state, event)
