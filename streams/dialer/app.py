@@ -9,7 +9,7 @@ calls meet in one partition and both the agent and the tenant limit are held exa
 * ``voice.calls.events.v1`` (status changes and ends: the live-call counts come from here).
 
 The ``dial`` agent steps the decider, publishes to ``voice.dialer.events.v1`` and dials; a
-timer ticks every tenant with queued work.
+timer ticks every tenant with queued work or live attempts.
 """
 
 from __future__ import annotations

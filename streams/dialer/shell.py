@@ -190,10 +190,10 @@ class DialerShell:
         return events
 
     async def tick(self, now: datetime | None = None) -> None:
-        """Let time pass for every tenant with work waiting."""
+        """Let time pass for every tenant with work waiting or attempts live (a lost one is reaped)."""
         now = now or self._now()
         for tenant_id, state in list(self.states.items()):
-            if state.queue:
+            if state.queue or state.live:
                 await self.apply(Tick(tenant_id=tenant_id, now=now))
             else:
                 advance(state, now)  # nothing to decide, but a late input must not go back in time
