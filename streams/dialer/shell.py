@@ -35,7 +35,7 @@ from schemas.dialer import (
 from schemas.envelope import derive_event_id
 from schemas.ids import CallId, CorrelationId, EventId, TenantId
 from streams.dialer.decider import DialerInput, DialerOptions, Tick, step, too_late_to_dial
-from streams.dialer.state import DialerState, advance, evolve, observe_agent
+from streams.dialer.state import AgentInfo, DialerState, Request, advance, evolve, observe_agent
 from streams.telephony.port import DialError, DialRequest, Telephony
 
 log = logging.getLogger(__name__)
@@ -214,71 +214,94 @@ class DialerShell:
     def _finished(self, task: asyncio.Future[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and (err := task.exception()) is not None:
-            # Only the broker refusing a report gets here (dial errors are reported): say so,
-            # since the attempt's outcome is then missing from the log.
+            # Only the broker refusing a report for the record itself gets here (outages are
+            # waited out, dial errors reported): say so, the attempt's outcome is not in the log.
             log.error("dialer background work failed: %r", err, exc_info=err)
 
     async def _dial(self, state: DialerState, started: CallAttemptStarted) -> None:
         agent = state.agents[started.agent_id]
         request = state.requests.get(started.call_id)
-        received = CallReceived(
-            tenant_id=started.tenant_id,
-            call_id=started.attempt_call_id,
-            seq=0,
-            event_id=derive_event_id(started.attempt_call_id, 0, "dialer.call_received"),
-            # When the call is placed, not when it was decided: a request read late (after an
-            # outage) must not reach the calls worker already past its setup timeout.
-            occurred_at=self._now(),
-            correlation_id=CorrelationId(started.call_id),
-            direction="outbound",
-            from_number=started.from_number,
-            to_number=started.to_number,
-            agent_id=started.agent_id,
-            agent_version=started.agent_version,
-            variables=dict(request.variables) if request else {},
-            max_duration_s=agent.config.max_duration_s,
-            silence_timeout_s=agent.config.silence_timeout_s,
-        )
         async with self._gate:
-            try:
-                # The call must exist in the log before Twilio's first status callback.
-                key = started.attempt_call_id.encode()
-                await self._send_and_wait(CALL_INPUTS.name, key, self._codec.encode(received))
-                # The decision may be old by now (an outage held its events or this send): the
-                # window and the deadline are checked again at the moment the call would go out.
-                late = too_late_to_dial(agent, request, self._now())
-                if late is not None:
-                    raise DialError(late, code=None, status=None, retryable=True)
-                sid = await self._telephony.place(
-                    DialRequest(
-                        call_id=started.attempt_call_id,
-                        tenant_id=started.tenant_id,
-                        agent_id=started.agent_id,
-                        agent_version=started.agent_version,
-                        to_number=started.to_number,
-                        from_number=started.from_number,
-                        time_limit_s=agent.config.max_duration_s,
-                        record=agent.config.record_calls,
-                    )
-                )
-            except DialError as err:
-                await self._report_failure(started, err)
-                return
-            except Exception as err:  # a bug in an adapter must still free the slot
-                log.exception("dialling %s failed", started.attempt_call_id)
-                await self._report_failure(
-                    started, DialError(repr(err), code=None, status=None, retryable=False)
-                )
-                return
+            refused = await self._log_call(started, agent, request)
+            outcome = refused if refused is not None else await self._place(started, agent, request)
+        if isinstance(outcome, DialError):
+            await self._report_failure(started, outcome)
+            return
         await self._report(
             CallDialled(
                 **self._env(started, "dialled"),
                 call_id=started.call_id,
                 attempt_call_id=started.attempt_call_id,
                 attempt=started.attempt,
-                twilio_call_sid=sid,
+                twilio_call_sid=outcome,
             )
         )
+
+    async def _log_call(
+        self, started: CallAttemptStarted, agent: AgentInfo, request: Request | None
+    ) -> DialError | None:
+        """Put the attempt's CallReceived in the call log, waiting out an outage (ADR 12)."""
+
+        def received() -> CallReceived:
+            # When the call is placed, not when it was decided: a request read late (after an
+            # outage) must not reach the calls worker already past its setup timeout.
+            return CallReceived(
+                tenant_id=started.tenant_id,
+                call_id=started.attempt_call_id,
+                seq=0,
+                event_id=derive_event_id(started.attempt_call_id, 0, "dialer.call_received"),
+                occurred_at=self._now(),
+                correlation_id=CorrelationId(started.call_id),
+                direction="outbound",
+                from_number=started.from_number,
+                to_number=started.to_number,
+                agent_id=started.agent_id,
+                agent_version=started.agent_version,
+                variables=dict(request.variables) if request else {},
+                max_duration_s=agent.config.max_duration_s,
+                silence_timeout_s=agent.config.silence_timeout_s,
+            )
+
+        key = started.attempt_call_id.encode()
+
+        async def deliver() -> None:
+            await self._send_and_wait(CALL_INPUTS.name, key, self._codec.encode(received()))
+
+        what = f"CallReceived {started.attempt_call_id}"
+        try:
+            await send_until_acknowledged(deliver, self._send_backoff_s, what)
+        except Exception as err:  # refused for the record itself (too large): this call cannot be
+            log.exception("%s was refused", what)
+            return DialError(f"the call log refused it: {err!r}", code=None, status=None, retryable=False)
+        return None
+
+    async def _place(
+        self, started: CallAttemptStarted, agent: AgentInfo, request: Request | None
+    ) -> str | DialError:
+        """The call's sid, or why it was not placed."""
+        # The decision may be old by now (an outage held its events or CallReceived): the
+        # window and the deadline are checked again at the moment the call would go out.
+        late = too_late_to_dial(agent, request, self._now())
+        if late is not None:
+            return DialError(late, code=None, status=None, retryable=True)
+        try:
+            return await self._telephony.place(
+                DialRequest(
+                    call_id=started.attempt_call_id,
+                    tenant_id=started.tenant_id,
+                    agent_id=started.agent_id,
+                    agent_version=started.agent_version,
+                    to_number=started.to_number,
+                    from_number=started.from_number,
+                    time_limit_s=agent.config.max_duration_s,
+                    record=agent.config.record_calls,
+                )
+            )
+        except DialError as err:
+            return err
+        except Exception as err:  # a bug in an adapter must still free the slot
+            log.exception("dialling %s failed", started.attempt_call_id)
+            return DialError(repr(err), code=None, status=None, retryable=False)
 
     async def _report_failure(self, started: CallAttemptStarted, err: DialError) -> None:
         await self._report(
@@ -304,9 +327,7 @@ class DialerShell:
             twilio_call_sid="",
             status="failed",
         )
-        await self._send_and_wait(
-            CALL_INPUTS.name, started.attempt_call_id.encode(), self._codec.encode(failed)
-        )
+        await self._deliver(CALL_INPUTS.name, started.attempt_call_id, failed)
 
     def _env(self, started: CallAttemptStarted, kind: str) -> dict[str, Any]:
         return {
@@ -319,7 +340,16 @@ class DialerShell:
         }
 
     async def _report(self, record: CallDialled | CallDialFailed) -> None:
-        await self._send_and_wait(DIALER_REQUESTS.name, record.agent_id.encode(), self._codec.encode(record))
+        # Lost, the report would leave the attempt live until reaped and its request undone.
+        await self._deliver(DIALER_REQUESTS.name, record.agent_id, record)
+
+    async def _deliver(self, topic: str, key: str, record: Any) -> None:
+        """Send one record and wait for its ack, sending it again while the broker is away (ADR 12)."""
+        value = self._codec.encode(record)
+        what = f"{type(record).__name__} for {key}"
+        await send_until_acknowledged(
+            partial(self._send_and_wait, topic, key.encode(), value), self._send_backoff_s, what
+        )
 
     async def _request_voicemail(self, handled: MachineAnswerHandled) -> None:
         """Tell the call (and so its session worker) to leave the message; the id is derived,
@@ -336,10 +366,8 @@ class DialerShell:
             message=handled.voicemail_message,
         )
         try:
-            await self._send_and_wait(
-                CALL_INPUTS.name, handled.attempt_call_id.encode(), self._codec.encode(request)
-            )
-        except Exception:  # the call still ends by its own timers; never take the dialer down
+            await self._deliver(CALL_INPUTS.name, handled.attempt_call_id, request)
+        except Exception:  # refused for the record itself: the call still ends by its own timers
             log.exception("asking call %s for a voicemail failed", handled.attempt_call_id)
 
     async def _hang_up(self, call_sid: str) -> None:
