@@ -459,7 +459,9 @@ def schedule(
         if verdict == "expired":
             _completed(out, request, "deadline_passed", False)
         elif verdict == "unknown":
-            _unknown_agent(out, request)
+            _withdrawn(out, request, "unknown_agent", f"no published agent {request.agent_id}")
+        elif verdict == "foreign_number":
+            _withdrawn(out, request, "invalid_number", _foreign_number(state, request))
         elif verdict == "gone":
             _completed(out, request, "failed", False)
         elif verdict == "ready":
@@ -481,6 +483,10 @@ def _readiness(
         return "unknown" if now - request.queued_at >= grace else "wait"
     if agent.archived:
         return "gone"
+    if request.from_number is not None and request.from_number not in agent.config.phone_numbers:
+        # Checked at PlaceCall only when the agent was known then, and a later version may
+        # drop the number: a caller id is dialled only while it is the agent's own.
+        return "foreign_number"
     if request.deadline is not None and now >= request.deadline:
         return "expired"
     campaign = state.campaigns.get(request.campaign_id) if request.campaign_id else None
@@ -496,7 +502,13 @@ def _readiness(
     return "ready"
 
 
-def _unknown_agent(out: _Emitter, request: Request) -> None:
+def _foreign_number(state: DialerState, request: Request) -> str:
+    version = state.agents[request.agent_id].version
+    return f"{request.from_number} is not one of agent {request.agent_id}'s numbers (version {version})"
+
+
+def _withdrawn(out: _Emitter, request: Request, reason: str, detail: str) -> None:
+    """Refuse a request already accepted, as its PlaceCall would have been refused."""
     out.add(
         DialerRequestRejected(
             **out.env(request.agent_id, request.call_id),
@@ -504,8 +516,8 @@ def _unknown_agent(out: _Emitter, request: Request) -> None:
             call_id=request.call_id,
             idempotency_key=request.idempotency_key,
             campaign_id=request.campaign_id,
-            reason="unknown_agent",
-            detail=f"no published agent {request.agent_id}",
+            reason=reason,
+            detail=detail,
         )
     )
 

@@ -220,9 +220,10 @@ def _rejected(state: DialerState, event: DialerRequestRejected) -> None:
     if event.idempotency_key is not None and event.call_id:
         state.keys.setdefault((event.agent_id, event.idempotency_key), event.call_id)
     waiting = state.requests.pop(event.call_id, None) if event.call_id else None
-    if waiting is not None:  # queued while its agent was not yet known
+    if waiting is not None:  # accepted, then refused (its agent unknown, its caller id not the agent's)
         _dequeue(state, waiting)
-        _count(state, event.campaign_id, queued=-1)
+        retrying = waiting.attempts > 0
+        _count(state, event.campaign_id, queued=0 if retrying else -1, dialling=-1 if retrying else 0)
     _count(state, event.campaign_id, done=1, failed=1)
 
 
