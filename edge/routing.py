@@ -32,12 +32,13 @@ class Route:
 
 
 class RoutingTable:
-    """Pure fold of agent events: each number goes to the first agent still claiming it.
+    """Pure fold of agent events: each number goes to the agent that holds it.
 
-    An agent's latest published version states its numbers. A number claimed by two agents (the
-    API refuses that, but the topic is open to integrators, and two publishes can race) stays with
-    the agent that claimed it first; the other waits in line and takes over when the first
-    lets it go. The last publisher used to win, another tenant's included.
+    An agent's latest published version states its numbers. A tenant moves a number between its
+    own agents by publishing it on another one: the latest claim within the tenant takes it. A
+    claim from another tenant (the API refuses that, but the topics are open to integrators and
+    two publishes can race) never takes a number that is held: it waits in line, and gets it only
+    once every claimant before it has let it go. The last publisher anywhere used to win.
     """
 
     def __init__(self, fallback: Route | None = None) -> None:
@@ -62,7 +63,11 @@ class RoutingTable:
             for number in numbers:
                 claimants = self._claims.setdefault(number, [])
                 if agent_id not in claimants:
-                    claimants.append(agent_id)
+                    holder = self._routes.get(claimants[0]) if claimants else None
+                    if holder is None or holder.tenant_id == event.tenant_id:
+                        claimants.insert(0, agent_id)  # the tenant's own latest claim
+                    else:
+                        claimants.append(agent_id)
                 if claimants[0] != agent_id:
                     log.warning(
                         "agent %s (tenant %s) claims %s, held by agent %s; it waits until that one lets go",

@@ -202,14 +202,15 @@ def _session(state: CallState, event: _Session) -> CallState:
         case GeminiSessionOpened():
             # A fresh session: an earlier session's handle would resume that one instead (a
             # pre-warmed session's the caller never heard, say); this one's handle comes later.
-            return replace(state, session_open=True, resumption_handle=None)
+            return replace(_new_session(state), resumption_handle=None)
         case GeminiSessionResumed():
-            return replace(state, session_open=True, resumption_handle=event.resumption_handle)
+            # A fresh restart reports an empty handle: no handle, not one to resume.
+            return replace(_new_session(state), resumption_handle=event.resumption_handle or None)
         case GeminiSessionClosed():
             handle = event.resumption_handle or state.resumption_handle
             return replace(state, session_open=False, resumption_handle=handle)
         case ResumptionHandleUpdated():
-            return replace(state, resumption_handle=event.handle)
+            return replace(state, resumption_handle=event.handle or None)
         case ToolCallRequested():
             return _tool_requested(state, event)
         case ToolCallCompleted() | ToolCallFailed():
@@ -247,6 +248,15 @@ def _stream_started(state: CallState, event: MediaStreamStarted) -> CallState:
     )
     sid = state.twilio_call_sid or event.twilio_call_sid
     return _connect(replace(state, stream=stream, twilio_call_sid=sid), event.occurred_at)
+
+
+def _new_session(state: CallState) -> CallState:
+    """A Live session (re)opened: tools and speech of the one before it are over.
+
+    Their endings may never be recorded (the worker holding them was killed), and a tool or an
+    utterance left in flight would keep the silence timer off for the rest of the call.
+    """
+    return replace(state, session_open=True, tools_in_flight=(), agent_utterance_id=None)
 
 
 def _connect(state: CallState, at: datetime) -> CallState:

@@ -161,6 +161,13 @@ class Conversation:
         await self._transcribe_turn(turn)
         if turn.utterance_id is not None:
             await link.send(bridge.PlayMark(name=turn.utterance_id))
+            if not turn.barged_in:
+                # The utterance is over, cut short: without this the call's state kept it
+                # speaking, and its silence timer counted the line as busy.
+                played = turn.generated_bytes // _BYTES_PER_MS_OUT
+                await self._facts.report(
+                    AgentSpeechFinished, utterance_id=turn.utterance_id, played_ms=played
+                )
 
     async def _transcribe_turn(self, turn: _Turn) -> None:
         now = self.stream_ms

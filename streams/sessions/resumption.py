@@ -61,6 +61,14 @@ class Resumption:
         """A planned reconnect (goAway): the next connection starts a new count of failures."""
         self._failures = 0
 
+    def healthy(self) -> None:
+        """The connection completed a turn: failures counted before it are no longer in a row.
+
+        Without this, ``max_reconnects`` capped the whole call, and its back-off kept growing.
+        A connection that fails before completing a turn keeps the count going.
+        """
+        self._failures = 0
+
     def caller_arrived(self) -> None:
         """The pre-warmed call's stream started: the caller gets the retries a session started
         with the stream would have, whatever the model cost the session before."""

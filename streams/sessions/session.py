@@ -250,6 +250,9 @@ class CallSession:
             try:
                 await self._one_connection(link)
                 resumption.went_away()
+                # The turn in progress went with the connection: carried over, its barge-in
+                # muted the next connection's whole answer.
+                await conversation.abandon_turn(link)
                 continue  # a planned reconnect: no back-off
             except ModelFailure as failure:
                 log.warning("call %s: model connection failed (%s)", self._target.call_id, failure)
@@ -394,6 +397,8 @@ class CallSession:
         content = message.server_content
         if content is not None:
             await self._conversation.on_content(link, content, _audio_of(content))
+            if content.turn_complete:
+                self._resumption.healthy()  # a whole turn: the connection works
         if message.tool_call is not None:
             # Off the downlink: audio and interruptions keep flowing while a tool runs.
             async def respond(response: types.FunctionResponse) -> None:

@@ -27,10 +27,19 @@ def test_another_tenants_later_claim_does_not_take_the_number() -> None:
     assert (route.tenant_id, route.agent_id) == ("tenant-b", "agt_b")
 
 
+def test_within_a_tenant_the_latest_claim_takes_the_number() -> None:
+    table = RoutingTable()
+    table.apply(version_published("t", "agt_1", agent_config(NUMBER)))
+    table.apply(version_published("t", "agt_2", agent_config(NUMBER)))  # moved to the new desk
+    assert table.lookup(NUMBER).agent_id == "agt_2"  # type: ignore[union-attr]
+    table.apply(_archived("agt_2"))
+    assert table.lookup(NUMBER).agent_id == "agt_1"  # type: ignore[union-attr]
+
+
 def test_the_next_claimant_takes_over_when_the_holder_lets_go() -> None:
     table = RoutingTable()
     table.apply(version_published("t", "agt_1", agent_config(NUMBER, OTHER)))
-    table.apply(version_published("t", "agt_2", agent_config(NUMBER)))
+    table.apply(version_published("u", "agt_2", agent_config(NUMBER)))
     table.apply(version_published("t", "agt_1", agent_config(OTHER), version=2))  # moves NUMBER on
     assert table.lookup(NUMBER).agent_id == "agt_2"  # type: ignore[union-attr]
     assert table.lookup(OTHER).agent_version == 2  # type: ignore[union-attr]
@@ -42,13 +51,14 @@ def test_the_next_claimant_takes_over_when_the_holder_lets_go() -> None:
 def test_a_new_version_keeps_its_place_and_routes_to_itself() -> None:
     table = RoutingTable()
     table.apply(version_published("t", "agt_1", agent_config(NUMBER)))
-    table.apply(version_published("t", "agt_2", agent_config(NUMBER)))
+    table.apply(version_published("u", "agt_2", agent_config(NUMBER)))
     table.apply(version_published("t", "agt_1", agent_config(NUMBER), version=2))
     route = table.lookup(NUMBER)
     assert route is not None
     assert (route.agent_id, route.agent_version) == ("agt_1", 2)
 
 
+_TENANT_OF = {"agt_1": "t", "agt_2": "t", "agt_3": "u"}
 _EVENTS = st.lists(
     st.tuples(
         st.sampled_from(["agt_1", "agt_2", "agt_3"]),

@@ -192,6 +192,23 @@ class TestConversation:
         earlier = (session_opened(3), handle_updated(4, "h1"), session_closed(5))
         given(*live(*earlier)).when(session_opened(6)).then_state(session_open=True, resumption_handle=None)
 
+    def test_a_fresh_restart_reports_no_handle_not_an_empty_one(self) -> None:
+        # GeminiSessionResumed(fresh_session=True) carries "": kept as is, a takeover worker
+        # "resumed" the empty handle, with no transcript and no greeting.
+        earlier = (session_opened(3), handle_updated(4, "h1"), session_closed(5, "h1"))
+        given(*live(*earlier)).when(session_resumed(6, "")).then_state(
+            session_open=True, resumption_handle=None
+        )
+
+    @pytest.mark.parametrize(
+        "reopened", [session_opened(7), session_resumed(7, "h1")], ids=["opened", "resumed"]
+    )
+    def test_a_new_session_clears_the_tools_and_speech_of_the_one_before(self, reopened: CallEvent) -> None:
+        # A killed worker never records its tool's end nor its utterance's: left in flight, they
+        # kept the silence timer off for the rest of the call.
+        earlier = (session_opened(3), agent_started(4), tool_requested(5, "tc1"), session_closed(6, "h1"))
+        given(*live(*earlier)).when(reopened).then_state(tools_in_flight=(), agent_utterance_id=None)
+
 
 class TestTransfer:
     def test_the_agent_transfers_a_connected_call(self) -> None:
