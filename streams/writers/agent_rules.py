@@ -88,13 +88,23 @@ def config_errors(config: AgentConfig) -> list[FieldError]:
         for i, url in enumerate(config.webhook_urls)
         if (problem := url_problem(url)) is not None
     ]
-    if config.calling_window is not None and not WINDOW.fullmatch(config.calling_window):
-        errors.append(("calling_window", "must look like 09:00-18:00"))
+    if config.calling_window is not None:
+        errors += _window_errors(config.calling_window)
     if config.timezone not in _zones():
         errors.append(("timezone", f"unknown IANA zone {config.timezone!r}"))
     if config.answering_machine_policy not in AMD_POLICIES:
         errors.append(("answering_machine_policy", "one of: " + ", ".join(AMD_POLICIES)))
     return errors
+
+
+def _window_errors(window: str) -> list[FieldError]:
+    if not WINDOW.fullmatch(window):
+        return [("calling_window", "must look like 09:00-18:00")]
+    start, end = window.split("-")
+    if start == end:
+        # The dialer reads [start, end) with start == end as empty: every call would wait for ever.
+        return [("calling_window", "start and end must differ; leave calling_window out to call at any hour")]
+    return []
 
 
 def _limit_errors(config: AgentConfig) -> list[FieldError]:

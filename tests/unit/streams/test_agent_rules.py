@@ -206,3 +206,16 @@ def test_a_schema_number_that_is_not_finite_is_refused(number: str) -> None:
     )
     assert problem is not None
     assert "not valid JSON" in problem
+
+
+@pytest.mark.parametrize(
+    ("window", "ok"), [("00:00-00:00", False), ("09:00-09:00", False), ("22:00-06:00", True)]
+)
+def test_a_calling_window_that_starts_where_it_ends_is_refused(window: str, ok: bool) -> None:
+    # The dialer reads such a window as empty: its calls would queue for ever.
+    errors = config_errors(dataclasses.replace(BASE, calling_window=window))
+    assert (errors == []) is ok
+    if not ok:
+        assert errors == [
+            ("calling_window", "start and end must differ; leave calling_window out to call at any hour")
+        ]
