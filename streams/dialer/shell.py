@@ -54,6 +54,9 @@ class Refusal(NamedTuple):
 SEND_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 """Between attempts to publish a dialer event while the broker is away (then every 5 s)."""
 
+HANG_UP_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 20.0)
+"""Between attempts to hang up on a machine after a retryable error; then it is left to its time limit."""
+
 Send = Callable[[str, bytes, bytes], Awaitable[None]]
 """Publish (topic, key, value); ``send`` keeps order, ``send_and_wait`` also waits for the broker."""
 
@@ -106,8 +109,10 @@ class DialerShell:
         max_in_flight: int = 200,
         send_backoff_s: Sequence[float] = SEND_BACKOFF_S,
         now: Callable[[], datetime] = _utc_now,
+        hang_up_backoff_s: Sequence[float] = HANG_UP_BACKOFF_S,
     ) -> None:
         self._now = now
+        self._hang_up_backoff_s = hang_up_backoff_s
         self._codec = codec
         self._send_backoff_s = send_backoff_s
         self._options = options
@@ -371,10 +376,21 @@ class DialerShell:
             log.exception("asking call %s for a voicemail failed", handled.attempt_call_id)
 
     async def _hang_up(self, call_sid: str) -> None:
-        try:
-            await self._telephony.hang_up(call_sid)
-        except DialError as err:
-            log.warning("hanging up %s failed: %s", call_sid, err)
+        """Hang up on a machine, trying a retryable failure again a bounded number of times."""
+        # Bounded: the call ends by its own time limit anyway; retrying only shortens it.
+        for wait in (*self._hang_up_backoff_s, None):
+            try:
+                await self._telephony.hang_up(call_sid)
+                return
+            except DialError as err:
+                if not err.retryable or wait is None:
+                    log.error("hanging up %s failed, left to its time limit: %s", call_sid, err)
+                    return
+                log.warning("hanging up %s failed (%s); trying again in %.1f s", call_sid, err, wait)
+            except Exception:  # a bug in an adapter must not take the dialer down
+                log.exception("hanging up %s failed, left to its time limit", call_sid)
+                return
+            await asyncio.sleep(wait)
 
     async def drain(self) -> None:
         """Wait for dials in flight (shutdown, tests)."""

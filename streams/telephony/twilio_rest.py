@@ -53,6 +53,19 @@ def retryable(exc: TwilioRestException) -> bool:
     return bool(exc.status == 429 or exc.status >= 500)
 
 
+_UNREACHABLE = (TwilioException, aiohttp.ClientError, OSError, TimeoutError)
+"""Errors that say the API was not reached or did not answer (TwilioRestException is caught first)."""
+
+
+def _refused(exc: TwilioRestException) -> DialError:
+    return DialError(str(exc.msg), code=exc.code, status=exc.status, retryable=retryable(exc))
+
+
+def _unreachable(exc: BaseException) -> DialError:
+    # Unreachable API: try again later.
+    return DialError(f"{type(exc).__name__}: {exc}", code=None, status=None, retryable=True)
+
+
 class RedirectingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     """Sends requests meant for *.twilio.com to another base URL (a local fake of the API)."""
 
@@ -108,14 +121,9 @@ class TwilioTelephony:
                 time_limit=request.time_limit_s,
             )
         except TwilioRestException as exc:
-            raise DialError(str(exc.msg), code=exc.code, status=exc.status, retryable=retryable(exc)) from exc
-        except (
-            TwilioException,
-            aiohttp.ClientError,
-            OSError,
-            TimeoutError,
-        ) as exc:  # unreachable API: try again later
-            raise DialError(f"{type(exc).__name__}: {exc}", code=None, status=None, retryable=True) from exc
+            raise _refused(exc) from exc
+        except _UNREACHABLE as exc:
+            raise _unreachable(exc) from exc
         return str(call.sid)
 
     async def hang_up(self, call_sid: str) -> None:
@@ -123,9 +131,9 @@ class TwilioTelephony:
             await self._client.calls(call_sid).update_async(status="completed")
         except TwilioRestException as exc:
             if exc.status != 404:  # already gone is what we wanted
-                raise DialError(
-                    str(exc.msg), code=exc.code, status=exc.status, retryable=retryable(exc)
-                ) from exc
+                raise _refused(exc) from exc
+        except _UNREACHABLE as exc:
+            raise _unreachable(exc) from exc
 
     async def aclose(self) -> None:
         if self._http is not None:
