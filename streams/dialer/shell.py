@@ -8,6 +8,7 @@ start the state is rebuilt by folding the dialer's own event log and the agent d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -162,12 +163,18 @@ class DialerShell:
             return None
         if not isinstance(record, _INPUTS):
             return Refusal("undecodable", f"not a dialer input: {type(record).__name__}")
-        ahead = record.occurred_at - self._now()
+        now = self._now()
+        ahead = record.occurred_at - now
         if ahead > MAX_CLOCK_SKEW:
             # An input's time is the tenant's clock in the decider (deterministic, replayable):
             # one stamped days ahead would dial others before their not_before, or expire them.
             detail = f"occurred_at is {ahead} ahead of this worker's clock (at most {MAX_CLOCK_SKEW})"
             return Refusal("rejected_by_handler", detail)
+        if ahead > timedelta(0):
+            # A producer's clock a little fast must not move the tenant's clock (which never goes
+            # back) ahead of this worker's: windows would open early, and every dial decided
+            # then would be refused as it went out (too_late_to_dial), costing its attempts.
+            record = dataclasses.replace(record, occurred_at=now)
         await self.apply(record)
         return None
 

@@ -128,3 +128,17 @@ async def test_a_decision_dialled_after_the_window_closed_is_reported_not_placed
     retried = await shell.apply(failed)
     assert [e.outcome for e in retried if isinstance(e, CallAttemptRecorded)] == ["error"]
     assert "g" in shell.state(TENANT).requests  # retried when the window opens, not lost
+
+
+async def test_an_input_stamped_a_little_ahead_is_decided_at_the_workers_clock() -> None:
+    # 08:58 by the worker; the producer's clock is 3 minutes fast. The window opens at 09:00.
+    worker_now = at(-3 * H - 2 * 60)
+    shell = _shell(Journal(), now=lambda: worker_now)
+    shell.rebuild([published(**WINDOW)])
+    ahead = place("h", -3 * H + 60)  # stamped 09:01
+    assert await shell.handle(Codec.single_object().encode(ahead)) is None
+    state = shell.state(TENANT)
+    assert state.clock == worker_now
+    assert state.requests["h"].attempts == 0  # not dialled before 09:00
+    await shell.tick(at(-3 * H))
+    assert state.requests["h"].attempts == 1
