@@ -96,8 +96,12 @@ def tail(
         raise typer.BadParameter("tail prints pretty or jsonl", param_hint="--format")
     settings = _settings()
     event_filter = EventFilter(call_id=call, type_name=type_name, since=when_option(since, "--since"))
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(tail_events(settings.kafka, topic, event_filter, output=output, limit=limit))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(tail_events(settings.kafka, topic, event_filter, output=output, limit=limit))
+    except LookupError as exc:  # no such topic
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
 
 
 @events_app.command("export")

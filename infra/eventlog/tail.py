@@ -48,7 +48,11 @@ async def tail_events(
     console = console or Console(highlight=False, soft_wrap=True)
     codec = codec_for(kafka)
     consumer = make_consumer(kafka, group_id=None)
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await stop_consumer(consumer)  # else its client stays open: "Unclosed AIOKafkaConsumer"
+        raise
     # aiokafka's group-less coordinator task must get to run once, or stopping right away (an
     # unknown topic) raises CancelledError out of consumer.stop().
     await asyncio.sleep(0)
