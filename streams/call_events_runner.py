@@ -4,7 +4,12 @@ A consumer group of its own on ``voice.calls.events.v1`` (never the calls worker
 agents' published versions from ``voice.agents.events.v1`` (every one so far is read before the
 first call event). Each job is a task, so a slow one never holds up the reading of call events;
 an offset is committed only once every job caused by it (and before it) has finished, so a crash
-runs the jobs again: at least once.
+runs the jobs again: at least once. Nor is a commit made past the first event of a call not yet
+ended: the workers keep a live call in memory only, so a restart must read its start again
+before its end. Each commit is preceded by a note of how far its partition had been read, the
+committed offset of a second group (``<group>.read``; the embedded broker keeps no commit
+metadata): the ends re-read after a restart, of calls that had ended (and their jobs finished)
+before the commit, are skipped.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -24,9 +30,12 @@ from infra.eventlog.reading import probed_end_offsets
 from infra.kafka import make_consumer, make_producer, send_until_acknowledged
 from infra.settings import Settings
 from schemas.agents import AgentVersionPublished
+from schemas.calls import CallEnded, CallFailed, CallReceived
 from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, POSTCALL_EVENTS
 from schemas.codec import Codec, DecodeError
 from schemas.dialer import PostCallEvent
+from schemas.envelope import CallEnvelope
+from schemas.ids import CallId
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +51,73 @@ class Job:
     run: Callable[[Publish], Awaitable[None]]
 
 
+LONGEST_CALL = timedelta(hours=4)
+"""The platform's limit on an agent's ``max_duration_s`` (``streams.writers.agent_rules``)."""
+FORGET_SLACK = timedelta(minutes=15)
+"""Past a call's limit: its setup and settling, and a late clock (as for the dialer's lost attempts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenCall:
+    offset: int
+    forget_at: datetime
+
+
+def _forget_at(received: CallReceived) -> datetime:
+    limit = timedelta(seconds=received.max_duration_s or 0)
+    if not timedelta(0) < limit <= LONGEST_CALL:  # none recorded, or off
+        limit = LONGEST_CALL
+    return received.occurred_at + limit + FORGET_SLACK
+
+
 @dataclass(slots=True)
 class OffsetBook:
-    """Per partition: the offset after the last event read, and the offsets with jobs unfinished."""
+    """Per partition, where a restart must resume so that no job and no call is lost.
+
+    The oldest of: an event whose jobs have not finished; the first event of a call not yet
+    ended (the workers know a live call only from its events, in memory: resuming past its
+    start would leave its end with nothing to go on); after the last event read. A call's end
+    jobs hold its first event until they finish. A call still open past its limit is let go
+    (``overdue``); time is the latest ``occurred_at`` read in the partition.
+    """
 
     _read: dict[TopicPartition, int] = field(default_factory=dict)
     _running: dict[TopicPartition, Counter[int]] = field(default_factory=dict)
+    _open: dict[TopicPartition, dict[CallId, _OpenCall]] = field(default_factory=dict)
+    _now: dict[TopicPartition, datetime] = field(default_factory=dict)
+    _handled: dict[TopicPartition, int] = field(default_factory=dict)
+    """How far the partition had been read when the commit it resumed from was made."""
 
     def read(self, tp: TopicPartition, offset: int) -> None:
         self._read[tp] = offset + 1
+
+    def follow(self, tp: TopicPartition, offset: int, event: object) -> int | None:
+        """The offset the jobs of the event at ``offset`` hold: for a call's end, the call's first.
+
+        None for the end of a call that started before the commit the partition resumed from:
+        that call had ended, and its jobs had finished, before the commit was made.
+        """
+        if isinstance(event, CallEnvelope):
+            now = self._now.get(tp)
+            self._now[tp] = event.occurred_at if now is None else max(now, event.occurred_at)
+        calls = self._open.setdefault(tp, {})
+        if isinstance(event, CallReceived):
+            calls.setdefault(event.call_id, _OpenCall(offset, _forget_at(event)))
+        elif isinstance(event, CallEnded | CallFailed):
+            call = calls.pop(event.call_id, None)
+            if call is not None:
+                return call.offset
+            if offset < self._handled.get(tp, 0):
+                return None
+        return offset
+
+    def overdue(self, tp: TopicPartition) -> list[CallId]:
+        """The calls open in ``tp`` past their limit: let go, they hold its commit no more."""
+        now, calls = self._now.get(tp), self._open.get(tp, {})
+        due = [call_id for call_id, call in calls.items() if now is not None and call.forget_at <= now]
+        for call_id in due:
+            del calls[call_id]
+        return due
 
     def started(self, tp: TopicPartition, offset: int) -> None:
         self._running.setdefault(tp, Counter())[offset] += 1
@@ -61,22 +128,43 @@ class OffsetBook:
         if running[offset] <= 0:
             del running[offset]
 
-    def reset(self, tp: TopicPartition) -> None:
-        """Forget where a partition was read: it was revoked, or assigned to resume elsewhere.
+    def reset(self, tp: TopicPartition) -> list[CallId]:
+        """Forget what was read of a revoked partition; the calls it had open are returned.
 
         A partition that comes back resumes at the group's commit, perhaps another worker's
         (further on): the position read before would commit it back. Jobs still running keep
         their holds; they have not finished, whoever owns the partition now.
         """
         self._read.pop(tp, None)
+        self._now.pop(tp, None)
+        self._handled.pop(tp, None)
+        return list(self._open.pop(tp, {}))
+
+    def resumed(self, tp: TopicPartition, handled: int | None) -> None:
+        """How far ``tp`` had been read when the commit it resumes from was made (None: unknown)."""
+        if handled is None:
+            self._handled.pop(tp, None)
+        else:
+            self._handled[tp] = handled
 
     def committable(self) -> dict[TopicPartition, int]:
-        """Where each partition may resume: its oldest unfinished job, else after the last read."""
-        return {tp: min(self._running.get(tp) or (done,)) for tp, done in self._read.items()}
+        """Where each partition may resume: its oldest unfinished job or open call, else after the read."""
+        return {
+            tp: min([done, *self._running.get(tp, ()), *(c.offset for c in self._open.get(tp, {}).values())])
+            for tp, done in self._read.items()
+        }
+
+    def handled(self, tp: TopicPartition) -> int:
+        """A commit's note: how far ``tp`` was read, by us or before the commit we resumed from."""
+        return max(self._read.get(tp, 0), self._handled.get(tp, 0))
 
 
 class CallEventsRunner:
-    """Feeds ``on_agent`` every published agent version and runs the jobs ``on_call`` returns."""
+    """Feeds ``on_agent`` every published agent version and runs the jobs ``on_call`` returns.
+
+    ``on_forget`` is told of each call it lets go without an end (open past its limit, or in a
+    partition taken away): the worker drops what it keeps of it.
+    """
 
     def __init__(
         self,
@@ -85,6 +173,7 @@ class CallEventsRunner:
         group_id: str,
         on_agent: Callable[[AgentVersionPublished], None],
         on_call: Callable[[object], Sequence[Job]],
+        on_forget: Callable[[CallId], None],
         fetch_max_wait_ms: int,
     ) -> None:
         self._settings = settings
@@ -92,18 +181,23 @@ class CallEventsRunner:
         self._group = group_id
         self._on_agent = on_agent
         self._on_call = on_call
+        self._on_forget = on_forget
         self._codec = Codec.single_object()
         self._book = OffsetBook()
+        self._noted: dict[TopicPartition, int] = {}  # the notes last committed
+        self._resumed: set[TopicPartition] = set()  # the partitions whose note has been read
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         producer = make_producer(self._settings.kafka)
         kafka, wait = self._settings.kafka, self._fetch_wait
         calls = make_consumer(kafka, group_id=self._group, fetch_max_wait_ms=wait)
-        calls.subscribe([CALL_EVENTS.name], listener=_ResetOnRebalance(self._book))
+        notes = make_consumer(kafka, group_id=f"{self._group}.read", fetch_max_wait_ms=wait)
+        calls.subscribe([CALL_EVENTS.name], listener=_ResetOnRebalance(self))
         agents = make_consumer(kafka, AGENT_EVENTS.name, group_id=None, fetch_max_wait_ms=wait)
         await producer.start()
         await agents.start()
+        await notes.start()  # it only commits: assigned what calls is, paused, never read
         await calls.start()
         follow: asyncio.Task[None] | None = None
         try:
@@ -111,9 +205,11 @@ class CallEventsRunner:
             follow = asyncio.create_task(self._follow_agents(agents, stop))
             while not stop.is_set():
                 for tp, messages in (await calls.getmany(timeout_ms=200)).items():
+                    if not await self._resume(notes, tp, stop):
+                        break  # stopped
                     for message in messages:
                         self._read_call_event(tp, message.offset, message.value, producer)
-                await self._commit(calls)
+                await self._commit(calls, notes)
         finally:
             if follow is not None:
                 follow.cancel()
@@ -122,6 +218,7 @@ class CallEventsRunner:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await calls.stop()
+            await notes.stop()
             await agents.stop()
             await producer.stop()
 
@@ -151,12 +248,56 @@ class CallEventsRunner:
     def _read_call_event(
         self, tp: TopicPartition, offset: int, value: bytes | None, producer: AIOKafkaProducer
     ) -> None:
+        event = self._decode(value)  # undecodable ones the calls worker dead-letters
         self._book.read(tp, offset)
-        for job in self._on_call(self._decode(value)):  # undecodable ones the calls worker dead-letters
-            self._book.started(tp, offset)
-            task = asyncio.create_task(self._run(tp, offset, job, producer))
+        held = self._book.follow(tp, offset, event)
+        if held is None:
+            log.debug("%s at %s:%d was handled before the last commit", type(event).__name__, tp, offset)
+            return
+        for job in self._on_call(event):
+            self._book.started(tp, held)
+            task = asyncio.create_task(self._run(tp, held, job, producer))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        for call_id in self._book.overdue(tp):
+            log.warning(
+                "call %s is still open past its maximum duration plus %s: forgotten (its end, if it"
+                " ever comes, finds no start: no summary or call.ended webhook)",
+                call_id,
+                FORGET_SLACK,
+            )
+            self._on_forget(call_id)
+
+    def _revoked(self, partitions: set[TopicPartition]) -> None:
+        self._assigned(partitions)
+        for tp in partitions:
+            self._forget(self._book.reset(tp))
+
+    def _assigned(self, partitions: set[TopicPartition]) -> None:
+        # Nothing read is dropped here: a batch may be handed out before this runs (revoking,
+        # which aiokafka always does first, drops what was read).
+        for tp in partitions:
+            self._noted.pop(tp, None)
+            self._resumed.discard(tp)
+
+    async def _resume(self, notes: Any, tp: TopicPartition, stop: asyncio.Event) -> bool:
+        """Before a partition's first batch: how far it had been read at the commit it resumes from."""
+        attempt = 0
+        while tp not in self._resumed and not stop.is_set():
+            try:
+                self._book.resumed(tp, await notes.committed(tp))
+                self._resumed.add(tp)
+            except KafkaError as err:  # the broker away: waited out (ADR 12)
+                delay = PUBLISH_BACKOFF_S[min(attempt, len(PUBLISH_BACKOFF_S) - 1)]
+                attempt += 1
+                log.warning("could not read how far %s had been read (%s); retrying in %g s", tp, err, delay)
+                await asyncio.sleep(delay)
+        return tp in self._resumed
+
+    def _forget(self, calls: list[CallId]) -> None:
+        # Their partition is read again from its commit, before their start, here or elsewhere.
+        for call_id in calls:
+            self._on_forget(call_id)
 
     async def _run(self, tp: TopicPartition, offset: int, job: Job, producer: AIOKafkaProducer) -> None:
         async def publish(record: PostCallEvent) -> None:
@@ -169,14 +310,22 @@ class CallEventsRunner:
         # Not on cancellation (shutdown): an unfinished job keeps its offset uncommitted.
         self._book.finished(tp, offset)
 
-    async def _commit(self, consumer: Any) -> None:
+    async def _commit(self, consumer: Any, notes: Any) -> None:
         assigned = consumer.assignment()  # a revoked partition's offset is no longer ours to commit
         offsets = {
             tp: OffsetAndMetadata(at, "") for tp, at in self._book.committable().items() if tp in assigned
         }
         if not offsets:
             return
+        handled = {tp: self._book.handled(tp) for tp in offsets}
+        new = {tp: OffsetAndMetadata(at, "") for tp, at in handled.items() if self._noted.get(tp) != at}
+        if set(notes.assignment()) != set(assigned):
+            notes.assign(list(assigned))
+            notes.pause(*assigned)
         try:
+            if new:  # first: a note may run ahead of its commit (harmless), never behind it
+                await notes.commit(new)
+                self._noted.update(handled)
             await consumer.commit(offsets)
         except KafkaError as err:  # a rebalance or a broker away: the next commit carries them
             log.warning("could not commit call-event offsets (%s); will retry", err)
@@ -189,16 +338,14 @@ class CallEventsRunner:
 
 
 class _ResetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, book: OffsetBook) -> None:
-        self._book = book
+    def __init__(self, runner: CallEventsRunner) -> None:
+        self._runner = runner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        for tp in revoked:
-            self._book.reset(tp)
+        self._runner._revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        for tp in assigned:
-            self._book.reset(tp)
+        self._runner._assigned(assigned)
 
 
 PUBLISH_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)

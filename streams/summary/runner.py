@@ -3,7 +3,8 @@
 Runs on ``CallEventsRunner`` (its own consumer group on ``voice.calls.events.v1``); the agents'
 outcome labels come from their published versions. Calls to the model are bounded, and a crash
 summarises again (the event id is derived from the call, so the projection keeps one). A call
-the model gives no usable summary for in any attempt gets ``CallSummaryFailed`` with the reason.
+the model gives no usable summary for in any attempt gets ``CallSummaryFailed`` with the reason,
+and so does a call whose end arrives with its start never seen (``START_NOT_SEEN``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ from schemas.envelope import derive_event_id
 from schemas.ids import AgentId
 from streams.call_events_runner import CallEventsRunner, Job, Publish
 from streams.summary.prompt import Verdict, build_prompt, read_reply
-from streams.summary.tracker import CallTracker, SummaryJob
+from streams.summary.tracker import CallTracker, StartNotSeen, SummaryJob
 
 log = logging.getLogger(__name__)
+
+START_NOT_SEEN = (
+    "the call's start was not seen (the worker restarted past it, or forgot the call when it"
+    " outlasted its maximum duration)"
+)
 
 Generate = Callable[[str], Awaitable[str]]
 """Send one prompt to the model and return its text."""
@@ -71,6 +77,7 @@ class SummaryWorker:
             group_id=self._group,
             on_agent=self._on_agent,
             on_call=self._on_call,
+            on_forget=self.tracker.forget,
             fetch_max_wait_ms=self._settings.kafka.fetch_waits.summary,
         )
         await runner.run(stop)
@@ -79,10 +86,17 @@ class SummaryWorker:
         self.labels[version.agent_id] = version.config.outcome_labels
 
     def _on_call(self, event: object) -> list[Job]:
-        job = self.tracker.observe(event)
-        if job is None:
-            return []
-        return [Job(f"summarising call {job.call_id}", partial(self._summarise, job))]
+        match self.tracker.observe(event):
+            case SummaryJob() as job:
+                return [Job(f"summarising call {job.call_id}", partial(self._summarise, job))]
+            case StartNotSeen() as unseen:
+                return [Job(f"recording call {unseen.call_id} unsummarised", partial(self._unseen, unseen))]
+            case None:
+                return []
+
+    async def _unseen(self, unseen: StartNotSeen, publish: Publish) -> None:
+        log.warning("call %s ended, but %s: it gets no summary", unseen.call_id, START_NOT_SEEN)
+        await publish(start_not_seen(unseen, self._model, datetime.now(UTC)))
 
     async def _summarise(self, job: SummaryJob, publish: Publish) -> None:
         labels = self.labels.get(job.agent_id, ())
@@ -141,5 +155,21 @@ def summary_failed(
         agent_id=job.agent_id,
         reason=reason,
         attempts=attempts,
+        model=model,
+    )
+
+
+def start_not_seen(unseen: StartNotSeen, model: str, now: datetime) -> CallSummaryFailed:
+    # The agent is known from CallReceived only: left empty. The failure's id, as for the model's.
+    return CallSummaryFailed(
+        tenant_id=unseen.tenant_id,
+        call_id=unseen.call_id,
+        seq=1,
+        event_id=derive_event_id(unseen.call_id, 1, "postcall.summary_failed"),
+        occurred_at=now,
+        correlation_id=unseen.correlation_id,
+        agent_id=AgentId(""),
+        reason=START_NOT_SEEN,
+        attempts=0,
         model=model,
     )

@@ -17,6 +17,15 @@ class SummaryJob:
     turns: list[tuple[str, str]]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartNotSeen:
+    """A call ended that was never seen to start: there is nothing to summarise it from."""
+
+    tenant_id: TenantId
+    call_id: CallId
+    correlation_id: CorrelationId
+
+
 @dataclass(slots=True)
 class _Call:
     received: CallReceived
@@ -32,7 +41,10 @@ class CallTracker:
     def __len__(self) -> int:
         return len(self._calls)
 
-    def observe(self, event: object) -> SummaryJob | None:
+    def forget(self, call_id: CallId) -> None:
+        self._calls.pop(call_id, None)
+
+    def observe(self, event: object) -> SummaryJob | StartNotSeen | None:
         match event:
             case CallReceived():
                 self._calls.setdefault(event.call_id, _Call(event))
@@ -41,14 +53,18 @@ class CallTracker:
                 if call is not None:
                     call.segments[event.segment_index] = (event.speaker, event.text)
             case CallEnded() | CallFailed():
+                if event.call_id not in self._calls:
+                    return StartNotSeen(
+                        tenant_id=event.tenant_id, call_id=event.call_id, correlation_id=event.correlation_id
+                    )
                 return self._finish(event.call_id)
             case _:
                 return None
         return None
 
     def _finish(self, call_id: CallId) -> SummaryJob | None:
-        call = self._calls.pop(call_id, None)
-        if call is None or not call.segments:
+        call = self._calls.pop(call_id)
+        if not call.segments:
             return None
         return SummaryJob(
             tenant_id=call.received.tenant_id,

@@ -2,12 +2,15 @@
 
 Runs on ``CallEventsRunner`` (its own consumer group on ``voice.calls.events.v1``), with the
 agents' webhook URLs from their published versions and one job per delivery. A crash
-re-delivers: at least once, and receivers de-duplicate by ``X-Voice-Delivery``.
+re-delivers: at least once, and receivers de-duplicate by ``X-Voice-Delivery``. A call that ends
+with its start never seen gets no ``call.ended`` (its agent and numbers are unknown): a warning
+with the call id, counted in ``starts_missed``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import partial
 from typing import Any
 
@@ -21,6 +24,8 @@ from streams.call_events_runner import CallEventsRunner, Job, Publish
 from streams.dialer.policy import RetryPolicy
 from streams.webhooks.delivery import Webhook, deliver
 
+log = logging.getLogger(__name__)
+
 
 class HookPlanner:
     """Which webhooks a call event causes, from the agents' URLs and the calls seen so far."""
@@ -31,6 +36,13 @@ class HookPlanner:
 
     def observe_agent(self, fact: AgentVersionPublished) -> None:
         self.urls[fact.agent_id] = fact.config.webhook_urls
+
+    def forget(self, call_id: CallId) -> None:
+        self._calls.pop(call_id, None)
+
+    def start_missed(self, event: object) -> bool:
+        """Whether ``event`` ends a call whose start was never seen."""
+        return isinstance(event, CallEnded | CallFailed) and event.call_id not in self._calls
 
     def plan(self, event: object) -> list[Webhook]:
         if isinstance(event, CallReceived):
@@ -88,6 +100,7 @@ class WebhookWorker:
         self._policy = policy
         self._group = group_id
         self.planner = HookPlanner()
+        self.starts_missed = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         async with httpx.AsyncClient() as client:
@@ -96,11 +109,21 @@ class WebhookWorker:
                 group_id=self._group,
                 on_agent=self.planner.observe_agent,
                 on_call=partial(self._jobs, client),
+                on_forget=self.planner.forget,
                 fetch_max_wait_ms=self._settings.kafka.fetch_waits.webhooks,
             )
             await runner.run(stop)
 
     def _jobs(self, client: httpx.AsyncClient, event: object) -> list[Job]:
+        if self.planner.start_missed(event):
+            self.starts_missed += 1
+            log.warning(
+                "call %s ended, but its start was not seen (the worker restarted past it, or forgot"
+                " the call when it outlasted its maximum duration): no call.ended webhook (%d so far)",
+                getattr(event, "call_id", "?"),
+                self.starts_missed,
+            )
+            return []
         return [
             Job(f"webhook {hook.event_type} to {hook.url}", partial(self._deliver, hook, client))
             for hook in self.planner.plan(event)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime, timedelta
+
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaConnectionError
 from aiokafka.structs import OffsetAndMetadata
 
+from infra.settings import Settings
+from schemas.calls import CallReceived
 from schemas.catalog import POSTCALL_EVENTS
 from schemas.dialer import CallSummarized
 from schemas.ids import AgentId, CallId, CorrelationId, EventId, TenantId
 from streams import call_events_runner as runner
 from streams.call_events_runner import OffsetBook
-from tests.support.call_stream import T0
+from streams.writers.agent_rules import MAX_DURATION_S
+from tests.support.call_stream import T0, call_events
 
 P0 = TopicPartition("voice.calls.events.v1", 0)
 P1 = TopicPartition("voice.calls.events.v1", 1)
@@ -75,6 +81,15 @@ class _Consumer:
         self.error = error
         self.commits: list[dict[TopicPartition, int]] = []
 
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned = set(partitions)
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        return None
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return None
+
     def assignment(self) -> set[TopicPartition]:
         return self.assigned
 
@@ -82,6 +97,17 @@ class _Consumer:
         if self.error is not None:
             raise self.error
         self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
+
+
+def _runner(forgotten: list[CallId] | None = None) -> runner.CallEventsRunner:
+    return runner.CallEventsRunner(
+        Settings(env="test"),
+        group_id="g",
+        on_agent=lambda _: None,
+        on_call=lambda _: [],
+        on_forget=(forgotten if forgotten is not None else []).append,
+        fetch_max_wait_ms=10,
+    )
 
 
 def _summary() -> CallSummarized:
@@ -108,28 +134,41 @@ async def test_a_post_call_event_is_written_once_the_broker_is_back(monkeypatch:
 async def test_offsets_of_revoked_partitions_are_not_committed_and_commit_errors_do_not_stop_the_runner() -> (
     None
 ):
-    events = runner.CallEventsRunner.__new__(runner.CallEventsRunner)
+    events = _runner()
     events._book = given((P0, 4, 0), (P1, 9, 0))
-    consumer = _Consumer({P0}, error=CommitFailedError("rebalanced"))
-    await events._commit(consumer)  # logged, not raised
+    consumer, notes = _Consumer({P0}, error=CommitFailedError("rebalanced")), _Consumer({P0, P1})
+    await events._commit(consumer, notes)  # logged, not raised
     consumer.error = None
-    await events._commit(consumer)
+    await events._commit(consumer, notes)
     assert consumer.commits == [{P0: 5}]
+    assert notes.commits == [{P0: 5}]  # how far it was read: noted once, before the commit
 
 
 async def test_a_partition_revoked_and_assigned_again_commits_nothing_before_it_is_read_again() -> None:
     # Meanwhile another worker may have committed P0 further on: our old position would undo it.
-    events = runner.CallEventsRunner.__new__(runner.CallEventsRunner)
+    events = _runner()
     events._book = given((P0, 4, 0), (P1, 9, 0))
-    listener = runner._ResetOnRebalance(events._book)
+    consumer, notes = _Consumer({P0}), _Consumer(set())
+    listener = runner._ResetOnRebalance(events)
     await listener.on_partitions_revoked({P0, P1})
     await listener.on_partitions_assigned({P0})
-    consumer = _Consumer({P0})
-    await events._commit(consumer)
+    await events._commit(consumer, notes)
     assert consumer.commits == []
     events._book.read(P0, 30)
-    await events._commit(consumer)
+    await events._commit(consumer, notes)
     assert consumer.commits == [{P0: 31}]
+
+
+async def test_the_calls_open_in_a_revoked_partition_are_forgotten_by_the_worker() -> None:
+    # Its new owner (or we, given it back) reads them again from the commit, before their start.
+    forgotten: list[CallId] = []
+    events = _runner(forgotten)
+    (received, *_) = call_events("t", "c1", "a")
+    events._book.read(P0, 4)
+    events._book.follow(P0, 4, received)
+    await runner._ResetOnRebalance(events).on_partitions_revoked({P0})
+    assert forgotten == ["c1"]
+    assert events._book.committable() == {}
 
 
 def test_a_job_running_when_its_partition_was_revoked_still_holds_it_once_it_is_back() -> None:
@@ -139,3 +178,79 @@ def test_a_job_running_when_its_partition_was_revoked_still_holds_it_once_it_is_
     assert book.committable() == {P0: 4}
     book.finished(P0, 4)
     assert book.committable() == {P0: 5}
+
+
+def test_an_open_call_holds_its_partition_at_its_first_event_until_its_end_jobs_finish() -> None:
+    first, *middle, end = call_events("t", "c1", "a")
+    book = OffsetBook()
+    for offset, event in enumerate([first, *middle], start=10):
+        book.read(P0, offset)
+        assert book.follow(P0, offset, event) == offset
+    assert book.committable() == {P0: 10}
+    book.read(P0, 30)
+    held = book.follow(P0, 30, end)
+    assert held == 10  # its end's jobs need the start read again after a crash
+    book.started(P0, 10)
+    assert book.committable() == {P0: 10}
+    book.finished(P0, 10)
+    assert book.committable() == {P0: 31}
+
+
+def test_an_ended_call_with_no_end_jobs_holds_nothing() -> None:
+    first, end = call_events("t", "c1", "a")[0], call_events("t", "c1", "a")[-1]
+    book = OffsetBook()
+    for offset, event in ((0, first), (1, end)):
+        book.read(P0, offset)
+        book.follow(P0, offset, event)
+    assert book.committable() == {P0: 2}
+
+
+def _received(call: str, start: datetime = T0, max_duration_s: int | None = None) -> CallReceived:
+    first = call_events("t", call, "a", start=start)[0]
+    assert isinstance(first, CallReceived)
+    return replace(first, max_duration_s=max_duration_s)
+
+
+def test_a_call_open_past_its_limit_and_the_slack_is_let_go() -> None:
+    due = T0 + timedelta(seconds=600) + runner.FORGET_SLACK
+    book = OffsetBook()
+    for offset, event in enumerate(
+        [
+            _received("c1", max_duration_s=600),
+            _received("c2", start=due - timedelta(seconds=1)),
+            _received("c3", start=due),
+        ]
+    ):
+        book.read(P0, offset)
+        book.follow(P0, offset, event)
+        assert book.overdue(P0) == (["c1"] if offset == 2 else [])
+    assert book.committable() == {P0: 1}  # the next call, not c1, holds it now
+
+
+def test_a_call_with_no_limit_recorded_is_held_for_the_platforms_longest() -> None:
+    book = OffsetBook()
+    book.read(P0, 0)
+    book.follow(P0, 0, _received("c1"))
+    book.read(P0, 1)
+    book.follow(P0, 1, _received("c2", start=T0 + timedelta(hours=4)))
+    assert book.overdue(P0) == []
+    book.follow(P0, 1, _received("c3", start=T0 + timedelta(hours=4, minutes=15)))
+    assert book.overdue(P0) == ["c1"]
+
+
+def test_the_longest_call_is_the_platforms_limit_on_max_duration() -> None:
+    assert timedelta(seconds=MAX_DURATION_S) == runner.LONGEST_CALL
+
+
+def test_an_end_read_again_below_the_commits_note_is_skipped_and_one_above_it_is_not() -> None:
+    end = call_events("t", "c1", "a")[-1]
+    book = OffsetBook()
+    book.resumed(P0, 20)
+    assert book.follow(P0, 19, end) is None  # its call ended, jobs done, before the commit
+    assert book.follow(P0, 20, end) == 20  # never seen: the worker says so
+    book.read(P0, 20)
+    assert book.handled(P0) == 21
+    book.reset(P0)
+    book.resumed(P0, 40)
+    book.read(P0, 25)
+    assert book.handled(P0) == 40  # a commit made before catching up keeps the note it resumed from
