@@ -9,11 +9,13 @@ import os
 
 import typer
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from infra.db import is_database_outage
 from infra.eventlog.cli import archive_app, events_app
+from infra.eventlog.restore import RestoreError
 from infra.migrate import upgrade_database
 from infra.settings import Settings
 from infra.topics import ensure_topics
@@ -121,6 +123,20 @@ def main() -> None:
             "Is it running, and does VOICE_DATABASE__URL point at it? `voiceagent doctor` checks."
         )
         raise SystemExit(3) from None
+    except ValidationError as err:  # the configuration doctor is meant to explain
+        console.print("[red]the configuration is not valid:[/]")
+        for problem in err.errors():
+            where = "__".join(str(part) for part in problem["loc"]).upper()
+            console.print(f"  VOICE_{where}: {problem['msg']}" if where else f"  {problem['msg']}")
+        console.print("Fix the environment (or .env) and run again.")
+        raise SystemExit(2) from None
+    except RestoreError as err:
+        console.print(
+            f"[red]the event archive cannot be restored: {err}[/]\n"
+            "Move the damaged files aside (or the whole archive, to start with an empty log) "
+            "and run again; `voiceagent archive restore --help` explains restoring by hand."
+        )
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ events are not skipped; rows are never lost.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,7 +17,8 @@ from aiokafka import TopicPartition
 from rich.console import Console
 
 from infra.db import database_url
-from infra.eventlog.archive import ARCHIVER_GROUP
+from infra.eventlog.archive import ARCHIVER_GROUP, list_files
+from infra.eventlog.archive_file import archive_fs
 from infra.eventlog.restore import restore_archive
 from infra.kafka import make_consumer, stop_consumer
 from infra.settings import Settings
@@ -26,14 +26,18 @@ from schemas.catalog import CATALOG
 
 
 def reconcile_fresh_broker(settings: Settings, console: Console) -> list[str]:
-    """Notes for the operator about what was found and done; empty when nothing was needed."""
-    checkpoints = _checkpoint_total(settings)
-    if checkpoints == 0 or asyncio.run(_log_size(settings)) > 0:
+    """Notes for the operator about what was found and done; empty when nothing was needed.
+
+    An empty broker with an archive is always restored, whatever the read models hold: with no
+    checkpoints (a new database) the archiver would otherwise start again at offset 0 and meet
+    the archive's files of the same names (it refuses to replace them: ArchiveConflictError).
+    """
+    if asyncio.run(_log_size(settings)) > 0:
         return []
-    archive = Path(settings.archive_url)
-    if archive.is_dir() and any(archive.rglob("*.avro")):
-        with console.status("the broker is empty but the read models are not: restoring the archive..."):
-            summary = asyncio.run(restore_archive(settings.kafka, str(archive)))
+    archive = settings.archive_url
+    if _holds_files(archive):
+        with console.status("the broker is empty and the archive is not: restoring the archive..."):
+            summary = asyncio.run(restore_archive(settings.kafka, archive))
         restored = {(tp.topic, tp.partition): count for tp, count in summary.published.items()}
         behind = _clamp_checkpoints(settings, restored)
         ends = {tp: count for tp, count in summary.published.items() if count > 0}
@@ -49,11 +53,22 @@ def reconcile_fresh_broker(settings: Settings, console: Console) -> list[str]:
                 "will apply the services' next events even where those reuse the lost events' numbers"
             )
         return notes
+    if _checkpoint_total(settings) == 0:
+        return []
     _reset_checkpoints(settings)
     return [
         "fresh broker: the event log is empty but the read models are kept (no archive to restore); "
         "projection offsets were reset so new events apply, and existing rows stay as they were"
     ]
+
+
+def _holds_files(url: str) -> bool:
+    """Whether the archive at ``url`` (a directory or any fsspec URL) has archived records."""
+    try:
+        fs, root = archive_fs(url)
+        return any(True for _ in list_files(fs, root))
+    except FileNotFoundError:
+        return False
 
 
 def service_groups(settings: Settings) -> list[str]:

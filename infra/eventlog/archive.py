@@ -22,8 +22,10 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from infra.eventlog.archive_file import (
+    ArchiveConflictError,
     ArchivedRecord,
     archive_fs,
+    conflicting_offset,
     date_of,
     encode_file,
     file_path,
@@ -157,6 +159,9 @@ class Archiver:
             layout = layout_bytes(tp.topic, count)
             await asyncio.to_thread(write_durably, self._fs, layout_path(self._root, tp.topic), layout)
             self._described.add(tp.topic)
+        clash = await asyncio.to_thread(conflicting_offset, self._fs, path, buffer.records)
+        if clash is not None:  # os.replace would have lost the archived events silently
+            raise ArchiveConflictError(path, clash)
         await asyncio.to_thread(write_durably, self._fs, path, data)
         # Only now is it safe to move the group past these records.
         try:

@@ -193,6 +193,42 @@ def _digest(digest: Any, record: ArchivedRecord) -> None:
         digest.update(b"-" if part is None else b"%d:" % len(part) + part)
 
 
+class ArchiveConflictError(Exception):
+    """An archive file already holds other records at the same offsets: another log's archive."""
+
+    def __init__(self, path: str, offset: int) -> None:
+        super().__init__(
+            f"{path} already holds a different record at offset {offset}: this broker's log is not "
+            "the one the archive was taken from (a fresh broker starts its offsets again at 0). "
+            "Restore the archive into the broker first (`voiceagent archive restore`), or archive "
+            "to another URL; the existing file was left as it was"
+        )
+        self.path = path
+        self.offset = offset
+
+
+def conflicting_offset(
+    fs: fsspec.AbstractFileSystem, path: str, records: Iterable[ArchivedRecord]
+) -> int | None:
+    """The first offset at which the file already at ``path`` holds a different record, or None.
+
+    Writing the same offsets again (a crash before the offsets were committed) is fine, with
+    more or fewer records; a damaged leftover of such a crash is replaced too. Different records
+    at the same offsets come from another log, and replacing them would lose archived events.
+    """
+    if not fs.exists(path):
+        return None
+    new = {record.offset: record for record in records}
+    try:
+        for old in read_file(fs, path):
+            mine = new.get(old.offset)
+            if mine is not None and mine != old:
+                return old.offset
+    except ArchiveCorruptError:
+        return None
+    return None
+
+
 def write_durably(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Write a whole file so it survives a crash once this returns (fsync + atomic rename locally)."""
     if isinstance(fs, LocalFileSystem):

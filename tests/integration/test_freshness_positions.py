@@ -4,14 +4,11 @@ and a kept position made a projection skip those as already applied (campaign pr
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-
 import psycopg
 import pytest
 
-from infra.migrate import upgrade_database
 from infra.settings import Settings
+from tests.support.databases import fresh_database
 from voiceagent.freshness import _clamp_checkpoints, _plain_url, _reset_checkpoints
 
 pytestmark = pytest.mark.integration
@@ -20,14 +17,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def fresh(settings: Settings) -> Settings:
     """Settings naming a database of its own, migrated (the functions work on the default schema)."""
-    name = f"fresh_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_plain_url(settings), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = settings.database.url
-    assert url is not None
-    database = settings.database.model_copy(update={"url": url.rsplit("/", 1)[0] + "/" + name})
-    await asyncio.to_thread(upgrade_database, database)
-    return settings.model_copy(update={"database": database})
+    return settings.model_copy(update={"database": await fresh_database(settings)})
 
 
 def _seed(settings: Settings) -> None:

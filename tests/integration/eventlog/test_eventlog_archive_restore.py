@@ -10,18 +10,22 @@ from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
 from aiokafka.partitioner import DefaultPartitioner
+from rich.console import Console
 from typer.testing import CliRunner
 
 from infra.embedded import start_broker
 from infra.eventlog.archive import Archiver, WrittenFile, list_files
-from infra.eventlog.archive_file import archive_fs, parse_name, read_file
+from infra.eventlog.archive_file import ArchiveConflictError, archive_fs, parse_name, read_file
 from infra.eventlog.restore import TargetNotEmptyError, restore_archive
-from infra.kafka import make_consumer
+from infra.kafka import make_admin, make_consumer
 from infra.settings import ArchiveSettings, KafkaSettings, Settings
 from tests.integration.eventlog.eventlog_support import call_events, produce, read_all
 from tests.integration.helpers import fresh_topic
+from tests.support.databases import fresh_database
 from voiceagent.cli import app
+from voiceagent.freshness import reconcile_fresh_broker
 
 pytestmark = pytest.mark.integration
 
@@ -138,11 +142,12 @@ async def test_restore_into_an_empty_broker_is_byte_identical_and_idempotent(
 
     with pytest.raises(TargetNotEmptyError, match="--force"):
         await restore_archive(empty_broker, str(root))
+    before = {topic: await read_all(empty_broker, topic) for topic in topics}
     again = await restore_archive(empty_broker, str(root), force=True)
     assert again.total == 0
     assert sum(again.skipped_present.values()) == summary.total
-    assert await read_all(empty_broker, topics[0]) == await read_all(empty_broker, topics[0])
-    counts = {p: len(rows) for p, rows in (await read_all(empty_broker, topics[0])).items()}
+    assert {topic: await read_all(empty_broker, topic) for topic in topics} == before  # nothing added
+    counts = {p: len(rows) for p, rows in before[topics[0]].items()}
     assert sum(counts.values()) == CALLS_PER_TOPIC * EVENTS_PER_CALL
 
 
@@ -178,3 +183,47 @@ def test_a_damaged_archive_is_reported_with_file_and_offset_and_nothing_publishe
     assert "at byte" in flat
     assert "nothing was published" in flat
     assert asyncio.run(read_all(settings.kafka, topics[0])) == before
+
+
+async def test_an_archiver_on_a_fresh_broker_refuses_to_replace_the_archives_files(
+    archived: tuple[Path, list[str], str], empty_broker: KafkaSettings, tmp_path: Path
+) -> None:
+    # Its offsets start at 0 again: the same file names, other records. They replaced the
+    # archive's files without a word, and the archived events were gone.
+    root, topics, _ = archived
+    copy = tmp_path / "archive"
+    shutil.copytree(root, copy)
+    fs, base = archive_fs(str(copy))
+    before = {path: fs.cat(path) for path in list_files(fs, base)}
+    await _create_topic(empty_broker, topics[0], partitions=3)
+    await produce(empty_broker, topics[0], call_events(f"call-{uuid.uuid4().hex}", 3))
+    archiver = Archiver(
+        empty_broker, ArchiveSettings(roll_records=1, roll_seconds=0.2), str(copy), topics=[topics[0]]
+    )
+    with pytest.raises(ArchiveConflictError, match="voiceagent archive restore"):
+        await asyncio.wait_for(archiver.run(), 60)
+    assert {path: fs.cat(path) for path in list_files(fs, base)} == before
+
+
+async def test_dev_restores_the_archive_into_an_empty_broker_even_with_no_read_models(
+    settings: Settings, archived: tuple[Path, list[str], str], empty_broker: KafkaSettings
+) -> None:
+    # A new database (no checkpoints) skipped the restore, and the archiver then met the archive.
+    root, topics, _ = archived
+    archive = settings.archive.model_copy(update={"url": str(root)})
+    dev = settings.model_copy(
+        update={"kafka": empty_broker, "database": await fresh_database(settings), "archive": archive}
+    )
+    notes = await asyncio.to_thread(reconcile_fresh_broker, dev, Console(record=True))
+    assert any("restored" in note for note in notes)
+    restored = await read_all(empty_broker, topics[0])
+    assert sum(len(rows) for rows in restored.values()) == CALLS_PER_TOPIC * EVENTS_PER_CALL
+
+
+async def _create_topic(kafka: KafkaSettings, name: str, *, partitions: int) -> None:
+    admin = make_admin(kafka)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()

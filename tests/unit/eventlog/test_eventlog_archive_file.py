@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from infra.eventlog.archive_file import (
     ArchiveCorruptError,
     ArchivedRecord,
     archive_fs,
+    conflicting_offset,
     encode_file,
     file_path,
     parse_name,
@@ -107,3 +109,28 @@ def test_overlapping_files_after_an_archiver_crash_count_each_offset_once(tmp_pa
     _write(tmp_path, records[4:])  # a rewrite starting inside the first file's range
     plan = scan_archive(str(tmp_path))
     assert plan.total == 10
+
+
+def test_the_same_offsets_written_again_do_not_conflict_other_records_do(tmp_path: Path) -> None:
+    # A fresh broker starts its offsets at 0 again: its records would replace the archive's
+    # files of the same names, and the archived events were lost without a word.
+    fs, root = archive_fs(str(tmp_path))
+    held = _records(10)
+    path = file_path(root, held[0].topic, 2, 0, held[0].timestamp_ms)
+    write_durably(fs, path, encode_file(held))
+    assert conflicting_offset(fs, path, held) is None
+    assert conflicting_offset(fs, path, held[:4]) is None  # re-archived after a crash, rolled sooner
+    assert conflicting_offset(fs, path, _records(14)) is None  # or later
+    other_log = [dataclasses.replace(r, value=b"another log's " + r.value) for r in _records(3)]  # type: ignore[operator]
+    assert conflicting_offset(fs, path, other_log) == 0
+    assert (
+        conflicting_offset(fs, file_path(root, held[0].topic, 2, 50, held[0].timestamp_ms), other_log) is None
+    )
+
+
+def test_a_damaged_leftover_is_no_conflict(tmp_path: Path) -> None:
+    fs, root = archive_fs(str(tmp_path))
+    held = _records(5)
+    path = file_path(root, held[0].topic, 2, 0, held[0].timestamp_ms)
+    write_durably(fs, path, encode_file(held)[:40])  # a crash mid-write, before the rename existed
+    assert conflicting_offset(fs, path, held) is None

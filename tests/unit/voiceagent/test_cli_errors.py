@@ -6,6 +6,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.exc import OperationalError
 
+from infra.eventlog.restore import RestoreError
 from voiceagent import cli
 
 
@@ -55,3 +56,29 @@ def test_a_service_failure_is_a_plain_message_with_its_exit_code(
     out = capsys.readouterr().out
     assert says in out
     assert never_says not in out
+
+
+def test_settings_that_do_not_validate_name_the_variable_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `voiceagent doctor` itself printed a 37-line traceback for the problem it is meant to explain.
+    monkeypatch.setenv("VOICE_ARCHIVE__ROLL_SECONDS", "abc")
+    monkeypatch.setattr("sys.argv", ["voiceagent", "doctor"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    out = capsys.readouterr().out
+    assert "VOICE_ARCHIVE__ROLL_SECONDS" in out
+    assert "Traceback" not in out
+
+
+def test_an_archive_that_cannot_be_restored_is_a_message_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "app", _failing(RestoreError("part-0-00000000000000000000.avro: truncated")))
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    out = capsys.readouterr().out
+    assert "cannot be restored" in out
+    assert "truncated" in out
