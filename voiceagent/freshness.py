@@ -83,7 +83,9 @@ def service_groups(settings: Settings) -> list[str]:
         DialerSettings().app_id,
         WRITERS_APP_ID,
         WebhookSettings().group_id,
+        f"{WebhookSettings().group_id}.read",  # how far each partition was read (ADR 21)
         SummarySettings().group_id,
+        f"{SummarySettings().group_id}.read",
         ARCHIVER_GROUP,
     ]
 
