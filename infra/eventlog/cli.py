@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 import typer
 from rich.console import Console
@@ -25,7 +25,7 @@ from rich.progress import (
 
 from infra.eventlog.archive import Archiver, WrittenFile
 from infra.eventlog.archive_file import archive_fs
-from infra.eventlog.export import ExportSummary, export_avro, export_jsonl
+from infra.eventlog.export import ExportSummary, StagedText, export_avro, export_jsonl, staged_text
 from infra.eventlog.reading import EventFilter, read_range
 from infra.eventlog.restore import RestoreError, restore_archive
 from infra.eventlog.tail import tail_events
@@ -121,6 +121,8 @@ def export(
         raise typer.BadParameter(
             "avro export needs --out DIR (one .avro file per record type)", param_hint="--out"
         )
+    if out is not None:
+        _refuse_unwritable(out, output)
     settings = _settings()
     event_filter = EventFilter(
         call_id=call,
@@ -135,6 +137,31 @@ def export(
     for name, count in sorted(summary.counts.items()):
         err.print(f"{count:>9}  {name}")
     err.print(f"[green]exported {summary.total} events[/]" + (f" to {out}" if out else ""))
+
+
+def _refuse_unwritable(out: Path, output: str) -> None:
+    """Say before reading the topic, not after, that --out cannot be written."""
+    problem = _out_problem(out.resolve(), output)
+    if problem is not None:
+        err.print(f"[red]--out {out}: {problem}[/]")
+        raise typer.Exit(2)
+
+
+def _out_problem(out: Path, output: str) -> str | None:
+    if output == "avro":
+        if out.exists() and not out.is_dir():
+            return "is a file; avro export writes one .avro file per record type into a directory"
+        # The directory is created on the first event: what exists of its path must allow that.
+        directory = next(p for p in (out, *out.parents) if p.exists())
+    else:
+        if out.is_dir():
+            return "is a directory; jsonl export writes one file"
+        directory = out.parent
+    if not directory.is_dir():
+        return f"{directory} is not a directory" if directory.exists() else f"no directory {directory}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"the directory {directory} is not writable"
+    return None
 
 
 def _range_text(f: EventFilter) -> str:
@@ -171,8 +198,10 @@ async def _export(
                 assert out is not None
                 meta = {"voice.topic": topic, "voice.exported_at": datetime.now(UTC).isoformat()}
                 return await export_avro(events, out, metadata=meta)
-            with _text_out(out) as stream:
-                return await export_jsonl(events, stream)
+            with _text_out(out) as staged:
+                summary = await export_jsonl(events, staged.stream)
+                staged.keep = summary.total > 0  # an export that found nothing leaves --out as it was
+                return summary
         except LookupError as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None
@@ -182,12 +211,15 @@ async def _export(
 
 
 @contextlib.contextmanager
-def _text_out(out: Path | None) -> Iterator[IO[str]]:
+def _text_out(out: Path | None) -> Iterator[StagedText]:
     if out is None:
-        yield sys.stdout
-        return
-    with out.open("w", encoding="utf-8") as stream:
-        yield stream
+        yield StagedText(sys.stdout)
+    elif out.exists() and not out.is_file():  # a device or a pipe (/dev/null): nothing to replace
+        with out.open("w", encoding="utf-8") as stream:
+            yield StagedText(stream)
+    else:
+        with staged_text(out.resolve()) as staged:  # resolved: a symlink keeps pointing at the export
+            yield staged
 
 
 @archive_app.command("run")

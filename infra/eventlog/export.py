@@ -8,9 +8,13 @@ Kafka coordinates are not part of the published schema; export JSON lines when y
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import stat
+import tempfile
 from collections import Counter
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -69,6 +73,40 @@ async def export_avro(
             writer.flush()
             fo.close()
     return summary
+
+
+@dataclass
+class StagedText:
+    """A text stream whose file replaces its target only if ``keep`` is true when it closes."""
+
+    stream: IO[str]
+    keep: bool = False
+
+
+@contextlib.contextmanager
+def staged_text(target: Path) -> Iterator[StagedText]:
+    """Write to a temporary file beside ``target``, renamed over it on closing when ``keep`` was
+    set; otherwise, and on any error, the temporary file is removed and ``target`` left as it was."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            staged = StagedText(stream)
+            yield staged
+        if staged.keep:
+            os.chmod(tmp, _mode_for(target))  # mkstemp makes it 0600
+            os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _mode_for(target: Path) -> int:
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _open_writer(out_dir: Path, cls: type[Any], metadata: dict[str, str]) -> tuple[IO[bytes], Writer]:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from typer.testing import CliRunner, Result
 
+from infra.eventlog import cli as eventlog_cli
 from infra.eventlog import tail
-from infra.eventlog.reading import EventFilter
+from infra.eventlog.reading import DecodedEvent, EventFilter
 from infra.settings import Settings
+from schemas.calls import CallEnded
+from tests.support.examples import example_record
 from voiceagent.cli import app
 
 
@@ -51,12 +56,16 @@ def _run(cli: CliRunner, *args: str) -> Result:
     return result
 
 
+def _said(result: Result) -> str:
+    return " ".join(result.output.split())  # rich wraps long lines
+
+
 def test_tailing_an_unknown_topic_says_so(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     consumer = Consumer()
     monkeypatch.setattr(tail, "make_consumer", lambda kafka, group_id: consumer)
     result = _run(cli, "events", "tail", "-t", "no.such.topic")
     assert result.exit_code == 2
-    assert "'no.such.topic' does not exist" in result.output
+    assert "'no.such.topic' does not exist" in _said(result)
     assert consumer.stopped
 
 
@@ -66,3 +75,92 @@ async def test_a_consumer_that_cannot_start_is_stopped(monkeypatch: pytest.Monke
     with pytest.raises(KafkaConnectionError):
         await tail.tail_events(Settings().kafka, "t", EventFilter())
     assert consumer.stopped  # its client closed: no "Unclosed AIOKafkaConsumer" after the message
+
+
+class Log:
+    """The topic ``read_range`` reads: these events, then ``error`` if given."""
+
+    def __init__(self, count: int, error: Exception | None = None) -> None:
+        self.events = [
+            DecodedEvent(
+                topic="voice.calls.events.v1",
+                partition=0,
+                offset=n,
+                timestamp_ms=1_764_072_000_000 + n,
+                key=b"call-1",
+                headers=(),
+                record=example_record(CallEnded, n, call_id="call-1", seq=n + 1),
+            )
+            for n in range(count)
+        ]
+        self.error = error
+        self.read = False
+
+    async def read_range(self, *args: Any, **kwargs: Any) -> AsyncIterator[DecodedEvent]:
+        self.read = True
+        for event in self.events:
+            yield event
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def log(monkeypatch: pytest.MonkeyPatch) -> Log:
+    log = Log(2)
+    monkeypatch.setattr(eventlog_cli, "read_range", log.read_range)
+    return log
+
+
+def _export(cli: CliRunner, out: Path, *more: str) -> Result:
+    return _run(cli, "events", "export", "-t", "voice.calls.events.v1", "--out", str(out), *more)
+
+
+def test_an_export_replaces_the_file(cli: CliRunner, log: Log, tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    out.write_text("an earlier export\n")
+    result = _export(cli, out)
+    assert result.exit_code == 0, result.output
+    assert [line[:1] for line in out.read_text().splitlines()] == ["{", "{"]
+    assert [p.name for p in tmp_path.iterdir()] == ["events.jsonl"]  # no temporary file left
+
+
+@pytest.mark.parametrize("error", [None, LookupError("topic 'x' does not exist on the broker")])
+def test_an_export_that_writes_nothing_leaves_the_file_as_it_was(
+    cli: CliRunner, log: Log, tmp_path: Path, error: Exception | None
+) -> None:
+    log.events, log.error = log.events[:1] if error else [], error
+    out = tmp_path / "events.jsonl"
+    out.write_text("an earlier export\n")
+    result = _export(cli, out)
+    assert result.exit_code == (2 if error else 1)
+    assert ("does not exist" if error else "nothing written") in _said(result)
+    assert out.read_text() == "an earlier export\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["events.jsonl"]
+
+
+def test_an_out_in_a_missing_directory_is_refused_before_reading(
+    cli: CliRunner, log: Log, tmp_path: Path
+) -> None:
+    result = _export(cli, tmp_path / "missing" / "events.jsonl")
+    assert result.exit_code == 2
+    assert f"no directory {tmp_path / 'missing'}" in _said(result)
+    assert not log.read
+
+
+def test_an_avro_out_that_is_a_file_is_refused_before_reading(
+    cli: CliRunner, log: Log, tmp_path: Path
+) -> None:
+    out = tmp_path / "events.jsonl"
+    out.write_text("an earlier export\n")
+    result = _export(cli, out, "--format", "avro")
+    assert result.exit_code == 2
+    assert "is a file" in _said(result)
+    assert out.read_text() == "an earlier export\n"
+    assert not log.read
+
+
+def test_an_avro_export_creates_its_directory(cli: CliRunner, log: Log, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "export"
+    result = _export(cli, out, "--format", "avro")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.iterdir()] == ["voice.calls.v1.CallEnded.avro"]
