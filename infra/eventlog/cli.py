@@ -7,11 +7,15 @@ import contextlib
 import os
 import signal
 import sys
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import fsspec
 import typer
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.registry import known_implementations
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -230,6 +234,7 @@ def archive_run(
     """Run the archiver (group voice-archiver) until SIGINT/SIGTERM, then close its files."""
     settings = _settings()
     target = url or settings.archive_url
+    _refuse_unwritable_archive(target)
 
     def written(f: WrittenFile) -> None:
         err.print(f"{f.path}  [dim]{f.records} records, offsets {f.first_offset}..{f.last_offset}[/]")
@@ -255,7 +260,7 @@ def archive_restore(
 ) -> None:
     """Republish an archive into the broker (keys, headers, partitions and order kept)."""
     settings = _settings()
-    fs, root = archive_fs(source)
+    fs, root = _archive_fs(source)
     if not fs.exists(root):
         err.print(f"[red]no archive at {source}[/]")
         raise typer.Exit(2)
@@ -288,3 +293,39 @@ def archive_restore(
         + (f"; {skipped} were already there" if skipped else "")
         + (f"; created {', '.join(summary.created_topics)}" if summary.created_topics else "")
     )
+
+
+def _archive_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """``archive_fs``, with a message and exit 2 for a URL fsspec cannot open."""
+    try:
+        return archive_fs(url)
+    except ImportError as exc:  # fsspec knows the protocol; its package is not installed
+        package = _package_of(url)
+        install = f" (pip install {package})" if package else ""
+        err.print(f"[red]cannot open the archive {url}: {exc}{install}[/]")
+    except ValueError as exc:
+        err.print(
+            f"[red]cannot open the archive {url}: {exc}. Give a directory or an fsspec URL "
+            "(file://, s3://, gs://, abfs://, memory://)[/]"
+        )
+    raise typer.Exit(2)
+
+
+def _package_of(url: str) -> str | None:
+    protocol = url.split("://", 1)[0] if "://" in url else ""
+    module = str(known_implementations.get(protocol, {}).get("class", "")).split(".")[0]
+    return module if module and module != "fsspec" else None
+
+
+def _refuse_unwritable_archive(url: str) -> None:
+    """Write and delete a probe file now, rather than fail at the first flush minutes later."""
+    fs, root = _archive_fs(url)
+    probe = f"{root.rstrip('/')}/.voiceagent-probe-{uuid.uuid4().hex}"
+    try:
+        if isinstance(fs, LocalFileSystem):  # object stores have no directories to make
+            fs.makedirs(root, exist_ok=True)
+        fs.pipe_file(probe, b"")
+        fs.rm_file(probe)
+    except Exception as exc:  # whatever the filesystem refuses with: OSError locally, its own elsewhere
+        err.print(f"[red]cannot write to the archive {url}: {type(exc).__name__}: {exc}[/]")
+        raise typer.Exit(2) from None

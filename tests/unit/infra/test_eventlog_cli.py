@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -164,3 +165,66 @@ def test_an_avro_export_creates_its_directory(cli: CliRunner, log: Log, tmp_path
     result = _export(cli, out, "--format", "avro")
     assert result.exit_code == 0, result.output
     assert [p.name for p in out.iterdir()] == ["voice.calls.v1.CallEnded.avro"]
+
+
+class Archiver:
+    """Stands in for the archiver: records that it was started, and stops at once."""
+
+    started: ClassVar[list[str]] = []
+
+    def __init__(self, kafka: object, archive: object, url: str, **kwargs: Any) -> None:
+        self.url = url
+        self.records_written = self.files_written = 0
+
+    def stop(self) -> None:
+        pass
+
+    async def run(self) -> None:
+        Archiver.started.append(self.url)
+
+
+@pytest.fixture
+def archiver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    monkeypatch.setattr(eventlog_cli, "Archiver", Archiver)
+    monkeypatch.setattr(Archiver, "started", [])
+    return Archiver.started
+
+
+def test_archiving_where_nothing_can_be_written_is_refused_before_it_starts(
+    cli: CliRunner, archiver: list[str], tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    url = str(tmp_path / "a-file" / "archive")
+    result = _run(cli, "archive", "run", "--url", url)
+    assert result.exit_code == 2
+    assert f"cannot write to the archive {url}" in _said(result)
+    assert "archiving to" not in result.output
+    assert archiver == []
+
+
+def test_archiving_to_a_new_directory_starts_and_leaves_no_probe(
+    cli: CliRunner, archiver: list[str], tmp_path: Path
+) -> None:
+    url = str(tmp_path / "archive")
+    result = _run(cli, "archive", "run", "--url", url)
+    assert result.exit_code == 0, result.output
+    assert archiver == [url]
+    assert list((tmp_path / "archive").iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["archive", "restore"], ["archive", "run", "--url"]])
+def test_an_unknown_protocol_is_a_message_naming_the_url(
+    cli: CliRunner, archiver: list[str], command: list[str]
+) -> None:
+    result = _run(cli, *command, "foo://bar")
+    assert result.exit_code == 2
+    assert "cannot open the archive foo://bar: Protocol not known: foo" in _said(result)
+    assert archiver == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")
+def test_a_protocol_whose_package_is_missing_says_what_to_install(cli: CliRunner) -> None:
+    result = _run(cli, "archive", "restore", "s3://bucket/x")
+    assert result.exit_code == 2
+    assert "cannot open the archive s3://bucket/x" in _said(result)
+    assert "pip install s3fs" in _said(result)
