@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Protocol
 
-from infra.kafka import is_transient
+from infra.kafka import TOO_LARGE_ERRORS
 from schemas.catalog import DEADLETTER
 from schemas.codec import Codec, DecodeError
 from schemas.deadletter import DeadLetter
@@ -82,8 +82,8 @@ class DeadLetterPublisher:
         try:
             await self._producer.send_and_wait(DEADLETTER.name, self._codec.encode(letter), message.key)
         except Exception as err:
-            if is_transient(err) or not letter.value:
-                raise
+            if not _too_large(err) or not letter.value:
+                raise  # an outage, a corrupt record or a bug: leaving the value out cures none
             # The original plus our envelope is over the broker's limit: keep the letter and its
             # coordinates (the original stays in its topic), leave the value out, and say so.
             letter = dataclasses.replace(
@@ -102,6 +102,17 @@ class DeadLetterPublisher:
             error,
         )
         return letter
+
+
+def _too_large(err: BaseException | None) -> bool:
+    """The broker or producer refused the record for its size (Faust wraps it: see ``__cause__``)."""
+    for _ in range(5):
+        if err is None:
+            return False
+        if isinstance(err, TOO_LARGE_ERRORS):
+            return True
+        err = err.__cause__
+    return False
 
 
 async def decode_or_dead_letter(
