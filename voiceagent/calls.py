@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.settings import Settings
-from voiceagent.devfile import DevAddresses
+from voiceagent.devfile import DevAddresses, DevFileError
 from voiceagent.simulate import SimulationError, simulate_call
 from voiceagent.timeline import event_summary, load_events, to_json, travel
 
@@ -55,7 +55,7 @@ def simulate(
                 reply_timeout_s=reply_timeout,
             )
         )
-    except (SimulationError, FileNotFoundError) as err:
+    except (SimulationError, FileNotFoundError, DevFileError) as err:
         console.print(f"[red]{err}[/]")
         raise typer.Exit(1) from err
     if save_audio is not None:
@@ -92,7 +92,7 @@ def timeline(
                     )
                 }
             )
-        except FileNotFoundError as err:
+        except (FileNotFoundError, DevFileError) as err:
             console.print(f"[red]{err}; or set VOICE_KAFKA__BOOTSTRAP[/]")
             raise typer.Exit(2) from err
     events = asyncio.run(load_events(settings.kafka, call_id))

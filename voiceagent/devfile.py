@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 FILE_NAME = "dev.json"
+
+
+class DevFileError(ValueError):
+    """A dev.json this version cannot read: damaged, or written by another version."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,4 +40,19 @@ class DevAddresses:
         path = data_dir / FILE_NAME
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: start the platform with `make dev` first")
-        return cls(**json.loads(path.read_text()))
+        try:
+            return cls._from_json(json.loads(path.read_text()))
+        except (TypeError, ValueError) as err:
+            raise DevFileError(
+                f"{path} is not one this version of voiceagent reads ({err}): restart `voiceagent dev`"
+            ) from err
+
+    @classmethod
+    def _from_json(cls, raw: object) -> DevAddresses:
+        if not isinstance(raw, dict):
+            raise TypeError(f"a JSON {type(raw).__name__}, not an object")
+        for f in fields(cls):
+            value = raw.get(f.name)
+            if not isinstance(value, str) and not (value is None and "None" in str(f.type)):
+                raise TypeError(f"{f.name} is {value!r}, not a string" if f.name in raw else f"no {f.name}")
+        return cls(**raw)
