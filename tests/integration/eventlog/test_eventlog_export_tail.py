@@ -101,8 +101,9 @@ def test_a_range_with_no_events_says_so(settings: Settings, exported_topic: tupl
     assert "nothing written" in output
 
 
-def test_an_unknown_topic_is_refused(settings: Settings) -> None:
-    code, output = _cli(settings, "events", "export", "--topic", "no.such.topic.v1")
+@pytest.mark.parametrize("command", ["export", "tail"])
+def test_an_unknown_topic_is_refused(settings: Settings, command: str) -> None:
+    code, output = _cli(settings, "events", command, "--topic", "no.such.topic.v1")
     assert code == 2
     assert "does not exist" in output
 
