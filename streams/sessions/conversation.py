@@ -40,6 +40,8 @@ class Conversation:
         self._audio_seq = 0
         self.pending_hangup: str | None = None
         """Hang up with this reason once the model's current turn is over."""
+        self.hangup_asked = asyncio.Event()
+        """Set when a tool asks to hang up after the turn (the session then makes sure it does)."""
         self.line_closed = False
         """A hang-up or transfer was sent to the edge: the line is going, send nothing more."""
         self._hangup_mark = asyncio.Event()
@@ -220,6 +222,16 @@ class Conversation:
             elif isinstance(message, bridge.StreamStopped):
                 self._hangup_mark.set()
                 return
+
+    def hang_up_after_turn(self, reason: str) -> None:
+        """The model ended the call (``end_call``): hang up once its goodbye turn is over."""
+        self.pending_hangup = reason
+        self.hangup_asked.set()
+
+    async def hang_up_if_still_pending(self, link: BridgeEnd) -> None:
+        """The model never finished a turn after asking to hang up: hang up now, once it is quiet."""
+        if self.pending_hangup is not None and self.quiet and not self.line_closed:
+            await self._hang_up(link, self.pending_hangup)
 
     async def _hang_up(
         self, link: BridgeEnd, reason: str, *, requested_by: str = "agent", mark_wait_s: float = 10.0

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 TRANSFER_WAIT_S = 10.0
 """Longest a transfer waits for the model's turn in progress ("transferring you now") to end."""
 
+END_CALL_GRACE_S = 8.0
+"""How long after ``end_call`` the model has to start and finish its goodbye turn."""
+
 CHECK_IN_WAIT_S = 30.0
 """Longest a silence check-in waits for a turn in progress (a check-in then interrupts nothing)."""
 
@@ -318,7 +321,8 @@ class CallSession:
         downlink = asyncio.create_task(self._downlink(link, session, wire))
         voicemail = asyncio.create_task(self._leave_voicemail(session))
         check_in = asyncio.create_task(self._check_in_when_due(session))
-        tasks = (uplink, sender, downlink, voicemail, check_in)
+        hang_up = asyncio.create_task(self._hang_up_if_forgotten(link))
+        tasks = (uplink, sender, downlink, voicemail, check_in, hang_up)
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -353,6 +357,16 @@ class CallSession:
             self._check_in_due.clear()
             if not conversation.line_closed:
                 await self._say_to_model(session, SILENCE_CHECK_IN_PROMPT)
+
+    async def _hang_up_if_forgotten(self, link: BridgeEnd) -> None:
+        """After ``end_call``, the hang-up waits for the model's goodbye turn to end; if no turn
+        ends within END_CALL_GRACE_S (the model said nothing more), hang up anyway. Never returns."""
+        conversation = self._conversation
+        await conversation.hangup_asked.wait()
+        await asyncio.sleep(END_CALL_GRACE_S)
+        await self._until_quiet(CHECK_IN_WAIT_S)  # a goodbye still being said is let finish
+        await conversation.hang_up_if_still_pending(link)
+        await asyncio.Future()
 
     async def _uplink(self, link: BridgeEnd, caller_audio: CallerAudioPipe) -> None:
         """Caller audio towards the session; edge notices into the conversation."""

@@ -136,7 +136,7 @@ class ToolCalls:
             duration_ms=elapsed,
         )
         if result.hang_up_reason is not None:
-            conversation.pending_hangup = result.hang_up_reason  # after the goodbye has been spoken
+            conversation.hang_up_after_turn(result.hang_up_reason)  # after the goodbye has been spoken
         if result.transfer_target is not None:
             await self._facts.report(TransferRequested, target=result.transfer_target, reason=None)
         await self._respond(respond, types.FunctionResponse(id=call_id, name=name, response=result.response))

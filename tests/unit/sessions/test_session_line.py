@@ -130,3 +130,25 @@ async def test_the_manager_passes_the_states_decisions_to_the_session() -> None:
 
 def _state() -> CallState:
     return _live_state("ws://edge/bridge/call-1", "token-1")
+
+
+async def test_end_call_hangs_up_even_when_the_model_says_nothing_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The hang-up waited for the model's next turnComplete; a model that answered the tool with
+    # silence left the call open until the caller hung up.
+    monkeypatch.setattr("streams.sessions.session.END_CALL_GRACE_S", 0.2)
+    gemini, sink = FakeGemini(), FakeSink()
+    live = gemini.live()
+    async with FakeEdge() as edge:
+        session = _session(edge, gemini, sink)
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: bool(live.texts))
+        _greeted(live)
+        live.push(
+            tool_call={"function_calls": [{"id": "fc-1", "name": "end_call", "args": {"reason": "done"}}]}
+        )
+        await eventually(lambda: "HangUp" in edge.kinds(), within=12.0)  # after the hang-up mark's wait
+        await _finish(edge, run)
+    assert [(r.requested_by, r.reason) for r in sink.of("HangUpRequested")] == [("agent", "done")]
+    assert [m.reason for m in edge.received if isinstance(m, bridge.HangUp)] == ["agent_hung_up"]
