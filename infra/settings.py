@@ -114,7 +114,13 @@ class EdgeSettings(BaseModel):
     bridge_public_url: str | None = Field(
         default=None, description="ws:// address workers use to reach this edge's audio bridge"
     )
-    bridge_token_ttl_s: float = 120.0
+    bridge_token_ttl_s: float = Field(
+        default=4 * 60 * 60 + 300,
+        description="how long a call's bridge token opens its bridge after the stream starts: at "
+        "least the longest call an agent may have (max_duration_s, at most 4 h), or a worker that "
+        "reconnects or takes the call over later is refused and the caller is left without an "
+        "agent; the token is spent anyway when the call ends",
+    )
     max_streams: int = 200
     caller_buffer_s: float = 5.0
     vad_aggressiveness: int = Field(default=2, ge=0, le=3)

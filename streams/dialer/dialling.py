@@ -21,6 +21,7 @@ from schemas.dialer import CallAttemptStarted, CallDialFailed, CallDialled, Mach
 from schemas.envelope import derive_event_id
 from schemas.ids import CallId, CorrelationId, EventId
 from streams.dialer.decider import too_late_to_dial
+from streams.dialer.policy import machine_detection_for
 from streams.dialer.state import AgentInfo, Request
 from streams.telephony.port import DialError, DialRequest, Telephony
 
@@ -135,6 +136,7 @@ class Dialling:
                     from_number=started.from_number,
                     time_limit_s=agent.config.max_duration_s,
                     record=agent.config.record_calls,
+                    machine_detection=machine_detection_for(agent.config),
                 )
             )
         except DialError as err:

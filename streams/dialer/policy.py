@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from schemas.agents import AgentConfig
+
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")  # [0-9], not \d: \d also matches other scripts' digits
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$", re.ASCII)
 
@@ -88,3 +90,18 @@ RETRYABLE_OUTCOMES = frozenset({"busy", "no_answer", "failed", "error"})
 def queue_key(priority: int, order: int) -> tuple[int, int]:
     """Sort key of a queued request: higher priority first, then first come first served."""
     return (-priority, order)
+
+
+def machine_detection_for(config: AgentConfig) -> str | None:
+    """Twilio's answering-machine detection mode for an agent's answering-machine policy.
+
+    Leaving a message needs the end of the machine's greeting (``DetectMessageEnd``): with
+    ``Enable``, Twilio answers ``machine_start`` at once and the message was spoken over the
+    greeting, mostly unrecorded. Hanging up wants the earliest verdict (``Enable``); an agent
+    that ignores machines needs no detection, nor its delay before the call is connected.
+    """
+    if config.answering_machine_policy == "ignore":
+        return None
+    if config.answering_machine_policy == "leave_message" and config.voicemail_message:
+        return "DetectMessageEnd"
+    return "Enable"

@@ -19,6 +19,10 @@ class DialRequest:
     from_number: str
     time_limit_s: int
     record: bool = False
+    machine_detection: str | None = "Enable"
+    """Twilio answering-machine detection: ``Enable`` answers ``machine_start`` as soon as it
+    hears a machine (to hang up at once), ``DetectMessageEnd`` waits for the greeting's end and
+    beep (to leave a message after it), None asks for none (the agent talks to whoever answers)."""
 
 
 class DialError(Exception):

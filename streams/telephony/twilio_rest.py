@@ -90,14 +90,12 @@ class TwilioTelephony:
         public_base_url: str,
         *,
         api_base_url: str | None = None,
-        machine_detection: str = "Enable",
     ) -> None:
         self._credentials = (account_sid, auth_token)
         self._api_base_url = api_base_url
         self._http: RedirectingHttpClient | None = None
         self._client_: Client | None = None
         self._public = public_base_url
-        self._amd = machine_detection
 
     @property
     def _client(self) -> Client:
@@ -117,7 +115,7 @@ class TwilioTelephony:
                 status_callback=status_url(self._public, request),
                 status_callback_event=STATUS_EVENTS,
                 status_callback_method="POST",
-                machine_detection=self._amd,
+                **({"machine_detection": request.machine_detection} if request.machine_detection else {}),
                 time_limit=request.time_limit_s,
             )
         except TwilioRestException as exc:

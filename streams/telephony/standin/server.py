@@ -233,7 +233,10 @@ class TwilioStandIn:
             return
         answered_by = None
         if call.machine_detection:
-            answered_by = "machine_end_beep" if call.outcome == "machine" else "human"
+            # As Twilio: Enable says machine_start as soon as it hears a machine; DetectMessageEnd
+            # waits for the greeting to end and says how (here: a beep).
+            machine = "machine_end_beep" if call.machine_detection == "DetectMessageEnd" else "machine_start"
+            answered_by = machine if call.outcome == "machine" else "human"
         call.answered_at = time.monotonic()
         if (self.fetch_twiml or call.phone) and call.url:
             await self._fetch_twiml(call, answered_by)

@@ -160,6 +160,10 @@ async def test_dialer_machine_detection_leaves_a_voicemail(rig: DialerRig) -> No
         message,
     )
     assert rig.log.of(CallRequestCompleted, call_id=call_id)[0].outcome == "machine"
+    # Detection waits for the end of the machine's greeting, so the message follows the beep
+    # (with Enable, Twilio said machine_start at once and the message went over the greeting).
+    (created,) = [r for r in rig.fake.create_requests if r["To"] == number]
+    assert created["MachineDetection"] == "DetectMessageEnd"
 
 
 async def test_dialer_voicemail_is_spoken_on_the_media_path_then_the_agent_hangs_up(rig: DialerRig) -> None:

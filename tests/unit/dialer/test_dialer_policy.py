@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.dialer.policy import RetryPolicy, is_e164, parse_window
+from streams.dialer.policy import RetryPolicy, is_e164, machine_detection_for, parse_window
+from streams.sessions.live_config import DEFAULT_CONFIG
 
 
 @pytest.mark.parametrize("number", ["+14155550100", "+442071838750", "+12"])
@@ -80,3 +82,19 @@ def test_no_retry_after_the_last_attempt() -> None:
 def test_a_window_in_other_scripts_digits_is_refused() -> None:
     with pytest.raises(ValueError, match="HH:MM"):
         parse_window("\u0660\u0669:00-18:00", "UTC")
+
+
+@pytest.mark.parametrize(
+    ("policy", "message", "mode"),
+    [
+        ("leave_message", "Please call us back.", "DetectMessageEnd"),  # after the beep
+        ("leave_message", None, "Enable"),  # nothing to leave: it hangs up
+        ("hang_up", None, "Enable"),  # the earliest verdict
+        ("ignore", None, None),  # no detection, no delay before the call connects
+    ],
+)
+def test_machine_detection_follows_the_answering_machine_policy(
+    policy: str, message: str | None, mode: str | None
+) -> None:
+    config = dataclasses.replace(DEFAULT_CONFIG, answering_machine_policy=policy, voicemail_message=message)
+    assert machine_detection_for(config) == mode
