@@ -152,7 +152,7 @@ async def upload_document(
     await _base(session, principal.tenant_id, kb_id)
     data = await _read_limited(request, context.settings.api.max_upload_bytes)
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark is no part of the first word
     except UnicodeDecodeError as err:
         raise ProblemError(422, "the document is not UTF-8 text") from err
     if "\x00" in text:

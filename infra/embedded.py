@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import shutil
 import socket
 import subprocess
 import time
@@ -106,10 +107,17 @@ def _initdb(bin_dir: Path, pgdata: Path, user: str | None, log_path: Path) -> No
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust"]
     argv += ["--encoding=UTF8", "--no-instructions", "--locale=C"]
-    with log_path.open("ab") as log:
-        done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, user=user, check=False)
-    if done.returncode != 0:
-        raise EmbeddedStartError(f"initdb failed for {pgdata}:\n{tail(log_path)}")
+    # Character classes from Unicode (sorting stays C): with a C ctype, full-text search reads
+    # every non-ASCII character as a letter, and “refund” or "hours—nine" never matched.
+    # glibc has C.UTF-8 built in since 2.35; without it, fall back to C.
+    for ctype in (["--lc-ctype=C.UTF-8"], []):
+        with log_path.open("ab") as log:
+            done = subprocess.run(argv + ctype, stdout=log, stderr=subprocess.STDOUT, user=user, check=False)
+        if done.returncode == 0:
+            return
+        for leftover in pgdata.iterdir():  # initdb wants it empty (kept: it is the server user's)
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    raise EmbeddedStartError(f"initdb failed for {pgdata}:\n{tail(log_path)}")
 
 
 def _wait_for_port(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic
 
@@ -50,7 +51,9 @@ class CommandHandler(Generic[S]):
             state = spec.load(stored)
         else:
             state = fold_log(spec, aggregate, await self._history(aggregate))
-        events = spec.decide(state, command)
+        # Off the event loop: a knowledge command reads and parses its document (up to 10 MiB),
+        # and the loop also serves the agent writer and the group's heartbeats.
+        events = await asyncio.to_thread(spec.decide, state, command)
         for event in events:
             await emit(aggregate.encode(), self._codec.encode(event))
             state = spec.evolve(state, event)
