@@ -6,7 +6,9 @@ import asyncio
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote, urlparse
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
@@ -172,14 +174,18 @@ async def upload_document(
         content_uri=uri,
         size_bytes=len(data),
     )
-    await context.bus.send(command)
-    await store.audit(
-        session, principal, "document.add", "document", document_id, correlation_id=command.correlation_id
-    )
-    await session.commit()
     location = f"/api/knowledge/bases/{kb_id}/documents/{document_id}"
-    if not await settle(context.bus, command.correlation_id, response, location, REJECTION_STATUS):
-        return None
+    try:
+        await context.bus.send(command)
+        await store.audit(
+            session, principal, "document.add", "document", document_id, correlation_id=command.correlation_id
+        )
+        await session.commit()
+        if not await settle(context.bus, command.correlation_id, response, location, REJECTION_STATUS):
+            return None
+    except (ProblemError, KafkaError):  # refused, or never sent: nothing will read the file
+        await asyncio.to_thread(_forget_blob, context.blob_dir, uri)
+        raise
     response.headers["Location"] = location
     found = await queries.get_document(session, principal.tenant_id, kb_id, document_id)
     return DocumentPublic(**found) if found else None
@@ -197,6 +203,15 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     if not body:
         raise ProblemError(422, "the document is empty")
     return bytes(body)
+
+
+def _forget_blob(blob_dir: Path, uri: str | None) -> None:
+    """Delete a document's stored file (only ever one inside the blob directory)."""
+    if uri is None or not uri.startswith("file://"):
+        return
+    path = Path(unquote(urlparse(uri).path)).resolve()
+    if path.is_relative_to(blob_dir.resolve()):
+        path.unlink(missing_ok=True)
 
 
 def _store_blob(
@@ -228,7 +243,9 @@ async def delete_document(
     session: SessionDep,
     response: Response,
 ) -> Response:
-    await get_document(kb_id, document_id, principal, session)
+    found = await queries.get_document(session, principal.tenant_id, kb_id, document_id)
+    if found is None:
+        raise ProblemError(404, f"no document {document_id} in {kb_id}")
     command = RemoveDocument(**_envelope(principal.tenant_id, kb_id), document_id=DocumentId(document_id))
     await context.bus.send(command)
     await store.audit(
@@ -238,6 +255,8 @@ async def delete_document(
     pending, location = Response(status_code=202), f"/api/knowledge/bases/{kb_id}/documents"
     if not await settle(context.bus, command.correlation_id, pending, location, REJECTION_STATUS):
         return pending
+    # Removed: its full text must not stay on disk (chunks in the log are what replays use).
+    await asyncio.to_thread(_forget_blob, context.blob_dir, found["content_uri"])
     return Response(status_code=204)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 from schemas.agents import (
@@ -175,7 +176,7 @@ def test_rs_chunks_are_bounded_and_overlap() -> None:
     chunks = chunk_text(text, max_chars=300, overlap_chars=50)
     assert all(len(c) <= 300 for c in chunks)
     assert len(chunks) > 10
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         # Each chunk starts with the end of the one before (at most the overlap), then goes on.
         shared = next(n for n in range(min(len(before), 50), 0, -1) if before.endswith(after[:n]))
         assert shared >= 10, (before[-60:], after[:60])
