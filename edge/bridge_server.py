@@ -116,7 +116,11 @@ async def apply_directive(call: LiveCall, message: bridge.BridgeMessage | bridge
             if await call.node.telephony.transfer(call.identity.call_sid, target):
                 await call.end("transferred")  # Twilio has left our stream for the <Dial>
             else:
+                # The agent has said goodbye and the call machine waits for the transfer: going
+                # on would leave the caller with nobody. End the call, and say why.
                 call.node.metrics.incr("telephony.transfer_failed")
+                await call.node.telephony.hang_up(call.identity.call_sid)
+                await call.end("transfer_failed")
         case bridge.BridgeError(kind=kind, detail=detail):
             call.node.metrics.bad_input(f"bridge.{kind}", call.call_id, detail)
         case _:

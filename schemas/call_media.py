@@ -7,7 +7,15 @@ from schemas.envelope import CallEnvelope, doc
 
 AVRO_NAMESPACE = "voice.calls.v1"
 
-STOP_REASONS = ("twilio_stop", "socket_closed", "edge_shutdown", "error", "hangup", "transferred")
+STOP_REASONS = (
+    "twilio_stop",
+    "socket_closed",
+    "edge_shutdown",
+    "error",
+    "hangup",
+    "transferred",
+    "transfer_failed",
+)
 SPEAKERS = ("caller", "agent")
 INTERRUPT_SOURCES = ("edge_vad", "model")
 _STREAM_MS = "Milliseconds since the media stream started."

@@ -164,6 +164,8 @@ def _stream_stopped(state: CallState, fact: MediaStreamStopped) -> list[CallEven
     events: list[CallEvent] = [appended(state, fact)]
     if state.stream is not None and fact.stream_sid != state.stream.stream_sid:
         return events  # a stream the call no longer uses
+    if state.status is CallStatus.TRANSFERRING and fact.reason == "transfer_failed":
+        return [*events, failed(state, fact, 2, "transfer_failed", "the carrier refused the transfer")]
     if state.status in (CallStatus.ENDING, CallStatus.TRANSFERRING) or fact.reason == "twilio_stop":
         return [*events, _hung_up(state, fact)]
     if fact.reason == "hangup":

@@ -183,6 +183,24 @@ class Bridge:
                 raise
             self.dropped_sends += 1  # receive() notices the drop and reconnects
 
+    async def send_when_open(self, message: WorkerToEdge, *, timeout_s: float = 10.0) -> bool:
+        """Send a directive that must not be lost (a hang-up, a transfer): once the link is up,
+        again after a drop; False if it never went out within ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout_s
+        while loop.time() < until:
+            link = self._link
+            if link is not None:
+                try:
+                    await link.send(message)
+                    return True
+                except BridgeClosed as closed:
+                    if closed.final:
+                        raise
+            await asyncio.sleep(0.05)  # receive() is reconnecting
+        self.dropped_sends += 1
+        return False
+
     async def close(self) -> None:
         if self._link is not None:
             await self._link.close()

@@ -26,14 +26,27 @@ need one, and once it is answered the answering-machine verdict comes with the a
 session opened then would greet a machine before its voicemail is known (ADR 17)."""
 
 
-def carry_out(state: CallState, session: CallSession) -> None:
-    """Pass on what the call machine decided that only the call's session can act on."""
+def carry_out(state: CallState, session: CallSession, checked_in: set[str]) -> None:
+    """Pass on what the call machine decided that only the call's session can act on.
+
+    ``checked_in`` holds the calls whose current silence already had its check-in: the state
+    keeps ``silence_checked_in`` until the caller speaks, and the agent's own check-in moves its
+    activity time on, so neither tells one silence from the next.
+    """
     if state.status is CallStatus.ENDING:
         session.close_line(bridge.HangUp(reason=state.end_reason or "completed"))
     elif state.status is CallStatus.TRANSFERRING and state.transfer_target:
         session.close_line(bridge.Transfer(target=state.transfer_target))
-    elif state.silence_checked_in:
-        session.check_in(state.last_activity_at)  # the silence it belongs to
+    elif not state.silence_checked_in:
+        checked_in.discard(state.call_id)
+    elif state.call_id not in checked_in:
+        checked_in.add(state.call_id)
+        session.check_in()
+
+
+def settling(state: CallState) -> bool:
+    """Is the call being hung up or transferred (its session only closes the line, no greeting)?"""
+    return state.status in (CallStatus.ENDING, CallStatus.TRANSFERRING)
 
 
 class SessionManager:
@@ -77,6 +90,8 @@ class SessionManager:
         left: while the call's state still holds that handle (or none), the stream's session
         starts fresh and greets rather than resume it. A newer handle means the call went on
         elsewhere (another worker had it), and is resumed as usual."""
+        self._checked_in: set[str] = set()
+        """Calls whose current silence has had its check-in passed to the session."""
         self._newer: dict[str, CallState] = {}
         """The latest state of each call whose session task is still waiting for the agent's
         config: a stream that starts meanwhile has no session to attach to yet, and the task
@@ -92,6 +107,7 @@ class SessionManager:
         call_id = state.call_id
         if not state.live:
             self.stop(call_id)
+            self._checked_in.discard(call_id)
             self._finished.pop(call_id, None)
             self._warmed.discard(call_id)
             self._unheard.pop(call_id, None)
@@ -108,7 +124,7 @@ class SessionManager:
             session.attach(stream.bridge_url, stream.bridge_token)  # a pre-warmed session's stream
             if state.voicemail_message:
                 session.request_voicemail(state.voicemail_message)
-            carry_out(state, session)
+            carry_out(state, session, self._checked_in)
             return
         if session is None and self._running(call_id):
             self._newer[call_id] = state  # its task is still waiting for the agent's config
@@ -192,10 +208,14 @@ class SessionManager:
             worker_id=self._worker_id,
             # ...and one that takes over a call whose caller has heard nothing yet: the greeting
             # of a session pre-warmed on another worker may never have been played.
-            greet=fresh or (handle is None and not state.session_open) or not state.agent_heard,
+            greet=not settling(state)
+            and (fresh or (handle is None and not state.session_open) or not state.agent_heard),
         )
         session = CallSession(target, connect_live=self._connect_live, facts=self._facts, tools=self._tools)
         self._sessions[state.call_id] = session
+        # A state that arrived before this session existed (a takeover that first sees the call
+        # ENDING, a state parked while the config was awaited) is acted on now, not at the next.
+        carry_out(state, session, self._checked_in)
         log.info(
             "call %s: starting session (agent %s v%d) %s",
             state.call_id,

@@ -89,6 +89,14 @@ class PendingBridge:
             self._queued_bytes += len(message.pcm)
         self._queue.append(message)
 
+    async def send_when_open(self, message: WorkerToEdge, *, timeout_s: float = 10.0) -> bool:
+        """As ``Bridge.send_when_open``; before the stream, the directive is queued like the rest."""
+        bridge_ = self._bridge
+        if bridge_ is not None:
+            return await bridge_.send_when_open(message, timeout_s=timeout_s)
+        await self.send(message)
+        return True
+
     async def close(self) -> None:
         opening = self._opening
         if opening is not None and not opening.done():

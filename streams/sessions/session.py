@@ -128,7 +128,6 @@ class CallSession:
         self._apologise = False
         self._line_request: bridge.HangUp | bridge.Transfer | None = None
         self._line_requested = asyncio.Event()
-        self._checked_in_for: object = None
         self._check_in_due = asyncio.Event()
         self._link: Bridge | PendingBridge
         if target.bridge_url is None or target.bridge_token is None:
@@ -183,11 +182,10 @@ class CallSession:
             self._line_request = directive
             self._line_requested.set()
 
-    def check_in(self, silence_started: object) -> None:
-        """The caller has been silent past the agent's timeout: have the model check in, once per silence."""
-        if silence_started != self._checked_in_for:
-            self._checked_in_for = silence_started
-            self._check_in_due.set()
+    def check_in(self) -> None:
+        """The caller has been silent past the agent's timeout: have the model check in (the
+        manager asks once per silence)."""
+        self._check_in_due.set()
 
     async def run(self) -> SessionOutcome:
         """Connect the bridge, then keep a Live session going until the call ends.
@@ -224,7 +222,7 @@ class CallSession:
             with contextlib.suppress(Exception):
                 await link.close()
 
-    async def _close_line_when_asked(self, link: BridgeEnd) -> None:
+    async def _close_line_when_asked(self, link: Bridge | PendingBridge) -> None:
         """Send the hang-up or transfer the call's state asked for (a transfer after the model's
         turn, so the caller hears "transferring you"; at most TRANSFER_WAIT_S later)."""
         await self._line_requested.wait()
@@ -234,9 +232,13 @@ class CallSession:
             await self._until_quiet(TRANSFER_WAIT_S)
         if self._conversation.line_closed:
             return
-        self._conversation.line_closed = True
         log.info("call %s: the call's state asks the edge to %s", self._target.call_id, directive)
-        await link.send(directive)
+        # Only a directive that went out closes the line: one dropped while the bridge was down
+        # (before it opened, or reconnecting) would otherwise block every later hang-up.
+        if await link.send_when_open(directive):
+            self._conversation.line_closed = True
+        else:
+            log.warning("call %s: could not send %s to the edge", self._target.call_id, directive)
 
     async def _until_quiet(self, limit_s: float) -> None:
         """Wait (polling, as the voicemail does) until the model has no turn in progress."""
@@ -365,6 +367,8 @@ class CallSession:
         await conversation.hangup_asked.wait()
         await asyncio.sleep(END_CALL_GRACE_S)
         await self._until_quiet(CHECK_IN_WAIT_S)  # a goodbye still being said is let finish
+        if conversation.pending_hangup is not None and not conversation.quiet:
+            await conversation.abandon_turn(link)  # a goodbye that never ended
         await conversation.hang_up_if_still_pending(link)
         await asyncio.Future()
 

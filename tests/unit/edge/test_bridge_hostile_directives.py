@@ -110,3 +110,42 @@ async def test_a_transfer_directive_redirects_the_call_and_ends_its_stream() -> 
             task.cancel()
         server.close()
         await server.wait_closed()
+
+
+class _RefusingTelephony(RecordingTelephony):
+    async def transfer(self, call_sid: str, target: str) -> bool:
+        await super().transfer(call_sid, target)
+        return False
+
+
+async def test_a_transfer_the_carrier_refuses_hangs_up_and_says_why() -> None:
+    # The agent had said goodbye and the call machine waited for a transfer that never came.
+    telephony = _RefusingTelephony()
+    node = EdgeNode(Settings(env="test"), publisher=RecordingPublisher(), telephony=telephony)
+    params = StreamParameters(
+        call_id="call-1", tenant_id="t1", agent_id="a1", agent_version=1, direction="inbound"
+    )
+    call = LiveCall(
+        node, _Twilio(), CallIdentity(params=params, stream_sid="MZ1", call_sid="CA1"), monotonic_ms()
+    )
+    node.register("call-1", call)
+    grant = node.grant("call-1")
+    port = free_port()
+    server = await start_bridge_server(node, "127.0.0.1", port)
+    try:
+        async with connect(
+            f"ws://127.0.0.1:{port}/bridge/call-1", additional_headers={bridge.TOKEN_HEADER: grant.token}
+        ) as ws:
+            assert isinstance(bridge.decode(await ws.recv()), bridge.Hello)
+            await ws.send(bridge.encode(bridge.Transfer(target="+14155550123")))
+            for _ in range(50):
+                if call.stop_reason is not None:
+                    break
+                await asyncio.sleep(0.02)
+        assert telephony.hung_up == ["CA1"]
+        assert call.stop_reason == "transfer_failed"
+    finally:
+        for task in call._tasks:
+            task.cancel()
+        server.close()
+        await server.wait_closed()

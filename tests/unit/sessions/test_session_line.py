@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime
+from datetime import timedelta
 
 import pytest
-from session_fakes import FakeEdge, FakeGemini, FakeLive, FakeSink, eventually, target
+from session_fakes import TOKEN, FakeEdge, FakeGemini, FakeLive, FakeSink, eventually, target
 from test_session_manager import _live_call as _live_state
 
 from schemas import bridge
 from streams.calls.state import CallState, CallStatus
+from streams.sessions.directory import AgentDirectory
 from streams.sessions.live_config import DEFAULT_CONFIG, SILENCE_CHECK_IN_PROMPT
-from streams.sessions.manager import carry_out
+from streams.sessions.manager import SessionManager, carry_out
 from streams.sessions.session import CallSession, SessionOutcome
 from streams.sessions.tools import ToolRunner
 
@@ -76,23 +77,19 @@ async def test_a_transfer_waits_for_the_models_turn_then_goes_to_the_edge() -> N
     assert [m.target for m in edge.received if isinstance(m, bridge.Transfer)] == ["+14155550123"]
 
 
-async def test_a_silence_check_in_asks_the_model_once_per_silence() -> None:
+async def test_a_silence_check_in_asks_the_model_once_it_is_quiet() -> None:
     gemini, sink = FakeGemini(), FakeSink()
     live = gemini.live()
-    silence = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
     async with FakeEdge() as edge:
         session = _session(edge, gemini, sink)
         run = asyncio.create_task(session.run())
         await eventually(lambda: bool(live.texts))
-        _greeted(live)
-        await eventually(lambda: session._conversation.quiet)
-        session.check_in(silence)
-        session.check_in(silence)
-        await eventually(lambda: SILENCE_CHECK_IN_PROMPT in live.texts)
-        _greeted(live)  # the model's check-in
-        await eventually(lambda: session._conversation.quiet)
-        session.check_in(silence)  # the same silence: no second prompt
+        live.push(server_content={"output_transcription": {"text": "Hello from Acme."}})
+        session.check_in()  # during the greeting: said once the greeting is over
         await asyncio.sleep(0.1)
+        assert SILENCE_CHECK_IN_PROMPT not in live.texts
+        live.push(server_content={"turn_complete": True})
+        await eventually(lambda: SILENCE_CHECK_IN_PROMPT in live.texts)
         assert live.texts.count(SILENCE_CHECK_IN_PROMPT) == 1
         await _finish(edge, run)
 
@@ -105,8 +102,8 @@ async def test_the_manager_passes_the_states_decisions_to_the_session() -> None:
         def close_line(self, directive: object) -> None:
             self.seen.append(directive)
 
-        def check_in(self, silence_started: object) -> None:
-            self.seen.append(("check_in", silence_started))
+        def check_in(self) -> None:
+            self.seen.append("check_in")
 
     base = _state()
     for state, expected in [
@@ -118,14 +115,36 @@ async def test_the_manager_passes_the_states_decisions_to_the_session() -> None:
             dataclasses.replace(base, status=CallStatus.TRANSFERRING, transfer_target="+14155550123"),
             bridge.Transfer(target="+14155550123"),
         ),
-        (dataclasses.replace(base, silence_checked_in=True), ("check_in", base.last_activity_at)),
     ]:
         recorder = Recorder()
-        carry_out(state, recorder)  # type: ignore[arg-type]
+        carry_out(state, recorder, set())  # type: ignore[arg-type]
         assert recorder.seen == [expected]
-    recorder = Recorder()
-    carry_out(base, recorder)  # type: ignore[arg-type]
-    assert recorder.seen == []
+
+
+async def test_a_check_in_is_passed_on_once_per_silence_whatever_the_agent_says_meanwhile() -> None:
+    # The agent's own check-in moves the call's activity time on while silence_checked_in stays
+    # set: keyed on that time, the model was asked to check in again after every answer, and
+    # the silence hang-up never came.
+    base, recorder, checked_in = _state(), [], set()  # type: ignore[var-annotated]
+
+    class Recorder:
+        def close_line(self, directive: object) -> None:
+            recorder.append(directive)
+
+        def check_in(self) -> None:
+            recorder.append("check_in")
+
+    session = Recorder()
+    at = base.last_activity_at
+    for seconds in (0, 1, 4, 5, 8):  # the check-in, then agent speech moving the activity time on
+        state = dataclasses.replace(
+            base, silence_checked_in=True, last_activity_at=at + timedelta(seconds=seconds)
+        )
+        carry_out(state, session, checked_in)  # type: ignore[arg-type]
+    assert recorder == ["check_in"]
+    carry_out(dataclasses.replace(base, silence_checked_in=False), session, checked_in)  # type: ignore[arg-type]
+    carry_out(dataclasses.replace(base, silence_checked_in=True), session, checked_in)  # type: ignore[arg-type]
+    assert recorder == ["check_in", "check_in"]  # the caller spoke: the next silence gets its own
 
 
 def _state() -> CallState:
@@ -152,3 +171,36 @@ async def test_end_call_hangs_up_even_when_the_model_says_nothing_more(
         await _finish(edge, run)
     assert [(r.requested_by, r.reason) for r in sink.of("HangUpRequested")] == [("agent", "done")]
     assert [m.reason for m in edge.received if isinstance(m, bridge.HangUp)] == ["agent_hung_up"]
+
+
+async def test_a_call_first_seen_ending_gets_its_hang_up_without_a_greeting() -> None:
+    # A worker that takes a call over while it is being hung up started a session that greeted
+    # the caller and never sent the hang-up: only a later state of the call passed it on.
+    gemini, sink = FakeGemini(), FakeSink()
+    live = gemini.live()
+    async with FakeEdge() as edge:
+        manager = SessionManager(
+            directory=AgentDirectory(), connect_live=gemini.connect, facts=sink, tools=ToolRunner(None),
+            worker_id="w2", config_wait_s=0,
+        )  # fmt: skip
+        state = dataclasses.replace(
+            _live_state(edge.url, TOKEN), status=CallStatus.ENDING, end_reason="max_duration"
+        )
+        manager.ensure(state)
+        await eventually(lambda: "HangUp" in edge.kinds())
+        assert [m.reason for m in edge.received if isinstance(m, bridge.HangUp)] == ["max_duration"]
+        assert not any("Greet" in text for text in live.texts)
+        await edge.stop_stream()
+        await manager.stop_all()
+
+
+async def test_a_hang_up_asked_before_the_bridge_opens_still_goes_out() -> None:
+    # It was sent into a bridge not yet open and dropped, and then blocked every later hang-up.
+    gemini, sink = FakeGemini(), FakeSink()
+    gemini.live()
+    async with FakeEdge() as edge:
+        session = _session(edge, gemini, sink)
+        session.close_line(bridge.HangUp(reason="operator"))
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: "HangUp" in edge.kinds())
+        await _finish(edge, run)

@@ -226,6 +226,13 @@ class TestTransfer:
             status=S.ENDED, end_reason="transferred"
         )
 
+    def test_a_transfer_the_carrier_refused_fails_the_call(self) -> None:
+        # The edge hangs up then: recorded as transferred, the caller would have been "moved".
+        fact = stream_stopped(8, reason="transfer_failed")
+        given(*live(transfer(5))).when(fact).then(
+            fact, call_failed("transfer_failed", "the carrier refused the transfer")
+        ).then_state(status=S.FAILED)
+
     def test_an_unconfirmed_transfer_ends_at_the_settle_timeout(self) -> None:
         given(*live(transfer(5))).when(tick(34)).then_nothing()
         given(*live(transfer(5))).when(tick(35)).then(call_ended("transferred", "agent"))
