@@ -265,6 +265,15 @@ async def _check_caller_id(
 async def place_call(
     body: CallCreate, principal: Operator, context: ContextDep, session: SessionDep, response: Response
 ) -> CallPublic | None:
+    call_id = _call_id(principal.tenant_id, body)
+    location = f"/api/calls/{call_id}"
+    if body.idempotency_key is not None:
+        # The same request again answers the call it made, before anything is checked anew (a
+        # deadline since passed, an agent since archived would refuse the repeat).
+        repeated = await queries.get_call(session, principal.tenant_id, call_id)
+        if repeated is not None:
+            response.headers["Location"] = location
+            return CallPublic(**repeated)
     agent = await queries.get_agent(session, principal.tenant_id, body.agent_id)
     if agent is None:
         raise ProblemError(
@@ -273,13 +282,7 @@ async def place_call(
     if agent["status"] != "active" or agent["current_version"] < 1:
         raise ProblemError(409, "the agent is archived or has no published version")
     await _check_caller_id(session, principal.tenant_id, agent, body)
-    call_id = _call_id(principal.tenant_id, body)
-    location = f"/api/calls/{call_id}"
     response.headers["Location"] = location
-    if body.idempotency_key is not None:
-        repeated = await queries.get_call(session, principal.tenant_id, call_id)
-        if repeated is not None:  # the same request again: the call it made, nothing sent
-            return CallPublic(**repeated)
     command = PlaceCall(
         tenant_id=TenantId(principal.tenant_id),
         agent_id=AgentId(body.agent_id),

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote, urlparse
 
-from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
@@ -183,7 +182,7 @@ async def upload_document(
         await session.commit()
         if not await settle(context.bus, command.correlation_id, response, location, REJECTION_STATUS):
             return None
-    except (ProblemError, KafkaError):  # refused, or never sent: nothing will read the file
+    except ProblemError:  # refused: nothing will read the file
         await asyncio.to_thread(_forget_blob, context.blob_dir, uri)
         raise
     response.headers["Location"] = location

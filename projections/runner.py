@@ -93,6 +93,10 @@ OUTAGE_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 # row over ~2.7 KB, and these ids are keys; 512 characters stay under it in any UTF-8.
 MAX_ID_CHARS = 512
 
+MAX_AGGREGATE_CHARS = MAX_ID_CHARS + 32
+"""Aggregate ids may be an id with a prefix ("dialer:", "summary-failed:"): an id that passes
+the id check must pass the aggregate check too (still under the index limit in any UTF-8)."""
+
 _Decoded = tuple[Record, str, int]  # the record, its aggregate id, its seq
 
 
@@ -187,7 +191,7 @@ class ProjectionRunner:
         if taken is None:
             return None  # a record this projection reads past, with no position to keep
         aggregate, seq = taken
-        if seq < 1 or len(aggregate) > MAX_ID_CHARS:
+        if seq < 1 or len(aggregate) > MAX_AGGREGATE_CHARS:
             reason = (
                 f"seq {seq} is not a position (seqs start at 1)"
                 if seq < 1

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from infra.deadletter import RecordDecodeError, decode_record
 from infra.kafka import make_consumer, stop_consumer
 from infra.settings import KafkaSettings
-from projections.runner import MAX_ID_CHARS, unstorable
+from projections.runner import MAX_AGGREGATE_CHARS, unstorable
 from schemas import agents, calls, knowledge
 from schemas.codec import Codec
 
@@ -154,7 +154,9 @@ def _refused(record: object) -> bool:
         return True
     seq = getattr(record, "seq", 1)
     call_id = getattr(record, "call_id", "")
-    return (isinstance(seq, int) and seq < 1) or (isinstance(call_id, str) and len(call_id) > MAX_ID_CHARS)
+    return (isinstance(seq, int) and seq < 1) or (
+        isinstance(call_id, str) and len(call_id) > MAX_AGGREGATE_CHARS
+    )
 
 
 @dataclass(frozen=True, slots=True)

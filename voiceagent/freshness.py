@@ -19,7 +19,7 @@ from rich.console import Console
 from infra.db import database_url
 from infra.eventlog.archive import ARCHIVER_GROUP, list_files
 from infra.eventlog.archive_file import archive_fs
-from infra.eventlog.restore import restore_archive
+from infra.eventlog.restore import RestoreError, restore_archive
 from infra.kafka import make_consumer, stop_consumer
 from infra.settings import Settings
 from schemas.catalog import CATALOG
@@ -69,6 +69,8 @@ def _holds_files(url: str) -> bool:
         return any(True for _ in list_files(fs, root))
     except FileNotFoundError:
         return False
+    except (OSError, ValueError, ImportError) as err:  # an unknown protocol, a missing package
+        raise RestoreError(f"cannot open the archive URL {url}: {err}") from err
 
 
 def service_groups(settings: Settings) -> list[str]:

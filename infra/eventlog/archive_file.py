@@ -222,11 +222,17 @@ def conflicting_offset(
     try:
         for old in read_file(fs, path):
             mine = new.get(old.offset)
-            if mine is not None and mine != old:
+            # The record itself, as restore compares it: its decoded type name may be known to
+            # a newer version and not an older one, which is no other log.
+            if mine is not None and _content(mine) != _content(old):
                 return old.offset
     except ArchiveCorruptError:
         return None
     return None
+
+
+def _content(record: ArchivedRecord) -> tuple[object, ...]:
+    return (record.key, record.value, record.headers, record.timestamp_ms)
 
 
 def write_durably(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:

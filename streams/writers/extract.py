@@ -40,8 +40,13 @@ def extract_text(content_type: str, data: str) -> str:
     return text
 
 
-_NAME = re.compile(r"(/?)\s*([a-zA-Z][a-zA-Z0-9-]*)")
-_RAW_TEXT = frozenset({"script", "style", "template", "title", "textarea"})
+_NAME = re.compile(r"(/?)([a-zA-Z][a-zA-Z0-9-]*)")
+_TAG_START = re.compile(r"/?[a-zA-Z]|[!?]")
+"""What may follow a '<' that opens markup; any other '<' (``x < 5``, ``<=``) is text."""
+_RAW_ENDS = {
+    tag: re.compile(f"</{tag}", re.IGNORECASE) for tag in ("script", "style", "template", "title", "textarea")
+}
+_RAW_TEXT = frozenset({"script", "style", "template", "title", "textarea"})  # the keys of _RAW_ENDS
 """Elements whose content is skipped up to their own end tag (title: the page's, not its text)."""
 _BLOCK = frozenset(
     {
@@ -63,7 +68,6 @@ def html_text(data: str) -> str:
     longer hides the body; comments, scripts, styles and the title are left out.
     """
     parts: list[str] = []
-    lower = data.lower()
     size = len(data)
     position = 0
     next_gt = -1  # the first '>' at or after the current tag's '<' (searched forward only)
@@ -73,6 +77,10 @@ def html_text(data: str) -> str:
             parts.append(data[position:])
             break
         parts.append(data[position:lt])
+        if not _TAG_START.match(data, lt + 1):  # a '<' that starts no markup: text
+            parts.append("<")
+            position = lt + 1
+            continue
         if data.startswith("<!--", lt):
             end = data.find("-->", lt + 4)
             position = size if end < 0 else end + 3
@@ -92,8 +100,10 @@ def html_text(data: str) -> str:
             continue
         closing, tag = name.group(1) == "/", name.group(2).lower()
         if not closing and tag in _RAW_TEXT:
-            end = lower.find(f"</{tag}", position)
-            position = size if end < 0 else max(position, lower.find(">", end) + 1 or size)
+            # Searched in the text itself, case-insensitively: positions in data.lower() drift
+            # from data's wherever lowering lengthens a character ("İ" becomes two).
+            found = _RAW_ENDS[tag].search(data, position)
+            position = size if found is None else (data.find(">", found.end()) + 1 or size)
             continue
         if tag in _BLOCK:
             parts.append("\n\n")

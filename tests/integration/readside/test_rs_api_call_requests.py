@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.calls import CallCreate, _call_id
+from projections.call_projection import CallProjection
 from projections.campaign_projection import CampaignProjection
 from projections.command_result import record_result
 from schemas.codec import Codec
 from schemas.dialer import DialerRequestRejected
 from schemas.ids import CallId
-from tests.integration.readside.call_stream import scalar, unique
+from tests.integration.readside.call_stream import call_events, scalar, unique
 from tests.integration.readside.test_rs_api_hand_parsed_input import World, world
 from tests.integration.readside.test_rs_projection_unstorable import _Msg, _runner, rs_sessions
 from tests.support.examples import example_record
@@ -102,3 +103,20 @@ async def test_the_campaign_projection_records_a_refused_single_call(
     sql = "SELECT code || ': ' || reason FROM command_result WHERE correlation_id = :id"
     assert await scalar(rs_sessions, sql, id=call_id) == "do_not_call: on the list"
     assert await scalar(rs_sessions, sql, id=duplicate_of) is None  # the call it repeats has its own outcome
+
+
+async def test_a_repeat_answers_its_call_before_anything_is_checked_again(world: World, codec: Codec) -> None:
+    # A deadline that has passed since (or an agent archived since) refused the repeat.
+    key = unique("key")
+    call_id = _call_id(
+        world.tenant.tenant_id,
+        CallCreate(agent_id=world.agent_id, to_number="+14155550100", idempotency_key=key),
+    )
+    runner, _ = _runner(CallProjection(topic="t"), world.sessions, codec)
+    events = call_events(world.tenant.tenant_id, call_id, world.agent_id)
+    await runner.process([_Msg("t", 0, i, b"k", codec.encode(e)) for i, e in enumerate(events)])
+    before = len(world.sender.sent)
+    response = await _place(world, idempotency_key=key, deadline="2025-01-01T00:00:00Z")
+    assert response.status_code == 201, response.text[:300]  # type: ignore[attr-defined]
+    assert response.json()["call_id"] == call_id  # type: ignore[attr-defined]
+    assert len(world.sender.sent) == before

@@ -18,7 +18,7 @@ from infra.deadletter import DeadLetterPublisher
 from infra.settings import Settings
 from projections.agent_projection import AgentProjection
 from projections.call_projection import CallProjection
-from projections.runner import MAX_ID_CHARS, ProjectionRunner
+from projections.runner import ProjectionRunner
 from schemas.agents import AgentCreated
 from schemas.codec import Codec
 from schemas.ids import AgentId, EventId, TenantId
@@ -132,7 +132,7 @@ async def test_ids_too_long_for_an_index_are_dead_lettered_and_the_projection_go
     # A 12,000-character call id used to fail the position insert outside any savepoint: every
     # restart read the same batch and stopped again.
     tenant, agent = unique("tenant"), unique("agent")
-    long_call = call_events(tenant, "c" * (MAX_ID_CHARS + 1), agent)[0]
+    long_call = call_events(tenant, "c" * 12_000, agent)[0]
     long_agent = dataclasses.replace(
         call_events(tenant, unique("call"), agent)[0], agent_id=AgentId("a" * 12_000)
     )

@@ -134,3 +134,11 @@ def test_a_damaged_leftover_is_no_conflict(tmp_path: Path) -> None:
     path = file_path(root, held[0].topic, 2, 0, held[0].timestamp_ms)
     write_durably(fs, path, encode_file(held)[:40])  # a crash mid-write, before the rename existed
     assert conflicting_offset(fs, path, held) is None
+
+
+def test_a_record_type_a_newer_version_knows_is_no_conflict(tmp_path: Path) -> None:
+    fs, root = archive_fs(str(tmp_path))
+    held = [dataclasses.replace(r, record_type=None) for r in _records(3)]
+    path = file_path(root, held[0].topic, 2, 0, held[0].timestamp_ms)
+    write_durably(fs, path, encode_file(held))
+    assert conflicting_offset(fs, path, _records(3)) is None  # same records, their type now named

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from projections.runner import MAX_ID_CHARS
+from projections.runner import MAX_AGGREGATE_CHARS
 from projections.verification import LogCounts
 from schemas.ids import CallId, TenantId
 from tests.integration.readside.call_stream import call_events
@@ -19,7 +19,7 @@ def test_refused_records_are_not_counted_and_valid_ones_are() -> None:
     refused = [
         dataclasses.replace(events[2], tenant_id=TenantId("tenant-2"), seq=99),  # another tenant's
         dataclasses.replace(events[0], call_id=CallId("call-\x00")),  # a NUL
-        dataclasses.replace(events[0], call_id=CallId("c" * (MAX_ID_CHARS + 1))),  # too long a key
+        dataclasses.replace(events[0], call_id=CallId("c" * (MAX_AGGREGATE_CHARS + 1))),  # too long a key
         dataclasses.replace(events[0], call_id=CallId("call-2"), seq=0),  # no position
     ]
     for record in refused:

@@ -73,6 +73,15 @@ def test_a_document_with_no_text_is_unreadable(html: str) -> None:
         ("x<!-- hidden <p>y</p> -->z", "xz"),
         ("a < b and c<d>e", "a < b and ce"),
         ("text <!-- never closed", "text"),
+        # Lowering "İ" lengthens the text: positions found in a lowered copy skipped real text.
+        (
+            "<title>İzmir</title><h1>İletişim</h1><script>t()</script><p>Our office hours</p>",
+            "İletişim Our office hours",
+        ),
+        # A '<' that opens no markup is text, not the start of a tag running to the next '>'.
+        ("<p>If x < 5 and y > 3 then call us.</p>", "If x < 5 and y > 3 then call us."),
+        ("<p>Wait <5 minutes, open >9am daily</p>", "Wait <5 minutes, open >9am daily"),
+        ("<SCRIPT>x()</Script>after", "after"),
         # Unicode spaces and a byte-order mark split words as ASCII spaces do.
         ("\ufeffOpening\u00a0hours", "Opening hours"),
     ],

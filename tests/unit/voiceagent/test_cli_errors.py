@@ -82,3 +82,11 @@ def test_an_archive_that_cannot_be_restored_is_a_message_and_exit_2(
     out = capsys.readouterr().out
     assert "cannot be restored" in out
     assert "truncated" in out
+
+
+def test_an_archive_url_that_cannot_be_opened_is_a_restore_error() -> None:
+    # `voiceagent dev` printed a ValueError traceback for it at start-up.
+    from voiceagent.freshness import _holds_files
+
+    with pytest.raises(RestoreError, match="cannot open the archive URL foo://x"):
+        _holds_files("foo://x")
