@@ -29,6 +29,7 @@ from infra.eventlog.archive_file import (
     date_of,
     encode_file,
     file_path,
+    files_overlapping,
     layout_bytes,
     layout_path,
     write_durably,
@@ -101,6 +102,7 @@ class Archiver:
         self._on_file = on_file
         self._buffers: dict[TopicPartition, _Buffer] = {}
         self._described: set[str] = set()
+        self._checked: set[TopicPartition] = set()  # partitions whose archive was checked for clashes
         self._codec = Codec.single_object()
         self._stopping = asyncio.Event()
         self.files_written = 0
@@ -147,6 +149,28 @@ class Archiver:
             if buffer.records and (final or now - buffer.opened_at >= self._settings.roll_seconds):
                 await self._flush(consumer, tp)
 
+    def _clash(self, tp: TopicPartition, path: str, records: list[ArchivedRecord]) -> tuple[str, int] | None:
+        """A file already holding other records at these offsets, and the first such offset.
+
+        The first flush of a partition looks at its files of every day: a broker whose offsets
+        start again at 0 on a later day would write beside the old files, and restore would
+        keep one record per offset. Later flushes follow on from this run's own files.
+        """
+        if tp in self._checked:
+            candidates = [path]
+        else:
+            topic_files = self._fs.glob(f"{self._root}/{tp.topic}/date=*/part-{tp.partition}-*.avro")
+            candidates = files_overlapping(
+                [str(p) for p in topic_files], tp.partition, records[0].offset, records[-1].offset
+            )
+            candidates += [] if path in candidates else [path]
+        for candidate in candidates:
+            offset = conflicting_offset(self._fs, candidate, records)
+            if offset is not None:
+                return candidate, offset
+        self._checked.add(tp)
+        return None
+
     async def _flush(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
         buffer = self._buffers.pop(tp)
         first, last = buffer.records[0], buffer.records[-1]
@@ -159,9 +183,9 @@ class Archiver:
             layout = layout_bytes(tp.topic, count)
             await asyncio.to_thread(write_durably, self._fs, layout_path(self._root, tp.topic), layout)
             self._described.add(tp.topic)
-        clash = await asyncio.to_thread(conflicting_offset, self._fs, path, buffer.records)
+        clash = await asyncio.to_thread(self._clash, tp, path, buffer.records)
         if clash is not None:  # os.replace would have lost the archived events silently
-            raise ArchiveConflictError(path, clash)
+            raise ArchiveConflictError(*clash)
         await asyncio.to_thread(write_durably, self._fs, path, data)
         # Only now is it safe to move the group past these records.
         try:

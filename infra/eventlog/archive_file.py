@@ -231,6 +231,17 @@ def conflicting_offset(
     return None
 
 
+def files_overlapping(paths: list[str], partition: int, first: int, last: int) -> list[str]:
+    """Of an archive's files (any day), those of ``partition`` that may hold offsets in
+    [first, last]: the last one starting at or before ``first`` (it may run past it), and every
+    one starting inside the range. File names give first offsets only."""
+    starts = sorted(
+        (name[1], path) for path in paths if (name := parse_name(path)) is not None and name[0] == partition
+    )
+    before = [path for start, path in starts if start <= first][-1:]
+    return before + [path for start, path in starts if first < start <= last]
+
+
 def _content(record: ArchivedRecord) -> tuple[object, ...]:
     return (record.key, record.value, record.headers, record.timestamp_ms)
 

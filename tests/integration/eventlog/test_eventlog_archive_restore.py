@@ -185,14 +185,19 @@ def test_a_damaged_archive_is_reported_with_file_and_offset_and_nothing_publishe
     assert asyncio.run(read_all(settings.kafka, topics[0])) == before
 
 
+@pytest.mark.parametrize("earlier_day", [False, True], ids=["same day", "an earlier day"])
 async def test_an_archiver_on_a_fresh_broker_refuses_to_replace_the_archives_files(
-    archived: tuple[Path, list[str], str], empty_broker: KafkaSettings, tmp_path: Path
+    archived: tuple[Path, list[str], str], empty_broker: KafkaSettings, tmp_path: Path, earlier_day: bool
 ) -> None:
     # Its offsets start at 0 again: the same file names, other records. They replaced the
-    # archive's files without a word, and the archived events were gone.
+    # archive's files without a word, and the archived events were gone. Archived on a later
+    # day, they went beside the old files, and restore kept one record per offset.
     root, topics, _ = archived
     copy = tmp_path / "archive"
     shutil.copytree(root, copy)
+    if earlier_day:
+        for day in list((copy / topics[0]).glob("date=*")):
+            day.rename(day.with_name("date=2000-01-01"))
     fs, base = archive_fs(str(copy))
     before = {path: fs.cat(path) for path in list_files(fs, base)}
     await _create_topic(empty_broker, topics[0], partitions=3)

@@ -15,6 +15,7 @@ from infra.eventlog.archive_file import (
     conflicting_offset,
     encode_file,
     file_path,
+    files_overlapping,
     parse_name,
     read_file,
     write_durably,
@@ -142,3 +143,15 @@ def test_a_record_type_a_newer_version_knows_is_no_conflict(tmp_path: Path) -> N
     path = file_path(root, held[0].topic, 2, 0, held[0].timestamp_ms)
     write_durably(fs, path, encode_file(held))
     assert conflicting_offset(fs, path, _records(3)) is None  # same records, their type now named
+
+
+def test_the_files_that_may_hold_a_range_are_the_one_before_it_and_those_inside() -> None:
+    paths = [
+        f"r/t/date=2026-11-{d:02d}/part-{p}-{o:020d}.avro"
+        for d, p, o in [(1, 0, 0), (2, 0, 100), (3, 0, 200), (3, 1, 0)]
+    ]
+    assert files_overlapping(paths, 0, 150, 160) == [paths[1]]
+    assert files_overlapping(paths, 0, 0, 120) == [paths[0], paths[1]]
+    assert files_overlapping(paths, 0, 300, 310) == [paths[2]]
+    assert files_overlapping(paths, 1, 0, 5) == [paths[3]]
+    assert files_overlapping(paths, 2, 0, 5) == []
