@@ -7,7 +7,7 @@ import logging
 import time
 
 from schemas import bridge
-from streams.calls.state import CallState, CallStatus
+from streams.calls.state import SETTLING, CallState, CallStatus
 from streams.sessions.directory import AgentDirectory
 from streams.sessions.facts import FactSink
 from streams.sessions.live_config import DEFAULT_CONFIG, SessionPlan
@@ -42,11 +42,6 @@ def carry_out(state: CallState, session: CallSession, checked_in: set[str]) -> N
     elif state.call_id not in checked_in:
         checked_in.add(state.call_id)
         session.check_in()
-
-
-def settling(state: CallState) -> bool:
-    """Is the call being hung up or transferred (its session only closes the line, no greeting)?"""
-    return state.status in (CallStatus.ENDING, CallStatus.TRANSFERRING)
 
 
 class SessionManager:
@@ -208,7 +203,7 @@ class SessionManager:
             worker_id=self._worker_id,
             # ...and one that takes over a call whose caller has heard nothing yet: the greeting
             # of a session pre-warmed on another worker may never have been played.
-            greet=not settling(state)
+            greet=state.status not in SETTLING  # being hung up or transferred: no greeting
             and (fresh or (handle is None and not state.session_open) or not state.agent_heard),
         )
         session = CallSession(target, connect_live=self._connect_live, facts=self._facts, tools=self._tools)

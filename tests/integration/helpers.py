@@ -18,13 +18,18 @@ from infra.settings import KafkaSettings
 async def fresh_topic(kafka: KafkaSettings, prefix: str, partitions: int = 1) -> str:
     """Create a topic no other test uses."""
     name = f"test.{prefix}.{uuid.uuid4().hex[:8]}"
+    await create_topic(kafka, name, partitions=partitions)
+    return name
+
+
+async def create_topic(kafka: KafkaSettings, name: str, *, partitions: int = 1) -> None:
+    """Create the topic ``name`` (on a broker of the test's own, say)."""
     admin = make_admin(kafka)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1)])
     finally:
         await admin.close()
-    return name
 
 
 async def drain(

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.admin import NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 from rich.console import Console
 from typer.testing import CliRunner
@@ -19,10 +18,10 @@ from infra.embedded import start_broker
 from infra.eventlog.archive import Archiver, WrittenFile, list_files
 from infra.eventlog.archive_file import ArchiveConflictError, archive_fs, parse_name, read_file
 from infra.eventlog.restore import TargetNotEmptyError, restore_archive
-from infra.kafka import make_admin, make_consumer
+from infra.kafka import make_consumer
 from infra.settings import ArchiveSettings, KafkaSettings, Settings
 from tests.integration.eventlog.eventlog_support import call_events, produce, read_all
-from tests.integration.helpers import fresh_topic
+from tests.integration.helpers import create_topic, fresh_topic
 from tests.support.databases import fresh_database
 from voiceagent.cli import app
 from voiceagent.freshness import reconcile_fresh_broker
@@ -200,7 +199,7 @@ async def test_an_archiver_on_a_fresh_broker_refuses_to_replace_the_archives_fil
             day.rename(day.with_name("date=2000-01-01"))
     fs, base = archive_fs(str(copy))
     before = {path: fs.cat(path) for path in list_files(fs, base)}
-    await _create_topic(empty_broker, topics[0], partitions=3)
+    await create_topic(empty_broker, topics[0], partitions=3)
     await produce(empty_broker, topics[0], call_events(f"call-{uuid.uuid4().hex}", 3))
     archiver = Archiver(
         empty_broker, ArchiveSettings(roll_records=1, roll_seconds=0.2), str(copy), topics=[topics[0]]
@@ -223,12 +222,3 @@ async def test_dev_restores_the_archive_into_an_empty_broker_even_with_no_read_m
     assert any("restored" in note for note in notes)
     restored = await read_all(empty_broker, topics[0])
     assert sum(len(rows) for rows in restored.values()) == CALLS_PER_TOPIC * EVENTS_PER_CALL
-
-
-async def _create_topic(kafka: KafkaSettings, name: str, *, partitions: int) -> None:
-    admin = make_admin(kafka)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from edge.bridge_server import start_bridge_server
 from edge.call import CallIdentity, LiveCall
@@ -43,9 +45,14 @@ class _Twilio:
         pass
 
 
-async def test_a_nested_json_directive_does_not_close_the_bridge() -> None:
-    """docs/audio-bridge.md: 'Bad frames are counted and ignored; they never close the bridge.'"""
-    node = EdgeNode(Settings(env="test"), publisher=RecordingPublisher(), telephony=RecordingTelephony())
+@contextlib.asynccontextmanager
+async def _worker_of_a_live_call(
+    telephony: RecordingTelephony | None = None,
+) -> AsyncIterator[tuple[LiveCall, ClientConnection]]:
+    """A live call on an edge node with its bridge server, and a worker connected (hello read)."""
+    node = EdgeNode(
+        Settings(env="test"), publisher=RecordingPublisher(), telephony=telephony or RecordingTelephony()
+    )
     params = StreamParameters(
         call_id="call-1", tenant_id="t1", agent_id="a1", agent_version=1, direction="inbound"
     )
@@ -61,16 +68,29 @@ async def test_a_nested_json_directive_does_not_close_the_bridge() -> None:
             f"ws://127.0.0.1:{port}/bridge/call-1", additional_headers={bridge.TOKEN_HEADER: grant.token}
         ) as ws:
             assert isinstance(bridge.decode(await ws.recv()), bridge.Hello)
-            await ws.send("[" * 2000)  # a bad frame
-            await ws.send(bridge.encode(bridge.ClearPlayback()))  # a good one after it
-            await asyncio.sleep(0.5)
-            assert ws.close_code is None, f"bridge closed with {ws.close_code} {ws.close_reason!r}"
-            assert call.worker is not None
+            yield call, ws
     finally:
         for task in call._tasks:
             task.cancel()
         server.close()
         await server.wait_closed()
+
+
+async def _stopped(call: LiveCall) -> None:
+    for _ in range(50):
+        if call.stop_reason is not None:
+            return
+        await asyncio.sleep(0.02)
+
+
+async def test_a_nested_json_directive_does_not_close_the_bridge() -> None:
+    """docs/audio-bridge.md: 'Bad frames are counted and ignored; they never close the bridge.'"""
+    async with _worker_of_a_live_call() as (call, ws):
+        await ws.send("[" * 2000)  # a bad frame
+        await ws.send(bridge.encode(bridge.ClearPlayback()))  # a good one after it
+        await asyncio.sleep(0.5)
+        assert ws.close_code is None, f"bridge closed with {ws.close_code} {ws.close_reason!r}"
+        assert call.worker is not None
 
 
 def test_decode_refuses_strings_that_are_not_utf8() -> None:
@@ -82,34 +102,11 @@ def test_decode_refuses_strings_that_are_not_utf8() -> None:
 
 async def test_a_transfer_directive_redirects_the_call_and_ends_its_stream() -> None:
     telephony = RecordingTelephony()
-    node = EdgeNode(Settings(env="test"), publisher=RecordingPublisher(), telephony=telephony)
-    params = StreamParameters(
-        call_id="call-1", tenant_id="t1", agent_id="a1", agent_version=1, direction="inbound"
-    )
-    call = LiveCall(
-        node, _Twilio(), CallIdentity(params=params, stream_sid="MZ1", call_sid="CA1"), monotonic_ms()
-    )
-    node.register("call-1", call)
-    grant = node.grant("call-1")
-    port = free_port()
-    server = await start_bridge_server(node, "127.0.0.1", port)
-    try:
-        async with connect(
-            f"ws://127.0.0.1:{port}/bridge/call-1", additional_headers={bridge.TOKEN_HEADER: grant.token}
-        ) as ws:
-            assert isinstance(bridge.decode(await ws.recv()), bridge.Hello)
-            await ws.send(bridge.encode(bridge.Transfer(target="+14155550123")))
-            for _ in range(50):
-                if call.stop_reason is not None:
-                    break
-                await asyncio.sleep(0.02)
-        assert telephony.transferred == [("CA1", "+14155550123")]
-        assert call.stop_reason == "transferred"
-    finally:
-        for task in call._tasks:
-            task.cancel()
-        server.close()
-        await server.wait_closed()
+    async with _worker_of_a_live_call(telephony) as (call, ws):
+        await ws.send(bridge.encode(bridge.Transfer(target="+14155550123")))
+        await _stopped(call)
+    assert telephony.transferred == [("CA1", "+14155550123")]
+    assert call.stop_reason == "transferred"
 
 
 class _RefusingTelephony(RecordingTelephony):
@@ -121,31 +118,8 @@ class _RefusingTelephony(RecordingTelephony):
 async def test_a_transfer_the_carrier_refuses_hangs_up_and_says_why() -> None:
     # The agent had said goodbye and the call machine waited for a transfer that never came.
     telephony = _RefusingTelephony()
-    node = EdgeNode(Settings(env="test"), publisher=RecordingPublisher(), telephony=telephony)
-    params = StreamParameters(
-        call_id="call-1", tenant_id="t1", agent_id="a1", agent_version=1, direction="inbound"
-    )
-    call = LiveCall(
-        node, _Twilio(), CallIdentity(params=params, stream_sid="MZ1", call_sid="CA1"), monotonic_ms()
-    )
-    node.register("call-1", call)
-    grant = node.grant("call-1")
-    port = free_port()
-    server = await start_bridge_server(node, "127.0.0.1", port)
-    try:
-        async with connect(
-            f"ws://127.0.0.1:{port}/bridge/call-1", additional_headers={bridge.TOKEN_HEADER: grant.token}
-        ) as ws:
-            assert isinstance(bridge.decode(await ws.recv()), bridge.Hello)
-            await ws.send(bridge.encode(bridge.Transfer(target="+14155550123")))
-            for _ in range(50):
-                if call.stop_reason is not None:
-                    break
-                await asyncio.sleep(0.02)
-        assert telephony.hung_up == ["CA1"]
-        assert call.stop_reason == "transfer_failed"
-    finally:
-        for task in call._tasks:
-            task.cancel()
-        server.close()
-        await server.wait_closed()
+    async with _worker_of_a_live_call(telephony) as (call, ws):
+        await ws.send(bridge.encode(bridge.Transfer(target="+14155550123")))
+        await _stopped(call)
+    assert telephony.hung_up == ["CA1"]
+    assert call.stop_reason == "transfer_failed"

@@ -10,7 +10,7 @@ from google.genai import errors
 from session_fakes import FakeEdge, FakeGemini, FakeSink, eventually, target
 
 from schemas import bridge
-from streams.sessions.session import CallSession
+from streams.sessions.session import CallSession, SessionOutcome
 from streams.sessions.tools import ToolRunner
 
 pytestmark = pytest.mark.asyncio
@@ -20,16 +20,17 @@ def _internal_error() -> errors.APIError:
     return errors.APIError(1011, {"message": "Internal error", "status": "INTERNAL"}, None)
 
 
+def _start(edge: FakeEdge, gemini: FakeGemini, sink: FakeSink) -> asyncio.Task[SessionOutcome]:
+    session = CallSession(target(edge.url), connect_live=gemini.connect, facts=sink, tools=ToolRunner(None))
+    return asyncio.create_task(session.run())
+
+
 async def test_isolated_failures_each_after_a_healthy_turn_never_add_up_to_giving_up() -> None:
     # max_reconnects (3) capped the whole call: the fourth isolated failure hung up on the caller.
     gemini, sink = FakeGemini(), FakeSink()
     lives = [gemini.live() for _ in range(5)]
     async with FakeEdge() as edge:
-        run = asyncio.create_task(
-            CallSession(
-                target(edge.url), connect_live=gemini.connect, facts=sink, tools=ToolRunner(None)
-            ).run()
-        )
+        run = _start(edge, gemini, sink)
         for i in range(4):
             live = lives[i]
             await eventually(lambda i=i: len(gemini.started) == i + 1, within=10)
@@ -49,11 +50,7 @@ async def test_a_go_away_does_not_mute_the_next_connections_answer() -> None:
     gemini, sink = FakeGemini(), FakeSink()
     first, second = gemini.live(), gemini.live()
     async with FakeEdge() as edge:
-        run = asyncio.create_task(
-            CallSession(
-                target(edge.url), connect_live=gemini.connect, facts=sink, tools=ToolRunner(None)
-            ).run()
-        )
+        run = _start(edge, gemini, sink)
         await eventually(lambda: len(gemini.started) == 1)
         first.push(server_content={"model_turn": {"parts": [{"inline_data": {"data": b"\x00\x01" * 480}}]}})
         await eventually(lambda: "AgentAudio" in edge.kinds())
@@ -74,11 +71,7 @@ async def test_a_turn_cut_short_by_a_go_away_finishes_its_utterance() -> None:
     gemini, sink = FakeGemini(), FakeSink()
     first, _ = gemini.live(), gemini.live()
     async with FakeEdge() as edge:
-        run = asyncio.create_task(
-            CallSession(
-                target(edge.url), connect_live=gemini.connect, facts=sink, tools=ToolRunner(None)
-            ).run()
-        )
+        run = _start(edge, gemini, sink)
         await eventually(lambda: len(gemini.started) == 1)
         first.push(server_content={"model_turn": {"parts": [{"inline_data": {"data": b"\x00\x01" * 480}}]}})
         await eventually(lambda: bool(sink.of("AgentSpeechStarted")))
