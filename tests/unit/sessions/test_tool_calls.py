@@ -18,6 +18,7 @@ from http_endpoints import endpoint, replying
 from session_fakes import FakeEdge, FakeGemini, FakeLive, FakeSink, eventually, target
 
 from schemas.agents import ToolSpec
+from streams.sessions.conversation import Conversation
 from streams.sessions.facts import Reporter
 from streams.sessions.live_config import DEFAULT_CONFIG
 from streams.sessions.session import CallSession, SessionOutcome
@@ -121,9 +122,12 @@ async def test_a_withdrawn_tool_is_recorded_cancelled_or_completed_never_both(sp
     async def respond(response: types.FunctionResponse) -> None:
         answers.append(response)
 
-    calls = ToolCalls(ToolRunner(None), Reporter(sink, "t-1", "call-1"), CONTEXT)
-    conversation = SimpleNamespace(segments=0, pending_hangup=None)
-    await calls.start(_tool_call(("fc-1", "end_call", {"reason": "bye"})), conversation, respond)  # type: ignore[arg-type]
+    reporter = Reporter(sink, "t-1", "call-1")
+    calls = ToolCalls(ToolRunner(None), reporter, CONTEXT)
+    # The real conversation: a stand-in without hang_up_after_turn made every completed run
+    # raise inside its task, so a completion was never answered and nobody noticed.
+    conversation = Conversation("call-1", reporter)
+    await calls.start(_tool_call(("fc-1", "end_call", {"reason": "bye"})), conversation, respond)
     for _ in range(spins):
         await asyncio.sleep(0)
     await calls.cancel(["fc-1"], "withdrawn by the model")
@@ -133,6 +137,9 @@ async def test_a_withdrawn_tool_is_recorded_cancelled_or_completed_never_both(sp
     if kinds == ["ToolCallFailed"]:  # recorded as withdrawn: then no answer, no hang-up
         assert answers == []
         assert conversation.pending_hangup is None
+    else:  # it finished first: answered once, and the hang-up it asked for is kept
+        assert [(a.id, a.response) for a in answers] == [("fc-1", {"ok": True})]
+        assert conversation.pending_hangup == "bye"
 
 
 async def test_close_stops_every_tool_when_the_fallback_ids_collide() -> None:
