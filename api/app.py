@@ -16,7 +16,7 @@ from api.deps import AppContext
 from api.input_guard import RejectNulMiddleware
 from api.problems import install_problem_handlers
 from infra.db import make_engine
-from infra.kafka import make_producer
+from infra.kafka import make_producer, start_producer
 from infra.settings import Settings
 from schemas.codec import Codec
 
@@ -76,7 +76,7 @@ def create_app(
 
 async def _started_producer(settings: Settings, stack: AsyncExitStack) -> AIOKafkaProducer:
     producer = make_producer(settings.kafka)
-    await producer.start()
+    await start_producer(producer)
     stack.push_async_callback(producer.stop)
     return producer
 

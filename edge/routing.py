@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from infra.eventlog.reading import end_offsets
-from infra.kafka import make_consumer, stop_consumer
+from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from schemas.agents import AgentArchived, AgentVersionPublished
 from schemas.catalog import AGENT_EVENTS
@@ -119,7 +119,7 @@ class RoutingFeed:
     async def start(self) -> None:
         # Agent events are rare: a long fetch wait keeps this consumer from busy-polling the broker.
         consumer = make_consumer(self._kafka, group_id=None, fetch_max_wait_ms=500)
-        await consumer.start()
+        await start_consumer(consumer)
         await consumer.topics()  # loads the metadata partitions_for_topic reads
         partitions = consumer.partitions_for_topic(AGENT_EVENTS.name) or set()
         assigned = [TopicPartition(AGENT_EVENTS.name, p) for p in sorted(partitions)]

@@ -101,6 +101,28 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
         await _finish_stop(consumer)
 
 
+async def start_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.start()``; a consumer that cannot start is stopped again before the error goes on.
+
+    aiokafka leaves a consumer whose bootstrap failed open, and it prints "Unclosed
+    AIOKafkaConsumer" under the caller's clear error message when it is collected.
+    """
+    try:
+        await consumer.start()
+    except BaseException:
+        await stop_consumer(consumer)
+        raise
+
+
+async def start_producer(producer: AIOKafkaProducer) -> None:
+    """``producer.start()``; a producer that cannot start is stopped again (see start_consumer)."""
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+
+
 async def _finish_stop(consumer: AIOKafkaConsumer) -> None:
     # What stop() skipped: the fetcher's remaining tasks, then the client (connections and
     # its metadata task). Private attributes, read defensively: a newer aiokafka may differ.

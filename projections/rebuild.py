@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from infra.eventlog.reading import end_offsets, offsets_at
-from infra.kafka import make_consumer, stop_consumer
+from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.migrate import upgrade_database
 from infra.settings import Settings
 from projections.database import make_schema_engine
@@ -160,7 +160,7 @@ async def run_replay(
     engine = make_schema_engine(settings.database, request.schema)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     consumer = make_consumer(settings.kafka, group_id=None, max_partition_fetch_bytes=8 << 20)
-    await consumer.start()
+    await start_consumer(consumer)
     await asyncio.sleep(0)  # let the group-less coordinator start before any early stop
     try:
         await consumer.topics()  # fresh metadata, read before any assign narrows it

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from aiokafka import TopicPartition
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from infra.kafka import make_consumer, stop_consumer
+from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import Settings
 from projections.database import make_schema_engine
 from projections.replay_fold import Offsets, Plan, ReplayProgress, ReplayRequest, fold_plans, projections_for
@@ -210,7 +210,7 @@ async def _fold_share(
         results.send(("advance", n))
 
     try:
-        await consumer.start()
+        await start_consumer(consumer)
         await fold_plans(
             consumer,
             async_sessionmaker(engine, expire_on_commit=False),

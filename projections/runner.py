@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from infra.backoff import wait_before
 from infra.db import is_database_outage
 from infra.deadletter import ConsumedRecord, DeadLetterPublisher, RecordDecodeError, decode_record
-from infra.kafka import is_transient, make_consumer, stop_consumer
+from infra.kafka import is_transient, make_consumer, start_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from projections.position import load_checkpoints, load_positions, save_checkpoints, save_positions
 from schemas.codec import Codec
@@ -292,7 +292,7 @@ class ProjectionRunner:
             fetch_max_wait_ms=kafka.fetch_waits.projections,
         )
         consumer.subscribe(list(self.projection.topics), listener=_SeekOnAssign(self, consumer))
-        await consumer.start()
+        await start_consumer(consumer)
         try:
             while not stop.is_set():
                 started = loop.time()

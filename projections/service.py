@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from infra.db import make_session_factory
 from infra.deadletter import DeadLetterPublisher
-from infra.kafka import make_producer
+from infra.kafka import make_producer, start_producer
 from infra.migrate import upgrade_database
 from infra.settings import Settings
 from projections.agent_projection import AgentProjection
@@ -69,7 +69,7 @@ async def run_projections(settings: Settings, options: ServiceOptions, stop: asy
         await asyncio.to_thread(upgrade_database, settings.database, schema=options.schema)
     engine = make_schema_engine(settings.database, options.schema)
     producer = make_producer(settings.kafka)
-    await producer.start()
+    await start_producer(producer)
     codec = Codec.single_object()
     try:
         sessions = make_session_factory(engine)

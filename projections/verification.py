@@ -30,7 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.deadletter import RecordDecodeError, decode_record
-from infra.kafka import make_consumer, stop_consumer
+from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from projections.runner import MAX_AGGREGATE_CHARS, unstorable
 from schemas import agents, calls, knowledge
@@ -125,7 +125,7 @@ async def count_log(kafka: KafkaSettings, ranges: Mapping[TopicPartition, tuple[
         return counts
     codec = Codec.single_object()
     consumer = make_consumer(kafka, group_id=None, max_partition_fetch_bytes=8 << 20)
-    await consumer.start()
+    await start_consumer(consumer)
     try:
         consumer.assign(list(todo))
         for tp in todo:

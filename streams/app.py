@@ -16,7 +16,7 @@ import faust
 from faust.tables.base import Collection
 
 from infra.deadletter import DeadLetterPublisher
-from infra.kafka import make_consumer, send_until_acknowledged, stop_consumer
+from infra.kafka import make_consumer, send_until_acknowledged, start_consumer, stop_consumer
 from infra.settings import Settings
 from schemas.calls import CallInput
 from schemas.catalog import CALL_EVENTS, CALL_INPUTS
@@ -249,7 +249,7 @@ def _sessions(app: faust.App, settings: Settings, codec: Codec, inputs: faust.To
     async def follow_agents() -> None:
         wait = settings.kafka.fetch_waits.agent_directory
         consumer = make_consumer(settings.kafka, group_id=None, fetch_max_wait_ms=wait)
-        await consumer.start()
+        await start_consumer(consumer)
         try:
             await directory.follow(consumer, codec)
         finally:

@@ -15,6 +15,7 @@ before the commit, are skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,12 +23,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from infra.eventlog.reading import probed_end_offsets
-from infra.kafka import make_consumer, make_producer, send_until_acknowledged
+from infra.kafka import (
+    make_consumer,
+    make_producer,
+    send_until_acknowledged,
+    start_consumer,
+    start_producer,
+    stop_consumer,
+)
 from infra.settings import Settings
 from schemas.agents import AgentVersionPublished
 from schemas.calls import CallEnded, CallFailed, CallReceived
@@ -195,10 +203,24 @@ class CallEventsRunner:
         notes = make_consumer(kafka, group_id=f"{self._group}.read", fetch_max_wait_ms=wait)
         calls.subscribe([CALL_EVENTS.name], listener=_ResetOnRebalance(self))
         agents = make_consumer(kafka, AGENT_EVENTS.name, group_id=None, fetch_max_wait_ms=wait)
-        await producer.start()
-        await agents.start()
-        await notes.start()  # it only commits: assigned what calls is, paused, never read
-        await calls.start()
+        async with contextlib.AsyncExitStack() as clients:  # stopped in reverse, started or not
+            await start_producer(producer)
+            clients.push_async_callback(producer.stop)
+            # notes only commits: assigned what calls is, paused, never read
+            for consumer in (agents, notes, calls):
+                await start_consumer(consumer)
+                clients.push_async_callback(stop_consumer, consumer)
+            await self._serve(producer, agents, notes, calls, stop)
+
+    async def _serve(
+        self,
+        producer: AIOKafkaProducer,
+        agents: AIOKafkaConsumer,
+        notes: AIOKafkaConsumer,
+        calls: AIOKafkaConsumer,
+        stop: asyncio.Event,
+    ) -> None:
+        """Catch up on the agents, then read call events until ``stop``; the clients are started."""
         follow: asyncio.Task[None] | None = None
         try:
             await self._catch_up(agents)
@@ -217,10 +239,6 @@ class CallEventsRunner:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            await calls.stop()
-            await notes.stop()
-            await agents.stop()
-            await producer.stop()
 
     async def _catch_up(self, agents: Any) -> None:
         topic = AGENT_EVENTS.name

@@ -20,7 +20,7 @@ from infra.db import database_url
 from infra.eventlog.archive import ARCHIVER_GROUP, list_files
 from infra.eventlog.archive_file import archive_fs
 from infra.eventlog.restore import RestoreError, restore_archive
-from infra.kafka import make_consumer, stop_consumer
+from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import Settings
 from schemas.catalog import CATALOG
 
@@ -101,7 +101,7 @@ async def _start_groups_at(settings: Settings, groups: list[str], ends: dict[Top
         return
     for group in groups:
         consumer = make_consumer(settings.kafka, group_id=group)
-        await consumer.start()
+        await start_consumer(consumer)
         try:
             consumer.assign(list(ends))
             await consumer.commit(ends)
@@ -158,7 +158,7 @@ def _forget_positions(conn: psycopg.Connection[Any], projections: set[str]) -> N
 
 async def _log_size(settings: Settings) -> int:
     consumer = make_consumer(settings.kafka, group_id=None)
-    await consumer.start()
+    await start_consumer(consumer)
     try:
         parts = [
             TopicPartition(spec.name, p)

@@ -23,7 +23,7 @@ from twilio.request_validator import RequestValidator
 
 from edge.audio.speech import synthesize, to_rate
 from edge.twiml import media_stream_url
-from infra.kafka import make_consumer, stop_consumer
+from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from schemas.catalog import CALL_EVENTS
 from schemas.codec import Codec, DecodeError
@@ -79,7 +79,7 @@ async def follow_call_records(
 
     ``consumer_options`` override the consumer's settings (a bench's shorter fetch wait, say)."""
     consumer = make_consumer(kafka, group_id=None, **consumer_options)
-    await consumer.start()
+    await start_consumer(consumer)
     try:
         parts = [
             TopicPartition(CALL_EVENTS.name, p) for p in consumer.partitions_for_topic(CALL_EVENTS.name) or ()

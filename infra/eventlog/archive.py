@@ -34,7 +34,7 @@ from infra.eventlog.archive_file import (
     layout_path,
     write_durably,
 )
-from infra.kafka import make_consumer, stop_consumer
+from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import ArchiveSettings, KafkaSettings
 from schemas.avro_schema import full_name
 from schemas.catalog import CATALOG
@@ -119,7 +119,7 @@ class Archiver:
             fetch_max_wait_ms=self._kafka.fetch_waits.archiver,
         )
         consumer.subscribe(self._topics, listener=_DropOnRevoke(self._buffers))
-        await consumer.start()
+        await start_consumer(consumer)
         try:
             while not self._stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=10_000)

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from infra.kafka import make_consumer, stop_consumer
+from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from schemas.avro_schema import full_name
 from schemas.codec import Codec, DecodeError, StaticSchemaIds
@@ -194,7 +194,7 @@ async def probed_end_offsets(
 
     For callers whose own consumer must not be moved: finding the true end seeks and fetches.
     """
-    await probe.start()
+    await start_consumer(probe)
     try:
         return await end_offsets(probe, parts)
     finally:
@@ -272,7 +272,7 @@ async def read_range(
     """
     codec = codec or codec_for(kafka)
     consumer = make_consumer(kafka, group_id=None, max_partition_fetch_bytes=4 << 20)
-    await consumer.start()
+    await start_consumer(consumer)
     # aiokafka's group-less coordinator task must get to run once, or stopping right away (an
     # unknown topic) raises CancelledError out of consumer.stop().
     await asyncio.sleep(0)

@@ -33,7 +33,14 @@ from infra.eventlog.archive_file import (
     read_partition_count,
 )
 from infra.eventlog.reading import end_offsets
-from infra.kafka import make_admin, make_consumer, make_producer, stop_consumer
+from infra.kafka import (
+    make_admin,
+    make_consumer,
+    make_producer,
+    start_consumer,
+    start_producer,
+    stop_consumer,
+)
 from infra.settings import KafkaSettings
 from infra.topics import topic_configs
 from schemas.catalog import CATALOG
@@ -158,8 +165,12 @@ async def restore_archive(
     on_plan(plan.total)
     consumer = make_consumer(kafka, group_id=None)
     producer = make_producer(kafka, linger_ms=5, max_batch_size=1 << 20, max_request_size=8 << 20)
-    await consumer.start()
-    await producer.start()
+    await start_consumer(consumer)
+    try:
+        await start_producer(producer)
+    except BaseException:
+        await stop_consumer(consumer)
+        raise
     try:
         for tp in sorted(plan.files):
             skip = 0
@@ -220,7 +231,7 @@ async def _ensure_target_topics(kafka: KafkaSettings, plan: ArchivePlan, url: st
 
 async def _records_present(kafka: KafkaSettings, parts: list[TopicPartition]) -> dict[TopicPartition, int]:
     consumer = make_consumer(kafka, group_id=None)
-    await consumer.start()
+    await start_consumer(consumer)
     try:
         await consumer._client.force_metadata_update()  # topics may have been created just now
         for topic in {tp.topic for tp in parts}:

@@ -26,7 +26,7 @@ from aiokafka import TopicPartition
 
 from infra.deadletter import DeadLetterPublisher
 from infra.eventlog.reading import end_offsets
-from infra.kafka import make_consumer, stop_consumer
+from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import Settings
 from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, DIALER_EVENTS, DIALER_REQUESTS
 from schemas.codec import Codec, DecodeError
@@ -146,7 +146,7 @@ def create_dialer_app(
 async def read_all(settings: Settings, codec: Codec, topics: tuple[str, ...]) -> list[object]:
     """Every decodable record on ``topics`` up to their current end, in per-partition order."""
     consumer = make_consumer(settings.kafka, group_id=None)
-    await consumer.start()
+    await start_consumer(consumer)
     try:
         partitions = [
             TopicPartition(topic, p)
