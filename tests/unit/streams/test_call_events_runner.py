@@ -1,4 +1,4 @@
-"""The call-events runner's offset book: a partition resumes at its oldest unfinished job."""
+"""The post-call runner and its offset book: a partition resumes at its oldest unfinished job."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from schemas.catalog import POSTCALL_EVENTS
 from schemas.dialer import CallSummarized
 from schemas.ids import AgentId, CallId, CorrelationId, EventId, TenantId
 from streams import call_events_runner as runner
-from streams.call_events_runner import OffsetBook
+from streams import post_call_offsets as offsets
+from streams.post_call_offsets import OffsetBook
 from streams.writers.agent_rules import MAX_DURATION_S
 from tests.support.call_stream import T0, call_events
 
@@ -212,7 +213,7 @@ def _received(call: str, start: datetime = T0, max_duration_s: int | None = None
 
 
 def test_a_call_open_past_its_limit_and_the_slack_is_let_go() -> None:
-    due = T0 + timedelta(seconds=600) + runner.FORGET_SLACK
+    due = T0 + timedelta(seconds=600) + offsets.FORGET_SLACK
     book = OffsetBook()
     for offset, event in enumerate(
         [
@@ -239,7 +240,7 @@ def test_a_call_with_no_limit_recorded_is_held_for_the_platforms_longest() -> No
 
 
 def test_the_longest_call_is_the_platforms_limit_on_max_duration() -> None:
-    assert timedelta(seconds=MAX_DURATION_S) == runner.LONGEST_CALL
+    assert timedelta(seconds=MAX_DURATION_S) == offsets.LONGEST_CALL
 
 
 def test_an_end_read_again_below_the_commits_note_is_skipped_and_one_above_it_is_not() -> None:

@@ -21,8 +21,9 @@ from schemas.catalog import CALL_EVENTS
 from schemas.codec import Codec
 from schemas.dialer import CallSummarized, CallSummaryFailed
 from schemas.ids import CallId
-from streams.call_events_runner import FORGET_SLACK, CallEventsRunner, Job
+from streams.call_events_runner import CallEventsRunner, Job
 from streams.dialer.policy import RetryPolicy
+from streams.post_call_offsets import FORGET_SLACK
 from streams.summary.runner import START_NOT_SEEN, SummaryWorker
 from streams.webhooks.runner import WebhookWorker
 from tests.support.call_stream import T0, call_events
