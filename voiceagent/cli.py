@@ -14,7 +14,8 @@ from rich.console import Console
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from infra.db import is_database_outage
-from infra.eventlog.cli import archive_app, events_app
+from infra.eventlog.archive_cli import archive_app
+from infra.eventlog.cli import events_app
 from infra.eventlog.restore import RestoreError
 from infra.migrate import upgrade_database
 from infra.settings import Settings

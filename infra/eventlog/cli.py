@@ -1,21 +1,16 @@
-"""The `voiceagent events` and `voiceagent archive` commands: thin shells over the eventlog modules."""
+"""The `voiceagent events` commands: thin shells over the eventlog modules (archive: archive_cli)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import signal
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import fsspec
 import typer
-from fsspec.implementations.local import LocalFileSystem
-from fsspec.registry import known_implementations
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -27,17 +22,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from infra.eventlog.archive import Archiver, WrittenFile
-from infra.eventlog.archive_file import archive_fs
 from infra.eventlog.export import ExportSummary, StagedText, export_avro, export_jsonl, staged_text
 from infra.eventlog.reading import EventFilter, read_range
-from infra.eventlog.restore import RestoreError, restore_archive
 from infra.eventlog.tail import tail_events
 from infra.settings import Settings
 from schemas.codec import DecodeError
 
 events_app = typer.Typer(help="Follow or export the events of a topic.", no_args_is_help=True)
-archive_app = typer.Typer(help="Archive the event log to Avro files, and restore it.", no_args_is_help=True)
 err = Console(stderr=True)
 
 TopicOpt = typer.Option(..., "--topic", "-t", help="topic name, e.g. voice.calls.events.v1")
@@ -46,11 +37,10 @@ TypeOpt = typer.Option(None, "--type", help="only this record type (CallEnded or
 SinceOpt = typer.Option(None, "--since", help="ISO time (UTC if no offset), by Kafka timestamp")
 UntilOpt = typer.Option(None, "--until", help="ISO time, exclusive")
 OutOpt = typer.Option(None, "--out", help="jsonl: a file (default stdout); avro: a directory")
-ArchiveTopicsOpt = typer.Option([], "--topic", help="archive only these topics (default: the catalog)")
-RestoreTopicsOpt = typer.Option([], "--topic", help="restore only these topics")
 
 
-def _settings() -> Settings:
+def broker_settings() -> Settings:
+    """The settings, or a message and exit 2 when no broker is named (tools need a running one)."""
     settings = Settings()
     if settings.uses_embedded_broker:
         err.print(
@@ -72,7 +62,8 @@ def when_option(text: str | None, option: str) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _progress() -> Progress:
+def progress_bar() -> Progress:
+    """A progress bar on stderr, for the long commands (export, restore)."""
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -98,7 +89,7 @@ def tail(
     """Follow new events of a topic (from --since if given, else from now) until Ctrl-C."""
     if output not in ("pretty", "jsonl"):
         raise typer.BadParameter("tail prints pretty or jsonl", param_hint="--format")
-    settings = _settings()
+    settings = broker_settings()
     event_filter = EventFilter(call_id=call, type_name=type_name, since=when_option(since, "--since"))
     try:
         with contextlib.suppress(KeyboardInterrupt):
@@ -127,7 +118,7 @@ def export(
         )
     if out is not None:
         _refuse_unwritable(out, output)
-    settings = _settings()
+    settings = broker_settings()
     event_filter = EventFilter(
         call_id=call,
         type_name=type_name,
@@ -187,7 +178,7 @@ async def _export(
         skipped.append(str(exc))
         err.print(f"[red]not decodable, not exported:[/] {exc}")
 
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"export {topic}", total=None)
         events = read_range(
             settings.kafka,
@@ -224,108 +215,3 @@ def _text_out(out: Path | None) -> Iterator[StagedText]:
     else:
         with staged_text(out.resolve()) as staged:  # resolved: a symlink keeps pointing at the export
             yield staged
-
-
-@archive_app.command("run")
-def archive_run(
-    url: str | None = typer.Option(None, help="archive root (dir or fsspec URL); default the setting"),
-    topic: list[str] = ArchiveTopicsOpt,
-) -> None:
-    """Run the archiver (group voice-archiver) until SIGINT/SIGTERM, then close its files."""
-    settings = _settings()
-    target = url or settings.archive_url
-    _refuse_unwritable_archive(target)
-
-    def written(f: WrittenFile) -> None:
-        err.print(f"{f.path}  [dim]{f.records} records, offsets {f.first_offset}..{f.last_offset}[/]")
-
-    archiver = Archiver(settings.kafka, settings.archive, target, topics=topic or None, on_file=written)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, archiver.stop)
-        await archiver.run()
-
-    err.print(f"archiving to {target} (Ctrl-C flushes and stops)")
-    asyncio.run(main())
-    err.print(f"[green]stopped: {archiver.records_written} records in {archiver.files_written} files[/]")
-
-
-@archive_app.command("restore")
-def archive_restore(
-    source: str = typer.Argument(..., help="archive root (dir or fsspec URL)"),
-    force: bool = typer.Option(False, "--force", help="restore into topics that already hold records"),
-    topic: list[str] = RestoreTopicsOpt,
-) -> None:
-    """Republish an archive into the broker (keys, headers, partitions and order kept)."""
-    settings = _settings()
-    fs, root = _archive_fs(source)
-    if not fs.exists(root):
-        err.print(f"[red]no archive at {source}[/]")
-        raise typer.Exit(2)
-    with _progress() as progress:
-        task = progress.add_task("restore", total=None)
-        try:
-            summary = asyncio.run(
-                restore_archive(
-                    settings.kafka,
-                    source,
-                    force=force,
-                    topics=topic or None,
-                    on_plan=lambda total: progress.update(task, total=total),
-                    on_advance=lambda n: progress.advance(task, n),
-                )
-            )
-        except RestoreError as exc:
-            progress.stop()
-            err.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
-    if not summary.published:
-        err.print(f"[yellow]no archive files under {source}[/]")
-        raise typer.Exit(1)
-    for tp in summary.appended_after_foreign:
-        err.print(f"[yellow]{tp.topic}[{tp.partition}] held other records; archive appended after them[/]")
-    skipped = sum(summary.skipped_present.values())
-    topics = len({tp.topic for tp in summary.published})
-    err.print(
-        f"[green]restored {summary.total} records[/] into {topics} topics"
-        + (f"; {skipped} were already there" if skipped else "")
-        + (f"; created {', '.join(summary.created_topics)}" if summary.created_topics else "")
-    )
-
-
-def _archive_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """``archive_fs``, with a message and exit 2 for a URL fsspec cannot open."""
-    try:
-        return archive_fs(url)
-    except ImportError as exc:  # fsspec knows the protocol; its package is not installed
-        package = _package_of(url)
-        install = f" (pip install {package})" if package else ""
-        err.print(f"[red]cannot open the archive {url}: {exc}{install}[/]")
-    except ValueError as exc:
-        err.print(
-            f"[red]cannot open the archive {url}: {exc}. Give a directory or an fsspec URL "
-            "(file://, s3://, gs://, abfs://, memory://)[/]"
-        )
-    raise typer.Exit(2)
-
-
-def _package_of(url: str) -> str | None:
-    protocol = url.split("://", 1)[0] if "://" in url else ""
-    module = str(known_implementations.get(protocol, {}).get("class", "")).split(".")[0]
-    return module if module and module != "fsspec" else None
-
-
-def _refuse_unwritable_archive(url: str) -> None:
-    """Write and delete a probe file now, rather than fail at the first flush minutes later."""
-    fs, root = _archive_fs(url)
-    probe = f"{root.rstrip('/')}/.voiceagent-probe-{uuid.uuid4().hex}"
-    try:
-        if isinstance(fs, LocalFileSystem):  # object stores have no directories to make
-            fs.makedirs(root, exist_ok=True)
-        fs.pipe_file(probe, b"")
-        fs.rm_file(probe)
-    except Exception as exc:  # whatever the filesystem refuses with: OSError locally, its own elsewhere
-        err.print(f"[red]cannot write to the archive {url}: {type(exc).__name__}: {exc}[/]")
-        raise typer.Exit(2) from None

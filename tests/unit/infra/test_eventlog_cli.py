@@ -11,8 +11,8 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from typer.testing import CliRunner, Result
 
+from infra.eventlog import archive_cli, tail
 from infra.eventlog import cli as eventlog_cli
-from infra.eventlog import tail
 from infra.eventlog.reading import DecodedEvent, EventFilter
 from infra.settings import Settings
 from schemas.calls import CallEnded
@@ -185,7 +185,7 @@ class Archiver:
 
 @pytest.fixture
 def archiver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    monkeypatch.setattr(eventlog_cli, "Archiver", Archiver)
+    monkeypatch.setattr(archive_cli, "Archiver", Archiver)
     monkeypatch.setattr(Archiver, "started", [])
     return Archiver.started
 
