@@ -53,8 +53,16 @@ def retryable(exc: TwilioRestException) -> bool:
     return bool(exc.status == 429 or exc.status >= 500)
 
 
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+"""Errors raised before a connection to the API existed: the request never left, so it may be sent again."""
+
 _UNREACHABLE = (TwilioException, aiohttp.ClientError, OSError, TimeoutError)
 """Errors that say the API was not reached or did not answer (TwilioRestException is caught first)."""
+
+MAY_HAVE_DIALLED = (
+    "Twilio may have placed the call: the request was sent and no answer came back ({error}); "
+    "it was not retried, to avoid dialling the person twice"
+)
 
 
 def _refused(exc: TwilioRestException) -> DialError:
@@ -66,18 +74,59 @@ def _unreachable(exc: BaseException) -> DialError:
     return DialError(f"{type(exc).__name__}: {exc}", code=None, status=None, retryable=True)
 
 
-class RedirectingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """Sends requests meant for *.twilio.com to another base URL (a local fake of the API)."""
+def _unanswered(exc: BaseException) -> DialError:
+    # A timeout or a dropped connection after the request went out says nothing of whether
+    # Twilio created the call; a second create could ring the same person twice.
+    error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    return DialError(MAY_HAVE_DIALLED.format(error=error), code=None, status=None, retryable=False)
 
-    def __init__(self, base_url: str | None, **kwargs: Any) -> None:
+
+class RedirectingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """Holds every request to a connect and a total timeout, and sends requests meant for
+    *.twilio.com to another base URL when given one (a local fake of the API)."""
+
+    def __init__(self, base_url: str | None, *, timeout: aiohttp.ClientTimeout, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._base = urlsplit(base_url) if base_url else None
+        self._limits = timeout
 
-    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  # the twilio client's signature
+        allow_redirects: bool = False,
+    ) -> Response:
+        # The twilio client passes timeout=None on every call, which aiohttp reads as "no
+        # limit": the client's own timeout is never applied, and a hung API held a dial forever.
         parts = urlsplit(url)
         if self._base is not None and (parts.hostname or "").endswith("twilio.com"):
             url = urlunsplit((self._base.scheme, self._base.netloc, parts.path, parts.query, ""))
-        return await super().request(method, url, *args, **kwargs)
+        limits = (
+            self._limits
+            if timeout is None
+            else aiohttp.ClientTimeout(total=timeout, connect=self._limits.connect)
+        )
+        if auth is not None:
+            headers = {**(headers or {}), "Authorization": aiohttp.BasicAuth(*auth).encode()}
+        kwargs: dict[str, Any] = {
+            "method": method.upper(),
+            "url": url,
+            "params": params,
+            "data": data,
+            "headers": headers,
+            "timeout": limits,
+            "allow_redirects": allow_redirects,
+        }
+        self.log_request(kwargs)
+        async with self.session.request(**kwargs) as response:
+            text = await response.text()
+        self.log_response(response.status, response)
+        return Response(response.status, text, response.headers)
 
 
 class TwilioTelephony:
@@ -90,8 +139,13 @@ class TwilioTelephony:
         public_base_url: str,
         *,
         api_base_url: str | None = None,
+        timeout_s: float = 10.0,
+        connect_timeout_s: float = 3.0,
     ) -> None:
         self._credentials = (account_sid, auth_token)
+        # A connect timeout shorter than the total one: running out while connecting is then a
+        # ConnectionTimeoutError (nothing sent, safe to try again), not a bare TimeoutError.
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(connect_timeout_s, timeout_s / 2))
         self._api_base_url = api_base_url
         self._http: RedirectingHttpClient | None = None
         self._client_: Client | None = None
@@ -101,7 +155,7 @@ class TwilioTelephony:
     def _client(self) -> Client:
         # aiohttp wants a running loop, so the client is made on first use, not in __init__.
         if self._client_ is None:
-            self._http = RedirectingHttpClient(self._api_base_url, timeout=10.0)
+            self._http = RedirectingHttpClient(self._api_base_url, timeout=self._timeout)
             self._client_ = Client(*self._credentials, http_client=self._http)
         return self._client_
 
@@ -120,8 +174,10 @@ class TwilioTelephony:
             )
         except TwilioRestException as exc:
             raise _refused(exc) from exc
-        except _UNREACHABLE as exc:
+        except _NOT_SENT as exc:
             raise _unreachable(exc) from exc
+        except _UNREACHABLE as exc:
+            raise _unanswered(exc) from exc
         return str(call.sid)
 
     async def hang_up(self, call_sid: str) -> None:
