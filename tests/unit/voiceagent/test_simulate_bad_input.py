@@ -69,15 +69,22 @@ def test_a_directory_given_as_wav_is_a_simulation_error(tmp_path: Path) -> None:
 
 
 def test_an_unwritable_save_audio_path_is_a_message_not_a_traceback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _dev_json(tmp_path)
+    placed: list[object] = []
 
     async def finished_call(*args: object, **kwargs: object) -> Outcome:  # the call itself went fine
+        placed.append(kwargs)
         return Outcome("call-1", "CallEnded (caller_hung_up)", Heard())
 
     monkeypatch.setattr(calls, "simulate_call", finished_call)
     out = tmp_path / "no" / "such" / "dir" / "out.wav"
-    # Refused before the call: its audio would be lost at the end otherwise.
+    # Refused before the call: its audio would be lost at the end otherwise. (Refused after it,
+    # when the save fails, the exit code is the same: only the call not placed tells them apart.)
     code = _main(monkeypatch, tmp_path, "call", "simulate", "--agent", "demo", "--save-audio", str(out))
     assert code not in (0, None)
+    assert placed == []
+    said = "".join(capsys.readouterr().out.split())
+    assert "--save-audio:thedirectory" in said, said
+    assert "doesnotexist" in said, said
