@@ -6,7 +6,8 @@ calls meet in one partition and both the agent and the tenant limit are held exa
 
 * ``voice.dialer.requests.v1`` (PlaceCall, campaigns, CallDialled, CallDialFailed),
 * ``voice.agents.events.v1`` (versions and archiving: limits, policies, windows),
-* ``voice.calls.events.v1`` (status changes and ends: the live-call counts come from here).
+* ``voice.calls.events.v1`` (status changes and ends: the live-call counts come from here;
+  hang-ups requested: a call not answered yet is cancelled, ``cancellation``).
 
 The ``dial`` agent steps the decider, publishes to ``voice.dialer.events.v1`` and dials; a
 timer ticks every tenant with queued work or live attempts.
@@ -30,6 +31,7 @@ from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import Settings
 from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, DIALER_EVENTS, DIALER_REQUESTS
 from schemas.codec import Codec, DecodeError
+from schemas.dialer import CallDialled
 from streams.dialer.config import DialerSettings
 from streams.dialer.shell import ROUTED, DialerShell
 from streams.faust_app import FaustSender, make_app
@@ -131,6 +133,8 @@ def create_dialer_app(
     @app.task  # type: ignore[untyped-decorator]
     async def rebuild() -> None:
         records = await read_all(settings, codec, (AGENT_EVENTS.name, DIALER_EVENTS.name))
+        # The dial reports give live attempts their sids back, to cancel calls still ringing.
+        records += await read_all(settings, codec, (DIALER_REQUESTS.name,), only=(CallDialled,))
         shell.rebuild(records, now=datetime.now(UTC))
         log.info("dialer state rebuilt from %d records", len(records))
         ready.set()
@@ -143,8 +147,11 @@ def create_dialer_app(
     return app
 
 
-async def read_all(settings: Settings, codec: Codec, topics: tuple[str, ...]) -> list[object]:
-    """Every decodable record on ``topics`` up to their current end, in per-partition order."""
+async def read_all(
+    settings: Settings, codec: Codec, topics: tuple[str, ...], only: tuple[type, ...] | None = None
+) -> list[object]:
+    """Every decodable record on ``topics`` (of the types ``only`` names, if given) up to their
+    current end, in per-partition order."""
     consumer = make_consumer(settings.kafka, group_id=None)
     await start_consumer(consumer)
     try:
@@ -167,7 +174,8 @@ async def read_all(settings: Settings, codec: Codec, topics: tuple[str, ...]) ->
                     # Undecodable records are the topic's own consumers' to dead-letter.
                     if message.value is not None:
                         with contextlib.suppress(DecodeError):
-                            records.append(codec.decode(message.value))
+                            if only is None or codec.record_type(message.value) in only:
+                                records.append(codec.decode(message.value))
                     if message.offset + 1 >= ends[tp]:
                         pending.discard(tp)
         return records

@@ -16,6 +16,11 @@ Choices recorded here:
 - Busy, no-answer, failed calls and retryable provider errors are retried with exponential
   back-off up to ``RetryPolicy.max_attempts``; every attempt gets a ``CallAttemptRecorded``.
 - A machine answer follows the agent's policy; ``leave_message`` without a message hangs up.
+- A provider error is retried only when it says so (``CallDialFailed.retryable``): the adapter
+  reports a create that went out unanswered (a timeout) as not retryable, since Twilio may
+  have placed the call and a retry could ring the person twice.
+- A hang-up requested on a call not answered yet (an operator's ``EndCall``) has the shell
+  cancel it at Twilio (``streams.dialer.cancellation``); it ends ``canceled``, not retried.
 - "Now" never goes back: an input read late is decided at the state's clock. A dial held up
   after its decision (an outage) is checked again by the shell as it would go out
   (``too_late_to_dial``); one too late is reported as a retryable dial failure, so it costs
@@ -30,7 +35,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, TypeAlias, assert_never
 
-from schemas.calls import CallEnded, CallFailed, TelephonyStatusChanged
+from schemas.calls import CallEnded, CallFailed, HangUpRequested, TelephonyStatusChanged
 from schemas.dialer import (
     CallAttemptRecorded,
     CallAttemptStarted,
@@ -86,7 +91,7 @@ class DialerOptions:
 
 
 CampaignCommand: TypeAlias = CreateCampaign | PauseCampaign | ResumeCampaign | CancelCampaign
-CallFact: TypeAlias = TelephonyStatusChanged | CallEnded | CallFailed
+CallFact: TypeAlias = TelephonyStatusChanged | CallEnded | CallFailed | HangUpRequested
 DialerInput: TypeAlias = (
     PlaceCall | CancelPlaceCall | CallDialled | CallDialFailed | CampaignCommand | CallFact | Tick
 )
@@ -165,8 +170,10 @@ def decide(state: DialerState, input_: DialerInput, options: DialerOptions) -> l
             _call_over(state, input_, options, out)
         case Tick():
             _reap_lost(state, now, options, out)
-        case CallDialled():
-            pass  # a dial went out: the call log says how it goes
+        case CallDialled() | HangUpRequested():
+            # A dial went out, or its call is to end: the call log says how it goes. Cancelling
+            # a call not answered yet acts on nothing the dialer records (cancellation).
+            pass
         case _:
             assert_never(input_)
     return out.events

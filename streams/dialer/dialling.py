@@ -1,4 +1,4 @@
-"""The dialer's side effects: place a decided attempt and report it, hang up, ask for a voicemail.
+"""The dialer's side effects: place a decided attempt and report it, hang up or cancel, ask for a voicemail.
 
 Every record goes to the broker with ``send_until_acknowledged``: a broker outage delays a dial,
 it never fails one (ADR 12). Reports come back to the dialer as inputs on its requests topic.
@@ -28,7 +28,7 @@ from streams.telephony.port import DialError, DialRequest, Telephony
 log = logging.getLogger(__name__)
 
 HANG_UP_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 20.0)
-"""Between attempts to hang up on a machine after a retryable error; then it is left to its time limit."""
+"""Between attempts to hang up (or cancel) a call after a retryable error; then it is left to run out."""
 
 Send = Callable[[str, bytes, bytes], Awaitable[None]]
 """Publish (topic, key, value); ``send`` keeps order, ``send_and_wait`` also waits for the broker."""
@@ -214,17 +214,24 @@ class Dialling:
 
     async def hang_up(self, call_sid: str) -> None:
         """Hang up on a machine, trying a retryable failure again a bounded number of times."""
-        # Bounded: the call ends by its own time limit anyway; retrying only shortens it.
+        await self._end(call_sid, self._telephony.hang_up, "left to its time limit")
+
+    async def cancel(self, call_sid: str) -> None:
+        """Cancel a call not answered yet, as ``hang_up`` tries it (a call already over is no error)."""
+        await self._end(call_sid, self._telephony.cancel, "left to ring out")
+
+    async def _end(self, call_sid: str, end: Callable[[str], Awaitable[None]], otherwise: str) -> None:
+        # Bounded: the call ends by its own time limit (or ring timeout) anyway; retrying only shortens it.
         for wait in (*self._hang_up_backoff_s, None):
             try:
-                await self._telephony.hang_up(call_sid)
+                await end(call_sid)
                 return
             except DialError as err:
                 if not err.retryable or wait is None:
-                    log.error("hanging up %s failed, left to its time limit: %s", call_sid, err)
+                    log.error("ending %s failed, %s: %s", call_sid, otherwise, err)
                     return
-                log.warning("hanging up %s failed (%s); trying again in %.1f s", call_sid, err, wait)
+                log.warning("ending %s failed (%s); trying again in %.1f s", call_sid, err, wait)
             except Exception:  # a bug in an adapter must not take the dialer down
-                log.exception("hanging up %s failed, left to its time limit", call_sid)
+                log.exception("ending %s failed, %s", call_sid, otherwise)
                 return
             await asyncio.sleep(wait)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from infra.kafka import send_until_acknowledged
 from schemas.agents import AgentArchived, AgentVersionPublished
-from schemas.calls import CallEnded, CallFailed, TelephonyStatusChanged
+from schemas.calls import CallEnded, CallFailed, HangUpRequested, TelephonyStatusChanged
 from schemas.catalog import DIALER_EVENTS
 from schemas.codec import Codec, DecodeError
 from schemas.dialer import (
@@ -34,6 +34,7 @@ from schemas.dialer import (
     ResumeCampaign,
 )
 from schemas.ids import TenantId
+from streams.dialer.cancellation import follow_call, note_call
 from streams.dialer.decider import DialerInput, DialerOptions, Tick, step
 from streams.dialer.dialling import HANG_UP_BACKOFF_S, Dialling, Send, utc_now
 from streams.dialer.state import DialerState, advance, evolve, observe_agent
@@ -67,6 +68,7 @@ _INPUTS = (
     TelephonyStatusChanged,
     CallEnded,
     CallFailed,
+    HangUpRequested,
 )
 ROUTED = (*_INPUTS, AgentVersionPublished, AgentArchived)
 """Record types the dialer consumes (re-keyed by tenant before it sees them)."""
@@ -128,11 +130,13 @@ class DialerShell:
         return found
 
     def rebuild(self, records: Iterable[object], now: datetime | None = None) -> None:
-        """Fold agent definitions and the dialer's own events, in log order, into the states.
+        """Fold agent definitions and the dialer's own events, in log order, then the dial
+        reports (the calls' sids), into the states.
 
         ``now`` (when the worker starts) moves every clock on: the log knows only when events
         were decided, and an input read after a restart must not be decided earlier than now.
         """
+        dialled: list[CallDialled] = []
         for record in records:
             if isinstance(record, AgentVersionPublished | AgentArchived):
                 self._observe(record)
@@ -141,6 +145,11 @@ class DialerShell:
                 if record.seq <= state.seqs.get(record.agent_id, 0):
                     continue  # a copy re-sent after a lost ack: each agent's seq only grows
                 evolve(state, record)
+            elif isinstance(record, CallDialled):
+                dialled.append(record)
+        # After the events: a report read before its attempt's start (another topic) would be lost.
+        for report in dialled:
+            note_call(self.state(report.tenant_id), report)
         if now is not None:
             for state in self.states.values():
                 advance(state, now)
@@ -183,6 +192,7 @@ class DialerShell:
         async with lock:
             state = self.state(input_.tenant_id)
             events = step(state, input_, self._options)
+            cancels = follow_call(state, input_)
             for event, durable in zip(events, _writes_to_wait_for(events), strict=True):
                 send = self._send_and_wait if durable else self._send
                 value = self._codec.encode(event)
@@ -195,6 +205,8 @@ class DialerShell:
                 )
             for event in events:
                 self._act(state, event)
+            for cancel in cancels:
+                self._spawn(self._dialling.cancel(cancel.twilio_call_sid))
         return events
 
     async def tick(self, now: datetime | None = None) -> None:

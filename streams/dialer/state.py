@@ -75,6 +75,10 @@ class Attempt:
     started_at: datetime
     answered: bool = False
     machine: bool = False
+    twilio_call_sid: str | None = None
+    """From the dial report or a status callback, not from the log (``cancellation.note_call``)."""
+    hang_up_requested: bool = False
+    """Asked to end before it was answered: cancelled as soon as its sid is known."""
 
 
 @dataclass(slots=True, kw_only=True)

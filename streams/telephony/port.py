@@ -47,6 +47,10 @@ class Telephony(Protocol):
         """End a call in progress (answering machine under the hang-up policy)."""
         ...
 
+    async def cancel(self, call_sid: str) -> None:
+        """End a call nobody has answered yet; one answered meanwhile is left as it is."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

@@ -181,8 +181,16 @@ class TwilioTelephony:
         return str(call.sid)
 
     async def hang_up(self, call_sid: str) -> None:
+        await self._update(call_sid, "completed")
+
+    async def cancel(self, call_sid: str) -> None:
+        # Twilio's "canceled" ends a queued or ringing call and does not touch one in progress:
+        # an answered call is the edge's to hang up, over its media stream.
+        await self._update(call_sid, "canceled")
+
+    async def _update(self, call_sid: str, status: str) -> None:
         try:
-            await self._client.calls(call_sid).update_async(status="completed")
+            await self._client.calls(call_sid).update_async(status=status)
         except TwilioRestException as exc:
             if exc.status != 404:  # already gone is what we wanted
                 raise _refused(exc) from exc

@@ -9,7 +9,8 @@ the status callbacks the call asked for (initiated, ringing, in-progress with ``
 an end), form-encoded and signed with twilio's ``RequestValidator`` scheme, to the call's
 StatusCallback or to ``callback_url``. On answer it fetches the call's TwiML from its Url (signed,
 as Twilio does) when ``fetch_twiml`` is on or a phone answers. Answered calls stay up until
-``complete(sid)``, a REST hang-up, the phone hanging up, ``answer_hold_s``, or the TimeLimit.
+``complete(sid)``, a REST hang-up, the phone hanging up, ``answer_hold_s``, or the TimeLimit; a
+call still ringing (``ring_s``) is ended ``canceled`` by a REST update, as Twilio does.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from streams.telephony.standin.phones import Answered, Phones, phone_routes
 _log = logging.getLogger("streams.telephony.standin")
 ACCOUNT_SID = "AC00000000000000000000000000000000"
 ENDED_BY_CALLEE = ("busy", "no-answer", "failed")
+UNANSWERED = ("queued", "initiated", "ringing")
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ class TwilioStandIn:
             if call is None:
                 return _error(20404, 404, f"The requested resource /Calls/{sid}.json was not found")
             if form.get("Status") in ("completed", "canceled"):
-                await self.complete(sid)
+                await self._hang_up(call, form["Status"])
             return JSONResponse(self._json(account, call))
 
         app.include_router(phone_routes(self.phones, self.complete))
@@ -227,7 +229,10 @@ class TwilioStandIn:
         await self._callback(call, "initiated", "initiated")
         await self._callback(call, "ringing", "ringing")
         if self.ring_s:
-            await asyncio.sleep(self.ring_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(call.ended.wait(), self.ring_s)
+        if call.ended.is_set():
+            return  # cancelled through the API before anyone answered
         if call.outcome in ENDED_BY_CALLEE:
             await self._end(call, call.outcome)
             return
@@ -249,6 +254,14 @@ class TwilioStandIn:
         else:
             return
         await self.complete(call.sid)
+
+    async def _hang_up(self, call: PlacedCall, status: str) -> None:
+        """A REST update, as Twilio does it: ``canceled`` ends a call only while it is queued or
+        ringing, ``completed`` any call; either way an unanswered call ends ``canceled``."""
+        if call.status in UNANSWERED:
+            await self._end(call, "canceled")
+        elif status == "completed":
+            await self.complete(call.sid)
 
     async def complete(self, sid: str, duration_s: int | None = None) -> None:
         """The callee (or the API) hangs up an answered call; the duration defaults to the real one."""
@@ -284,6 +297,8 @@ class TwilioStandIn:
             self.phones.answer(call.to, answered)
 
     async def _callback(self, call: PlacedCall, event: str, status: str, **extra: str | None) -> None:
+        if call.ended.is_set() and event != "completed":
+            return  # cancelled while it was being set up: nothing more happens to it
         call.status = status
         if event != "completed" and event not in call.events:
             return

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.agents import AgentConfig, AgentVersionPublished
-from schemas.calls import CallEnded, CallFailed, TelephonyStatusChanged
-from schemas.dialer import DialerEvent, PlaceCall
+from schemas.calls import CallEnded, CallFailed, HangUpRequested, TelephonyStatusChanged
+from schemas.dialer import CallDialled, DialerEvent, PlaceCall
 from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CallId, CampaignId, CorrelationId, EventId, TenantId
 from streams.dialer.decider import DialerInput, DialerOptions, Tick, step
@@ -91,6 +91,24 @@ def place(
 def status(call: str, status_: str, t: float, answered_by: str | None = None) -> TelephonyStatusChanged:
     return TelephonyStatusChanged(
         **_env(t), call_id=CallId(call), twilio_call_sid=f"CA{call}", status=status_, answered_by=answered_by
+    )
+
+
+def dialled(call: str, t: float, attempt: int = 1, request: str | None = None) -> CallDialled:
+    """The dial report of ``call`` (attempt ``attempt`` of ``request``, itself by default)."""
+    return CallDialled(
+        **_env(t),
+        agent_id=AGENT,
+        call_id=CallId(request or call),
+        attempt_call_id=CallId(call),
+        attempt=attempt,
+        twilio_call_sid=f"CA{call}",
+    )
+
+
+def hang_up_requested(call: str, t: float, requested_by: str = "operator") -> HangUpRequested:
+    return HangUpRequested(
+        **_env(t), call_id=CallId(call), requested_by=requested_by, reason="operator_ended"
     )
 
 

@@ -35,6 +35,9 @@ class Journal:
     async def hang_up(self, call_sid: str) -> None:
         self.entries.append(("hang_up", call_sid))
 
+    async def cancel(self, call_sid: str) -> None:
+        self.entries.append(("cancel", call_sid))
+
     async def aclose(self) -> None:
         return None
 

@@ -143,3 +143,28 @@ async def test_the_platform_hanging_up_frees_the_phone_line() -> None:
             await phone.hang_up()  # the simulator hanging up afterwards changes nothing
         await telephony.aclose()
     assert seen.statuses().count("completed") == 1
+
+
+async def test_cancelling_a_ringing_call_stops_the_ringing_and_ends_it_canceled() -> None:
+    async with edge() as seen, TwilioStandIn(TOKEN, port=free_port(), ring_s=30) as api:
+        telephony = TwilioTelephony("AC" + "0" * 32, TOKEN, seen.base, api_base_url=api.base_url)
+        sid = await telephony.place(_request("+15550165555"))
+        await seen.until(lambda: seen.statuses() == ["initiated", "ringing"])
+        await telephony.cancel(sid)
+        await seen.until(lambda: seen.statuses()[-1:] == ["canceled"], timeout_s=5)
+        await telephony.cancel(sid)  # again, as a re-processed decision would: nothing changes
+        await telephony.aclose()
+    assert seen.statuses() == ["initiated", "ringing", "canceled"]
+    assert api.live() == 0
+
+
+async def test_cancelling_an_answered_call_leaves_it_up() -> None:
+    async with edge() as seen, TwilioStandIn(TOKEN, port=free_port(), unregistered="answer") as api:
+        telephony = TwilioTelephony("AC" + "0" * 32, TOKEN, seen.base, api_base_url=api.base_url)
+        sid = await telephony.place(_request("+15550166666"))
+        await seen.until(lambda: "in-progress" in seen.statuses())
+        await telephony.cancel(sid)
+        assert api.calls[sid].status == "in-progress"
+        await telephony.hang_up(sid)
+        await telephony.aclose()
+    assert seen.statuses()[-1] == "completed"
