@@ -20,7 +20,7 @@ REQUEST = DialRequest(
 
 
 @contextlib.asynccontextmanager
-async def _api(*, answer_after_s: float | None) -> AsyncIterator[tuple[str, list[bytes]]]:
+async def silent_api(*, answer_after_s: float | None) -> AsyncIterator[tuple[str, list[bytes]]]:
     """A socket that takes the whole create request, then answers late (or hangs up on it)."""
     received: list[bytes] = []
 
@@ -61,7 +61,7 @@ async def _place(base_url: str) -> str:
 
 @pytest.mark.parametrize("answer_after_s", [2.0, None], ids=["answer-after-the-timeout", "disconnect"])
 async def test_a_create_sent_and_unanswered_is_not_tried_again(answer_after_s: float | None) -> None:
-    async with _api(answer_after_s=answer_after_s) as (base_url, received):
+    async with silent_api(answer_after_s=answer_after_s) as (base_url, received):
         with pytest.raises(DialError) as raised:
             await _place(base_url)
     (sent,) = received
@@ -79,5 +79,5 @@ async def test_a_create_that_could_not_connect_may_be_tried_again() -> None:
 
 
 async def test_an_answer_within_the_timeout_is_the_calls_sid() -> None:
-    async with _api(answer_after_s=0.0) as (base_url, _):
+    async with silent_api(answer_after_s=0.0) as (base_url, _):
         assert await _place(base_url) == "CA1"
