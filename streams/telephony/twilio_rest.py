@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -112,7 +113,8 @@ class RedirectingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
             else aiohttp.ClientTimeout(total=timeout, connect=self._limits.connect)
         )
         if auth is not None:
-            headers = {**(headers or {}), "Authorization": aiohttp.BasicAuth(*auth).encode()}
+            token = base64.b64encode(":".join(auth).encode()).decode()
+            headers = {**(headers or {}), "Authorization": f"Basic {token}"}
         kwargs: dict[str, Any] = {
             "method": method.upper(),
             "url": url,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -66,6 +67,7 @@ async def test_a_create_sent_and_unanswered_is_not_tried_again(answer_after_s: f
             await _place(base_url)
     (sent,) = received
     assert b"/Calls.json" in sent  # the request went out in full
+    assert b"Authorization: Basic " + base64.b64encode(f"{SID}:token".encode()) in sent
     assert not raised.value.retryable
     assert "Twilio may have placed the call" in raised.value.message
     assert "not retried" in raised.value.message
