@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 
@@ -42,7 +41,6 @@ async def test_ending_a_ringing_outbound_call_cancels_it_at_twilio(rig: DialerRi
         await rig.log.wait_for(
             lambda: bool(rig.log.of(TelephonyStatusChanged, call_id=call_id, status="ringing")), timeout_s=60
         )
-        ended_at = time.monotonic()
         await rig.send(_end(tenant, call_id))
         await rig.log.wait_for(lambda: bool(rig.log.of(CallRequestCompleted, call_id=call_id)), timeout_s=45)
     finally:
@@ -50,10 +48,8 @@ async def test_ending_a_ringing_outbound_call_cancels_it_at_twilio(rig: DialerRi
     (call,) = [c for c in rig.fake.calls.values() if c.to == number]
     assert call.status == "canceled"
     assert [cb["CallStatus"] for cb in call.callbacks] == ["initiated", "ringing", "canceled"]
-    # Cancelled at once, not when the settle timer gave up on the call (30 s).
-    assert time.monotonic() - ended_at < 20
     (ended,) = rig.log.of(CallEnded, call_id=call_id)
-    assert ended.reason == "canceled"
+    assert ended.reason == "canceled"  # Twilio's answer to the cancel, not the settle timer giving up
     (attempt,) = rig.log.of(CallAttemptRecorded, call_id=call_id)
     assert (attempt.outcome, attempt.retry_at) == ("canceled", None)
     assert rig.log.of(CallRequestCompleted, call_id=call_id)[0].outcome == "failed"
