@@ -115,10 +115,21 @@ class TestSetUp:
             fact, call_failed("telephony_failed", "sip 503")
         ).then_state(status=S.FAILED, end_reason="telephony_failed")
 
-    def test_a_call_that_never_connects_fails_at_the_setup_timeout(self) -> None:
-        given(received(0)).when(tick(89)).then_nothing()
-        given(received(0)).when(tick(90)).then(
-            call_failed("setup_timeout", "not answered within 90s (status received)")
+    @pytest.mark.parametrize(
+        ("log", "status"),
+        [
+            ([received(0)], "received"),
+            ([received(0, "outbound")], "dialing"),
+            ([received(0, "outbound"), telephony(1, "ringing")], "ringing"),
+        ],
+        ids=["inbound", "dialing", "ringing"],
+    )
+    def test_a_call_that_never_connects_fails_at_the_setup_timeout(
+        self, log: list[CallFact], status: str
+    ) -> None:
+        given(*log).when(tick(89)).then_nothing()
+        given(*log).when(tick(90)).then(
+            call_failed("setup_timeout", f"not answered within 90s (status {status})")
         ).then_state(status=S.FAILED, ended_at=at(90))
 
 

@@ -88,6 +88,7 @@ BUILDERS: list[Callable[[float], Input]] = [
     lambda t: st.tuples(st.sampled_from(TELEPHONY_STATUSES), st.sampled_from([None, 486])).map(
         lambda a: telephony(t, *a)
     ),
+    lambda t: st.just(telephony(t, "ringing")),  # an outbound call's own step, not 1 status in 9
     lambda t: st.just(session_opened(t)),
     lambda t: st.just(session_resumed(t)),
     lambda t: st.sampled_from([None, "h9"]).map(lambda h: session_closed(t, h)),
@@ -105,7 +106,10 @@ BUILDERS: list[Callable[[float], Input]] = [
 @st.composite
 def input_sequences(draw: st.DrawFn) -> list[CallInput]:
     """A call's inputs in time order, usually opened by CallReceived, some from another tenant."""
-    inputs: list[CallInput] = [received(0)] if draw(st.integers(0, 9)) else []
+    # Either direction: opened inbound only, an outbound call was almost never dialled, and a
+    # ringing one never (its setup timer could be switched off unseen).
+    direction = draw(st.sampled_from(["inbound", "outbound"]))
+    inputs: list[CallInput] = [received(0, direction)] if draw(st.integers(0, 9)) else []
     t = 0.0
     for _ in range(draw(st.integers(0, 40))):
         t += draw(st.sampled_from([0.0, 0.5, 1.0, 5.0, 19.0, 21.0, 31.0, 95.0, 650.0]))
