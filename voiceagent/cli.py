@@ -11,9 +11,11 @@ import typer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from infra.db import is_database_outage
+from infra.embedded import EmbeddedStartError
 from infra.eventlog.archive_cli import archive_app
 from infra.eventlog.cli import events_app
 from infra.eventlog.restore import RestoreError
@@ -23,6 +25,7 @@ from infra.topics import ensure_topics
 from voiceagent.calls import call_app
 from voiceagent.dev import DEFAULT_BACKGROUND_NICE, run_dev
 from voiceagent.devfile import DevAddresses
+from voiceagent.devlock import DevAlreadyRunningError
 from voiceagent.doctor import run_doctor
 from voiceagent.replay import replay_command
 
@@ -68,13 +71,15 @@ def dev(
 ) -> None:
     """Start the whole platform on this machine (embedded broker and PostgreSQL by default)."""
     logging.basicConfig(level=logging.WARNING)
-    run_dev(
+    stopped_as_asked = run_dev(
         Settings(),
         console,
         only_infra=only_infra,
         session_workers=session_workers,
         background_nice=background_nice,
     )
+    if not stopped_as_asked:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -131,6 +136,12 @@ def main() -> None:
             console.print(f"  VOICE_{where}: {problem['msg']}" if where else f"  {problem['msg']}")
         console.print("Fix the environment (or .env) and run again.")
         raise SystemExit(2) from None
+    except DevAlreadyRunningError as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise SystemExit(2) from None
+    except EmbeddedStartError as err:  # its message carries the service's log tail
+        console.print(f"[red]the embedded broker or database did not start: {escape(str(err))}[/]")
+        raise SystemExit(3) from None
     except RestoreError as err:
         console.print(
             f"[red]the event archive cannot be restored: {err}[/]\n"

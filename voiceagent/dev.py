@@ -26,6 +26,7 @@ from infra.stack import Stack, start_stack
 from infra.topics import ensure_topics
 from voiceagent.devfile import FILE_NAME as DEV_FILE
 from voiceagent.devfile import DevAddresses
+from voiceagent.devlock import hold_data_dir
 from voiceagent.freshness import reconcile_fresh_broker
 from voiceagent.seed import DEMO_NUMBER, seed_demo_agent
 
@@ -124,13 +125,28 @@ def run_dev(
     only_infra: bool = False,
     session_workers: int = 1,
     background_nice: int = DEFAULT_BACKGROUND_NICE,
-) -> None:
+) -> bool:
     """Start everything, print where it is, and wait for Ctrl-C; always stop what was started.
+
+    False when it stopped because the embedded broker or database died, not because it was asked.
 
     ``session_workers`` streams workers share the calls (one consumer group: each owns some of
     the call partitions, and takes over another's calls if it dies), one process per core.
     """
     data_dir = settings.data_dir.resolve()
+    with hold_data_dir(data_dir):
+        return _run(settings, data_dir, console, only_infra, session_workers, background_nice)
+
+
+def _run(
+    settings: Settings,
+    data_dir: Path,
+    console: Console,
+    only_infra: bool,
+    session_workers: int,
+    background_nice: int,
+) -> bool:
+    """run_dev, once the data directory is this process's."""
     with console.status("starting broker and database..."):
         stack = start_stack(settings)
     running = Running(stack)
@@ -142,16 +158,17 @@ def run_dev(
         running.notes += reconcile_fresh_broker(stack.settings, console)
         if only_infra:
             _show(running, None, console)
-            _wait(running, console)
-            return
-        addresses = _start_services(running, data_dir, console, session_workers, background_nice)
-        wrote_addresses = True
-        _show(running, addresses, console)
-        _wait(running, console)
+            healthy = _wait(running, console)
+        else:
+            addresses = _start_services(running, data_dir, console, session_workers, background_nice)
+            wrote_addresses = True
+            _show(running, addresses, console)
+            healthy = _wait(running, console)
     finally:
         if wrote_addresses:  # tools read dev.json as "the platform takes calls": not once stopped
             (data_dir / DEV_FILE).unlink(missing_ok=True)
         running.stop(console)
+    return healthy
 
 
 def _start_services(
@@ -320,8 +337,12 @@ def _show(running: Running, addresses: DevAddresses | None, console: Console) ->
     console.print("Press Ctrl-C to stop everything.")
 
 
-def _wait(running: Running, console: Console) -> None:
-    """Until Ctrl-C or SIGTERM; a service that exits is reported once, the rest keep running."""
+def _wait(running: Running, console: Console) -> bool:
+    """Until Ctrl-C or SIGTERM (True), or until the broker or the database dies (False).
+
+    A service that exits is reported once and the rest keep running; without the embedded
+    broker or database nothing can work, so dev says so and stops.
+    """
     stop = False
     reported: set[int] = set()
 
@@ -335,13 +356,29 @@ def _wait(running: Running, console: Console) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         while not stop:
-            for name, proc in running.children:
-                if proc.poll() is not None and proc.pid not in reported:
-                    reported.add(proc.pid)
-                    log = running.stack.settings.data_dir / "logs"
-                    console.print(
-                        f"[red]{name} exited with {proc.returncode}; the rest keep running. See {log}[/]"
-                    )
+            if not check_exits(running, reported, console):
+                return False
             time.sleep(0.5)
     except KeyboardInterrupt:
-        return
+        pass
+    return True
+
+
+def check_exits(running: Running, reported: set[int], console: Console) -> bool:
+    """Report each child that has exited, once; False when an embedded service (the broker or
+    the database) has: every service depends on it, and waiting on would hide that."""
+    logs = running.stack.settings.data_dir / "logs"
+    for service in running.stack.services:
+        code = service.process.poll()
+        if code is not None:
+            console.print(
+                f"[red]the embedded {service.name} exited with {code}: nothing works without it, so "
+                f"dev stops. Its log: {service.log_path}. Run `make dev` again to start afresh "
+                "(the event log comes back from the archive).[/]"
+            )
+            return False
+    for name, proc in running.children:
+        if proc.poll() is not None and proc.pid not in reported:
+            reported.add(proc.pid)
+            console.print(f"[red]{name} exited with {proc.returncode}; the rest keep running. See {logs}[/]")
+    return True

@@ -6,8 +6,10 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.exc import OperationalError
 
+from infra.embedded import EmbeddedStartError
 from infra.eventlog.restore import RestoreError
 from voiceagent import cli
+from voiceagent.devlock import DevAlreadyRunningError
 
 
 def _failing(error: Exception) -> object:
@@ -90,3 +92,32 @@ def test_an_archive_url_that_cannot_be_opened_is_a_restore_error() -> None:
 
     with pytest.raises(RestoreError, match="cannot open the archive URL foo://x"):
         _holds_files("foo://x")
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "says"),
+    [
+        (
+            EmbeddedStartError(
+                'postgres exited with 1:\nFATAL:  lock file "postmaster.pid" [already] exists'
+            ),
+            3,
+            'did not start: postgres exited with 1: FATAL: lock file "postmaster.pid" [already] exists',
+        ),
+        (DevAlreadyRunningError("another `voiceagent dev` (pid 7) is running"), 2, "(pid 7) is running"),
+    ],
+)
+def test_dev_that_cannot_start_says_why_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: Exception,
+    code: int,
+    says: str,
+) -> None:
+    monkeypatch.setattr(cli, "app", _failing(error))
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == code
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps; the log tail's brackets are text
+    assert says in out
+    assert "Traceback" not in out

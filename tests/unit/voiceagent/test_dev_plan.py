@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from rich.console import Console
 
+from infra.embedded import EmbeddedService
 from infra.settings import Settings
 from infra.stack import Stack
 from tests.support.dev_addresses import dev_addresses
-from voiceagent.dev import BACKGROUND_SERVICES, SERVICES, STREAMS_WORKER, Running, _show, planned_children
+from voiceagent.dev import (
+    BACKGROUND_SERVICES,
+    SERVICES,
+    STREAMS_WORKER,
+    Running,
+    _show,
+    check_exits,
+    planned_children,
+)
 
 
 def test_one_of_each_service_by_default() -> None:
@@ -62,3 +76,45 @@ def test_the_archiver_stops_last_so_the_archive_holds_what_the_others_write_whil
     running.stop(Console(record=True))
     assert stopped[-2:] == ["archiver", "stack"]
     assert stopped[:2] == ["api", "projections"]  # the rest in reverse start order
+
+
+def _process(code: int | None) -> subprocess.Popen[bytes]:
+    """A real child: still running (None), killed by a signal (-N), or exited with ``code``."""
+    script = "import time; time.sleep(60)" if code is None or code < 0 else f"raise SystemExit({code})"
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    if code is not None and code < 0:
+        proc.send_signal(-code)
+    if code is not None:
+        proc.wait()
+    return proc
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[Running]:
+    running = Running(Stack(settings=Settings(data_dir=tmp_path)))
+    yield running
+    for proc in [s.process for s in running.stack.services] + [p for _, p in running.children]:
+        proc.kill()
+        proc.wait()
+
+
+def test_dev_stops_when_the_embedded_broker_dies_and_says_why(running: Running, tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "tansu.log"
+    running.stack.services.append(EmbeddedService("tansu", "127.0.0.1:1", _process(-9), log))
+    running.children.append(("edge", _process(None)))
+    console = Console(record=True, width=400)
+    assert not check_exits(running, set(), console)
+    said = console.export_text()
+    assert "the embedded tansu exited with -9" in said
+    assert str(log) in said
+
+
+def test_a_service_that_exits_is_reported_once_and_the_rest_keep_running(running: Running) -> None:
+    running.stack.services.append(EmbeddedService("tansu", "127.0.0.1:1", _process(None), Path("t.log")))
+    running.children += [("edge", _process(None)), ("webhooks", _process(3))]
+    reported: set[int] = set()
+    console = Console(record=True, width=400)
+    assert check_exits(running, reported, console)
+    assert check_exits(running, reported, console)
+    assert console.export_text().count("webhooks exited with 3; the rest keep running") == 1
+    assert "edge" not in console.export_text()
