@@ -70,21 +70,31 @@ _EVENTS = st.lists(
 
 @given(_EVENTS)
 def test_every_number_routes_to_an_agent_whose_latest_version_claims_it(events: list) -> None:  # type: ignore[type-arg]
+    # Agents of two tenants: within "t" the latest claim takes a number, "u" waits for "t" to
+    # let go (and the other way round). With one tenant only, "a holder" was all one could check.
     table, claims, versions = RoutingTable(), {}, {}
     for agent_id, numbers in events:
+        before = {number: table.lookup(number) for number in (NUMBER, OTHER)}
+        had = claims.get(agent_id, set())
         if numbers is None:
             table.apply(_archived(agent_id))
             claims.pop(agent_id, None)
         else:
             versions[agent_id] = versions.get(agent_id, 0) + 1
-            table.apply(
-                version_published("t", agent_id, agent_config(*sorted(numbers)), version=versions[agent_id])
-            )
+            config = agent_config(*sorted(numbers))
+            table.apply(version_published(_TENANT_OF[agent_id], agent_id, config, version=versions[agent_id]))
             claims[agent_id] = numbers
-    for number in (NUMBER, OTHER):
-        route = table.lookup(number)
-        holders = {a for a, numbers in claims.items() if number in numbers}
-        assert (route is None) == (not holders)
-        if route is not None:
+        for number in (NUMBER, OTHER):
+            route, held = table.lookup(number), before[number]
+            holders = {a for a, numbers in claims.items() if number in numbers}
+            assert (route is None) == (not holders)
+            if route is None:
+                continue
             assert route.agent_id in holders
             assert route.agent_version == versions[route.agent_id]
+            assert route.tenant_id == _TENANT_OF[route.agent_id]
+            if held is not None and held.tenant_id != route.tenant_id:
+                assert held.agent_id not in holders, "another tenant took a number still held"
+            new_claim = numbers is not None and number in numbers and number not in had
+            if new_claim and (held is None or held.tenant_id == _TENANT_OF[agent_id]):
+                assert route.agent_id == agent_id, "the tenant's latest claim did not take the number"
