@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from google.genai import errors
-from session_fakes import FakeEdge, FakeGemini, FakeSink, eventually, target
+from session_fakes import CALLER_FRAME_BYTES, FakeEdge, FakeGemini, FakeSink, eventually, target
 from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Close
 
@@ -190,6 +190,10 @@ async def test_session_ignores_bridge_garbage_and_keeps_streaming() -> None:
         outcome = await _finish(edge, run)
     assert outcome is SessionOutcome.ENDED
     assert sink.kinds() == ["GeminiSessionOpened", "GeminiSessionClosed"]
+    # The model heard the two real frames and not a byte more: frames_heard rounds down, so a
+    # junk frame's odd byte passed on with them went unseen.
+    frame = b"\x01\x00" * (CALLER_FRAME_BYTES // 2)  # what FakeEdge.say sends
+    assert b"".join(live.audio) == frame * 2
 
 
 async def test_session_reconnects_a_dropped_bridge_without_dropping_the_model() -> None:
