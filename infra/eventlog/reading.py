@@ -221,9 +221,11 @@ async def offsets_at(
 ) -> dict[TopicPartition, int]:
     """Each partition's first offset stamped at or after ``when``; its end when there is none.
 
-    Tansu sometimes answers a timestamp past every record with an early offset, so an answer
-    is trusted only when the record there really is late enough. Leaves ``consumer`` assigned
-    to at least ``parts``; callers seek what they read afterwards.
+    The broker's answer is only a hint: Tansu answers an early offset (often 0) for many
+    timestamps, and trusting it, or giving up on it, skips records (a restored log carries its
+    records' original timestamps). So the hint narrows a binary search over single-record
+    reads, on timestamps that rise along the partition as a log's do. Leaves ``consumer``
+    assigned to at least ``parts``; callers seek what they read afterwards.
     """
     when_ms = to_ms(when)
     first = await consumer.beginning_offsets(parts)
@@ -231,22 +233,40 @@ async def offsets_at(
     offsets = {}
     for tp in parts:
         hit = found.get(tp)
-        offset = ends[tp] if hit is None else max(first[tp], hit.offset)
-        if offset < ends[tp] and not await _stamped_at_or_after(consumer, tp, offset, when_ms):
-            offset = ends[tp]
-        offsets[tp] = offset
+        hint = None if hit is None else min(max(first[tp], hit.offset), ends[tp])
+        offsets[tp] = await _first_stamped_at_or_after(consumer, tp, first[tp], ends[tp], hint, when_ms)
     return offsets
 
 
-async def _stamped_at_or_after(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, when_ms: int
-) -> bool:
+async def _first_stamped_at_or_after(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, low: int, high: int, hint: int | None, when_ms: int
+) -> int:
+    """The first offset in [low, high) whose record is stamped at or after ``when_ms``; ``high``
+    when none is. Every record before ``low`` is earlier; ``high`` is the answer if nothing is."""
+    probe = hint
+    while low < high:
+        if probe is None or not low <= probe < high:
+            probe = (low + high) // 2
+        record = await _record_from(consumer, tp, probe)
+        if record is None or record[0] >= high or record[1] >= when_ms:
+            high = probe  # the first record from here on is late enough (or there is none)
+        else:
+            low = record[0] + 1  # early, and so is every record before it
+        probe = None
+    return low
+
+
+async def _record_from(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> tuple[int, int] | None:
+    """(offset, timestamp) of the first record at or after ``offset``; None past the end.
+
+    The first one, not the one at ``offset``: the embedded broker can leave holes (ADR 14).
+    """
     assigned = consumer.assignment()
     consumer.assign([*assigned, tp] if tp not in assigned else list(assigned))
     consumer.seek(tp, offset)
     batch = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
     records = batch.get(tp, [])
-    return bool(records) and records[0].timestamp >= when_ms
+    return (records[0].offset, records[0].timestamp) if records else None
 
 
 def _reraise(exc: DecodeError) -> None:
