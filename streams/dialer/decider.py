@@ -381,6 +381,8 @@ def _call_over(
         return
     request = state.requests.get(attempt.call_id)
     reason = fact.reason if isinstance(fact, CallEnded) else "failed"
+    if not attempt.answered and attempt.hang_up_requested:
+        reason = "canceled"  # ended as asked before anyone answered (even if Twilio's cancel failed)
     if attempt.answered or reason not in _UNANSWERED_ENDS:
         if request is not None:
             _completed(out, request, "machine" if attempt.machine else "completed", True)

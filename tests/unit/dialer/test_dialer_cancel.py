@@ -124,3 +124,14 @@ async def test_the_shell_cancels_through_the_telephony_port_and_a_restart_keeps_
     await again.apply(hang_up_requested("c1", 5))
     await asyncio.wait_for(again.drain(), 5)
     assert [entry for entry in restarted.entries if entry[0] == "cancel"] == [("cancel", "CAc1")]
+
+
+def test_a_call_ended_by_the_settle_timer_after_a_failed_cancel_is_recorded_canceled_not_answered() -> None:
+    """The cancel never got through; the call machine's timer ended the call with the operator's
+    reason. Nobody answered: the attempt is canceled (not retried), not a completed call."""
+    state = ringing()
+    events, _ = feed(state, hang_up_requested("c1", 5), ended("c1", "operator", 35))
+    recorded = [e for e in events if isinstance(e, CallAttemptRecorded)]
+    assert [(r.outcome, r.retry_at) for r in recorded] == [("canceled", None)]
+    completed = [e for e in events if isinstance(e, CallRequestCompleted)]
+    assert [(c.outcome, c.answered) for c in completed] == [("failed", False)]
