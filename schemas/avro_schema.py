@@ -1,7 +1,10 @@
 """Derives Avro schemas from the record dataclasses and keeps the committed .avsc files in step.
 
-``python -m schemas.avro_schema --write`` regenerates ``schemas/avsc/<domain>/<Name>.avsc``;
-``--check`` exits 1 and lists every stale, missing or orphaned file.
+``python -m schemas.avro_schema --write`` regenerates ``schemas/avsc/<domain>/<Name>.avsc`` (the
+current schema) and publishes it as ``schemas/avsc/<domain>/<Name>/<fingerprint>.avsc`` when its
+fingerprint is new. Those published versions are never rewritten or deleted: records written
+with any of them stay in the log forever (ADR 22). ``--check`` exits 1 and lists every stale,
+missing, orphaned or unpublished file.
 """
 
 import argparse
@@ -47,6 +50,25 @@ def full_name(cls: type) -> str:
 def avsc_path(cls: type, root: Path = AVSC_DIR) -> Path:
     """Where the committed schema of ``cls`` lives: ``<root>/<domain>/<Name>.avsc``."""
     return root / namespace(cls).split(".")[1] / f"{cls.__name__}.avsc"
+
+
+def versions_dir(cls: type, root: Path = AVSC_DIR) -> Path:
+    """Where every published version of ``cls`` is kept: ``<root>/<domain>/<Name>/``."""
+    return avsc_path(cls, root).with_suffix("")
+
+
+def version_path(cls: type, fp: bytes, root: Path = AVSC_DIR) -> Path:
+    """The published version of ``cls`` with fingerprint ``fp`` (hex as in the record header)."""
+    return versions_dir(cls, root) / f"{fp.hex()}.avsc"
+
+
+def published_versions(cls: type, root: Path = AVSC_DIR) -> dict[bytes, dict[str, Any]]:
+    """Every published schema of ``cls`` (the current one among them), by fingerprint."""
+    versions = {}
+    for path in sorted(versions_dir(cls, root).glob("*.avsc")):
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        versions[crc64_fingerprint(schema)] = schema
+    return versions
 
 
 def avro_schema(cls: type) -> dict[str, Any]:
@@ -159,7 +181,8 @@ def _type(hint: Any, seen: set[str]) -> Any:
 
 
 def stale_files(records: Sequence[type], root: Path = AVSC_DIR) -> list[str]:
-    """Problems with the committed files: missing, out of date, or with no record class."""
+    """Problems with the committed files: missing, out of date, unpublished, misnamed, or with no
+    record class."""
     problems = []
     expected = {avsc_path(cls, root): schema_json(cls) for cls in records}
     for path, text in expected.items():
@@ -170,19 +193,47 @@ def stale_files(records: Sequence[type], root: Path = AVSC_DIR) -> list[str]:
     for path in sorted(root.glob("*/*.avsc")):
         if path not in expected:
             problems.append(f"orphan (no record class; delete it deliberately): {path}")
+    for cls in records:
+        if not (published := version_path(cls, fingerprint(cls), root)).exists():
+            problems.append(f"unpublished (the current schema is not a published version yet): {published}")
+    problems += [p for path in sorted(root.glob("*/*/*.avsc")) for p in _version_problems(path)]
+    return problems
+
+
+def _version_problems(path: Path) -> list[str]:
+    """A published version must be the schema its directory and file name say it is."""
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        fp = crc64_fingerprint(schema).hex()
+    except Exception as exc:  # whatever is wrong with the file, say which file
+        return [f"unreadable published version {path}: {exc}"]
+    problems = []
+    if path.stem != fp:
+        problems.append(f"misnamed published version {path}: its fingerprint is {fp}")
+    domain = str(schema.get("namespace", "")).partition(".")[2].partition(".")[0]
+    if (domain, schema.get("name")) != (path.parent.parent.name, path.parent.name):
+        problems.append(f"misplaced published version {path}: it is {schema.get('name')!r}")
     return problems
 
 
 def write_all(records: Sequence[type], root: Path = AVSC_DIR) -> list[Path]:
-    """Write every out-of-date ``.avsc`` file; returns the files written."""
+    """Write every out-of-date ``.avsc`` file and publish every new version; returns the files
+    written. A published version is never rewritten (a doc-only change keeps its fingerprint)."""
     written = []
     for cls in records:
-        path, text = avsc_path(cls, root), schema_json(cls)
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
+        text = schema_json(cls)
+        current, published = avsc_path(cls, root), version_path(cls, fingerprint(cls), root)
+        if not current.exists() or current.read_text(encoding="utf-8") != text:
+            written.append(_write(current, text))
+        if not published.exists():
+            written.append(_write(published, text))
     return written
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,8 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m schemas.avro_schema", description=__doc__)
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="regenerate the .avsc files")
-    mode.add_argument("--check", action="store_true", help="fail if any .avsc is stale")
+    mode.add_argument("--write", action="store_true", help="regenerate the .avsc files, publish new versions")
+    mode.add_argument("--check", action="store_true", help="fail if any .avsc is stale or unpublished")
     args = parser.parse_args(argv)
     if args.write:
         for path in write_all(ALL_RECORDS):

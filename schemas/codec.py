@@ -7,6 +7,10 @@ Two framings of the same Avro binary body:
   decode it given the published ``.avsc`` files.
 * Confluent wire format: ``00``, a 4-byte big-endian schema id, then the body; ids come from
   a ``SchemaIdResolver`` (a schema registry, or ``StaticSchemaIds`` in process).
+
+Records are always written with the current schema, and read whichever published version
+(``schemas/avsc/<domain>/<Name>/<fingerprint>.avsc``) wrote them: an older one is resolved into
+the current class by Avro schema resolution (ADR 22).
 """
 
 import io
@@ -14,11 +18,20 @@ import json
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from schemas.avro_schema import avro_schema, crc64_fingerprint, fingerprint, full_name, schema_json
+from schemas.avro_schema import (
+    AVSC_DIR,
+    avro_schema,
+    crc64_fingerprint,
+    fingerprint,
+    full_name,
+    published_versions,
+    schema_json,
+)
 from schemas.convert import decoder, encoder
 from schemas.registry import ALL_RECORDS, Record
 
@@ -91,20 +104,31 @@ class Codec:
         self,
         resolver: SchemaIdResolver | None = None,
         records: Iterable[type[Any]] = ALL_RECORDS,
+        published: Path = AVSC_DIR,
     ) -> None:
-        """Single-object framing without ``resolver``; Confluent framing with one."""
+        """Single-object framing without ``resolver``; Confluent framing with one.
+
+        ``published`` is the schema tree whose published versions this codec reads (read once,
+        here): a record written with any of them decodes into the current class.
+        """
         self._resolver = resolver
         self._by_cls = {cls: _bind(cls) for cls in records}
-        self._by_fp = {fingerprint(b.cls): b for b in self._by_cls.values()}
+        # Fingerprint -> (binding, writer schema); the current version's writer is binding.schema
+        # itself, which decode() reads without resolution: the hot path stays as it was.
+        self._by_fp = {fingerprint(b.cls): (b, b.schema) for b in self._by_cls.values()}
+        for b in self._by_cls.values():
+            for fp, writer in published_versions(b.cls, published).items():
+                if fp not in self._by_fp:
+                    self._by_fp[fp] = (b, parse_schema(writer))
         self._by_name = {b.name: b for b in self._by_cls.values()}
         self._headers: dict[type[Any], bytes] = {}
         # Confluent ids map to (our binding, the writer schema that id denotes).
         self._by_id: dict[int, tuple[_Binding, Any]] = {}
 
     @classmethod
-    def single_object(cls, records: Iterable[type[Any]] = ALL_RECORDS) -> "Codec":
+    def single_object(cls, records: Iterable[type[Any]] = ALL_RECORDS, published: Path = AVSC_DIR) -> "Codec":
         """Avro single-object encoding (the default wire format)."""
-        return cls(None, records)
+        return cls(None, records, published)
 
     @classmethod
     def confluent(cls, resolver: SchemaIdResolver, records: Iterable[type[Any]] = ALL_RECORDS) -> "Codec":
@@ -184,10 +208,10 @@ class Codec:
         if len(data) < SINGLE_OBJECT_HEADER_LEN:
             raise DecodeError(f"truncated header: {len(data)} of 10 bytes")
         fp = data[2:SINGLE_OBJECT_HEADER_LEN]
-        binding = self._by_fp.get(fp)
-        if binding is None:
+        found = self._by_fp.get(fp)
+        if found is None:
             raise DecodeError(f"unknown schema fingerprint {fp.hex()}")
-        return binding, binding.schema, SINGLE_OBJECT_HEADER_LEN
+        return found[0], found[1], SINGLE_OBJECT_HEADER_LEN
 
     def _locate_confluent(self, data: bytes) -> tuple[_Binding, Any, int]:
         assert self._resolver is not None

@@ -1,4 +1,9 @@
-"""Every .avsc can read data written with its version at the last commit (BACKWARD)."""
+"""Every record's current schema reads every version ever published for it (BACKWARD, ADR 22).
+
+The published versions (``schemas/avsc/<domain>/<Name>/<fingerprint>.avsc``) are committed and
+never deleted, so this holds on a clean checkout: a change is compared with what was published
+before it, not with itself.
+"""
 
 import json
 import subprocess
@@ -7,44 +12,55 @@ from typing import Any
 
 import pytest
 
-from schemas.avro_schema import AVSC_DIR
+from schemas.avro_schema import AVSC_DIR, avro_schema, fingerprint, version_path, versions_dir
 from schemas.compat import check_resolution, problems
+from schemas.registry import ALL_RECORDS
 
 REPO = AVSC_DIR.parent.parent
+PUBLISHED = [(cls, path) for cls in ALL_RECORDS for path in sorted(versions_dir(cls).glob("*.avsc"))]
+
+
+@pytest.mark.parametrize(
+    ("cls", "path"), PUBLISHED, ids=lambda v: v.stem if isinstance(v, Path) else v.__name__
+)
+def test_current_schema_reads_data_written_with_every_published_version(cls: type[Any], path: Path) -> None:
+    old = json.loads(path.read_text(encoding="utf-8"))
+    new = avro_schema(cls)
+    assert problems(old, new) == []
+    check_resolution(old, new)
+
+
+@pytest.mark.parametrize("cls", ALL_RECORDS, ids=lambda c: c.__name__)
+def test_current_schema_is_published(cls: type[Any]) -> None:
+    path = version_path(cls, fingerprint(cls))
+    assert path.exists(), f"{path} missing: run python -m schemas.avro_schema --write"
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
 
 
-def _has_head() -> bool:
+def _has_history() -> bool:
     try:
         return _git("rev-parse", "--verify", "HEAD").returncode == 0
     except FileNotFoundError:  # no git executable
         return False
 
 
-CURRENT = sorted(AVSC_DIR.glob("*/*.avsc"))
-pytestmark = pytest.mark.skipif(not _has_head(), reason="not a git repository with commits")
-
-
-def _at_head(path: Path) -> dict[str, Any] | None:
-    shown = _git("show", f"HEAD:{path.relative_to(REPO).as_posix()}")
-    return json.loads(shown.stdout) if shown.returncode == 0 else None
-
-
-@pytest.mark.parametrize("path", CURRENT, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_new_schema_reads_data_written_with_the_committed_one(path: Path) -> None:
-    old = _at_head(path)
-    if old is None:
-        pytest.skip("new since the last commit")
-    new = json.loads(path.read_text(encoding="utf-8"))
-    assert problems(old, new) == []
-    check_resolution(old, new)
-
-
-def test_no_committed_schema_was_deleted() -> None:
-    listed = _git("ls-tree", "-r", "--name-only", "HEAD", "--", AVSC_DIR.relative_to(REPO).as_posix())
-    committed = {line for line in listed.stdout.splitlines() if line.endswith(".avsc")}
-    present = {p.relative_to(REPO).as_posix() for p in CURRENT}
-    assert committed <= present, f"published schemas removed: {sorted(committed - present)}"
+@pytest.mark.skipif(not _has_history(), reason="not a git repository with commits")
+def test_no_published_version_was_ever_deleted() -> None:
+    # Every version file any commit added must still be here: deleting one (in this change or in
+    # an earlier commit) would hide it from the test above while records written with it remain.
+    added = _git(
+        "log",
+        "HEAD",
+        "--format=",
+        "--name-only",
+        "--diff-filter=A",
+        "--",
+        AVSC_DIR.relative_to(REPO).as_posix(),
+    )
+    assert added.returncode == 0, added.stderr
+    versions = {line for line in added.stdout.splitlines() if line.count("/") == 4 and line.endswith(".avsc")}
+    gone = sorted(v for v in versions if not (REPO / v).exists())
+    assert gone == [], f"published versions removed: {gone}"
