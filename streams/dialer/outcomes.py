@@ -1,0 +1,147 @@
+"""How an attempt ends: answered, a machine, busy or no answer, a refused dial, or lost; retried or not."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from schemas.calls import CallEnded, CallFailed, TelephonyStatusChanged
+from schemas.dialer import CallAttemptRecorded, CallDialFailed, MachineAnswerHandled
+from streams.dialer.emitter import Emitter, completed
+from streams.dialer.options import DialerOptions
+from streams.dialer.policy import RETRYABLE_OUTCOMES
+from streams.dialer.state import Attempt, DialerState, Request
+
+_MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax")
+_UNKNOWN_AGENT_MAX_DURATION_S = 4 * 60 * 60  # the longest any agent may allow (agent_rules)
+_UNANSWERED_ENDS = {"busy": "busy", "no_answer": "no_answer", "canceled": "canceled", "failed": "failed"}
+
+
+def recorded(out: Emitter, attempt: Attempt, request: Request | None, outcome: str, **extra: Any) -> None:
+    """One attempt is over (or answered): say how."""
+    out.add(
+        CallAttemptRecorded(
+            **out.env(attempt.agent_id, attempt.call_id),
+            call_id=attempt.call_id,
+            attempt_call_id=attempt.attempt_call_id,
+            attempt=attempt.attempt,
+            outcome=outcome,
+            campaign_id=request.campaign_id if request else None,
+            **extra,
+        )
+    )
+
+
+def reap_lost(state: DialerState, now: datetime, options: DialerOptions, out: Emitter) -> None:
+    """Free the slots of attempts that will never hear their outcome."""
+    # The calls worker ends every call by its max duration, so an attempt still live well after
+    # it will never hear its outcome (a call the calls worker never took, say, because its id
+    # was reused): free its slot rather than hold it until a restart.
+    for attempt in list(state.live.values()):
+        agent = state.agents.get(attempt.agent_id)
+        max_duration_s = agent.config.max_duration_s if agent else _UNKNOWN_AGENT_MAX_DURATION_S
+        lost_at = attempt.started_at + timedelta(seconds=max_duration_s + options.lost_attempt_slack_s)
+        if now < lost_at:
+            continue
+        request = state.requests.get(attempt.call_id)
+        detail = f"no outcome by {lost_at.isoformat()} (max duration plus {options.lost_attempt_slack_s:g} s)"
+        recorded(out, attempt, request, "lost", detail=detail)
+        if request is not None:
+            completed(out, request, "completed" if attempt.answered else "failed", attempt.answered)
+
+
+def on_status(state: DialerState, fact: TelephonyStatusChanged, out: Emitter) -> None:
+    """A Twilio status callback: a machine answer per the agent's policy, or the answer."""
+    attempt = state.live.get(fact.call_id)
+    if attempt is None:
+        return
+    request = state.requests.get(attempt.call_id)
+    if fact.answered_by in _MACHINE and not attempt.machine:
+        agent = state.agents.get(attempt.agent_id)
+        policy = agent.config.answering_machine_policy if agent else "hang_up"
+        message = agent.config.voicemail_message if agent else None
+        if policy != "ignore":
+            action = "leave_message" if policy == "leave_message" and message else "hang_up"
+            out.add(
+                MachineAnswerHandled(
+                    **out.env(attempt.agent_id, attempt.call_id),
+                    call_id=attempt.call_id,
+                    attempt_call_id=attempt.attempt_call_id,
+                    twilio_call_sid=fact.twilio_call_sid or None,
+                    answered_by=fact.answered_by or "machine_start",
+                    action=action,
+                    voicemail_message=message if action == "leave_message" else None,
+                )
+            )
+            if not attempt.answered:
+                recorded(out, attempt, request, "machine", twilio_call_sid=fact.twilio_call_sid or None)
+            return
+    answered = fact.status == "in-progress" or fact.answered_by is not None
+    if answered and not attempt.answered:
+        recorded(out, attempt, request, "answered", twilio_call_sid=fact.twilio_call_sid or None)
+
+
+def call_over(state: DialerState, fact: CallEnded | CallFailed, options: DialerOptions, out: Emitter) -> None:
+    """The attempt's call ended in the call log: the request completes, or is retried."""
+    attempt = state.live.get(fact.call_id)
+    if attempt is None:
+        return
+    request = state.requests.get(attempt.call_id)
+    reason = fact.reason if isinstance(fact, CallEnded) else "failed"
+    if not attempt.answered and attempt.hang_up_requested:
+        reason = "canceled"  # ended as asked before anyone answered (even if Twilio's cancel failed)
+    if attempt.answered or reason not in _UNANSWERED_ENDS:
+        if request is not None:
+            completed(out, request, "machine" if attempt.machine else "completed", True)
+        return
+    outcome = _UNANSWERED_ENDS[reason]
+    detail = fact.detail if isinstance(fact, CallFailed) else None
+    stopped = _campaign_stopped(state, request)
+    _unanswered(out, attempt, request, outcome, options, fact.occurred_at, detail=detail, stopped=stopped)
+
+
+def dial_failed(state: DialerState, fact: CallDialFailed, options: DialerOptions, out: Emitter) -> None:
+    """Twilio refused (or may not have taken) the dial."""
+    attempt = state.live.get(fact.attempt_call_id)
+    if attempt is None or attempt.answered:
+        return
+    request = state.requests.get(attempt.call_id)
+    _unanswered(
+        out,
+        attempt,
+        request,
+        "error",
+        options,
+        fact.occurred_at,
+        retryable=fact.retryable,
+        stopped=_campaign_stopped(state, request),
+        error_code=fact.error_code,
+        detail=fact.message,
+    )
+
+
+def _unanswered(
+    out: Emitter,
+    attempt: Attempt,
+    request: Request | None,
+    outcome: str,
+    options: DialerOptions,
+    now: datetime,
+    *,
+    retryable: bool = True,
+    stopped: bool = False,
+    **extra: Any,
+) -> None:
+    retry_at = None
+    if retryable and outcome in RETRYABLE_OUTCOMES and request is not None and not stopped:
+        retry_at = options.retry.retry_at(attempt.attempt, now)
+        if retry_at is not None and request.deadline is not None and retry_at > request.deadline:
+            retry_at = None
+    recorded(out, attempt, request, outcome, retry_at=retry_at, **extra)
+    if retry_at is None and request is not None:
+        completed(out, request, "failed", False)
+
+
+def _campaign_stopped(state: DialerState, request: Request | None) -> bool:
+    campaign = state.campaigns.get(request.campaign_id) if request and request.campaign_id else None
+    return campaign is not None and campaign.cancelled
