@@ -68,10 +68,25 @@ def test_bad_frames_are_error_values(frame: bytes | str, kind: str) -> None:
     assert result.kind == kind
 
 
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_field_names = st.sampled_from(["type", "name", "utterance_id", "played_ms", "stream_ms", "reason", "target"])
+# JSON objects shaped like directives, with any value in any field: random text is almost never
+# a JSON object, so the text path past json.loads went untried.
+_json_frames = st.fixed_dictionaries(
+    {"type": st.sampled_from(["hello", "barge_in", "mark", "hangup", "transfer", "dance"]) | _json},
+    optional={"name": _json, "utterance_id": _json, "played_ms": _json, "stream_ms": _json},
+) | st.dictionaries(_field_names, _json, max_size=4)
+
+
 @settings(max_examples=300, deadline=None)
-@given(frame=st.binary(max_size=64) | st.text(max_size=64))
+@given(frame=st.binary(max_size=64) | st.text(max_size=64) | _json_frames.map(json.dumps))
 def test_decode_never_raises(frame: bytes | str) -> None:
-    assert bridge.decode(frame) is not None
+    result = bridge.decode(frame)
+    assert isinstance(result, bridge.BridgeError | bridge.BridgeMessage)
 
 
 @settings(max_examples=200, deadline=None)
