@@ -3,10 +3,13 @@
     python examples/integrator_consumer.py --bootstrap 127.0.0.1:9092 \
         --schemas schemas/avsc --topic voice.calls.events.v1 --from-beginning
 
-It loads every ``.avsc`` under ``--schemas``, indexes them by CRC-64-AVRO fingerprint, and
-prints one JSON line per event. Values in Avro single-object encoding (``C3 01`` + fingerprint
-+ body) are decoded with the schema the fingerprint names; Confluent wire format (``00`` + a
-4-byte schema id + body) is decoded with the schema fetched from ``--registry``.
+It loads every ``.avsc`` under ``--schemas`` (every published version:
+``<domain>/<Name>/<fingerprint>.avsc``, and each record's current ``<domain>/<Name>.avsc``),
+indexes them by CRC-64-AVRO fingerprint, and prints one JSON line per event. Values in Avro
+single-object encoding (``C3 01`` + fingerprint + body) are read with the schema the
+fingerprint names as the writer schema and the record's current schema as the reader schema,
+so a record written before a schema change comes out in today's shape; Confluent wire format
+(``00`` + a 4-byte schema id + body) is read with the writer schema fetched from ``--registry``.
 
 The fingerprint trap: the spec (and Java, and fastavro) drop ``logicalType`` from the Parsing
 Canonical Form; the Python `avro` package (1.12) keeps it, so strip it before fingerprinting.
@@ -24,6 +27,7 @@ import base64
 import datetime
 import io
 import json
+import re
 import struct
 import sys
 import urllib.request
@@ -50,39 +54,56 @@ def spec_fingerprint(schema_text: str) -> bytes:
     return fingerprint
 
 
-def load_schemas(directory: Path) -> dict[bytes, avro.schema.Schema]:
-    """Every .avsc under ``directory``, by fingerprint."""
-    index = {}
+def load_schemas(directory: Path) -> dict[bytes, tuple[avro.schema.Schema, avro.schema.Schema]]:
+    """Every .avsc under ``directory`` by fingerprint: (its schema, the schema to read it as).
+
+    A file named by its fingerprint is a published version; any other file is the current
+    schema of its record, which reads every version of that record.
+    """
+    found = []
     for path in sorted(directory.rglob("*.avsc")):
         text = path.read_text(encoding="utf-8")
-        index[spec_fingerprint(text)] = avro.schema.parse(text)
-    return index
+        found.append((path, text, avro.schema.parse(text)))
+    current = {
+        schema.fullname: schema  # type: ignore[attr-defined]
+        for path, _, schema in found
+        if not re.fullmatch("[0-9a-f]{16}", path.stem)
+    }
+    return {
+        spec_fingerprint(text): (schema, current.get(schema.fullname, schema))  # type: ignore[attr-defined]
+        for _, text, schema in found
+    }
 
 
 class Decoder:
     """Decodes value bytes in either framing."""
 
-    def __init__(self, by_fingerprint: dict[bytes, avro.schema.Schema], registry: str | None) -> None:
+    def __init__(
+        self, by_fingerprint: dict[bytes, tuple[avro.schema.Schema, avro.schema.Schema]], registry: str | None
+    ) -> None:
         self._by_fingerprint = by_fingerprint
+        self._readers = {reader.fullname: reader for _, reader in by_fingerprint.values()}  # type: ignore[attr-defined]
         self._registry = registry
         self._by_id: dict[int, avro.schema.Schema] = {}
 
     def decode(self, value: bytes) -> tuple[str, dict[str, Any]]:
         """``(full record name, fields)``; ValueError if the bytes are not a record we know."""
         if value[:2] == b"\xc3\x01" and len(value) >= 10:
-            schema = self._by_fingerprint.get(value[2:10])
-            if schema is None:
+            schemas = self._by_fingerprint.get(value[2:10])
+            if schemas is None:
                 raise ValueError(f"unknown fingerprint {value[2:10].hex()}: update your .avsc files")
+            writer, reader = schemas
             body = value[10:]
         elif value[:1] == b"\x00" and len(value) >= 5:
-            schema = self._schema_for_id(struct.unpack(">I", value[1:5])[0])
+            writer = self._schema_for_id(struct.unpack(">I", value[1:5])[0])
+            reader = self._readers.get(writer.fullname, writer)  # type: ignore[attr-defined]
             body = value[5:]
         else:
             raise ValueError(f"unknown framing {value[:2].hex()}")
-        fields: dict[str, Any] = avro.io.DatumReader(schema).read(  # type: ignore[assignment]
+        fields: dict[str, Any] = avro.io.DatumReader(writer, reader).read(  # type: ignore[assignment]
             avro.io.BinaryDecoder(io.BytesIO(body))
         )
-        name: str = schema.fullname  # type: ignore[attr-defined]
+        name: str = reader.fullname  # type: ignore[attr-defined]
         return name, fields
 
     def _schema_for_id(self, schema_id: int) -> avro.schema.Schema:

@@ -19,15 +19,18 @@ _INTRO = """\
 Every fact and command about calls, agents and knowledge bases is a record on one of the Kafka
 topics below. Values are Avro; the schemas are the `.avsc` files under `schemas/avsc/`
 (each one self-contained: nested records are written out in full), and they evolve
-BACKWARD-compatibly only (CI checks every file against its last committed version).
+BACKWARD-compatibly only. Every version ever published is kept, named by its fingerprint,
+in `schemas/avsc/<domain>/<Name>/<fingerprint>.avsc` (the record links below are the current
+versions), and CI checks each record's current schema against all of them (ADR 22).
 
 ## Encodings
 
 * **Avro single-object encoding** (default): bytes `C3 01`, then the 8-byte CRC-64-AVRO
   fingerprint of the writer schema's Parsing Canonical Form (little-endian, exactly as the
   Avro libraries' `fingerprint("CRC-64-AVRO")` returns it), then the Avro binary body. To
-  decode: compute the fingerprint of every published `.avsc`, look the header up, and read
-  the body (from byte 10) with that schema. The fingerprint is the one the spec and the Java
+  decode: compute the fingerprint of every published `.avsc` (every version), look the
+  header up, and read the body (from byte 10) with that schema as the writer schema and the
+  record's current schema as the reader schema. The fingerprint is the one the spec and the Java
   library compute; fastavro agrees. The Python `avro` package (1.12) keeps
   `{"type": "long"}` for logical types in its canonical form and so gets a different
   value from `Schema.fingerprint`: remove the `logicalType` attributes before fingerprinting.

@@ -10,16 +10,20 @@ integrator strips ``logicalType`` before fingerprinting, as ``spec_fingerprint``
 import dataclasses
 import io
 import json
+import re
 import typing
 from datetime import UTC, datetime
 from typing import Any
 
 import avro.io
 import avro.schema
+import fastavro
 import pytest
 
-from schemas.avro_schema import avsc_path, unwrap_newtype
+from schemas.avro_schema import AVSC_DIR, avsc_path, unwrap_newtype, version_path
+from schemas.calls import CallReceived
 from schemas.codec import Codec
+from schemas.compat import example_datum
 from schemas.registry import ALL_RECORDS
 
 CODEC = Codec.single_object()
@@ -90,3 +94,26 @@ def test_avro_package_raw_fingerprint_matches_once_its_canonical_form_is_fixed()
     cls = ALL_RECORDS[0]
     schema = avro.schema.parse(avsc_path(cls).read_text(encoding="utf-8"))
     assert CODEC.encode(example(cls))[2:10] == schema.fingerprint("CRC-64-AVRO")
+
+
+def test_the_documented_decoder_reads_a_record_written_with_an_older_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # docs/integrators.md's snippet, run as an integrator would, in a checkout of the schemas.
+    docs = AVSC_DIR.parent.parent / "docs" / "integrators.md"
+    snippet = re.findall(r"```python\n(.*?)```", docs.read_text(encoding="utf-8"), re.S)[0]
+    monkeypatch.chdir(AVSC_DIR.parent.parent)
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)
+    # CallReceived as first published (197f08a), before max_duration_s and silence_timeout_s.
+    old = version_path(CallReceived, bytes.fromhex("f3db474da1b05b66"))
+    writer = fastavro.parse_schema(json.loads(old.read_text(encoding="utf-8")))
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, writer, example_datum(json.loads(old.read_text(encoding="utf-8"))))
+
+    decoded = namespace["decode"](b"\xc3\x01" + bytes.fromhex(old.stem) + body.getvalue())
+
+    assert decoded["call_id"] == "text"
+    assert (decoded["max_duration_s"], decoded["silence_timeout_s"]) == (None, None)
+    current = CODEC.encode(example(CallReceived))
+    assert namespace["decode"](current) == _as_avro_package_reads(example(CallReceived))

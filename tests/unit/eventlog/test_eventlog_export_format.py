@@ -12,13 +12,15 @@ from pathlib import Path
 
 import avro.datafile
 import avro.io
+import fastavro
 
 from infra.eventlog.export import export_avro, export_jsonl
 from infra.eventlog.reading import DecodedEvent, EventFilter
 from infra.eventlog.tail import pretty_line
-from schemas.avro_schema import AVSC_DIR, full_name
+from schemas.avro_schema import AVSC_DIR, full_name, version_path
 from schemas.calls import CallEnded, CallReceived
 from schemas.codec import Codec
+from schemas.compat import example_datum
 from tests.support.examples import example_record
 
 REPO = Path(__file__).resolve().parents[3]
@@ -125,3 +127,17 @@ def test_example_consumer_decodes_every_record_type_from_the_avsc_files() -> Non
     name, fields = decoder.decode(Codec.single_object().encode(record))
     assert name == full_name(CallEnded)
     assert fields["event_id"] == record.event_id
+
+
+def test_example_consumer_reads_a_record_written_with_an_older_version_in_todays_shape() -> None:
+    # CallReceived as first published (197f08a), before max_duration_s and silence_timeout_s.
+    old = version_path(CallReceived, bytes.fromhex("f3db474da1b05b66"))
+    writer = json.loads(old.read_text(encoding="utf-8"))
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(writer), example_datum(writer))
+    decoder = integrator_consumer.Decoder(integrator_consumer.load_schemas(AVSC_DIR), registry=None)
+
+    name, fields = decoder.decode(b"\xc3\x01" + bytes.fromhex(old.stem) + body.getvalue())
+
+    assert name == full_name(CallReceived)
+    assert (fields["max_duration_s"], fields["silence_timeout_s"]) == (None, None)
