@@ -112,6 +112,20 @@ async def test_an_answer_over_the_size_limit_fails_without_reading_it_all(client
     big = b'"' + b"x" * (MAX_RESPONSE_BYTES * 4) + b'"'
     async with endpoint(replying(200, big)) as hook:
         assert "larger than" in await _failure(client, hook.url)
+    # An answer that never ends: read whole before its size is checked, it ran into the
+    # timeout instead (a finite one was read whole and refused all the same).
+    async with endpoint(_endless) as hook:
+        assert "larger than" in await _failure(client, hook.url, timeout_ms=2000)
+
+
+async def _endless(_: Request, writer: asyncio.StreamWriter) -> None:
+    """A JSON string in chunks of 64 KiB, 100 a second, that never ends."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    writer.write(b'1\r\n"\r\n')
+    while True:
+        writer.write(b"10000\r\n" + b"x" * 0x10000 + b"\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("answer", [dripping, silent], ids=["drips a byte at a time", "never answers"])
