@@ -63,6 +63,10 @@ class KafkaSettings(BaseModel):
     )
     # How the CLI's readers (events tail, export) decode; the services always write single-object.
     wire_format: WireFormat = "single-object"
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="the schema registry that framed the records (wire_format confluent): ids are its own",
+    )
     consumer_fetch_max_wait_ms: int = 20  # tools and one-off readers; services: fetch_waits
     fetch_waits: FetchWaits = FetchWaits()
     # Group timing: Apache Kafka refuses sessions under group.min.session.timeout.ms (6 s by

@@ -64,7 +64,11 @@ class SchemaIdResolver(Protocol):
 
 
 class StaticSchemaIds:
-    """Deterministic in-process ids: 1, 2, ... over the sorted full names of the records."""
+    """Deterministic in-process ids: 1, 2, ... over the sorted full names of the records.
+
+    For round trips within one process only: a real registry numbers schemas in the order they
+    were registered, so these ids say nothing about records framed by one.
+    """
 
     def __init__(self, records: Iterable[type[Any]] = ALL_RECORDS) -> None:
         ordered = sorted(records, key=full_name)

@@ -24,6 +24,7 @@ from rich.progress import (
 
 from infra.eventlog.export import ExportSummary, StagedText, export_avro, export_jsonl, staged_text
 from infra.eventlog.reading import EventFilter, read_range
+from infra.eventlog.schema_registry import SchemaRegistryError
 from infra.eventlog.tail import tail_events
 from infra.settings import Settings
 from schemas.codec import DecodeError
@@ -94,7 +95,7 @@ def tail(
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(tail_events(settings.kafka, topic, event_filter, output=output, limit=limit))
-    except LookupError as exc:  # no such topic
+    except (LookupError, SchemaRegistryError) as exc:  # no such topic; Confluent ids unreadable
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
 
@@ -197,7 +198,7 @@ async def _export(
                 summary = await export_jsonl(events, staged.stream)
                 staged.keep = summary.total > 0  # an export that found nothing leaves --out as it was
                 return summary
-        except LookupError as exc:
+        except (LookupError, SchemaRegistryError) as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None
         finally:

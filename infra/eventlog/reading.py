@@ -13,19 +13,30 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.eventlog.schema_registry import RegistrySchemaIds, SchemaRegistryError
 from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import KafkaSettings
 from schemas.avro_schema import full_name
-from schemas.codec import Codec, DecodeError, StaticSchemaIds
+from schemas.codec import Codec, DecodeError
 from schemas.convert import encoder
 
 log = logging.getLogger(__name__)
 
 
 def codec_for(kafka: KafkaSettings) -> Codec:
-    """The codec matching the configured wire format (Confluent ids from the static table)."""
+    """The codec matching the configured wire format; Confluent ids are asked of the registry.
+
+    SchemaRegistryError for ``confluent`` without a registry URL: only the registry that
+    framed the records knows which schema an id stands for.
+    """
     if kafka.wire_format == "confluent":
-        return Codec.confluent(StaticSchemaIds())
+        if not kafka.schema_registry_url:
+            raise SchemaRegistryError(
+                "VOICE_KAFKA__WIRE_FORMAT=confluent needs VOICE_KAFKA__SCHEMA_REGISTRY_URL: schema ids "
+                "are assigned by the registry that framed the records, and only it can say which "
+                "schema an id stands for"
+            )
+        return Codec.confluent(RegistrySchemaIds(kafka.schema_registry_url))
     return Codec.single_object()
 
 
