@@ -62,10 +62,18 @@ def version_path(cls: type, fp: bytes, root: Path = AVSC_DIR) -> Path:
     return versions_dir(cls, root) / f"{fp.hex()}.avsc"
 
 
-def published_versions(cls: type, root: Path = AVSC_DIR) -> dict[bytes, dict[str, Any]]:
-    """Every published schema of ``cls`` (the current one among them), by fingerprint."""
+def published_versions(
+    cls: type, root: Path = AVSC_DIR, *, older_only: bool = False
+) -> dict[bytes, dict[str, Any]]:
+    """Every published schema of ``cls`` (the current one among them), by fingerprint.
+
+    ``older_only`` leaves out the current schema's file without reading it (by its name, which
+    ``--check`` keeps honest), for readers that have the current schema already.
+    """
     versions = {}
     for path in sorted(versions_dir(cls, root).glob("*.avsc")):
+        if older_only and path.stem == fingerprint(cls).hex():
+            continue
         schema = json.loads(path.read_text(encoding="utf-8"))
         versions[crc64_fingerprint(schema)] = schema
     return versions

@@ -121,7 +121,7 @@ class Codec:
         # itself, which decode() reads without resolution: the hot path stays as it was.
         self._by_fp = {fingerprint(b.cls): (b, b.schema) for b in self._by_cls.values()}
         for b in self._by_cls.values():
-            for fp, writer in published_versions(b.cls, published).items():
+            for fp, writer in published_versions(b.cls, published, older_only=True).items():
                 if fp not in self._by_fp:
                     self._by_fp[fp] = (b, parse_schema(writer))
         self._by_name = {b.name: b for b in self._by_cls.values()}
