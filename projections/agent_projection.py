@@ -8,6 +8,7 @@ from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from projections import command_result
 from projections.command_projection import CommandProjection
 from projections.jsonable import to_jsonable
 from projections.models import Agent, AgentVersion
@@ -22,6 +23,7 @@ class AgentProjection(CommandProjection[agents.AgentEvent]):
     kind = "an agent"
     event_types = get_args(agents.AgentEvent)
     rejection = agents.AgentCommandRejected
+    tables = ("agent", "agent_version", command_result.TABLE)
 
     def __init__(self, *, name: str = "agents", topic: str = AGENT_EVENTS.name) -> None:
         super().__init__(name=name, topic=topic)

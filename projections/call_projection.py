@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from datetime import date
-from typing import Any, get_args
+from typing import Any, ClassVar, get_args
 
 from sqlalchemy import any_, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -67,6 +67,15 @@ _ANALYTICS_SQL = text(
 
 class CallProjection:
     """Folds voice.calls.events.v1 into the call read models."""
+
+    tables: ClassVar[tuple[str, ...]] = (
+        "call",
+        "call_event",
+        "transcript_segment",
+        "tool_call",
+        "recording",
+        "analytics_daily",
+    )
 
     def __init__(self, *, name: str = "calls", topic: str = CALL_EVENTS.name) -> None:
         self.name = name

@@ -4,13 +4,14 @@ dialer's refusals of single calls as command results (what `POST /api/calls` wai
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeGuard, get_args
+from typing import Any, ClassVar, TypeGuard, get_args
 
 from sqlalchemy import any_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections.bulk import text_array, upsert_many
 from projections.campaign_view import PLACE_CALL, CallStage, CampaignBatch, call_ids_of, fold
+from projections.command_result import TABLE as RESULTS
 from projections.command_result import record_result
 from projections.dialer_models import Campaign, CampaignCall
 from projections.runner import UnappliableError
@@ -23,6 +24,8 @@ _EVENT_TYPES = get_args(DialerEvent)
 
 class CampaignProjection:
     """Folds the dialer's events into campaign progress; refused single calls become command results."""
+
+    tables: ClassVar[tuple[str, ...]] = ("campaign", "campaign_call", RESULTS)
 
     def __init__(self, *, name: str = "campaigns", topic: str = DIALER_EVENTS.name) -> None:
         self.name = name

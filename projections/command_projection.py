@@ -45,6 +45,8 @@ class CommandProjection(ABC, Generic[E]):
     """The aggregate with its article, as in "X is not an agent event"."""
     event_types: ClassVar[tuple[type, ...]]
     rejection: ClassVar[type[Rejection]]
+    tables: ClassVar[tuple[str, ...]]
+    """Every table it writes, ``command_result`` included (see ``projections.replay_tables``)."""
 
     def __init__(self, *, name: str, topic: str) -> None:
         self.name = name

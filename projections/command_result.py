@@ -9,6 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from projections.models import CommandResult
 
+TABLE = CommandResult.__tablename__
+"""Shared: every projection that records a command's outcome writes it (and declares it in ``tables``)."""
+
 
 async def record_result(
     session: AsyncSession,

@@ -8,6 +8,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from projections import command_result
 from projections.command_projection import CommandProjection
 from projections.models import Chunk, Document, KnowledgeBase
 from projections.runner import UnappliableError
@@ -21,6 +22,7 @@ class KnowledgeProjection(CommandProjection[knowledge.KnowledgeEvent]):
     kind = "a knowledge"
     event_types = get_args(knowledge.KnowledgeEvent)
     rejection = knowledge.KnowledgeCommandRejected
+    tables = ("knowledge_base", "document", "chunk", command_result.TABLE)
 
     def __init__(self, *, name: str = "knowledge", topic: str = KNOWLEDGE_EVENTS.name) -> None:
         super().__init__(name=name, topic=topic)

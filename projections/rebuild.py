@@ -9,7 +9,7 @@ replay into it continues from the checkpoints; anything else is refused.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,19 +25,9 @@ from projections.database import make_schema_engine
 from projections.position import load_checkpoints
 from projections.replay_fold import Plan, ReplayProgress, ReplayRequest, fold_plans, projections_for
 from projections.replay_jobs import Share, run_jobs, shares_of
+from projections.replay_tables import written_tables
 from projections.runner import Projection
-from projections.service import PROJECTIONS
 
-# The tables each projection owns outright; command_result is shared by agents and knowledge,
-# projection_checkpoint and aggregate_position by all (their rows carry the projection name).
-OWNED_TABLES: Mapping[str, tuple[str, ...]] = {
-    "calls": ("call", "call_event", "transcript_segment", "tool_call", "recording", "analytics_daily"),
-    "agents": ("agent", "agent_version"),
-    "knowledge": ("knowledge_base", "document", "chunk"),
-    "campaigns": ("campaign", "campaign_call"),
-    "summaries": ("call_summary",),
-}
-SHARED_RESULTS = "command_result"
 MARKER = "replay_marker"
 
 
@@ -48,10 +38,10 @@ class ReplayError(Exception):
 def resolve_names(names: Sequence[str]) -> tuple[str, ...]:
     """The projections named (``all`` is every replayable one), in service order; unknown ones refused.
 
-    Replayable are the projections whose tables ``OWNED_TABLES`` lists, since a swap must know
-    exactly which tables it moves.
+    Replayable are the projections that declare the tables they write
+    (``projections.replay_tables``), since a swap must know exactly which tables it moves.
     """
-    replayable = tuple(p for p in PROJECTIONS if p in OWNED_TABLES)
+    replayable = tuple(written_tables())
     valid = (*replayable, "all")
     unknown = [n for n in names if n not in valid]
     if unknown:
@@ -194,10 +184,8 @@ async def _fold_in_children(
     progress.reached.update({tp: starts[tp] for _, starts, _ in plans for tp in starts})
     failures = await run_jobs(settings, request, shares, progress, on_advance, stop)
     if failures:
-        raise ReplayError(
-            "; ".join(failures) + f"; the others stopped at their checkpoints: rerun with "
-            f"--into-schema {request.schema} to resume"
-        )
+        # The caller says how to resume, or drops the schema when no job committed anything.
+        raise ReplayError("; ".join(failures) + "; the others stopped at their checkpoints")
 
 
 def _partitions(

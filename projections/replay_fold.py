@@ -14,10 +14,12 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from infra.deadletter import DeadLetterPublisher
+from infra.deadletter import ConsumedRecord, DeadLetterPublisher, RecordDecodeError
 from projections.runner import Projection, ProjectionRunner
 from projections.service import ServiceOptions, build_projections
+from projections.verification import Undecodable
 from schemas.codec import Codec
+from schemas.deadletter import DeadLetter
 
 Offsets = dict[TopicPartition, int]
 Plan = tuple[Projection, Offsets, Offsets]
@@ -36,6 +38,8 @@ class ReplayProgress:
     origin: dict[TopicPartition, int] = field(default_factory=dict)
     """Where the replay started on each partition (beginning, or the --since offsets)."""
     reached: dict[TopicPartition, int] = field(default_factory=dict)
+    undecodable: Undecodable = field(default_factory=Undecodable)
+    """Of the records this run read, those that did not decode (also among ``refused``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +76,19 @@ class _NoSend:
         return None
 
 
+class _Tally(DeadLetterPublisher):
+    """Notes where the records that do not decode are, so the swap can refuse to go ahead."""
+
+    def __init__(self, sender: _NoSend, group: str, undecodable: Undecodable) -> None:
+        super().__init__(sender, Codec.single_object(), group)
+        self._undecodable = undecodable
+
+    async def publish(self, message: ConsumedRecord, reason: str, error: BaseException) -> DeadLetter:
+        if isinstance(error, RecordDecodeError):
+            self._undecodable.add(error)
+        return await super().publish(message, reason, error)
+
+
 async def fold_plans(
     consumer: AIOKafkaConsumer,
     sessions: async_sessionmaker[AsyncSession],
@@ -89,7 +106,7 @@ async def fold_plans(
         runner = ProjectionRunner(
             projection,
             session_factory=sessions,
-            dead_letters=DeadLetterPublisher(dead, Codec.single_object(), f"replay.{projection.name}"),
+            dead_letters=_Tally(dead, f"replay.{projection.name}", progress.undecodable),
             codec=Codec.single_object(),
         )
         await _fold(consumer, runner, starts, ends, request, progress, on_advance, stop)

@@ -174,6 +174,7 @@ def _add(progress: ReplayProgress, done: ReplayProgress) -> None:
     progress.applied += done.applied
     progress.skipped += done.skipped
     progress.refused += done.refused
+    progress.undecodable.merge(done.undecodable)
     progress.consumed += done.consumed
     progress.reached.update(done.reached)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import ClassVar, get_args
 
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,8 @@ _EVENT_TYPES = get_args(PostCallEvent)
 
 class SummaryProjection:
     """Keeps each call's summary and outcome label, or why it has none; webhook attempts are skipped."""
+
+    tables: ClassVar[tuple[str, ...]] = ("call_summary",)
 
     def __init__(self, *, name: str = "summaries", topic: str = POSTCALL_EVENTS.name) -> None:
         self.name = name

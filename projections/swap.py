@@ -3,7 +3,9 @@
 ``ALTER TABLE ... SET SCHEMA`` moves a table with its indexes, constraints and rows without
 copying anything, so the swap is a few catalog updates: the live tables go to a new
 ``replaced_<ts>`` schema, the rebuilt ones take their place, and the projections' rows of the
-shared ``projection_checkpoint`` / ``aggregate_position`` tables are exchanged. Readers either
+shared ``projection_checkpoint`` / ``aggregate_position`` tables are exchanged. A table other
+projections write too (``command_result``) moves only when all its writers are swapped; else the
+rebuilt rows are added to the live table (``projections.replay_tables``). Readers either
 see all the old tables or all the new ones. The live tables are locked first, so a live
 projection service pauses for the length of the swap; if the live checkpoints are ahead of the
 rebuild's (events arrived since the replay ended), the swap refuses with ``RebuildBehindError``
@@ -12,15 +14,15 @@ and the caller replays the rest and tries again, so nothing the live models held
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from projections.rebuild import MARKER, OWNED_TABLES, SHARED_RESULTS, ReplayError
-
-_BOOKKEEPING = ("aggregate_position", "projection_checkpoint")
+from projections.rebuild import MARKER, ReplayError
+from projections.replay_tables import BOOKKEEPING, swap_tables
 
 
 class RebuildBehindError(ReplayError):
@@ -32,25 +34,20 @@ class SwapResult:
     live_schema: str
     replaced_schema: str
     tables: tuple[str, ...]
-
-
-def swapped_tables(projections: tuple[str, ...]) -> tuple[str, ...]:
-    """The tables a swap moves; command_result only when both projections that write it are swapped."""
-    tables = [t for p in projections for t in OWNED_TABLES[p]]
-    if {"agents", "knowledge"} <= set(projections):
-        tables.append(SHARED_RESULTS)
-    return tuple(tables)
+    merged: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Tables other projections write too, left in place with the rebuilt rows added (and by whom)."""
 
 
 async def swap_into_live(
     engine: AsyncEngine, *, rebuild: str, live: str, projections: tuple[str, ...], at: datetime
 ) -> SwapResult:
     """Exchange the projections' tables of ``live`` for those of ``rebuild``, atomically."""
-    tables = swapped_tables(projections)
+    plan = swap_tables(projections)
+    tables = plan.moved
     replaced = f"replaced_{at:%Y%m%d%H%M%S}"
     async with engine.begin() as connection:
         await connection.execute(text("SET LOCAL lock_timeout = '10s'"))
-        await _check_tables(connection, live, (*tables, *_BOOKKEEPING))
+        await _check_tables(connection, live, (*tables, *plan.merged, *BOOKKEEPING))
         # The order a projection transaction touches them: positions first, checkpoints last.
         locked = ", ".join(f'"{live}".{t}' for t in ("aggregate_position", *tables, "projection_checkpoint"))
         await connection.execute(text(f"LOCK TABLE {locked} IN ACCESS EXCLUSIVE MODE"))
@@ -60,7 +57,7 @@ async def swap_into_live(
             await connection.execute(text(f'ALTER TABLE "{live}".{table} SET SCHEMA "{replaced}"'))
             await connection.execute(text(f'ALTER TABLE "{rebuild}".{table} SET SCHEMA "{live}"'))
         names = {"names": list(projections)}
-        for table in _BOOKKEEPING:
+        for table in BOOKKEEPING:
             await connection.execute(
                 text(f'CREATE TABLE "{replaced}".{table} (LIKE "{live}".{table} INCLUDING ALL)')
             )
@@ -72,18 +69,15 @@ async def swap_into_live(
             await connection.execute(
                 text(f'INSERT INTO "{live}".{table} SELECT * FROM "{rebuild}".{table} {mine}'), names
             )
-        if SHARED_RESULTS not in tables:  # the other writer's outcomes stay; the rebuilt ones join them
+        for table in plan.merged:  # the other writers' rows stay; the rebuilt ones join them
             await connection.execute(
-                text(
-                    f'INSERT INTO "{live}".{SHARED_RESULTS} SELECT * FROM "{rebuild}".{SHARED_RESULTS} '
-                    "ON CONFLICT DO NOTHING"
-                )
+                text(f'INSERT INTO "{live}".{table} SELECT * FROM "{rebuild}".{table} ON CONFLICT DO NOTHING')
             )
         await connection.execute(
             text(f'UPDATE "{rebuild}".{MARKER} SET swapped_into = :live, replaced_schema = :replaced'),
             {"live": live, "replaced": replaced},
         )
-    return SwapResult(live, replaced, tables)
+    return SwapResult(live, replaced, tables, plan.merged)
 
 
 async def _check_tables(connection: AsyncConnection, live: str, tables: tuple[str, ...]) -> None:

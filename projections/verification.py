@@ -11,19 +11,21 @@ Two things are verified after a replay:
   ``KnowledgeBaseCreated``. Tables whose rows are not one-per-event (``document``, ``chunk``,
   ``analytics_daily``, ``command_result``) are not counted from the log. Records the projections
   refuse by their own rules (a NUL or an over-long id, a seq below 1, another tenant's event for
-  a call) are left out of the counts; records that do not decode are reported, not failed on:
-  the live projections dead-letter both kinds the same way.
+  a call) are left out of the counts; records that do not decode are reported with where the
+  first few are, not failed on (the live projections dead-letter both kinds the same way), and
+  ``voiceagent replay`` refuses to swap while there are any, unless told otherwise.
 * **a checksum of every table** — row count and an order-independent sum of the md5 of each whole
   row, so two schemas can be compared cheaply (rebuild against live, or before and after a swap).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import get_args
+from typing import ClassVar, get_args
 
 from aiokafka import TopicPartition
 from sqlalchemy import text
@@ -64,12 +66,35 @@ def key_sum(keys: Iterable[str]) -> int:
 
 
 @dataclass
+class Undecodable:
+    """Records that did not decode: how many, and where the first few are and why."""
+
+    count: int = 0
+    first: list[str] = field(default_factory=list)
+
+    KEPT: ClassVar[int] = 5
+
+    def add(self, error: RecordDecodeError) -> None:
+        self.count += 1
+        if len(self.first) < self.KEPT:
+            self.first.append(str(error))  # topic[partition]@offset: reason
+
+    def merge(self, other: Undecodable) -> None:
+        self.count += other.count
+        self.first = (self.first + other.first)[: self.KEPT]
+
+    def describe(self) -> str:
+        more = f"; and {self.count - len(self.first)} more" if self.count > len(self.first) else ""
+        return "; ".join(self.first) + more
+
+
+@dataclass
 class LogCounts:
     """Distinct keys per table, as the log says they must be."""
 
     keys: dict[str, set[object]] = field(default_factory=lambda: defaultdict(set))
     event_keys: dict[tuple[str, int], str] = field(default_factory=dict)
-    undecodable: int = 0
+    undecodable: Undecodable = field(default_factory=Undecodable)
     refused: int = 0
     call_tenants: dict[str, str] = field(default_factory=dict)
 
@@ -117,11 +142,21 @@ class LogCounts:
         return key_sum(f"{c}:{s}:{e}" for (c, s), e in self.event_keys.items())
 
 
-async def count_log(kafka: KafkaSettings, ranges: Mapping[TopicPartition, tuple[int, int]]) -> LogCounts:
-    """Decode every record in ``ranges`` ([start, end) per partition) and count the keys."""
+async def count_log(
+    kafka: KafkaSettings,
+    ranges: Mapping[TopicPartition, tuple[int, int]],
+    *,
+    stop: asyncio.Event | None = None,
+    on_advance: Callable[[int], None] = lambda n: None,
+) -> LogCounts:
+    """Decode every record in ``ranges`` ([start, end) per partition) and count the keys.
+
+    Once ``stop`` is set it returns within a fetch, with the counts so far (incomplete).
+    """
     counts = LogCounts()
     todo = {tp: end for tp, (start, end) in ranges.items() if start < end}
-    if not todo:
+    stop = stop or asyncio.Event()
+    if not todo or stop.is_set():
         return counts
     codec = Codec.single_object()
     consumer = make_consumer(kafka, group_id=None, max_partition_fetch_bytes=8 << 20)
@@ -130,16 +165,16 @@ async def count_log(kafka: KafkaSettings, ranges: Mapping[TopicPartition, tuple[
         consumer.assign(list(todo))
         for tp in todo:
             consumer.seek(tp, ranges[tp][0])
-        while todo:
+        while todo and not stop.is_set():
             batches = await consumer.getmany(*todo, timeout_ms=500, max_records=10_000)
             for tp, messages in batches.items():
-                for message in messages:
-                    if message.offset >= todo.get(tp, -1):
-                        break
+                wanted = [m for m in messages if m.offset < todo.get(tp, -1)]
+                for message in wanted:
                     try:
                         counts.add(decode_record(codec, message))
-                    except RecordDecodeError:
-                        counts.undecodable += 1
+                    except RecordDecodeError as error:
+                        counts.undecodable.add(error)
+                on_advance(len(wanted))
             for tp in list(todo):
                 if await consumer.position(tp) >= todo[tp]:
                     del todo[tp]
@@ -167,6 +202,7 @@ class Verdict:
     expected: dict[str, int]
     problems: list[str]
     notes: list[str] = field(default_factory=list)
+    undecodable: Undecodable = field(default_factory=Undecodable)
 
 
 async def verify(engine: AsyncEngine, schema: str, tables: Iterable[str], counts: LogCounts) -> Verdict:
@@ -185,12 +221,13 @@ async def verify(engine: AsyncEngine, schema: str, tables: Iterable[str], counts
         if found != counts.call_event_sum():
             problems.append("call_event: (call_id, seq, event_id) checksum differs from the log's")
     notes = []
-    if counts.undecodable:
+    if counts.undecodable.count:
         notes.append(
-            f"{counts.undecodable} records in the range do not decode (not applied; live, dead-lettered)"
+            f"{counts.undecodable.count} records in the range do not decode (not applied; live, "
+            f"dead-lettered): {counts.undecodable.describe()}"
         )
     if counts.refused:
         notes.append(
             f"{counts.refused} records in the range are refused by the projections' rules (not counted)"
         )
-    return Verdict(sums, expected, problems, notes)
+    return Verdict(sums, expected, problems, notes, counts.undecodable)

@@ -27,7 +27,7 @@ from voiceagent.dev import DEFAULT_BACKGROUND_NICE, run_dev
 from voiceagent.devfile import DevAddresses
 from voiceagent.devlock import DevAlreadyRunningError
 from voiceagent.doctor import run_doctor
-from voiceagent.replay import replay_command
+from voiceagent.replay_cli import replay_command
 
 app = typer.Typer(help="Run and operate the voice-agent platform.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
