@@ -19,6 +19,7 @@ from infra.embedded import EmbeddedStartError
 from infra.eventlog.archive_cli import archive_app
 from infra.eventlog.cli import events_app
 from infra.eventlog.restore import RestoreError
+from infra.eventlog.schema_registry import SchemaRegistryError
 from infra.migrate import upgrade_database
 from infra.settings import Settings
 from infra.topics import ensure_topics
@@ -142,6 +143,9 @@ def main() -> None:
     except EmbeddedStartError as err:  # its message carries the service's log tail
         console.print(f"[red]the embedded broker or database did not start: {escape(str(err))}[/]")
         raise SystemExit(3) from None
+    except SchemaRegistryError as err:  # confluent framing without (or with an absent) registry
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise SystemExit(2) from None
     except RestoreError as err:
         console.print(
             f"[red]the event archive cannot be restored: {err}[/]\n"

@@ -8,6 +8,7 @@ from sqlalchemy.exc import OperationalError
 
 from infra.embedded import EmbeddedStartError
 from infra.eventlog.restore import RestoreError
+from infra.eventlog.schema_registry import SchemaRegistryError
 from voiceagent import cli
 from voiceagent.devlock import DevAlreadyRunningError
 
@@ -105,9 +106,14 @@ def test_an_archive_url_that_cannot_be_opened_is_a_restore_error() -> None:
             'did not start: postgres exited with 1: FATAL: lock file "postmaster.pid" [already] exists',
         ),
         (DevAlreadyRunningError("another `voiceagent dev` (pid 7) is running"), 2, "(pid 7) is running"),
+        (  # `call timeline` reads the log through the same codec as `events tail`
+            SchemaRegistryError("VOICE_KAFKA__WIRE_FORMAT=confluent needs VOICE_KAFKA__SCHEMA_REGISTRY_URL"),
+            2,
+            "needs VOICE_KAFKA__SCHEMA_REGISTRY_URL",
+        ),
     ],
 )
-def test_dev_that_cannot_start_says_why_without_a_traceback(
+def test_a_command_that_cannot_start_says_why_without_a_traceback(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     error: Exception,
