@@ -6,11 +6,12 @@ answered: until then only the dialer, which holds the call's Twilio sid, can end
 with Twilio's ``canceled``, which ends a queued or ringing call and leaves an answered one to
 the edge.
 
-No dialer event records this: the call's own log says how it ends (``CallEnded(canceled)``,
-an attempt outcome that is not retried). The sid and a hang-up asked for before the sid was
-known are noted on the live attempt from the inputs (``note_call``), so a restart forgets a
-hang-up request whose dial report had not arrived yet, and a sid until the dial reports are
-folded again (``DialerShell.rebuild``) or the next status callback brings it.
+The attempt's outcome is the decider's (``outcomes.hang_up_asked``: ``canceled`` at once).
+What is here is the Twilio side, judged on the state *before* the decider steps (the attempt
+is still live then): the sid, from the dial report or a status callback, and the attempts
+whose hang-up came before their sid (``DialerState.cancel_when_known``). Both are noted from
+the inputs, not the log: a restart forgets an attempt still waiting for its sid, and a sid
+until the dial reports are folded again (``DialerShell.rebuild``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from schemas.calls import HangUpRequested, TelephonyStatusChanged
-from schemas.dialer import CallDialled
+from schemas.calls import CallEnded, CallFailed, HangUpRequested, TelephonyStatusChanged
+from schemas.dialer import CallDialFailed, CallDialled
 from schemas.ids import CallId
 from streams.dialer.decider import DialerInput
-from streams.dialer.state import Attempt, DialerState
+from streams.dialer.state import DialerState
 
 CallNews: TypeAlias = CallDialled | TelephonyStatusChanged | HangUpRequested
 """The inputs that tell an attempt its sid or that its call should end."""
@@ -36,11 +37,8 @@ class CancelCall:
     twilio_call_sid: str
 
 
-def _attempt(state: DialerState, news: CallNews) -> Attempt | None:
-    call_id = news.attempt_call_id if isinstance(news, CallDialled) else news.call_id
-    if news.tenant_id != state.tenant_id:
-        return None
-    return state.live.get(call_id)
+def _call_id(news: CallNews | CallDialFailed | CallEnded | CallFailed) -> CallId:
+    return news.attempt_call_id if isinstance(news, CallDialled | CallDialFailed) else news.call_id
 
 
 def _sid(news: CallNews) -> str | None:
@@ -48,41 +46,47 @@ def _sid(news: CallNews) -> str | None:
 
 
 def cancellations(state: DialerState, input_: DialerInput) -> list[CancelCall]:
-    """The calls input_ makes the dialer cancel, judged on the state before ``note_call`` notes it.
+    """The calls input_ makes the dialer cancel, judged before the decider steps and ``note_call``.
 
     A hang-up asked for while the call is not answered cancels it once its sid is known: at
     once, or on the first dial report or status callback that brings the sid.
     """
-    if not isinstance(input_, CallNews):
-        return []
-    attempt = _attempt(state, input_)
-    if attempt is None or attempt.answered:
+    if not isinstance(input_, CallNews) or input_.tenant_id != state.tenant_id:
         return []
     if isinstance(input_, HangUpRequested):
-        sid = attempt.twilio_call_sid
-    elif attempt.hang_up_requested and attempt.twilio_call_sid is None:
-        sid = _sid(input_)
-    else:
-        sid = None
-    return [] if sid is None else [CancelCall(attempt_call_id=attempt.attempt_call_id, twilio_call_sid=sid)]
+        attempt = state.live.get(input_.call_id)
+        if attempt is None or attempt.answered or attempt.twilio_call_sid is None:
+            return []
+        return [CancelCall(attempt_call_id=attempt.attempt_call_id, twilio_call_sid=attempt.twilio_call_sid)]
+    call_id, sid = _call_id(input_), _sid(input_)
+    if call_id not in state.cancel_when_known or sid is None:
+        return []
+    return [CancelCall(attempt_call_id=call_id, twilio_call_sid=sid)]
 
 
 def note_call(state: DialerState, input_: DialerInput) -> DialerState:
-    """Note on its live attempt the sid input_ brings, or that its call was asked to end."""
-    if not isinstance(input_, CallNews):
+    """Note the sid input_ brings on its live attempt, or that a cancel waits for the sid."""
+    if isinstance(input_, CallDialFailed | CallEnded | CallFailed):
+        state.cancel_when_known.discard(_call_id(input_))  # no sid will come, or nothing to cancel
         return state
-    attempt = _attempt(state, input_)
-    if attempt is None:
+    if not isinstance(input_, CallNews) or input_.tenant_id != state.tenant_id:
         return state
+    call_id = _call_id(input_)
+    attempt = state.live.get(call_id)
     if isinstance(input_, HangUpRequested):
-        attempt.hang_up_requested = attempt.hang_up_requested or not attempt.answered
-    elif attempt.twilio_call_sid is None:
-        attempt.twilio_call_sid = _sid(input_)
+        if attempt is not None and not attempt.answered and attempt.twilio_call_sid is None:
+            state.cancel_when_known.add(call_id)
+        return state
+    sid = _sid(input_)
+    if sid is not None:
+        state.cancel_when_known.discard(call_id)
+        if attempt is not None and attempt.twilio_call_sid is None:
+            attempt.twilio_call_sid = sid
     return state
 
 
 def follow_call(state: DialerState, input_: DialerInput) -> list[CancelCall]:
-    """The calls input_ makes the dialer cancel, with input_ then noted on its attempt (after ``step``)."""
+    """The calls input_ makes the dialer cancel, with input_ then noted (before ``step``)."""
     cancels = cancellations(state, input_)
     note_call(state, input_)
     return cancels

@@ -19,8 +19,9 @@ Choices recorded here:
 - A provider error is retried only when it says so (``CallDialFailed.retryable``): the adapter
   reports a create that went out unanswered (a timeout) as not retryable, since Twilio may
   have placed the call and a retry could ring the person twice.
-- A hang-up requested on a call not answered yet (an operator's ``EndCall``) has the shell
-  cancel it at Twilio (``streams.dialer.cancellation``); it ends ``canceled``, not retried.
+- A hang-up requested on a call not answered yet (an operator's ``EndCall``) ends its attempt
+  ``canceled`` at once, not retried (nor a request waiting to retry that attempt), and has the
+  shell cancel the call at Twilio (``streams.dialer.cancellation``).
 - "Now" never goes back: an input read late is decided at the state's clock. A dial held up
   after its decision (an outage) is checked again by the shell as it would go out
   (``too_late_to_dial``); one too late is reported as a retryable dial failure, so it costs
@@ -54,7 +55,7 @@ from schemas.dialer import (
 from schemas.ids import CampaignId, TenantId
 from streams.dialer.emitter import PLACE_CALL, Emitter, attempt_call_id, completed
 from streams.dialer.options import DialerOptions
-from streams.dialer.outcomes import call_over, dial_failed, on_status, reap_lost
+from streams.dialer.outcomes import call_over, dial_failed, hang_up_asked, on_status, reap_lost
 from streams.dialer.policy import is_e164
 from streams.dialer.scheduling import schedule, too_late_to_dial
 from streams.dialer.state import DialerState, advance, evolve
@@ -129,10 +130,10 @@ def decide(state: DialerState, input_: DialerInput, options: DialerOptions) -> l
             call_over(state, input_, options, out)
         case Tick():
             reap_lost(state, now, options, out)
-        case CallDialled() | HangUpRequested():
-            # A dial went out, or its call is to end: the call log says how it goes. Cancelling
-            # a call not answered yet acts on nothing the dialer records (cancellation).
-            pass
+        case HangUpRequested():
+            hang_up_asked(state, input_, options, out)
+        case CallDialled():
+            pass  # a dial went out: the call log says how it goes
         case _:
             assert_never(input_)
     return out.events

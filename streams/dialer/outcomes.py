@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas.calls import CallEnded, CallFailed, TelephonyStatusChanged
+from schemas.calls import CallEnded, CallFailed, HangUpRequested, TelephonyStatusChanged
 from schemas.dialer import CallAttemptRecorded, CallDialFailed, MachineAnswerHandled
-from streams.dialer.emitter import Emitter, completed
+from schemas.ids import CallId
+from streams.dialer.emitter import Emitter, attempt_call_id, completed
 from streams.dialer.options import DialerOptions
 from streams.dialer.policy import RETRYABLE_OUTCOMES
 from streams.dialer.state import Attempt, DialerState, Request
@@ -88,8 +89,6 @@ def call_over(state: DialerState, fact: CallEnded | CallFailed, options: DialerO
         return
     request = state.requests.get(attempt.call_id)
     reason = fact.reason if isinstance(fact, CallEnded) else "failed"
-    if not attempt.answered and attempt.hang_up_requested:
-        reason = "canceled"  # ended as asked before anyone answered (even if Twilio's cancel failed)
     if attempt.answered or reason not in _UNANSWERED_ENDS:
         if request is not None:
             completed(out, request, "machine" if attempt.machine else "completed", True)
@@ -145,3 +144,38 @@ def _unanswered(
 def _campaign_stopped(state: DialerState, request: Request | None) -> bool:
     campaign = state.campaigns.get(request.campaign_id) if request and request.campaign_id else None
     return campaign is not None and campaign.cancelled
+
+
+def hang_up_asked(state: DialerState, fact: HangUpRequested, options: DialerOptions, out: Emitter) -> None:
+    """Someone ended the call before anyone answered: the attempt ends canceled, nothing is retried.
+
+    Decided here, from the input, and recorded at once: the call's end may come later (Twilio's
+    cancel), arrive as another outcome (a dial refused meanwhile), or, if the cancel does not get
+    through, carry the operator's reason; a state rebuilt from the log must decide the same. A
+    hang-up of the latest attempt of a request waiting to retry it ends the request.
+    """
+    attempt = state.live.get(fact.call_id)
+    if attempt is not None:
+        if not attempt.answered:
+            request = state.requests.get(attempt.call_id)
+            _unanswered(out, attempt, request, "canceled", options, fact.occurred_at)
+        return
+    request = _waiting_to_retry(state, fact.call_id)
+    if request is not None:
+        completed(out, request, "failed", False)
+
+
+def _waiting_to_retry(state: DialerState, call_id: CallId) -> Request | None:
+    """The request whose latest attempt had the call ``call_id``, if it waits to try again."""
+    base, _, number = call_id.rpartition("-a")
+    candidates = [CallId(call_id), *([CallId(base)] if base and number.isdigit() else [])]
+    for candidate in candidates:
+        request = state.requests.get(candidate)
+        if (
+            request is not None
+            and not request.dialling
+            and request.attempts > 0
+            and attempt_call_id(request.call_id, request.attempts) == call_id
+        ):
+            return request
+    return None

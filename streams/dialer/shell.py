@@ -191,8 +191,8 @@ class DialerShell:
         lock = self._locks.setdefault(input_.tenant_id, asyncio.Lock())
         async with lock:
             state = self.state(input_.tenant_id)
+            cancels = follow_call(state, input_)  # before the step: a hang-up ends the attempt
             events = step(state, input_, self._options)
-            cancels = follow_call(state, input_)
             for event, durable in zip(events, _writes_to_wait_for(events), strict=True):
                 send = self._send_and_wait if durable else self._send
                 value = self._codec.encode(event)

@@ -77,8 +77,6 @@ class Attempt:
     machine: bool = False
     twilio_call_sid: str | None = None
     """From the dial report or a status callback, not from the log (``cancellation.note_call``)."""
-    hang_up_requested: bool = False
-    """Asked to end before it was answered: cancelled as soon as its sid is known."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -113,6 +111,9 @@ class DialerState:
     order: int = 0
     clock: datetime | None = None
     """The latest time this state has seen (inputs, ticks, its own events): its "now" never goes back."""
+    cancel_when_known: set[CallId] = field(default_factory=set)
+    """Attempts ended before anyone answered and before their sid was known: cancelled at Twilio
+    when it arrives. From the inputs, not the log (``cancellation.note_call``)."""
 
     def live_for(self, agent_id: AgentId) -> int:
         return sum(1 for a in self.live.values() if a.agent_id == agent_id)

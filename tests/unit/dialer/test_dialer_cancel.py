@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 
 from schemas.codec import Codec
-from schemas.dialer import CallAttemptRecorded, CallRequestCompleted, DialerEvent
+from schemas.dialer import CallAttemptRecorded, CallDialFailed, CallRequestCompleted, DialerEvent
 from schemas.ids import CallId
 from streams.dialer.cancellation import CancelCall, follow_call
 from streams.dialer.decider import DialerInput, step
 from streams.dialer.shell import DialerShell
-from streams.dialer.state import DialerState
+from streams.dialer.state import DialerState, evolve
 from tests.unit.dialer.dialer_scenario import (
+    AGENT,
     OPTIONS,
+    _env,
     dialled,
     ended,
     given_agents,
@@ -26,12 +28,12 @@ from tests.unit.dialer.test_dialer_shell_writes import Journal
 
 
 def feed(state: DialerState, *inputs: DialerInput) -> tuple[list[DialerEvent], list[CancelCall]]:
-    """Every event and every cancel the inputs cause, as the shell steps them."""
+    """Every event and every cancel the inputs cause, as the shell steps them (cancels first)."""
     events: list[DialerEvent] = []
     cancels: list[CancelCall] = []
     for input_ in inputs:
-        events.extend(step(state, input_, OPTIONS))
         cancels.extend(follow_call(state, input_))
+        events.extend(step(state, input_, OPTIONS))
     return events, cancels
 
 
@@ -45,29 +47,58 @@ def ringing(call: str = "c1") -> DialerState:
     return state
 
 
-def test_a_hang_up_requested_while_it_rings_cancels_the_call_and_records_nothing_yet() -> None:
-    state = ringing()
-    assert feed(state, hang_up_requested("c1", 5)) == ([], [cancel("c1")])
-    assert "c1" in state.live  # the call log says when it is over
+def outcomes(events: list[DialerEvent]) -> list[tuple[str, str, bool]]:
+    """What the events say of each attempt and request: (kind, outcome, retried or answered)."""
+    said: list[tuple[str, str, bool]] = []
+    for event in events:
+        if isinstance(event, CallAttemptRecorded):
+            said.append(("attempt", event.outcome, event.retry_at is not None))
+        elif isinstance(event, CallRequestCompleted):
+            said.append(("request", event.outcome, event.answered))
+    return said
 
 
-def test_the_cancelled_call_ends_canceled_and_is_not_dialled_again() -> None:
-    state = ringing()
-    events, _ = feed(
-        state, hang_up_requested("c1", 5), status("c1", "canceled", 6), ended("c1", "canceled", 6)
+CANCELED = [("attempt", "canceled", False), ("request", "failed", False)]
+
+
+def dial_refused(call: str, t: float, *, retryable: bool) -> CallDialFailed:
+    return CallDialFailed(
+        **_env(t),
+        agent_id=AGENT,
+        call_id=CallId(call),
+        attempt_call_id=CallId(call),
+        attempt=1,
+        error_code=20429,
+        http_status=429,
+        message="too many requests",
+        retryable=retryable,
     )
-    recorded = [e for e in events if isinstance(e, CallAttemptRecorded)]
-    assert [(r.outcome, r.retry_at) for r in recorded] == [("canceled", None)]
-    assert [e.outcome for e in events if isinstance(e, CallRequestCompleted)] == ["failed"]
+
+
+def test_a_hang_up_requested_while_it_rings_cancels_the_call_and_ends_the_attempt_canceled() -> None:
+    state = ringing()
+    events, cancels = feed(state, hang_up_requested("c1", 5))
+    assert (outcomes(events), cancels) == (CANCELED, [cancel("c1")])
+    assert "c1" not in state.live
+    assert "c1" not in state.requests
+
+
+def test_the_call_ending_afterwards_changes_nothing_and_nothing_is_dialled_again() -> None:
+    state = ringing()
+    feed(state, hang_up_requested("c1", 5))
+    after = feed(state, status("c1", "canceled", 6), ended("c1", "canceled", 6), tick(600))
+    assert after == ([], [])
     assert feed(state, hang_up_requested("c1", 7)) == ([], [])  # the attempt is over
 
 
 def test_a_hang_up_requested_before_the_sid_is_known_cancels_on_the_dial_report() -> None:
     state = given_agents(published())
     feed(state, place("c1"))
-    assert feed(state, hang_up_requested("c1", 0.5)) == ([], [])
+    events, cancels = feed(state, hang_up_requested("c1", 0.5))
+    assert (outcomes(events), cancels) == (CANCELED, [])
     assert feed(state, dialled("c1", 1)) == ([], [cancel("c1")])
     assert feed(state, status("c1", "ringing", 2)) == ([], [])  # once is enough
+    assert state.cancel_when_known == set()
 
 
 def test_a_status_callback_that_overtakes_the_dial_report_cancels_it_first() -> None:
@@ -75,6 +106,39 @@ def test_a_status_callback_that_overtakes_the_dial_report_cancels_it_first() -> 
     feed(state, place("c1"), hang_up_requested("c1", 0.5))
     assert feed(state, status("c1", "initiated", 1)) == ([], [cancel("c1")])
     assert feed(state, dialled("c1", 1.5)) == ([], [])
+
+
+def test_a_dial_refused_after_the_hang_up_is_not_retried_and_forgets_the_waiting_cancel() -> None:
+    state = given_agents(published())
+    feed(state, place("c1"), hang_up_requested("c1", 0.5))
+    assert feed(state, dial_refused("c1", 1, retryable=True), tick(600)) == ([], [])
+    assert state.cancel_when_known == set()
+
+
+def test_a_hang_up_after_a_refused_dial_ends_the_request_waiting_to_retry() -> None:
+    """The two reports come on different topics, so either may come first: same end."""
+    state = given_agents(published())
+    events, _ = feed(state, place("c1"), dialled("c1", 1), dial_refused("c1", 2, retryable=True))
+    assert outcomes(events)[-1:] == [("attempt", "error", True)]
+    events, cancels = feed(state, hang_up_requested("c1", 3), tick(600))
+    assert (outcomes(events), cancels) == ([("request", "failed", False)], [])
+    assert "c1-a2" not in state.live
+
+
+def test_a_call_the_settle_timer_ended_with_the_operators_reason_is_canceled_after_a_restart_too() -> None:
+    """The cancel never got through and the call machine's timer ended the call with the
+    operator's reason (free text: even "no_answer"). The outcome is decided at the hang-up and
+    is in the log: a state rebuilt from the log decides the same, and nobody is dialled again."""
+    state = given_agents(published())
+    log, _ = feed(
+        state, place("c1"), dialled("c1", 1), status("c1", "ringing", 2), hang_up_requested("c1", 5)
+    )
+    rebuilt = given_agents(published())
+    for event in log:
+        evolve(rebuilt, event)
+    for a_state in (state, rebuilt):
+        assert feed(a_state, ended("c1", "no_answer", 35), tick(600)) == ([], [])
+        assert (a_state.live, a_state.requests) == ({}, {})
 
 
 def test_an_answered_call_is_left_to_the_edge() -> None:
@@ -90,20 +154,14 @@ def test_an_unknown_call_or_a_call_never_asked_to_end_is_not_cancelled() -> None
     assert feed(state, dialled("c1", 6), status("c1", "ringing", 7)) == ([], [])
 
 
-def test_a_re_processed_hang_up_changes_nothing_but_asking_twilio_again() -> None:
-    state = ringing()
-    first = feed(state, hang_up_requested("c1", 5))
-    assert feed(state, hang_up_requested("c1", 5)) == first
-
-
 def test_a_later_attempt_is_cancelled_by_its_own_call_id() -> None:
     state = given_agents(published())
     feed(state, place("c1"), dialled("c1", 1), status("c1", "busy", 2), ended("c1", "busy", 2), tick(40))
     assert "c1-a2" in state.live
-    assert feed(state, dialled("c1-a2", 41, attempt=2, request="c1"), hang_up_requested("c1-a2", 42)) == (
-        [],
-        [cancel("c1-a2")],
+    events, cancels = feed(
+        state, dialled("c1-a2", 41, attempt=2, request="c1"), hang_up_requested("c1-a2", 42)
     )
+    assert (outcomes(events), cancels) == (CANCELED, [cancel("c1-a2")])
 
 
 async def test_the_shell_cancels_through_the_telephony_port_and_a_restart_keeps_the_sid() -> None:
@@ -124,14 +182,3 @@ async def test_the_shell_cancels_through_the_telephony_port_and_a_restart_keeps_
     await again.apply(hang_up_requested("c1", 5))
     await asyncio.wait_for(again.drain(), 5)
     assert [entry for entry in restarted.entries if entry[0] == "cancel"] == [("cancel", "CAc1")]
-
-
-def test_a_call_ended_by_the_settle_timer_after_a_failed_cancel_is_recorded_canceled_not_answered() -> None:
-    """The cancel never got through; the call machine's timer ended the call with the operator's
-    reason. Nobody answered: the attempt is canceled (not retried), not a completed call."""
-    state = ringing()
-    events, _ = feed(state, hang_up_requested("c1", 5), ended("c1", "operator", 35))
-    recorded = [e for e in events if isinstance(e, CallAttemptRecorded)]
-    assert [(r.outcome, r.retry_at) for r in recorded] == [("canceled", None)]
-    completed = [e for e in events if isinstance(e, CallRequestCompleted)]
-    assert [(c.outcome, c.answered) for c in completed] == [("failed", False)]
