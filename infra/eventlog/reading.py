@@ -13,6 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra import offset_gaps
 from infra.eventlog.schema_registry import RegistrySchemaIds, SchemaRegistryError
 from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import KafkaSettings
@@ -249,6 +250,10 @@ async def offsets_at(
     return offsets
 
 
+PROBE_FETCHES = 2 + int(offset_gaps.MAX_WAIT_S // 2)
+"""Fetches of 2 s a probe makes before it takes "nothing" for the end of the partition."""
+
+
 async def _first_stamped_at_or_after(
     consumer: AIOKafkaConsumer, tp: TopicPartition, low: int, high: int, hint: int | None, when_ms: int
 ) -> int:
@@ -275,9 +280,15 @@ async def _record_from(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: i
     assigned = consumer.assignment()
     consumer.assign([*assigned, tp] if tp not in assigned else list(assigned))
     consumer.seek(tp, offset)
-    batch = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
-    records = batch.get(tp, [])
-    return (records[0].offset, records[0].timestamp) if records else None
+    # An empty fetch is not the end: a slow broker, or a hole being waited at. Taken as the end,
+    # it would move an --until back and drop records from an export, so ask until a hole's wait
+    # is surely over.
+    for _ in range(PROBE_FETCHES):
+        batch = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
+        records = batch.get(tp, [])
+        if records:
+            return records[0].offset, records[0].timestamp
+    return None
 
 
 def _reraise(exc: DecodeError) -> None:
