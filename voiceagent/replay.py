@@ -126,6 +126,7 @@ async def _into_schema(run: _Run, request: ReplayRequest) -> ReplayOutcome:
 async def _replay(run: _Run, request: ReplayRequest, marker: Marker, existed: bool) -> ReplayOutcome:
     if run.swap:
         _refuse_partial(request.schema, marker)
+        _refuse_unchecked_resume(request.schema, existed, run)
     outcome = ReplayOutcome(request.schema, existed, ReplayProgress())
     if existed and marker.since != request.since:
         outcome.notes.append(f"resumed with the schema's original start ({marker.since or 'the beginning'})")
@@ -158,6 +159,17 @@ def _refuse_partial(schema: str, marker: Marker) -> None:
             "everything before that time, so it cannot be swapped into live read models. Resume it "
             f"with --into-schema {schema} without --swap to inspect it, or replay from the beginning "
             "into a new schema to swap"
+        )
+
+
+def _refuse_unchecked_resume(schema: str, existed: bool, run: _Run) -> None:
+    """Without the check, only this run's records are seen: a resumed run would miss earlier
+    runs' records that do not decode, and swap a rebuild that lacks them."""
+    if existed and not run.check and not run.allow_undecodable:
+        raise ReplayError(
+            f"schema {schema} holds an earlier run's replay, and only the check sees whether any of "
+            "its records did not decode: --swap of a resumed rebuild needs it. Drop --no-verify, or "
+            "add --allow-undecodable to swap without such records"
         )
 
 
@@ -220,7 +232,11 @@ async def _swap(run: _Run, request: ReplayRequest, live: str) -> SwapResult:
             last = exc
         except DBAPIError as exc:  # lock timeout or a deadlock with a live projection: try again
             last = exc
-        await run_replay(run.settings, request, on_plan=run.on_plan, on_advance=run.on_advance, stop=run.stop)
+        caught_up = await run_replay(
+            run.settings, request, on_plan=run.on_plan, on_advance=run.on_advance, stop=run.stop
+        )
+        if caught_up.undecodable.count and not run.allow_undecodable:  # read after the check
+            raise ReplayError(_undecodable_message(request.schema, caught_up.undecodable))
     raise ReplayError(f"could not swap after {_SWAP_ATTEMPTS} attempts: {last}")
 
 

@@ -87,6 +87,13 @@ async def test_records_that_do_not_decode_block_the_swap_until_allowed(
     assert f"rerun with --into-schema {rebuild} --swap --allow-undecodable" in message
     assert await dump(live_sessions) == before
 
+    if not check:  # resumed, this run would read nothing: unchecked, the record would go unseen
+        with pytest.raises(ReplayError, match="--swap of a resumed rebuild needs it"):
+            await replay(
+                settings, log.request(rebuild, jobs=jobs), swap=True, live_schema=live_schema, check=False
+            )
+        assert await dump(live_sessions) == before
+
     outcome = await replay(
         settings,
         log.request(rebuild, jobs=jobs),
