@@ -9,7 +9,8 @@ the edge.
 The attempt's outcome is the decider's (``outcomes.hang_up_asked``: ``canceled`` at once).
 What is here is the Twilio side, judged on the state *before* the decider steps (the attempt
 is still live then): the sid, from the dial report or a status callback, and the attempts
-whose hang-up came before their sid (``DialerState.cancel_when_known``). Both are noted from
+whose hang-up came before their sid, or whose dial was reported failed (a create that timed
+out may have placed the call all the same): ``DialerState.cancel_when_known``. Both are noted from
 the inputs, not the log: a restart forgets an attempt still waiting for its sid, and a sid
 until the dial reports are folded again (``DialerShell.rebuild``).
 """
@@ -17,9 +18,10 @@ until the dial reports are folded again (``DialerShell.rebuild``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TypeAlias
 
-from schemas.calls import CallEnded, CallFailed, HangUpRequested, TelephonyStatusChanged
+from schemas.calls import HangUpRequested, TelephonyStatusChanged
 from schemas.dialer import CallDialFailed, CallDialled
 from schemas.ids import CallId
 from streams.dialer.decider import DialerInput
@@ -37,7 +39,11 @@ class CancelCall:
     twilio_call_sid: str
 
 
-def _call_id(news: CallNews | CallDialFailed | CallEnded | CallFailed) -> CallId:
+SID_WAIT = timedelta(hours=1)
+"""Twilio's callbacks for a call come within its ringing time; a wait this old will see none."""
+
+
+def _call_id(news: CallNews | CallDialFailed) -> CallId:
     return news.attempt_call_id if isinstance(news, CallDialled | CallDialFailed) else news.call_id
 
 
@@ -66,23 +72,32 @@ def cancellations(state: DialerState, input_: DialerInput) -> list[CancelCall]:
 
 def note_call(state: DialerState, input_: DialerInput) -> DialerState:
     """Note the sid input_ brings on its live attempt, or that a cancel waits for the sid."""
-    if isinstance(input_, CallDialFailed | CallEnded | CallFailed):
-        state.cancel_when_known.discard(_call_id(input_))  # no sid will come, or nothing to cancel
-        return state
-    if not isinstance(input_, CallNews) or input_.tenant_id != state.tenant_id:
+    if not isinstance(input_, CallNews | CallDialFailed) or input_.tenant_id != state.tenant_id:
         return state
     call_id = _call_id(input_)
+    if isinstance(input_, CallDialFailed):
+        # A create that timed out may have placed the call: if a sid ever shows it did, cancel it.
+        _await_sid(state, call_id, input_.occurred_at)
+        return state
     attempt = state.live.get(call_id)
     if isinstance(input_, HangUpRequested):
         if attempt is not None and not attempt.answered and attempt.twilio_call_sid is None:
-            state.cancel_when_known.add(call_id)
+            _await_sid(state, call_id, input_.occurred_at)
         return state
     sid = _sid(input_)
     if sid is not None:
-        state.cancel_when_known.discard(call_id)
+        state.cancel_when_known.pop(call_id, None)
         if attempt is not None and attempt.twilio_call_sid is None:
             attempt.twilio_call_sid = sid
     return state
+
+
+def _await_sid(state: DialerState, call_id: CallId, at: datetime) -> None:
+    """Cancel ``call_id`` when its sid arrives; waits older than SID_WAIT are given up."""
+    waiting = state.cancel_when_known
+    for old in [c for c, since in waiting.items() if at - since > SID_WAIT]:
+        del waiting[old]
+    waiting[call_id] = at
 
 
 def follow_call(state: DialerState, input_: DialerInput) -> list[CancelCall]:

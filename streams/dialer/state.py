@@ -111,9 +111,10 @@ class DialerState:
     order: int = 0
     clock: datetime | None = None
     """The latest time this state has seen (inputs, ticks, its own events): its "now" never goes back."""
-    cancel_when_known: set[CallId] = field(default_factory=set)
-    """Attempts ended before anyone answered and before their sid was known: cancelled at Twilio
-    when it arrives. From the inputs, not the log (``cancellation.note_call``)."""
+    cancel_when_known: dict[CallId, datetime] = field(default_factory=dict)
+    """Attempts over before their sid was known (a hang-up before the answer, a dial reported
+    failed that Twilio may have placed all the same), by when: cancelled at Twilio if a sid
+    arrives. From the inputs, not the log (``cancellation.note_call``)."""
 
     def live_for(self, agent_id: AgentId) -> int:
         return sum(1 for a in self.live.values() if a.agent_id == agent_id)

@@ -98,7 +98,7 @@ def test_a_hang_up_requested_before_the_sid_is_known_cancels_on_the_dial_report(
     assert (outcomes(events), cancels) == (CANCELED, [])
     assert feed(state, dialled("c1", 1)) == ([], [cancel("c1")])
     assert feed(state, status("c1", "ringing", 2)) == ([], [])  # once is enough
-    assert state.cancel_when_known == set()
+    assert state.cancel_when_known == {}
 
 
 def test_a_status_callback_that_overtakes_the_dial_report_cancels_it_first() -> None:
@@ -108,11 +108,27 @@ def test_a_status_callback_that_overtakes_the_dial_report_cancels_it_first() -> 
     assert feed(state, dialled("c1", 1.5)) == ([], [])
 
 
-def test_a_dial_refused_after_the_hang_up_is_not_retried_and_forgets_the_waiting_cancel() -> None:
+def test_a_dial_refused_after_the_hang_up_is_not_retried() -> None:
     state = given_agents(published())
     feed(state, place("c1"), hang_up_requested("c1", 0.5))
     assert feed(state, dial_refused("c1", 1, retryable=True), tick(600)) == ([], [])
-    assert state.cancel_when_known == set()
+
+
+def test_a_call_placed_after_all_by_a_dial_reported_failed_is_cancelled_when_its_sid_shows() -> None:
+    """A create that timed out is reported failed and not retried; if Twilio placed the call all
+    the same, its first status callback brings a sid for an attempt that is over."""
+    state = given_agents(published())
+    feed(state, place("c1"), dial_refused("c1", 1, retryable=False))
+    assert feed(state, status("c1", "initiated", 3)) == ([], [cancel("c1")])
+    assert feed(state, status("c1", "ringing", 4)) == ([], [])
+    assert state.cancel_when_known == {}
+
+
+def test_a_wait_for_a_sid_is_given_up_after_an_hour() -> None:
+    state = given_agents(published())
+    feed(state, place("c1"), dial_refused("c1", 1, retryable=False))
+    feed(state, place("c2"), dial_refused("c2", 3602, retryable=False))
+    assert list(state.cancel_when_known) == ["c2"]
 
 
 def test_a_hang_up_after_a_refused_dial_ends_the_request_waiting_to_retry() -> None:
