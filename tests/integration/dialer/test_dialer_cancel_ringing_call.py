@@ -42,7 +42,13 @@ async def test_ending_a_ringing_outbound_call_cancels_it_at_twilio(rig: DialerRi
             lambda: bool(rig.log.of(TelephonyStatusChanged, call_id=call_id, status="ringing")), timeout_s=60
         )
         await rig.send(_end(tenant, call_id))
-        await rig.log.wait_for(lambda: bool(rig.log.of(CallRequestCompleted, call_id=call_id)), timeout_s=45)
+        # The attempt is recorded canceled at the hang-up; the call's end follows Twilio's cancel.
+        await rig.log.wait_for(
+            lambda: bool(
+                rig.log.of(CallRequestCompleted, call_id=call_id) and rig.log.of(CallEnded, call_id=call_id)
+            ),
+            timeout_s=45,
+        )
     finally:
         rig.fake.ring_s = 0.0
     (call,) = [c for c in rig.fake.calls.values() if c.to == number]
