@@ -6,13 +6,15 @@ answered: until then only the dialer, which holds the call's Twilio sid, can end
 with Twilio's ``canceled``, which ends a queued or ringing call and leaves an answered one to
 the edge.
 
-The attempt's outcome is the decider's (``outcomes.hang_up_asked``: ``canceled`` at once).
-What is here is the Twilio side, judged on the state *before* the decider steps (the attempt
-is still live then): the sid, from the dial report or a status callback, and the attempts
-whose hang-up came before their sid, or whose dial was reported failed (a create that timed
-out may have placed the call all the same): ``DialerState.cancel_when_known``. Both are noted from
-the inputs, not the log: a restart forgets an attempt still waiting for its sid, and a sid
-until the dial reports are folded again (``DialerShell.rebuild``).
+The attempt keeps its slot until its call ends; ``outcomes.call_over`` records it ``canceled``
+when the operator ended it (``CallEnded.ended_by``), and ``dial_failed`` does not retry a dial
+refused after an operator's hang-up. What is here is the Twilio side, judged on the state
+before the decider steps: the sid, from the dial report or a status callback, and the calls
+to cancel once their sid is known (``DialerState.cancel_when_known``: a hang-up before the
+dial report, or a dial reported failed that Twilio may have placed all the same). These are
+noted from the inputs, not the log: a restart forgets a wait for a sid and an operator's
+hang-up (a dial refused after it is then retried), and a sid until the dial reports are
+folded again (``DialerShell.rebuild``); a hang-up read again after a restart cancels again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TypeAlias
 from schemas.calls import HangUpRequested, TelephonyStatusChanged
 from schemas.dialer import CallDialFailed, CallDialled
 from schemas.ids import CallId
-from streams.dialer.decider import DialerInput
+from streams.dialer.decider import DialerInput, Tick
 from streams.dialer.state import DialerState
 
 CallNews: TypeAlias = CallDialled | TelephonyStatusChanged | HangUpRequested
@@ -54,16 +56,21 @@ def _sid(news: CallNews) -> str | None:
 def cancellations(state: DialerState, input_: DialerInput) -> list[CancelCall]:
     """The calls input_ makes the dialer cancel, judged before the decider steps and ``note_call``.
 
-    A hang-up asked for while the call is not answered cancels it once its sid is known: at
-    once, or on the first dial report or status callback that brings the sid.
+    An operator's hang-up while the call is not answered cancels it once its sid is known: at
+    once, or on the first dial report or status callback that brings the sid. So does a dial
+    reported failed whose sid is known (a create that timed out after Twilio placed the call).
     """
-    if not isinstance(input_, CallNews) or input_.tenant_id != state.tenant_id:
+    if isinstance(input_, Tick) or input_.tenant_id != state.tenant_id:
         return []
-    if isinstance(input_, HangUpRequested):
-        attempt = state.live.get(input_.call_id)
+    if isinstance(input_, HangUpRequested | CallDialFailed):
+        if isinstance(input_, HangUpRequested) and input_.requested_by != "operator":
+            return []
+        attempt = state.live.get(_call_id(input_))
         if attempt is None or attempt.answered or attempt.twilio_call_sid is None:
             return []
         return [CancelCall(attempt_call_id=attempt.attempt_call_id, twilio_call_sid=attempt.twilio_call_sid)]
+    if not isinstance(input_, CallNews):
+        return []
     call_id, sid = _call_id(input_), _sid(input_)
     if call_id not in state.cancel_when_known or sid is None:
         return []
@@ -72,17 +79,24 @@ def cancellations(state: DialerState, input_: DialerInput) -> list[CancelCall]:
 
 def note_call(state: DialerState, input_: DialerInput) -> DialerState:
     """Note the sid input_ brings on its live attempt, or that a cancel waits for the sid."""
+    if isinstance(input_, Tick):
+        _forget_waits(state, input_.now)
+        return state
     if not isinstance(input_, CallNews | CallDialFailed) or input_.tenant_id != state.tenant_id:
         return state
     call_id = _call_id(input_)
-    if isinstance(input_, CallDialFailed):
-        # A create that timed out may have placed the call: if a sid ever shows it did, cancel it.
-        _await_sid(state, call_id, input_.occurred_at)
-        return state
     attempt = state.live.get(call_id)
+    if isinstance(input_, CallDialFailed):
+        # A create that timed out may have placed the call (such a failure is not retryable):
+        # if a sid ever shows it did, cancel it. A retryable refusal placed nothing.
+        if not input_.retryable and (attempt is None or attempt.twilio_call_sid is None):
+            state.cancel_when_known[call_id] = input_.occurred_at
+        return state
     if isinstance(input_, HangUpRequested):
-        if attempt is not None and not attempt.answered and attempt.twilio_call_sid is None:
-            _await_sid(state, call_id, input_.occurred_at)
+        if input_.requested_by == "operator" and attempt is not None and not attempt.answered:
+            attempt.hang_up_requested = True
+            if attempt.twilio_call_sid is None:
+                state.cancel_when_known[call_id] = input_.occurred_at
         return state
     sid = _sid(input_)
     if sid is not None:
@@ -92,12 +106,11 @@ def note_call(state: DialerState, input_: DialerInput) -> DialerState:
     return state
 
 
-def _await_sid(state: DialerState, call_id: CallId, at: datetime) -> None:
-    """Cancel ``call_id`` when its sid arrives; waits older than SID_WAIT are given up."""
+def _forget_waits(state: DialerState, now: datetime) -> None:
+    """Give up waits for a sid older than SID_WAIT: no callback will bring one now."""
     waiting = state.cancel_when_known
-    for old in [c for c, since in waiting.items() if at - since > SID_WAIT]:
+    for old in [c for c, since in waiting.items() if now - since > SID_WAIT]:
         del waiting[old]
-    waiting[call_id] = at
 
 
 def follow_call(state: DialerState, input_: DialerInput) -> list[CancelCall]:

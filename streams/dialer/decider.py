@@ -19,9 +19,10 @@ Choices recorded here:
 - A provider error is retried only when it says so (``CallDialFailed.retryable``): the adapter
   reports a create that went out unanswered (a timeout) as not retryable, since Twilio may
   have placed the call and a retry could ring the person twice.
-- A hang-up requested on a call not answered yet (an operator's ``EndCall``) ends its attempt
-  ``canceled`` at once, not retried (nor a request waiting to retry that attempt), and has the
-  shell cancel the call at Twilio (``streams.dialer.cancellation``).
+- An operator's hang-up (``EndCall``) of a call not answered yet has the shell cancel it at
+  Twilio (``streams.dialer.cancellation``); the attempt holds its slot until the call ends, and
+  ends ``canceled`` (the call's ``ended_by``), not retried; so does a request waiting to retry
+  the attempt whose call the operator ended.
 - "Now" never goes back: an input read late is decided at the state's clock. A dial held up
   after its decision (an outage) is checked again by the shell as it would go out
   (``too_late_to_dial``); one too late is reported as a retryable dial failure, so it costs

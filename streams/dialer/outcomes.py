@@ -89,6 +89,10 @@ def call_over(state: DialerState, fact: CallEnded | CallFailed, options: DialerO
         return
     request = state.requests.get(attempt.call_id)
     reason = fact.reason if isinstance(fact, CallEnded) else "failed"
+    if not attempt.answered and isinstance(fact, CallEnded) and fact.ended_by == "operator":
+        # Ended as the operator asked before anyone answered, even if Twilio's cancel did not get
+        # through and the call machine's timer ended it with the operator's (free text) reason.
+        reason = "canceled"
     if attempt.answered or reason not in _UNANSWERED_ENDS:
         if request is not None:
             completed(out, request, "machine" if attempt.machine else "completed", True)
@@ -105,6 +109,9 @@ def dial_failed(state: DialerState, fact: CallDialFailed, options: DialerOptions
     if attempt is None or attempt.answered:
         return
     request = state.requests.get(attempt.call_id)
+    if attempt.hang_up_requested:  # the operator ended it meanwhile: nothing to try again
+        _unanswered(out, attempt, request, "canceled", options, fact.occurred_at, detail=fact.message)
+        return
     _unanswered(
         out,
         attempt,
@@ -147,18 +154,14 @@ def _campaign_stopped(state: DialerState, request: Request | None) -> bool:
 
 
 def hang_up_asked(state: DialerState, fact: HangUpRequested, options: DialerOptions, out: Emitter) -> None:
-    """Someone ended the call before anyone answered: the attempt ends canceled, nothing is retried.
+    """An operator ended the call of a request waiting to retry it: the request ends, not retried.
 
-    Decided here, from the input, and recorded at once: the call's end may come later (Twilio's
-    cancel), arrive as another outcome (a dial refused meanwhile), or, if the cancel does not get
-    through, carry the operator's reason; a state rebuilt from the log must decide the same. A
-    hang-up of the latest attempt of a request waiting to retry it ends the request.
+    A live attempt keeps its slot until its call ends (Twilio's cancel, or the call machine's
+    timer): ``call_over`` reads the operator from ``CallEnded.ended_by``, so a state rebuilt from
+    the log decides the same. Only the operator: the agent, the caller and the system hang up
+    calls that were answered, whatever the dialer has heard of the answer.
     """
-    attempt = state.live.get(fact.call_id)
-    if attempt is not None:
-        if not attempt.answered:
-            request = state.requests.get(attempt.call_id)
-            _unanswered(out, attempt, request, "canceled", options, fact.occurred_at)
+    if fact.requested_by != "operator" or fact.call_id in state.live:
         return
     request = _waiting_to_retry(state, fact.call_id)
     if request is not None:

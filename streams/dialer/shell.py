@@ -213,7 +213,7 @@ class DialerShell:
         """Let time pass for every tenant with work waiting or attempts live (a lost one is reaped)."""
         now = now or self._now()
         for tenant_id, state in list(self.states.items()):
-            if state.queue or state.live:
+            if state.queue or state.live or state.cancel_when_known:
                 await self.apply(Tick(tenant_id=tenant_id, now=now))
             else:
                 advance(state, now)  # nothing to decide, but a late input must not go back in time

@@ -1,7 +1,9 @@
 """The dialer's state for one tenant, and evolve: how each event changes it.
 
 The state is a fold of the dialer's own event log (``voice.dialer.events.v1``) and the agent
-definitions (``voice.agents.events.v1``). ``evolve`` updates it in place and returns it: a
+definitions (``voice.agents.events.v1``), but for what the Twilio side notes from the inputs
+(an attempt's sid, an operator's hang-up, the calls to cancel once their sid is known:
+``streams.dialer.cancellation``), which a restart may forget. ``evolve`` updates it in place and returns it: a
 tenant can hold 100,000 queued numbers, and copying them on every event would make each step
 O(n). ``decide`` never mutates; the shell owns the only state object.
 """
@@ -77,6 +79,9 @@ class Attempt:
     machine: bool = False
     twilio_call_sid: str | None = None
     """From the dial report or a status callback, not from the log (``cancellation.note_call``)."""
+    hang_up_requested: bool = False
+    """The operator asked to end it before the answer (from the inputs, not the log): a dial
+    refused after that is not retried. A restart forgets it (``cancellation``)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -112,9 +117,9 @@ class DialerState:
     clock: datetime | None = None
     """The latest time this state has seen (inputs, ticks, its own events): its "now" never goes back."""
     cancel_when_known: dict[CallId, datetime] = field(default_factory=dict)
-    """Attempts over before their sid was known (a hang-up before the answer, a dial reported
-    failed that Twilio may have placed all the same), by when: cancelled at Twilio if a sid
-    arrives. From the inputs, not the log (``cancellation.note_call``)."""
+    """Calls to cancel once their sid is known (a hang-up before the dial report, a dial reported
+    failed that Twilio may have placed all the same), by when they were noted. From the inputs,
+    not the log (``cancellation.note_call``)."""
 
     def live_for(self, agent_id: AgentId) -> int:
         return sum(1 for a in self.live.values() if a.agent_id == agent_id)
