@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from infra.db import schema_name_problem
+from infra.eventlog.archive_cli import restore_with_progress
 from infra.eventlog.cli import when_option
-from infra.eventlog.restore import RestoreError, restore_archive
+from infra.eventlog.restore import RestoreError
 from infra.process import stop_on_signals
 from infra.settings import Settings
 from projections.rebuild import ReplayError, resolve_names
@@ -91,20 +92,10 @@ def _settings() -> Settings:
 
 
 def _restore(settings: Settings, source: str, force: bool) -> None:
-    with _progress() as progress:
-        task = progress.add_task("restore archive", total=None)
-        try:
-            summary = asyncio.run(
-                restore_archive(
-                    settings.kafka,
-                    source,
-                    force=force,
-                    on_plan=lambda total: progress.update(task, total=total),
-                    on_advance=lambda n: progress.advance(task, n),
-                )
-            )
-        except RestoreError as exc:
-            raise ReplayError(f"archive not restored, nothing replayed: {exc}") from None
+    try:
+        summary = restore_with_progress(settings.kafka, source, force=force, description="restore archive")
+    except RestoreError as exc:
+        raise ReplayError(f"archive not restored, nothing replayed: {exc}") from None
     if not summary.published and not summary.skipped_present:
         raise ReplayError(f"no archive files under {source}; nothing replayed")
     err.print(f"restored {summary.total} records from {source}")

@@ -14,7 +14,8 @@ from fsspec.registry import known_implementations
 from infra.eventlog.archive import Archiver, WrittenFile
 from infra.eventlog.archive_file import archive_fs
 from infra.eventlog.cli import broker_settings, err, progress_bar
-from infra.eventlog.restore import RestoreError, restore_archive
+from infra.eventlog.restore import RestoreError, RestoreSummary, restore_archive
+from infra.settings import KafkaSettings
 
 archive_app = typer.Typer(help="Archive the event log to Avro files, and restore it.", no_args_is_help=True)
 ArchiveTopicsOpt = typer.Option([], "--topic", help="archive only these topics (default: the catalog)")
@@ -59,23 +60,11 @@ def archive_restore(
     if not fs.exists(root):
         err.print(f"[red]no archive at {source}[/]")
         raise typer.Exit(2)
-    with progress_bar() as progress:
-        task = progress.add_task("restore", total=None)
-        try:
-            summary = asyncio.run(
-                restore_archive(
-                    settings.kafka,
-                    source,
-                    force=force,
-                    topics=topic or None,
-                    on_plan=lambda total: progress.update(task, total=total),
-                    on_advance=lambda n: progress.advance(task, n),
-                )
-            )
-        except RestoreError as exc:
-            progress.stop()
-            err.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
+    try:
+        summary = restore_with_progress(settings.kafka, source, force=force, topics=topic or None)
+    except RestoreError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
     if not summary.published:
         err.print(f"[yellow]no archive files under {source}[/]")
         raise typer.Exit(1)
@@ -88,6 +77,29 @@ def archive_restore(
         + (f"; {skipped} were already there" if skipped else "")
         + (f"; created {', '.join(summary.created_topics)}" if summary.created_topics else "")
     )
+
+
+def restore_with_progress(
+    kafka: KafkaSettings,
+    source: str,
+    *,
+    force: bool,
+    topics: list[str] | None = None,
+    description: str = "restore",
+) -> RestoreSummary:
+    """``restore_archive`` with a progress bar on stderr; RestoreError goes on, the bar stopped."""
+    with progress_bar() as progress:
+        task = progress.add_task(description, total=None)
+        return asyncio.run(
+            restore_archive(
+                kafka,
+                source,
+                force=force,
+                topics=topics,
+                on_plan=lambda total: progress.update(task, total=total),
+                on_advance=lambda n: progress.advance(task, n),
+            )
+        )
 
 
 def _archive_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
