@@ -19,7 +19,7 @@ from schemas.catalog import CALL_INPUTS, DIALER_REQUESTS
 from schemas.codec import Codec
 from schemas.dialer import CallAttemptStarted, CallDialFailed, CallDialled, MachineAnswerHandled
 from schemas.envelope import derive_event_id
-from schemas.ids import CallId, CorrelationId, EventId
+from schemas.ids import CallId, CorrelationId, EventId, TenantId
 from streams.dialer.decider import too_late_to_dial
 from streams.dialer.policy import machine_detection_for
 from streams.dialer.state import AgentInfo, Request
@@ -87,12 +87,9 @@ class Dialling:
             # When the call is placed, not when it was decided: a request read late (after an
             # outage) must not reach the calls worker already past its setup timeout.
             return CallReceived(
-                tenant_id=started.tenant_id,
-                call_id=started.attempt_call_id,
-                seq=0,
-                event_id=derive_event_id(started.attempt_call_id, 0, "dialer.call_received"),
-                occurred_at=self._now(),
-                correlation_id=CorrelationId(started.call_id),
+                **self._call_input(
+                    started.tenant_id, started.attempt_call_id, started.call_id, "call_received"
+                ),
                 direction="outbound",
                 from_number=started.from_number,
                 to_number=started.to_number,
@@ -160,16 +157,25 @@ class Dialling:
         )
         # End the attempt's call in the call log too; the dialer ignores the echo.
         failed = TelephonyStatusChanged(
-            tenant_id=started.tenant_id,
-            call_id=started.attempt_call_id,
-            seq=0,
-            event_id=derive_event_id(started.attempt_call_id, 0, "dialer.dial_failed"),
-            occurred_at=self._now(),
-            correlation_id=CorrelationId(started.call_id),
+            **self._call_input(started.tenant_id, started.attempt_call_id, started.call_id, "dial_failed"),
             twilio_call_sid="",
             status="failed",
         )
         await self._deliver(CALL_INPUTS.name, started.attempt_call_id, failed)
+
+    def _call_input(
+        self, tenant_id: TenantId, call_id: CallId, correlation: str, kind: str, at: datetime | None = None
+    ) -> dict[str, Any]:
+        """The envelope of an input the dialer writes to a call's log: seq 0, its id derived from
+        the call and ``kind`` (a re-sent copy is the same record), stamped now unless ``at``."""
+        return {
+            "tenant_id": tenant_id,
+            "call_id": call_id,
+            "seq": 0,
+            "event_id": derive_event_id(call_id, 0, f"dialer.{kind}"),
+            "occurred_at": at or self._now(),
+            "correlation_id": CorrelationId(correlation),
+        }
 
     def _env(self, started: CallAttemptStarted, kind: str) -> dict[str, Any]:
         return {
@@ -198,13 +204,11 @@ class Dialling:
         so a re-decided MachineAnswerHandled asks once."""
         if not handled.voicemail_message:
             return
+        call = handled.attempt_call_id
         request = VoicemailRequested(
-            tenant_id=handled.tenant_id,
-            call_id=handled.attempt_call_id,
-            seq=0,
-            event_id=derive_event_id(handled.attempt_call_id, 0, "dialer.voicemail_requested"),
-            occurred_at=handled.occurred_at,
-            correlation_id=handled.correlation_id,
+            **self._call_input(
+                handled.tenant_id, call, handled.correlation_id, "voicemail_requested", handled.occurred_at
+            ),
             message=handled.voicemail_message,
         )
         try:

@@ -160,16 +160,13 @@ def summary_failed(
 
 
 def start_not_seen(unseen: StartNotSeen, model: str, now: datetime) -> CallSummaryFailed:
-    # The agent is known from CallReceived only: left empty. The failure's id, as for the model's.
-    return CallSummaryFailed(
+    """The failure of a call never seen to start: the agent, known from CallReceived only, left
+    empty; the id is the model's failure's, so a replay re-derives it."""
+    job = SummaryJob(
         tenant_id=unseen.tenant_id,
         call_id=unseen.call_id,
-        seq=1,
-        event_id=derive_event_id(unseen.call_id, 1, "postcall.summary_failed"),
-        occurred_at=now,
-        correlation_id=unseen.correlation_id,
         agent_id=AgentId(""),
-        reason=START_NOT_SEEN,
-        attempts=0,
-        model=model,
+        correlation_id=unseen.correlation_id,
+        turns=[],
     )
+    return summary_failed(job, START_NOT_SEEN, 0, model, now)
