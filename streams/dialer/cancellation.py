@@ -7,14 +7,18 @@ with Twilio's ``canceled``, which ends a queued or ringing call and leaves an an
 the edge.
 
 The attempt keeps its slot until its call ends; ``outcomes.call_over`` records it ``canceled``
-when the operator ended it (``CallEnded.ended_by``), and ``dial_failed`` does not retry a dial
-refused after an operator's hang-up. What is here is the Twilio side, judged on the state
-before the decider steps: the sid, from the dial report or a status callback, and the calls
-to cancel once their sid is known (``DialerState.cancel_when_known``: a hang-up before the
-dial report, or a dial reported failed that Twilio may have placed all the same). These are
-noted from the inputs, not the log: a restart forgets a wait for a sid and an operator's
-hang-up (a dial refused after it is then retried), and a sid until the dial reports are
-folded again (``DialerShell.rebuild``); a hang-up read again after a restart cancels again.
+when the operator ended it (``CallEnded.ended_by``, or a hang-up noted on the attempt), and
+``dial_failed`` does not retry a dial refused after an operator's hang-up. A hang-up of an
+earlier attempt read once the request's retry is dialling (the refusal that caused the retry
+came on another topic) is the retry's: it is cancelled and not retried either.
+
+What is here is the Twilio side, judged on the state before the decider steps: the sid, from
+the dial report or a status callback, and the calls to cancel once their sid is known
+(``DialerState.cancel_when_known``: a hang-up before the dial report, or a dial reported failed
+that Twilio may have placed all the same). These are noted from the inputs, not the log: a
+restart forgets a wait for a sid and an operator's hang-up (a dial refused, or a retry's call
+ended unanswered, after it is then retried), and a sid until the dial reports are folded again
+(``DialerShell.rebuild``); a hang-up read again after a restart cancels again.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from schemas.calls import HangUpRequested, TelephonyStatusChanged
 from schemas.dialer import CallDialFailed, CallDialled
 from schemas.ids import CallId
 from streams.dialer.decider import DialerInput, Tick
-from streams.dialer.state import DialerState
+from streams.dialer.outcomes import retry_in_flight
+from streams.dialer.state import Attempt, DialerState
 
 CallNews: TypeAlias = CallDialled | TelephonyStatusChanged | HangUpRequested
 """The inputs that tell an attempt its sid or that its call should end."""
@@ -65,7 +70,7 @@ def cancellations(state: DialerState, input_: DialerInput) -> list[CancelCall]:
     if isinstance(input_, HangUpRequested | CallDialFailed):
         if isinstance(input_, HangUpRequested) and input_.requested_by != "operator":
             return []
-        attempt = state.live.get(_call_id(input_))
+        attempt = _ended_attempt(state, input_)
         if attempt is None or attempt.answered or attempt.twilio_call_sid is None:
             return []
         return [CancelCall(attempt_call_id=attempt.attempt_call_id, twilio_call_sid=attempt.twilio_call_sid)]
@@ -93,10 +98,11 @@ def note_call(state: DialerState, input_: DialerInput) -> DialerState:
             state.cancel_when_known[call_id] = input_.occurred_at
         return state
     if isinstance(input_, HangUpRequested):
+        attempt = _ended_attempt(state, input_)
         if input_.requested_by == "operator" and attempt is not None and not attempt.answered:
             attempt.hang_up_requested = True
             if attempt.twilio_call_sid is None:
-                state.cancel_when_known[call_id] = input_.occurred_at
+                state.cancel_when_known[attempt.attempt_call_id] = input_.occurred_at
         return state
     sid = _sid(input_)
     if sid is not None:
@@ -104,6 +110,16 @@ def note_call(state: DialerState, input_: DialerInput) -> DialerState:
         if attempt is not None and attempt.twilio_call_sid is None:
             attempt.twilio_call_sid = sid
     return state
+
+
+def _ended_attempt(state: DialerState, news: HangUpRequested | CallDialFailed) -> Attempt | None:
+    """The live attempt whose call news ends: its own, or, for a hang-up of an earlier attempt
+    read once its retry is dialling, the retry's (``outcomes.retry_in_flight``)."""
+    call_id = _call_id(news)
+    attempt = state.live.get(call_id)
+    if attempt is None and isinstance(news, HangUpRequested):
+        return retry_in_flight(state, call_id)
+    return attempt
 
 
 def _forget_waits(state: DialerState, now: datetime) -> None:

@@ -22,7 +22,8 @@ Choices recorded here:
 - An operator's hang-up (``EndCall``) of a call not answered yet has the shell cancel it at
   Twilio (``streams.dialer.cancellation``); the attempt holds its slot until the call ends, and
   ends ``canceled`` (the call's ``ended_by``), not retried; so does a request waiting to retry
-  the attempt whose call the operator ended.
+  the attempt whose call the operator ended, and a retry already dialling when the hang-up of
+  the attempt before it is read (the retry is cancelled in its stead).
 - "Now" never goes back: an input read late is decided at the state's clock. A dial held up
   after its decision (an outage) is checked again by the shell as it would go out
   (``too_late_to_dial``); one too late is reported as a retryable dial failure, so it costs

@@ -89,9 +89,11 @@ def call_over(state: DialerState, fact: CallEnded | CallFailed, options: DialerO
         return
     request = state.requests.get(attempt.call_id)
     reason = fact.reason if isinstance(fact, CallEnded) else "failed"
-    if not attempt.answered and isinstance(fact, CallEnded) and fact.ended_by == "operator":
+    by_operator = isinstance(fact, CallEnded) and fact.ended_by == "operator"
+    if not attempt.answered and (by_operator or attempt.hang_up_requested):
         # Ended as the operator asked before anyone answered, even if Twilio's cancel did not get
-        # through and the call machine's timer ended it with the operator's (free text) reason.
+        # through and the call machine's timer ended it with the operator's (free text) reason,
+        # or the call rang out (or failed) before the cancel landed.
         reason = "canceled"
     if attempt.answered or reason not in _UNANSWERED_ENDS:
         if request is not None:
@@ -158,27 +160,41 @@ def hang_up_asked(state: DialerState, fact: HangUpRequested, options: DialerOpti
 
     A live attempt keeps its slot until its call ends (Twilio's cancel, or the call machine's
     timer): ``call_over`` reads the operator from ``CallEnded.ended_by``, so a state rebuilt from
-    the log decides the same. Only the operator: the agent, the caller and the system hang up
-    calls that were answered, whatever the dialer has heard of the answer.
+    the log decides the same. A hang-up of an earlier attempt read once a retry is dialling is
+    the retry's to answer (``retry_in_flight``): it is cancelled and ends ``canceled``. Only the
+    operator: the agent, the caller and the system hang up calls that were answered, whatever
+    the dialer has heard of the answer.
     """
     if fact.requested_by != "operator" or fact.call_id in state.live:
         return
-    request = _waiting_to_retry(state, fact.call_id)
-    if request is not None:
-        completed(out, request, "failed", False)
+    found = attempt_of(state, fact.call_id)
+    if found is not None and not found[0].dialling and found[1] == found[0].attempts:
+        completed(out, found[0], "failed", False)
 
 
-def _waiting_to_retry(state: DialerState, call_id: CallId) -> Request | None:
-    """The request whose latest attempt had the call ``call_id``, if it waits to try again."""
+def retry_in_flight(state: DialerState, call_id: CallId) -> Attempt | None:
+    """The live attempt of the request that an earlier attempt with the call ``call_id`` had.
+
+    The operator ended that earlier call, but the dialer read it only once the retry had started
+    (the refusal that caused the retry came on another topic): the hang-up is the retry's.
+    """
+    found = attempt_of(state, call_id)
+    if found is None or not found[0].dialling or found[1] >= found[0].attempts:
+        return None
+    request = found[0]
+    return state.live.get(attempt_call_id(request.call_id, request.attempts))
+
+
+def attempt_of(state: DialerState, call_id: CallId) -> tuple[Request, int] | None:
+    """The request one of whose attempts started so far had the call ``call_id``, and its number."""
     base, _, number = call_id.rpartition("-a")
-    candidates = [CallId(call_id), *([CallId(base)] if base and number.isdigit() else [])]
-    for candidate in candidates:
+    candidates = [(CallId(call_id), 1), *([(CallId(base), int(number))] if base and number.isdigit() else [])]
+    for candidate, attempt in candidates:
         request = state.requests.get(candidate)
         if (
             request is not None
-            and not request.dialling
-            and request.attempts > 0
-            and attempt_call_id(request.call_id, request.attempts) == call_id
+            and 1 <= attempt <= request.attempts
+            and attempt_call_id(request.call_id, attempt) == call_id
         ):
-            return request
+            return request, attempt
     return None

@@ -80,8 +80,9 @@ class Attempt:
     twilio_call_sid: str | None = None
     """From the dial report or a status callback, not from the log (``cancellation.note_call``)."""
     hang_up_requested: bool = False
-    """The operator asked to end it before the answer (from the inputs, not the log): a dial
-    refused after that is not retried. A restart forgets it (``cancellation``)."""
+    """The operator asked to end it, or the earlier attempt it retries, before the answer (from
+    the inputs, not the log): a dial refused, or a call ended unanswered, after that is not
+    retried. A restart forgets it (``cancellation``)."""
 
 
 @dataclass(slots=True, kw_only=True)

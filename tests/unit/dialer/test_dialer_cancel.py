@@ -4,6 +4,7 @@ known, ended ``canceled`` and not dialled again, whatever order the two topics a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from schemas.calls import CallEnded
 from schemas.codec import Codec
@@ -19,6 +20,7 @@ from tests.unit.dialer.dialer_scenario import (
     _env,
     dialled,
     ended,
+    failed,
     given_agents,
     hang_up_requested,
     place,
@@ -227,3 +229,56 @@ async def test_the_shell_cancels_through_the_telephony_port_and_again_after_a_re
     await again.apply(hang_up_requested("c1", 5))
     await asyncio.wait_for(again.drain(), 5)
     assert [entry for entry in restarted.entries if entry[0] == "cancel"] == [("cancel", "CAc1")]
+
+
+def retry_dialling(*, dialled_yet: bool = True) -> DialerState:
+    """c1's dial was refused (retryably) and its retry c1-a2 is being dialled: the operator's
+    hang-up of c1, on another topic than the refusal, is read only now."""
+    state = given_agents(published())
+    feed(state, place("c1"), dialled("c1", 1), dial_refused("c1", 2, retryable=True), tick(40))
+    assert "c1-a2" in state.live
+    if dialled_yet:
+        feed(state, dialled("c1-a2", 41, attempt=2, request="c1"))
+    return state
+
+
+def test_a_hang_up_read_after_the_retry_started_cancels_the_retry_and_ends_the_request() -> None:
+    state = retry_dialling()
+    assert feed(state, hang_up_requested("c1", 42)) == ([], [cancel("c1-a2")])
+    assert "c1-a2" in state.live  # it holds its slot until its call ends
+    events, _ = feed(state, status("c1-a2", "canceled", 43), ended("c1-a2", "canceled", 43), tick(600))
+    assert outcomes(events) == CANCELED
+    assert (state.live, state.requests) == ({}, {})
+
+
+def test_a_retry_that_ends_unanswered_before_the_cancel_lands_is_not_retried() -> None:
+    for end in (ended("c1-a2", "no_answer", 43), ended("c1-a2", "busy", 43), failed("c1-a2", 43)):
+        state = retry_dialling()
+        feed(state, hang_up_requested("c1", 42))
+        events, _ = feed(state, end, tick(600))
+        assert outcomes(events) == CANCELED
+        assert "c1-a3" not in state.live
+
+
+def test_a_hang_up_read_before_the_retrys_sid_cancels_it_on_the_dial_report() -> None:
+    state = retry_dialling(dialled_yet=False)
+    assert feed(state, hang_up_requested("c1", 40.5)) == ([], [])
+    assert feed(state, dialled("c1-a2", 41, attempt=2, request="c1")) == ([], [cancel("c1-a2")])
+
+
+def test_a_retrys_dial_refused_after_a_hang_up_of_the_first_attempt_is_canceled_not_retried() -> None:
+    state = retry_dialling(dialled_yet=False)
+    feed(state, hang_up_requested("c1", 40.5))
+    refused = dataclasses.replace(
+        dial_refused("c1", 41, retryable=True), attempt_call_id=CallId("c1-a2"), attempt=2
+    )
+    events, _ = feed(state, refused, tick(600))
+    assert outcomes(events) == CANCELED
+    assert state.requests == {}
+
+
+def test_a_hang_up_of_a_later_attempt_than_the_one_dialling_leaves_it_alone() -> None:
+    state = retry_dialling()
+    for other in ("c1-a3", "c1-a1", "other"):
+        assert feed(state, hang_up_requested(other, 42)) == ([], [])
+    assert not state.live[CallId("c1-a2")].hang_up_requested
