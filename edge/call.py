@@ -23,7 +23,7 @@ from edge.playback import AudioItem, Cleared
 from edge.playback_clock import FRAME_S, MAX_LAG_S
 from edge.recording import CallRecording, store_recording
 from edge.session import MediaSession
-from edge.twiml import StreamParameters
+from edge.twiml import UNAVAILABLE_MESSAGE, StreamParameters
 from edge.wsframe import BINARY, server_frame
 from schemas import bridge
 from schemas.call_media import AgentInterrupted, CallerSpeechStopped, MediaStreamStopped, RecordingAvailable
@@ -80,6 +80,8 @@ class LiveCall:
         self._pumping = False  # _pump_worker is sending: direct writes would overtake it
         self.last_arrival: float | None = None
         """``perf_counter()`` when the latest caller frame arrived (for the bridge latency figure)."""
+        self.without_agent_since: float | None = self._loop.time()
+        """Loop time since when no worker is on the bridge (None while one is, or once reported)."""
         self._to_worker = asyncio.Event()
         self._to_twilio = asyncio.Event()
         self._tasks = [
@@ -151,12 +153,39 @@ class LiveCall:
     def attach_worker(self, worker: ServerConnection) -> ServerConnection | None:
         """Make ``worker`` the call's bridge peer; returns the one it replaces."""
         previous, self.worker = self.worker, worker
+        self.without_agent_since = None
         self._to_worker.set()
         return previous
 
     def detach_worker(self, worker: ServerConnection) -> None:
         if self.worker is worker:
             self.worker = None
+            self.without_agent_since = self._loop.time()
+
+    def check_agent(self, now: float) -> None:
+        """Watchdog: a call no worker has been serving for ``agent_wait_s`` is ended, politely.
+
+        Nobody else would end it: Twilio sends frames all the time, so the idle timeout never
+        fires, and the caller would sit in silence until they hung up. It happens when no worker
+        ever comes (the call's log ended before the stream started, a worker died and none took
+        over) or when failover does not finish.
+        """
+        since = self.without_agent_since
+        wait = self.node.settings.edge.agent_wait_s
+        if since is None or not wait or now - since <= wait or self.ending or self.stop_reason:
+            return
+        self.without_agent_since = None  # report once
+        # Set now: Twilio stops the stream itself when it leaves it for the apology, and that
+        # stop must not read as the caller hanging up.
+        self.stop_reason = "no_agent"
+        self.node.metrics.incr("streams.no_agent")
+        log.warning("call %s: no session worker for %.0f s; ending it", self.call_id, now - since)
+        self._tasks.append(asyncio.create_task(self._end_without_agent(), name=f"no-agent-{self.call_id}"))
+
+    async def _end_without_agent(self) -> None:
+        """Tell the caller why (Twilio leaves the stream for a spoken apology), then end the stream."""
+        await self.node.telephony.say_and_hang_up(self.identity.call_sid, UNAVAILABLE_MESSAGE)
+        await self.end("no_agent")
 
     async def _pump_worker(self) -> None:
         caller = self.session.caller

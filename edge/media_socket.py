@@ -180,6 +180,7 @@ class MediaLoop:
             self._spawn(self.websocket.close(1000))
         if self.call is not None:
             self.call.check_send(now)
+            self.call.check_agent(now)
 
     def on_message(self, data: str | bytes) -> str | None:
         """Handle one frame; returns the stop reason when Twilio ended the stream.

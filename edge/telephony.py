@@ -10,6 +10,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
+from edge.twiml import refuse
 from infra.settings import TwilioSettings
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,10 @@ class Telephony(Protocol):
 
     async def transfer(self, call_sid: str, target: str) -> bool:
         """Redirect the call to dial ``target``; False (logged) if the carrier refused."""
+        ...
+
+    async def say_and_hang_up(self, call_sid: str, message: str) -> None:
+        """Leave the stream for TwiML that says ``message`` and hangs up; errors are logged."""
         ...
 
 
@@ -62,6 +67,15 @@ class TwilioTelephony:
         response.dial(target)
         self._client.calls(call_sid).update(twiml=str(response))
 
+    async def say_and_hang_up(self, call_sid: str, message: str) -> None:
+        try:
+            await asyncio.to_thread(self._say, call_sid, message)
+        except Exception:  # the stream is closed next anyway: the caller is not left waiting
+            log.exception("the goodbye message for %s failed", call_sid)
+
+    def _say(self, call_sid: str, message: str) -> None:
+        self._client.calls(call_sid).update(twiml=refuse(message))
+
 
 class RecordingTelephony:
     """A fake that remembers what it was asked to do."""
@@ -69,6 +83,7 @@ class RecordingTelephony:
     def __init__(self) -> None:
         self.hung_up: list[str] = []
         self.transferred: list[tuple[str, str]] = []
+        self.said: list[tuple[str, str]] = []
 
     async def hang_up(self, call_sid: str) -> None:
         self.hung_up.append(call_sid)
@@ -76,3 +91,6 @@ class RecordingTelephony:
     async def transfer(self, call_sid: str, target: str) -> bool:
         self.transferred.append((call_sid, target))
         return True
+
+    async def say_and_hang_up(self, call_sid: str, message: str) -> None:
+        self.said.append((call_sid, message))

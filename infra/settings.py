@@ -132,6 +132,14 @@ class EdgeSettings(BaseModel):
     vad_hangover_frames: int = 15
     barge_in_min_speech_ms: int = 120
     idle_timeout_s: float = 30.0
+    agent_wait_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="how long a live stream may go without a session worker on its audio bridge "
+        "(before the first one connects, or after one leaves and none takes over) before the edge "
+        "apologises to the caller and ends the call, instead of leaving them in silence; well above "
+        "the failover time (a few seconds) and the caller buffer; 0 waits for ever",
+    )
     drain_deadline_s: float = 20.0
     recordings_dir: Path | None = Field(
         default=None, description="where call recordings are written; default data_dir/recordings"

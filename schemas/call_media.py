@@ -15,6 +15,7 @@ STOP_REASONS = (
     "hangup",
     "transferred",
     "transfer_failed",
+    "no_agent",
 )
 SPEAKERS = ("caller", "agent")
 INTERRUPT_SOURCES = ("edge_vad", "model")

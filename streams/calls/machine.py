@@ -172,6 +172,9 @@ def _stream_stopped(state: CallState, fact: MediaStreamStopped) -> list[CallEven
         # The edge hung up for a worker whose HangUpRequested has not reached us yet (two
         # producers, no order between them): the agent ended the call.
         return [*events, ended(state, fact, 2, "agent_hung_up", "agent")]
+    if fact.reason == "no_agent":
+        # The edge gave up waiting for a session worker on the audio bridge and told the caller.
+        return [*events, failed(state, fact, 2, "no_agent", "no session worker served the call's audio")]
     return [*events, failed(state, fact, 2, "media_stream_lost", fact.reason)]
 
 

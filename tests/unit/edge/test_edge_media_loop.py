@@ -22,6 +22,7 @@ from edge.node import EdgeNode
 from edge.publisher import RecordingPublisher
 from edge.signature import SignatureChecker
 from edge.telephony import RecordingTelephony
+from edge.twiml import UNAVAILABLE_MESSAGE
 from infra.settings import Settings
 from schemas import bridge
 from schemas.call_media import CallerSpeechStopped, MediaStreamStopped
@@ -326,3 +327,73 @@ async def test_a_worker_whose_hello_races_the_call_end_is_refused_not_attached()
     await finishing[0]
     assert worker.closed == bridge.CLOSE_CALL_ENDED
     assert call.worker is None
+
+
+async def _ended_without_agent(loop: MediaLoop) -> None:
+    """Let the watchdog's task run, then finish the stream as its closed socket would."""
+    call = loop.call
+    assert call is not None
+    for _ in range(3):
+        await asyncio.sleep(0)
+    await loop.finish("socket_closed")
+
+
+async def test_a_call_no_worker_comes_for_is_ended_with_an_apology_not_left_in_silence() -> None:
+    node = _node(agent_wait_s=20.0)
+    twilio = FakeTwilio()
+    loop = MediaLoop(twilio, node)
+    loop.on_message(_start())
+    call = loop.call
+    assert call is not None
+    assert call.without_agent_since is not None
+    waiting_since = call.without_agent_since
+    loop.check_deadlines(waiting_since + 19.9)
+    assert twilio.closed is None
+    loop.check_deadlines(waiting_since + 20.1)
+    await _ended_without_agent(loop)
+    telephony = node.telephony
+    assert isinstance(telephony, RecordingTelephony)
+    assert telephony.said == [("CA1", UNAVAILABLE_MESSAGE)]
+    assert twilio.closed == 1000
+    assert node.metrics.get("streams.no_agent") == 1
+    stopped = [r for r in _published(node) if isinstance(r, MediaStreamStopped)]
+    assert [s.reason for s in stopped] == ["no_agent"]
+
+
+async def test_the_wait_for_a_worker_starts_again_when_the_worker_leaves() -> None:
+    node = _node(agent_wait_s=20.0)
+    twilio = FakeTwilio()
+    loop = MediaLoop(twilio, node)
+    loop.on_message(_start())
+    call = loop.call
+    assert call is not None
+    worker: Any = object()
+    call.attach_worker(worker)
+    started = call.without_agent_since
+    assert started is None
+    now = asyncio.get_running_loop().time()
+    loop.check_deadlines(now + 25.0)  # served all along: nothing to do
+    assert twilio.closed is None
+    call.detach_worker(worker)
+    left_at = call.without_agent_since
+    assert left_at is not None
+    loop.check_deadlines(left_at + 20.1)
+    await _ended_without_agent(loop)
+    assert twilio.closed == 1000
+    assert [r.reason for r in _published(node) if isinstance(r, MediaStreamStopped)] == ["no_agent"]
+
+
+async def test_an_agent_wait_of_zero_waits_for_ever() -> None:
+    node = _node(agent_wait_s=0.0)
+    twilio = FakeTwilio()
+    loop = MediaLoop(twilio, node)
+    loop.on_message(_start())
+    call = loop.call
+    assert call is not None
+    assert call.without_agent_since is not None
+    loop.last_frame = call.without_agent_since + 10_000.0  # frames keep coming
+    loop.check_deadlines(call.without_agent_since + 10_000.0)
+    await asyncio.sleep(0)
+    assert twilio.closed is None
+    assert node.metrics.get("streams.no_agent") == 0
+    await loop.finish("twilio_stop")

@@ -303,6 +303,12 @@ class TestHangUp:
             status=S.FAILED
         )
 
+    def test_a_stream_the_edge_ended_for_want_of_a_worker_fails_the_call_as_no_agent(self) -> None:
+        fact = stream_stopped(9, "no_agent")
+        given(*live()).when(fact).then(
+            fact, call_failed("no_agent", "no session worker served the call's audio")
+        ).then_state(status=S.FAILED)
+
     def test_the_end_of_a_stream_the_call_no_longer_uses_changes_nothing(self) -> None:
         given(*live()).when(stream_stopped(9, sid="MZ-old")).then_appended().then_state(
             status=S.IN_CONVERSATION
