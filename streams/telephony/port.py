@@ -44,11 +44,13 @@ class Telephony(Protocol):
         ...
 
     async def hang_up(self, call_sid: str) -> None:
-        """End a call in progress (answering machine under the hang-up policy)."""
+        """End a call in progress (answering machine under the hang-up policy); one already over
+        is no error."""
         ...
 
     async def cancel(self, call_sid: str) -> None:
-        """End a call nobody has answered yet; one answered meanwhile is left as it is."""
+        """End a call nobody has answered yet; one answered meanwhile is left as it is, one
+        already over is no error."""
         ...
 
     async def aclose(self) -> None: ...

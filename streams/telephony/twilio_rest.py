@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -13,6 +14,8 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from streams.telephony.port import DialError, DialRequest, status_url, voice_url
+
+log = logging.getLogger(__name__)
 
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 
@@ -43,6 +46,14 @@ _PERMANENT_CODES = frozenset(
     }
 )
 _RETRYABLE_CODES = frozenset({20429, 20500, 20503, 31000, 31005})
+
+_CALL_OVER_CODES = frozenset(
+    {
+        20404,  # resource not found: the call is gone
+        21220,  # "Call is not in-progress. Cannot redirect." (HTTP 400): it has ended
+    }
+)
+"""Answers to ending a call that say it is over already: what ending it wanted, not a failure."""
 
 
 def retryable(exc: TwilioRestException) -> bool:
@@ -194,8 +205,16 @@ class TwilioTelephony:
         try:
             await self._client.calls(call_sid).update_async(status=status)
         except TwilioRestException as exc:
-            if exc.status != 404:  # already gone is what we wanted
+            if exc.status != 404 and exc.code not in _CALL_OVER_CODES:
                 raise _refused(exc) from exc
+            log.info(
+                "call %s was already over, nothing to set %s (Twilio %s %s: %s)",
+                call_sid,
+                status,
+                exc.status,
+                exc.code,
+                exc.msg,
+            )
         except _UNREACHABLE as exc:
             raise _unreachable(exc) from exc
 
