@@ -1,19 +1,43 @@
 """Test doubles for the edge: a session worker on the audio bridge, and espeak speech.
 
-The Twilio side is the product's own ``voiceagent.caller.SimulatedCaller``.
+The Twilio side is the product's own ``voiceagent.caller.SimulatedCaller``; the facts the edge
+publishes are read from the real broker with ``call_inputs_from_now``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 import numpy as np
 import numpy.typing as npt
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from websockets.asyncio.client import ClientConnection, connect
 
 from edge.audio.speech import synthesize, to_rate
+from infra.kafka import make_consumer
+from infra.settings import Settings
 from schemas import bridge
+from schemas.catalog import CALL_INPUTS
+
+
+@contextlib.asynccontextmanager
+async def call_inputs_from_now(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer of the call inputs topic, positioned at its end: it sees the facts from now on."""
+    consumer = make_consumer(settings.kafka, group_id=None)
+    await consumer.start()
+    await consumer.topics()
+    partitions = consumer.partitions_for_topic(CALL_INPUTS.name) or set()
+    tps = [TopicPartition(CALL_INPUTS.name, p) for p in partitions]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    for tp in tps:
+        await consumer.position(tp)
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 def speech(text: str, rate: int) -> npt.NDArray[np.int16]:

@@ -9,17 +9,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from edge_sim import BridgeWorker
+from aiokafka import AIOKafkaConsumer
+from edge_sim import BridgeWorker, call_inputs_from_now
 from pydantic import SecretStr
 
 from edge.server import EdgeServer
 from edge.telephony import RecordingTelephony
 from edge.twiml import UNAVAILABLE_MESSAGE, media_stream_url
-from infra.kafka import make_consumer
 from infra.process import free_port
 from infra.settings import Settings
-from schemas.catalog import CALL_INPUTS
 from schemas.codec import Codec
 from voiceagent.caller import SimulatedCaller
 
@@ -52,19 +50,8 @@ async def edge(settings: Settings) -> AsyncIterator[tuple[EdgeServer, RecordingT
 
 @pytest.fixture
 async def inputs(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
-    consumer = make_consumer(settings.kafka, group_id=None)
-    await consumer.start()
-    await consumer.topics()
-    partitions = consumer.partitions_for_topic(CALL_INPUTS.name) or set()
-    tps = [TopicPartition(CALL_INPUTS.name, p) for p in partitions]
-    consumer.assign(tps)
-    await consumer.seek_to_end(*tps)
-    for tp in tps:
-        await consumer.position(tp)
-    try:
+    async with call_inputs_from_now(settings) as consumer:
         yield consumer
-    finally:
-        await consumer.stop()
 
 
 async def _fact(consumer: AIOKafkaConsumer, kind: str, call_id: str, within: float = 15.0) -> Any:

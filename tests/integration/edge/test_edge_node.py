@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from edge_sim import BridgeWorker, refused_code, speech
+from aiokafka import AIOKafkaConsumer
+from edge_sim import BridgeWorker, call_inputs_from_now, refused_code, speech
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import connect
@@ -23,11 +23,9 @@ from edge.audio.vad import SpeechDetector, energy_dbfs
 from edge.server import EdgeServer
 from edge.telephony import RecordingTelephony
 from edge.twiml import media_stream_url
-from infra.kafka import make_consumer
 from infra.process import free_port
 from infra.settings import Settings
 from schemas import bridge
-from schemas.catalog import CALL_INPUTS
 from schemas.codec import Codec
 from tests.support.agents import agent_config, publish, version_published
 from voiceagent.caller import SimulatedCaller, to_frames
@@ -105,19 +103,8 @@ async def edge(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 async def facts(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
-    consumer = make_consumer(settings.kafka, group_id=None)
-    await consumer.start()
-    await consumer.topics()
-    partitions = consumer.partitions_for_topic(CALL_INPUTS.name) or set()
-    tps = [TopicPartition(CALL_INPUTS.name, p) for p in partitions]
-    consumer.assign(tps)
-    await consumer.seek_to_end(*tps)
-    for tp in tps:
-        await consumer.position(tp)
-    try:
+    async with call_inputs_from_now(settings) as consumer:
         yield consumer
-    finally:
-        await consumer.stop()
 
 
 class FactLog:

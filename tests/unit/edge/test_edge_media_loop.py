@@ -16,6 +16,7 @@ from twilio.request_validator import RequestValidator
 from edge.audio import mulaw
 from edge.audio.speech import synthesize, to_rate
 from edge.bridge_server import serve_worker
+from edge.call import LiveCall
 from edge.media_protocol import MediaStreamProtocol
 from edge.media_socket import MediaLoop
 from edge.node import EdgeNode
@@ -329,70 +330,64 @@ async def test_a_worker_whose_hello_races_the_call_end_is_refused_not_attached()
     assert call.worker is None
 
 
-async def _ended_without_agent(loop: MediaLoop) -> None:
+def _call_without_worker(agent_wait_s: float) -> tuple[EdgeNode, FakeTwilio, MediaLoop, LiveCall]:
+    """A started call no worker has connected to, and the loop time it has waited since."""
+    node = _node(agent_wait_s=agent_wait_s)
+    twilio = FakeTwilio()
+    loop = MediaLoop(twilio, node)
+    loop.on_message(_start())
+    assert loop.call is not None
+    assert loop.call.without_agent_since is not None
+    return node, twilio, loop, loop.call
+
+
+async def _finish_after_watchdog(loop: MediaLoop) -> None:
     """Let the watchdog's task run, then finish the stream as its closed socket would."""
-    call = loop.call
-    assert call is not None
     for _ in range(3):
         await asyncio.sleep(0)
     await loop.finish("socket_closed")
 
 
+def _stop_reasons(node: EdgeNode) -> list[str]:
+    return [r.reason for r in _published(node) if isinstance(r, MediaStreamStopped)]
+
+
 async def test_a_call_no_worker_comes_for_is_ended_with_an_apology_not_left_in_silence() -> None:
-    node = _node(agent_wait_s=20.0)
-    twilio = FakeTwilio()
-    loop = MediaLoop(twilio, node)
-    loop.on_message(_start())
-    call = loop.call
-    assert call is not None
-    assert call.without_agent_since is not None
+    node, twilio, loop, call = _call_without_worker(20.0)
     waiting_since = call.without_agent_since
+    assert waiting_since is not None
     loop.check_deadlines(waiting_since + 19.9)
     assert twilio.closed is None
     loop.check_deadlines(waiting_since + 20.1)
-    await _ended_without_agent(loop)
-    telephony = node.telephony
-    assert isinstance(telephony, RecordingTelephony)
-    assert telephony.said == [("CA1", UNAVAILABLE_MESSAGE)]
+    await _finish_after_watchdog(loop)
+    assert isinstance(node.telephony, RecordingTelephony)
+    assert node.telephony.said == [("CA1", UNAVAILABLE_MESSAGE)]
     assert twilio.closed == 1000
     assert node.metrics.get("streams.no_agent") == 1
-    stopped = [r for r in _published(node) if isinstance(r, MediaStreamStopped)]
-    assert [s.reason for s in stopped] == ["no_agent"]
+    assert _stop_reasons(node) == ["no_agent"]
 
 
 async def test_the_wait_for_a_worker_starts_again_when_the_worker_leaves() -> None:
-    node = _node(agent_wait_s=20.0)
-    twilio = FakeTwilio()
-    loop = MediaLoop(twilio, node)
-    loop.on_message(_start())
-    call = loop.call
-    assert call is not None
+    node, twilio, loop, call = _call_without_worker(20.0)
     worker: Any = object()
     call.attach_worker(worker)
-    started = call.without_agent_since
-    assert started is None
-    now = asyncio.get_running_loop().time()
-    loop.check_deadlines(now + 25.0)  # served all along: nothing to do
+    assert call.without_agent_since is None
+    loop.check_deadlines(asyncio.get_running_loop().time() + 25.0)  # served all along
     assert twilio.closed is None
     call.detach_worker(worker)
     left_at = call.without_agent_since
     assert left_at is not None
     loop.check_deadlines(left_at + 20.1)
-    await _ended_without_agent(loop)
+    await _finish_after_watchdog(loop)
     assert twilio.closed == 1000
-    assert [r.reason for r in _published(node) if isinstance(r, MediaStreamStopped)] == ["no_agent"]
+    assert _stop_reasons(node) == ["no_agent"]
 
 
 async def test_an_agent_wait_of_zero_waits_for_ever() -> None:
-    node = _node(agent_wait_s=0.0)
-    twilio = FakeTwilio()
-    loop = MediaLoop(twilio, node)
-    loop.on_message(_start())
-    call = loop.call
-    assert call is not None
-    assert call.without_agent_since is not None
-    loop.last_frame = call.without_agent_since + 10_000.0  # frames keep coming
-    loop.check_deadlines(call.without_agent_since + 10_000.0)
+    node, twilio, loop, call = _call_without_worker(0.0)
+    later = (call.without_agent_since or 0.0) + 10_000.0
+    loop.last_frame = later  # frames keep coming
+    loop.check_deadlines(later)
     await asyncio.sleep(0)
     assert twilio.closed is None
     assert node.metrics.get("streams.no_agent") == 0
