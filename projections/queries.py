@@ -30,6 +30,7 @@ from projections.models import (
     ToolCall,
     TranscriptSegment,
 )
+from projections.unspaced_search import snippet, unspaced_query
 
 Row = dict[str, Any]
 
@@ -248,12 +249,62 @@ _SEARCH_SQL = text(
 )
 
 
+# For queries in scripts without spaces between words (``projections.unspaced_search``): every
+# term a substring of the chunk, none of the excluded ones; ranked by how often the terms occur.
+# No index serves it: it reads the tenant's chunks (of the bases asked for), which is what a
+# knowledge base of a few thousand chunks costs in milliseconds.
+_SUBSTRING_SEARCH_SQL = text(
+    """
+    SELECT c.chunk_id, c.kb_id, c.document_id, d.title, c.ordinal, c.text,
+           (SELECT sum((length(n.t) - length(replace(n.t, term, ''))) / length(term))
+            FROM unnest(CAST(:include AS text[])) term) AS hits
+    FROM chunk c
+    JOIN document d ON d.kb_id = c.kb_id AND d.document_id = c.document_id,
+         LATERAL (SELECT lower(normalize(c.text, NFKC)) AS t) n
+    WHERE c.tenant_id = :tenant_id
+      AND (CAST(:kb_ids AS text[]) IS NULL OR c.kb_id = ANY(CAST(:kb_ids AS text[])))
+      AND NOT EXISTS (SELECT 1 FROM unnest(CAST(:include AS text[])) term WHERE strpos(n.t, term) = 0)
+      AND NOT EXISTS (SELECT 1 FROM unnest(CAST(:exclude AS text[])) term WHERE strpos(n.t, term) > 0)
+    ORDER BY hits DESC, c.chunk_id
+    LIMIT :limit
+    """
+)
+
+
 async def search_chunks(
     session: AsyncSession, tenant_id: str, query: str, *, kb_ids: list[str] | None = None, limit: int = 5
 ) -> list[Row]:
-    """Chunks matching ``query`` (web-search syntax), best first, each with a highlighted snippet."""
-    params = {"tenant_id": tenant_id, "query": query, "kb_ids": kb_ids, "limit": limit}
-    return [dict(r) for r in (await session.execute(_SEARCH_SQL, params)).mappings().all()]
+    """Chunks matching ``query`` (web-search syntax), best first, each with a highlighted snippet.
+
+    Full-text search, except for a query in a script written without spaces (Chinese,
+    Japanese, Korean, Thai...), whose terms are matched as substrings.
+    """
+    unspaced = unspaced_query(query)
+    if unspaced is None:
+        params = {"tenant_id": tenant_id, "query": query, "kb_ids": kb_ids, "limit": limit}
+        return [dict(r) for r in (await session.execute(_SEARCH_SQL, params)).mappings().all()]
+    if not unspaced.include:
+        return []  # only exclusions: nothing to look for
+    params = {
+        "tenant_id": tenant_id,
+        "include": list(unspaced.include),
+        "exclude": list(unspaced.exclude),
+        "kb_ids": kb_ids,
+        "limit": limit,
+    }
+    rows = (await session.execute(_SUBSTRING_SEARCH_SQL, params)).mappings().all()
+    return [
+        {
+            "chunk_id": r["chunk_id"],
+            "kb_id": r["kb_id"],
+            "document_id": r["document_id"],
+            "title": r["title"],
+            "ordinal": r["ordinal"],
+            "rank": float(r["hits"]),
+            "snippet": snippet(r["text"], unspaced.include),
+        }
+        for r in rows
+    ]
 
 
 # Analytics

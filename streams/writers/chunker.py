@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# Latin sentences end at .!? and a space; Chinese and Japanese ones at 。！？ with no space after.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
 _SPACE = re.compile(r"[ \t\r\f\v]+")
 
 

@@ -182,3 +182,12 @@ def test_rs_chunks_are_bounded_and_overlap() -> None:
         assert shared >= 10, (before[-60:], after[:60])
     # Nothing is lost: every sentence's number appears in some chunk.
     assert all(any(f"number {i} is" in c for c in chunks) for i in range(300))
+
+
+def test_chinese_and_japanese_text_is_cut_at_its_sentence_ends() -> None:
+    sentence = "当店の返金ポリシーについてご説明いたします。"  # 22 characters, no spaces
+    chunks = chunk_text(sentence * 30, max_chars=200, overlap_chars=30)
+    assert len(chunks) > 3
+    assert all(len(c) <= 200 for c in chunks)
+    # Every chunk ends on a sentence end, where a cut at the size limit would split a word.
+    assert all(c.endswith("。") for c in chunks)
