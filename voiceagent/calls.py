@@ -34,6 +34,12 @@ def simulate(
         None, "--save-audio", help="save a stereo WAV: the simulator left, what it heard right"
     ),
     reply_timeout: float = typer.Option(30.0, help="seconds to wait for each agent reply"),
+    transfer_to: str | None = typer.Option(
+        None,
+        "--transfer-to",
+        help="have the offline Gemini stand-in answer the last --say by transferring the call to "
+        "this number (transfer_call); the offline Twilio stand-in carries the transfer out",
+    ),
 ) -> None:
     """Call an agent (or, with --outbound, be called by one) over the real Twilio Media Streams
     protocol, speaking each --say after the agent's previous reply, and print what happens."""
@@ -53,6 +59,7 @@ def simulate(
                 wav=wav,
                 outbound=outbound,
                 reply_timeout_s=reply_timeout,
+                transfer_to=transfer_to,
             )
         )
     except (SimulationError, FileNotFoundError, DevFileError) as err:
@@ -65,7 +72,8 @@ def simulate(
             console.print(f"[red]could not save the audio to {save_audio}: {err.strerror or err}[/]")
             raise typer.Exit(1) from err
         console.print(f"saved what the caller heard to {save_audio} (left: caller, right: agent)")
-    console.print(f"[green]call {outcome.call_id} finished: {outcome.end}[/]")
+    transferred = f"; the call was transferred to {outcome.transferred_to}" if outcome.transferred_to else ""
+    console.print(f"[green]call {outcome.call_id} finished: {outcome.end}{transferred}[/]")
 
 
 def _default_turns(wav: Path | None, outbound: bool) -> list[str]:

@@ -9,7 +9,7 @@ import secrets
 import time
 import uuid
 import wave
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,9 @@ from voiceagent.devfile import DevAddresses
 from voiceagent.seed import find_agent
 
 CALLER_NUMBER = "+15550199999"
+TRANSFER_WAIT_S = 20.0
+"""How long a call the agent is transferring may take to reach Twilio, once the caller is done:
+the worker waits up to 10 s for the model's goodbye to end (``streams.sessions.session``)."""
 
 
 class SimulationError(RuntimeError):
@@ -46,6 +49,7 @@ class Outcome:
     call_id: str
     end: str
     audio: Heard
+    transferred_to: str | None = None
 
     def save(self, path: Path) -> None:
         """A stereo 8 kHz WAV: the caller on the left, what the caller heard on the right."""
@@ -168,6 +172,11 @@ class CallWatch:
         else:
             self.console.print(f"{at} {name}")
 
+    def note(self, text: str) -> None:
+        """A line about the call that is no event on its log (what the phone saw), timed alike."""
+        if not self.console.quiet:
+            self.console.print(f"[dim]+{time.monotonic() - self._started:5.1f}s[/] {text}")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Connected:
@@ -188,9 +197,18 @@ async def simulate_call(
     wav: Path | None,
     outbound: bool,
     reply_timeout_s: float,
+    transfer_to: str | None = None,
 ) -> Outcome:
-    """Place the call (or be called), speak each turn after the agent's previous reply, hang up."""
+    """Place the call (or be called), speak each turn after the agent's previous reply, hang up.
+
+    ``transfer_to``: the offline Gemini stand-in answers the last turn by transferring the call
+    there (a real model decides for itself when to call ``transfer_call``)."""
     caller_audio = _caller_audio(turns, wav)  # a bad file is said before any call is placed
+    if transfer_to is not None and not addresses.standin_control_url:
+        raise SimulationError(
+            "--transfer-to scripts the offline Gemini stand-in, and this platform runs a real "
+            "model: ask the agent to put you through to a person instead"
+        )
     found = _agent(addresses, agent)
     greeting = (found.get("config") or {}).get("greeting")
     watch = CallWatch(console)
@@ -204,11 +222,24 @@ async def simulate_call(
                 phone = _phone(addresses, http)
                 call = await _ring(addresses, http, phone, str(found["agent_id"]), console)
             else:
-                call = await _call_in(addresses, found, console)
+                if addresses.twilio_standin_url:
+                    phone = PhoneLine(addresses.twilio_standin_url, _fictional_number("019"), http)
+                call = await _call_in(addresses, found, console, phone)
             if addresses.standin_control_url:
-                await _script_standin(http, addresses.standin_control_url, call.call_id, turns, greeting)
+                await _script_standin(
+                    http, addresses.standin_control_url, call.call_id, turns, greeting, transfer_to
+                )
             await watch.attach(call.call_id)
-            audio = await _talk(addresses, call, phone, watch, caller_audio, greeting, reply_timeout_s)
+            audio, transferred_to = await _talk(
+                addresses,
+                call,
+                phone,
+                watch,
+                caller_audio,
+                greeting,
+                reply_timeout_s,
+                transfer_to is not None,
+            )
         finally:
             if phone is not None:
                 with contextlib.suppress(httpx.HTTPError):
@@ -216,7 +247,11 @@ async def simulate_call(
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
     last = next(e for e in reversed(watch.events) if type(e).__name__ in ("CallEnded", "CallFailed"))
-    return Outcome(call.call_id, f"{type(last).__name__} ({last.reason})", audio)
+    return Outcome(call.call_id, f"{type(last).__name__} ({last.reason})", audio, transferred_to)
+
+
+def _ended(watch: CallWatch) -> bool:
+    return "CallEnded" in watch.kinds or "CallFailed" in watch.kinds
 
 
 async def _talk(
@@ -227,8 +262,12 @@ async def _talk(
     audio: list[list[bytes]],
     greeting: str | None,
     reply_timeout_s: float,
-) -> Heard:
-    """Open the Media Stream, hold the conversation, hang up, and wait for the call to end."""
+    transfer_scripted: bool = False,
+) -> tuple[Heard, str | None]:
+    """Open the Media Stream, hold the conversation, hang up, and wait for the call to end.
+
+    A transfer ends the conversation: the stand-in has redirected the call to ``<Dial>``, so
+    its Media Stream stops (``stop``, as Twilio sends it); the caller hangs up after it."""
     caller = SimulatedCaller(
         call.media_url,
         addresses.twilio_auth_token,
@@ -237,15 +276,44 @@ async def _talk(
     )
     try:
         await caller.open(call.parameters)
-        await _converse(watch, caller, audio, bool(greeting), reply_timeout_s)
+        conversation = _converse(watch, caller, audio, bool(greeting), reply_timeout_s)
+        transferred_to = await _converse_or_transfer(watch, phone, conversation, transfer_scripted)
         await caller.hang_up()
+        if transferred_to is not None:
+            watch.note(f"[bold]transferred[/] to {transferred_to}: the Media Stream stopped")
         if phone is not None:
-            await phone.hang_up()  # the callee hung up: the stand-in posts `completed`
-        await watch.wait(lambda w: "CallEnded" in w.kinds or "CallFailed" in w.kinds, 30, "end of the call")
+            await phone.hang_up()  # the caller (or callee) hung up: the stand-in posts `completed`
+        await watch.wait(_ended, 30, "end of the call")
     finally:
         if not caller.closed.is_set():
             await caller.hang_up()
-    return caller.audio
+    return caller.audio, transferred_to
+
+
+async def _converse_or_transfer(
+    watch: CallWatch, phone: PhoneLine | None, conversation: Coroutine[Any, Any, None], expected: bool
+) -> str | None:
+    """Hold the conversation until it is over or the stand-in says the call was transferred;
+    where to. A transfer the agent asked for (or was scripted to) is waited for once the
+    caller is done: the worker sends it after the agent's goodbye."""
+    talking = asyncio.create_task(conversation)
+    if phone is None:  # no stand-in holds the call: nobody could tell of a transfer
+        await talking
+        return None
+    transfer = asyncio.create_task(phone.transferred(timeout_s=24 * 3600.0))
+    try:
+        await asyncio.wait({talking, transfer}, return_when=asyncio.FIRST_COMPLETED)
+        if transfer.done():
+            return transfer.result()
+        talking.result()  # the conversation's error, if it failed
+        if (expected or "TransferRequested" in watch.kinds) and not _ended(watch):
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(transfer), TRANSFER_WAIT_S)
+        return None
+    finally:
+        for task in (talking, transfer):
+            task.cancel()
+        await asyncio.gather(talking, transfer, return_exceptions=True)
 
 
 async def _converse(
@@ -260,18 +328,25 @@ async def _converse(
     if greeted:
         await _await_reply(watch, caller, 1, reply_timeout_s)
     for index, frames in enumerate(audio, start=1):
+        if _ended(watch):  # the agent hung up: nobody is left to talk to
+            return
         caller.say(frames)
         await caller.said()
         await _await_reply(watch, caller, index + (1 if greeted else 0), reply_timeout_s)
 
 
-async def _call_in(addresses: DevAddresses, found: dict[str, Any], console: Console) -> Connected:
-    """Inbound: ring the agent's number at the edge, as Twilio would."""
+async def _call_in(
+    addresses: DevAddresses, found: dict[str, Any], console: Console, phone: PhoneLine | None
+) -> Connected:
+    """Inbound: call the agent's number through the Twilio stand-in (so the platform can end or
+    transfer the call through the REST API), or without one ring the edge as Twilio would."""
     numbers = (found.get("config") or {}).get("phone_numbers") or []
     if not numbers:
         raise SimulationError(
             f"agent {found.get('name')!r} has no phone number; publish a version with phone_numbers"
         )
+    if phone is not None:
+        return await _dial(addresses, phone, str(numbers[0]), found, console)
     call_sid = "CA" + uuid.uuid4().hex  # one call: the same sid on the webhook and the stream
     parameters = await _answer(addresses, str(numbers[0]), call_sid=call_sid)
     console.print(f"calling {numbers[0]} (agent {found.get('name')}); call id {parameters['call_id']}")
@@ -279,6 +354,32 @@ async def _call_in(addresses: DevAddresses, found: dict[str, Any], console: Cons
         call_id=parameters["call_id"], call_sid=call_sid,
         media_url=media_stream_url(addresses.edge_url), parameters=parameters,
     )  # fmt: skip
+
+
+async def _dial(
+    addresses: DevAddresses, phone: PhoneLine, number: str, found: dict[str, Any], console: Console
+) -> Connected:
+    """The stand-in places the call from ``phone`` and asks the edge for its TwiML, as Twilio does."""
+    edge = addresses.edge_url.rstrip("/")
+    answered = await phone.dial(
+        number, voice_url=f"{edge}/twilio/voice", status_callback=f"{edge}/twilio/status"
+    )
+    try:
+        if answered.error:
+            raise SimulationError(answered.error)
+        target = connect_stream(answered.twiml)
+    except TwiMLError as err:
+        raise SimulationError(f"the edge did not connect the call: {err}") from None
+    call_id = target.parameters.get("call_id", "")
+    console.print(f"{phone.number} calling {number} (agent {found.get('name')}); call id {call_id}")
+    return Connected(
+        call_id=call_id, call_sid=answered.call_sid, media_url=target.url, parameters=target.parameters
+    )
+
+
+def _fictional_number(exchange: str) -> str:
+    """A fictional 555-01xx number of its own, so simultaneous simulations do not share a line."""
+    return f"+1555{exchange}{secrets.randbelow(10**4):04d}"
 
 
 def _phone(addresses: DevAddresses, http: httpx.AsyncClient) -> PhoneLine:
@@ -289,8 +390,7 @@ def _phone(addresses: DevAddresses, http: httpx.AsyncClient) -> PhoneLine:
             "(VOICE_TWILIO__ACCOUNT_SID / VOICE_TWILIO__AUTH_TOKEN unset). With a real account, "
             "place the call with POST /api/calls to a real phone instead."
         )
-    # A fictional 555-01xx number of its own, so simultaneous simulations do not share a line.
-    return PhoneLine(addresses.twilio_standin_url, f"+1555016{secrets.randbelow(10**4):04d}", http)
+    return PhoneLine(addresses.twilio_standin_url, _fictional_number("016"), http)
 
 
 async def _ring(
@@ -327,14 +427,17 @@ async def _await_reply(watch: CallWatch, caller: SimulatedCaller, replies: int, 
     """Wait until the agent finished its n-th reply (or was cut off) and the caller heard it."""
 
     def done(w: CallWatch) -> bool:
-        return w.kinds.count("AgentSpeechFinished") + w.kinds.count("AgentInterrupted") >= replies
+        replied = w.kinds.count("AgentSpeechFinished") + w.kinds.count("AgentInterrupted") >= replies
+        return replied or _ended(w)
 
     await watch.wait(done, timeout_s, f"agent reply #{replies}")
     finished = [e for e in watch.events if type(e).__name__ == "AgentSpeechFinished"]
     if finished:
         utterance = finished[-1].utterance_id
         deadline = time.monotonic() + timeout_s
-        while utterance not in caller.audio.marks and time.monotonic() < deadline:  # noqa: ASYNC110
+        while (  # noqa: ASYNC110
+            utterance not in caller.audio.marks and not caller.closed.is_set() and time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.05)
 
 
@@ -416,15 +519,27 @@ async def _answer(addresses: DevAddresses, number: str, *, call_sid: str | None 
 
 
 async def _script_standin(
-    http: httpx.AsyncClient, control_url: str, call_id: str, turns: list[str], greeting: str | None
+    http: httpx.AsyncClient,
+    control_url: str,
+    call_id: str,
+    turns: list[str],
+    greeting: str | None,
+    transfer_to: str | None = None,
 ) -> None:
-    """The offline stand-in cannot transcribe; tell it what the caller will say and what to answer."""
+    """The offline stand-in cannot transcribe; tell it what the caller will say and what to answer
+    (and, with ``transfer_to``, to answer the last turn by transferring the call there)."""
     script: dict[str, Any] = {
         "turns": [
             {"caller": t, "reply": f"You said: {_sentence(t)} This is the offline stand-in for Gemini."}
             for t in turns
         ]
     }
+    if transfer_to is not None and script["turns"]:
+        script["turns"][-1] |= {
+            "reply": "",  # one answer to the turn: the goodbye after the tool
+            "tool_calls": [{"name": "transfer_call", "args": {"target": transfer_to}}],
+            "after_tool_reply": f"I am transferring you to {transfer_to} now.",
+        }
     if greeting:
         script["greeting"] = greeting
     await http.put(f"{control_url}/scripts/{call_id}", json=script)

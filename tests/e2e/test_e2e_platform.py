@@ -301,6 +301,38 @@ def test_e2e_outbound_call_rings_the_simulated_phone_and_shows_up_in_the_api(pla
         assert "You said: Hello, who is calling?" in said, transcript
 
 
+def test_e2e_an_agent_transferring_an_inbound_call_ends_it_transferred(platform: DevAddresses) -> None:
+    from rich.console import Console
+
+    outcome = asyncio.run(
+        simulate_call(
+            platform, Console(quiet=True), agent="demo", turns=["Can I talk to a person, please?"],
+            wav=None, outbound=False, reply_timeout_s=60, transfer_to="+15550123456",
+        )
+    )  # fmt: skip
+    # The Twilio stand-in accepted the edge's <Dial> for the call it put through, and told the caller.
+    assert outcome.transferred_to == "+15550123456", outcome
+    assert outcome.end == "CallEnded (transferred)", outcome.end
+    with _api(platform) as api:
+        call = _until(
+            lambda: api.get(f"/api/calls/{outcome.call_id}"),
+            lambda r: r.status_code == 200 and r.json()["ended_at"],
+        )
+        body = call.json()
+        assert (body["direction"], body["status"]) == ("inbound", "completed"), body
+        assert (body["end_reason"], body["ended_by"]) == ("transferred", "agent"), body
+        timeline = _until(
+            lambda: api.get(f"/api/calls/{outcome.call_id}/timeline").json(),
+            lambda events: "TelephonyStatusChanged" in [e["event_type"] for e in events],
+        )
+        kinds = [e["event_type"] for e in timeline]
+        assert "TransferRequested" in kinds, kinds
+        assert "CallFailed" not in kinds, kinds
+        # Twilio's one callback for a number's call: completed, once the transferred caller hangs up.
+        (status,) = [e for e in timeline if e["event_type"] == "TelephonyStatusChanged"]
+        assert status["payload"]["status"] == "completed", status
+
+
 def test_e2e_simulating_an_agent_that_does_not_exist_names_the_agents_that_do(platform: DevAddresses) -> None:
     from rich.console import Console
 

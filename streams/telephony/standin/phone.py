@@ -1,4 +1,4 @@
-"""A simulated phone's side of the Twilio stand-in: wait to be rung, read the TwiML, hang up."""
+"""A simulated phone's side of the Twilio stand-in: be rung or call in, read the TwiML, hang up."""
 
 from __future__ import annotations
 
@@ -60,6 +60,31 @@ class PhoneLine:
             if response.status_code == 200:
                 return Answered(**response.json())
         raise TimeoutError(f"no call rang {self.number} within {timeout_s:g}s")
+
+    async def dial(self, to: str, *, voice_url: str, status_callback: str | None) -> Answered:
+        """Call ``to``, whose Voice URL and status callback (as set in Twilio's console) are given.
+
+        The stand-in asks ``voice_url`` for TwiML, as Twilio does, and the call is answered."""
+        body = {"to": to, "voice_url": voice_url, "status_callback": status_callback}
+        response = await self._http.post(f"{self._url}/dial", json=body, timeout=30)
+        response.raise_for_status()
+        return Answered(**response.json())
+
+    async def transferred(self, timeout_s: float) -> str | None:
+        """The number the platform transferred the call to (its Media Stream has then ended);
+        None if it was not transferred within ``timeout_s``, or the call is over."""
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            wait_s = min(20.0, left)
+            response = await self._http.get(
+                f"{self._url}/transfer", params={"wait_s": f"{wait_s:.1f}"}, timeout=wait_s + 10
+            )
+            if response.status_code == 404:  # the call ended and the line was freed
+                return None
+            response.raise_for_status()
+            if response.status_code == 200:
+                return str(response.json()["to"])
+        return None
 
     async def hang_up(self) -> None:
         """End the call (the stand-in posts ``completed``) and free the number."""

@@ -1,4 +1,4 @@
-"""Simulated phones the Twilio stand-in rings: a number registers, waits, is answered, hangs up.
+"""Simulated phones on the Twilio stand-in: rung by the platform, or calling it; hanging up.
 
 A phone (``voiceagent call simulate --outbound``) registers its number, then long-polls for the
 call. When ``Calls.create`` names that number the stand-in rings it, fetches the call's TwiML as
@@ -6,10 +6,20 @@ Twilio does on answer and hands it over here; the phone opens the Media Stream t
 and, when done, hangs up here, which makes the stand-in post the ``completed`` callback. One
 registration answers one call.
 
+A phone also calls in (``voiceagent call simulate``): the stand-in places the incoming call to
+the platform's number, asking the number's Voice URL for TwiML (signed, as Twilio does) and
+posting the call's ``completed`` to the number's status callback, both named in the request as
+they would be in the Twilio console. Because the stand-in holds the call, the platform can
+redirect it through the REST API (a transfer): the phone learns where it was transferred to.
+
 Routes (JSON):
 
 - ``PUT /phones/{number}``: register (replaces an earlier registration of the number)
 - ``GET /phones/{number}/call?wait_s=20``: 200 with the answered call, or 204 if none yet
+- ``POST /phones/{number}/dial``: ``{"to", "voice_url", "status_callback"}``: call in; 201 with
+  the answered call (registering the number for it)
+- ``GET /phones/{number}/transfer?wait_s=20``: 200 ``{"call_sid", "to"}`` once the platform has
+  redirected the call to ``<Dial>`` (its Media Stream has then ended), or 204 if not yet
 - ``POST /phones/{number}/hang-up``: end the answered call; the phone is then unregistered
 - ``DELETE /phones/{number}``: give up waiting
 """
@@ -22,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 PHONES_PATH = "/phones"
 
@@ -38,9 +49,18 @@ class Answered:
     to_number: str
 
 
+class IncomingCall(BaseModel):
+    """A phone calling the platform: the number it dials and that number's webhook settings."""
+
+    to: str
+    voice_url: str
+    status_callback: str | None = None
+
+
 @dataclass
 class _Line:
     answered: asyncio.Future[Answered] = field(default_factory=asyncio.Future)
+    transferred: asyncio.Future[str] = field(default_factory=asyncio.Future)
     call_sid: str | None = None
 
 
@@ -60,6 +80,7 @@ class Phones:
         if line is None:
             return None
         line.answered.cancel()
+        line.transferred.cancel()
         return line.call_sid
 
     def ringing(self, number: str) -> bool:
@@ -74,6 +95,12 @@ class Phones:
         line = self._lines.get(number)
         if line is not None and line.call_sid == answered.call_sid and not line.answered.done():
             line.answered.set_result(answered)
+
+    def transfer(self, number: str, call_sid: str, target: str) -> None:
+        """The platform redirected the phone's call to ``<Dial>target``."""
+        line = self._lines.get(number)
+        if line is not None and line.call_sid == call_sid and not line.transferred.done():
+            line.transferred.set_result(target)
 
     def ended(self, number: str, call_sid: str) -> None:
         """The call ended elsewhere (the platform hung up): the line is free again."""
@@ -91,9 +118,25 @@ class Phones:
             raise KeyError(number)
         return line.answered.result()
 
+    async def wait_transfer(self, number: str, wait_s: float) -> tuple[str, str] | None:
+        """``(call_sid, target)`` once the phone's call is transferred; None after ``wait_s``.
+        KeyError if not registered."""
+        line = self._lines[number]
+        done, _ = await asyncio.wait({line.transferred}, timeout=wait_s)  # never cancels the future
+        if not done:
+            return None
+        if line.transferred.cancelled() or line.call_sid is None:  # unregistered meanwhile
+            raise KeyError(number)
+        return line.call_sid, line.transferred.result()
 
-def phone_routes(phones: Phones, complete: Callable[[str], Awaitable[None]]) -> APIRouter:
-    """The phones' control routes; ``complete(sid)`` ends an answered call (posting ``completed``)."""
+
+def phone_routes(
+    phones: Phones,
+    complete: Callable[[str], Awaitable[None]],
+    call_in: Callable[[str, IncomingCall], Awaitable[Answered]],
+) -> APIRouter:
+    """The phones' control routes; ``complete(sid)`` ends an answered call (posting ``completed``),
+    ``call_in(number, call)`` places an incoming call from ``number`` and answers it."""
     router = APIRouter(prefix=PHONES_PATH)
 
     @router.put("/{number}", status_code=201)
@@ -110,6 +153,20 @@ def phone_routes(phones: Phones, complete: Callable[[str], Awaitable[None]]) -> 
         if answered is None:
             return Response(status_code=204)
         return JSONResponse(asdict(answered))
+
+    @router.post("/{number}/dial", status_code=201)
+    async def dial(number: str, call: IncomingCall) -> dict[str, str | None]:
+        return asdict(await call_in(number, call))
+
+    @router.get("/{number}/transfer", response_model=None)
+    async def transfer(number: str, wait_s: float = Query(20.0, ge=0, le=60)) -> Response:
+        try:
+            transferred = await phones.wait_transfer(number, wait_s)
+        except KeyError:
+            return JSONResponse({"error": f"no phone registered for {number}"}, status_code=404)
+        if transferred is None:
+            return Response(status_code=204)
+        return JSONResponse({"call_sid": transferred[0], "to": transferred[1]})
 
     @router.post("/{number}/hang-up")
     async def hang_up(number: str) -> dict[str, str | None]:

@@ -1,7 +1,8 @@
 """The Twilio REST stand-in: ``Calls.json`` as the real twilio client sends it, Twilio's callbacks.
 
 It answers ``POST /2010-04-01/Accounts/{AC}/Calls.json`` with Twilio's call JSON (or Twilio's
-error JSON), and ``POST .../Calls/{sid}.json`` (hang up). What happens to each call is scripted
+error JSON), and ``POST .../Calls/{sid}.json`` (hang up, or new ``Twiml`` for the live call: a
+``<Dial>`` transfers it, see below). What happens to each call is scripted
 per number: ``answer``, ``busy``, ``no-answer``, ``failed``, ``machine``, or ``Refuse(code,
 status)``; a number a simulated phone has registered for (``streams.telephony.standin.phones``)
 is answered by that phone, and any other number gets ``unregistered``. The stand-in then POSTs
@@ -11,6 +12,14 @@ StatusCallback or to ``callback_url``. On answer it fetches the call's TwiML fro
 as Twilio does) when ``fetch_twiml`` is on or a phone answers. Answered calls stay up until
 ``complete(sid)``, a REST hang-up, the phone hanging up, ``answer_hold_s``, or the TimeLimit; a
 call still ringing (``ring_s``) is ended ``canceled`` by a REST update, as Twilio does.
+
+Simulated phones also call in (``phones.py``): the stand-in then holds an ``inbound`` call it
+did not place, as Twilio does for a call to one of the account's numbers, so the platform's
+REST updates of it work. New TwiML for an answered call leaves whatever TwiML ran before (a
+``<Connect><Stream>``: the phone is told, as its Media Stream ends); a ``<Dial>`` bridges the
+caller to its number and the call stays ``in-progress`` until the caller hangs up, then ends
+``completed`` (the only callback a number's status callback gets); any other document ends the
+call. An update of a call that is not in progress is refused with Twilio's 21220.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import itertools
 import logging
 import math
 import time
+import uuid
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,9 +41,11 @@ import aiohttp
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 from twilio.request_validator import RequestValidator
 
-from streams.telephony.standin.phones import Answered, Phones, phone_routes
+from streams.telephony.standin.phones import Answered, IncomingCall, Phones, phone_routes
+from streams.telephony.standin.redirect import dialled_number
 
 _log = logging.getLogger("streams.telephony.standin")
 ACCOUNT_SID = "AC00000000000000000000000000000000"
@@ -71,7 +83,17 @@ class PlacedCall:
     callbacks: list[dict[str, str]] = field(default_factory=list)
     sequence: int = 0
     answered_at: float | None = None
+    direction: str = "outbound-api"
+    transferred_to: str | None = None
+    """The number a ``<Dial>`` in TwiML given through the REST API bridged the call to."""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def line(self) -> str | None:
+        """The simulated phone on the call: the caller of an inbound call, else the callee's."""
+        if self.direction == "inbound":
+            return self.from_
+        return self.to if self.phone else None
 
 
 class _QuietServer(uvicorn.Server):
@@ -109,10 +131,12 @@ class TwilioStandIn:
         self.create_requests: list[dict[str, Any]] = []
         self.refused: list[dict[str, Any]] = []
         self.twiml: dict[str, str] = {}
+        self.redirects: list[tuple[str, str]] = []
         self.live_peak: dict[str, int] = defaultdict(int)
         self._live: dict[str, set[str]] = defaultdict(set)
         self._scripts: dict[str, deque[Outcome]] = defaultdict(deque)
-        self._sids = (f"CA{n:032x}" for n in itertools.count(1))
+        # Unique across restarts, as Twilio's: an inbound call's id is derived from its sid.
+        self._sids = (f"CA{uuid.uuid4().hex}" for _ in itertools.count())
         self._validator = RequestValidator(auth_token)
         # aiohttp, not httpx: httpcore scans every pooled connection on each request, which
         # made the stand-in the bottleneck of the dialer bench at a few hundred callbacks/s.
@@ -173,9 +197,15 @@ class TwilioStandIn:
                 return _error(20404, 404, f"The requested resource /Calls/{sid}.json was not found")
             if form.get("Status") in ("completed", "canceled"):
                 await self._hang_up(call, form["Status"])
+            elif "Twiml" in form:
+                if call.status != "in-progress":
+                    return _error(21220, 400, "Call is not in-progress. Cannot redirect.")
+                # Twilio accepts the new TwiML, then runs it: its effects follow the answer.
+                redirect = BackgroundTask(self._redirect, call, form["Twiml"])
+                return JSONResponse(self._json(account, call), background=redirect)
             return JSONResponse(self._json(account, call))
 
-        app.include_router(phone_routes(self.phones, self.complete))
+        app.include_router(phone_routes(self.phones, self.complete, self.call_in))
         return app
 
     def _create(self, account: str, pairs: list[tuple[str, str]]) -> JSONResponse:
@@ -220,7 +250,7 @@ class TwilioStandIn:
             "to": call.to,
             "from": call.from_,
             "status": call.status,
-            "direction": "outbound-api",
+            "direction": call.direction,
             "api_version": "2010-04-01",
             "uri": f"/2010-04-01/Accounts/{account}/Calls/{call.sid}.json",
         }
@@ -263,6 +293,50 @@ class TwilioStandIn:
         elif status == "completed":
             await self.complete(call.sid)
 
+    async def _redirect(self, call: PlacedCall, twiml: str) -> None:
+        """The call runs ``twiml`` instead of what it ran: a ``<Dial>`` transfers it, else it ends."""
+        self.redirects.append((call.sid, twiml))
+        target = dialled_number(twiml)
+        _log.info("call %s redirected: %s", call.sid, f"dials {target}" if target else "ends")
+        if target is None:
+            await self.complete(call.sid)
+            return
+        call.transferred_to = target
+        if call.line is not None:
+            self.phones.transfer(call.line, call.sid, target)
+
+    async def call_in(self, number: str, incoming: IncomingCall) -> Answered:
+        """A phone at ``number`` calls ``incoming.to``: ask its Voice URL for TwiML, as Twilio does."""
+        call = PlacedCall(
+            sid=next(self._sids), to=incoming.to, from_=number, url=incoming.voice_url,
+            status_callback=incoming.status_callback, events=[], outcome="answer",
+            machine_detection=None, time_limit=None, direction="inbound", status="ringing",
+        )  # fmt: skip
+        _log.info("call %s from %s to %s: incoming", call.sid, call.from_, call.to)
+        self.calls[call.sid] = call
+        for key in ("*", call.from_):
+            self._live[key].add(call.sid)
+            self.live_peak[key] = max(self.live_peak[key], len(self._live[key]))
+        self.phones.register(number)
+        self.phones.claim(number, call.sid)
+        params = {
+            "CallSid": call.sid, "AccountSid": ACCOUNT_SID, "From": call.from_, "To": call.to,
+            "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01",
+        }  # fmt: skip
+        try:
+            self.twiml[call.sid] = await self._post(call.url, params)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"fetching the TwiML from {call.url} failed: {type(exc).__name__}: {exc}"
+            _log.warning("call %s: %s", call.sid, error)
+            await self._end(call, "failed")
+            return Answered(call_sid=call.sid, from_number=number, to_number=call.to, twiml="", error=error)
+        call.status, call.answered_at = "in-progress", time.monotonic()
+        answered = Answered(
+            call_sid=call.sid, from_number=number, to_number=call.to, twiml=self.twiml[call.sid]
+        )
+        self.phones.answer(number, answered)
+        return answered
+
     async def complete(self, sid: str, duration_s: int | None = None) -> None:
         """The callee (or the API) hangs up an answered call; the duration defaults to the real one."""
         call = self.calls[sid]
@@ -275,8 +349,8 @@ class TwilioStandIn:
         for key in ("*", call.from_):
             self._live[key].discard(call.sid)
         call.ended.set()
-        if call.phone:
-            self.phones.ended(call.to, call.sid)
+        if call.line is not None:
+            self.phones.ended(call.line, call.sid)
         await self._callback(call, "completed", status, **extra)
 
     async def _fetch_twiml(self, call: PlacedCall, answered_by: str | None) -> None:
@@ -312,7 +386,7 @@ class TwilioStandIn:
             "From": call.from_,
             "To": call.to,
             "CallStatus": status,
-            "Direction": "outbound-api",
+            "Direction": call.direction,
             "ApiVersion": "2010-04-01",
             "CallbackSource": "call-progress-events",
             "SequenceNumber": str(call.sequence - 1),
