@@ -82,7 +82,8 @@ DIALER_EVENTS = TopicSpec(
     record_types=get_args(DialerEvent),
     description=(
         "What the dialer decided: requests queued or rejected (with the reason), every attempt and "
-        "its outcome, answering-machine decisions and campaign changes. seq counts per agent."
+        "its outcome, operators' hang-ups of attempts not answered yet, answering-machine decisions "
+        "and campaign changes. seq counts per agent."
     ),
 )
 POSTCALL_EVENTS = TopicSpec(

@@ -6,7 +6,8 @@ Three topics carry these records:
   from the API (``PlaceCall``, campaigns) and facts its telephony adapter reports back
   (``CallDialled``, ``CallDialFailed``), so every decision can be replayed from the log.
 * ``voice.dialer.events.v1`` (key: agent_id): what the dialer decided: queued, rejected,
-  attempts and their outcomes, answering-machine decisions, campaign changes.
+  attempts and their outcomes, operators' hang-ups of attempts not answered yet,
+  answering-machine decisions, campaign changes.
 * ``voice.postcall.events.v1`` (key: call_id): what happened after a call ended: the
   summary (or why there is none) and every webhook delivery attempt.
 """
@@ -179,6 +180,27 @@ class CallAttemptRecorded(AgentEnvelope):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallAttemptHangUpNoted(AgentEnvelope):
+    """An operator ended the call of an attempt nobody has answered yet: the dialer cancels it at
+    Twilio (once it knows the call's sid), and the attempt is not retried.
+
+    The attempt keeps its slot until its call ends, recorded ``canceled``; a dial refused after
+    this is ``canceled`` too. Written so that a dialer rebuilt from its log still knows.
+    """
+
+    call_id: CallId = field(metadata=doc("The request's call id (the first attempt's call)."))
+    attempt_call_id: CallId = field(metadata=doc("Call id of the attempt being cancelled."))
+    attempt: int = field(metadata=doc("1 for the first attempt."))
+    ended_call_id: CallId = field(
+        metadata=doc(
+            "The call the operator ended: attempt_call_id, or an earlier attempt's call when the"
+            " dialer read the hang-up once the retry was dialling (the retry is cancelled instead)."
+        )
+    )
+    campaign_id: CampaignId | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallRequestCompleted(AgentEnvelope):
     """A PlaceCall is finished: its last attempt's call ended, or it gave up."""
 
@@ -286,6 +308,7 @@ DialerEvent: TypeAlias = (
     | DialerRequestRejected
     | CallAttemptStarted
     | CallAttemptRecorded
+    | CallAttemptHangUpNoted
     | CallRequestCompleted
     | MachineAnswerHandled
     | CampaignCreated

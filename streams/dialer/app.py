@@ -31,7 +31,7 @@ from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import Settings
 from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, DIALER_EVENTS, DIALER_REQUESTS
 from schemas.codec import Codec, DecodeError
-from schemas.dialer import CallDialled
+from schemas.dialer import CallDialFailed, CallDialled
 from streams.dialer.config import DialerSettings
 from streams.dialer.shell import ROUTED, DialerShell
 from streams.faust_app import FaustSender, make_app
@@ -133,8 +133,10 @@ def create_dialer_app(
     @app.task  # type: ignore[untyped-decorator]
     async def rebuild() -> None:
         records = await read_all(settings, codec, (AGENT_EVENTS.name, DIALER_EVENTS.name))
-        # The dial reports give live attempts their sids back, to cancel calls still ringing.
-        records += await read_all(settings, codec, (DIALER_REQUESTS.name,), only=(CallDialled,))
+        # The dial reports give live attempts their sids back, to cancel calls still ringing, and
+        # the waits for the sid of a dial reported failed that Twilio may have placed.
+        only = (CallDialled, CallDialFailed)
+        records += await read_all(settings, codec, (DIALER_REQUESTS.name,), only=only)
         shell.rebuild(records, now=datetime.now(UTC))
         log.info("dialer state rebuilt from %d records", len(records))
         ready.set()

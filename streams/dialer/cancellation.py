@@ -12,13 +12,18 @@ when the operator ended it (``CallEnded.ended_by``, or a hang-up noted on the at
 earlier attempt read once the request's retry is dialling (the refusal that caused the retry
 came on another topic) is the retry's: it is cancelled and not retried either.
 
-What is here is the Twilio side, judged on the state before the decider steps: the sid, from
-the dial report or a status callback, and the calls to cancel once their sid is known
-(``DialerState.cancel_when_known``: a hang-up before the dial report, or a dial reported failed
-that Twilio may have placed all the same). These are noted from the inputs, not the log: a
-restart forgets a wait for a sid and an operator's hang-up (a dial refused, or a retry's call
-ended unanswered, after it is then retried), and a sid until the dial reports are folded again
-(``DialerShell.rebuild``); a hang-up read again after a restart cancels again.
+The decider notes the hang-up in the dialer's log (``CallAttemptHangUpNoted``), and evolve
+marks the attempt and, while its sid is unknown, waits for it
+(``DialerState.cancel_when_known``): a state rebuilt from the log has both.
+
+What is here is the Twilio side, judged on the state before the decider steps: which calls to
+cancel, and the sid, from the dial report or a status callback. A call is cancelled at the
+hang-up when its sid is known, else on the first dial report or status callback that brings
+it; so is a dial reported failed that Twilio may have placed all the same (a wait noted here,
+from the inputs). A restart folds the sids and those waits again from the dial reports
+(``fold_report``, after the log), keeping every wait: a report the worker had not read before
+it stopped is read again and must still cancel (a call already cancelled may so be cancelled
+twice, which Twilio answers as done). A hang-up read again after a restart cancels again.
 """
 
 from __future__ import annotations
@@ -83,11 +88,14 @@ def cancellations(state: DialerState, input_: DialerInput) -> list[CancelCall]:
 
 
 def note_call(state: DialerState, input_: DialerInput) -> DialerState:
-    """Note the sid input_ brings on its live attempt, or that a cancel waits for the sid."""
+    """Note the sid input_ brings on its live attempt, or that a dial reported failed waits for
+    one; give up waits older than ``SID_WAIT`` on a tick. (The decider notes hang-ups.)"""
     if isinstance(input_, Tick):
         _forget_waits(state, input_.now)
         return state
-    if not isinstance(input_, CallNews | CallDialFailed) or input_.tenant_id != state.tenant_id:
+    if not isinstance(input_, CallDialled | TelephonyStatusChanged | CallDialFailed):
+        return state
+    if input_.tenant_id != state.tenant_id:
         return state
     call_id = _call_id(input_)
     attempt = state.live.get(call_id)
@@ -97,18 +105,24 @@ def note_call(state: DialerState, input_: DialerInput) -> DialerState:
         if not input_.retryable and (attempt is None or attempt.twilio_call_sid is None):
             state.cancel_when_known[call_id] = input_.occurred_at
         return state
-    if isinstance(input_, HangUpRequested):
-        attempt = _ended_attempt(state, input_)
-        if input_.requested_by == "operator" and attempt is not None and not attempt.answered:
-            attempt.hang_up_requested = True
-            if attempt.twilio_call_sid is None:
-                state.cancel_when_known[attempt.attempt_call_id] = input_.occurred_at
-        return state
     sid = _sid(input_)
     if sid is not None:
         state.cancel_when_known.pop(call_id, None)
         if attempt is not None and attempt.twilio_call_sid is None:
             attempt.twilio_call_sid = sid
+    return state
+
+
+def fold_report(state: DialerState, report: CallDialled | CallDialFailed) -> DialerState:
+    """Fold a dial report on a restart (``DialerShell.rebuild``): the live attempt's sid, and a
+    wait for the sid of a dial reported failed; unlike ``note_call``, it ends no wait."""
+    if report.tenant_id != state.tenant_id:
+        return state
+    if isinstance(report, CallDialFailed):
+        return note_call(state, report)
+    attempt = state.live.get(report.attempt_call_id)
+    if attempt is not None and attempt.twilio_call_sid is None:
+        attempt.twilio_call_sid = report.twilio_call_sid or None
     return state
 
 

@@ -19,9 +19,10 @@ Choices recorded here:
 - A provider error is retried only when it says so (``CallDialFailed.retryable``): the adapter
   reports a create that went out unanswered (a timeout) as not retryable, since Twilio may
   have placed the call and a retry could ring the person twice.
-- An operator's hang-up (``EndCall``) of a call not answered yet has the shell cancel it at
-  Twilio (``streams.dialer.cancellation``); the attempt holds its slot until the call ends, and
-  ends ``canceled`` (the call's ``ended_by``), not retried; so does a request waiting to retry
+- An operator's hang-up (``EndCall``) of a call not answered yet is noted in the log
+  (``CallAttemptHangUpNoted``, so a restart keeps it) and has the shell cancel it at Twilio
+  (``streams.dialer.cancellation``); the attempt holds its slot until the call ends, and ends
+  ``canceled`` (the call's ``ended_by``, or the note), not retried; so does a request waiting to retry
   the attempt whose call the operator ended, and a retry already dialling when the hang-up of
   the attempt before it is read (the retry is cancelled in its stead).
 - "Now" never goes back: an input read late is decided at the state's clock. A dial held up

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from schemas.calls import CallEnded, CallFailed, HangUpRequested, TelephonyStatusChanged
-from schemas.dialer import CallAttemptRecorded, CallDialFailed, MachineAnswerHandled
+from schemas.dialer import CallAttemptHangUpNoted, CallAttemptRecorded, CallDialFailed, MachineAnswerHandled
 from schemas.ids import CallId
 from streams.dialer.emitter import Emitter, attempt_call_id, completed
 from streams.dialer.options import DialerOptions
@@ -156,20 +156,40 @@ def _campaign_stopped(state: DialerState, request: Request | None) -> bool:
 
 
 def hang_up_asked(state: DialerState, fact: HangUpRequested, options: DialerOptions, out: Emitter) -> None:
-    """An operator ended the call of a request waiting to retry it: the request ends, not retried.
+    """An operator ended the call of an attempt nobody has answered: noted in the log; or of a
+    request waiting to retry it: the request ends, not retried.
 
     A live attempt keeps its slot until its call ends (Twilio's cancel, or the call machine's
-    timer): ``call_over`` reads the operator from ``CallEnded.ended_by``, so a state rebuilt from
-    the log decides the same. A hang-up of an earlier attempt read once a retry is dialling is
-    the retry's to answer (``retry_in_flight``): it is cancelled and ends ``canceled``. Only the
-    operator: the agent, the caller and the system hang up calls that were answered, whatever
-    the dialer has heard of the answer.
+    timer). ``CallAttemptHangUpNoted`` marks it, so that the call's unanswered end and a dial
+    refused afterwards are ``canceled``, not retried, and a cancel waits for the call's sid,
+    also in a state rebuilt from the log. A hang-up of an earlier attempt read once a retry is
+    dialling is the retry's (``retry_in_flight``). Only the operator: the agent, the caller and
+    the system hang up calls that were answered, whatever the dialer has heard of the answer.
     """
-    if fact.requested_by != "operator" or fact.call_id in state.live:
+    if fact.requested_by != "operator":
+        return
+    attempt = state.live.get(fact.call_id) or retry_in_flight(state, fact.call_id)
+    if attempt is not None:
+        if not attempt.answered and not attempt.hang_up_requested:  # read again: noted already
+            _hang_up_noted(state, attempt, fact.call_id, out)
         return
     found = attempt_of(state, fact.call_id)
     if found is not None and not found[0].dialling and found[1] == found[0].attempts:
         completed(out, found[0], "failed", False)
+
+
+def _hang_up_noted(state: DialerState, attempt: Attempt, ended_call_id: CallId, out: Emitter) -> None:
+    request = state.requests.get(attempt.call_id)
+    out.add(
+        CallAttemptHangUpNoted(
+            **out.env(attempt.agent_id, attempt.call_id),
+            call_id=attempt.call_id,
+            attempt_call_id=attempt.attempt_call_id,
+            attempt=attempt.attempt,
+            ended_call_id=ended_call_id,
+            campaign_id=request.campaign_id if request else None,
+        )
+    )
 
 
 def retry_in_flight(state: DialerState, call_id: CallId) -> Attempt | None:

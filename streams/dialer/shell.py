@@ -34,7 +34,7 @@ from schemas.dialer import (
     ResumeCampaign,
 )
 from schemas.ids import TenantId
-from streams.dialer.cancellation import follow_call, note_call
+from streams.dialer.cancellation import fold_report, follow_call
 from streams.dialer.decider import DialerInput, DialerOptions, Tick, step
 from streams.dialer.dialling import HANG_UP_BACKOFF_S, Dialling, Send, utc_now
 from streams.dialer.state import DialerState, advance, evolve, observe_agent
@@ -131,12 +131,13 @@ class DialerShell:
 
     def rebuild(self, records: Iterable[object], now: datetime | None = None) -> None:
         """Fold agent definitions and the dialer's own events, in log order, then the dial
-        reports (the calls' sids), into the states.
+        reports (the calls' sids, and the waits for the sid of a dial reported failed), into the
+        states.
 
         ``now`` (when the worker starts) moves every clock on: the log knows only when events
         were decided, and an input read after a restart must not be decided earlier than now.
         """
-        dialled: list[CallDialled] = []
+        reports: list[CallDialled | CallDialFailed] = []
         for record in records:
             if isinstance(record, AgentVersionPublished | AgentArchived):
                 self._observe(record)
@@ -145,11 +146,11 @@ class DialerShell:
                 if record.seq <= state.seqs.get(record.agent_id, 0):
                     continue  # a copy re-sent after a lost ack: each agent's seq only grows
                 evolve(state, record)
-            elif isinstance(record, CallDialled):
-                dialled.append(record)
+            elif isinstance(record, CallDialled | CallDialFailed):
+                reports.append(record)
         # After the events: a report read before its attempt's start (another topic) would be lost.
-        for report in dialled:
-            note_call(self.state(report.tenant_id), report)
+        for report in reports:
+            fold_report(self.state(report.tenant_id), report)
         if now is not None:
             for state in self.states.values():
                 advance(state, now)

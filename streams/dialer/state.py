@@ -1,11 +1,12 @@
 """The dialer's state for one tenant, and evolve: how each event changes it.
 
 The state is a fold of the dialer's own event log (``voice.dialer.events.v1``) and the agent
-definitions (``voice.agents.events.v1``), but for what the Twilio side notes from the inputs
-(an attempt's sid, an operator's hang-up, the calls to cancel once their sid is known:
-``streams.dialer.cancellation``), which a restart may forget. ``evolve`` updates it in place and returns it: a
-tenant can hold 100,000 queued numbers, and copying them on every event would make each step
-O(n). ``decide`` never mutates; the shell owns the only state object.
+definitions (``voice.agents.events.v1``), but for what the Twilio side notes from the dial
+reports and status callbacks (an attempt's sid, a dial reported failed that Twilio may have
+placed all the same: ``streams.dialer.cancellation``), which a restart folds again from the dial
+reports (``DialerShell.rebuild``). ``evolve`` updates it in place and returns it: a tenant can
+hold 100,000 queued numbers, and copying them on every event would make each step O(n).
+``decide`` never mutates; the shell owns the only state object.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TypeAlias, assert_never
 
 from schemas.agents import AgentArchived, AgentConfig, AgentVersionPublished
 from schemas.dialer import (
+    CallAttemptHangUpNoted,
     CallAttemptRecorded,
     CallAttemptStarted,
     CallRequestCompleted,
@@ -80,9 +82,9 @@ class Attempt:
     twilio_call_sid: str | None = None
     """From the dial report or a status callback, not from the log (``cancellation.note_call``)."""
     hang_up_requested: bool = False
-    """The operator asked to end it, or the earlier attempt it retries, before the answer (from
-    the inputs, not the log): a dial refused, or a call ended unanswered, after that is not
-    retried. A restart forgets it (``cancellation``)."""
+    """The operator asked to end it, or the earlier attempt it retries, before the answer
+    (``CallAttemptHangUpNoted``): a dial refused, or a call ended unanswered, after that is not
+    retried."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -118,9 +120,10 @@ class DialerState:
     clock: datetime | None = None
     """The latest time this state has seen (inputs, ticks, its own events): its "now" never goes back."""
     cancel_when_known: dict[CallId, datetime] = field(default_factory=dict)
-    """Calls to cancel once their sid is known (a hang-up before the dial report, a dial reported
-    failed that Twilio may have placed all the same), by when they were noted. From the inputs,
-    not the log (``cancellation.note_call``)."""
+    """Calls to cancel once their sid is known, by when they were noted: a hang-up before the
+    sid (``CallAttemptHangUpNoted``, so a rebuild has it until the dial reports folded after the
+    log bring the sid), a dial reported failed that Twilio may have placed all the same
+    (``cancellation.note_call``, folded again from the dial reports on a rebuild)."""
 
     def live_for(self, agent_id: AgentId) -> int:
         return sum(1 for a in self.live.values() if a.agent_id == agent_id)
@@ -165,6 +168,8 @@ def evolve(state: DialerState, event: DialerEvent) -> DialerState:
             _started(state, event)
         case CallAttemptRecorded():
             _recorded(state, event)
+        case CallAttemptHangUpNoted():
+            _hang_up_noted(state, event)
         case CallRequestCompleted():
             _completed(state, event)
         case MachineAnswerHandled():
@@ -272,6 +277,17 @@ def _recorded(state: DialerState, event: CallAttemptRecorded) -> None:
         request.dialling = False
         request.next_at = event.retry_at
         _enqueue(state, request)
+
+
+def _hang_up_noted(state: DialerState, event: CallAttemptHangUpNoted) -> None:
+    attempt = state.live.get(event.attempt_call_id)
+    if attempt is None:
+        return
+    attempt.hang_up_requested = True
+    if attempt.twilio_call_sid is None:
+        # Its dial report or first status callback cancels it (``cancellation``). A rebuild folds
+        # the log before the dial reports, which then bring the sid and end the wait.
+        state.cancel_when_known.setdefault(event.attempt_call_id, event.occurred_at)
 
 
 def _completed(state: DialerState, event: CallRequestCompleted) -> None:

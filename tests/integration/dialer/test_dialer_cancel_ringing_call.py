@@ -9,7 +9,7 @@ import pytest
 from dialer_rig import DialerRig, new_tenant
 
 from schemas.calls import CallEnded, EndCall, TelephonyStatusChanged
-from schemas.dialer import CallAttemptRecorded, CallRequestCompleted
+from schemas.dialer import CallAttemptHangUpNoted, CallAttemptRecorded, CallRequestCompleted
 from schemas.ids import CallId, CorrelationId, EventId, TenantId
 
 pytestmark = pytest.mark.integration
@@ -58,5 +58,8 @@ async def test_ending_a_ringing_outbound_call_cancels_it_at_twilio(rig: DialerRi
     assert ended.reason == "canceled"  # Twilio's answer to the cancel, not the settle timer giving up
     (attempt,) = rig.log.of(CallAttemptRecorded, call_id=call_id)
     assert (attempt.outcome, attempt.retry_at) == ("canceled", None)
+    # The hang-up is in the dialer's log, so a restarted dialer still knows it (not retried).
+    (noted,) = rig.log.of(CallAttemptHangUpNoted, call_id=call_id)
+    assert (noted.attempt_call_id, noted.ended_call_id) == (call_id, call_id)
     assert rig.log.of(CallRequestCompleted, call_id=call_id)[0].outcome == "failed"
     assert len([r for r in rig.fake.create_requests if r["To"] == number]) == 1  # not dialled again

@@ -7,7 +7,13 @@ from typing import Any
 
 from api.campaigns import parse_csv
 from projections.campaign_view import CallStage, CampaignBatch, fold, progress
-from schemas.dialer import CallAttemptRecorded, CallAttemptStarted, CallRequestQueued, CampaignCancelled
+from schemas.dialer import (
+    CallAttemptHangUpNoted,
+    CallAttemptRecorded,
+    CallAttemptStarted,
+    CallRequestQueued,
+    CampaignCancelled,
+)
 from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CallId, CampaignId, CorrelationId, TenantId
 from streams.standin.summary import summarise
@@ -83,6 +89,41 @@ def test_dialer_campaign_cancel_finishes_waiting_requests_but_not_live_ones() ->
     counts = {"dialling": 1, "done": 2, "answered": 1, "failed": 0}
     assert progress(counts, 3, False, True)["status"] == "cancelled"
     assert isinstance(next(iter(batch.calls.values())), CallStage)
+
+
+def test_dialer_campaign_progress_is_unchanged_by_a_noted_hang_up() -> None:
+    """The hang-up changes no stage: the attempt is dialling until its call ends (canceled)."""
+    batch = CampaignBatch(calls={})
+    fold(
+        batch,
+        CallRequestQueued(
+            **_env(1),
+            call_id=CallId("c1"),
+            idempotency_key="k1",
+            to_number="+1555",
+            priority=0,
+            campaign_id=CMP,
+        ),
+    )
+    noted = CallAttemptHangUpNoted(
+        **_env(2),
+        call_id=CallId("c1"),
+        attempt_call_id=CallId("c1"),
+        attempt=1,
+        ended_call_id=CallId("c1"),
+        campaign_id=CMP,
+    )
+    fold(batch, noted)
+    assert [c.row() for c in batch.calls.values()] == [
+        {
+            "call_id": "c1",
+            "campaign_id": CMP,
+            "tenant_id": "t",
+            "stage": "queued",
+            "answered": False,
+            "failed": False,
+        }
+    ]
 
 
 def test_dialer_summary_prompt_is_read_by_the_standin_and_its_reply_parsed() -> None:

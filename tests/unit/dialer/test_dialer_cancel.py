@@ -8,7 +8,13 @@ import dataclasses
 
 from schemas.calls import CallEnded
 from schemas.codec import Codec
-from schemas.dialer import CallAttemptRecorded, CallDialFailed, CallRequestCompleted, DialerEvent
+from schemas.dialer import (
+    CallAttemptHangUpNoted,
+    CallAttemptRecorded,
+    CallDialFailed,
+    CallRequestCompleted,
+    DialerEvent,
+)
 from schemas.ids import CallId
 from streams.dialer.cancellation import CancelCall, follow_call
 from streams.dialer.decider import DialerInput, step
@@ -54,6 +60,11 @@ def outcomes(events: list[DialerEvent]) -> list[tuple[str, str, bool]]:
     return said
 
 
+def noted(events: list[DialerEvent]) -> list[tuple[str, str]]:
+    """The hang-ups the events note: (the attempt cancelled, the call the operator ended)."""
+    return [(e.attempt_call_id, e.ended_call_id) for e in events if isinstance(e, CallAttemptHangUpNoted)]
+
+
 def cancel(call: str) -> CancelCall:
     return CancelCall(attempt_call_id=CallId(call), twilio_call_sid=f"CA{call}")
 
@@ -85,8 +96,10 @@ def ended_by_operator(call: str, reason: str, t: float) -> CallEnded:
 
 def test_a_hang_up_while_it_rings_cancels_the_call_and_the_attempt_keeps_its_slot() -> None:
     state = ringing()
-    assert feed(state, hang_up_requested("c1", 5)) == ([], [cancel("c1")])
+    events, cancels = feed(state, hang_up_requested("c1", 5))
+    assert (noted(events), cancels) == ([("c1", "c1")], [cancel("c1")])
     assert "c1" in state.live  # until the call ends: Twilio may still be ringing it
+    assert state.cancel_when_known == {}  # the sid is known: nothing to wait for
 
 
 def test_the_cancelled_call_ends_canceled_and_is_not_dialled_again() -> None:
@@ -100,7 +113,9 @@ def test_the_cancelled_call_ends_canceled_and_is_not_dialled_again() -> None:
 def test_a_hang_up_before_the_sid_is_known_cancels_on_the_dial_report() -> None:
     state = given_agents(published())
     feed(state, place("c1"))
-    assert feed(state, hang_up_requested("c1", 0.5)) == ([], [])
+    events, cancels = feed(state, hang_up_requested("c1", 0.5))
+    assert (noted(events), cancels) == ([("c1", "c1")], [])
+    assert list(state.cancel_when_known) == ["c1"]
     assert feed(state, dialled("c1", 1)) == ([], [cancel("c1")])
     assert feed(state, status("c1", "ringing", 2)) == ([], [])  # once is enough
     assert state.cancel_when_known == {}
@@ -177,7 +192,8 @@ def test_a_later_attempt_is_cancelled_by_its_own_call_id() -> None:
     feed(state, place("c1"), dialled("c1", 1), status("c1", "busy", 2), ended("c1", "busy", 2), tick(40))
     assert "c1-a2" in state.live
     second = dialled("c1-a2", 41, attempt=2, request="c1")
-    assert feed(state, second, hang_up_requested("c1-a2", 42)) == ([], [cancel("c1-a2")])
+    events, cancels = feed(state, second, hang_up_requested("c1-a2", 42))
+    assert (noted(events), cancels) == ([("c1-a2", "c1-a2")], [cancel("c1-a2")])
 
 
 def test_a_dial_reported_failed_after_its_callbacks_brought_the_sid_is_cancelled_at_once() -> None:
@@ -244,7 +260,8 @@ def retry_dialling(*, dialled_yet: bool = True) -> DialerState:
 
 def test_a_hang_up_read_after_the_retry_started_cancels_the_retry_and_ends_the_request() -> None:
     state = retry_dialling()
-    assert feed(state, hang_up_requested("c1", 42)) == ([], [cancel("c1-a2")])
+    events, cancels = feed(state, hang_up_requested("c1", 42))
+    assert (noted(events), cancels) == ([("c1-a2", "c1")], [cancel("c1-a2")])
     assert "c1-a2" in state.live  # it holds its slot until its call ends
     events, _ = feed(state, status("c1-a2", "canceled", 43), ended("c1-a2", "canceled", 43), tick(600))
     assert outcomes(events) == CANCELED
@@ -262,7 +279,8 @@ def test_a_retry_that_ends_unanswered_before_the_cancel_lands_is_not_retried() -
 
 def test_a_hang_up_read_before_the_retrys_sid_cancels_it_on_the_dial_report() -> None:
     state = retry_dialling(dialled_yet=False)
-    assert feed(state, hang_up_requested("c1", 40.5)) == ([], [])
+    events, cancels = feed(state, hang_up_requested("c1", 40.5))
+    assert (noted(events), cancels) == ([("c1-a2", "c1")], [])
     assert feed(state, dialled("c1-a2", 41, attempt=2, request="c1")) == ([], [cancel("c1-a2")])
 
 
