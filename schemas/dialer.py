@@ -33,7 +33,17 @@ REJECTION_REASONS = (
     "not_cancellable",
     "unknown_campaign",
 )
-ATTEMPT_OUTCOMES = ("answered", "machine", "busy", "no_answer", "failed", "canceled", "error", "lost")
+ATTEMPT_OUTCOMES = (
+    "answered",
+    "machine",
+    "busy",
+    "no_answer",
+    "failed",
+    "canceled",
+    "error",
+    "lost",
+    "not_dialled",
+)
 REQUEST_OUTCOMES = ("completed", "machine", "failed", "cancelled", "deadline_passed")
 MACHINE_ACTIONS = ("hang_up", "leave_message", "ignore")
 WEBHOOK_EVENTS = ("call.started", "call.ended")
@@ -89,6 +99,13 @@ class CallDialFailed(AgentEnvelope):
     http_status: int | None = None
     message: str
     retryable: bool = field(metadata=doc("Whether trying again later may succeed."))
+    not_dialled: bool = field(
+        default=False,
+        metadata=doc(
+            "The dialer's last check refused the dial before Twilio was asked (the calling window"
+            " closed or the deadline passed since it was decided): nothing was placed."
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,7 +188,13 @@ class CallAttemptRecorded(AgentEnvelope):
     call_id: CallId
     attempt_call_id: CallId
     attempt: int
-    outcome: str = field(metadata=doc(_one_of(ATTEMPT_OUTCOMES)))
+    outcome: str = field(
+        metadata=doc(
+            _one_of(ATTEMPT_OUTCOMES)
+            + " not_dialled: refused by the dialer's last check before the dial; it does not count"
+            " against the request's maximum attempts."
+        )
+    )
     twilio_call_sid: str | None = None
     error_code: int | None = field(default=None, metadata=doc("Twilio's error code, if any."))
     detail: str | None = None
@@ -205,7 +228,7 @@ class CallRequestCompleted(AgentEnvelope):
     """A PlaceCall is finished: its last attempt's call ended, or it gave up."""
 
     call_id: CallId
-    attempts: int
+    attempts: int = field(metadata=doc("Attempts started, those not dialled included."))
     outcome: str = field(metadata=doc(_one_of(REQUEST_OUTCOMES)))
     answered: bool
     campaign_id: CampaignId | None = None

@@ -27,8 +27,10 @@ Choices recorded here:
   the attempt before it is read (the retry is cancelled in its stead).
 - "Now" never goes back: an input read late is decided at the state's clock. A dial held up
   after its decision (an outage) is checked again by the shell as it would go out
-  (``too_late_to_dial``); one too late is reported as a retryable dial failure, so it costs
-  an attempt (the schema has no outcome for "not dialled").
+  (``too_late_to_dial``); one too late is reported as a dial failure ``not_dialled``, recorded
+  as an attempt ``not_dialled`` that rang nobody and so does not count against the retry
+  policy's maximum (nor its back-off): the request waits for its window to open again, or ends
+  ``deadline_passed``. It keeps its number (its call id is spent in the call log).
 """
 
 from __future__ import annotations

@@ -64,9 +64,18 @@ class Dialling:
         """Put the attempt's call in the call log, place it unless that is too late now, report."""
         async with self._gate:
             refused = await self._log_call(started, agent, request)
-            outcome = refused if refused is not None else await self._place(started, agent, request)
+            # The decision may be old by now (an outage held its events or CallReceived): the
+            # window and the deadline are checked again at the moment the call would go out.
+            late = None if refused is not None else too_late_to_dial(agent, request, self._now())
+            outcome: str | DialError
+            if refused is not None:
+                outcome = refused
+            elif late is not None:
+                outcome = DialError(late, code=None, status=None, retryable=True)
+            else:
+                outcome = await self._place(started, agent, request)
         if isinstance(outcome, DialError):
-            await self._report_failure(started, outcome)
+            await self._report_failure(started, outcome, not_dialled=late is not None)
             return
         await self._report(
             CallDialled(
@@ -117,11 +126,6 @@ class Dialling:
         self, started: CallAttemptStarted, agent: AgentInfo, request: Request | None
     ) -> str | DialError:
         """The call's sid, or why it was not placed."""
-        # The decision may be old by now (an outage held its events or CallReceived): the
-        # window and the deadline are checked again at the moment the call would go out.
-        late = too_late_to_dial(agent, request, self._now())
-        if late is not None:
-            return DialError(late, code=None, status=None, retryable=True)
         try:
             return await self._telephony.place(
                 DialRequest(
@@ -142,7 +146,9 @@ class Dialling:
             log.exception("dialling %s failed", started.attempt_call_id)
             return DialError(repr(err), code=None, status=None, retryable=False)
 
-    async def _report_failure(self, started: CallAttemptStarted, err: DialError) -> None:
+    async def _report_failure(
+        self, started: CallAttemptStarted, err: DialError, *, not_dialled: bool = False
+    ) -> None:
         await self._report(
             CallDialFailed(
                 **self._env(started, "dial_failed"),
@@ -153,6 +159,7 @@ class Dialling:
                 http_status=err.status,
                 message=err.message[:500],
                 retryable=err.retryable,
+                not_dialled=not_dialled,
             )
         )
         # End the attempt's call in the call log too; the dialer ignores the echo.

@@ -27,6 +27,11 @@ class Emitter:
         self._seqs: dict[AgentId, int] = {}
         self.events: list[DialerEvent] = []
 
+    @property
+    def now(self) -> datetime:
+        """When the events are decided (their ``occurred_at``)."""
+        return self._now
+
     def env(self, agent_id: AgentId, correlation: str) -> dict[str, Any]:
         seq = self._seqs.get(agent_id, self._state.seqs.get(agent_id, 0)) + 1
         self._seqs[agent_id] = seq

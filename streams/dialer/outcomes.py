@@ -11,6 +11,7 @@ from schemas.ids import CallId
 from streams.dialer.emitter import Emitter, attempt_call_id, completed
 from streams.dialer.options import DialerOptions
 from streams.dialer.policy import RETRYABLE_OUTCOMES
+from streams.dialer.scheduling import next_dial_at
 from streams.dialer.state import Attempt, DialerState, Request
 
 _MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax")
@@ -114,6 +115,9 @@ def dial_failed(state: DialerState, fact: CallDialFailed, options: DialerOptions
     if attempt.hang_up_requested:  # the operator ended it meanwhile: nothing to try again
         _unanswered(out, attempt, request, "canceled", options, fact.occurred_at, detail=fact.message)
         return
+    if fact.not_dialled:
+        _not_dialled(state, attempt, request, fact, out)
+        return
     _unanswered(
         out,
         attempt,
@@ -126,6 +130,20 @@ def dial_failed(state: DialerState, fact: CallDialFailed, options: DialerOptions
         error_code=fact.error_code,
         detail=fact.message,
     )
+
+
+def _not_dialled(
+    state: DialerState, attempt: Attempt, request: Request | None, fact: CallDialFailed, out: Emitter
+) -> None:
+    """The shell's last check refused the dial (``too_late_to_dial``): nobody was called, so the
+    attempt costs nothing; the request waits for its window, or ends at its deadline."""
+    now = out.now
+    expired = request is not None and request.deadline is not None and now >= request.deadline
+    again = request is not None and not expired and not _campaign_stopped(state, request)
+    retry_at = next_dial_at(state.agents.get(attempt.agent_id), now) if again else None
+    recorded(out, attempt, request, "not_dialled", retry_at=retry_at, detail=fact.message)
+    if request is not None and retry_at is None:
+        completed(out, request, "deadline_passed" if expired else "failed", False)
 
 
 def _unanswered(
@@ -142,7 +160,8 @@ def _unanswered(
 ) -> None:
     retry_at = None
     if retryable and outcome in RETRYABLE_OUTCOMES and request is not None and not stopped:
-        retry_at = options.retry.retry_at(attempt.attempt, now)
+        # Attempts not dialled rang nobody: they count neither for the maximum nor the back-off.
+        retry_at = options.retry.retry_at(attempt.attempt - request.not_dialled, now)
         if retry_at is not None and request.deadline is not None and retry_at > request.deadline:
             retry_at = None
     recorded(out, attempt, request, outcome, retry_at=retry_at, **extra)

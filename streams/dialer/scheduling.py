@@ -126,6 +126,12 @@ def too_late_to_dial(agent: AgentInfo, request: Request | None, now: datetime) -
     return None
 
 
+def next_dial_at(agent: AgentInfo | None, now: datetime) -> datetime:
+    """The first instant from ``now`` at which the agent's calling window lets a call go out."""
+    window = _window(agent.config.calling_window, agent.config.timezone) if agent else None
+    return window.next_open(now) if window is not None else now
+
+
 def _start(state: DialerState, out: Emitter, request: Request, options: DialerOptions) -> None:
     agent = state.agents[request.agent_id]
     attempt = request.attempts + 1

@@ -183,7 +183,7 @@ class DialerShell:
         if ahead > timedelta(0):
             # A producer's clock a little fast must not move the tenant's clock (which never goes
             # back) ahead of this worker's: windows would open early, and every dial decided
-            # then would be refused as it went out (too_late_to_dial), costing its attempts.
+            # then would be refused as it went out (too_late_to_dial) and wait for the next one.
             record = dataclasses.replace(record, occurred_at=now)
         await self.apply(record)
         return None

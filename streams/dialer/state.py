@@ -63,6 +63,10 @@ class Request:
     order: int
     queued_at: datetime
     attempts: int = 0
+    """Attempts started (each its own call id), those not dialled included."""
+    not_dialled: int = 0
+    """Attempts the shell's last check refused before the dial: they do not count against the
+    retry policy's maximum."""
     next_at: datetime | None = None
     dialling: bool = False
     answered: bool = False
@@ -273,6 +277,8 @@ def _recorded(state: DialerState, event: CallAttemptRecorded) -> None:
             _count(state, event.campaign_id, answered=1)
         return
     state.live.pop(event.attempt_call_id, None)
+    if request is not None and event.outcome == "not_dialled":
+        request.not_dialled += 1
     if request is not None and event.retry_at is not None:
         request.dialling = False
         request.next_at = event.retry_at

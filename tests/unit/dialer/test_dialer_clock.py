@@ -123,11 +123,12 @@ async def test_a_decision_dialled_after_the_window_closed_is_reported_not_placed
     assert "CallAttemptStarted" in kinds(events)
     assert not [entry for entry in journal.entries if entry[0] == "place"]
     (failed,) = [r for r in reports if isinstance(r, CallDialFailed)]
-    assert failed.retryable
+    assert (failed.retryable, failed.not_dialled) == (True, True)
     assert "calling window" in failed.message
     retried = await shell.apply(failed)
-    assert [e.outcome for e in retried if isinstance(e, CallAttemptRecorded)] == ["error"]
-    assert "g" in shell.state(TENANT).requests  # retried when the window opens, not lost
+    recorded = [(e.outcome, e.retry_at) for e in retried if isinstance(e, CallAttemptRecorded)]
+    assert recorded == [("not_dialled", at(21 * H))]  # due when the window opens, 09:00 next day
+    assert shell.state(TENANT).requests["g"].not_dialled == 1  # it rang nobody: it costs nothing
 
 
 async def test_an_input_stamped_a_little_ahead_is_decided_at_the_workers_clock() -> None:
