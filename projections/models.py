@@ -280,3 +280,5 @@ class Chunk(Base):
     tsv: Mapped[Any] = mapped_column(
         TSVECTOR, Computed(f"to_tsvector('{TEXT_SEARCH_CONFIG}', text)", persisted=True)
     )
+    # What substring search (projections.unspaced_search) compares: normalised once, at the write.
+    search_text: Mapped[str] = mapped_column(Text, Computed("lower(normalize(text, NFKC))", persisted=True))

@@ -251,20 +251,21 @@ _SEARCH_SQL = text(
 
 # For queries in scripts without spaces between words (``projections.unspaced_search``): every
 # term a substring of the chunk, none of the excluded ones; ranked by how often the terms occur.
-# No index serves it: it reads the tenant's chunks (of the bases asked for), which is what a
-# knowledge base of a few thousand chunks costs in milliseconds.
+# No index serves it: it reads the tenant's chunks (of the bases asked for), compared as
+# chunk.search_text (normalised once, at the write); bench/bench_search.py has its cost.
 _SUBSTRING_SEARCH_SQL = text(
     """
     SELECT c.chunk_id, c.kb_id, c.document_id, d.title, c.ordinal, c.text,
-           (SELECT sum((length(n.t) - length(replace(n.t, term, ''))) / length(term))
+           (SELECT sum((length(c.search_text) - length(replace(c.search_text, term, ''))) / length(term))
             FROM unnest(CAST(:include AS text[])) term) AS hits
     FROM chunk c
-    JOIN document d ON d.kb_id = c.kb_id AND d.document_id = c.document_id,
-         LATERAL (SELECT lower(normalize(c.text, NFKC)) AS t) n
+    JOIN document d ON d.kb_id = c.kb_id AND d.document_id = c.document_id
     WHERE c.tenant_id = :tenant_id
       AND (CAST(:kb_ids AS text[]) IS NULL OR c.kb_id = ANY(CAST(:kb_ids AS text[])))
-      AND NOT EXISTS (SELECT 1 FROM unnest(CAST(:include AS text[])) term WHERE strpos(n.t, term) = 0)
-      AND NOT EXISTS (SELECT 1 FROM unnest(CAST(:exclude AS text[])) term WHERE strpos(n.t, term) > 0)
+      AND NOT EXISTS (SELECT 1 FROM unnest(CAST(:include AS text[])) term
+                      WHERE strpos(c.search_text, term) = 0)
+      AND NOT EXISTS (SELECT 1 FROM unnest(CAST(:exclude AS text[])) term
+                      WHERE strpos(c.search_text, term) > 0)
     ORDER BY hits DESC, c.chunk_id
     LIMIT :limit
     """
