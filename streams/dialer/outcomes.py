@@ -136,11 +136,15 @@ def _not_dialled(
     state: DialerState, attempt: Attempt, request: Request | None, fact: CallDialFailed, out: Emitter
 ) -> None:
     """The shell's last check refused the dial (``too_late_to_dial``): nobody was called, so the
-    attempt costs nothing; the request waits for its window, or ends at its deadline."""
+    attempt costs nothing; the request waits for its window, or ends at its deadline (also when
+    the window opens again only at or after it)."""
     now = out.now
-    expired = request is not None and request.deadline is not None and now >= request.deadline
+    deadline = request.deadline if request is not None else None
+    opens = next_dial_at(state.agents.get(attempt.agent_id), now)
+    # A window opening at or after the deadline is as good as a deadline passed (``_readiness``).
+    expired = deadline is not None and opens >= deadline
     again = request is not None and not expired and not _campaign_stopped(state, request)
-    retry_at = next_dial_at(state.agents.get(attempt.agent_id), now) if again else None
+    retry_at = opens if again else None
     recorded(out, attempt, request, "not_dialled", retry_at=retry_at, detail=fact.message)
     if request is not None and retry_at is None:
         completed(out, request, "deadline_passed" if expired else "failed", False)

@@ -132,3 +132,17 @@ def test_the_campaign_read_side_shows_a_request_not_dialled_as_retrying() -> Non
     for event in log:
         fold(batch, event)
     assert [(c.stage, c.failed) for c in batch.calls.values()] == [("retrying", False)]
+
+
+def test_one_not_dialled_whose_window_opens_only_after_its_deadline_ends_deadline_passed() -> None:
+    """Refused at 18:01 with the deadline at 20:00: the window opens again at 09:00, too late.
+
+    No retry is promised for 09:00 (``retry_at`` says when a retry is due), and the request does
+    not sit in the queue as retrying until a tick after 20:00 ends it."""
+    state = given_agents(published(calling_window="09:00-18:00"))
+    run(state, place("r1", 6 * H - 60, deadline=at(8 * H)))  # dialled at 17:59
+    events = run(state, too_late("r1", 1, 6 * H + 60))  # refused at 18:01
+    (recorded,) = [e for e in events if isinstance(e, CallAttemptRecorded)]
+    assert (recorded.outcome, recorded.retry_at) == ("not_dialled", None)
+    assert said(events) == [("recorded", 1, "not_dialled", False), ("completed", "deadline_passed", 1)]
+    assert state.requests == {}
