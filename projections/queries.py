@@ -253,19 +253,22 @@ _SEARCH_SQL = text(
 # term a substring of the chunk, none of the excluded ones; ranked by how often the terms occur.
 # No index serves it: it reads the tenant's chunks (of the bases asked for), compared as
 # chunk.search_text (normalised once, at the write); bench/bench_search.py has its cost.
+# The terms are lower-cased here, by the function that made search_text: Python's lower() is not
+# PostgreSQL's (İ, a word-final Σ; and a C ctype lower-cases ASCII only).
 _SUBSTRING_SEARCH_SQL = text(
     """
+    WITH include AS (SELECT DISTINCT lower(normalize(t, NFKC)) AS term
+                     FROM unnest(CAST(:include AS text[])) t),
+         exclude AS (SELECT lower(normalize(t, NFKC)) AS term FROM unnest(CAST(:exclude AS text[])) t)
     SELECT c.chunk_id, c.kb_id, c.document_id, d.title, c.ordinal, c.text,
            (SELECT sum((length(c.search_text) - length(replace(c.search_text, term, ''))) / length(term))
-            FROM unnest(CAST(:include AS text[])) term) AS hits
+            FROM include) AS hits
     FROM chunk c
     JOIN document d ON d.kb_id = c.kb_id AND d.document_id = c.document_id
     WHERE c.tenant_id = :tenant_id
       AND (CAST(:kb_ids AS text[]) IS NULL OR c.kb_id = ANY(CAST(:kb_ids AS text[])))
-      AND NOT EXISTS (SELECT 1 FROM unnest(CAST(:include AS text[])) term
-                      WHERE strpos(c.search_text, term) = 0)
-      AND NOT EXISTS (SELECT 1 FROM unnest(CAST(:exclude AS text[])) term
-                      WHERE strpos(c.search_text, term) > 0)
+      AND NOT EXISTS (SELECT 1 FROM include WHERE strpos(c.search_text, term) = 0)
+      AND NOT EXISTS (SELECT 1 FROM exclude WHERE strpos(c.search_text, term) > 0)
     ORDER BY hits DESC, c.chunk_id
     LIMIT :limit
     """

@@ -36,14 +36,20 @@ _MARK_OPEN, _MARK_CLOSE = "<mark>", "</mark>"
 
 @dataclass(frozen=True, slots=True)
 class UnspacedQuery:
-    """The terms a chunk must contain, and those it must not (normalised, lower case)."""
+    """The terms a chunk must contain, and those it must not (NFKC; as written otherwise).
+
+    Their case is left to PostgreSQL, which lower-cases both them and the chunk's text
+    (``chunk.search_text``): Python's ``lower()`` differs from it (İ, a word-final Σ), and in a
+    database created with a C ctype PostgreSQL lower-cases ASCII letters only.
+    """
 
     include: tuple[str, ...]
     exclude: tuple[str, ...]
 
 
 def normalise(text: str) -> str:
-    """What both sides are compared as: NFKC (full-width ＡＢＣ is ABC), lower case."""
+    """When two terms are the same: NFKC (full-width ＡＢＣ is ABC), lower case. (The search
+    itself leaves the lower-casing to PostgreSQL: ``UnspacedQuery``.)"""
     return unicodedata.normalize("NFKC", text).lower()
 
 
@@ -58,14 +64,15 @@ def unspaced_query(query: str) -> UnspacedQuery | None:
         return None
     include: list[str] = []
     exclude: list[str] = []
+    seen: set[tuple[bool, str]] = set()
     for match in _TOKEN.finditer(query):
         negated, quoted, bare = match.groups()
-        term = normalise((quoted if quoted is not None else bare) or "").strip()
-        if not term or (not negated and quoted is None and term == "or"):
+        term = unicodedata.normalize("NFKC", (quoted if quoted is not None else bare) or "").strip()
+        key = (bool(negated), normalise(term))
+        if not term or (not negated and quoted is None and key[1] == "or") or key in seen:
             continue
-        target = exclude if negated else include
-        if term not in target:
-            target.append(term)
+        seen.add(key)
+        (exclude if negated else include).append(term)
     return UnspacedQuery(tuple(include), tuple(exclude))
 
 

@@ -71,3 +71,24 @@ async def test_another_tenants_unspaced_chunks_are_never_found(
         assert await queries.search_chunks(session, other, "返金") == []
         assert await queries.search_chunks(session, other, "返金", kb_ids=[kb]) == []
         assert len(await queries.search_chunks(session, owner, "返金")) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "query", "marked"),
+    [
+        # Python's lower() makes İ two characters (i + a combining dot) and a word-final Σ a ς;
+        # PostgreSQL's, which made chunk.search_text, makes them i and σ: the very text the
+        # chunk holds was not found. Both sides are now lower-cased by PostgreSQL.
+        ("İstanbul店の返金ポリシー", "İstanbul店", "İstanbul店"),
+        ("ΟΔΟΣ 3番地の店舗", "ΟΔΟΣ 店舗", "ΟΔΟΣ"),
+    ],
+)
+async def test_a_term_written_as_the_text_is_found_whatever_its_letters_lower_case_to(
+    rs_sessions: async_sessionmaker[AsyncSession], text: str, query: str, marked: str
+) -> None:
+    tenant = unique("tenant")
+    await _document(rs_sessions, tenant, text)
+    async with rs_sessions() as session:
+        found = await queries.search_chunks(session, tenant, query)
+    assert [row["chunk_id"].endswith(":0") for row in found] == [True]
+    assert f"<mark>{marked}</mark>" in found[0]["snippet"]

@@ -31,8 +31,9 @@ def test_queries_in_spaced_scripts_are_left_to_full_text_search(query: str) -> N
         ('"返金 期限" 送料', ("返金 期限", "送料"), ()),
         ("返金 OR 交換", ("返金", "交換"), ()),
         ("返金 返金", ("返金",), ()),
-        ("ＡＢＣ 返金", ("abc", "返金"), ()),  # full-width letters are letters
-        ("iPhone 保証", ("iphone", "保証"), ()),
+        ("ＡＢＣ 返金", ("ABC", "返金"), ()),  # full-width letters are letters
+        ("iPhone 保証", ("iPhone", "保証"), ()),  # PostgreSQL lower-cases them
+        ("返金 返金 RETURN return", ("返金", "RETURN"), ()),
         ("-返金", (), ("返金",)),
         ('返金 ""', ("返金",), ()),
     ],
