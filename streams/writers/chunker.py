@@ -7,6 +7,9 @@ import re
 _PARAGRAPH = re.compile(r"\n\s*\n")
 # Latin sentences end at .!? and a space; Chinese and Japanese ones at 。！？ with no space after.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
+_UNSPACED_END = ("。", "！", "？")
+# Where an overlap may start: after a space, or after a Chinese or Japanese sentence end.
+_BOUNDARY = re.compile(r" |(?<=[。！？])(?=.)")
 _SPACE = re.compile(r"[ \t\r\f\v]+")
 
 
@@ -20,15 +23,22 @@ def chunk_text(text: str, *, max_chars: int = 1200, overlap_chars: int = 150) ->
     chunks: list[str] = []
     current = ""
     for piece in pieces:
-        candidate = f"{current} {piece}".strip() if current else piece
+        candidate = _join(current, piece) if current else piece
         if len(candidate) <= max_chars:
             current = candidate
             continue
         chunks.append(current)
-        current = f"{_tail(current, overlap_chars)} {piece}".strip()
+        current = _join(_tail(current, overlap_chars), piece)
     if current:
         chunks.append(current)
     return chunks
+
+
+def _join(before: str, after: str) -> str:
+    """Two pieces as the text has them: Chinese and Japanese sentences follow with no space."""
+    if before.endswith(_UNSPACED_END):
+        return f"{before}{after}".strip()
+    return f"{before} {after}".strip()
 
 
 def _normalise(paragraph: str) -> str:
@@ -52,5 +62,5 @@ def _pieces(paragraph: str, limit: int) -> list[str]:
 def _tail(text: str, size: int) -> str:
     if size <= 0 or len(text) <= size:
         return text if size > 0 else ""
-    start = text.find(" ", len(text) - size)
-    return text[start + 1 :] if start >= 0 else text[-size:]
+    boundary = _BOUNDARY.search(text, len(text) - size)
+    return text[boundary.end() :] if boundary is not None else text[-size:]

@@ -191,3 +191,16 @@ def test_chinese_and_japanese_text_is_cut_at_its_sentence_ends() -> None:
     assert all(len(c) <= 200 for c in chunks)
     # Every chunk ends on a sentence end, where a cut at the size limit would split a word.
     assert all(c.endswith("。") for c in chunks)
+
+
+def test_chinese_and_japanese_sentences_are_joined_as_written_without_spaces() -> None:
+    """Cut at 。 into sentences, they are put back together as the document has them: a chunk's
+    text (the search snippet, what the agent reads, a quoted phrase) holds no space it lacks."""
+    sentence = "当店の返金ポリシーについてご説明いたします。"
+    text = sentence * 30
+    chunks = chunk_text(text, max_chars=200, overlap_chars=30)
+    assert all(" " not in c for c in chunks), chunks[0]
+    assert all(c in text for c in chunks)
+    assert chunks[0].startswith(sentence)
+    # The overlap still starts at a sentence: the next chunk begins with the last one's end.
+    assert all(after.startswith(sentence) for after in chunks[1:])
