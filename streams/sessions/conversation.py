@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 _BYTES_PER_MS_OUT = bridge.AGENT_RATE * 2 // 1000
 _HANGUP_MARK = "hangup"
+_TRANSFER_MARK = "transfer"
+MARK_WAIT_S = 10.0
+"""Longest a hang-up or transfer waits for the caller's phone to play what was sent before it."""
 VOICEMAIL_REASON = "voicemail"
 """HangUpRequested.reason after a voicemail: one of END_REASONS, so the call ends with it."""
 
@@ -45,6 +48,11 @@ class Conversation:
         self.line_closed = False
         """A hang-up or transfer was sent to the edge: the line is going, send nothing more."""
         self._hangup_mark = asyncio.Event()
+        self._transfer_mark = asyncio.Event()
+        self._goodbye_owed = False
+        self._turn_before_goodbye: _Turn | None = None
+        self.goodbye_said = asyncio.Event()
+        """Set once the model's goodbye after ``transfer_call`` has been said (its turn ended)."""
         self.awaiting_reply = False
         """A written turn was sent and the model's answer to it has not completed yet."""
         self.voicemail: str | None = None
@@ -89,6 +97,8 @@ class Conversation:
     def mark_reached(self, name: str) -> None:
         if name == _HANGUP_MARK:
             self._hangup_mark.set()
+        elif name == _TRANSFER_MARK:
+            self._transfer_mark.set()
 
     async def on_content(
         self, link: BridgeEnd, content: types.LiveServerContent, audio: bytes | None
@@ -136,7 +146,7 @@ class Conversation:
     async def _finish_turn(self, link: BridgeEnd) -> None:
         turn, self._turn = self._turn, _Turn()
         self.awaiting_reply = False
-        mark_wait_s = 10.0
+        mark_wait_s = MARK_WAIT_S
         spoke = turn.utterance_id is not None or bool("".join(turn.agent_text).strip())
         if self._voicemail_phase is _VoicemailPhase.SENT and spoke:
             # The message has been said: hang up once it has played out on the line.
@@ -151,6 +161,9 @@ class Conversation:
                 await self._facts.report(
                     AgentSpeechFinished, utterance_id=turn.utterance_id, played_ms=played
                 )
+        if self._goodbye_owed and spoke and turn is not self._turn_before_goodbye:
+            self._goodbye_owed = False
+            self.goodbye_said.set()
         if self.pending_hangup is not None:
             await self._hang_up(link, self.pending_hangup, mark_wait_s=mark_wait_s)
 
@@ -228,13 +241,37 @@ class Conversation:
         self.pending_hangup = reason
         self.hangup_asked.set()
 
+    def transfer_after_turn(self) -> None:
+        """The model transfers the call (``transfer_call``): its next turn that speaks is its
+        goodbye ("transferring you now"). A turn already speaking when the tool is answered is
+        not: some models end the turn that called the tool before answering in a new one."""
+        turn = self._turn
+        self._goodbye_owed = True
+        self._turn_before_goodbye = turn if turn.utterance_id is not None or turn.agent_text else None
+        self.goodbye_said.clear()
+
+    @property
+    def goodbye_owed(self) -> bool:
+        """``transfer_call`` was answered and the model has not said its goodbye yet."""
+        return self._goodbye_owed
+
+    async def play_out_before_transfer(self, link: BridgeEnd) -> None:
+        """Let the caller's phone play what it has been sent (within MARK_WAIT_S): a transfer
+        ends the stream, and audio still queued on the line would never be heard."""
+        if self._audio_seq == 0:
+            return  # nothing was ever sent to play
+        self._transfer_mark.clear()
+        await link.send(bridge.PlayMark(name=_TRANSFER_MARK))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._transfer_mark.wait(), timeout=MARK_WAIT_S)
+
     async def hang_up_if_still_pending(self, link: BridgeEnd) -> None:
         """The model never finished a turn after asking to hang up: hang up now, once it is quiet."""
         if self.pending_hangup is not None and self.quiet and not self.line_closed:
             await self._hang_up(link, self.pending_hangup)
 
     async def _hang_up(
-        self, link: BridgeEnd, reason: str, *, requested_by: str = "agent", mark_wait_s: float = 10.0
+        self, link: BridgeEnd, reason: str, *, requested_by: str = "agent", mark_wait_s: float = MARK_WAIT_S
     ) -> None:
         self.pending_hangup = None
         await link.send(bridge.PlayMark(name=_HANGUP_MARK))

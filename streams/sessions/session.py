@@ -44,10 +44,11 @@ from streams.sessions.tools import ToolContext, ToolRunner
 log = logging.getLogger(__name__)
 
 TRANSFER_WAIT_S = 10.0
-"""Longest a transfer waits for the model's turn in progress ("transferring you now") to end."""
+"""Longest a transfer the model did not ask for on this session waits for a turn in progress."""
 
 END_CALL_GRACE_S = 8.0
-"""How long after ``end_call`` the model has to start and finish its goodbye turn."""
+"""How long after ``end_call`` (or, for ``transfer_call``, after the call's transfer reaches the
+session) the model has to start and finish its goodbye turn."""
 
 CHECK_IN_WAIT_S = 30.0
 """Longest a silence check-in waits for a turn in progress (a check-in then interrupts nothing)."""
@@ -223,13 +224,13 @@ class CallSession:
                 await link.close()
 
     async def _close_line_when_asked(self, link: Bridge | PendingBridge) -> None:
-        """Send the hang-up or transfer the call's state asked for (a transfer after the model's
-        turn, so the caller hears "transferring you"; at most TRANSFER_WAIT_S later)."""
+        """Send the hang-up or transfer the call's state asked for (a transfer once the caller
+        has heard the agent's goodbye, ``_let_goodbye_play``)."""
         await self._line_requested.wait()
         directive = self._line_request
         assert directive is not None
         if isinstance(directive, bridge.Transfer):
-            await self._until_quiet(TRANSFER_WAIT_S)
+            await self._let_goodbye_play(link)
         if self._conversation.line_closed:
             return
         log.info("call %s: the call's state asks the edge to %s", self._target.call_id, directive)
@@ -239,6 +240,26 @@ class CallSession:
             self._conversation.line_closed = True
         else:
             log.warning("call %s: could not send %s to the edge", self._target.call_id, directive)
+
+    async def _let_goodbye_play(self, link: Bridge | PendingBridge) -> None:
+        """Before a transfer, as after ``end_call``: wait for the model's goodbye turn after
+        ``transfer_call`` ("I am transferring you now"); a model silent for END_CALL_GRACE_S is
+        transferred anyway, and a goodbye still being said then is let finish (CHECK_IN_WAIT_S).
+        Then the line plays out what it was sent (its mark, within MARK_WAIT_S).
+
+        A transfer this session did not answer the tool for (the call came to this worker while
+        transferring) waits only for a turn in progress, at most TRANSFER_WAIT_S.
+        """
+        conversation = self._conversation
+        quiet_within_s = TRANSFER_WAIT_S
+        if conversation.goodbye_owed:
+            quiet_within_s = CHECK_IN_WAIT_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conversation.goodbye_said.wait(), END_CALL_GRACE_S)
+        await self._until_quiet(quiet_within_s)
+        if not conversation.line_closed:
+            with contextlib.suppress(BridgeClosed):  # the call ended meanwhile: nothing to play
+                await conversation.play_out_before_transfer(link)
 
     async def _until_quiet(self, limit_s: float) -> None:
         """Wait (polling, as the voicemail does) until the model has no turn in progress."""

@@ -328,6 +328,11 @@ def test_e2e_an_agent_transferring_an_inbound_call_ends_it_transferred(platform:
         kinds = [e["event_type"] for e in timeline]
         assert "TransferRequested" in kinds, kinds
         assert "CallFailed" not in kinds, kinds
+        # The caller's phone played the agent's goodbye ("I am transferring you...") to its end,
+        # its mark came back, before the transfer moved the call: the worker waits for that.
+        spoken = [e["payload"]["utterance_id"] for e in timeline if e["event_type"] == "AgentSpeechStarted"]
+        assert len(spoken) >= 2, spoken  # the greeting, then the goodbye
+        assert spoken[-1] in outcome.audio.marks, (spoken, outcome.audio.marks)
         # Twilio's one callback for a number's call: completed, once the transferred caller hangs up.
         (status,) = [e for e in timeline if e["event_type"] == "TelephonyStatusChanged"]
         assert status["payload"]["status"] == "completed", status

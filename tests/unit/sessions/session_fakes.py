@@ -109,11 +109,15 @@ class FakeSink:
 
 
 class FakeEdge:
-    """A bridge server on a real socket: hello first, marks answered at once, frames recorded."""
+    """A bridge server on a real socket: hello first, marks answered at once (unless held, as a
+    caller's phone still playing the audio before them would), frames recorded."""
 
     def __init__(self, *, refuse_with: int | None = None) -> None:
         self.refuse_with = refuse_with
         self.received: list[bridge.BridgeMessage | bridge.BridgeError] = []
+        self.hold_marks = False
+        """Keep marks unanswered until ``play_marks`` (the audio before them is still playing)."""
+        self.held_marks: list[str] = []
         self.connections: list[ServerConnection] = []
         self.connected = asyncio.Event()
         self._server: Server | None = None
@@ -149,10 +153,19 @@ class FakeEdge:
             async for frame in connection:
                 message = bridge.decode(frame)
                 self.received.append(message)
-                if isinstance(message, bridge.PlayMark):
+                if isinstance(message, bridge.PlayMark) and self.hold_marks:
+                    self.held_marks.append(message.name)
+                elif isinstance(message, bridge.PlayMark):
                     await connection.send(
                         bridge.encode_text(bridge.MarkReached(name=message.name, stream_ms=0))
                     )
+
+    async def play_marks(self) -> None:
+        """The held marks have played: answer them, and every later one at once."""
+        self.hold_marks = False
+        marks, self.held_marks = self.held_marks, []
+        for name in marks:
+            await self.send(bridge.MarkReached(name=name, stream_ms=0))
 
     async def send(self, message: bridge.BridgeMessage | bytes | str) -> None:
         frame = message if isinstance(message, bytes | str) else bridge.encode(message)

@@ -204,3 +204,106 @@ async def test_a_hang_up_asked_before_the_bridge_opens_still_goes_out() -> None:
         run = asyncio.create_task(session.run())
         await eventually(lambda: "HangUp" in edge.kinds())
         await _finish(edge, run)
+
+
+GOODBYE_AUDIO = {"model_turn": {"parts": [{"inline_data": {"data": b"\x00\x02" * 480}}]}}
+
+
+async def _transfer_asked(live: FakeLive, sink: FakeSink, session: CallSession) -> None:
+    """The model calls transfer_call; the call machine's TRANSFERRING state reaches the session
+    (as the manager passes it on) before the model has answered the tool's response."""
+    live.push(
+        tool_call={
+            "function_calls": [{"id": "fc-1", "name": "transfer_call", "args": {"target": "+14155550123"}}]
+        }
+    )
+    await eventually(lambda: bool(live.tool_responses) and bool(sink.of("TransferRequested")))
+    session.close_line(bridge.Transfer(target=sink.of("TransferRequested")[0].target))
+
+
+def _said_goodbye(live: FakeLive) -> None:
+    live.push(server_content={"output_transcription": {"text": "I am transferring you now."}})
+    live.push(server_content=GOODBYE_AUDIO)
+    live.push(server_content={"turn_complete": True})
+
+
+def _goodbye_then_transfer(edge: FakeEdge) -> tuple[int, int]:
+    """Where the goodbye's last audio and the transfer are in what the edge received."""
+    kinds = edge.kinds()
+    audio = [
+        i
+        for i, m in enumerate(edge.received)
+        if isinstance(m, bridge.AgentAudio) and m.pcm[:2] == b"\x00\x02"
+    ]
+    return (audio[-1] if audio else -1), (kinds.index("Transfer") if "Transfer" in kinds else -1)
+
+
+async def test_a_transfer_the_model_asked_for_waits_until_its_goodbye_has_played() -> None:
+    # The transfer went out as soon as the tool was answered, before the model had begun its
+    # reply: the caller was moved without hearing "I am transferring you now".
+    gemini, sink = FakeGemini(), FakeSink()
+    live = gemini.live()
+    async with FakeEdge() as edge:
+        session = _session(edge, gemini, sink)
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: bool(live.texts))
+        _greeted(live)
+        await eventually(lambda: "PlayMark" in edge.kinds())
+        await _transfer_asked(live, sink, session)
+        await asyncio.sleep(0.3)  # the model takes a moment to answer the tool's response
+        edge.hold_marks = True  # the phone is still playing the goodbye
+        _said_goodbye(live)
+        await eventually(lambda: edge.kinds().count("PlayMark") >= 2)  # the goodbye's own mark
+        await asyncio.sleep(0.2)
+        goodbye, transfer = _goodbye_then_transfer(edge)
+        assert transfer == -1, f"the transfer went out at frame {transfer}, the goodbye at {goodbye}"
+        await edge.play_marks()  # the caller has heard it
+        await eventually(lambda: "Transfer" in edge.kinds())
+        await _finish(edge, run)
+    goodbye, transfer = _goodbye_then_transfer(edge)
+    assert 0 <= goodbye < transfer
+    assert [m.target for m in edge.received if isinstance(m, bridge.Transfer)] == ["+14155550123"]
+
+
+async def test_the_turn_that_called_transfer_call_is_not_taken_for_its_goodbye() -> None:
+    # Some Live models end the turn that called the tool ("let me put you through") with a
+    # turnComplete of its own, and answer the tool's response in a new turn.
+    gemini, sink = FakeGemini(), FakeSink()
+    live = gemini.live()
+    async with FakeEdge() as edge:
+        session = _session(edge, gemini, sink)
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: bool(live.texts))
+        _greeted(live)
+        live.push(server_content={"output_transcription": {"text": "Let me put you through."}})
+        live.push(server_content={"model_turn": {"parts": [{"inline_data": {"data": b"\x00\x01" * 480}}]}})
+        await _transfer_asked(live, sink, session)
+        live.push(server_content={"turn_complete": True})
+        await eventually(lambda: edge.kinds().count("PlayMark") >= 2)
+        await asyncio.sleep(0.3)
+        goodbye, transfer = _goodbye_then_transfer(edge)
+        assert transfer == -1, f"the transfer went out at frame {transfer}, before any goodbye"
+        _said_goodbye(live)
+        await eventually(lambda: "Transfer" in edge.kinds())
+        await _finish(edge, run)
+    goodbye, transfer = _goodbye_then_transfer(edge)
+    assert 0 <= goodbye < transfer
+
+
+async def test_a_transfer_goes_out_when_the_model_says_no_goodbye(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streams.sessions.session.END_CALL_GRACE_S", 0.5)
+    gemini, sink = FakeGemini(), FakeSink()
+    live = gemini.live()
+    async with FakeEdge() as edge:
+        session = _session(edge, gemini, sink)
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: bool(live.texts))
+        _greeted(live)
+        loop = asyncio.get_running_loop()
+        await _transfer_asked(live, sink, session)
+        asked = loop.time()
+        await eventually(lambda: "Transfer" in edge.kinds(), within=5.0)
+        waited = loop.time() - asked
+        await _finish(edge, run)
+    assert waited >= 0.5, f"transferred after {waited:.2f} s: the model had no time to say goodbye"
+    assert [m.target for m in edge.received if isinstance(m, bridge.Transfer)] == ["+14155550123"]
