@@ -42,9 +42,9 @@ class Conversation:
         self._utterances = 0
         self._audio_seq = 0
         self.pending_hangup: str | None = None
-        """Hang up with this reason once the model's current turn is over."""
+        """Hang up with this reason once the model's goodbye (or voicemail message) has been said."""
         self.hangup_asked = asyncio.Event()
-        """Set when a tool asks to hang up after the turn (the session then makes sure it does)."""
+        """Set when ``end_call`` asks to hang up after the goodbye (the session makes sure it does)."""
         self.line_closed = False
         """A hang-up or transfer was sent to the edge: the line is going, send nothing more."""
         self._hangup_mark = asyncio.Event()
@@ -52,7 +52,7 @@ class Conversation:
         self._goodbye_owed = False
         self._turn_before_goodbye: _Turn | None = None
         self.goodbye_said = asyncio.Event()
-        """Set once the model's goodbye after ``transfer_call`` has been said (its turn ended)."""
+        """Set once the goodbye owed after ``end_call`` or ``transfer_call`` has been said."""
         self.awaiting_reply = False
         """A written turn was sent and the model's answer to it has not completed yet."""
         self.voicemail: str | None = None
@@ -164,7 +164,8 @@ class Conversation:
         if self._goodbye_owed and spoke and turn is not self._turn_before_goodbye:
             self._goodbye_owed = False
             self.goodbye_said.set()
-        if self.pending_hangup is not None:
+        # end_call's hang-up waits for the goodbye: the turn that called it may end first.
+        if self.pending_hangup is not None and not self._goodbye_owed:
             await self._hang_up(link, self.pending_hangup, mark_wait_s=mark_wait_s)
 
     async def abandon_turn(self, link: BridgeEnd) -> None:
@@ -236,15 +237,21 @@ class Conversation:
                 self._hangup_mark.set()
                 return
 
-    def hang_up_after_turn(self, reason: str) -> None:
-        """The model ended the call (``end_call``): hang up once its goodbye turn is over."""
+    def hang_up_after_goodbye(self, reason: str) -> None:
+        """The model ended the call (``end_call``): hang up once its goodbye has been said."""
+        self._owe_goodbye()
         self.pending_hangup = reason
         self.hangup_asked.set()
 
-    def transfer_after_turn(self) -> None:
-        """The model transfers the call (``transfer_call``): its next turn that speaks is its
-        goodbye ("transferring you now"). A turn already speaking when the tool is answered is
-        not: some models end the turn that called the tool before answering in a new one."""
+    def transfer_after_goodbye(self) -> None:
+        """The model transfers the call (``transfer_call``): the session sends the transfer once
+        its goodbye ("transferring you now") has been said."""
+        self._owe_goodbye()
+
+    def _owe_goodbye(self) -> None:
+        """Called before the tool is answered: the model's goodbye is its next turn that speaks
+        and ends. A turn already speaking now is not: some models end the turn that called the
+        tool with a turnComplete of its own, then answer the tool's response in a new turn."""
         turn = self._turn
         self._goodbye_owed = True
         self._turn_before_goodbye = turn if turn.utterance_id is not None or turn.agent_text else None
@@ -252,7 +259,7 @@ class Conversation:
 
     @property
     def goodbye_owed(self) -> bool:
-        """``transfer_call`` was answered and the model has not said its goodbye yet."""
+        """``end_call`` or ``transfer_call`` was answered and the model has not said its goodbye."""
         return self._goodbye_owed
 
     async def play_out_before_transfer(self, link: BridgeEnd) -> None:

@@ -47,8 +47,8 @@ TRANSFER_WAIT_S = 10.0
 """Longest a transfer the model did not ask for on this session waits for a turn in progress."""
 
 END_CALL_GRACE_S = 8.0
-"""How long after ``end_call`` (or, for ``transfer_call``, after the call's transfer reaches the
-session) the model has to start and finish its goodbye turn."""
+"""How long after ``end_call`` (for ``transfer_call``, after the call's transfer reaches the
+session) the model has to start and finish its goodbye turn (``CallSession._wait_for_goodbye``)."""
 
 CHECK_IN_WAIT_S = 30.0
 """Longest a silence check-in waits for a turn in progress (a check-in then interrupts nothing)."""
@@ -242,24 +242,33 @@ class CallSession:
             log.warning("call %s: could not send %s to the edge", self._target.call_id, directive)
 
     async def _let_goodbye_play(self, link: Bridge | PendingBridge) -> None:
-        """Before a transfer, as after ``end_call``: wait for the model's goodbye turn after
-        ``transfer_call`` ("I am transferring you now"); a model silent for END_CALL_GRACE_S is
-        transferred anyway, and a goodbye still being said then is let finish (CHECK_IN_WAIT_S).
-        Then the line plays out what it was sent (its mark, within MARK_WAIT_S).
+        """Before a transfer: wait for the model's goodbye after ``transfer_call`` ("I am
+        transferring you now", ``_wait_for_goodbye``), then let the line play out what it was
+        sent (its mark, within MARK_WAIT_S).
 
         A transfer this session did not answer the tool for (the call came to this worker while
         transferring) waits only for a turn in progress, at most TRANSFER_WAIT_S.
         """
         conversation = self._conversation
-        quiet_within_s = TRANSFER_WAIT_S
-        if conversation.goodbye_owed:
-            quiet_within_s = CHECK_IN_WAIT_S
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(conversation.goodbye_said.wait(), END_CALL_GRACE_S)
-        await self._until_quiet(quiet_within_s)
-        if not conversation.line_closed:
-            with contextlib.suppress(BridgeClosed):  # the call ended meanwhile: nothing to play
+        with contextlib.suppress(BridgeClosed):  # the call ended meanwhile: nothing to play
+            if conversation.goodbye_owed:
+                await self._wait_for_goodbye(link)
+            else:
+                await self._until_quiet(TRANSFER_WAIT_S)
+            if not conversation.line_closed:
                 await conversation.play_out_before_transfer(link)
+
+    async def _wait_for_goodbye(self, link: BridgeEnd) -> None:
+        """``end_call`` or ``transfer_call`` was answered: wait for the model's goodbye, its first
+        turn that starts speaking afterwards and ends (``Conversation.goodbye_said``). A model
+        silent for END_CALL_GRACE_S is not waited for; a goodbye still being said then is let
+        finish (CHECK_IN_WAIT_S), and one that never ends is abandoned, so the line can close."""
+        conversation = self._conversation
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conversation.goodbye_said.wait(), END_CALL_GRACE_S)
+        await self._until_quiet(CHECK_IN_WAIT_S)
+        if conversation.goodbye_owed and not conversation.quiet:
+            await conversation.abandon_turn(link)
 
     async def _until_quiet(self, limit_s: float) -> None:
         """Wait (polling, as the voicemail does) until the model has no turn in progress."""
@@ -382,14 +391,12 @@ class CallSession:
                 await self._say_to_model(session, SILENCE_CHECK_IN_PROMPT)
 
     async def _hang_up_if_forgotten(self, link: BridgeEnd) -> None:
-        """After ``end_call``, the hang-up waits for the model's goodbye turn to end; if no turn
-        ends within END_CALL_GRACE_S (the model said nothing more), hang up anyway. Never returns."""
+        """After ``end_call`` the hang-up goes out as the goodbye's turn ends (``Conversation``);
+        a model that says no goodbye, or one that never ends, is hung up on once
+        ``_wait_for_goodbye`` gives up on it. Never returns."""
         conversation = self._conversation
         await conversation.hangup_asked.wait()
-        await asyncio.sleep(END_CALL_GRACE_S)
-        await self._until_quiet(CHECK_IN_WAIT_S)  # a goodbye still being said is let finish
-        if conversation.pending_hangup is not None and not conversation.quiet:
-            await conversation.abandon_turn(link)  # a goodbye that never ended
+        await self._wait_for_goodbye(link)
         await conversation.hang_up_if_still_pending(link)
         await asyncio.Future()
 

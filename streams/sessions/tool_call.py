@@ -135,12 +135,12 @@ class ToolCalls:
             result_json=json.dumps(result.response),
             duration_ms=elapsed,
         )
+        # Before the answer (the turn speaking now is not the goodbye) and before the fact (the
+        # call machine's transfer may reach the session at once, and must find the goodbye owed).
         if result.hang_up_reason is not None:
-            conversation.hang_up_after_turn(result.hang_up_reason)  # after the goodbye has been spoken
+            conversation.hang_up_after_goodbye(result.hang_up_reason)
         if result.transfer_target is not None:
-            # Before the fact: the call machine's transfer may reach the session at once, and
-            # must find the goodbye owed (the session sends it once the goodbye has played).
-            conversation.transfer_after_turn()
+            conversation.transfer_after_goodbye()
             await self._facts.report(TransferRequested, target=result.transfer_target, reason=None)
         await self._respond(respond, types.FunctionResponse(id=call_id, name=name, response=result.response))
 

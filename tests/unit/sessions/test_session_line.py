@@ -221,21 +221,21 @@ async def _transfer_asked(live: FakeLive, sink: FakeSink, session: CallSession) 
     session.close_line(bridge.Transfer(target=sink.of("TransferRequested")[0].target))
 
 
-def _said_goodbye(live: FakeLive) -> None:
-    live.push(server_content={"output_transcription": {"text": "I am transferring you now."}})
+def _said_goodbye(live: FakeLive, text: str = "I am transferring you now.") -> None:
+    live.push(server_content={"output_transcription": {"text": text}})
     live.push(server_content=GOODBYE_AUDIO)
     live.push(server_content={"turn_complete": True})
 
 
-def _goodbye_then_transfer(edge: FakeEdge) -> tuple[int, int]:
-    """Where the goodbye's last audio and the transfer are in what the edge received."""
+def _goodbye_then(edge: FakeEdge, kind: str = "Transfer") -> tuple[int, int]:
+    """Where the goodbye's last audio and the transfer (or hang-up) are in what the edge received."""
     kinds = edge.kinds()
     audio = [
         i
         for i, m in enumerate(edge.received)
         if isinstance(m, bridge.AgentAudio) and m.pcm[:2] == b"\x00\x02"
     ]
-    return (audio[-1] if audio else -1), (kinds.index("Transfer") if "Transfer" in kinds else -1)
+    return (audio[-1] if audio else -1), (kinds.index(kind) if kind in kinds else -1)
 
 
 async def test_a_transfer_the_model_asked_for_waits_until_its_goodbye_has_played() -> None:
@@ -255,12 +255,12 @@ async def test_a_transfer_the_model_asked_for_waits_until_its_goodbye_has_played
         _said_goodbye(live)
         await eventually(lambda: edge.kinds().count("PlayMark") >= 2)  # the goodbye's own mark
         await asyncio.sleep(0.2)
-        goodbye, transfer = _goodbye_then_transfer(edge)
+        goodbye, transfer = _goodbye_then(edge)
         assert transfer == -1, f"the transfer went out at frame {transfer}, the goodbye at {goodbye}"
         await edge.play_marks()  # the caller has heard it
         await eventually(lambda: "Transfer" in edge.kinds())
         await _finish(edge, run)
-    goodbye, transfer = _goodbye_then_transfer(edge)
+    goodbye, transfer = _goodbye_then(edge)
     assert 0 <= goodbye < transfer
     assert [m.target for m in edge.received if isinstance(m, bridge.Transfer)] == ["+14155550123"]
 
@@ -281,12 +281,12 @@ async def test_the_turn_that_called_transfer_call_is_not_taken_for_its_goodbye()
         live.push(server_content={"turn_complete": True})
         await eventually(lambda: edge.kinds().count("PlayMark") >= 2)
         await asyncio.sleep(0.3)
-        goodbye, transfer = _goodbye_then_transfer(edge)
+        goodbye, transfer = _goodbye_then(edge)
         assert transfer == -1, f"the transfer went out at frame {transfer}, before any goodbye"
         _said_goodbye(live)
         await eventually(lambda: "Transfer" in edge.kinds())
         await _finish(edge, run)
-    goodbye, transfer = _goodbye_then_transfer(edge)
+    goodbye, transfer = _goodbye_then(edge)
     assert 0 <= goodbye < transfer
 
 
@@ -307,3 +307,66 @@ async def test_a_transfer_goes_out_when_the_model_says_no_goodbye(monkeypatch: p
         await _finish(edge, run)
     assert waited >= 0.5, f"transferred after {waited:.2f} s: the model had no time to say goodbye"
     assert [m.target for m in edge.received if isinstance(m, bridge.Transfer)] == ["+14155550123"]
+
+
+GOODBYE_ID = "call-1:u2"
+"""The utterance after the greeting (``target``'s call)."""
+
+
+async def _end_call_answered(live: FakeLive) -> None:
+    live.push(tool_call={"function_calls": [{"id": "fc-1", "name": "end_call", "args": {"reason": "done"}}]})
+    await eventually(lambda: bool(live.tool_responses))
+
+
+async def test_end_call_hangs_up_after_a_goodbye_said_in_a_turn_of_its_own() -> None:
+    # Some Live models end the turn that called end_call with a turnComplete of its own, then
+    # say goodbye in a new turn: the hang-up went out at that first turnComplete, and the
+    # caller never heard the goodbye.
+    gemini, sink = FakeGemini(), FakeSink()
+    live = gemini.live()
+    async with FakeEdge() as edge:
+        session = _session(edge, gemini, sink)
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: bool(live.texts))
+        _greeted(live)
+        await eventually(lambda: "PlayMark" in edge.kinds())
+        await _end_call_answered(live)
+        live.push(server_content={"turn_complete": True})  # the calling turn ends, nothing said
+        await asyncio.sleep(0.3)  # the model takes a moment to answer the tool's response
+        assert "HangUp" not in edge.kinds(), "hung up before the model had said goodbye"
+        edge.hold_marks = True  # the phone is still playing the goodbye
+        _said_goodbye(live, "Thank you for calling, goodbye.")
+        await eventually(lambda: GOODBYE_ID in _marks(edge))
+        await asyncio.sleep(0.2)
+        assert "HangUp" not in edge.kinds(), "hung up while the phone was still playing the goodbye"
+        await edge.play_marks()  # the caller has heard it
+        await eventually(lambda: "HangUp" in edge.kinds())
+        await _finish(edge, run)
+    goodbye, hang_up = _goodbye_then(edge, "HangUp")
+    assert 0 <= goodbye < _marks(edge)[GOODBYE_ID] < hang_up
+    assert [(r.requested_by, r.reason) for r in sink.of("HangUpRequested")] == [("agent", "done")]
+
+
+async def test_after_end_call_a_goodbye_that_never_ends_is_abandoned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streams.sessions.session.END_CALL_GRACE_S", 0.2)
+    monkeypatch.setattr("streams.sessions.session.CHECK_IN_WAIT_S", 0.3)
+    gemini, sink = FakeGemini(), FakeSink()
+    live = gemini.live()
+    async with FakeEdge() as edge:
+        session = _session(edge, gemini, sink)
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: bool(live.texts))
+        _greeted(live)
+        await _end_call_answered(live)
+        live.push(server_content={"output_transcription": {"text": "Goodbye and"}})
+        live.push(server_content=GOODBYE_AUDIO)  # ...and no turnComplete, ever
+        await eventually(lambda: "HangUp" in edge.kinds(), within=12.0)  # after the mark's wait
+        await _finish(edge, run)
+    assert GOODBYE_ID in _marks(edge)  # the utterance was ended before the hang-up
+    assert GOODBYE_ID in [f.utterance_id for f in sink.of("AgentSpeechFinished")]
+    assert [(r.requested_by, r.reason) for r in sink.of("HangUpRequested")] == [("agent", "done")]
+
+
+def _marks(edge: FakeEdge) -> dict[str, int]:
+    """The marks the edge was asked to play, and where each is in what it received."""
+    return {m.name: i for i, m in enumerate(edge.received) if isinstance(m, bridge.PlayMark)}

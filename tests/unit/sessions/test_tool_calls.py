@@ -124,7 +124,7 @@ async def test_a_withdrawn_tool_is_recorded_cancelled_or_completed_never_both(sp
 
     reporter = Reporter(sink, "t-1", "call-1")
     calls = ToolCalls(ToolRunner(None), reporter, CONTEXT)
-    # The real conversation: a stand-in without hang_up_after_turn made every completed run
+    # The real conversation: a stand-in without hang_up_after_goodbye made every completed run
     # raise inside its task, so a completion was never answered and nobody noticed.
     conversation = Conversation("call-1", reporter)
     await calls.start(_tool_call(("fc-1", "end_call", {"reason": "bye"})), conversation, respond)
