@@ -51,6 +51,9 @@ class Conversation:
         self._transfer_mark = asyncio.Event()
         self._goodbye_owed = False
         self._turn_before_goodbye: _Turn | None = None
+        self.spoken_with_tool_at: float | None = None
+        """Loop time when the turn that called ``end_call``/``transfer_call``, having spoken before
+        the call ("thanks for calling, goodbye" + the tool), ended: likely the goodbye already."""
         self.goodbye_said = asyncio.Event()
         """Set once the goodbye owed after ``end_call`` or ``transfer_call`` has been said."""
         self.awaiting_reply = False
@@ -164,6 +167,8 @@ class Conversation:
         if self._goodbye_owed and spoke and turn is not self._turn_before_goodbye:
             self._goodbye_owed = False
             self.goodbye_said.set()
+        elif self._goodbye_owed and spoke:
+            self.spoken_with_tool_at = asyncio.get_running_loop().time()
         # end_call's hang-up waits for the goodbye: the turn that called it may end first.
         if self.pending_hangup is not None and not self._goodbye_owed:
             await self._hang_up(link, self.pending_hangup, mark_wait_s=mark_wait_s)
@@ -255,6 +260,7 @@ class Conversation:
         turn = self._turn
         self._goodbye_owed = True
         self._turn_before_goodbye = turn if turn.utterance_id is not None or turn.agent_text else None
+        self.spoken_with_tool_at = None
         self.goodbye_said.clear()
 
     @property

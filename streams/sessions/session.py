@@ -50,6 +50,11 @@ END_CALL_GRACE_S = 8.0
 """How long after ``end_call`` (for ``transfer_call``, after the call's transfer reaches the
 session) the model has to start and finish its goodbye turn (``CallSession._wait_for_goodbye``)."""
 
+GOODBYE_FOLLOW_UP_S = 1.5
+"""After end_call or transfer_call, how long a model whose calling turn already spoke is given to
+start another turn (its answer to the tool's response) before that speech is taken for the
+goodbye. Longer than a Live model's usual time to first audio, short enough not to be dead air."""
+
 CHECK_IN_WAIT_S = 30.0
 """Longest a silence check-in waits for a turn in progress (a check-in then interrupts nothing)."""
 
@@ -264,8 +269,16 @@ class CallSession:
         silent for END_CALL_GRACE_S is not waited for; a goodbye still being said then is let
         finish (CHECK_IN_WAIT_S), and one that never ends is abandoned, so the line can close."""
         conversation = self._conversation
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(conversation.goodbye_said.wait(), END_CALL_GRACE_S)
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + END_CALL_GRACE_S
+        while not conversation.goodbye_said.is_set() and loop.time() < give_up_at:
+            spoken_at = conversation.spoken_with_tool_at
+            followed_up_by = None if spoken_at is None else spoken_at + GOODBYE_FOLLOW_UP_S
+            if followed_up_by is not None and conversation.quiet and loop.time() >= followed_up_by:
+                # The turn that called the tool spoke ("thanks for calling, goodbye") and no new
+                # turn followed: that was the goodbye. Waiting out the grace would be dead air.
+                break
+            await asyncio.sleep(0.05)
         await self._until_quiet(CHECK_IN_WAIT_S)
         if conversation.goodbye_owed and not conversation.quiet:
             await conversation.abandon_turn(link)

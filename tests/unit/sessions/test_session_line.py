@@ -370,3 +370,61 @@ async def test_after_end_call_a_goodbye_that_never_ends_is_abandoned(monkeypatch
 def _marks(edge: FakeEdge) -> dict[str, int]:
     """The marks the edge was asked to play, and where each is in what it received."""
     return {m.name: i for i, m in enumerate(edge.received) if isinstance(m, bridge.PlayMark)}
+
+
+async def test_end_call_after_a_goodbye_in_the_same_turn_hangs_up_without_waiting_out_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The model says goodbye, then calls end_call in the same turn, and answers the tool's
+    # response with silence: the hang-up waited the whole grace for a second goodbye (8 s of dead
+    # air after "goodbye"). Now it waits only for a follow-up turn to start.
+    monkeypatch.setattr("streams.sessions.session.END_CALL_GRACE_S", 60.0)
+    monkeypatch.setattr("streams.sessions.session.GOODBYE_FOLLOW_UP_S", 0.3)
+    gemini, sink = FakeGemini(), FakeSink()
+    live = gemini.live()
+    async with FakeEdge() as edge:
+        session = _session(edge, gemini, sink)
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: bool(live.texts))
+        _greeted(live)
+        await eventually(lambda: "PlayMark" in edge.kinds())
+        live.push(server_content={"output_transcription": {"text": "Thank you for calling, goodbye."}})
+        live.push(server_content=GOODBYE_AUDIO)
+        await _end_call_answered(live)
+        live.push(server_content={"turn_complete": True})  # the same turn ends; nothing more is said
+        await eventually(lambda: "HangUp" in edge.kinds(), within=15.0)
+        await _finish(edge, run)
+    goodbye, hang_up = _goodbye_then(edge, "HangUp")
+    assert 0 <= goodbye < _marks(edge)[GOODBYE_ID] < hang_up
+    assert [(r.requested_by, r.reason) for r in sink.of("HangUpRequested")] == [("agent", "done")]
+
+
+async def test_a_turn_that_follows_the_tool_quickly_is_still_taken_for_the_goodbye(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The follow-up window is for a model that has more to say after the tool's response.
+    monkeypatch.setattr("streams.sessions.session.GOODBYE_FOLLOW_UP_S", 1.0)
+    gemini, sink = FakeGemini(), FakeSink()
+    live = gemini.live()
+    async with FakeEdge() as edge:
+        session = _session(edge, gemini, sink)
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: bool(live.texts))
+        _greeted(live)
+        await eventually(lambda: "PlayMark" in edge.kinds())
+        live.push(server_content={"output_transcription": {"text": "One moment."}})
+        live.push(server_content=GOODBYE_AUDIO)
+        await _end_call_answered(live)
+        live.push(server_content={"turn_complete": True})
+        await asyncio.sleep(0.2)  # within the follow-up window
+        live.push(server_content={"output_transcription": {"text": "Goodbye."}})
+        live.push(server_content={"model_turn": {"parts": [{"inline_data": {"data": b"\x00\x03" * 480}}]}})
+        live.push(server_content={"turn_complete": True})
+        await eventually(lambda: "HangUp" in edge.kinds(), within=15.0)
+        await _finish(edge, run)
+    last_words = max(
+        i
+        for i, m in enumerate(edge.received)
+        if isinstance(m, bridge.AgentAudio) and m.pcm[:2] == b"\x00\x03"
+    )
+    assert last_words < edge.kinds().index("HangUp")
