@@ -234,7 +234,7 @@ def record_status(node: EdgeNode, form: dict[str, str]) -> None:
     sequence = _opt_int(form.get("SequenceNumber"))
     node.publisher.publish(
         TelephonyStatusChanged(
-            tenant_id=TenantId(query.get("tenant_id") or _tenant_of(node, call_id)),
+            tenant_id=TenantId(query.get("tenant_id") or _tenant_of(node, call_id, form)),
             call_id=CallId(call_id),
             seq=0 if sequence is None else sequence,
             event_id=derive_event_id(call_id, sequence or 0, f"edge.status.{status}"),
@@ -274,12 +274,19 @@ def status_time(timestamp: str | None, received_at: datetime) -> datetime:
     return at.astimezone(UTC)
 
 
-def _tenant_of(node: EdgeNode, call_id: str) -> str:
+def _tenant_of(node: EdgeNode, call_id: str, form: dict[str, str]) -> str:
+    """The tenant of a call whose status callback names none (an inbound call's number's callback).
+
+    While its stream is live the call says; Twilio's last callbacks (``completed`` with the
+    duration) come after the stream has ended, on any edge node, so then the number says: the
+    tenant that owns the number the caller dialled (``To``; ``From`` for a call we placed).
+    """
     call = node.calls.get(call_id)
     if call is not None:
         return call.identity.params.tenant_id
-    fallback = node.routing.fallback
-    return fallback.tenant_id if fallback is not None else "unknown"
+    ours = form.get("To", "") if form.get("Direction", "inbound") == "inbound" else form.get("From", "")
+    route = node.routing.lookup(ours)  # the settings' demo fallback when no agent holds it
+    return route.tenant_id if route is not None else "unknown"
 
 
 _LONG = range(-(2**63), 2**63)

@@ -186,6 +186,22 @@ def test_status_callback_becomes_a_fact_and_bad_status_is_counted() -> None:
     assert node.metrics.get("bad_input.status_callback") == 1
 
 
+def test_an_inbound_calls_status_after_its_stream_ended_is_the_tenant_of_the_number_dialled() -> None:
+    # Twilio posts `completed` (with the duration) after the stream has stopped: the edge no
+    # longer held the call and stamped the fact tenant "unknown", which the calls worker
+    # dead-letters as another tenant's. The dialled number's owner is the call's tenant.
+    routing = RoutingTable()
+    routing.apply(_published("+15550001111"))
+    client, publisher, _ = _client(_settings(), routing)
+    inbound = {"CallSid": "CA8", "CallStatus": "completed", "Direction": "inbound", "CallDuration": "42"}
+    assert _post(client, "/twilio/status", inbound | {"To": "+15550001111", "From": "+15557654321"})[0] == 204
+    placed = {"CallSid": "CA9", "CallStatus": "completed", "Direction": "outbound-api"}
+    assert _post(client, "/twilio/status", placed | {"To": "+15557654321", "From": "+15550001111"})[0] == 204
+    assert _post(client, "/twilio/status", inbound | {"CallSid": "CA10", "To": "+15550002222"})[0] == 204
+    tenants = [r.tenant_id for r in publisher.records if isinstance(r, TelephonyStatusChanged)]
+    assert tenants == ["t1", "t1", "unknown"]  # a number nobody holds: said so, not guessed
+
+
 def test_bad_signatures_get_403_and_a_security_event() -> None:
     client, publisher, node = _client(_settings(demo_agent_id="demo"))
     response = client.post(
