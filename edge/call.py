@@ -19,7 +19,7 @@ from edge import protocol
 from edge.audio import mulaw
 from edge.audio.vad import SpeechStopped
 from edge.node import EdgeNode, monotonic_ms
-from edge.playback import AudioItem, Cleared
+from edge.playback import AudioItem, Cleared, MarkItem
 from edge.playback_clock import FRAME_S, MAX_LAG_S
 from edge.recording import CallRecording, store_recording
 from edge.session import MediaSession
@@ -39,9 +39,13 @@ _SLACK_S = 0.002  # a frame due within one clock slot is sent now (timers fire u
 
 
 class TwilioSocket(Protocol):
-    """What a call needs of the Twilio WebSocket (Starlette's WebSocket has it)."""
+    """What a call needs of the Twilio WebSocket."""
 
     async def send_text(self, data: str) -> None: ...
+
+    def try_send_text(self, data: str) -> bool:
+        """Send now if the socket takes it at once; False (nothing sent): use ``send_text``."""
+        ...
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
@@ -83,11 +87,11 @@ class LiveCall:
         self.without_agent_since: float | None = self._loop.time()
         """Loop time since when no worker is on the bridge (None while one is, or once reported)."""
         self._to_worker = asyncio.Event()
-        self._to_twilio = asyncio.Event()
-        self._tasks = [
-            asyncio.create_task(self._pump_worker(), name=f"bridge-out-{self.call_id}"),
-            asyncio.create_task(self._pace_playback(), name=f"playback-{self.call_id}"),
-        ]
+        self._next_frame_at = 0.0  # loop time the next playback frame is due
+        self._on_clock = False  # on the node's playback clock (``on_tick``)
+        self._slot = 0  # the clock's phase the call plays on, chosen when the queue was idle
+        self._stalled: asyncio.Task[None] | None = None  # a playback send waiting for the socket
+        self._tasks = [asyncio.create_task(self._pump_worker(), name=f"bridge-out-{self.call_id}")]
 
     # --- facts ------------------------------------------------------------------------------
 
@@ -219,7 +223,75 @@ class LiveCall:
     # --- towards Twilio ---------------------------------------------------------------------
 
     def playback_ready(self) -> None:
-        self._to_twilio.set()
+        """Agent audio or a mark was queued: play it at real-time pace, from the next frame due.
+
+        Called from the bridge's directives. A queue that was idle sends its first frame now;
+        the rest go out from the node's playback clock (``on_tick``).
+        """
+        if self._on_clock or self._stalled is not None or self.ending:
+            return
+        now = self._loop.time()
+        self._next_frame_at = max(self._next_frame_at, now)
+        self._slot = self.node.playback_clock.next_slot()  # the phase that fires next
+        self._resume(now)
+
+    def _resume(self, now: float) -> None:
+        """Send what is due, then wait on the call's phase of the clock if more is queued."""
+        if self._play_due(now):
+            self._on_clock = True
+            self.node.playback_clock.join(self._slot, self)
+
+    def on_tick(self, now: float) -> bool:
+        """The playback clock's call, once a frame period: send what is due; False leaves it."""
+        self._on_clock = self._play_due(now)
+        return self._on_clock
+
+    def _play_due(self, now: float) -> bool:
+        """Send the queued items due by ``now``; True while more audio waits for its time.
+
+        Synchronous: a frame goes straight to the socket when it takes it (the common case);
+        otherwise ``_send_stalled`` waits for the socket in a task, and pacing resumes from there.
+        """
+        if self.ending:
+            return False
+        playback = self.session.playback
+        while len(playback):
+            if self._next_frame_at - now > _SLACK_S:
+                return True
+            item = playback.pop()
+            if item is None:
+                continue
+            if isinstance(item, AudioItem):
+                text = protocol.media_message(self.stream_sid, item.mulaw)
+            else:
+                text = protocol.mark_message(self.stream_sid, item.name)
+            if not self.twilio.try_send_text(text):
+                self._stalled = asyncio.create_task(
+                    self._send_stalled(item, text), name=f"playback-{self.call_id}"
+                )
+                return False
+            self._played(item, now)
+        return False
+
+    def _played(self, item: AudioItem | MarkItem, now: float) -> None:
+        if not isinstance(item, AudioItem):
+            return  # a mark takes no time on the line
+        self.session.last_agent_frame_ms = now * 1000.0
+        if self.recording is not None:
+            self.recording.add_heard_frame(self.stream_ms(), mulaw.decode_to_bytes(item.mulaw))
+        self._next_frame_at = max(self._next_frame_at + FRAME_S, now - MAX_LAG_S)
+
+    async def _send_stalled(self, item: AudioItem | MarkItem, text: str) -> None:
+        """The socket did not take a frame at once (full, or not a direct socket): wait for it."""
+        try:
+            if not await self.send_twilio(text):
+                return  # the socket is gone; the receive loop stops the call
+            self._played(item, self._loop.time())
+        finally:
+            self._stalled = None
+        # Go on with the queue on the same phase: a new one at each stall would fall a little
+        # further behind the schedule every frame, then send a burst to catch up.
+        self._resume(self._loop.time())
 
     async def send_twilio(self, text: str) -> bool:
         """Send one frame to Twilio; False when the socket is gone (the receive loop then stops).
@@ -245,36 +317,6 @@ class LiveCall:
         self.sending_since = None  # report once
         self.node.metrics.bad_input("slow_client", self.call_id, "Twilio socket did not take a frame")
         self._tasks.append(asyncio.create_task(self.end("error"), name=f"stuck-{self.call_id}"))
-
-    async def _pace_playback(self) -> None:
-        """One audio frame per 20 ms at real-time pace; woken by the node's shared clock."""
-        clock = self.node.playback_clock
-        loop = self._loop
-        playback = self.session.playback
-        next_at = loop.time()
-        slot = clock.next_slot()
-        while True:
-            if not len(playback):
-                await self._to_twilio.wait()
-                self._to_twilio.clear()
-                next_at = max(next_at, loop.time())
-                slot = clock.next_slot()  # the phase that fires next: at most one slot away
-                continue
-            if next_at - loop.time() > _SLACK_S:
-                await clock.tick(slot)  # wait first: a clear during the wait drops the frame
-                continue
-            item = playback.pop()
-            if item is None:
-                continue
-            if not isinstance(item, AudioItem):
-                await self.send_twilio(protocol.mark_message(self.stream_sid, item.name))
-                continue
-            await self.send_twilio(protocol.media_message(self.stream_sid, item.mulaw))
-            now = loop.time()
-            self.session.last_agent_frame_ms = now * 1000.0
-            if self.recording is not None:
-                self.recording.add_heard_frame(self.stream_ms(), mulaw.decode_to_bytes(item.mulaw))
-            next_at = max(next_at + FRAME_S, now - MAX_LAG_S)
 
     async def clear_playback(self, source: str) -> Cleared:
         """Drop queued agent audio, flush Twilio's buffer, and record what the caller heard."""
@@ -309,9 +351,10 @@ class LiveCall:
         """Called once when the Twilio socket is done, whatever the cause."""
         self.ending = True
         reason = self.stop_reason or reason
-        for task in self._tasks:
+        tasks = [*self._tasks, self._stalled] if self._stalled is not None else self._tasks
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         session = self.session
         speech = session.finish()  # a caller still talking at hang-up: the utterance ends here
         if isinstance(speech, SpeechStopped):

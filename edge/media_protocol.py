@@ -125,6 +125,20 @@ class MediaStreamProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(server_frame(TEXT, data.encode()))  # no extensions negotiated
 
+    def try_send_text(self, data: str) -> bool:
+        """Send at once if the socket takes it (the playback clock's path); False sends nothing."""
+        transport = self.transport
+        if (
+            not self.writable.is_set()
+            or self.conn.state is not State.OPEN
+            or transport is None
+            or transport.is_closing()
+        ):
+            return False  # send_text waits for the socket, or says it is gone
+        self._flush()
+        transport.write(server_frame(TEXT, data.encode()))
+        return True
+
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         if self.conn.state is not State.OPEN:
             return

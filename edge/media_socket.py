@@ -65,6 +65,10 @@ class AsgiMediaSocket:
     async def send_text(self, data: str) -> None:
         await self._send({"type": "websocket.send", "text": data})
 
+    def try_send_text(self, data: str) -> bool:
+        """ASGI sends are coroutines: never at once (the call then uses ``send_text``)."""
+        return False
+
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Close once (before ``accept`` this refuses the upgrade with HTTP 403)."""
         if self._closed:
@@ -100,6 +104,8 @@ class TwilioSocket(Protocol):
     """What the media loop needs of the Twilio WebSocket, whoever carries it."""
 
     async def send_text(self, data: str) -> None: ...
+
+    def try_send_text(self, data: str) -> bool: ...
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 

@@ -25,17 +25,7 @@ from edge.telephony import RecordingTelephony
 from infra.process import free_port
 from infra.settings import Settings
 from schemas import bridge
-
-
-class FakeTwilio:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def send_text(self, data: str) -> None:
-        self.sent.append(data)
-
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
-        pass
+from tests.support.twilio_socket import RecordingTwilioSocket
 
 
 def _slow_store(recording: CallRecording, target: str, name: str) -> tuple[str, int]:
@@ -72,7 +62,7 @@ async def test_a_worker_connecting_while_the_call_finishes_is_told_it_ended(
     bridge_node: tuple[EdgeNode, int],
 ) -> None:
     node, port = bridge_node
-    twilio = FakeTwilio()
+    twilio = RecordingTwilioSocket()
     loop = MediaLoop(twilio, node)
     loop.on_message(START)
     started = node.publisher.records[0]  # type: ignore[attr-defined]  # carries the grant

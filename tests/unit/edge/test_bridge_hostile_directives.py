@@ -17,6 +17,7 @@ from edge.twiml import StreamParameters
 from infra.process import free_port
 from infra.settings import Settings
 from schemas import bridge
+from tests.support.twilio_socket import RecordingTwilioSocket
 
 
 def test_decode_never_raises_on_deeply_nested_json() -> None:
@@ -34,17 +35,6 @@ def test_decode_never_raises_on_nested_field_value() -> None:
     assert isinstance(bridge.decode(frame), bridge.BridgeError)
 
 
-class _Twilio:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def send_text(self, data: str) -> None:
-        self.sent.append(data)
-
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
-        pass
-
-
 @contextlib.asynccontextmanager
 async def _worker_of_a_live_call(
     telephony: RecordingTelephony | None = None,
@@ -57,7 +47,10 @@ async def _worker_of_a_live_call(
         call_id="call-1", tenant_id="t1", agent_id="a1", agent_version=1, direction="inbound"
     )
     call = LiveCall(
-        node, _Twilio(), CallIdentity(params=params, stream_sid="MZ1", call_sid="CA1"), monotonic_ms()
+        node,
+        RecordingTwilioSocket(),
+        CallIdentity(params=params, stream_sid="MZ1", call_sid="CA1"),
+        monotonic_ms(),
     )
     node.register("call-1", call)
     grant = node.grant("call-1")

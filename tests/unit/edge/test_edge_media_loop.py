@@ -29,19 +29,7 @@ from schemas import bridge
 from schemas.call_media import CallerSpeechStopped, MediaStreamStopped
 from schemas.codec import Codec
 from schemas.registry import Record
-
-
-class FakeTwilio:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-        self.closed: int | None = None
-
-    async def send_text(self, data: str) -> None:
-        self.sent.append(data)
-
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
-        if self.closed is None:
-            self.closed = code
+from tests.support.twilio_socket import RecordingTwilioSocket
 
 
 def _node(**edge: Any) -> EdgeNode:
@@ -108,7 +96,7 @@ def _published(node: EdgeNode) -> list[Record]:
 
 async def test_a_call_whose_finish_fails_still_frees_its_slot() -> None:
     node = _node()
-    loop = MediaLoop(FakeTwilio(), node)
+    loop = MediaLoop(RecordingTwilioSocket(), node)
     loop.on_message(_start())
     assert list(node.calls) == ["call-1"]
 
@@ -124,7 +112,7 @@ async def test_a_call_whose_finish_fails_still_frees_its_slot() -> None:
 
 async def test_a_bogus_sequence_number_neither_silences_the_call_nor_loses_its_stop() -> None:
     node = _node()
-    loop = MediaLoop(FakeTwilio(), node)
+    loop = MediaLoop(RecordingTwilioSocket(), node)
     loop.on_message(_start())
     loop.on_message(_media(2, 0))
     loop.on_message(_media(10**20, 20))
@@ -151,9 +139,9 @@ async def test_a_bogus_sequence_number_neither_silences_the_call_nor_loses_its_s
 )
 async def test_a_refused_start_closes_its_socket(start: str, kind: str) -> None:
     node = _node()
-    first = MediaLoop(FakeTwilio(), node)
+    first = MediaLoop(RecordingTwilioSocket(), node)
     first.on_message(_start())
-    twilio = FakeTwilio()
+    twilio = RecordingTwilioSocket()
     refused = MediaLoop(twilio, node)
     refused.on_message(start)
     await asyncio.sleep(0)
@@ -167,7 +155,7 @@ async def test_a_refused_start_closes_its_socket(start: str, kind: str) -> None:
 
 async def test_only_usable_frames_keep_a_socket_from_its_idle_timeout() -> None:
     node = _node()
-    loop = MediaLoop(FakeTwilio(), node)
+    loop = MediaLoop(RecordingTwilioSocket(), node)
     loop.last_frame = 0.0
     for seq in range(2, 12):  # media on a socket with no call: each one refused
         loop.on_message(_media(seq, seq * 20))
@@ -180,7 +168,7 @@ async def test_only_usable_frames_keep_a_socket_from_its_idle_timeout() -> None:
 
 async def test_a_caller_still_speaking_at_hang_up_gets_speech_stopped() -> None:
     node = _node()
-    loop = MediaLoop(FakeTwilio(), node)
+    loop = MediaLoop(RecordingTwilioSocket(), node)
     loop.on_message(_start())
     samples, rate = synthesize("Hello there, I would like to book a table for four people tonight")
     speech = mulaw.encode(to_rate(samples, rate, 8000))
@@ -197,7 +185,7 @@ async def test_a_caller_still_speaking_at_hang_up_gets_speech_stopped() -> None:
 
 async def test_an_absurd_timestamp_does_not_grow_the_recording() -> None:
     node = _node()
-    loop = MediaLoop(FakeTwilio(), node)
+    loop = MediaLoop(RecordingTwilioSocket(), node)
     loop.on_message(_start(record=True))
     loop.on_message(_media(2, 0))
     loop.on_message(_media(3, 20_000_000))  # 5.5 hours into a call a moment old
@@ -212,7 +200,7 @@ async def test_an_absurd_timestamp_does_not_grow_the_recording() -> None:
 
 async def test_notices_dropped_while_no_worker_is_attached_are_counted() -> None:
     node = _node()
-    loop = MediaLoop(FakeTwilio(), node)
+    loop = MediaLoop(RecordingTwilioSocket(), node)
     loop.on_message(_start())
     call = loop.call
     assert call is not None
@@ -227,13 +215,13 @@ async def test_upgrades_beyond_the_limit_wait_for_none_to_start() -> None:
     assert node.admit_call()
     assert node.admit_stream()  # the answered call's socket
     assert not node.admit_stream()  # no second one on the same reservation
-    loops = [MediaLoop(FakeTwilio(), node)]
+    loops = [MediaLoop(RecordingTwilioSocket(), node)]
     loops[0].on_message(_start())
     assert not node.admit_stream()  # the call is live: the node is full
     await loops[0].finish("x")
     assert node.admit_stream()  # its slot is free again
     assert not node.admit_stream()
-    late = MediaLoop(FakeTwilio(), node)
+    late = MediaLoop(RecordingTwilioSocket(), node)
     await late.finish("socket_closed")  # left before its start: the slot is free once more
     assert node.admit_stream()
 
@@ -312,7 +300,7 @@ class RacingWorker:
 
 async def test_a_worker_whose_hello_races_the_call_end_is_refused_not_attached() -> None:
     node = _node()
-    loop = MediaLoop(FakeTwilio(), node)
+    loop = MediaLoop(RecordingTwilioSocket(), node)
     loop.on_message(_start())
     call = loop.call
     assert call is not None
@@ -330,10 +318,12 @@ async def test_a_worker_whose_hello_races_the_call_end_is_refused_not_attached()
     assert call.worker is None
 
 
-def _call_without_worker(agent_wait_s: float) -> tuple[EdgeNode, FakeTwilio, MediaLoop, LiveCall]:
+def _call_without_worker(
+    agent_wait_s: float,
+) -> tuple[EdgeNode, RecordingTwilioSocket, MediaLoop, LiveCall]:
     """A started call no worker has connected to, and the loop time it has waited since."""
     node = _node(agent_wait_s=agent_wait_s)
-    twilio = FakeTwilio()
+    twilio = RecordingTwilioSocket()
     loop = MediaLoop(twilio, node)
     loop.on_message(_start())
     assert loop.call is not None
