@@ -51,6 +51,7 @@ class Conversation:
         self._transfer_mark = asyncio.Event()
         self._goodbye_owed = False
         self._turn_before_goodbye: _Turn | None = None
+        self._tool_turn: _Turn | None = None  # the turn of the model's latest tool call
         self.spoken_with_tool_at: float | None = None
         """Loop time when the turn that called ``end_call``/``transfer_call``, having spoken before
         the call ("thanks for calling, goodbye" + the tool), ended: likely the goodbye already."""
@@ -242,6 +243,10 @@ class Conversation:
                 self._hangup_mark.set()
                 return
 
+    def tool_called(self) -> None:
+        """The model asked for a tool in its turn in progress (which may end before the answer)."""
+        self._tool_turn = self._turn
+
     def hang_up_after_goodbye(self, reason: str) -> None:
         """The model ended the call (``end_call``): hang up once its goodbye has been said."""
         self._owe_goodbye()
@@ -261,6 +266,11 @@ class Conversation:
         self._goodbye_owed = True
         self._turn_before_goodbye = turn if turn.utterance_id is not None or turn.agent_text else None
         self.spoken_with_tool_at = None
+        calling = self._tool_turn
+        if calling is not None and calling is not turn and calling.spoke:
+            # The calling turn's turnComplete came before the answer (it need not wait for it):
+            # its speech may be the goodbye, as when it ends afterwards (``_finish_turn``).
+            self.spoken_with_tool_at = asyncio.get_running_loop().time()
         self.goodbye_said.clear()
 
     @property
@@ -319,3 +329,7 @@ class _Turn:
     caller_ended_ms: int | None = None
     agent_started_ms: int | None = None
     """Stream ms of the agent's first audio (or words) this turn."""
+
+    @property
+    def spoke(self) -> bool:
+        return self.utterance_id is not None or bool("".join(self.agent_text).strip())

@@ -463,6 +463,7 @@ class CallSession:
             async def respond(response: types.FunctionResponse) -> None:
                 await session.send_tool_response(function_responses=[response])
 
+            self._conversation.tool_called()
             await self._tool_calls.start(message.tool_call, self._conversation, respond)
         cancellation = message.tool_call_cancellation
         if cancellation is not None and cancellation.ids:

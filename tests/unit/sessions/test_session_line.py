@@ -428,3 +428,30 @@ async def test_a_turn_that_follows_the_tool_quickly_is_still_taken_for_the_goodb
         if isinstance(m, bridge.AgentAudio) and m.pcm[:2] == b"\x00\x03"
     )
     assert last_words < edge.kinds().index("HangUp")
+
+
+async def test_a_goodbye_whose_turn_ends_before_end_call_is_answered_hangs_up_without_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The calling turn's turnComplete follows its toolCall at once, so it reaches the session
+    # while end_call is still being answered: that turn's goodbye was not taken for the goodbye,
+    # and the caller sat through the whole grace (8 s of dead air after "goodbye").
+    monkeypatch.setattr("streams.sessions.session.END_CALL_GRACE_S", 60.0)
+    monkeypatch.setattr("streams.sessions.session.GOODBYE_FOLLOW_UP_S", 0.3)
+    gemini, sink = FakeGemini(), FakeSink()
+    live = gemini.live()
+    async with FakeEdge() as edge:
+        session = _session(edge, gemini, sink)
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: bool(live.texts))
+        _greeted(live)
+        await eventually(lambda: "PlayMark" in edge.kinds())
+        live.push(server_content={"output_transcription": {"text": "Thank you for calling, goodbye."}})
+        live.push(server_content=GOODBYE_AUDIO)
+        end_call = {"id": "fc-1", "name": "end_call", "args": {"reason": "done"}}
+        live.push(tool_call={"function_calls": [end_call]})
+        live.push(server_content={"turn_complete": True})  # before the tool's answer
+        await eventually(lambda: "HangUp" in edge.kinds(), within=15.0)
+        await _finish(edge, run)
+    goodbye, hang_up = _goodbye_then(edge, "HangUp")
+    assert 0 <= goodbye < _marks(edge)[GOODBYE_ID] < hang_up
