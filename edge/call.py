@@ -243,6 +243,7 @@ class LiveCall:
 
     def on_tick(self, now: float) -> bool:
         """The playback clock's call, once a frame period: send what is due; False leaves it."""
+        self._on_clock = False  # the clock drops a player that raises: let its next audio rejoin
         self._on_clock = self._play_due(now)
         return self._on_clock
 

@@ -132,3 +132,30 @@ async def test_audio_queued_after_a_pause_starts_at_once_and_keeps_the_pace() ->
     assert socket.times[before + 2] - socket.times[before] >= 0.035  # then the pace again
     await loop.finish("twilio_stop")
     node.playback_clock.close()
+
+
+class FailingOnceSocket(TimedSocket):
+    """Raises on its second frame (the first the clock's tick sends), then takes frames again."""
+
+    tries = 0
+
+    def try_send_text(self, data: str) -> bool:
+        self.tries += 1
+        if self.tries == 2:
+            raise RuntimeError("a transport that failed once")
+        return super().try_send_text(data)
+
+
+async def test_a_call_whose_tick_failed_still_plays_the_audio_queued_next() -> None:
+    # The clock drops a player that raises; the call still believed it was on the clock and
+    # ignored every later playback_ready: silence, and marks (a hang-up's) never sent.
+    socket = FailingOnceSocket()
+    node, loop, call = await _playing(socket)
+    await asyncio.sleep(0.1)  # the tick failed; the rest of that utterance is not played
+    before = len(socket.sent)
+    await apply_directive(call, bridge.AgentAudio(seq=1, pcm=AUDIO[: 480 * 2 * 3]))
+    await apply_directive(call, bridge.PlayMark(name="u2"))
+    await _until_marks(socket, 1)
+    assert len(socket.sent) > before
+    await loop.finish("twilio_stop")
+    node.playback_clock.close()
