@@ -5,7 +5,9 @@ them reached the phone before: the machine recorded them, and the caller heard s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -39,6 +41,30 @@ def _greeted(live: FakeLive) -> None:
 async def _finish(edge: FakeEdge, run: asyncio.Task[SessionOutcome]) -> SessionOutcome:
     await edge.stop_stream()
     return await asyncio.wait_for(run, 5)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Line:
+    """A session talking to a fake edge and a fake Live connection."""
+
+    edge: FakeEdge
+    live: FakeLive
+    sink: FakeSink
+    session: CallSession
+
+
+@contextlib.asynccontextmanager
+async def _greeted_line() -> AsyncIterator[_Line]:
+    """A session whose greeting the model has said; the caller's stream stops on the way out."""
+    gemini, sink = FakeGemini(), FakeSink()
+    live = gemini.live()
+    async with FakeEdge() as edge:
+        session = _session(edge, gemini, sink)
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: bool(live.texts))
+        _greeted(live)
+        yield _Line(edge, live, sink, session)
+        await _finish(edge, run)
 
 
 async def test_a_hang_up_decided_by_the_call_machine_is_sent_to_the_edge_once() -> None:
@@ -157,18 +183,12 @@ async def test_end_call_hangs_up_even_when_the_model_says_nothing_more(
     # The hang-up waited for the model's next turnComplete; a model that answered the tool with
     # silence left the call open until the caller hung up.
     monkeypatch.setattr("streams.sessions.session.END_CALL_GRACE_S", 0.2)
-    gemini, sink = FakeGemini(), FakeSink()
-    live = gemini.live()
-    async with FakeEdge() as edge:
-        session = _session(edge, gemini, sink)
-        run = asyncio.create_task(session.run())
-        await eventually(lambda: bool(live.texts))
-        _greeted(live)
+    async with _greeted_line() as line:
+        edge, live, sink = line.edge, line.live, line.sink
         live.push(
             tool_call={"function_calls": [{"id": "fc-1", "name": "end_call", "args": {"reason": "done"}}]}
         )
         await eventually(lambda: "HangUp" in edge.kinds(), within=12.0)  # after the hang-up mark's wait
-        await _finish(edge, run)
     assert [(r.requested_by, r.reason) for r in sink.of("HangUpRequested")] == [("agent", "done")]
     assert [m.reason for m in edge.received if isinstance(m, bridge.HangUp)] == ["agent_hung_up"]
 
@@ -241,13 +261,8 @@ def _goodbye_then(edge: FakeEdge, kind: str = "Transfer") -> tuple[int, int]:
 async def test_a_transfer_the_model_asked_for_waits_until_its_goodbye_has_played() -> None:
     # The transfer went out as soon as the tool was answered, before the model had begun its
     # reply: the caller was moved without hearing "I am transferring you now".
-    gemini, sink = FakeGemini(), FakeSink()
-    live = gemini.live()
-    async with FakeEdge() as edge:
-        session = _session(edge, gemini, sink)
-        run = asyncio.create_task(session.run())
-        await eventually(lambda: bool(live.texts))
-        _greeted(live)
+    async with _greeted_line() as line:
+        edge, live, sink, session = line.edge, line.live, line.sink, line.session
         await eventually(lambda: "PlayMark" in edge.kinds())
         await _transfer_asked(live, sink, session)
         await asyncio.sleep(0.3)  # the model takes a moment to answer the tool's response
@@ -259,7 +274,6 @@ async def test_a_transfer_the_model_asked_for_waits_until_its_goodbye_has_played
         assert transfer == -1, f"the transfer went out at frame {transfer}, the goodbye at {goodbye}"
         await edge.play_marks()  # the caller has heard it
         await eventually(lambda: "Transfer" in edge.kinds())
-        await _finish(edge, run)
     goodbye, transfer = _goodbye_then(edge)
     assert 0 <= goodbye < transfer
     assert [m.target for m in edge.received if isinstance(m, bridge.Transfer)] == ["+14155550123"]
@@ -268,13 +282,8 @@ async def test_a_transfer_the_model_asked_for_waits_until_its_goodbye_has_played
 async def test_the_turn_that_called_transfer_call_is_not_taken_for_its_goodbye() -> None:
     # Some Live models end the turn that called the tool ("let me put you through") with a
     # turnComplete of its own, and answer the tool's response in a new turn.
-    gemini, sink = FakeGemini(), FakeSink()
-    live = gemini.live()
-    async with FakeEdge() as edge:
-        session = _session(edge, gemini, sink)
-        run = asyncio.create_task(session.run())
-        await eventually(lambda: bool(live.texts))
-        _greeted(live)
+    async with _greeted_line() as line:
+        edge, live, sink, session = line.edge, line.live, line.sink, line.session
         live.push(server_content={"output_transcription": {"text": "Let me put you through."}})
         live.push(server_content={"model_turn": {"parts": [{"inline_data": {"data": b"\x00\x01" * 480}}]}})
         await _transfer_asked(live, sink, session)
@@ -285,26 +294,19 @@ async def test_the_turn_that_called_transfer_call_is_not_taken_for_its_goodbye()
         assert transfer == -1, f"the transfer went out at frame {transfer}, before any goodbye"
         _said_goodbye(live)
         await eventually(lambda: "Transfer" in edge.kinds())
-        await _finish(edge, run)
     goodbye, transfer = _goodbye_then(edge)
     assert 0 <= goodbye < transfer
 
 
 async def test_a_transfer_goes_out_when_the_model_says_no_goodbye(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("streams.sessions.session.END_CALL_GRACE_S", 0.5)
-    gemini, sink = FakeGemini(), FakeSink()
-    live = gemini.live()
-    async with FakeEdge() as edge:
-        session = _session(edge, gemini, sink)
-        run = asyncio.create_task(session.run())
-        await eventually(lambda: bool(live.texts))
-        _greeted(live)
+    async with _greeted_line() as line:
+        edge, live, sink, session = line.edge, line.live, line.sink, line.session
         loop = asyncio.get_running_loop()
         await _transfer_asked(live, sink, session)
         asked = loop.time()
         await eventually(lambda: "Transfer" in edge.kinds(), within=5.0)
         waited = loop.time() - asked
-        await _finish(edge, run)
     assert waited >= 0.5, f"transferred after {waited:.2f} s: the model had no time to say goodbye"
     assert [m.target for m in edge.received if isinstance(m, bridge.Transfer)] == ["+14155550123"]
 
@@ -322,13 +324,8 @@ async def test_end_call_hangs_up_after_a_goodbye_said_in_a_turn_of_its_own() -> 
     # Some Live models end the turn that called end_call with a turnComplete of its own, then
     # say goodbye in a new turn: the hang-up went out at that first turnComplete, and the
     # caller never heard the goodbye.
-    gemini, sink = FakeGemini(), FakeSink()
-    live = gemini.live()
-    async with FakeEdge() as edge:
-        session = _session(edge, gemini, sink)
-        run = asyncio.create_task(session.run())
-        await eventually(lambda: bool(live.texts))
-        _greeted(live)
+    async with _greeted_line() as line:
+        edge, live, sink = line.edge, line.live, line.sink
         await eventually(lambda: "PlayMark" in edge.kinds())
         await _end_call_answered(live)
         live.push(server_content={"turn_complete": True})  # the calling turn ends, nothing said
@@ -341,7 +338,6 @@ async def test_end_call_hangs_up_after_a_goodbye_said_in_a_turn_of_its_own() -> 
         assert "HangUp" not in edge.kinds(), "hung up while the phone was still playing the goodbye"
         await edge.play_marks()  # the caller has heard it
         await eventually(lambda: "HangUp" in edge.kinds())
-        await _finish(edge, run)
     goodbye, hang_up = _goodbye_then(edge, "HangUp")
     assert 0 <= goodbye < _marks(edge)[GOODBYE_ID] < hang_up
     assert [(r.requested_by, r.reason) for r in sink.of("HangUpRequested")] == [("agent", "done")]
@@ -350,18 +346,12 @@ async def test_end_call_hangs_up_after_a_goodbye_said_in_a_turn_of_its_own() -> 
 async def test_after_end_call_a_goodbye_that_never_ends_is_abandoned(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("streams.sessions.session.END_CALL_GRACE_S", 0.2)
     monkeypatch.setattr("streams.sessions.session.CHECK_IN_WAIT_S", 0.3)
-    gemini, sink = FakeGemini(), FakeSink()
-    live = gemini.live()
-    async with FakeEdge() as edge:
-        session = _session(edge, gemini, sink)
-        run = asyncio.create_task(session.run())
-        await eventually(lambda: bool(live.texts))
-        _greeted(live)
+    async with _greeted_line() as line:
+        edge, live, sink = line.edge, line.live, line.sink
         await _end_call_answered(live)
         live.push(server_content={"output_transcription": {"text": "Goodbye and"}})
         live.push(server_content=GOODBYE_AUDIO)  # ...and no turnComplete, ever
         await eventually(lambda: "HangUp" in edge.kinds(), within=12.0)  # after the mark's wait
-        await _finish(edge, run)
     assert GOODBYE_ID in _marks(edge)  # the utterance was ended before the hang-up
     assert GOODBYE_ID in [f.utterance_id for f in sink.of("AgentSpeechFinished")]
     assert [(r.requested_by, r.reason) for r in sink.of("HangUpRequested")] == [("agent", "done")]
@@ -380,20 +370,14 @@ async def test_end_call_after_a_goodbye_in_the_same_turn_hangs_up_without_waitin
     # air after "goodbye"). Now it waits only for a follow-up turn to start.
     monkeypatch.setattr("streams.sessions.session.END_CALL_GRACE_S", 60.0)
     monkeypatch.setattr("streams.sessions.session.GOODBYE_FOLLOW_UP_S", 0.3)
-    gemini, sink = FakeGemini(), FakeSink()
-    live = gemini.live()
-    async with FakeEdge() as edge:
-        session = _session(edge, gemini, sink)
-        run = asyncio.create_task(session.run())
-        await eventually(lambda: bool(live.texts))
-        _greeted(live)
+    async with _greeted_line() as line:
+        edge, live, sink = line.edge, line.live, line.sink
         await eventually(lambda: "PlayMark" in edge.kinds())
         live.push(server_content={"output_transcription": {"text": "Thank you for calling, goodbye."}})
         live.push(server_content=GOODBYE_AUDIO)
         await _end_call_answered(live)
         live.push(server_content={"turn_complete": True})  # the same turn ends; nothing more is said
         await eventually(lambda: "HangUp" in edge.kinds(), within=15.0)
-        await _finish(edge, run)
     goodbye, hang_up = _goodbye_then(edge, "HangUp")
     assert 0 <= goodbye < _marks(edge)[GOODBYE_ID] < hang_up
     assert [(r.requested_by, r.reason) for r in sink.of("HangUpRequested")] == [("agent", "done")]
@@ -404,13 +388,8 @@ async def test_a_turn_that_follows_the_tool_quickly_is_still_taken_for_the_goodb
 ) -> None:
     # The follow-up window is for a model that has more to say after the tool's response.
     monkeypatch.setattr("streams.sessions.session.GOODBYE_FOLLOW_UP_S", 1.0)
-    gemini, sink = FakeGemini(), FakeSink()
-    live = gemini.live()
-    async with FakeEdge() as edge:
-        session = _session(edge, gemini, sink)
-        run = asyncio.create_task(session.run())
-        await eventually(lambda: bool(live.texts))
-        _greeted(live)
+    async with _greeted_line() as line:
+        edge, live = line.edge, line.live
         await eventually(lambda: "PlayMark" in edge.kinds())
         live.push(server_content={"output_transcription": {"text": "One moment."}})
         live.push(server_content=GOODBYE_AUDIO)
@@ -421,7 +400,6 @@ async def test_a_turn_that_follows_the_tool_quickly_is_still_taken_for_the_goodb
         live.push(server_content={"model_turn": {"parts": [{"inline_data": {"data": b"\x00\x03" * 480}}]}})
         live.push(server_content={"turn_complete": True})
         await eventually(lambda: "HangUp" in edge.kinds(), within=15.0)
-        await _finish(edge, run)
     last_words = max(
         i
         for i, m in enumerate(edge.received)
@@ -438,13 +416,8 @@ async def test_a_goodbye_whose_turn_ends_before_end_call_is_answered_hangs_up_wi
     # and the caller sat through the whole grace (8 s of dead air after "goodbye").
     monkeypatch.setattr("streams.sessions.session.END_CALL_GRACE_S", 60.0)
     monkeypatch.setattr("streams.sessions.session.GOODBYE_FOLLOW_UP_S", 0.3)
-    gemini, sink = FakeGemini(), FakeSink()
-    live = gemini.live()
-    async with FakeEdge() as edge:
-        session = _session(edge, gemini, sink)
-        run = asyncio.create_task(session.run())
-        await eventually(lambda: bool(live.texts))
-        _greeted(live)
+    async with _greeted_line() as line:
+        edge, live = line.edge, line.live
         await eventually(lambda: "PlayMark" in edge.kinds())
         live.push(server_content={"output_transcription": {"text": "Thank you for calling, goodbye."}})
         live.push(server_content=GOODBYE_AUDIO)
@@ -452,6 +425,5 @@ async def test_a_goodbye_whose_turn_ends_before_end_call_is_answered_hangs_up_wi
         live.push(tool_call={"function_calls": [end_call]})
         live.push(server_content={"turn_complete": True})  # before the tool's answer
         await eventually(lambda: "HangUp" in edge.kinds(), within=15.0)
-        await _finish(edge, run)
     goodbye, hang_up = _goodbye_then(edge, "HangUp")
     assert 0 <= goodbye < _marks(edge)[GOODBYE_ID] < hang_up
