@@ -97,9 +97,12 @@ async def test_agent_audio_goes_out_at_real_time_pace_with_its_mark_after_it(tak
     assert events == ["media"] * frames + ["mark"]
     media_times = socket.times[:frames]
     assert media_times[0] - began < 0.01  # the first frame goes at once
-    gaps = np.diff(media_times)
-    assert gaps.min() >= 0.015, gaps  # paced: never a burst
-    assert media_times[-1] - media_times[0] >= (frames - 1) * 0.02 - 0.004
+    # Paced: never ahead of real time. A tick delayed by a busy machine is caught up on the next
+    # one (a shorter gap, by design), so single gaps are not bounded; but a call that kept its
+    # phase sends at 20 ms on the whole, where one that drifted each frame went late, then burst.
+    grid = media_times[0] + 0.02 * np.arange(frames)
+    assert (np.asarray(media_times) >= grid - 0.004).all(), np.diff(media_times)
+    assert np.median(np.diff(media_times)) <= 0.021, np.diff(media_times)
     assert 0 <= socket.times[frames] - media_times[-1] < 0.03  # the mark follows its audio
     # A socket that takes frames at once is never awaited; a full one always is.
     assert socket.awaited_sends == (0 if takes_at_once else frames + 1)
