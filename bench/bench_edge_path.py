@@ -21,7 +21,6 @@ import cProfile
 import json
 import os
 import pstats
-import struct
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from twilio.request_validator import RequestValidator
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from edge import protocol
@@ -46,11 +45,15 @@ from edge.playback import AudioItem
 from edge.publisher import RecordingPublisher
 from edge.signature import SignatureChecker
 from edge.telephony import RecordingTelephony
+from edge.twiml import media_stream_url
 from infra.settings import Settings
 from schemas import bridge
+from voiceagent.caller import SimulatedCaller
 
 TOKEN = "bench-token"
-PUBLIC = "https://edge.example.com"
+HOST = "edge.example.com"
+PUBLIC = f"https://{HOST}"
+MEDIA_URL = media_stream_url(PUBLIC)
 
 
 class CountingTransport:
@@ -72,17 +75,12 @@ class CountingTransport:
         return 0
 
 
-def client_frame(payload: bytes) -> bytes:
-    """A masked, final text frame, as Twilio's client sends it."""
-    key = os.urandom(4)
-    mask = np.frombuffer(key * (len(payload) // 4 + 1), np.uint8)[: len(payload)]
-    masked = (np.frombuffer(payload, np.uint8) ^ mask).tobytes()
-    size = len(payload)
-    header = struct.pack("!BB", 0x81, 0x80 | size) if size < 126 else struct.pack("!BBH", 0x81, 0xFE, size)
-    return header + key + masked
+def client_frame(message: dict[str, Any]) -> bytes:
+    """``message`` as Twilio's client puts it on the socket: a masked, final text frame."""
+    return Frame(Opcode.TEXT, json.dumps(message).encode()).serialize(mask=True)
 
 
-def caller_frames(count: int) -> list[bytes]:
+def caller_frames(caller: SimulatedCaller, count: int) -> list[bytes]:
     """``count`` media frames of espeak speech and the pauses between its sentences, in order."""
     samples, rate = synthesize("Hello, I would like to ask about a refund for my last order. Thank you.")
     speech = to_rate(samples, rate, 8000)
@@ -91,47 +89,26 @@ def caller_frames(count: int) -> list[bytes]:
     frames: list[bytes] = []
     for n in range(count):
         start = (n * 160) % (len(audio) - 160)
-        payload = base64.b64encode(mulaw.encode(audio[start : start + 160])).decode()
-        body = (
-            f'{{"event":"media","sequenceNumber":"{n + 2}","media":{{"track":"inbound",'
-            f'"chunk":"{n + 1}","timestamp":"{n * 20}","payload":"{payload}"}},"streamSid":"MZ1"}}'
-        )
-        frames.append(client_frame(body.encode()))
+        frames.append(client_frame(caller.media_frame(mulaw.encode(audio[start : start + 160]))))
     return frames
 
 
-def open_stream(node: EdgeNode) -> tuple[MediaStreamProtocol, CountingTransport]:
+def open_stream(node: EdgeNode, caller: SimulatedCaller) -> tuple[MediaStreamProtocol, CountingTransport]:
     """A media socket after a signed upgrade and Twilio's ``start``, with a worker on the bridge."""
     checker = SignatureChecker(TOKEN, PUBLIC)
     config = SimpleNamespace(ws_max_size=1 << 20, ws_ping_interval=None)
     media = MediaStreamProtocol.bound(node, checker)(config, SimpleNamespace(connections=set()), {})
     media.connection_made(CountingTransport())  # type: ignore[arg-type]
-    signature = RequestValidator(TOKEN).compute_signature(f"wss://{PUBLIC[8:]}/twilio/media", {})
     key = base64.b64encode(os.urandom(16)).decode()
     media.data_received(
         (
-            f"GET /twilio/media HTTP/1.1\r\nHost: {PUBLIC[8:]}\r\nUpgrade: websocket\r\n"
+            f"GET /twilio/media HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"X-Twilio-Signature: {signature}\r\n\r\n"
+            f"X-Twilio-Signature: {caller.signature}\r\n\r\n"
         ).encode()
     )
-    start = {
-        "event": "start",
-        "sequenceNumber": "1",
-        "streamSid": "MZ1",
-        "start": {
-            "streamSid": "MZ1",
-            "callSid": "CA1",
-            "customParameters": {
-                "call_id": "call-1",
-                "tenant_id": "t1",
-                "agent_id": "a1",
-                "agent_version": "1",
-            },
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        },
-    }
-    media.data_received(client_frame(json.dumps(start).encode()))
+    parameters = {"call_id": "call-1", "tenant_id": "t1", "agent_id": "a1", "agent_version": "1"}
+    media.data_received(client_frame(caller.start_frame(parameters)))
     assert media.media is not None, "the upgrade was refused"
     assert media.media.call is not None, "the stream did not start"
     worker_transport = CountingTransport()
@@ -171,8 +148,10 @@ async def outbound(media: MediaStreamProtocol, frames: int) -> float:
 async def bench(args: argparse.Namespace) -> None:
     threadpool_limits(limits=1, user_api="blas")  # as EdgeServer.start does: no BLAS thread pool
     node = EdgeNode(Settings(env="test"), publisher=RecordingPublisher(), telephony=RecordingTelephony())
-    media, worker = open_stream(node)
-    frames = caller_frames(args.frames * (args.runs + 1))
+    # The product's simulated Twilio client builds the messages; it is never connected here.
+    caller = SimulatedCaller(MEDIA_URL, TOKEN, stream_sid="MZ1", call_sid="CA1")
+    media, worker = open_stream(node, caller)
+    frames = caller_frames(caller, args.frames * (args.runs + 1))
     runs = [frames[i * args.frames : (i + 1) * args.frames] for i in range(args.runs + 1)]
     inbound(media, runs[0])  # warm-up
     profiler = cProfile.Profile() if args.profile else None

@@ -151,7 +151,7 @@ class Conversation:
         turn, self._turn = self._turn, _Turn()
         self.awaiting_reply = False
         mark_wait_s = MARK_WAIT_S
-        spoke = turn.utterance_id is not None or bool("".join(turn.agent_text).strip())
+        spoke = turn.spoke
         if self._voicemail_phase is _VoicemailPhase.SENT and spoke:
             # The message has been said: hang up once it has played out on the line.
             self._voicemail_phase = _VoicemailPhase.DONE

@@ -3,18 +3,16 @@ twilio client, which raises its TwilioRestException for the API's answer."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import pytest
-from aiohttp import web
 
-from infra.process import free_port
 from schemas.codec import Codec
 from streams.dialer.dialling import Dialling
 from streams.telephony.twilio_rest import TwilioTelephony
+from tests.support.twilio_calls_api import calls_api
 from tests.unit.dialer.test_dialer_shell_writes import Journal
 
 ACCOUNT = "AC" + "0" * 32
@@ -22,27 +20,15 @@ SID = "CA" + "1" * 32
 NOT_IN_PROGRESS = "Call is not in-progress. Cannot redirect."
 
 
-@contextlib.asynccontextmanager
-async def _calls_api(status: int, code: int, message: str, updates: list[str]) -> AsyncIterator[str]:
+def _calls_api(status: int, code: int, message: str, updates: list[str]) -> AbstractAsyncContextManager[str]:
     """Twilio's calls API answering every update of a call with ``status`` and error ``code``."""
 
-    async def update(request: web.Request) -> web.Response:
-        updates.append(str((await request.post())["Status"]))
-        body = {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}"}
-        return web.Response(
-            status=status, text=json.dumps({**body, "status": status}), content_type="application/json"
-        )
+    def answer(sid: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        updates.append(form["Status"])
+        more_info = f"https://www.twilio.com/docs/errors/{code}"
+        return status, {"code": code, "message": message, "more_info": more_info, "status": status}
 
-    app = web.Application()
-    app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{call}.json", update)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    return calls_api(answer)
 
 
 async def _end(base_url: str, how: str) -> None:

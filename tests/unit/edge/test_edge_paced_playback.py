@@ -17,20 +17,11 @@ from edge.telephony import RecordingTelephony
 from infra.settings import Settings
 from schemas import bridge
 from tests.support.twilio_socket import RecordingTwilioSocket
+from voiceagent.caller import SimulatedCaller
 
-START = json.dumps(
-    {
-        "event": "start",
-        "sequenceNumber": "1",
-        "streamSid": "MZ1",
-        "start": {
-            "streamSid": "MZ1",
-            "callSid": "CA1",
-            "customParameters": {"call_id": "call-1", "tenant_id": "t1", "agent_id": "a1"},
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        },
-    }
-)
+# The start Twilio sends, from the product's simulated client (built, never connected).
+_TWILIO = SimulatedCaller("wss://edge.example.com/twilio/media", "token", stream_sid="MZ1", call_sid="CA1")
+START = json.dumps(_TWILIO.start_frame({"call_id": "call-1", "tenant_id": "t1", "agent_id": "a1"}))
 FRAMES = 10
 AUDIO = (np.sin(np.arange(480 * FRAMES) * 0.05) * 8000).astype(np.int16).tobytes()  # 200 ms at 24 kHz
 

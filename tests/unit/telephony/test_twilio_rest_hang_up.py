@@ -2,41 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import pytest
-from aiohttp import web
 
 from infra.process import free_port
 from streams.telephony.port import DialError
 from streams.telephony.twilio_rest import TwilioTelephony
+from tests.support.twilio_calls_api import calls_api
 
 SID = "AC" + "0" * 32
 
 
-@contextlib.asynccontextmanager
-async def _api(status: int, code: int | None = None) -> AsyncIterator[str]:
+def _api(status: int, code: int | None = None) -> AbstractAsyncContextManager[str]:
     """A local stand-in of the calls API answering every update with ``status``."""
 
-    async def update(request: web.Request) -> web.Response:
+    def answer(sid: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         if status == 200:
-            body = {"sid": request.match_info["call"], "status": "completed"}
-        else:
-            body = {"code": code, "message": "no", "status": status}
-        return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+            return status, {"sid": sid, "status": "completed"}
+        return status, {"code": code, "message": "no", "status": status}
 
-    app = web.Application()
-    app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{call}.json", update)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    return calls_api(answer)
 
 
 async def _hang_up(base_url: str) -> None:
