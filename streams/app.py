@@ -25,7 +25,7 @@ from schemas.ids import CallId
 from streams.calls.call_keys import CallKeys, Entry
 from streams.calls.in_order import InOrderAcks, Ticket
 from streams.calls.serial import SerialPerKey
-from streams.calls.shell import CallInputHandler, clock_tick
+from streams.calls.shell import CallInputHandler, clock_tick, due_tick
 from streams.calls.snapshot import load
 from streams.calls.state import CallLimits, CallState
 from streams.faust_app import FaustSender, make_app
@@ -193,14 +193,17 @@ def create_app(settings: Settings, *, after_emit: AfterEmit | None = None) -> fa
         now = datetime.now(UTC)
         for key in keys.to_tick(scan):
             stored = calls.get(key)
-            state = load(stored).state if stored is not None else None
-            if state is None:
+            if stored is None:
                 keys.forgotten(key)
                 continue
+            snapshot = load(stored)
+            state = snapshot.state
             if not state.live:  # an update the agent's report missed; the rescan caught it
                 keys.stored(key, state.ended_since)
                 continue
-            await inputs.send(key=key, value=codec.encode(clock_tick(state, now)))
+            tick = due_tick(state, snapshot.limits, now)
+            if tick is not None:
+                await inputs.send(key=key, value=codec.encode(tick))
             on_state(state)  # failover: the new owner of a partition resumes its calls here
         for key in keys.to_forget(now, retention):
             stored = calls.get(key)

@@ -16,6 +16,7 @@ from streams.calls.machine import decide, evolve
 from streams.calls.repeats import is_repeat, remember
 from streams.calls.snapshot import Snapshot, dump, load
 from streams.calls.state import CallLimits, CallState
+from streams.calls.timers import on_tick
 
 log = logging.getLogger(__name__)
 
@@ -131,3 +132,16 @@ def clock_tick(state: CallState, now: datetime) -> ClockTicked:
         correlation_id=CorrelationId(state.call_id),
         now=now,
     )
+
+
+def due_tick(state: CallState, limits: CallLimits, now: datetime) -> ClockTicked | None:
+    """The tick to send for a live call at now, or None when it would fire no timer.
+
+    A tick that fires nothing changes nothing (the handler does not even store it), so it is
+    not worth a record in the inputs log: one per live call per second, which the embedded
+    broker would keep in memory for ever. The worker's view of the state may lag the agent's by
+    an input still in flight; the agent decides on its own state, and a timer that view hid is
+    caught by the next tick.
+    """
+    tick = clock_tick(state, now)
+    return tick if on_tick(state, tick, limits) else None

@@ -18,10 +18,19 @@ from aiokafka import TopicPartition
 from infra.kafka import make_consumer, make_producer
 from infra.settings import Settings
 from schemas.call_media import MediaStreamStarted, MediaStreamStopped
-from schemas.calls import CallEnded, CallEvent, CallReceived, EndCall, HangUpRequested
+from schemas.calls import (
+    CallEnded,
+    CallEvent,
+    CallReceived,
+    ClockTicked,
+    EndCall,
+    HangUpRequested,
+    ToolCallRequested,
+)
 from schemas.catalog import CALL_EVENTS, CALL_INPUTS
 from schemas.codec import Codec
 from schemas.ids import AgentId, CallId, CorrelationId, EventId, TenantId
+from streams.calls.timers import SILENCE_CHECK_IN_TOOL
 from tests.integration.helpers import drain, start_group_at_end
 
 ROOT = Path(__file__).parents[2]
@@ -190,3 +199,47 @@ async def test_an_ended_call_is_forgotten_after_the_retention(settings: Settings
         await states.stop()
     mine = [m.value for m in seen if m.key == call_id.encode()]
     assert all(value is not None for value in mine[:-1])  # kept while live and for the retention
+
+
+async def test_the_clock_sends_a_tick_only_when_a_timer_fires(settings: Settings, tmp_path: Path) -> None:
+    # Silence of 2 s: a spoken check-in, then 2 s later the hang-up. Two ticks, not one a second.
+    call_id = CallId(f"call-{uuid.uuid4().hex[:10]}")
+    app_id = f"calls-{uuid.uuid4().hex[:6]}"
+    await start_group_at_end(settings.kafka, app_id, CALL_INPUTS.name)
+    env = _worker_env(settings, app_id, tmp_path) | {"VOICE_STREAMS__SESSIONS_ENABLED": "false"}
+    received, started, *_ = _inputs(call_id)
+    log = tmp_path / "worker.log"
+    watch = make_consumer(settings.kafka, group_id=None)
+    await watch.start()
+    topics = (CALL_EVENTS.name, CALL_INPUTS.name)
+    partitions = [TopicPartition(t, p) for t in topics for p in watch.partitions_for_topic(t) or ()]
+    watch.assign(partitions)
+    await watch.seek_to_end(*partitions)
+    worker = _start("streams", env, log)
+    try:
+        await _send_inputs(settings, [dataclasses.replace(received, silence_timeout_s=2), started])
+
+        def hung_up(seen: list[Any]) -> bool:
+            return any(
+                m.topic == CALL_EVENTS.name and m.key == call_id.encode()
+                and isinstance(CODEC.decode(m.value), HangUpRequested)
+                for m in seen
+            )  # fmt: skip
+
+        seen = await drain(watch, hung_up, timeout_s=90)
+        settle = asyncio.get_running_loop().time() + 3  # and any tick sent after it
+        while asyncio.get_running_loop().time() < settle:
+            for records in (await watch.getmany(timeout_ms=200)).values():
+                seen.extend(records)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        await watch.stop()
+    mine = [(m.topic, CODEC.decode(m.value)) for m in seen if m.key == call_id.encode()]
+    ticks = [r for topic, r in mine if topic == CALL_INPUTS.name and isinstance(r, ClockTicked)]
+    events = [r for topic, r in mine if topic == CALL_EVENTS.name]
+    check_ins = [e for e in events if isinstance(e, ToolCallRequested) and e.name == SILENCE_CHECK_IN_TOOL]
+    assert len(check_ins) == 1, log.read_text()[-3000:]
+    hang_up = next(e for e in events if isinstance(e, HangUpRequested))
+    assert hang_up.reason == "silence_timeout"
+    assert len(ticks) == 2, [t.now for t in ticks]
