@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, get_args
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +38,8 @@ class SummaryProjection:
         raise UnappliableError(f"{type(record).__name__} is not a post-call event")
 
     async def apply(self, session: AsyncSession, record: Record) -> None:
+        if isinstance(record, CallSummarized | CallSummaryFailed):
+            await _refuse_another_tenants(session, record)
         if isinstance(record, CallSummarized):
             await session.execute(_summarized(record))
         elif isinstance(record, CallSummaryFailed):
@@ -44,6 +47,14 @@ class SummaryProjection:
 
     async def flush(self, session: AsyncSession) -> None:
         return None
+
+
+async def _refuse_another_tenants(session: AsyncSession, record: CallSummarized | CallSummaryFailed) -> None:
+    # The calls projection refuses another tenant's fact for a call id the same way: the row
+    # stays its tenant's, and the record is dead-lettered with the reason rather than dropped.
+    owner = await session.scalar(select(CallSummary.tenant_id).where(CallSummary.call_id == record.call_id))
+    if owner is not None and owner != record.tenant_id:
+        raise UnappliableError(f"call {record.call_id} belongs to another tenant")
 
 
 def _summarized(record: CallSummarized) -> Insert:

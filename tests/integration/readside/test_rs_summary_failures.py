@@ -13,6 +13,7 @@ from api.app import create_app
 from infra.settings import Settings
 from projections import dialer_queries
 from projections.models import Call
+from projections.runner import UnappliableError
 from projections.summary_projection import SummaryProjection
 from schemas.dialer import CallSummarized, CallSummaryFailed
 from schemas.envelope import derive_event_id
@@ -117,3 +118,22 @@ async def test_rs_the_api_shows_why_a_call_has_no_summary(settings: Settings) ->
     assert (body["summary"], body["summary_status"], body["summary_error"]) == expected
     (item,) = listed.json()["items"]
     assert (item["summary"], item["summary_status"], item["summary_error"]) == expected
+
+
+async def test_rs_another_tenants_summary_of_a_call_is_refused(settings: Settings) -> None:
+    projection = SummaryProjection()
+    schema = await migrated_schema(settings)
+    forged = dataclasses.replace(_summarized("owned-by-t1"), tenant_id=TenantId("t2"))
+    async with schema_sessions(settings, schema) as sessions:
+        async with sessions() as session, session.begin():
+            await projection.apply(session, _failed("owned-by-t1"))
+        for record in (forged, dataclasses.replace(_failed("owned-by-t1"), tenant_id=TenantId("t2"))):
+            async with sessions() as session, session.begin():
+                with pytest.raises(UnappliableError, match="another tenant"):
+                    await projection.apply(session, record)
+        async with sessions() as session:
+            kept = await dialer_queries.call_summary(session, "t1", "owned-by-t1")
+            taken = await dialer_queries.call_summary(session, "t2", "owned-by-t1")
+    assert kept is not None
+    assert kept["status"] == "failed"
+    assert taken is None
