@@ -87,6 +87,7 @@ def start(event: CallReceived) -> CallState:
         twilio_call_sid=event.twilio_call_sid,
         started_at=event.occurred_at,
         last_activity_at=event.occurred_at,
+        variables=dict(event.variables),
     )
 
 
@@ -176,6 +177,7 @@ def _conversation(state: CallState, event: _Conversation) -> CallState:
         case DtmfReceived():
             return _caller_active(state, at, speaking=state.caller_speaking)
         case TranscriptSegment():
+            state = replace(state, transcript_segments=max(state.transcript_segments, event.segment_index))
             if event.speaker == "caller":
                 return _caller_active(state, at, speaking=state.caller_speaking)
             return _active(state, at)

@@ -73,6 +73,7 @@ def load(data: bytes) -> Snapshot:
         # would be worse than not greeting one whose greeting was lost.
         body["agent_heard"] = body["status"] not in _BEFORE_CONVERSATION
     body["tools_in_flight"] = tuple(body["tools_in_flight"])
+    body["variables"] = dict(body.get("variables", {}))  # absent before the field existed
     body["call_id"] = CallId(body["call_id"])
     body["tenant_id"] = TenantId(body["tenant_id"])
     body["agent_id"] = AgentId(body["agent_id"])

@@ -1,6 +1,6 @@
 """State of one call as folded from its events, and the limits its decider enforces."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -100,6 +100,11 @@ class CallState:
     """Set once an answering machine took the call and the agent is to leave this message."""
     interruptions: int = 0
     tool_calls: int = 0
+    variables: dict[str, str] = field(default_factory=dict)
+    """Per-call values for the agent's prompt template (``CallReceived.variables``)."""
+    transcript_segments: int = 0
+    """Highest ``TranscriptSegment.segment_index`` so far: a session that takes the call over
+    numbers its segments on from here, so they do not overwrite the earlier ones."""
 
     @property
     def live(self) -> bool:

@@ -31,14 +31,15 @@ VOICEMAIL_REASON = "voicemail"
 class Conversation:
     """The model's turn in progress, the transcript so far, a voicemail to leave, the hang-up."""
 
-    def __init__(self, call_id: str, facts: Reporter) -> None:
+    def __init__(self, call_id: str, facts: Reporter, *, segments: int = 0) -> None:
         self._call_id = call_id
         self._facts = facts
         self._turn = _Turn()
         self.transcript: list[str] = []
         self.stream_ms = 0
         """How far the caller's audio has got: stamps the speech and transcript facts."""
-        self.segments = 0
+        self.segments = segments
+        """The last transcript segment's index in the call (earlier sessions' included)."""
         self._utterances = 0
         self._audio_seq = 0
         self.pending_hangup: str | None = None

@@ -60,6 +60,8 @@ class SessionPlan:
     """Set when a session must start fresh after resumption failed: primes the new session."""
     voicemail_message: str | None = None
     """Set when an answering machine took the call: the agent says this, then hangs up."""
+    segments_so_far: int = 0
+    """Transcript segments the call's earlier sessions recorded: this one numbers on from there."""
 
 
 VOICEMAIL_PROMPT = (

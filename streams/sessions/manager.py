@@ -190,8 +190,10 @@ class SessionManager:
         plan = SessionPlan(
             call_id=state.call_id,
             config=config,
+            variables=dict(state.variables),
             resumption_handle=handle,
             voicemail_message=state.voicemail_message,
+            segments_so_far=state.transcript_segments,
         )
         target = SessionTarget(
             tenant_id=state.tenant_id,

@@ -122,7 +122,7 @@ class CallSession:
             worker_id=target.worker_id,
             max_reconnects=max_reconnects,
         )
-        self._conversation = Conversation(target.call_id, self._facts)
+        self._conversation = Conversation(target.call_id, self._facts, segments=target.plan.segments_so_far)
         self._caller_audio = CallerAudioPipe()
         context = ToolContext(
             tenant_id=target.tenant_id,

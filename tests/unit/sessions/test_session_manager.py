@@ -288,3 +288,34 @@ async def test_without_prewarm_the_session_waits_for_the_stream() -> None:
         await edge.stop_stream()
         await _settled(manager)
     assert len(gemini.configs) == 1
+
+
+async def test_the_calls_variables_fill_its_prompt_template() -> None:
+    directory = AgentDirectory()
+    prompt = "You are calling {customer_name} about order {order}."
+    await directory.learn(
+        version_published("t-1", "agent-1", agent_config("+15550001111", system_prompt=prompt))
+    )
+    gemini = FakeGemini()
+    manager = _manager(1, gemini=gemini, directory=directory)
+    async with FakeEdge() as edge:
+        call = dataclasses.replace(_live_call(edge.url), variables={"customer_name": "Ann", "order": "42"})
+        await _talk_once(manager, edge, call)
+    instruction = gemini.configs[0]["system_instruction"]
+    assert "You are calling Ann about order 42." in instruction
+
+
+async def test_a_session_taking_a_call_over_numbers_its_transcript_on_from_the_earlier_ones() -> None:
+    gemini, sink = FakeGemini(), FakeSink()
+    manager = _manager(1, gemini=gemini, sink=sink)
+    async with FakeEdge() as edge:
+        # The call's earlier sessions (another worker's, before a failover) recorded 7 segments.
+        manager.ensure(dataclasses.replace(_live_call(edge.url), transcript_segments=7))
+        await edge.connected.wait()
+        await eventually(lambda: bool(gemini.started))
+        gemini.started[0].push(server_content={"input_transcription": {"text": "Still there?"}})
+        gemini.started[0].push(server_content={"turn_complete": True})
+        await eventually(lambda: bool(sink.of("TranscriptSegment")))
+        await edge.stop_stream()
+        await _settled(manager)
+    assert [s.segment_index for s in sink.of("TranscriptSegment")] == [8]

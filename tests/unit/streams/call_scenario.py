@@ -79,10 +79,10 @@ def make(cls: type[R], t: float = 0.0, tenant: TenantId = TENANT, **fields: Any)
 
 
 # Facts, one builder each.
-def received(t: float = 0, direction: str = "inbound") -> CallReceived:
+def received(t: float = 0, direction: str = "inbound", **kw: Any) -> CallReceived:
     return make(
         CallReceived, t, direction=direction, from_number="+15550001", to_number="+15550002",
-        agent_id=AgentId("agent-1"), agent_version=3,
+        agent_id=AgentId("agent-1"), agent_version=3, **kw,
     )  # fmt: skip
 
 
@@ -116,10 +116,10 @@ def mark(t: float) -> PlaybackMarkReached:
     return make(PlaybackMarkReached, t, mark_name="m1", stream_ms=int(t * 1000))
 
 
-def transcript(t: float, speaker: str = "caller") -> TranscriptSegment:
+def transcript(t: float, speaker: str = "caller", index: int = 0) -> TranscriptSegment:
     return make(
         TranscriptSegment, t, speaker=speaker, text="hello", final=True, start_ms=0,
-        segment_index=0,
+        segment_index=index,
     )  # fmt: skip
 
 

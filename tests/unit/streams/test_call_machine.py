@@ -59,6 +59,10 @@ class TestSetUp:
             status=S.RECEIVED, seq=1, started_at=at(0), agent_version=3, answered_at=None
         )
 
+    def test_the_calls_prompt_variables_are_kept_for_its_sessions(self) -> None:
+        variables = {"customer_name": "Ann"}
+        given().when(received(0, variables=variables)).then_appended().then_state(variables=variables)
+
     def test_an_outbound_call_is_dialing(self) -> None:
         given().when(received(0, "outbound")).then_appended().then_state(status=S.DIALING)
 
@@ -153,6 +157,11 @@ class TestConversation:
         given(*live(agent_started(5, "u2"))).when(agent_finished(7, "u2")).then_state(
             agent_utterance_id=None, last_activity_at=at(7)
         )
+
+    def test_the_highest_transcript_segment_is_kept_for_a_session_taking_over(self) -> None:
+        given(*live()).when(transcript(5, index=4)).then_state(transcript_segments=4)
+        # Segments of two sessions can interleave on the inputs topic: the count never falls.
+        given(*live(transcript(5, index=4))).when(transcript(6, index=2)).then_state(transcript_segments=4)
 
     def test_activity_reported_late_does_not_move_the_silence_timer_back(self) -> None:
         # Producers race: the edge's caller fact can land after the worker's later agent fact.

@@ -50,3 +50,12 @@ def test_a_snapshot_from_before_agent_heard_takes_a_conversation_as_heard(status
     document = json.loads(dump(Snapshot(state=state, input_offset=3, limits=LIMITS)))
     del document["state"]["agent_heard"]
     assert load(json.dumps(document).encode()).state.agent_heard is heard
+
+
+def test_a_snapshot_from_before_call_variables_loads_with_none() -> None:
+    state = _states([received(0, variables={"name": "Ann"})])[-1]
+    snapshot = Snapshot(state=state, input_offset=3, limits=LIMITS)
+    assert load(dump(snapshot)).state.variables == {"name": "Ann"}
+    document = json.loads(dump(snapshot))
+    del document["state"]["variables"], document["state"]["transcript_segments"]
+    assert load(json.dumps(document).encode()).state == replace(state, variables={}, transcript_segments=0)
