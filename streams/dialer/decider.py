@@ -31,6 +31,9 @@ Choices recorded here:
   as an attempt ``not_dialled`` that rang nobody and so does not count against the retry
   policy's maximum (nor its back-off): the request waits for its window to open again, or ends
   ``deadline_passed``. It keeps its number (its call id is spent in the call log).
+- So is an attempt a stopped dialer left started but never dialled: after a restart, one with
+  no dial report whose call is not in the call log either (``streams.dialer.recovery``); one
+  whose call is there may have reached Twilio, and the call log settles it.
 """
 
 from __future__ import annotations

@@ -34,15 +34,20 @@ def recorded(out: Emitter, attempt: Attempt, request: Request | None, outcome: s
     )
 
 
+def lost_after(state: DialerState, attempt: Attempt, options: DialerOptions) -> datetime:
+    """When a live attempt that has heard no outcome is given up as lost (``reap_lost``)."""
+    agent = state.agents.get(attempt.agent_id)
+    max_duration_s = agent.config.max_duration_s if agent else _UNKNOWN_AGENT_MAX_DURATION_S
+    return attempt.started_at + timedelta(seconds=max_duration_s + options.lost_attempt_slack_s)
+
+
 def reap_lost(state: DialerState, now: datetime, options: DialerOptions, out: Emitter) -> None:
     """Free the slots of attempts that will never hear their outcome."""
     # The calls worker ends every call by its max duration, so an attempt still live well after
     # it will never hear its outcome (a call the calls worker never took, say, because its id
     # was reused): free its slot rather than hold it until a restart.
     for attempt in list(state.live.values()):
-        agent = state.agents.get(attempt.agent_id)
-        max_duration_s = agent.config.max_duration_s if agent else _UNKNOWN_AGENT_MAX_DURATION_S
-        lost_at = attempt.started_at + timedelta(seconds=max_duration_s + options.lost_attempt_slack_s)
+        lost_at = lost_after(state, attempt, options)
         if now < lost_at:
             continue
         request = state.requests.get(attempt.call_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import NamedTuple
@@ -18,7 +18,7 @@ from typing import NamedTuple
 from infra.kafka import send_until_acknowledged
 from schemas.agents import AgentArchived, AgentVersionPublished
 from schemas.calls import CallEnded, CallFailed, HangUpRequested, TelephonyStatusChanged
-from schemas.catalog import DIALER_EVENTS
+from schemas.catalog import DIALER_EVENTS, DIALER_REQUESTS
 from schemas.codec import Codec, DecodeError
 from schemas.dialer import (
     CallAttemptStarted,
@@ -33,10 +33,11 @@ from schemas.dialer import (
     PlaceCall,
     ResumeCampaign,
 )
-from schemas.ids import TenantId
+from schemas.ids import CallId, TenantId
 from streams.dialer.cancellation import fold_report, follow_call
 from streams.dialer.decider import DialerInput, DialerOptions, Tick, step
 from streams.dialer.dialling import HANG_UP_BACKOFF_S, Dialling, Send, utc_now
+from streams.dialer.recovery import never_dialled, unreported
 from streams.dialer.state import DialerState, advance, evolve, observe_agent
 from streams.telephony.port import Telephony
 
@@ -122,6 +123,8 @@ class DialerShell:
         self._locks: dict[TenantId, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.states: dict[TenantId, DialerState] = {}
+        self._reported: set[CallId] = set()
+        """The attempts a dial report was folded for by ``rebuild``."""
 
     def state(self, tenant_id: TenantId) -> DialerState:
         found = self.states.get(tenant_id)
@@ -136,6 +139,7 @@ class DialerShell:
 
         ``now`` (when the worker starts) moves every clock on: the log knows only when events
         were decided, and an input read after a restart must not be decided earlier than now.
+        Attempts no report speaks of are then for ``unreported`` and ``report_never_dialled``.
         """
         reports: list[CallDialled | CallDialFailed] = []
         for record in records:
@@ -151,9 +155,40 @@ class DialerShell:
         # After the events: a report read before its attempt's start (another topic) would be lost.
         for report in reports:
             fold_report(self.state(report.tenant_id), report)
+            self._reported.add(report.attempt_call_id)
         if now is not None:
             for state in self.states.values():
                 advance(state, now)
+
+    def unreported(self) -> list[CallId]:
+        """After ``rebuild``: live attempts no dial report speaks of, whose dial the previous
+        worker may have stopped before it went out (``recovery``); the call log tells which."""
+        now = self._now()
+        return [
+            attempt.attempt_call_id
+            for state in self.states.values()
+            for attempt in unreported(state, self._reported, now, self._options)
+        ]
+
+    async def report_never_dialled(self, logged: Collection[CallId]) -> list[CallDialFailed]:
+        """After ``rebuild``: report ``not_dialled`` each unreported attempt whose call is not in
+        the call log (``logged``: the call ids of the call inputs' ``CallReceived``), on the
+        requests topic, where the dialer reads it as any dial report (``recovery``)."""
+        now = self._now()
+        reports = [
+            report
+            for state in self.states.values()
+            for report in never_dialled(state, self._reported, logged, now, self._options)
+        ]
+        for report in reports:
+            value = self._codec.encode(report)
+            await send_until_acknowledged(
+                partial(self._send_and_wait, DIALER_REQUESTS.name, report.agent_id.encode(), value),
+                self._send_backoff_s,
+                f"CallDialFailed for {report.attempt_call_id} (never dialled)",
+            )
+            self._reported.add(report.attempt_call_id)
+        return reports
 
     def _observe(self, fact: AgentVersionPublished | AgentArchived) -> None:
         state = self.state(fact.tenant_id)
