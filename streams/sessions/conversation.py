@@ -192,6 +192,12 @@ class Conversation:
                     AgentSpeechFinished, utterance_id=turn.utterance_id, played_ms=played
                 )
 
+    async def keep_unfinished_turn(self) -> None:
+        """The call is over mid-turn (hung up, stream stopped): what was said still goes in the
+        transcript. Nothing goes to the line, which has gone."""
+        turn, self._turn = self._turn, _Turn()
+        await self._transcribe_turn(turn)
+
     async def _transcribe_turn(self, turn: _Turn) -> None:
         now = self.stream_ms
         caller_start = turn.caller_started_ms if turn.caller_started_ms is not None else now

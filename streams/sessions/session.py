@@ -214,13 +214,18 @@ class CallSession:
             return SessionOutcome.REFUSED
         except BridgeLost as lost:  # never reached, or dropped and not reconnected
             log.warning("call %s: bridge lost: %s", self._target.call_id, lost)
+            await self._conversation.keep_unfinished_turn()
             await self._resumption.closed("error", lost.code)
             await self._facts.report(HangUpRequested, requested_by="system", reason="failed", wait=True)
             return SessionOutcome.GAVE_UP
         except (_Ended, BridgeClosed) as ended:
             log.info("call %s: session ends (%s)", self._target.call_id, ended)
-            await self._resumption.closed("call_ended", None)
             replaced = isinstance(ended, BridgeClosed) and ended.code == bridge.CLOSE_REPLACED
+            if not replaced:
+                # Another worker's session goes on with the call (and numbers its segments on
+                # from the call's state): one written from here could take its number.
+                await self._conversation.keep_unfinished_turn()
+            await self._resumption.closed("call_ended", None)
             return SessionOutcome.REPLACED if replaced else SessionOutcome.ENDED
         finally:
             line.cancel()

@@ -54,3 +54,24 @@ async def test_segments_span_the_words_not_the_end_of_the_turn() -> None:
         1600,
     )
     assert (agent.speaker, agent.start_ms, agent.end_ms) == ("agent", 2400, 3400)
+
+
+async def test_the_words_of_a_turn_cut_off_by_the_end_of_the_call_are_kept() -> None:
+    gemini, sink = FakeGemini(), FakeSink()
+    live = gemini.live()
+    config = dataclasses.replace(DEFAULT_CONFIG, greeting=None)
+    async with FakeEdge() as edge:
+        session = CallSession(
+            target(edge.url, config=config), connect_live=gemini.connect, facts=sink, tools=ToolRunner(None)
+        )
+        run = asyncio.create_task(session.run())
+        await eventually(lambda: bool(edge.connections))
+        await _caller_audio_at(edge, 1000)
+        await eventually(lambda: live.frames_heard >= 1)
+        live.push(server_content={"input_transcription": {"text": "Cancel my order, bye."}})
+        live.push(server_content={"output_transcription": {"text": "Okay, I have cancel"}})
+        await asyncio.sleep(0.1)
+        await edge.stop_stream()  # the caller hangs up before the model's turn completes
+        await asyncio.wait_for(run, 5)
+    texts = [(s.speaker, s.text) for s in sink.of("TranscriptSegment")]
+    assert texts == [("caller", "Cancel my order, bye."), ("agent", "Okay, I have cancel")]
