@@ -185,6 +185,21 @@ class DialerRig:
 
         self._watch = asyncio.create_task(watch())
 
+    def restart_dialer(self) -> None:
+        """Stop the dialer worker and start it again (it rebuilds its state from the log)."""
+        index = next(i for i, proc in enumerate(self.procs) if "streams.dialer" in str(proc.args))
+        old = self.procs[index]
+        old.terminate()
+        try:
+            old.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            old.kill()
+            old.wait()
+        out = (self.tmp / "streams.dialer.log").open("ab")
+        self.procs[index] = subprocess.Popen(
+            [sys.executable, "-m", "streams.dialer"], cwd=ROOT, env=self.env(), stdout=out, stderr=out
+        )
+
     def worker_logs(self) -> str:
         return "\n".join((self.tmp / f"{m}.log").read_text()[-3000:] for m in ("streams", "streams.dialer"))
 
