@@ -109,16 +109,19 @@ async def apply_directive(call: LiveCall, message: bridge.BridgeMessage | bridge
             await call.clear_playback("model")
         case bridge.HangUp(reason=reason):
             log.info("worker hung up call %s: %s", call.call_id, reason)
+            call.ending_because("hangup")  # Twilio's stop may arrive before the REST call returns
             await call.node.telephony.hang_up(call.identity.call_sid)
             await call.end("hangup")
         case bridge.Transfer(target=target):
             log.info("worker transfers call %s to %s", call.call_id, target)
+            call.ending_because("transferred")
             if await call.node.telephony.transfer(call.identity.call_sid, target):
                 await call.end("transferred")  # Twilio has left our stream for the <Dial>
             else:
                 # The agent has said goodbye and the call machine waits for the transfer: going
                 # on would leave the caller with nobody. End the call, and say why.
                 call.node.metrics.incr("telephony.transfer_failed")
+                call.ending_because("transfer_failed", instead_of="transferred")
                 await call.node.telephony.hang_up(call.identity.call_sid)
                 await call.end("transfer_failed")
         case bridge.BridgeError(kind=kind, detail=detail):

@@ -341,6 +341,13 @@ class LiveCall:
 
     # --- ending -----------------------------------------------------------------------------
 
+    def ending_because(self, reason: str, *, instead_of: str | None = None) -> None:
+        """Name why the stream is about to stop, before asking Twilio to stop it: Twilio's own
+        ``stop`` can arrive before its REST answer, and would read as the caller hanging up.
+        The first reason stands, unless it is ``instead_of`` (a transfer that failed after all)."""
+        if self.stop_reason is None or self.stop_reason == instead_of:
+            self.stop_reason = reason
+
     async def end(self, reason: str) -> None:
         """Ask the call to end: close the Twilio socket; the receive loop then finishes up."""
         if self.stop_reason is None:

@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from edge.audio import mulaw
 from edge.audio.speech import synthesize, to_rate
-from edge.bridge_server import serve_worker
+from edge.bridge_server import apply_directive, serve_worker
 from edge.call import LiveCall
 from edge.media_protocol import MediaStreamProtocol
 from edge.media_socket import MediaLoop
@@ -382,3 +382,53 @@ async def test_an_agent_wait_of_zero_waits_for_ever() -> None:
     assert twilio.closed is None
     assert node.metrics.get("streams.no_agent") == 0
     await loop.finish("twilio_stop")
+
+
+class TwilioStopsFirst(RecordingTelephony):
+    """Twilio ends the stream (its ``stop``) before its REST answer reaches the edge."""
+
+    def __init__(self, loop: MediaLoop, *, transfer_ok: bool) -> None:
+        super().__init__()
+        self._loop = loop
+        self._transfer_ok = transfer_ok
+        self.finishing: list[asyncio.Task[None]] = []
+
+    def _stream_stops(self) -> None:
+        reason = self._loop.on_message(_stop(2))
+        assert reason == "twilio_stop"
+        self.finishing.append(asyncio.get_running_loop().create_task(self._loop.finish(reason)))
+
+    async def hang_up(self, call_sid: str) -> None:
+        await super().hang_up(call_sid)
+        self._stream_stops()
+        await asyncio.sleep(0.01)  # the REST response is still on its way
+
+    async def transfer(self, call_sid: str, target: str) -> bool:
+        await super().transfer(call_sid, target)
+        if self._transfer_ok:
+            self._stream_stops()
+        await asyncio.sleep(0.01)
+        return self._transfer_ok
+
+
+@pytest.mark.parametrize(
+    ("directive", "transfer_ok", "reason"),
+    [
+        (bridge.HangUp(reason="goodbye"), True, "hangup"),
+        (bridge.Transfer(target="+15550001111"), True, "transferred"),
+        (bridge.Transfer(target="+15550001111"), False, "transfer_failed"),
+    ],
+)
+async def test_a_line_directive_names_the_stop_even_when_twilios_stop_comes_first(
+    directive: bridge.BridgeMessage, transfer_ok: bool, reason: str
+) -> None:
+    node = _node()
+    loop = MediaLoop(RecordingTwilioSocket(), node)
+    telephony = TwilioStopsFirst(loop, transfer_ok=transfer_ok)
+    node.telephony = telephony
+    loop.on_message(_start())
+    assert loop.call is not None
+    await apply_directive(loop.call, directive)
+    await asyncio.gather(*telephony.finishing)
+    # twilio_stop would read as the caller hanging up: a failed transfer as a transfer.
+    assert _stop_reasons(node) == [reason]

@@ -57,7 +57,10 @@ def test_setup_and_settle_timeouts_are_due_ticks() -> None:
 def test_a_tick_is_sent_exactly_when_the_decider_would_act_on_it(
     at_s: float, talking: bool, ending: bool
 ) -> None:
-    more: list[CallInput] = [*([caller_started(4)] if talking else []), *([hang_up_requested(5)] if ending else [])]
+    more: list[CallInput] = [
+        *([caller_started(4)] if talking else []),
+        *([hang_up_requested(5)] if ending else []),
+    ]
     state = state_of(*history(received(0), stream_started(1), *more))
     tick = due_tick(state, LIMITS, at(at_s))
     probe = tick if tick is not None else clock_tick(state, at(at_s))
