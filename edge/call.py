@@ -26,7 +26,13 @@ from edge.session import MediaSession
 from edge.twiml import UNAVAILABLE_MESSAGE, StreamParameters
 from edge.wsframe import BINARY, server_frame
 from schemas import bridge
-from schemas.call_media import AgentInterrupted, CallerSpeechStopped, MediaStreamStopped, RecordingAvailable
+from schemas.call_media import (
+    AgentInterrupted,
+    CallerSpeechStopped,
+    MediaStreamStopped,
+    PlaybackMarkReached,
+    RecordingAvailable,
+)
 from schemas.envelope import derive_event_id
 from schemas.ids import CallId, CorrelationId, TenantId
 from schemas.registry import Record
@@ -337,7 +343,18 @@ class LiveCall:
                     source=source,
                 )
             )
+        # Twilio returns its pending marks when it clears; the marks still queued here are
+        # returned the same way, or a worker waiting on one (a goodbye before a hang-up) would
+        # wait out its timeout.
+        for name in cleared.marks_dropped:
+            self.mark_reached(name)
         return cleared
+
+    def mark_reached(self, name: str) -> None:
+        """Playback has passed the mark ``name``: record it and tell the worker."""
+        stream_ms = self.session.last_stream_ms
+        self.publish(PlaybackMarkReached(**self.envelope(), mark_name=name, stream_ms=stream_ms))
+        self.notify_worker(bridge.MarkReached(name=name, stream_ms=stream_ms))
 
     # --- ending -----------------------------------------------------------------------------
 

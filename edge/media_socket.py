@@ -25,7 +25,6 @@ from schemas.call_media import (
     CallerSpeechStopped,
     DtmfReceived,
     MediaStreamStarted,
-    PlaybackMarkReached,
 )
 
 log = logging.getLogger(__name__)
@@ -300,9 +299,7 @@ class MediaLoop:
     def _on_mark(self, frame: protocol.Mark) -> None:
         call = self.call
         assert call is not None
-        stream_ms = call.session.last_stream_ms
-        call.publish(PlaybackMarkReached(**call.envelope(), mark_name=frame.name, stream_ms=stream_ms))
-        call.notify_worker(bridge.MarkReached(name=frame.name, stream_ms=stream_ms))
+        call.mark_reached(frame.name)
 
     def _on_dtmf(self, frame: protocol.Dtmf) -> None:
         call = self.call

@@ -133,35 +133,53 @@ class Playback:
         return item
 
     def clear(self) -> Cleared:
-        """Drop everything unsent and forget the resampler's state.
+        """Drop the unsent rest of the utterance the caller is hearing.
 
         The cleared utterance is named once: a second clear before new audio names none, so an
         interruption seen by both the edge's VAD and the model is recorded once. A sender that
         names its utterances (``begin_utterance``) may still have audio of the cleared one in
         flight; that is dropped until it begins the next.
+
+        When the caller is hearing an older utterance's tail, only that tail (and its mark) is
+        dropped: the newer one plays on from its start, so the sender, who is told about the
+        older one, has not been silenced, nor cut mid-sentence, without knowing.
         """
-        frames_dropped = self._audio_queued
-        marks = tuple(item.name for item in self._queue if isinstance(item, MarkItem))
         utterance = self._current_played_utterance()
+        still_arriving = utterance == self._utterance
+        newer = bool(self._utterance) and not still_arriving
+        dropped = self._drop_until_newer(utterance) if newer else self._drop_all()
         cleared = Cleared(
             utterance_id=utterance,
             played_ms=self._played.get(utterance, 0) * FRAME_MS,
             total_ms=self._generated.get(utterance, 0) * FRAME_MS,
-            frames_dropped=frames_dropped,
-            marks_dropped=marks,
+            frames_dropped=sum(1 for item in dropped if isinstance(item, AudioItem)),
+            marks_dropped=tuple(item.name for item in dropped if isinstance(item, MarkItem)),
         )
-        self._queue.clear()
-        self._audio_queued = 0
-        self._chunker.reset()
-        self._resampler.reset()
-        self._dirty = False
-        if utterance == self._utterance or not self._begun:
+        self._audio_queued -= cleared.frames_dropped
+        if not newer and (still_arriving or not self._begun):
             # The utterance still arriving was cut: drop the rest of it when it comes.
             self._muted = self._begun
             self._utterance = ""
-        # Otherwise the caller heard an older utterance's tail: the newer one plays on, so the
-        # sender, who is told about the older one, has not been silenced without knowing.
         return cleared
+
+    def _drop_all(self) -> list[AudioItem | MarkItem]:
+        dropped = list(self._queue)
+        self._queue.clear()
+        self._chunker.reset()
+        self._resampler.reset()
+        self._dirty = False
+        return dropped
+
+    def _drop_until_newer(self, older: str) -> list[AudioItem | MarkItem]:
+        """Drop the older utterance's queued frames and the marks among them, up to the newer
+        utterance's first frame; the resampler and framer carry on with the newer one."""
+        dropped: list[AudioItem | MarkItem] = []
+        while self._queue:
+            item = self._queue[0]
+            if isinstance(item, AudioItem) and item.utterance_id != older:
+                break
+            dropped.append(self._queue.popleft())
+        return dropped
 
     def played_ms(self, utterance_id: str) -> int:
         """How much of an utterance has been sent to Twilio so far."""

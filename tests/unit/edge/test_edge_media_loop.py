@@ -26,7 +26,7 @@ from edge.telephony import RecordingTelephony
 from edge.twiml import UNAVAILABLE_MESSAGE
 from infra.settings import Settings
 from schemas import bridge
-from schemas.call_media import CallerSpeechStopped, MediaStreamStopped
+from schemas.call_media import CallerSpeechStopped, MediaStreamStopped, PlaybackMarkReached
 from schemas.codec import Codec
 from schemas.registry import Record
 from tests.support.twilio_socket import RecordingTwilioSocket
@@ -432,3 +432,23 @@ async def test_a_line_directive_names_the_stop_even_when_twilios_stop_comes_firs
     await asyncio.gather(*telephony.finishing)
     # twilio_stop would read as the caller hanging up: a failed transfer as a transfer.
     assert _stop_reasons(node) == [reason]
+
+
+async def test_a_clear_returns_the_marks_still_queued_as_reached() -> None:
+    # Twilio returns its pending marks on a clear; the worker waiting for its hang-up mark after
+    # a goodbye the caller talked over must hear of it too, not wait out its timeout.
+    node = _node()
+    loop = MediaLoop(RecordingTwilioSocket(), node)
+    loop.on_message(_start())
+    call = loop.call
+    assert call is not None
+    await apply_directive(call, bridge.BeginUtterance(utterance_id="goodbye"))
+    await apply_directive(call, bridge.AgentAudio(seq=0, pcm=b"\x10\x00" * 24000))  # 1 s
+    await apply_directive(call, bridge.PlayMark(name="goodbye"))
+    await apply_directive(call, bridge.PlayMark(name="hangup"))
+    await apply_directive(call, bridge.ClearPlayback())
+    reached = [r.mark_name for r in _published(node) if isinstance(r, PlaybackMarkReached)]
+    assert reached == ["goodbye", "hangup"]
+    told = [bridge.decode(n) for n in call.notices]
+    assert [m.name for m in told if isinstance(m, bridge.MarkReached)] == ["goodbye", "hangup"]
+    await loop.finish("twilio_stop")

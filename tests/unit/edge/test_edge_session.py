@@ -172,13 +172,26 @@ def test_a_clear_over_an_older_tail_does_not_silence_the_newer_utterance() -> No
     playback.mark("u1")
     playback.begin_utterance("u2")
     playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
-    assert playback.clear().utterance_id == "u1"
+    queued_u2 = playback.audio_queued - 6  # u1: five frames and its padded tail
+    cleared = playback.clear()
+    assert (cleared.utterance_id, cleared.frames_dropped, cleared.marks_dropped) == ("u1", 6, ("u1",))
     assert not playback.muted
+    # u2 plays on from its start: none of its frames went with u1's tail.
+    assert playback.audio_queued == queued_u2
+    assert {item.utterance_id for item in _drain(playback)} == {"u2"}
     assert playback.enqueue(np.ones(2400, dtype=np.int16).tobytes()) == 5
     assert playback.utterance_id == "u2"
     second = playback.clear()  # the model's own clear for u2 is recorded, once
     assert second.utterance_id == "u2"
     assert playback.muted
+
+
+def _drain(playback: Playback) -> list[AudioItem]:
+    items = []
+    while (item := playback.pop()) is not None:
+        assert isinstance(item, AudioItem)
+        items.append(item)
+    return items
 
 
 def test_a_sender_that_never_names_utterances_is_not_muted_by_a_clear() -> None:
