@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from infra.strict_json import loads_strict
 from schemas.agents import ToolSpec
 from streams.webhooks.destination import private_address
 from streams.webhooks.signing import signed_json_headers
@@ -89,7 +90,9 @@ async def call_webhook(
     if not 200 <= status < 300:
         raise WebhookToolError(f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}")
     try:
-        answer = json.loads(raw)
+        # Strict: a NaN passed on would make the tool response to Gemini, and the record of
+        # the call for integrators, something that is not JSON.
+        answer = loads_strict(raw)
     except ValueError as err:
         raise WebhookToolError(f"the answer is not JSON: {err}") from err
     return answer if isinstance(answer, dict) else {"result": answer}
@@ -102,7 +105,11 @@ async def _post(
     headers = signed_json_headers(secret, body, int(time.time()))
     headers[TOOL_CALL_HEADER] = invocation.tool_call_id
     # Never follow a redirect: it could bounce the signed request to a private address.
-    async with client.stream("POST", url, content=body, headers=headers, follow_redirects=False) as response:
+    # timeout=None: the tool's own timeout bounds the whole exchange (asyncio.timeout around
+    # this); httpx's default of 5 s per read would cut a tool allowed 30 s short.
+    async with client.stream(
+        "POST", url, content=body, headers=headers, follow_redirects=False, timeout=None
+    ) as response:
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.aiter_bytes():

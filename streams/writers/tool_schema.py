@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 import pydantic
 from google.genai import types
 
 from infra.json_depth import nesting_depth_exceeds
+from infra.strict_json import loads_strict
 
 JSON_SCHEMA_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
 MAX_DEPTH = 10
@@ -27,7 +26,7 @@ def json_schema_problem(text: str) -> str | None:
     try:
         # NaN and Infinity are not JSON (RFC 8259), though Python's parser takes them: the setup
         # message that carries the schema to Gemini would not be JSON either.
-        schema = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+        schema = loads_strict(text)
     except RecursionError:
         return f"nested more than {MAX_DEPTH} levels deep"
     except ValueError as err:
@@ -52,17 +51,6 @@ def json_schema_problem(text: str) -> str | None:
     except (ValueError, TypeError, AttributeError) as err:  # genai's own enum coercion raises these
         return f"not a schema Gemini accepts: {err}"
     return None
-
-
-def _refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(literal: str) -> float:
-    value = float(literal)
-    if not math.isfinite(value):  # 1e999: valid JSON, but Python would write it back as Infinity
-        raise ValueError(f"{literal[:20]} is too large for a JSON number")
-    return value
 
 
 def _shape_problem(root: dict[str, Any]) -> str | None:

@@ -186,3 +186,23 @@ async def test_a_production_worker_needs_a_signing_secret_and_keeps_off_private_
     dev = webhook_tools(Settings.model_validate({"env": "dev"}))
     assert dev.allow_private
     await dev.client.aclose()
+
+
+async def test_the_tools_own_timeout_stands_over_the_clients_default() -> None:
+    # httpx's default (5 s a read) once cut tools allowed up to 30 s short; a client whose
+    # default is 0.2 s shows the same in a fraction of the time.
+    async def slow(_: Request, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.6)
+        writer.write(response(200, b'{"booked": true}'))
+
+    async with httpx.AsyncClient(timeout=0.2) as impatient, endpoint(slow) as hook:
+        assert await _call(impatient, hook.url, timeout_ms=3000) == {"booked": True}
+
+
+@pytest.mark.parametrize("body", [b'{"price": NaN}', b'{"price": Infinity}', b'{"price": 1e999}'])
+async def test_an_answer_with_a_number_json_does_not_have_fails_the_tool(
+    client: httpx.AsyncClient, body: bytes
+) -> None:
+    # Passed on, it would make the tool response to Gemini something that is not JSON.
+    async with endpoint(replying(200, body)) as hook:
+        assert "not JSON" in await _failure(client, hook.url)
