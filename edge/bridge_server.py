@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from urllib.parse import parse_qs, urlsplit
@@ -21,6 +22,9 @@ _REFUSALS = {
     TokenCheck.GONE: "no live call for this token",
     TokenCheck.ENDED: "the call has ended",
 }
+_REPLACED_CLOSE_TIMEOUT_S = 2.0
+"""How long a replaced worker has to take its 4409 close before its connection is dropped."""
+_closing: set[asyncio.Task[None]] = set()
 
 
 async def start_bridge_server(node: EdgeNode, host: str, port: int) -> Server:
@@ -70,8 +74,11 @@ async def serve_worker(connection: ServerConnection, node: EdgeNode) -> None:
     node.metrics.incr("bridge.connected")
     if previous is not None:
         node.metrics.incr("bridge.replaced")
-        with contextlib.suppress(Exception):
-            await previous.close(bridge.CLOSE_REPLACED, "replaced by a newer worker connection")
+        # In the background: a hung worker's close would wait on its full socket, and this
+        # worker's directives (the agent's audio) with it.
+        closing = asyncio.get_running_loop().create_task(_close_replaced(previous, node))
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
     try:
         async for frame in connection:
             if call.ending:  # Twilio is gone; the call's finish closes this worker in a moment
@@ -82,6 +89,20 @@ async def serve_worker(connection: ServerConnection, node: EdgeNode) -> None:
         pass
     finally:
         call.detach_worker(connection)
+
+
+async def _close_replaced(connection: ServerConnection, node: EdgeNode) -> None:
+    """Close a replaced worker with 4409; drop it if it does not take the close in time."""
+    try:
+        await asyncio.wait_for(
+            connection.close(bridge.CLOSE_REPLACED, "replaced by a newer worker connection"),
+            _REPLACED_CLOSE_TIMEOUT_S,
+        )
+    except TimeoutError:
+        node.metrics.incr("bridge.replaced_aborted")
+        connection.transport.abort()
+    except Exception:  # a connection already gone is closed
+        log.debug("closing a replaced worker connection failed", exc_info=True)
 
 
 async def _refuse_ended(connection: ServerConnection, node: EdgeNode, call_id: str) -> None:

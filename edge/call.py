@@ -88,6 +88,10 @@ class LiveCall:
         self._loop = asyncio.get_running_loop()
         self.sending_since: float | None = None
         self._pumping = False  # _pump_worker is sending: direct writes would overtake it
+        self._sending: asyncio.Task[None] | None = None  # the pump's sends to ``_sending_to``
+        self._sending_to: ServerConnection | None = None
+        self.worker_sending_since: float | None = None
+        """Loop time the pump's current send to the worker began (None when not sending)."""
         self.last_arrival: float | None = None
         """``perf_counter()`` when the latest caller frame arrived (for the bridge latency figure)."""
         self.without_agent_since: float | None = self._loop.time()
@@ -164,6 +168,7 @@ class LiveCall:
         """Make ``worker`` the call's bridge peer; returns the one it replaces."""
         previous, self.worker = self.worker, worker
         self.without_agent_since = None
+        self._abandon_sends(worker)
         self._to_worker.set()
         return previous
 
@@ -171,6 +176,33 @@ class LiveCall:
         if self.worker is worker:
             self.worker = None
             self.without_agent_since = self._loop.time()
+            self._abandon_sends(None)
+
+    def _abandon_sends(self, keep: ServerConnection | None) -> None:
+        """Stop the pump waiting on a worker that is no longer the call's (a hung one being
+        replaced waits for ever): what it had not sent goes to the current worker instead."""
+        sending = self._sending
+        if sending is not None and self._sending_to is not keep:
+            sending.cancel()
+            self.worker_sending_since = None  # not a stall of the worker left behind
+
+    def check_worker(self, now: float) -> None:
+        """Watchdog: a worker that has not taken a frame within ``bridge_send_timeout_s`` is stuck.
+
+        Its connection is dropped: the pump is free again, the call buffers for the next worker
+        and the no-agent wait starts (a worker that is only slow reconnects with its token).
+        """
+        since = self.worker_sending_since
+        worker = self._sending_to
+        if since is None or worker is None or now - since <= self.node.settings.edge.bridge_send_timeout_s:
+            return
+        self.worker_sending_since = None  # report once
+        self.node.metrics.incr("bridge.worker_stalled")
+        log.warning("call %s: the worker took no frame for %.1f s; dropped", self.call_id, now - since)
+        self.detach_worker(worker)
+        self._abandon_sends(None)
+        with contextlib.suppress(Exception):
+            worker.transport.abort()
 
     def check_agent(self, now: float) -> None:
         """Watchdog: a call no worker has been serving for ``agent_wait_s`` is ended, politely.
@@ -198,7 +230,6 @@ class LiveCall:
         await self.end("no_agent")
 
     async def _pump_worker(self) -> None:
-        caller = self.session.caller
         while True:
             await self._to_worker.wait()
             self._to_worker.clear()
@@ -206,25 +237,47 @@ class LiveCall:
             if worker is None:
                 continue  # keep buffering (bounded) until a worker connects
             self._pumping = True
+            # The sends run in a task of their own, so that a worker replaced or dropped while a
+            # send waits on its full socket (``_abandon_sends``) does not hold the pump: a hung
+            # worker's socket never drains.
+            sending = self._loop.create_task(self._send_to_worker(worker), name=f"bridge-send-{self.call_id}")
+            self._sending, self._sending_to = sending, worker
             try:
-                while self.notices:
-                    await worker.send(self.notices[0])
-                    self.notices.popleft()
-                sent = False
-                while (frame := caller.pop()) is not None:
-                    try:
-                        await worker.send(frame)
-                    except ConnectionClosed:
-                        caller.push_front(frame)
-                        raise
-                    sent = True
-                arrival = self.last_arrival
-                if sent and arrival is not None:
-                    self.node.metrics.bridge_latency_s.append(perf_counter() - arrival)
-            except ConnectionClosed:
-                self.detach_worker(worker)
+                await asyncio.wait((sending,))
             finally:
+                sending.cancel()  # the pump itself was cancelled (the call finishes)
+                self._sending = self._sending_to = self.worker_sending_since = None
                 self._pumping = False
+            if sending.cancelled():  # abandoned: the next round serves the current worker, if any
+                self._to_worker.set()
+                continue
+            exc = sending.exception()
+            if isinstance(exc, ConnectionClosed):
+                self.detach_worker(worker)
+            elif exc is not None:
+                raise exc
+
+    async def _send_to_worker(self, worker: ServerConnection) -> None:
+        """Send the held notices, then the buffered caller audio; what is not sent stays held."""
+        caller = self.session.caller
+        loop = self._loop
+        while self.notices:
+            self.worker_sending_since = loop.time()
+            await worker.send(self.notices[0])
+            self.notices.popleft()
+        sent = False
+        while (frame := caller.pop()) is not None:
+            self.worker_sending_since = loop.time()
+            try:
+                await worker.send(frame)
+            except (ConnectionClosed, asyncio.CancelledError):
+                caller.push_front(frame)
+                raise
+            sent = True
+        self.worker_sending_since = None
+        arrival = self.last_arrival
+        if sent and arrival is not None:
+            self.node.metrics.bridge_latency_s.append(perf_counter() - arrival)
 
     # --- towards Twilio ---------------------------------------------------------------------
 

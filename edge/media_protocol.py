@@ -32,6 +32,8 @@ from edge.wsframe import TEXT, server_frame
 
 log = logging.getLogger(__name__)
 _CLOSE_TIMEOUT_S = 10.0
+"""How long a closing socket may take before it is dropped: ``transport.close()`` alone waits
+for the write buffer to drain, for ever on a client that stopped reading (a zero TCP window)."""
 _background: set[asyncio.Task[None]] = set()
 
 
@@ -111,8 +113,7 @@ class MediaStreamProtocol(asyncio.Protocol):
         if self.conn.state is State.OPEN:
             self.conn.send_close(1012)
             self._flush()
-        if self.transport is not None:
-            self.transport.close()
+        self._close_transport()
 
     # --- what LiveCall and MediaLoop use ----------------------------------------------------
 
@@ -144,9 +145,26 @@ class MediaStreamProtocol(asyncio.Protocol):
             return
         self.conn.send_close(code, reason or "")
         self._flush()
+        self._arm_abort()  # the client should answer the close; one that does not is dropped
+
+    def _close_transport(self) -> None:
+        """Close TCP, and drop it if its buffered bytes do not go out by the close deadline."""
+        if self.transport is not None:
+            self.transport.close()
+            self._arm_abort()
+
+    def _arm_abort(self) -> None:
         if self._close_timer is None and self.transport is not None:
-            # The client should answer the close; one that does not is dropped.
-            self._close_timer = self.loop.call_later(_CLOSE_TIMEOUT_S, self.transport.close)
+            self._close_timer = self.loop.call_later(_CLOSE_TIMEOUT_S, self._abort)
+
+    def _abort(self) -> None:
+        """The close deadline passed: drop the connection. ``transport.close()`` would wait for
+        the write buffer to drain, which a client that stopped reading never lets happen, and
+        ``connection_lost`` (which finishes the call) would never come."""
+        self._close_timer = None
+        if self.transport is not None:
+            self.node.metrics.incr("streams.aborted")
+            self.transport.abort()
 
     def check_deadlines(self, now: float) -> None:
         """Watchdog: the keepalive ping every ``ws_ping_interval`` seconds."""
@@ -166,7 +184,7 @@ class MediaStreamProtocol(asyncio.Protocol):
             if chunk:
                 transport.write(chunk)
             else:  # end of the close handshake: the server closes TCP
-                transport.close()
+                self._close_transport()
                 return
 
     def _handshake(self, request: Request) -> None:
@@ -185,8 +203,7 @@ class MediaStreamProtocol(asyncio.Protocol):
         conn.send_response(response)
         if response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
             self._flush()
-            if self.transport is not None:
-                self.transport.close()
+            self._close_transport()
             return
         node.metrics.incr("streams.accepted")
         self.media = MediaLoop(self, node)

@@ -185,6 +185,7 @@ class MediaLoop:
             self._spawn(self.websocket.close(1000))
         if self.call is not None:
             self.call.check_send(now)
+            self.call.check_worker(now)
             self.call.check_agent(now)
 
     def on_message(self, data: str | bytes) -> str | None:

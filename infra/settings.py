@@ -162,6 +162,13 @@ class EdgeSettings(BaseModel):
     twilio_send_timeout_s: float = Field(
         default=5.0, description="a Twilio socket that takes longer to accept a frame is a stuck client"
     )
+    bridge_send_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="a session worker's bridge connection that takes longer to accept a frame is "
+        "stuck: it is dropped (counted as bridge.worker_stalled) so the call's buffered audio waits "
+        "for a worker that takes it over, or the no-agent wait ends the call",
+    )
     ws_ping_interval_s: float = 20.0
     public_recordings_base_uri: str | None = Field(
         default=None, description="URI prefix announced in RecordingAvailable; default file:// of the path"

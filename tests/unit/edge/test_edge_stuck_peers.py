@@ -1,0 +1,346 @@
+"""Peers that stop reading, over real loopback sockets: a Twilio client with a zero TCP window must
+still have its call finished, and a hung session worker must not hold up the call's failover.
+
+Small socket buffers make a stuck peer show in a fraction of a second; the close deadlines are
+shortened so that each test takes about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import uvloop
+from twilio.request_validator import RequestValidator
+from websockets.asyncio.client import connect
+
+import edge.bridge_server as bridge_server
+import edge.media_protocol as media_protocol
+from edge.bridge_server import start_bridge_server
+from edge.call import LiveCall
+from edge.media_protocol import MediaStreamProtocol
+from edge.media_socket import MediaLoop
+from edge.node import EdgeNode
+from edge.publisher import RecordingPublisher
+from edge.signature import SignatureChecker
+from edge.telephony import RecordingTelephony
+from edge.wsframe import TEXT, server_frame
+from infra.settings import Settings
+from schemas import bridge
+from schemas.call_media import MediaStreamStopped
+from schemas.registry import Record
+from tests.support.twilio_socket import RecordingTwilioSocket
+
+_SMALL = 2048  # bytes of socket buffer: a peer that stops reading fills it at once
+
+
+def _node(**edge: Any) -> EdgeNode:
+    settings = Settings(env="test")
+    settings = settings.model_copy(update={"edge": settings.edge.model_copy(update=edge)})
+    return EdgeNode(settings, publisher=RecordingPublisher(), telephony=RecordingTelephony())
+
+
+def _published(node: EdgeNode) -> list[Record]:
+    publisher = node.publisher
+    assert isinstance(publisher, RecordingPublisher)
+    return publisher.records
+
+
+def _stop_reasons(node: EdgeNode) -> list[str]:
+    return [r.reason for r in _published(node) if isinstance(r, MediaStreamStopped)]
+
+
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    key = os.urandom(4)
+    masked = bytes(byte ^ key[i % 4] for i, byte in enumerate(payload))
+    n = len(payload)
+    head = (
+        struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        if n < 126
+        else struct.pack("!BBH", 0x80 | opcode, 0xFE, n)
+    )
+    return head + key + masked
+
+
+def _start() -> str:
+    return json.dumps(
+        {
+            "event": "start",
+            "sequenceNumber": "1",
+            "streamSid": "MZ1",
+            "start": {
+                "streamSid": "MZ1",
+                "callSid": "CA1",
+                "customParameters": {
+                    "call_id": "call-1",
+                    "tenant_id": "t1",
+                    "agent_id": "a1",
+                    "agent_version": "1",
+                },
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            },
+        }
+    )
+
+
+def _media(seq: int) -> str:
+    payload = base64.b64encode(b"\x7f" * 160).decode()
+    return json.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": str(seq),
+            "streamSid": "MZ1",
+            "media": {"track": "inbound", "timestamp": str((seq - 2) * 20), "payload": payload},
+        }
+    )
+
+
+def _upgrade(path: str, key_header: str) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{key_header}\r\n\r\n"
+    ).encode()
+
+
+async def _until(condition: Callable[[], bool], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+# --- a Twilio client that stops reading -------------------------------------------------------
+
+
+_Ending = Callable[[EdgeNode, MediaStreamProtocol, LiveCall], Awaitable[None]]
+
+
+async def _stuck_twilio_client(monkeypatch: pytest.MonkeyPatch, end: _Ending) -> EdgeNode:
+    """A call whose Twilio client stops reading once it started; ``end`` then ends it some way.
+
+    Returns the node once the call has finished (or 3 s after ``end``: the test then fails).
+    """
+    monkeypatch.setattr(media_protocol, "_CLOSE_TIMEOUT_S", 0.3)
+    node = _node(twilio_send_timeout_s=0.3, idle_timeout_s=1000.0, agent_wait_s=0.0)
+    checker = SignatureChecker("tok", "https://edge.example.com")
+    config = SimpleNamespace(ws_max_size=1 << 20, ws_ping_interval=None)
+    made: list[MediaStreamProtocol] = []
+
+    def factory() -> MediaStreamProtocol:
+        made.append(MediaStreamProtocol.bound(node, checker)(config, SimpleNamespace(connections=set()), {}))
+        return made[-1]
+
+    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+    client = socket.socket()
+    try:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SMALL)
+        client.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(client, server.sockets[0].getsockname())
+        signature = RequestValidator("tok").compute_signature("wss://edge.example.com/twilio/media", {})
+        client.sendall(_upgrade("/twilio/media", f"X-Twilio-Signature: {signature}"))
+        assert await _until(lambda: bool(made) and made[0].media is not None, 2.0)
+        client.sendall(_client_frame(0x1, _start().encode()))
+        proto = made[0]
+        assert await _until(lambda: "call-1" in node.calls, 2.0)
+        assert proto.media is not None
+        assert proto.media.call is not None
+        call = proto.media.call
+        assert proto.transport is not None
+        proto.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SMALL)
+        proto.transport.set_write_buffer_limits(high=4096)
+        await end(node, proto, call)
+        await _until(lambda: not node.calls, 3.0)
+        return node
+    finally:
+        client.close()
+        server.close()
+
+
+async def _agent_talks_to_a_deaf_client(node: EdgeNode, proto: MediaStreamProtocol, call: LiveCall) -> None:
+    """The agent speaks; the client takes none of it: the watchdog ends the call as a slow client."""
+    pcm = (np.sin(np.arange(48000) / 10) * 8000).astype("<i2").tobytes()
+    for _ in range(30):
+        call.session.playback.enqueue(pcm)
+    call.playback_ready()
+    assert await _until(lambda: node.metrics.get("bad_input.slow_client") == 1, 3.0)
+
+
+async def _fill(proto: MediaStreamProtocol) -> None:
+    assert proto.transport is not None
+    while proto.writable.is_set():
+        proto.transport.write(server_frame(TEXT, b"x" * 1000))
+        await asyncio.sleep(0)
+
+
+async def _drain_ends_it(node: EdgeNode, proto: MediaStreamProtocol, call: LiveCall) -> None:
+    await _fill(proto)
+    await call.end("edge_shutdown")  # what EdgeServer.drain does at its deadline
+
+
+async def _uvicorn_exits(node: EdgeNode, proto: MediaStreamProtocol, call: LiveCall) -> None:
+    await _fill(proto)
+    proto.shutdown()
+
+
+def _assert_finished_once(node: EdgeNode, reason: str) -> None:
+    assert node.calls == {}, "the call still holds its stream slot"
+    assert node.drained.is_set()
+    assert _stop_reasons(node) == [reason]
+    assert node.metrics.get(f"streams.stopped.{reason}") == 1
+    assert node.metrics.get("streams.aborted") == 1
+
+
+async def test_a_twilio_client_that_stops_reading_is_finished(monkeypatch: pytest.MonkeyPatch) -> None:
+    node = await _stuck_twilio_client(monkeypatch, _agent_talks_to_a_deaf_client)
+    _assert_finished_once(node, "error")
+
+
+@pytest.mark.parametrize(
+    ("end", "reason"),
+    [
+        (_agent_talks_to_a_deaf_client, "error"),
+        (_drain_ends_it, "edge_shutdown"),
+        (_uvicorn_exits, "socket_closed"),
+    ],
+    ids=["slow_client", "drain", "uvicorn_shutdown"],
+)
+def test_a_stuck_twilio_client_is_finished_on_uvloop(
+    monkeypatch: pytest.MonkeyPatch, end: _Ending, reason: str
+) -> None:
+    """uvloop's transport (what ``python -m edge`` runs) behaves the same."""
+
+    async def scenario() -> EdgeNode:
+        assert "uvloop" in type(asyncio.get_running_loop()).__module__
+        return await _stuck_twilio_client(monkeypatch, end)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        node = runner.run(scenario())
+    _assert_finished_once(node, reason)
+
+
+async def test_a_stuck_twilio_client_ended_by_the_drain_finishes_as_edge_shutdown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    node = await _stuck_twilio_client(monkeypatch, _drain_ends_it)
+    _assert_finished_once(node, "edge_shutdown")
+
+
+async def test_uvicorn_shutting_down_drops_a_stuck_twilio_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    node = await _stuck_twilio_client(monkeypatch, _uvicorn_exits)
+    _assert_finished_once(node, "socket_closed")
+
+
+# --- a session worker that stops reading ------------------------------------------------------
+
+
+async def _hung_worker(node: EdgeNode, port: int, token: str, call: LiveCall) -> socket.socket:
+    """A worker connection that takes its hello and then never reads again, its socket full."""
+    old = socket.socket()
+    old.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SMALL)
+    old.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(old, ("127.0.0.1", port))
+    old.sendall(_upgrade("/bridge/call-1", f"{bridge.TOKEN_HEADER}: {token}"))
+    assert await _until(lambda: call.worker is not None, 2.0)
+    assert call.worker is not None
+    call.worker.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SMALL)
+    return old
+
+
+def _sends_wait(call: LiveCall) -> bool:
+    """The edge's sends to the call's worker wait: its socket buffer is over the high-water mark."""
+    worker = call.worker
+    return worker is not None and worker.transport.get_write_buffer_size() > 2**15
+
+
+async def _caller_talks(loop: MediaLoop, first: int, frames: int) -> int:
+    for seq in range(first, first + frames):
+        loop.on_message(_media(seq))
+        await asyncio.sleep(0)
+    return first + frames
+
+
+async def test_failover_from_a_hung_worker_serves_the_new_one_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bridge_server, "_REPLACED_CLOSE_TIMEOUT_S", 0.3)
+    node = _node(agent_wait_s=0.0)
+    twilio = RecordingTwilioSocket()
+    loop = MediaLoop(twilio, node)
+    loop.on_message(_start())
+    call = loop.call
+    assert call is not None
+    token = node.grant("call-1").token
+    server = await start_bridge_server(node, "127.0.0.1", 0)
+    port = next(iter(server.sockets)).getsockname()[1]
+    old = await _hung_worker(node, port, token, call)
+    try:
+        seq = await _caller_talks(loop, 2, 400)
+        assert await _until(lambda: _sends_wait(call), 2.0)
+
+        attached = time.monotonic()
+        async with connect(
+            f"ws://127.0.0.1:{port}/bridge/call-1",
+            additional_headers={bridge.TOKEN_HEADER: token},
+            max_queue=None,  # this worker reads all it is sent, even when the test does not ask
+        ) as new:
+            assert "hello" in str(await new.recv())
+            pcm = (np.sin(np.arange(4800) / 7) * 6000).astype("<i2").tobytes()
+            await new.send(bridge.encode_agent_audio(0, pcm))
+            caller_audio_after: float | None = None
+            while caller_audio_after is None and time.monotonic() - attached < 3.0:
+                seq = await _caller_talks(loop, seq, 1)
+                try:
+                    if isinstance(await asyncio.wait_for(new.recv(), 0.02), bytes):
+                        caller_audio_after = time.monotonic() - attached
+                except TimeoutError:
+                    pass
+            assert caller_audio_after is not None, "no caller audio reached the new worker in 3 s"
+            assert caller_audio_after < 0.5, caller_audio_after
+            played = await _until(lambda: any('"media"' in s for s in twilio.sent), 0.5)
+            assert played, "the new worker's audio was not played within 0.5 s"
+            # The replaced worker takes no close: it is dropped after the (shortened) deadline.
+            assert await _until(lambda: node.metrics.get("bridge.replaced_aborted") == 1, 2.0)
+        assert node.metrics.get("bridge.replaced") == 1
+        assert node.metrics.get("bridge.worker_stalled") == 0
+    finally:
+        old.close()
+        await loop.finish("twilio_stop")
+        server.close()
+
+
+async def test_a_hung_worker_with_no_failover_is_dropped_and_the_call_ends_without_agent() -> None:
+    node = _node(bridge_send_timeout_s=0.3, agent_wait_s=0.5)
+    twilio = RecordingTwilioSocket()
+    loop = MediaLoop(twilio, node)
+    loop.on_message(_start())
+    call = loop.call
+    assert call is not None
+    server = await start_bridge_server(node, "127.0.0.1", 0)
+    port = next(iter(server.sockets)).getsockname()[1]
+    old = await _hung_worker(node, port, node.grant("call-1").token, call)
+    try:
+        seq = await _caller_talks(loop, 2, 400)
+        assert await _until(lambda: node.metrics.get("bridge.worker_stalled") == 1, 2.0)
+        assert call.worker is None
+        assert call.without_agent_since is not None  # the wait for another worker has begun
+        await _caller_talks(loop, seq, 10)  # buffered for the next worker; the call goes on
+        assert await _until(lambda: node.metrics.get("streams.no_agent") == 1, 2.0)
+        assert await _until(lambda: twilio.closed is not None, 2.0)
+    finally:
+        old.close()
+        await loop.finish("twilio_stop")
+        server.close()
+    assert _stop_reasons(node) == ["no_agent"]
