@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api import agents, analytics, calls, campaigns, keys, knowledge, store
+from api import agents, analytics, calls, campaigns, keys, knowledge, store, webhook_signing
 from api.auth import PrincipalCache, RateLimiter
 from api.commands import CommandBus, Sender
 from api.deps import AppContext
@@ -71,6 +71,7 @@ def create_app(
     app.add_middleware(RejectNulMiddleware)
     for module in (agents, calls, campaigns, knowledge, analytics, keys):
         app.include_router(module.router)
+    app.include_router(webhook_signing.router_for(settings))  # refuses to start without its secrets
     return app
 
 

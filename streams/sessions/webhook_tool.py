@@ -1,5 +1,9 @@
 """An agent's own tool: the model's arguments POSTed, HMAC-signed, to the tool's URL; its JSON back.
 
+The request is signed with its tenant's key, derived from the platform secret
+(``streams.webhooks.signing.tenant_signing_key``, ADR 27): a tenant can verify our requests to
+its endpoints, and cannot sign a request to another tenant's.
+
 The request is bounded as a whole (connect, send, every byte of the answer) by the tool's
 ``timeout_ms``, and the answer by ``MAX_RESPONSE_BYTES``: a slow or chatty endpoint costs the
 caller a failed tool, never a stuck session. The wire format is in docs/tools.md.
@@ -18,7 +22,7 @@ import httpx
 from infra.strict_json import loads_strict
 from schemas.agents import ToolSpec
 from streams.webhooks.destination import private_address
-from streams.webhooks.signing import signed_json_headers
+from streams.webhooks.signing import signed_json_headers, tenant_signing_key
 
 MAX_RESPONSE_BYTES = 64 * 1024
 TOOL_CALL_HEADER = "X-Voice-Tool-Call"
@@ -71,7 +75,10 @@ async def call_webhook(
     secret: str,
     allow_private: bool,
 ) -> dict[str, Any]:
-    """POST the invocation to the tool's URL; its JSON answer (an object, or wrapped in one)."""
+    """POST the invocation to the tool's URL; its JSON answer (an object, or wrapped in one).
+
+    ``secret`` is the platform secret; the request is signed with the invocation's tenant's key.
+    """
     url = spec.webhook_url
     if url is None:
         raise WebhookToolError(f"tool {spec.name!r} has no webhook_url")
@@ -102,7 +109,8 @@ async def _post(
     client: httpx.AsyncClient, url: str, invocation: ToolInvocation, secret: str
 ) -> tuple[int, bytes]:
     body = invocation.body()
-    headers = signed_json_headers(secret, body, int(time.time()))
+    key = tenant_signing_key(secret, invocation.tenant_id)
+    headers = signed_json_headers(key, body, int(time.time()))
     headers[TOOL_CALL_HEADER] = invocation.tool_call_id
     # Never follow a redirect: it could bounce the signed request to a private address.
     # timeout=None: the tool's own timeout bounds the whole exchange (asyncio.timeout around

@@ -49,11 +49,14 @@ def knowledge_search(
 
 
 def webhook_tools(settings: Settings) -> WebhookTools:
-    """The client and secret for agents' webhook tools; private addresses only in dev and test."""
+    """The client and platform secret for agents' webhook tools; private addresses only in dev and test.
+
+    Each request is signed with its tenant's key derived from the secret (ADR 27), never with it.
+    """
     streams = settings.streams
     secret = streams.tool_webhook_secret.get_secret_value()
     if settings.env not in ("dev", "test") and not secret.strip():
-        # Checked where it is used: the edge and the API have no business holding this key.
+        # Checked where it is used; the API checks it too: it derives tenants' keys from it.
         raise ValueError(f"VOICE_STREAMS__TOOL_WEBHOOK_SECRET must be set for env={settings.env!r}")
     reach_private = streams.tool_webhooks_reach_private
     if reach_private is None:

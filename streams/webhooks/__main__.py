@@ -5,26 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from infra.process import stop_on_signals
 from infra.settings import Settings
 from streams.dialer.policy import RetryPolicy
 from streams.webhooks.runner import WebhookWorker
+from streams.webhooks.settings import WebhookSettings
 
-
-class WebhookSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VOICE_WEBHOOKS__", extra="ignore")
-
-    secret: SecretStr = SecretStr("")
-    group_id: str = "voice-webhooks"
-    max_attempts: int = 6
-    backoff_base_s: float = 2.0
-    backoff_factor: float = 3.0
-    backoff_cap_s: float = 600.0
-    reach_private: bool | None = None
-    """Deliver to loopback, private and link-local addresses; None: only in dev and test."""
+__all__ = ["WebhookSettings", "run"]  # WebhookSettings: voiceagent.freshness reads its group id here
 
 
 async def run() -> None:

@@ -24,7 +24,7 @@ from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CallId, CorrelationId, TenantId
 from streams.dialer.policy import RetryPolicy
 from streams.webhooks.destination import private_address
-from streams.webhooks.signing import signed_json_headers
+from streams.webhooks.signing import signed_json_headers, tenant_signing_key
 
 Record = Callable[[WebhookDeliveryAttempted], Awaitable[None]]
 
@@ -58,6 +58,9 @@ async def deliver(
 ) -> bool:
     """POST until a 2xx or the policy gives up; True when delivered.
 
+    ``secret`` is the platform secret: each attempt is signed with the hook's tenant's key
+    derived from it (``tenant_signing_key``, ADR 27), never with the secret itself.
+
     A delivery run again after a crash starts again at attempt 1, so each run has its own
     ``run`` (random unless given) in its attempts' event ids: a re-run never repeats an id
     with other content, and a re-sent record (a lost ack) still carries its own.
@@ -66,8 +69,9 @@ async def deliver(
     body = json.dumps(
         {"id": hook.delivery_id, "type": hook.event_type, "data": hook.payload}, sort_keys=True
     ).encode()
+    key = tenant_signing_key(secret, hook.tenant_id)
     for attempt in range(1, policy.max_attempts + 1):
-        headers = signed_json_headers(secret, body, int(time.time()))
+        headers = signed_json_headers(key, body, int(time.time()))
         headers["X-Voice-Delivery"] = hook.delivery_id
         status, error, final = await _post(client, hook.url, body, headers, timeout_s, allow_private)
         ok = error is None

@@ -261,8 +261,10 @@ def test_e2e_inbound_call_with_tool_calls_and_barge_in_shows_up_in_the_api(
         assert json.loads(request)["call_id"] == call_id
         assert json.loads(request)["arguments"] == {"party": 2}
         timestamp = int(headers["x-voice-timestamp"])
-        # Dev signs with the empty default key; production refuses to start without one.
-        assert verify("", timestamp, request, headers["x-voice-signature"], now=int(time.time()))
+        # Signed with the tenant's own key, which its admin reads from the API (ADR 27); dev derives
+        # it from the empty default platform secret, production refuses to start without one.
+        key = api.get("/api/webhook-signing-key").json()["tool_key"]
+        assert verify(key, timestamp, request, headers["x-voice-signature"], now=int(time.time()))
         today = datetime.now(UTC).date()
         analytics = api.get(
             "/api/analytics", params={"date_from": str(today), "date_to": str(today + timedelta(days=1))}

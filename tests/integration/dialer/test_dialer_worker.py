@@ -28,7 +28,7 @@ from schemas.dialer import (
 from schemas.ids import AgentId
 from streams.dialer.policy import RetryPolicy
 from streams.webhooks.runner import WebhookWorker
-from streams.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from streams.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, tenant_signing_key, verify
 from tests.support.fake_twilio import Refuse
 from voiceagent.caller import SimulatedCaller
 
@@ -270,6 +270,7 @@ async def test_dialer_webhooks_arrive_signed_and_a_failing_endpoint_is_retried_a
     rig: DialerRig,
 ) -> None:
     secret = "whsec-test"
+    tenant = new_tenant()
     received: list[dict[str, object]] = []
     receiver = FastAPI()
 
@@ -277,7 +278,9 @@ async def test_dialer_webhooks_arrive_signed_and_a_failing_endpoint_is_retried_a
     async def good(request: Request) -> Response:
         body = await request.body()
         ts = int(request.headers[TIMESTAMP_HEADER])
-        ok = verify(secret, ts, body, request.headers[SIGNATURE_HEADER], int(time.time()))
+        # Signed with the tenant's key (ADR 27), which GET /api/webhook-signing-key gives its admin.
+        key = tenant_signing_key(secret, tenant)
+        ok = verify(key, ts, body, request.headers[SIGNATURE_HEADER], int(time.time()))
         received.append({"ok": ok, **json.loads(body)})
         return Response(status_code=204 if ok else 401)
 
@@ -298,7 +301,6 @@ async def test_dialer_webhooks_arrive_signed_and_a_failing_endpoint_is_retried_a
     )
     running = asyncio.create_task(worker.run(stop))
     try:
-        tenant = new_tenant()
         urls = (f"http://127.0.0.1:{port}/good", f"http://127.0.0.1:{port}/bad")
         agent, _ = await rig.publish_agent(tenant, webhook_urls=urls)
         await asyncio.sleep(1.0)  # the worker follows agent definitions as they are published

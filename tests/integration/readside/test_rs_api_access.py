@@ -105,6 +105,7 @@ ROUTES: dict[tuple[str, str], tuple[str, Request]] = {
     ("POST", "/api/keys"): ("admin", lambda ids: {"json": {"name": "ci", "role": "viewer"}}),
     ("DELETE", "/api/keys/{key_id}"): ("admin", _none),
     ("POST", "/api/auth/token"): ("viewer", _none),
+    ("GET", "/api/webhook-signing-key"): ("admin", _none),
 }
 # Routes without a path id that name A's agent in the body: for B it reads as missing.
 BODY_SCOPED = {("POST", "/api/calls"), ("POST", "/api/campaigns")}

@@ -22,7 +22,7 @@ from streams.sessions.webhook_tool import (
     missing_arguments,
 )
 from streams.sessions.wiring import webhook_tools
-from streams.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from streams.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, tenant_signing_key, verify
 
 SCHEMA = json.dumps(
     {
@@ -77,9 +77,26 @@ async def test_the_request_is_signed_and_names_the_call_and_the_arguments(client
     }
     timestamp = int(request.headers[TIMESTAMP_HEADER.lower()])
     signature = request.headers[SIGNATURE_HEADER.lower()]
-    assert verify("s3cret", timestamp, request.body, signature, now=int(time.time()))
+    assert verify(
+        tenant_signing_key("s3cret", "t-1"), timestamp, request.body, signature, now=int(time.time())
+    )
     assert not verify("other", timestamp, request.body, signature, now=int(time.time()))
     assert request.headers[TOOL_CALL_HEADER.lower()] == "fc-1"
+
+
+async def test_the_request_verifies_with_its_tenants_key_not_anothers_nor_the_platform_secret(
+    client: httpx.AsyncClient,
+) -> None:
+    # A key every tenant held would let any of them sign a request to another's tool (ADR 27).
+    async with endpoint(replying(200, b"{}")) as hook:
+        await _call(client, hook.url)
+    (request,) = hook.requests
+    timestamp = int(request.headers[TIMESTAMP_HEADER.lower()])
+    signature = request.headers[SIGNATURE_HEADER.lower()]
+    now = int(time.time())
+    assert verify(tenant_signing_key("s3cret", "t-1"), timestamp, request.body, signature, now)
+    assert not verify(tenant_signing_key("s3cret", "t-2"), timestamp, request.body, signature, now)
+    assert not verify("s3cret", timestamp, request.body, signature, now)
 
 
 @pytest.mark.parametrize(("body", "expected"), [(b"[1, 2]", {"result": [1, 2]}), (b'"ok"', {"result": "ok"})])
