@@ -22,6 +22,7 @@ from schemas.avro_schema import full_name
 from schemas.envelope import derive_event_id
 from schemas.ids import AgentId, CorrelationId, EventId, TenantId
 from streams.writers.agent_rules import config_errors
+from streams.writers.recent import remember
 
 
 class _Envelope(TypedDict):
@@ -42,8 +43,9 @@ class AgentState:
     version: int = 0
     archived: bool = False
     seq: int = 0
-    handled: frozenset[str] = frozenset()
-    """Correlation ids of commands already decided (a re-delivered command is a no-op)."""
+    handled: tuple[str, ...] = ()
+    """Correlation ids of the latest commands decided, oldest first: a re-delivered one is a no-op
+    (``recent.remember``)."""
 
     @property
     def exists(self) -> bool:
@@ -55,7 +57,7 @@ def initial_state(agent_id: AgentId) -> AgentState:
 
 
 def evolve(state: AgentState, event: AgentEvent) -> AgentState:
-    state = dataclasses.replace(state, seq=event.seq, handled=state.handled | {event.correlation_id})
+    state = dataclasses.replace(state, seq=event.seq, handled=remember(state.handled, event.correlation_id))
     match event:
         case AgentCreated():
             return dataclasses.replace(state, tenant_id=event.tenant_id)

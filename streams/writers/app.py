@@ -21,7 +21,7 @@ from infra.kafka import is_transient
 from infra.settings import KafkaSettings, Settings
 from schemas.codec import Codec, DecodeError
 from streams.faust_app import FaustSender, make_app
-from streams.writers.shell import CommandHandler, EmitEvent
+from streams.writers.shell import CommandHandler, EmitEvent, StateTooLargeError
 from streams.writers.spec import WriterSpec, agent_spec, aggregate_id, knowledge_spec
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,12 @@ def _add_writer(
             return
         try:
             stored = await _handle_through_outages(handler, states, key, command, emit, after_emit)
+        except StateTooLargeError as err:
+            # Refused before any event was sent: the table and the log still agree. Storing the
+            # state would have crashed the producer, and the worker with it, on every restart.
+            log.error("%s command %s@%d dead-lettered: %s", spec.name, message.topic, message.offset, err)
+            await dead_letters.publish(message, "state_too_large", err)
+            return
         except Exception as err:  # one bad command must not stop the writer
             log.exception("%s command %s@%d failed", spec.name, message.topic, message.offset)
             # Some of its events may be in the log already: fold the aggregate from there next time.

@@ -26,11 +26,19 @@ from schemas.knowledge import (
     RemoveDocument,
 )
 from streams.writers.chunker import chunk_text
+from streams.writers.recent import remember
 
 # The chunks of one ChunksIndexed, in encoded UTF-8 bytes (ids and text): the ~124 KiB left under the
 # producer's and broker's 1 MiB record limit holds the envelope's ids and the Avro framing. Counted in
 # bytes, not characters: 256 Ki characters of emoji were over 1 MiB.
 MAX_BATCH_BYTES = 900 * 1024
+MAX_DOCUMENTS = 5000
+"""The most documents a knowledge base holds; AddDocument of one more is rejected (``invalid``).
+
+The writer's stored state keeps about 84 bytes per document (an API document id and the
+correlation id that added it, 36 characters each, and its chunk count): 5,000 documents and the
+window of recent correlation ids (``recent.RECENT_COMMANDS``) take about 0.46 MB, half the
+shell's ``MAX_STATE_BYTES``, which ids of up to ~70 characters still stay under. ADR 26."""
 # Per chunk, the Avro length prefixes of its two strings and its ordinal (each varint at most 5 bytes).
 _CHUNK_FRAMING_BYTES = 15
 
@@ -55,7 +63,9 @@ class KnowledgeState:
     tenant_id: TenantId | None = None
     seq: int = 0
     documents: Mapping[str, DocumentState] = field(default_factory=lambda: MappingProxyType({}))
-    handled: frozenset[str] = frozenset()
+    """The documents in the base now; a removed one is forgotten."""
+    handled: tuple[str, ...] = ()
+    """The correlation ids of the latest commands decided, oldest first (``recent.remember``)."""
 
 
 class _Envelope(TypedDict):
@@ -72,7 +82,7 @@ def initial_state(kb_id: KnowledgeBaseId) -> KnowledgeState:
 
 
 def evolve(state: KnowledgeState, event: KnowledgeEvent) -> KnowledgeState:
-    state = dataclasses.replace(state, seq=event.seq, handled=state.handled | {event.correlation_id})
+    state = dataclasses.replace(state, seq=event.seq, handled=remember(state.handled, event.correlation_id))
     docs = dict(state.documents)
     match event:
         case KnowledgeBaseCreated():
@@ -123,6 +133,12 @@ def decide(
 def _add_document(state: KnowledgeState, command: AddDocument, text: DocumentText) -> list[KnowledgeEvent]:
     if state.tenant_id is None:
         return [_rejected(state, command, "not_found", "no such knowledge base")]
+    if command.document_id not in state.documents and len(state.documents) >= MAX_DOCUMENTS:
+        reason = (
+            f"the knowledge base holds {len(state.documents)} documents, the most it may hold is "
+            f"{MAX_DOCUMENTS}: remove one before adding another"
+        )
+        return [_rejected(state, command, "invalid", reason)]
     if text.text is None:
         return [_rejected(state, command, "unreadable", text.error or "unreadable document")]
     added = DocumentAdded(

@@ -36,7 +36,8 @@ class WriterSpec(Generic[S]):
     evolve: Callable[[S, Any], S]
     decide: Callable[[S, Any], list[Any]]
     dump: Callable[[S], bytes]
-    load: Callable[[bytes], S]
+    load: Callable[[bytes], S | None]
+    """The stored state; None when it is of an earlier format that the log is to rebuild."""
 
 
 def agent_spec() -> WriterSpec[agent_writer.AgentState]:
