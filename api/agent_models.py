@@ -38,6 +38,10 @@ class AgentConfigIn(BaseModel):
     silence_timeout_s: int = 30
     webhook_urls: list[str] = []
     phone_numbers: list[str] = []
+    transfer_numbers: list[str] = Field(
+        default=[],
+        description="E.164 numbers transfer_call may transfer a call to; none: the agent cannot transfer",
+    )
     record_calls: bool = True
     max_concurrent_calls: int = 10
     answering_machine_policy: str = "hang_up"
@@ -58,7 +62,13 @@ class AgentConfigIn(BaseModel):
             )
             for t in self.tools
         )
-        for name in ("knowledge_base_ids", "webhook_urls", "phone_numbers", "outcome_labels"):
+        for name in (
+            "knowledge_base_ids",
+            "webhook_urls",
+            "phone_numbers",
+            "transfer_numbers",
+            "outcome_labels",
+        ):
             values[name] = tuple(values[name])
         return AgentConfig(**values)
 

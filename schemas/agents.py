@@ -45,6 +45,13 @@ class AgentConfig:
     silence_timeout_s: int
     webhook_urls: tuple[str, ...] = ()
     phone_numbers: tuple[str, ...] = field(default=(), metadata=doc("E.164 numbers routed here."))
+    transfer_numbers: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "E.164 numbers the agent may transfer a call to (transfer_call); without any, the model "
+            "is not offered transfer_call."
+        ),
+    )
     record_calls: bool
     max_concurrent_calls: int
     answering_machine_policy: str = field(metadata=doc("One of: " + ", ".join(AMD_POLICIES) + "."))

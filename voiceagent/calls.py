@@ -38,7 +38,8 @@ def simulate(
         None,
         "--transfer-to",
         help="have the offline Gemini stand-in answer the last --say by transferring the call to "
-        "this number (transfer_call); the offline Twilio stand-in carries the transfer out",
+        "this number (transfer_call), one of the agent's transfer_numbers (the demo agent's is "
+        "+15550123456); the offline Twilio stand-in carries the transfer out",
     ),
 ) -> None:
     """Call an agent (or, with --outbound, be called by one) over the real Twilio Media Streams

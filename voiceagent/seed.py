@@ -9,10 +9,13 @@ import httpx
 
 DEMO_NAME = "demo"
 DEMO_NUMBER = "+15550100000"
+DEMO_TRANSFER_NUMBER = "+15550123456"
+"""Where the demo agent may transfer calls (`call simulate --transfer-to`); fictional, like DEMO_NUMBER."""
 DEMO_CONFIG: dict[str, Any] = {
     "system_prompt": "You are the friendly demo agent of voiceagent. Keep answers short.",
     "greeting": "Hello! You are talking to the voiceagent demo.",
     "phone_numbers": [DEMO_NUMBER],
+    "transfer_numbers": [DEMO_TRANSFER_NUMBER],
     "silence_timeout_s": 30,
     "max_duration_s": 600,
     "record_calls": True,

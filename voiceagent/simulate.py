@@ -210,6 +210,8 @@ async def simulate_call(
             "model: ask the agent to put you through to a person instead"
         )
     found = _agent(addresses, agent)
+    if transfer_to is not None:
+        _check_transfer_number(found, transfer_to)
     greeting = (found.get("config") or {}).get("greeting")
     watch = CallWatch(console)
     ready = asyncio.Event()
@@ -333,6 +335,23 @@ async def _converse(
         caller.say(frames)
         await caller.said()
         await _await_reply(watch, caller, index + (1 if greeted else 0), reply_timeout_s)
+
+
+def _check_transfer_number(found: dict[str, Any], transfer_to: str) -> None:
+    """The agent transfers only to its transfer_numbers: say so before the call, not after it."""
+    numbers = (found.get("config") or {}).get("transfer_numbers") or []
+    if transfer_to in numbers:
+        return
+    name = found.get("name")
+    if not numbers:
+        raise SimulationError(
+            f"agent {name!r} has no transfer numbers, so it cannot transfer calls; publish a version "
+            f"with transfer_numbers listing {transfer_to}"
+        )
+    raise SimulationError(
+        f"agent {name!r} transfers calls only to {', '.join(map(str, numbers))}, not {transfer_to}: "
+        "pass one of those to --transfer-to, or publish a version listing it in transfer_numbers"
+    )
 
 
 async def _call_in(

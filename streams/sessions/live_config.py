@@ -25,14 +25,35 @@ BUILTIN_TOOLS: tuple[ToolSpec, ...] = (
         description="End the call politely once the conversation is over.",
         parameters_json=json.dumps({"type": "object", "properties": {"reason": {"type": "string"}}}),
     ),
-    ToolSpec(
-        name=TRANSFER_CALL,
-        description="Transfer the caller to a human at the given number.",
-        parameters_json=json.dumps(
-            {"type": "object", "properties": {"target": {"type": "string"}}, "required": ["target"]}
-        ),
-    ),
 )
+"""Declared to every agent (search_knowledge only with a knowledge base). transfer_call is
+declared per agent, only with transfer numbers: transfer_spec."""
+
+
+def transfer_spec(numbers: tuple[str, ...]) -> ToolSpec:
+    """transfer_call as declared to an agent that may transfer to ``numbers`` (not empty): the
+    target is one of them (a JSON-schema enum, which Gemini's function declarations accept).
+
+    The model may still send any target; the tool refuses one not listed (streams/sessions/tools.py).
+    """
+    return ToolSpec(
+        name=TRANSFER_CALL,
+        description="Transfer the caller to a human at one of these numbers: " + ", ".join(numbers) + ".",
+        parameters_json=json.dumps(
+            {
+                "type": "object",
+                "properties": {
+                    "target": {
+                        "type": "string",
+                        "enum": list(numbers),
+                        "description": "The number to transfer the call to.",
+                    }
+                },
+                "required": ["target"],
+            }
+        ),
+    )
+
 
 DEFAULT_CONFIG = AgentConfig(
     system_prompt="You are a helpful phone agent. Keep answers short.",
@@ -109,10 +130,17 @@ def system_instruction(plan: SessionPlan) -> str:
 
 
 def tool_declarations(config: AgentConfig) -> list[dict[str, Any]]:
-    """Function declarations: the built-in tools plus the agent's own, built-ins winning on name."""
+    """Function declarations: the built-in tools plus the agent's own, built-ins winning on name.
+
+    search_knowledge only with a knowledge base; transfer_call only with transfer numbers, and
+    then only to them (a caller must not talk the model into dialling a number of their choice).
+    """
     tools = {spec.name: spec for spec in (*config.tools, *BUILTIN_TOOLS)}
     if not config.knowledge_base_ids:
         tools.pop(SEARCH_KNOWLEDGE, None)
+    tools.pop(TRANSFER_CALL, None)  # the built-in's name: never an agent's own tool
+    if config.transfer_numbers:
+        tools[TRANSFER_CALL] = transfer_spec(config.transfer_numbers)
     return [
         {"name": spec.name, "description": spec.description, "parameters": _schema(spec)}
         for spec in tools.values()

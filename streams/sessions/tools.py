@@ -79,7 +79,7 @@ class ToolRunner:
         handlers: dict[str, Callable[[], Awaitable[ToolResult]]] = {
             SEARCH_KNOWLEDGE: lambda: self._search_knowledge(context.tenant_id, kb_ids, args),
             END_CALL: lambda: _end_call(args),
-            TRANSFER_CALL: lambda: _transfer(args),
+            TRANSFER_CALL: lambda: _transfer(context.config.transfer_numbers, args),
         }
         timeout_s = self._timeout_s
         handler = handlers.get(name)
@@ -161,8 +161,21 @@ async def _end_call(args: dict[str, Any]) -> ToolResult:
     return ToolResult({"ok": True}, hang_up_reason=str(reason) if reason else "agent_hung_up")
 
 
-async def _transfer(args: dict[str, Any]) -> ToolResult:
+async def _transfer(allowed: tuple[str, ...], args: dict[str, Any]) -> ToolResult:
+    """Transfer only to one of the agent's transfer_numbers, whatever the model sends.
+
+    The declaration limits the target to them (live_config.transfer_spec), but a model can be
+    talked into anything: a caller must not get a premium-rate or international number dialled at
+    the platform's cost, nor hand Twilio a <Dial> of their making.
+    """
+    if not allowed:
+        raise ToolError("transfer_call: this agent has no transfer numbers; it cannot transfer calls")
     target = args.get("target")
     if not isinstance(target, str) or not target:
-        raise ToolError("transfer_call needs a 'target' number")
+        raise ToolError("transfer_call needs a 'target': one of " + ", ".join(allowed))
+    if target not in allowed:
+        raise ToolError(
+            f"transfer_call: {target[:40]!r} is not one of this agent's transfer numbers; "
+            "the target must be one of " + ", ".join(allowed)
+        )
     return ToolResult({"ok": True, "transferring_to": target}, transfer_target=target)

@@ -52,6 +52,7 @@ BUILTIN_TOOL_NAMES = frozenset({END_CALL, SEARCH_KNOWLEDGE, TRANSFER_CALL})
 MIN_TOOL_TIMEOUT_MS = 100
 MAX_TOOL_TIMEOUT_MS = 30_000  # a caller waits in silence meanwhile: half a minute is already long
 MAX_DURATION_S = 4 * 60 * 60
+MAX_TRANSFER_NUMBERS = 20  # a handful of desks; each is declared to the model in every call
 # Matched with fullmatch: "$" would also accept a trailing newline.
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # [0-9]: \d also matches other scripts' digits
 BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
@@ -83,6 +84,7 @@ def config_errors(config: AgentConfig) -> list[FieldError]:
         for i, n in enumerate(config.phone_numbers)
         if not E164.fullmatch(n)
     ]
+    errors += _transfer_number_errors(config.transfer_numbers)
     errors += [
         (f"webhook_urls[{i}]", problem)
         for i, url in enumerate(config.webhook_urls)
@@ -105,6 +107,21 @@ def _window_errors(window: str) -> list[FieldError]:
         # The dialer reads [start, end) with start == end as empty: every call would wait for ever.
         return [("calling_window", "start and end must differ; leave calling_window out to call at any hour")]
     return []
+
+
+def _transfer_number_errors(numbers: tuple[str, ...]) -> list[FieldError]:
+    """transfer_call dials only these (the edge's <Dial>): E.164 numbers, a few, each once."""
+    errors: list[FieldError] = []
+    if len(numbers) > MAX_TRANSFER_NUMBERS:
+        errors.append(("transfer_numbers", f"at most {MAX_TRANSFER_NUMBERS} numbers"))
+    seen: set[str] = set()
+    for i, number in enumerate(numbers):
+        if not E164.fullmatch(number):
+            errors.append((f"transfer_numbers[{i}]", "must be E.164, such as +14155550100"))
+        elif number in seen:
+            errors.append((f"transfer_numbers[{i}]", f"{number} is listed twice"))
+        seen.add(number)
+    return errors
 
 
 def _limit_errors(config: AgentConfig) -> list[FieldError]:

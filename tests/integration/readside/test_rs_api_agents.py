@@ -125,6 +125,42 @@ async def test_rs_invalid_agent_config_gets_field_level_422(
     assert fields == {"config.voice", "config.system_prompt", "config.tools[0].parameters_json"}
 
 
+async def test_rs_transfer_numbers_round_trip_and_a_non_e164_one_is_a_422(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    # transfer_call dials only these: a number of the caller's choosing must never get in.
+    base = CONFIG | {"phone_numbers": []}  # a routed number is one agent's: the others' tests use it
+    for bad in ("14155550123", "+1 415 555 0123", "sip:desk@example.com", "+19005550199</Dial>"):
+        response = await client.post(
+            "/api/agents",
+            json={"name": "Bad", "config": base | {"transfer_numbers": ["+14155550123", bad]}},
+            headers=tenant.admin,
+        )
+        assert response.status_code == 422, (bad, response.text)
+        assert [e["field"] for e in response.json()["errors"]] == ["config.transfer_numbers[1]"], bad
+    created = await client.post(
+        "/api/agents",
+        json={"name": "Desk", "config": base | {"transfer_numbers": ["+14155550123"]}},
+        headers=tenant.admin,
+    )
+    assert created.status_code == 201, created.text
+    agent_id = created.json()["agent_id"]
+    read = await client.get(f"/api/agents/{agent_id}", headers=tenant.viewer)
+    assert read.json()["config"]["transfer_numbers"] == ["+14155550123"]
+    v2 = await client.post(
+        f"/api/agents/{agent_id}/versions",
+        json={"config": base | {"transfer_numbers": ["+14155550123", "+442071838750"]}},
+        headers=tenant.admin | {"If-Match": read.headers["ETag"]},
+    )
+    assert v2.status_code == 201, v2.text
+    assert v2.json()["config"]["transfer_numbers"] == ["+14155550123", "+442071838750"]
+    rolled = await client.post(
+        f"/api/agents/{agent_id}/rollback", json={"to_version": 1}, headers=tenant.admin | {"If-Match": '"2"'}
+    )
+    assert rolled.status_code == 201, rolled.text
+    assert rolled.json()["config"]["transfer_numbers"] == ["+14155550123"]
+
+
 BAD_TOOL_PARAMETERS = {
     "a property type that is an object": {
         "type": "object",

@@ -26,7 +26,9 @@ pytestmark = pytest.mark.asyncio
 
 
 def _session(edge: FakeEdge, gemini: FakeGemini, sink: FakeSink) -> CallSession:
-    config = dataclasses.replace(DEFAULT_CONFIG, greeting="Hello from Acme.")
+    config = dataclasses.replace(
+        DEFAULT_CONFIG, greeting="Hello from Acme.", transfer_numbers=("+14155550123",)
+    )
     return CallSession(
         target(edge.url, config=config), connect_live=gemini.connect, facts=sink, tools=ToolRunner(None)
     )

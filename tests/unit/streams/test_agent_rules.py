@@ -11,7 +11,7 @@ from google.genai import types
 
 from schemas.agents import ToolSpec
 from streams.sessions.live_config import DEFAULT_CONFIG, SessionPlan, live_connect_config
-from streams.writers.agent_rules import config_errors
+from streams.writers.agent_rules import MAX_TRANSFER_NUMBERS, config_errors
 from streams.writers.tool_schema import MAX_DEPTH, json_schema_problem
 
 BASE = dataclasses.replace(DEFAULT_CONFIG, silence_timeout_s=30)  # the live default 0 means "off"
@@ -219,3 +219,25 @@ def test_a_calling_window_that_starts_where_it_ends_is_refused(window: str, ok: 
         assert errors == [
             ("calling_window", "start and end must differ; leave calling_window out to call at any hour")
         ]
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["14155550100", "+0155550100", "+1 415 555 0100", "+14155550100\n", "sip:desk@example.com", "+1415"],
+)
+def test_a_transfer_number_that_is_not_e164_is_a_field_error(number: str) -> None:
+    errors = config_errors(dataclasses.replace(BASE, transfer_numbers=("+14155550100", number)))
+    assert errors == [("transfer_numbers[1]", "must be E.164, such as +14155550100")]
+
+
+def test_transfer_numbers_are_capped_and_listed_once() -> None:
+    assert config_errors(dataclasses.replace(BASE, transfer_numbers=("+14155550100",))) == []
+    many = tuple(f"+1415555{i:04d}" for i in range(MAX_TRANSFER_NUMBERS + 1))
+    assert config_errors(dataclasses.replace(BASE, transfer_numbers=many[:-1])) == []
+    assert config_errors(dataclasses.replace(BASE, transfer_numbers=many)) == [
+        ("transfer_numbers", f"at most {MAX_TRANSFER_NUMBERS} numbers")
+    ]
+    twice = ("+14155550100", "+14155550100")
+    assert config_errors(dataclasses.replace(BASE, transfer_numbers=twice)) == [
+        ("transfer_numbers[1]", "+14155550100 is listed twice")
+    ]
