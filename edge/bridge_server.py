@@ -84,6 +84,10 @@ async def serve_worker(connection: ServerConnection, node: EdgeNode) -> None:
             if call.ending:  # Twilio is gone; the call's finish closes this worker in a moment
                 node.metrics.incr("bridge.directives_after_end")
                 continue
+            if call.worker is not connection:
+                # Replaced by a newer worker, closing: two workers' audio must not interleave.
+                node.metrics.incr("bridge.directives_after_replaced")
+                continue
             await apply_directive(call, bridge.decode(frame))
     except ConnectionClosed:
         pass

@@ -260,9 +260,13 @@ async def _hung_worker(node: EdgeNode, port: int, token: str, call: LiveCall) ->
 
 
 def _sends_wait(call: LiveCall) -> bool:
-    """The edge's sends to the call's worker wait: its socket buffer is over the high-water mark."""
-    worker = call.worker
-    return worker is not None and worker.transport.get_write_buffer_size() > 2**15
+    """The edge's send to the call's worker has waited a while for its full socket to drain.
+
+    (Not the write buffer's size: once over the high-water mark, a send waits until the buffer
+    is below the low one, and the kernel may have taken a few bytes back under the high one.)
+    """
+    since = call.worker_sending_since
+    return call.worker is not None and since is not None and asyncio.get_running_loop().time() - since > 0.2
 
 
 async def _caller_talks(loop: MediaLoop, first: int, frames: int) -> int:
@@ -287,8 +291,13 @@ async def test_failover_from_a_hung_worker_serves_the_new_one_at_once(
     port = next(iter(server.sockets)).getsockname()[1]
     old = await _hung_worker(node, port, token, call)
     try:
-        seq = await _caller_talks(loop, 2, 400)
-        assert await _until(lambda: _sends_wait(call), 2.0)
+        # The caller talks until the edge's sends to the hung worker wait (how much the
+        # kernel's buffers take first varies from run to run).
+        seq, talked_until = 2, time.monotonic() + 5.0
+        while not _sends_wait(call) and time.monotonic() < talked_until:
+            seq = await _caller_talks(loop, seq, 50)
+            await asyncio.sleep(0.01)
+        assert _sends_wait(call)
 
         attached = time.monotonic()
         async with connect(
@@ -344,3 +353,32 @@ async def test_a_hung_worker_with_no_failover_is_dropped_and_the_call_ends_witho
         await loop.finish("twilio_stop")
         server.close()
     assert _stop_reasons(node) == ["no_agent"]
+
+
+async def test_a_replaced_worker_is_not_played_while_it_closes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The old worker (which never answers the close) still sends agent audio after a newer one
+    # took the call: two workers' audio must not interleave on the caller's line.
+    monkeypatch.setattr(bridge_server, "_REPLACED_CLOSE_TIMEOUT_S", 1.0)
+    node = _node(agent_wait_s=0.0)
+    loop = MediaLoop(RecordingTwilioSocket(), node)
+    loop.on_message(_start())
+    call = loop.call
+    assert call is not None
+    token = node.grant("call-1").token
+    server = await start_bridge_server(node, "127.0.0.1", 0)
+    port = next(iter(server.sockets)).getsockname()[1]
+    old = await _hung_worker(node, port, token, call)
+    try:
+        async with connect(
+            f"ws://127.0.0.1:{port}/bridge/call-1", additional_headers={bridge.TOKEN_HEADER: token}
+        ) as new:
+            assert "hello" in str(await new.recv())
+            assert await _until(lambda: node.metrics.get("bridge.replaced") == 1, 1.0)
+            pcm = b"\x10\x00" * 2400  # 100 ms
+            old.sendall(_client_frame(0x2, bridge.encode_agent_audio(0, pcm)))
+            assert await _until(lambda: node.metrics.get("bridge.directives_after_replaced") == 1, 1.0)
+            assert call.session.playback.audio_queued == 0
+    finally:
+        old.close()
+        await loop.finish("twilio_stop")
+        server.close()
