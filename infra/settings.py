@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["dev", "test", "staging", "prod"]
 WireFormat = Literal["single-object", "confluent"]
+
+# Where every VOICE_* settings class reads from, shared so none can drift: the environment,
+# then .env in the working directory. An empty value counts as unset, as an operator means it:
+# VOICE_DATABASE__URL= starts the embedded database instead of handing "" to SQLAlchemy.
+SETTINGS_SOURCES = SettingsConfigDict(
+    env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
+)
+
+# A TCP port a service listens on (0, "any free port", would not be the address dev announces).
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 # Values that ship in examples and docs; a real deployment must never run with them.
 _KNOWN_DEFAULT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "test", "dev"})
@@ -112,9 +122,9 @@ class EdgeSettings(BaseModel):
 
     edge_id: str = "edge-1"
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: Port = 8080
     bridge_host: str = "127.0.0.1"
-    bridge_port: int = 8081
+    bridge_port: Port = 8081
     bridge_public_url: str | None = Field(
         default=None, description="ws:// address workers use to reach this edge's audio bridge"
     )
@@ -231,7 +241,7 @@ class ApiSettings(BaseModel):
     """The operator REST API."""
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: Port = 8000
     bootstrap_api_key: SecretStr = SecretStr("")
     bootstrap_tenant_id: str = "default"
     write_wait_s: float = 3.0
@@ -263,13 +273,7 @@ class ArchiveSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything configurable, read from VOICE_* environment variables (nested with __)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="VOICE_",
-        env_nested_delimiter="__",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-    )
+    model_config = SettingsConfigDict(**SETTINGS_SOURCES, env_prefix="VOICE_", env_nested_delimiter="__")
 
     env: Environment = "dev"
     data_dir: Path = Path(".voiceagent")

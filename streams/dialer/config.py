@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.settings import SETTINGS_SOURCES
 from streams.dialer.decider import DialerOptions
 from streams.dialer.policy import RetryPolicy
 
@@ -14,7 +15,7 @@ from streams.dialer.policy import RetryPolicy
 class DialerSettings(BaseSettings):
     """Read from VOICE_DIALER__* beside the platform's Settings; built only in entry points."""
 
-    model_config = SettingsConfigDict(env_prefix="VOICE_DIALER__", extra="ignore")
+    model_config = SettingsConfigDict(**SETTINGS_SOURCES, env_prefix="VOICE_DIALER__")
 
     app_id: str = "voice-dialer"
     tick_interval_s: float = 0.2

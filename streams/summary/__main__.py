@@ -8,13 +8,13 @@ import logging
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.process import stop_on_signals
-from infra.settings import Settings
+from infra.settings import SETTINGS_SOURCES, Settings
 from streams.standin.client import genai_client_for
 from streams.summary.runner import SummaryWorker, genai_generate
 
 
 class SummarySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VOICE_SUMMARY__", extra="ignore")
+    model_config = SettingsConfigDict(**SETTINGS_SOURCES, env_prefix="VOICE_SUMMARY__")
 
     group_id: str = "voice-summary"
     max_in_flight: int = 8

@@ -9,9 +9,11 @@ from __future__ import annotations
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.settings import SETTINGS_SOURCES
+
 
 class WebhookSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VOICE_WEBHOOKS__", extra="ignore")
+    model_config = SettingsConfigDict(**SETTINGS_SOURCES, env_prefix="VOICE_WEBHOOKS__")
 
     secret: SecretStr = SecretStr("")
     """The platform secret each tenant's call-webhook signing key is derived from; never sent."""
