@@ -43,6 +43,21 @@ SERVICES: tuple[tuple[str, list[str]], ...] = (
     ("archiver", ["-m", "voiceagent.cli", "archive", "run"]),
 )
 ARCHIVER = "archiver"
+EDGE = "edge"
+# The services that record how a call ended: the calls worker (the streams worker, which also
+# runs the sessions) and the dialer, which reads the calls' outcomes for its attempts.
+CALL_RECORDERS = ("streams worker", "dialer")
+
+# Ctrl-C with a call live: the edge gives it this long to end by itself before it ends it
+# (edge_shutdown); production's 20 s is a rolling deploy's, too long to wait at a desk. An
+# explicit VOICE_EDGE__DRAIN_DEADLINE_S wins.
+DEV_DRAIN_DEADLINE_S = 5.0
+# How long the edge may take to stop beyond its drain deadline: ending its calls (up to 5 s
+# for them to close), then its HTTP server, bridge and producer, each bounded by a few seconds.
+EDGE_STOP_MARGIN_S = 20.0
+# Between stopping one stage and the next: time for the next to read and record what the
+# stopped one wrote last (their fetch waits are tens of ms; a busy machine is slower).
+RECORD_GRACE_S = 1.0
 
 STREAMS_WORKER = "streams"  # the service `--session-workers` starts several of
 
@@ -90,19 +105,45 @@ class Running:
     stack: Stack
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    edge_drain_s: float = DEV_DRAIN_DEADLINE_S
+    """The edge's drain deadline as started: its stop must be given longer than that."""
 
     def stop(self, console: Console) -> None:
         # A second Ctrl-C must not cut the orderly stop short (children would be killed anyway).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         console.print("stopping...")
-        # The archiver last: what the others write while they stop (the edge ends its calls, the
-        # calls worker and the dialer record it) must reach the archive, which is the log the
-        # next start restores. It flushes what it holds when it stops.
-        last = [child for child in self.children if child[0] == ARCHIVER]
-        for _name, proc in [*reversed([c for c in self.children if c[0] != ARCHIVER]), *last]:
-            stop_child(proc)
+        for stage, group in enumerate(stop_stages(self.children)):
+            if stage and any(proc.poll() is None for _, proc in group):
+                time.sleep(RECORD_GRACE_S)  # the next stage reads what the last one wrote
+            for name, proc in group:
+                if name == EDGE:  # killed mid-drain, its calls would stay "in progress" for good
+                    stop_child(proc, timeout=self.edge_drain_s + EDGE_STOP_MARGIN_S)
+                else:
+                    stop_child(proc)
         self.stack.stop()
         console.print("[green]stopped cleanly[/]")
+
+
+def stop_stages(
+    children: list[tuple[str, subprocess.Popen[bytes]]],
+) -> list[list[tuple[str, subprocess.Popen[bytes]]]]:
+    """The order `dev` stops its children in, stage by stage (ADR 20).
+
+    1. The edge: it stops taking calls and ends the live ones (edge_shutdown).
+    2. The calls workers, still running, record those ends (CallEnded); the dialer
+       records the outcomes of its attempts from them.
+    3. The rest, in reverse start order (the stand-ins, started first, after the services
+       that call them).
+    4. The archiver last: what the others write while they stop must reach the archive,
+       which is the log the next start restores. It flushes what it holds when it stops.
+    """
+    edge = [c for c in children if c[0] == EDGE]
+    workers = [c for c in children if c[0].startswith(CALL_RECORDERS[0])]
+    dialer = [c for c in children if c[0] == CALL_RECORDERS[1]]
+    archiver = [c for c in children if c[0] == ARCHIVER]
+    first = {id(c) for c in [*edge, *workers, *dialer, *archiver]}
+    rest = [c for c in reversed(children) if id(c) not in first]
+    return [stage for stage in (edge, workers, dialer, rest, archiver) if stage]
 
 
 def dev_secrets(data_dir: Path) -> dict[str, str]:
@@ -181,6 +222,8 @@ def _start_services(
     settings = running.stack.settings
     keys = dev_secrets(data_dir)
     env = _base_env(settings, keys)
+    running.edge_drain_s = dev_drain_deadline(settings)
+    env["VOICE_EDGE__DRAIN_DEADLINE_S"] = str(running.edge_drain_s)
     standin_control: str | None = None
     if not settings.gemini.api_key.get_secret_value() and not settings.gemini.base_url:
         standin_control = _start_standin(running, env, data_dir)
@@ -227,6 +270,12 @@ def _start_services(
     )
     addresses.write(data_dir)
     return addresses
+
+
+def dev_drain_deadline(settings: Settings) -> float:
+    """The edge's drain deadline in dev: the one configured, else the short dev one."""
+    edge = settings.edge
+    return edge.drain_deadline_s if "drain_deadline_s" in edge.model_fields_set else DEV_DRAIN_DEADLINE_S
 
 
 def _base_env(settings: Settings, keys: dict[str, str]) -> dict[str, str]:

@@ -16,11 +16,13 @@ from infra.stack import Stack
 from tests.support.dev_addresses import dev_addresses
 from voiceagent.dev import (
     BACKGROUND_SERVICES,
+    DEV_DRAIN_DEADLINE_S,
     SERVICES,
     STREAMS_WORKER,
     Running,
     _show,
     check_exits,
+    dev_drain_deadline,
     planned_children,
 )
 
@@ -63,19 +65,48 @@ def test_the_status_screen_keeps_keys_and_addresses_whole_in_a_narrow_pipe() -> 
     assert not any("…" in line for line in lines)
 
 
-def test_the_archiver_stops_last_so_the_archive_holds_what_the_others_write_while_stopping(
+def test_dev_stops_the_edge_first_then_who_records_its_calls_and_the_archiver_last(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Not reverse start order any more: that stopped the calls worker and the dialer before the
+    # edge, so the calls the edge ended at Ctrl-C were never recorded and stayed "in progress"
+    # for good. Now the edge first (it ends its calls), then the calls workers and the dialer
+    # (they record those ends), then the rest in reverse start order, and the archiver last so
+    # that all of it reaches the archive the next start restores (ADR 20).
     stopped: list[str] = []
-    monkeypatch.setattr("voiceagent.dev.stop_child", lambda proc: stopped.append(proc))
+    timeouts: dict[str, float] = {}
+
+    def stop_child(proc: str, *, timeout: float = 10.0) -> None:
+        stopped.append(proc)
+        timeouts[proc] = timeout
+
+    monkeypatch.setattr("voiceagent.dev.stop_child", stop_child)
     monkeypatch.setattr("voiceagent.dev.signal.signal", lambda *_: None)
+    monkeypatch.setattr("voiceagent.dev.time.sleep", lambda _s: None)
     stack = Stack(settings=Settings())
     monkeypatch.setattr(stack, "stop", lambda: stopped.append("stack"))
-    running = Running(stack)
-    running.children = [(c.label, c.label) for c in planned_children()]  # type: ignore[misc]
+    running = Running(stack, edge_drain_s=20.0)
+    labels = ["gemini stand-in (offline)", *(c.label for c in planned_children(session_workers=2))]
+    running.children = [(label, _Alive(label)) for label in labels]  # type: ignore[misc]
     running.stop(Console(record=True))
-    assert stopped[-2:] == ["archiver", "stack"]
-    assert stopped[:2] == ["api", "projections"]  # the rest in reverse start order
+    assert stopped[:4] == ["edge", "streams worker 1", "streams worker 2", "dialer"]
+    assert stopped[4:6] == ["api", "projections"]  # the rest in reverse start order
+    assert stopped[-3:] == ["gemini stand-in (offline)", "archiver", "stack"]
+    assert timeouts["edge"] > 20.0  # killed mid-drain, its calls would not end
+    assert timeouts["dialer"] == 10.0
+
+
+class _Alive(str):
+    """Stands for a running child in the stop order test."""
+
+    def poll(self) -> None:
+        return None
+
+
+def test_the_dev_edge_drains_briefly_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert dev_drain_deadline(Settings()) == DEV_DRAIN_DEADLINE_S
+    monkeypatch.setenv("VOICE_EDGE__DRAIN_DEADLINE_S", "30")
+    assert dev_drain_deadline(Settings()) == 30.0
 
 
 def _process(code: int | None) -> subprocess.Popen[bytes]:
