@@ -24,11 +24,12 @@ from infra.migrate import upgrade_database
 from infra.settings import Settings
 from infra.topics import ensure_topics
 from voiceagent.calls import call_app
-from voiceagent.dev import DEFAULT_BACKGROUND_NICE, run_dev
+from voiceagent.dev import DEFAULT_BACKGROUND_NICE, ServiceStartError, run_dev
 from voiceagent.devfile import DevAddresses
 from voiceagent.devlock import DevAlreadyRunningError
 from voiceagent.doctor import run_doctor
 from voiceagent.replay_cli import replay_command
+from voiceagent.seed import SeedError
 
 app = typer.Typer(help="Run and operate the voice-agent platform.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
@@ -142,6 +143,9 @@ def main() -> None:
         raise SystemExit(2) from None
     except EmbeddedStartError as err:  # its message carries the service's log tail
         console.print(f"[red]the embedded broker or database did not start: {escape(str(err))}[/]")
+        raise SystemExit(3) from None
+    except (ServiceStartError, SeedError) as err:  # dev: a service died or the API never came up
+        console.print(f"[red]the platform did not start: {escape(str(err))}[/]")
         raise SystemExit(3) from None
     except SchemaRegistryError as err:  # confluent framing without (or with an absent) registry
         console.print(f"[red]{escape(str(err))}[/]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import json
 import os
@@ -11,9 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -105,6 +109,8 @@ class Running:
     stack: Stack
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    log_paths: dict[str, Path] = field(default_factory=dict)
+    """Each child's log file, by label."""
     edge_drain_s: float = DEV_DRAIN_DEADLINE_S
     """The edge's drain deadline as started: its stop must be given longer than that."""
 
@@ -144,6 +150,98 @@ def stop_stages(
     first = {id(c) for c in [*edge, *workers, *dialer, *archiver]}
     rest = [c for c in reversed(children) if id(c) not in first]
     return [stage for stage in (edge, workers, dialer, rest, archiver) if stage]
+
+
+T = TypeVar("T")
+
+
+class ServiceStartError(RuntimeError):
+    """A service `dev` starts could not start, or exited before the platform was up."""
+
+
+def dead_service(running: Running) -> str | None:
+    """What has died, with its log, if the embedded broker or database or a child has exited."""
+    for service in running.stack.services:
+        if (code := service.process.poll()) is not None:
+            return f"the embedded {service.name} exited with {code}; its log: {service.log_path}"
+    for name, proc in running.children:
+        if (code := proc.poll()) is not None:
+            return f"{name} exited with {code} while starting; its log: {_log_of(running, name)}"
+    return None
+
+
+def _log_of(running: Running, name: str) -> Path:
+    return running.log_paths.get(name, running.stack.settings.data_dir.resolve() / "logs")
+
+
+def while_services_live(running: Running, work: Callable[[], T], poll_s: float = 0.2) -> T:
+    """work()'s result, done in a thread while the children are watched: ServiceStartError as
+    soon as one exits (a port in use, a crash) instead of waiting out work's own timeout."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def _run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as err:  # handed to the caller's thread
+            failure.append(err)
+
+    # A daemon: if a service died, the abandoned poll must not keep dev from exiting.
+    thread = threading.Thread(target=_run, name="dev-start-wait", daemon=True)
+    thread.start()
+    while True:
+        thread.join(poll_s)
+        if (dead := dead_service(running)) is not None:
+            raise ServiceStartError(f"{dead}; dev stops (nothing was left running)")
+        if not thread.is_alive():
+            if failure:
+                raise failure[0]
+            return outcome[0]
+
+
+def _port_taken(host: str, port: int) -> bool:
+    """Whether something else listens on host:port (a port in TIME_WAIT is free to bind)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+        return False
+
+
+def check_ports_free(settings: Settings) -> None:
+    """ServiceStartError naming the setting if another program holds a port dev's services need.
+
+    Caught here, before anything starts: a foreign server on the edge's port would otherwise
+    answer dev's "is the edge up?" check, and dev would announce a platform that takes no calls.
+    """
+    wanted = [
+        ("VOICE_EDGE__PORT", settings.edge.host, settings.edge.port),
+        ("VOICE_EDGE__BRIDGE_PORT", settings.edge.bridge_host, settings.edge.bridge_port),
+        ("VOICE_API__PORT", settings.api.host, settings.api.port),
+    ]
+    taken = [f"{host}:{port} ({name})" for name, host, port in wanted if _port_taken(host, port)]
+    if taken:
+        raise ServiceStartError(
+            f"another program already listens on {', '.join(taken)}: stop it, or set "
+            "the variable to a free port (in the environment or .env)"
+        )
+
+
+def _spawn(
+    running: Running,
+    label: str,
+    argv: list[str],
+    log_path: Path,
+    env: dict[str, str],
+    nice: int = 0,
+) -> subprocess.Popen[bytes]:
+    proc = spawn_bound_child(argv, log_path=log_path, env=env, nice=nice)
+    running.children.append((label, proc))
+    running.log_paths[label] = log_path
+    return proc
 
 
 def dev_secrets(data_dir: Path) -> dict[str, str]:
@@ -220,6 +318,7 @@ def _start_services(
     background_nice: int = DEFAULT_BACKGROUND_NICE,
 ) -> DevAddresses:
     settings = running.stack.settings
+    check_ports_free(settings)
     keys = dev_secrets(data_dir)
     env = _base_env(settings, keys)
     running.edge_drain_s = dev_drain_deadline(settings)
@@ -237,25 +336,22 @@ def _start_services(
     for child in planned_children(session_workers, background_nice):
         if child.argv[1] in missing:
             continue
-        proc = spawn_bound_child(
-            [sys.executable, *child.argv],
-            log_path=data_dir / "logs" / child.log_name,
-            env=env | child.env,
-            nice=child.nice,
-        )
-        running.children.append((child.label, proc))
+        log_path = data_dir / "logs" / child.log_name
+        argv = [sys.executable, *child.argv]
+        _spawn(running, child.label, argv, log_path, env | child.env, child.nice)
     api_url = f"http://{env['VOICE_API__HOST']}:{env['VOICE_API__PORT']}"
     with console.status("waiting for the API and seeding the demo agent..."):
-        agent_id = seed_demo_agent(api_url, keys["api_key"], timeout_s=90)
+        logs_dir = data_dir / "logs"
+        agent_id = while_services_live(
+            running, lambda: seed_demo_agent(api_url, keys["api_key"], timeout_s=90, logs_dir=logs_dir)
+        )
     edge_host = "127.0.0.1" if settings.edge.host in ("0.0.0.0", "::") else settings.edge.host
     listeners = [(edge_host, settings.edge.port), *([_address(twilio_standin)] if twilio_standin else [])]
     with console.status("waiting for the edge..."):
         # dev.json tells tools the platform takes calls, and the edge may come up after the API.
-        running.notes += [
-            f"nothing listens on {h}:{p} yet; see the logs"
-            for h, p in listeners
-            if not _listening((h, p), 60)
-        ]
+        for listener in listeners:
+            if not while_services_live(running, functools.partial(_listening, listener, 60)):
+                running.notes.append(f"nothing listens on {listener[0]}:{listener[1]} yet; see the logs")
     addresses = DevAddresses(
         bootstrap=settings.kafka.bootstrap or "",
         database_url=settings.database.url or "",
@@ -307,11 +403,10 @@ def _start_standin(running: Running, env: dict[str, str], data_dir: Path) -> str
     cert_dir = data_dir / "standin-certs"
     argv = [sys.executable, "-m", "streams.standin", "--port", str(port), "--control-port", str(control)]
     argv += ["--cert-dir", str(cert_dir)]
-    proc = spawn_bound_child(argv, log_path=data_dir / "logs" / "standin.log", env=env)
-    running.children.append(("gemini stand-in (offline)", proc))
+    _spawn(running, "gemini stand-in (offline)", argv, data_dir / "logs" / "standin.log", env)
     # Workers read the stand-in's CA file when they start (the summary worker at once), and the
     # stand-in writes it before it listens: wait for that, or they would start without it.
-    if not _listening(("127.0.0.1", port), 60):
+    if not while_services_live(running, functools.partial(_listening, ("127.0.0.1", port), 60)):
         running.notes.append("the offline Gemini stand-in did not start; see logs/standin.log")
     env["VOICE_GEMINI__BASE_URL"] = f"https://127.0.0.1:{port}"
     env["VOICE_GEMINI__CA_FILE"] = str(cert_dir / "standin-ca.pem")
@@ -349,8 +444,7 @@ def _offline_twilio(settings: Settings) -> bool:
 def _start_twilio_standin(running: Running, env: dict[str, str], data_dir: Path) -> str:
     port = free_port()
     argv = [sys.executable, "-m", "streams.telephony.standin", "--port", str(port)]
-    proc = spawn_bound_child(argv, log_path=data_dir / "logs" / "twilio-standin.log", env=env)
-    running.children.append(("twilio stand-in (offline)", proc))
+    _spawn(running, "twilio stand-in (offline)", argv, data_dir / "logs" / "twilio-standin.log", env)
     env["VOICE_TWILIO__API_BASE_URL"] = f"http://127.0.0.1:{port}"
     running.notes.append(
         "Twilio account not set: outbound calls ring the offline Twilio stand-in "
@@ -429,5 +523,6 @@ def check_exits(running: Running, reported: set[int], console: Console) -> bool:
     for name, proc in running.children:
         if proc.poll() is not None and proc.pid not in reported:
             reported.add(proc.pid)
-            console.print(f"[red]{name} exited with {proc.returncode}; the rest keep running. See {logs}[/]")
+            log = running.log_paths.get(name, logs)
+            console.print(f"[red]{name} exited with {proc.returncode}; the rest keep running. See {log}[/]")
     return True

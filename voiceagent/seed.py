@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,11 +31,14 @@ def _headers(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
 
 
-def wait_for_api(client: httpx.Client, api_key: str, timeout_s: float) -> None:
+_LOGS = Path(".voiceagent/logs")  # the default data dir's
+
+
+def wait_for_api(client: httpx.Client, api_key: str, timeout_s: float, logs_dir: Path = _LOGS) -> None:
     failure = _poll(client, api_key, "/api/agents", params={"limit": 1}, timeout_s=timeout_s, interval_s=0.5)
     if failure is not None:
         raise SeedError(
-            f"the API did not answer within {timeout_s:g}s ({failure}); see .voiceagent/logs/api.log"
+            f"the API did not answer within {timeout_s:g}s ({failure}); see {logs_dir / 'api.log'}"
         )
 
 
@@ -82,12 +86,18 @@ def find_agent(client: httpx.Client, api_key: str, name_or_id: str) -> dict[str,
 
 
 def seed_demo_agent(
-    api_url: str, api_key: str, *, timeout_s: float = 60, transport: httpx.BaseTransport | None = None
+    api_url: str,
+    api_key: str,
+    *,
+    timeout_s: float = 60,
+    transport: httpx.BaseTransport | None = None,
+    logs_dir: Path = _LOGS,
 ) -> str:
     """The demo agent's id, creating it (with a published version) the first time; returns once
-    the API shows it. ``transport`` is for tests (an in-process API)."""
+    the API shows it. ``transport`` is for tests (an in-process API); ``logs_dir`` is where the
+    services' logs are, for the error messages."""
     with httpx.Client(base_url=api_url, timeout=10, transport=transport) as client:
-        wait_for_api(client, api_key, timeout_s)
+        wait_for_api(client, api_key, timeout_s, logs_dir)
         existing = find_agent(client, api_key, DEMO_NAME)
         if existing is not None:
             return str(existing["agent_id"])
@@ -104,15 +114,17 @@ def seed_demo_agent(
             agent_id = str(response.json()["agent_id"])
         # Accepted is not visible: the read model has it once the projections have caught up,
         # and `dev` must not say "try a call" before `call simulate --agent demo` can find it.
-        wait_until_visible(client, api_key, agent_id, timeout_s)
+        wait_until_visible(client, api_key, agent_id, timeout_s, logs_dir)
         return agent_id
 
 
-def wait_until_visible(client: httpx.Client, api_key: str, agent_id: str, timeout_s: float) -> None:
+def wait_until_visible(
+    client: httpx.Client, api_key: str, agent_id: str, timeout_s: float, logs_dir: Path = _LOGS
+) -> None:
     """Return once the API shows the agent (its read model has caught up); SeedError if it never does."""
     failure = _poll(client, api_key, f"/api/agents/{agent_id}", timeout_s=timeout_s, interval_s=0.2)
     if failure is not None:
         raise SeedError(
             f"the demo agent {agent_id} was accepted but the API did not show it within {timeout_s:g}s "
-            f"({failure}); see .voiceagent/logs/projections.log"
+            f"({failure}); see {logs_dir / 'projections.log'}"
         )

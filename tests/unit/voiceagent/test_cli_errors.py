@@ -10,7 +10,9 @@ from infra.embedded import EmbeddedStartError
 from infra.eventlog.restore import RestoreError
 from infra.eventlog.schema_registry import SchemaRegistryError
 from voiceagent import cli
+from voiceagent.dev import ServiceStartError
 from voiceagent.devlock import DevAlreadyRunningError
+from voiceagent.seed import SeedError
 
 
 def _failing(error: Exception) -> object:
@@ -106,6 +108,16 @@ def test_an_archive_url_that_cannot_be_opened_is_a_restore_error() -> None:
             'did not start: postgres exited with 1: FATAL: lock file "postmaster.pid" [already] exists',
         ),
         (DevAlreadyRunningError("another `voiceagent dev` (pid 7) is running"), 2, "(pid 7) is running"),
+        (  # dev waited 90 s for the API, then printed a SeedError traceback
+            SeedError("the API did not answer within 90s (no answer); see /tmp/d/logs/api.log"),
+            3,
+            "did not start: the API did not answer within 90s (no answer); see /tmp/d/logs/api.log",
+        ),
+        (
+            ServiceStartError("edge exited with 1 while starting; its log: /tmp/d/logs/edge.log"),
+            3,
+            "did not start: edge exited with 1 while starting; its log: /tmp/d/logs/edge.log",
+        ),
         (  # `call timeline` reads the log through the same codec as `events tail`
             SchemaRegistryError("VOICE_KAFKA__WIRE_FORMAT=confluent needs VOICE_KAFKA__SCHEMA_REGISTRY_URL"),
             2,

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from rich.console import Console
 
 from infra.embedded import EmbeddedService
-from infra.settings import Settings
+from infra.process import free_port
+from infra.settings import ApiSettings, EdgeSettings, Settings
 from infra.stack import Stack
 from tests.support.dev_addresses import dev_addresses
 from voiceagent.dev import (
@@ -20,11 +25,16 @@ from voiceagent.dev import (
     SERVICES,
     STREAMS_WORKER,
     Running,
+    ServiceStartError,
     _show,
     check_exits,
+    check_ports_free,
+    dead_service,
     dev_drain_deadline,
     planned_children,
+    while_services_live,
 )
+from voiceagent.seed import SeedError, seed_demo_agent
 
 
 def test_one_of_each_service_by_default() -> None:
@@ -149,3 +159,66 @@ def test_a_service_that_exits_is_reported_once_and_the_rest_keep_running(running
     assert check_exits(running, reported, console)
     assert console.export_text().count("webhooks exited with 3; the rest keep running") == 1
     assert "edge" not in console.export_text()
+
+
+def test_dev_stops_at_once_naming_a_service_that_died_while_it_waits_for_the_api(
+    running: Running, tmp_path: Path
+) -> None:
+    # Before, dev polled the API for 90 s whatever had died, then printed a traceback.
+    log = tmp_path / "logs" / "edge.log"
+    running.children += [("api", _process(None)), ("edge", _process(1))]
+    running.log_paths["edge"] = log
+    released = threading.Event()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ServiceStartError) as stopped:
+            while_services_live(running, lambda: released.wait(30))
+    finally:
+        released.set()
+    assert time.monotonic() - started < 5
+    assert f"edge exited with 1 while starting; its log: {log}" in str(stopped.value)
+
+
+def test_waiting_while_the_services_live_returns_the_result_or_raises_the_error(running: Running) -> None:
+    running.children.append(("api", _process(None)))
+    assert while_services_live(running, lambda: "agent-1") == "agent-1"
+
+    def refused() -> str:
+        raise SeedError("creating the demo agent failed: HTTP 500")
+
+    with pytest.raises(SeedError, match="HTTP 500"):
+        while_services_live(running, refused)
+
+
+def test_a_dead_service_without_a_known_log_points_at_this_data_dirs_logs(
+    running: Running, tmp_path: Path
+) -> None:
+    running.children.append(("writers", _process(2)))
+    assert dead_service(running) == f"writers exited with 2 while starting; its log: {tmp_path / 'logs'}"
+
+
+def test_dev_refuses_to_start_when_another_program_holds_the_edge_port() -> None:
+    # Before, a foreign server on the edge port answered dev's "is the edge up?" check, the edge
+    # itself died, and dev announced a platform that took no calls.
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        port = foreign.getsockname()[1]
+        edge = EdgeSettings(port=port, bridge_port=free_port())
+        settings = Settings(edge=edge, api=ApiSettings(port=free_port()))
+        with pytest.raises(ServiceStartError, match=rf"127.0.0.1:{port} \(VOICE_EDGE__PORT\)"):
+            check_ports_free(settings)
+    check_ports_free(settings)  # once it is gone
+
+
+def test_the_seed_error_names_the_logs_of_the_data_dir_in_use(tmp_path: Path) -> None:
+    def no_api(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    logs = tmp_path / "data" / "logs"
+    with pytest.raises(SeedError) as failed:
+        seed_demo_agent(
+            "http://api", "k", timeout_s=0.1, transport=httpx.MockTransport(no_api), logs_dir=logs
+        )
+    assert f"see {logs / 'api.log'}" in str(failed.value)
+    assert ".voiceagent/logs" not in str(failed.value)
