@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -90,10 +91,12 @@ def _prepare_system_user(bin_dir: Path, data_dir: Path, pgdata: Path) -> str | N
     if os.geteuid() != 0:
         return None
     entry = _ensure_system_user(_PG_SYSTEM_USER)
-    # The unprivileged user must traverse to the binaries and the data directory.
+    # The unprivileged user must traverse to the binaries and the data directory: only that,
+    # on their ancestors (a home directory, /root, must not become readable to everyone).
     for path in (pgdata, bin_dir):
         for parent in path.parents:
-            parent.chmod(parent.stat().st_mode | 0o055)
+            let_traverse(parent, entry.pw_uid, entry.pw_gid)
+    # The installation itself (bin, lib, share) the server reads and runs.
     for path in bin_dir.parent.rglob("*"):
         mode = path.stat().st_mode
         path.chmod(mode | (0o055 if path.is_dir() or mode & 0o100 else 0o044))
@@ -101,6 +104,23 @@ def _prepare_system_user(bin_dir: Path, data_dir: Path, pgdata: Path) -> str | N
         os.chown(path, entry.pw_uid, entry.pw_gid)
     pgdata.chmod(0o700)
     return _PG_SYSTEM_USER
+
+
+def let_traverse(directory: Path, uid: int, gid: int) -> None:
+    """Add the one execute bit that lets uid (primary group gid) through directory, if it lacks it.
+
+    Owner, group or other: whichever class applies to that user, as the kernel checks it.
+    Nothing is added where it can already pass, and never a read bit.
+    """
+    st = directory.stat()
+    if st.st_uid == uid:
+        needed = stat.S_IXUSR
+    elif st.st_gid == gid:
+        needed = stat.S_IXGRP
+    else:
+        needed = stat.S_IXOTH
+    if not st.st_mode & needed:
+        directory.chmod(stat.S_IMODE(st.st_mode) | needed)
 
 
 def _initdb(bin_dir: Path, pgdata: Path, user: str | None, log_path: Path) -> None:
