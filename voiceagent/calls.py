@@ -61,6 +61,8 @@ def simulate(
                 outbound=outbound,
                 reply_timeout_s=reply_timeout,
                 transfer_to=transfer_to,
+                # The broker dev.json names, read with the configured security (SASL, TLS).
+                kafka=settings.kafka.model_copy(update={"bootstrap": addresses.bootstrap}),
             )
         )
     except (SimulationError, FileNotFoundError, DevFileError) as err:

@@ -198,11 +198,13 @@ async def simulate_call(
     outbound: bool,
     reply_timeout_s: float,
     transfer_to: str | None = None,
+    kafka: KafkaSettings | None = None,
 ) -> Outcome:
     """Place the call (or be called), speak each turn after the agent's previous reply, hang up.
 
     ``transfer_to``: the offline Gemini stand-in answers the last turn by transferring the call
-    there (a real model decides for itself when to call ``transfer_call``)."""
+    there (a real model decides for itself when to call ``transfer_call``). ``kafka``: how to
+    read the call's events (its security settings); default: plainly, from the dev broker."""
     caller_audio = _caller_audio(turns, wav)  # a bad file is said before any call is placed
     if transfer_to is not None and not addresses.standin_control_url:
         raise SimulationError(
@@ -215,11 +217,12 @@ async def simulate_call(
     greeting = (found.get("config") or {}).get("greeting")
     watch = CallWatch(console)
     ready = asyncio.Event()
-    follower = asyncio.create_task(watch.follow(KafkaSettings(bootstrap=addresses.bootstrap), ready))
+    kafka = kafka or KafkaSettings(bootstrap=addresses.bootstrap)
+    follower = asyncio.create_task(watch.follow(kafka, ready))
     phone: PhoneLine | None = None
     async with httpx.AsyncClient(timeout=10) as http:
         try:
-            await asyncio.wait_for(ready.wait(), 15)
+            await until_following(follower, ready, kafka, timeout_s=15)
             if outbound:
                 phone = _phone(addresses, http)
                 call = await _ring(addresses, http, phone, str(found["agent_id"]), console)
@@ -250,6 +253,28 @@ async def simulate_call(
             await asyncio.gather(follower, return_exceptions=True)
     last = next(e for e in reversed(watch.events) if type(e).__name__ in ("CallEnded", "CallFailed"))
     return Outcome(call.call_id, f"{type(last).__name__} ({last.reason})", audio, transferred_to)
+
+
+async def until_following(
+    follower: asyncio.Task[None], ready: asyncio.Event, kafka: KafkaSettings, *, timeout_s: float
+) -> None:
+    """Return once the follower reads the call events; SimulationError saying why if it cannot."""
+    waiting = asyncio.ensure_future(ready.wait())
+    try:
+        await asyncio.wait({follower, waiting}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if ready.is_set():
+        return
+    where = f"the broker at {kafka.bootstrap}"
+    if follower.done() and not follower.cancelled() and (err := follower.exception()) is not None:
+        raise SimulationError(
+            f"cannot read the call events from {where}: {type(err).__name__}: {err}"
+        ) from err
+    raise SimulationError(
+        f"could not read the call events from {where} within {timeout_s:g}s; is the platform "
+        "running, and its VOICE_KAFKA__* settings (security protocol, SASL, CA file) right?"
+    )
 
 
 def _ended(watch: CallWatch) -> bool:
