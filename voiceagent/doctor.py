@@ -13,6 +13,7 @@ from rich.table import Table
 from infra.kafka import make_admin
 from infra.migrate import current_revision
 from infra.settings import Settings
+from streams.webhooks.settings import WebhookSettings
 from voiceagent.devfile import DevAddresses
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -27,6 +28,7 @@ def run_doctor(settings: Settings, console: Console) -> int:
         _gemini(settings),
         _twilio(settings),
         _public_url(settings),
+        _platform_secrets(settings, WebhookSettings()),
     ]
     table = Table(title="voiceagent doctor")
     for column in ("check", "result", "what it means"):
@@ -142,3 +144,26 @@ def _public_url(settings: Settings) -> tuple[str, str, str]:
     if url.hostname in ("127.0.0.1", "localhost"):
         return "public URL", WARN, "points at this machine only; Twilio cannot reach it"
     return "public URL", OK, f"Twilio will call {settings.twilio.public_base_url}"
+
+
+def _platform_secrets(settings: Settings, hooks: WebhookSettings) -> tuple[str, str, str]:
+    """The two secrets tenants' signing keys derive from: the services refuse to start without
+    them outside dev and test, so doctor says so first (ADR 27)."""
+    secrets = (
+        ("VOICE_STREAMS__TOOL_WEBHOOK_SECRET", settings.streams.tool_webhook_secret),
+        ("VOICE_WEBHOOKS__SECRET", hooks.secret),
+    )
+    missing = [name for name, secret in secrets if not secret.get_secret_value().strip()]
+    if settings.env in ("dev", "test"):
+        if missing:
+            return "webhook secrets", OK, f"{' and '.join(missing)} unset: fine for env={settings.env}"
+        return "webhook secrets", OK, "both set"
+    if missing:
+        return (
+            "webhook secrets",
+            FAIL,
+            f"{' and '.join(missing)} must be set for env={settings.env}: the API, the session "
+            "workers and the webhooks worker refuse to start without them (tenants' signing keys "
+            "derive from them)",
+        )
+    return "webhook secrets", OK, "both set"
