@@ -391,8 +391,11 @@ def _base_env(settings: Settings, keys: dict[str, str]) -> dict[str, str]:
             "VOICE_API__BOOTSTRAP_API_KEY": keys["api_key"],
             "VOICE_TWILIO__AUTH_TOKEN": settings.twilio.auth_token.get_secret_value()
             or keys["twilio_auth_token"],
+            # The setting's default names the default edge port: one that was not set follows
+            # the edge's port, or simulated calls (and dev.json) would dial the wrong one.
             "VOICE_TWILIO__PUBLIC_BASE_URL": settings.twilio.public_base_url
-            or f"http://127.0.0.1:{edge_port}",
+            if "public_base_url" in settings.twilio.model_fields_set
+            else f"http://127.0.0.1:{edge_port}",
         }
     )
     return env
