@@ -380,7 +380,9 @@ class LiveCall:
 
     async def clear_playback(self, source: str) -> Cleared:
         """Drop queued agent audio, flush Twilio's buffer, and record what the caller heard."""
-        cleared = self.session.playback.clear()
+        # The edge's own barge-in spares an utterance newer than the one the caller hears; a
+        # worker's clear (the model was interrupted) drops all it sent.
+        cleared = self.session.playback.clear(keep_newer=source == "edge_vad")
         if self.recording is not None:
             self.recording.reanchor_heard()
         await self.send_twilio(protocol.clear_message(self.stream_sid))

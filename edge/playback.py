@@ -132,21 +132,24 @@ class Playback:
             self._played[item.utterance_id] = self._played.get(item.utterance_id, 0) + 1
         return item
 
-    def clear(self) -> Cleared:
-        """Drop the unsent rest of the utterance the caller is hearing.
+    def clear(self, *, keep_newer: bool = False) -> Cleared:
+        """Drop what has not been sent, or with ``keep_newer`` only the utterance being heard.
 
         The cleared utterance is named once: a second clear before new audio names none, so an
         interruption seen by both the edge's VAD and the model is recorded once. A sender that
         names its utterances (``begin_utterance``) may still have audio of the cleared one in
         flight; that is dropped until it begins the next.
 
-        When the caller is hearing an older utterance's tail, only that tail (and its mark) is
-        dropped: the newer one plays on from its start, so the sender, who is told about the
-        older one, has not been silenced, nor cut mid-sentence, without knowing.
+        ``keep_newer`` is for the edge's own barge-in: when the caller is hearing an older
+        utterance's tail, only that tail (and its mark) is dropped, and the newer one plays on
+        from its start, so the sender, who is told about the older one, has not been silenced,
+        nor cut mid-sentence, without knowing (the model, hearing the caller too, interrupts it
+        if it should). A sender's own clear drops everything it sent, the utterance it is still
+        sending included.
         """
         utterance = self._current_played_utterance()
         still_arriving = utterance == self._utterance
-        newer = bool(self._utterance) and not still_arriving
+        newer = keep_newer and bool(self._utterance) and not still_arriving
         dropped = self._drop_until_newer(utterance) if newer else self._drop_all()
         cleared = Cleared(
             utterance_id=utterance,
@@ -156,7 +159,8 @@ class Playback:
             marks_dropped=tuple(item.name for item in dropped if isinstance(item, MarkItem)),
         )
         self._audio_queued -= cleared.frames_dropped
-        if not newer and (still_arriving or not self._begun):
+        cut_arriving = still_arriving or (bool(self._utterance) and not keep_newer)
+        if not newer and (cut_arriving or not self._begun):
             # The utterance still arriving was cut: drop the rest of it when it comes.
             self._muted = self._begun
             self._utterance = ""

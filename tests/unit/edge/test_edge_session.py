@@ -173,7 +173,7 @@ def test_a_clear_over_an_older_tail_does_not_silence_the_newer_utterance() -> No
     playback.begin_utterance("u2")
     playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
     queued_u2 = playback.audio_queued - 6  # u1: five frames and its padded tail
-    cleared = playback.clear()
+    cleared = playback.clear(keep_newer=True)  # the edge's own barge-in
     assert (cleared.utterance_id, cleared.frames_dropped, cleared.marks_dropped) == ("u1", 6, ("u1",))
     assert not playback.muted
     # u2 plays on from its start: none of its frames went with u1's tail.
@@ -184,6 +184,25 @@ def test_a_clear_over_an_older_tail_does_not_silence_the_newer_utterance() -> No
     second = playback.clear()  # the model's own clear for u2 is recorded, once
     assert second.utterance_id == "u2"
     assert playback.muted
+
+
+def test_a_senders_own_clear_over_an_older_tail_drops_the_newer_utterance_too() -> None:
+    # The model was interrupted while the caller still heard u1's tail and u2 was arriving:
+    # the worker's clear stops u2 as well (it stops sending it), and what is still in flight
+    # of it is dropped until the next utterance begins.
+    playback = Playback()
+    playback.begin_utterance("u1")
+    playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
+    playback.mark("u1")
+    playback.begin_utterance("u2")
+    playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
+    cleared = playback.clear()
+    assert (cleared.utterance_id, cleared.frames_dropped, cleared.marks_dropped) == ("u1", 11, ("u1",))
+    assert playback.audio_queued == 0
+    assert playback.muted
+    assert playback.enqueue(np.ones(2400, dtype=np.int16).tobytes()) == 0
+    playback.begin_utterance("u3")
+    assert playback.enqueue(np.ones(2400, dtype=np.int16).tobytes()) == 5
 
 
 def _drain(playback: Playback) -> list[AudioItem]:
