@@ -184,7 +184,11 @@ def _conversation(state: CallState, event: _Conversation) -> CallState:
         case PlaybackMarkReached():
             return replace(state, agent_heard=True)
         case AgentSpeechStarted():
-            return replace(_active(state, at), agent_utterance_id=event.utterance_id)
+            return replace(
+                _active(state, at),
+                agent_utterance_id=event.utterance_id,
+                agent_utterances=state.agent_utterances + 1,
+            )
         case AgentSpeechFinished():
             return _utterance_over(_active(state, at), event.utterance_id)
         case AgentInterrupted():

@@ -102,6 +102,9 @@ class CallState:
     tool_calls: int = 0
     variables: dict[str, str] = field(default_factory=dict)
     """Per-call values for the agent's prompt template (``CallReceived.variables``)."""
+    agent_utterances: int = 0
+    """Utterances the agent has started (``AgentSpeechStarted``): a session that takes the call
+    over numbers its own on from here, so its ids are not its predecessor's."""
     transcript_segments: int = 0
     """Highest ``TranscriptSegment.segment_index`` so far: a session that takes the call over
     numbers its segments on from here, so they do not overwrite the earlier ones."""

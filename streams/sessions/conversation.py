@@ -31,7 +31,7 @@ VOICEMAIL_REASON = "voicemail"
 class Conversation:
     """The model's turn in progress, the transcript so far, a voicemail to leave, the hang-up."""
 
-    def __init__(self, call_id: str, facts: Reporter, *, segments: int = 0) -> None:
+    def __init__(self, call_id: str, facts: Reporter, *, segments: int = 0, utterances: int = 0) -> None:
         self._call_id = call_id
         self._facts = facts
         self._turn = _Turn()
@@ -40,7 +40,8 @@ class Conversation:
         """How far the caller's audio has got: stamps the speech and transcript facts."""
         self.segments = segments
         """The last transcript segment's index in the call (earlier sessions' included)."""
-        self._utterances = 0
+        self._utterances = utterances
+        self._utterances_before = utterances  # started by the call's earlier sessions
         self._audio_seq = 0
         self.pending_hangup: str | None = None
         """Hang up with this reason once the model's goodbye (or voicemail message) has been said."""
@@ -67,7 +68,7 @@ class Conversation:
     @property
     def spoken(self) -> bool:
         """Has the conversation begun (so a new session apologises rather than greets)?"""
-        return self._utterances > 0 or bool(self.transcript)
+        return self._utterances > self._utterances_before or bool(self.transcript)
 
     @property
     def quiet(self) -> bool:

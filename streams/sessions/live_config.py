@@ -82,6 +82,8 @@ class SessionPlan:
     voicemail_message: str | None = None
     """Set when an answering machine took the call: the agent says this, then hangs up."""
     segments_so_far: int = 0
+    utterances_so_far: int = 0
+    """Utterances the call's earlier sessions started: this one numbers its ids on from there."""
     """Transcript segments the call's earlier sessions recorded: this one numbers on from there."""
 
 

@@ -194,6 +194,7 @@ class SessionManager:
             resumption_handle=handle,
             voicemail_message=state.voicemail_message,
             segments_so_far=state.transcript_segments,
+            utterances_so_far=state.agent_utterances,
         )
         target = SessionTarget(
             tenant_id=state.tenant_id,

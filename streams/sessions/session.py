@@ -122,7 +122,10 @@ class CallSession:
             worker_id=target.worker_id,
             max_reconnects=max_reconnects,
         )
-        self._conversation = Conversation(target.call_id, self._facts, segments=target.plan.segments_so_far)
+        plan = target.plan
+        self._conversation = Conversation(
+            target.call_id, self._facts, segments=plan.segments_so_far, utterances=plan.utterances_so_far
+        )
         self._caller_audio = CallerAudioPipe()
         context = ToolContext(
             tenant_id=target.tenant_id,

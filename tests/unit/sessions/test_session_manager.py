@@ -319,3 +319,20 @@ async def test_a_session_taking_a_call_over_numbers_its_transcript_on_from_the_e
         await edge.stop_stream()
         await _settled(manager)
     assert [s.segment_index for s in sink.of("TranscriptSegment")] == [8]
+
+
+async def test_a_session_taking_a_call_over_numbers_its_utterances_on_from_the_earlier_ones() -> None:
+    # Reused ids would make the call machine drop this session's first interruption as the
+    # earlier one's, and the edge conflate the two sessions' utterances.
+    gemini, sink = FakeGemini(), FakeSink()
+    manager = _manager(1, gemini=gemini, sink=sink)
+    async with FakeEdge() as edge:
+        manager.ensure(dataclasses.replace(_live_call(edge.url), agent_utterances=3, agent_heard=True))
+        await edge.connected.wait()
+        await eventually(lambda: bool(gemini.started))
+        audio = b"\x00\x01" * 2400
+        gemini.started[0].push(server_content={"model_turn": {"parts": [{"inline_data": {"data": audio}}]}})
+        await eventually(lambda: bool(sink.of("AgentSpeechStarted")))
+        await edge.stop_stream()
+        await _settled(manager)
+    assert [s.utterance_id for s in sink.of("AgentSpeechStarted")] == ["call-1:u4"]

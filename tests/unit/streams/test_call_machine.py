@@ -158,6 +158,9 @@ class TestConversation:
             agent_utterance_id=None, last_activity_at=at(7)
         )
 
+    def test_the_agents_utterances_are_counted_for_a_session_taking_over(self) -> None:
+        given(*live()).when(agent_started(5, "u2")).then_state(agent_utterances=2)
+
     def test_the_highest_transcript_segment_is_kept_for_a_session_taking_over(self) -> None:
         given(*live()).when(transcript(5, index=4)).then_state(transcript_segments=4)
         # Segments of two sessions can interleave on the inputs topic: the count never falls.

@@ -57,5 +57,6 @@ def test_a_snapshot_from_before_call_variables_loads_with_none() -> None:
     snapshot = Snapshot(state=state, input_offset=3, limits=LIMITS)
     assert load(dump(snapshot)).state.variables == {"name": "Ann"}
     document = json.loads(dump(snapshot))
-    del document["state"]["variables"], document["state"]["transcript_segments"]
+    for name in ("variables", "transcript_segments", "agent_utterances"):
+        del document["state"][name]
     assert load(json.dumps(document).encode()).state == replace(state, variables={}, transcript_segments=0)
