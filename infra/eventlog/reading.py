@@ -151,13 +151,24 @@ class PartitionRange:
 
 
 async def plan_range(
-    consumer: AIOKafkaConsumer, topic: str, since: datetime | None, until: datetime | None
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    since: datetime | None,
+    until: datetime | None,
+    partitions: Callable[[list[int]], Collection[int]] | None = None,
 ) -> list[PartitionRange]:
-    """The offsets of ``topic`` holding records stamped in ``[since, until)``, as of now."""
+    """The offsets of ``topic`` holding records stamped in ``[since, until)``, as of now.
+
+    ``partitions`` picks, from the topic's partition numbers, the ones to plan (``read_range``);
+    the others are not probed.
+    """
     numbers = consumer.partitions_for_topic(topic)
     if not numbers:
         raise LookupError(f"topic {topic!r} does not exist on the broker")
-    parts = [TopicPartition(topic, p) for p in sorted(numbers)]
+    chosen = sorted(numbers) if partitions is None else sorted(set(partitions(sorted(numbers))) & numbers)
+    parts = [TopicPartition(topic, p) for p in chosen]
+    if not parts:
+        return []
     first = await consumer.beginning_offsets(parts)
     last = await end_offsets(consumer, parts)
     starts = await _offsets_at(consumer, parts, since, first, last)
@@ -310,7 +321,8 @@ async def read_range(
 
     Records that do not decode go to ``on_undecodable`` (which raises unless told otherwise).
     ``codec`` defaults to the configured wire format's; ``partitions`` picks, from the topic's
-    partition numbers, the ones to read (a keyed reader needs only its key's).
+    partition numbers, the ones to read (a keyed reader needs only its key's): only those are
+    planned and read, each up to its end as of the call.
     """
     codec = codec or codec_for(kafka)
     consumer = make_consumer(kafka, group_id=None, max_partition_fetch_bytes=4 << 20)
@@ -319,10 +331,7 @@ async def read_range(
     # unknown topic) raises CancelledError out of consumer.stop().
     await asyncio.sleep(0)
     try:
-        planned = await plan_range(consumer, topic, event_filter.since, event_filter.until)
-        if partitions is not None:
-            wanted = partitions([r.partition.partition for r in planned])
-            planned = [r for r in planned if r.partition.partition in wanted]
+        planned = await plan_range(consumer, topic, event_filter.since, event_filter.until, partitions)
         ranges = [r for r in planned if r.size]
         on_plan(sum(r.size for r in ranges))
         if not ranges:

@@ -29,10 +29,10 @@ from infra.deadletter import DeadLetterPublisher
 from infra.eventlog.reading import end_offsets
 from infra.kafka import make_consumer, start_consumer, stop_consumer
 from infra.settings import Settings
-from schemas.calls import CallReceived
-from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, CALL_INPUTS, DIALER_EVENTS, DIALER_REQUESTS
+from schemas.catalog import AGENT_EVENTS, CALL_EVENTS, DIALER_EVENTS, DIALER_REQUESTS
 from schemas.codec import Codec, DecodeError
 from schemas.dialer import CallDialFailed, CallDialled
+from streams.dialer.call_log import logged_calls
 from streams.dialer.config import DialerSettings
 from streams.dialer.shell import ROUTED, DialerShell
 from streams.faust_app import FaustSender, make_app
@@ -140,14 +140,19 @@ def create_dialer_app(
         records += await read_all(settings, codec, (DIALER_REQUESTS.name,), only=only)
         shell.rebuild(records, now=datetime.now(UTC))
         log.info("dialer state rebuilt from %d records", len(records))
-        if shell.unreported():
+        search = shell.call_log_search()
+        if search is not None:
             # Read after the dialer's events: an attempt's CallReceived, if any, is written after
-            # its start, and the worker that would have written it has stopped.
-            calls = await read_all(settings, codec, (CALL_INPUTS.name,), only=(CallReceived,))
-            logged = {record.call_id for record in calls if isinstance(record, CallReceived)}
-            never = await shell.report_never_dialled(logged)
-            if never:
-                log.warning("%d attempts stopped before their dial went out: not dialled", len(never))
+            # its start, and the worker that would have written it has stopped. Only the
+            # partitions and the times it can be in are read (``call_log``).
+            try:
+                logged = await logged_calls(settings.kafka, codec, search)
+            except LookupError as err:  # no call log to tell: they are reaped lost, as before
+                log.warning("unreported attempts left to be reaped: %s", err)
+            else:
+                never = await shell.report_never_dialled(logged)
+                if never:
+                    log.warning("%d attempts stopped before their dial went out: not dialled", len(never))
         ready.set()
 
     @app.timer(interval=dialer.tick_interval_s)  # type: ignore[untyped-decorator]

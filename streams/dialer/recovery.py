@@ -25,12 +25,19 @@ Only attempts not lost yet: an older one is reaped as before, since its ``CallRe
 be past the call inputs' retention and no longer tell. The rule trusts the call inputs to hold
 what the broker acknowledged: a log restored from an archive that lags it (ADR 20, dev only)
 can lack a ``CallReceived`` that was written.
+
+Where to look (``call_log_search``): a ``CallReceived`` is keyed by its attempt's call id, so it
+is in the one partition of the call inputs that id hashes to, and it is written after its
+attempt starts, so the search starts at the earliest unreported attempt's start, less
+``CALL_LOG_MARGIN``. Reading the whole topic (every media fact of every call) could hold the
+restarted dialer for minutes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from schemas.dialer import CallDialFailed
 from schemas.envelope import derive_event_id
@@ -38,6 +45,20 @@ from schemas.ids import CallId, CorrelationId, EventId
 from streams.dialer.options import DialerOptions
 from streams.dialer.outcomes import lost_after
 from streams.dialer.state import Attempt, DialerState
+
+CALL_LOG_MARGIN = timedelta(minutes=30)
+"""How long before the earliest unreported attempt's start the call inputs are read from.
+
+Where each partition is read from is found by the records' Kafka timestamps (create time: each
+producer's clock), with a search that takes them to rise along it, while the call inputs have
+many producers (the dialer, edge nodes, the API, session workers). A record written after the
+``CallReceived`` but stamped earlier than the search's start (a clock behind, a batch stamped
+when sent and appended after the producer's retries, a start stamped with a decider's clock
+ahead of its host's) could make the search pass over it, and the attempt be dialled again.
+Thirty minutes is far beyond NTP skew, and beyond the longest a producer of the call inputs
+keeps retrying a batch it stamped: 15 s for ``infra.kafka``'s (the edge's), 20 minutes for a
+Faust app's (``producer_request_timeout``, which ``make_app`` leaves at Faust's default). It
+costs thirty minutes more of a few partitions, against the topic's seven days."""
 
 NEVER_LOGGED = "not dialled: the dialer stopped before the call was logged, so before Twilio was asked"
 
@@ -54,6 +75,27 @@ def unreported(
         and attempt.attempt_call_id not in reported
         and now < lost_after(state, attempt, options)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class CallLogSearch:
+    """Where the call inputs can hold the ``CallReceived`` of the unreported attempts: in the
+    partitions their call ids are keyed to, stamped from ``since`` on."""
+
+    call_ids: frozenset[CallId]
+    since: datetime
+
+
+def call_log_search(
+    attempts: Collection[Attempt], margin: timedelta = CALL_LOG_MARGIN
+) -> CallLogSearch | None:
+    """The search for the ``CallReceived`` of ``attempts`` (``unreported``); None if there are none."""
+    if not attempts:
+        return None
+    return CallLogSearch(
+        call_ids=frozenset(attempt.attempt_call_id for attempt in attempts),
+        since=min(attempt.started_at for attempt in attempts) - margin,
+    )
 
 
 def never_dialled(

@@ -37,8 +37,8 @@ from schemas.ids import CallId, TenantId
 from streams.dialer.cancellation import fold_report, follow_call
 from streams.dialer.decider import DialerInput, DialerOptions, Tick, step
 from streams.dialer.dialling import HANG_UP_BACKOFF_S, Dialling, Send, utc_now
-from streams.dialer.recovery import never_dialled, unreported
-from streams.dialer.state import DialerState, advance, evolve, observe_agent
+from streams.dialer.recovery import CallLogSearch, call_log_search, never_dialled, unreported
+from streams.dialer.state import Attempt, DialerState, advance, evolve, observe_agent
 from streams.telephony.port import Telephony
 
 log = logging.getLogger(__name__)
@@ -163,9 +163,17 @@ class DialerShell:
     def unreported(self) -> list[CallId]:
         """After ``rebuild``: live attempts no dial report speaks of, whose dial the previous
         worker may have stopped before it went out (``recovery``); the call log tells which."""
+        return [attempt.attempt_call_id for attempt in self._unreported()]
+
+    def call_log_search(self) -> CallLogSearch | None:
+        """After ``rebuild``: where the call log can hold the ``CallReceived`` of the unreported
+        attempts (``recovery.call_log_search``); None when there are none."""
+        return call_log_search(self._unreported())
+
+    def _unreported(self) -> list[Attempt]:
         now = self._now()
         return [
-            attempt.attempt_call_id
+            attempt
             for state in self.states.values()
             for attempt in unreported(state, self._reported, now, self._options)
         ]
