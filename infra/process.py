@@ -6,6 +6,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import os
+import pwd
 import random
 import signal
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypedDict
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -31,6 +33,25 @@ def _prepare_child(expected_parent: int, nice: int) -> None:
     _die_with_parent(expected_parent)
     if nice:
         os.nice(nice)
+
+
+class RunAs(TypedDict, total=False):
+    """subprocess keyword arguments that drop a child to a user."""
+
+    user: str
+    group: int
+    extra_groups: list[int]
+
+
+def run_as(user: str | None) -> RunAs:
+    """Run a child as ``user``, its primary group and no other (nothing, for None).
+
+    ``subprocess``'s ``user=`` alone keeps our groups: a child left in root's group is refused
+    by a directory whose group bits (not its other bits) then apply to it.
+    """
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
 
 
 def spawn_bound_child(
@@ -60,7 +81,7 @@ def spawn_bound_child(
             stderr=subprocess.STDOUT,
             env=env,
             cwd=cwd,
-            user=user,
+            **run_as(user),
             process_group=0,  # Ctrl-C in a terminal reaches us, and we stop children in order
             preexec_fn=lambda: _prepare_child(parent, nice),
         )
