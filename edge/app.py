@@ -121,14 +121,17 @@ async def _signed_form(request: Request) -> dict[str, str]:
             node.metrics.bad_input("webhook_too_large", "", f"{request.url.path}: over {MAX_WEBHOOK_BYTES} B")
             raise _TooLargeError
     body = raw.decode("utf-8", errors="replace")
-    params = dict(parse_qsl(body, keep_blank_values=True))
+    fields = parse_qsl(body, keep_blank_values=True)
     query = request.url.query
-    if not checker.check_form(request.url.path, query, params, request.headers.get(SIGNATURE_HEADER)):
+    if not checker.check_form(request.url.path, query, fields, request.headers.get(SIGNATURE_HEADER)):
         node.metrics.security_event("bad_signature", f"{request.url.path} from {request.client}")
         raise _ForbiddenError
+    # The query's values (our own, set when we asked Twilio to call this URL) are read as
+    # ``q.<key>``: a posted field of that shape must not pass for one of them.
+    params = {key: value for key, value in fields if not key.startswith("q.") and key != "__query__"}
     params["__query__"] = query
     for key, value in request.query_params.items():
-        params.setdefault(f"q.{key}", value)
+        params[f"q.{key}"] = value
     return params
 
 

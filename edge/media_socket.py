@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from time import perf_counter
 from typing import Any, Protocol
@@ -321,6 +322,11 @@ class MediaLoop:
         if params is None:
             self._refuse_start("start_without_call", "", f"callSid {frame.call_sid[:64]}")
             return
+        if not CALL_ID.fullmatch(params.call_id):
+            # Ours are UUIDs and the dialer's ids: anything else was not written by us, and a
+            # call id names files (the recording) and log lines.
+            self._refuse_start("bad_call_id", "", repr(params.call_id[:64]))
+            return
         if params.call_id in self.node.calls:
             self._refuse_start("duplicate_stream", params.call_id, frame.stream_sid[:64])
             return
@@ -355,6 +361,10 @@ class MediaLoop:
         """A ``start`` we cannot take: nothing else will come on this socket that we could use."""
         self.node.metrics.bad_input(kind, call_id, detail)
         self._spawn(self.websocket.close(_CLOSE_POLICY_VIOLATION))
+
+
+CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+"""A call id as the platform makes them (UUIDs, the dialer's and campaigns' ids)."""
 
 
 def _stream_parameters(frame: protocol.Start, node: EdgeNode) -> StreamParameters | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import wave
 
 import fsspec
@@ -85,11 +86,18 @@ class CallRecording:
         return out.getvalue(), length * 1000 // RATE
 
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9._:-]{1,160}")
+"""What a recording's file name may hold: no separator, so it stays under its target."""
+
+
 def store_recording(recording: CallRecording, target: str, name: str) -> tuple[str, int]:
     """Write the WAV as ``name`` under ``target``: a directory or any fsspec URL (s3://, gs://, ...).
 
     Returns the stored object's URI and the duration in ms. Blocking: run it in a thread.
+    Raises ValueError for a name that is not a plain file name (it would land outside target).
     """
+    if not SAFE_NAME.fullmatch(name) or name.startswith("."):
+        raise ValueError(f"not a plain file name for a recording: {name[:80]!r}")
     data, duration_ms = recording.wav_bytes()
     fs, root = fsspec.core.url_to_fs(target)
     root = root.rstrip("/")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 
 from twilio.request_validator import RequestValidator
 
@@ -22,14 +22,30 @@ class SignatureChecker:
     def public_url(self, path: str, query: str = "") -> str:
         return self._base + path + (f"?{query}" if query else "")
 
-    def check_form(self, path: str, query: str, params: Mapping[str, str], signature: str | None) -> bool:
-        """A form-encoded webhook: URL (with its query) plus sorted POST params."""
+    def check_form(
+        self, path: str, query: str, fields: Sequence[tuple[str, str]], signature: str | None
+    ) -> bool:
+        """A form-encoded webhook: URL (with its query) plus sorted POST params.
+
+        ``fields`` in the order posted, a key as often as it came: Twilio signs every value of a
+        repeated key, which a plain dict would have collapsed to its last.
+        """
         if not signature:
             return False
-        return bool(self._validator.validate(self.public_url(path, query), dict(params), signature))
+        params = _Fields()
+        for key, value in fields:
+            params.setdefault(key, []).append(value)
+        return bool(self._validator.validate(self.public_url(path, query), params, signature))
 
     def check_media_upgrade(self, signature: str | None) -> bool:
         """The WebSocket upgrade: the exact ``wss://`` URL from the TwiML, no params."""
         if not signature:
             return False
         return bool(self._validator.validate(self._media_url, {}, signature))
+
+
+class _Fields(dict[str, list[str]]):
+    """Form fields as ``RequestValidator`` reads a multi-dict (Flask's ``getall``)."""
+
+    def getall(self, key: str) -> list[str]:
+        return self[key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -265,3 +266,48 @@ def test_an_unknown_number_holds_no_slot() -> None:
     status, body = _post(client, "/twilio/voice", {"CallSid": "CA9", "To": "+1999"})
     assert (status, "<Say>" in body) == (200, True)
     assert node.admission.reserved == 0
+
+
+class _MultiValues(dict[str, list[str]]):
+    def getall(self, key: str) -> list[str]:
+        return self[key]
+
+
+def _post_fields(client: TestClient, path: str, fields: list[tuple[str, str]]) -> tuple[int, str]:
+    """Post fields in order, a key as often as given, signed as Twilio signs them (every value)."""
+    url = BASE + path
+    values = _MultiValues()
+    for key, value in fields:
+        values.setdefault(key, []).append(value)
+    signature = RequestValidator(TOKEN).compute_signature(url, values)
+    headers = {"X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"}
+    response = client.post(url, content=urlencode(fields), headers=headers)
+    return response.status_code, response.text
+
+
+def test_a_signed_webhook_with_a_repeated_field_is_accepted() -> None:
+    routing = RoutingTable()
+    routing.apply(_published("+15550001111"))
+    client, publisher, node = _client(_settings(), routing)
+    fields = [("CallSid", "CA1"), ("To", "+15550001111"), ("From", "+15557654321")]
+    status, _ = _post_fields(client, "/twilio/voice", [*fields, ("StirVerstat", "A"), ("StirVerstat", "B")])
+    assert status == 200
+    assert node.metrics.get("security.bad_signature") == 0
+    assert [type(r) for r in publisher.records] == [CallReceived]
+
+
+def test_posted_fields_cannot_pass_for_the_query_the_dialer_signed() -> None:
+    # Fields a Voice SDK client may add to the body: shaped like the query's, they must not
+    # make an inbound call pass for a dialer-placed one of another tenant, call or agent.
+    routing = RoutingTable()
+    routing.apply(_published("+15550001111"))
+    client, publisher, _ = _client(_settings(), routing)
+    forged = [("q.direction", "outbound"), ("q.call_id", "victim"), ("q.tenant_id", "t2"), ("__query__", "x")]
+    fields = [("CallSid", "CA2"), ("To", "+15550001111"), ("From", "client:bob"), *forged]
+    status, body = _post_fields(client, "/twilio/voice", fields)
+    assert status == 200
+    assert "victim" not in body
+    assert '<Parameter name="direction" value="inbound" />' in body
+    (received,) = publisher.records
+    assert isinstance(received, CallReceived)
+    assert received.tenant_id == "t1"

@@ -135,6 +135,8 @@ async def test_a_bogus_sequence_number_neither_silences_the_call_nor_loses_its_s
         (_start(call_id="", sid="MZ2", call_sid=""), "start_without_call"),
         (_start(call_id="call-2", sid="MZ2", encoding="audio/L16"), "bad_media_format"),
         (_start(call_id="call-2", sid="MZ2", sampleRate=2**40), "bad_media_format"),
+        (_start(call_id="../../etc/x", sid="MZ2", record=True), "bad_call_id"),
+        (_start(call_id="call 2", sid="MZ2"), "bad_call_id"),
     ],
 )
 async def test_a_refused_start_closes_its_socket(start: str, kind: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import fsspec
 import numpy as np
+import pytest
 
 from edge.recording import MAX_AHEAD_MS, CallRecording, store_recording
 
@@ -100,3 +101,12 @@ def test_a_cleared_playback_places_the_next_frame_at_its_send_time() -> None:
     recording.add_heard_frame(25, _tone(9))
     frames, _ = _channels(recording.wav_bytes()[0])
     assert frames[25 * 8, 1] == 9
+
+
+@pytest.mark.parametrize("name", ["../escaped.wav", "a/b.wav", ".hidden.wav", ""])
+def test_a_recording_is_never_stored_outside_its_target(tmp_path: Path, name: str) -> None:
+    recording = CallRecording()
+    recording.add_caller(0, b"\x01\x00" * 160, now_ms=0)
+    with pytest.raises(ValueError, match="plain file name"):
+        store_recording(recording, str(tmp_path / "recordings"), name)
+    assert not any(tmp_path.rglob("*.wav"))
