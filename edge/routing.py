@@ -104,8 +104,11 @@ def _normalise(number: str) -> str:
 class RoutingFeed:
     """Consumes the agent events from the beginning (no group: every edge node reads them all)."""
 
-    def __init__(self, kafka: KafkaSettings, table: RoutingTable, codec: Codec) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, table: RoutingTable, codec: Codec, *, topic: str = AGENT_EVENTS.name
+    ) -> None:
         self._kafka = kafka
+        self._topic = topic
         self._table = table
         self._codec = codec
         self.caught_up = asyncio.Event()
@@ -121,16 +124,40 @@ class RoutingFeed:
         consumer = make_consumer(self._kafka, group_id=None, fetch_max_wait_ms=500)
         await start_consumer(consumer)
         await consumer.topics()  # loads the metadata partitions_for_topic reads
-        partitions = consumer.partitions_for_topic(AGENT_EVENTS.name) or set()
-        assigned = [TopicPartition(AGENT_EVENTS.name, p) for p in sorted(partitions)]
+        self._probe = make_consumer(self._kafka, group_id=None, fetch_max_wait_ms=100)
+        await self._probe.start()
+        if consumer.partitions_for_topic(self._topic):
+            ends = await self._assign(consumer)
+            self._task = asyncio.create_task(self._run(consumer, ends), name="edge-routing-feed")
+        else:
+            # Not created yet (an edge started before the platform's topics): reading nothing
+            # for ever would leave the node "ready" with an empty table, refusing every call.
+            log.warning("topic %s does not exist yet: waiting for it (not ready)", self._topic)
+            self._task = asyncio.create_task(self._run_once_created(consumer), name="edge-routing-feed")
+
+    async def _assign(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+        """Read every partition from its start; the log's true ends, to know when caught up."""
+        partitions = consumer.partitions_for_topic(self._topic) or set()
+        assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         self._partitions = assigned
         await consumer.seek_to_beginning(*assigned)
-        self._probe = make_consumer(self._kafka, group_id=None, fetch_max_wait_ms=100)
-        await self._probe.start()
+        assert self._probe is not None
         # The true ends (not ListOffsets' under-report), so "ready" means every agent is known.
-        ends = await end_offsets(self._probe, assigned) if assigned else {}
-        self._task = asyncio.create_task(self._run(consumer, ends), name="edge-routing-feed")
+        return await end_offsets(self._probe, assigned)
+
+    async def _run_once_created(self, consumer: AIOKafkaConsumer, poll_s: float = 1.0) -> None:
+        while True:
+            try:
+                await consumer._client.force_metadata_update()  # the topic may exist by now
+                if consumer.partitions_for_topic(self._topic):
+                    ends = await self._assign(consumer)
+                    break
+            except KafkaError as err:
+                log.warning("waiting for topic %s: %s", self._topic, err)
+            await asyncio.sleep(poll_s)
+        log.info("topic %s exists now: reading the agent events", self._topic)
+        await self._run(consumer, ends)
 
     async def stop(self) -> None:
         if self._task is not None:
