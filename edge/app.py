@@ -188,6 +188,7 @@ def answer_call(node: EdgeNode, settings: Settings, form: dict[str, str], query:
             direction="inbound",
             record=route.record_calls,
         )
+        node.answered.remember(params.call_id, route.tenant_id)
         node.publisher.publish(
             CallReceived(
                 tenant_id=TenantId(route.tenant_id),
@@ -281,12 +282,16 @@ def _tenant_of(node: EdgeNode, call_id: str, form: dict[str, str]) -> str:
     """The tenant of a call whose status callback names none (an inbound call's number's callback).
 
     While its stream is live the call says; Twilio's last callbacks (``completed`` with the
-    duration) come after the stream has ended, on any edge node, so then the number says: the
-    tenant that owns the number the caller dialled (``To``; ``From`` for a call we placed).
+    duration) come after the stream has ended, on any edge node: the node that answered the call
+    remembers its tenant; any other asks the number: the tenant that owns the number the caller
+    dialled (``To``; ``From`` for a call we placed), which is wrong only if it has moved since.
     """
     call = node.calls.get(call_id)
     if call is not None:
         return call.identity.params.tenant_id
+    answered = node.answered.tenant_of(call_id)
+    if answered is not None:  # this node answered it: its tenant then, whoever has the number now
+        return answered
     ours = form.get("To", "") if form.get("Direction", "inbound") == "inbound" else form.get("From", "")
     route = node.routing.lookup(ours)  # the settings' demo fallback when no agent holds it
     return route.tenant_id if route is not None else "unknown"

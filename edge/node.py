@@ -93,6 +93,8 @@ class EdgeNode:
         self.refresh_routes = refresh_routes or _nothing_to_refresh
         """Read the agent events up to the log's end now (before refusing an unknown number)."""
         self.calls: dict[str, LiveCall] = {}
+        self.answered = AnsweredCalls()
+        """The tenant of each inbound call this node answered, for its status callbacks."""
         self.admission = Admission(settings.edge.max_streams, hold_s=ANSWER_HOLD_S)
         """The stream limit, with a slot held for each answered call until its socket arrives."""
         self.unstarted = 0
@@ -197,3 +199,25 @@ def monotonic_ms() -> float:
 
 async def _nothing_to_refresh() -> bool:
     return False
+
+
+class AnsweredCalls:
+    """The tenants of the inbound calls this node answered lately (bounded, oldest forgotten).
+
+    Twilio's last status callback of an inbound call (``completed``, with the duration) names no
+    tenant and comes after the stream has ended: the call's own tenant, remembered here when it
+    was answered, is still right when its number has since moved to another tenant.
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self._tenants: OrderedDict[str, str] = OrderedDict()
+        self._capacity = capacity
+
+    def remember(self, call_id: str, tenant_id: str) -> None:
+        self._tenants[call_id] = tenant_id
+        self._tenants.move_to_end(call_id)
+        while len(self._tenants) > self._capacity:
+            self._tenants.popitem(last=False)
+
+    def tenant_of(self, call_id: str) -> str | None:
+        return self._tenants.get(call_id)

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 
 from edge.app import create_app
-from edge.node import EdgeNode, call_id_for
+from edge.node import AnsweredCalls, EdgeNode, call_id_for
 from edge.publisher import RecordingPublisher
 from edge.routing import Route, RoutingTable
 from edge.telephony import RecordingTelephony
@@ -311,3 +311,30 @@ def test_posted_fields_cannot_pass_for_the_query_the_dialer_signed() -> None:
     (received,) = publisher.records
     assert isinstance(received, CallReceived)
     assert received.tenant_id == "t1"
+
+
+def test_an_inbound_calls_last_status_keeps_its_tenant_when_the_number_moved_meanwhile() -> None:
+    routing = RoutingTable()
+    routing.apply(_published("+15550001111", version=2))
+    client, publisher, _ = _client(_settings(), routing)
+    caller = {"To": "+15550001111", "From": "+15557654321"}
+    assert _post(client, "/twilio/voice", {"CallSid": "CA3"} | caller)[0] == 200
+    # t1 archives the agent and t2 takes the number while the call goes on.
+    archived = AgentArchived(
+        tenant_id=TenantId("t1"), agent_id=AgentId("a1"), seq=3, event_id=EventId("e"),
+        occurred_at=datetime.now(UTC), correlation_id=CorrelationId("c"), version=2,
+    )  # fmt: skip
+    routing.apply(archived)
+    routing.apply(version_published("t2", "b1", agent_config("+15550001111")))
+    completed = {"CallSid": "CA3", "CallStatus": "completed", "Direction": "inbound"}
+    assert _post(client, "/twilio/status", completed | caller)[0] == 204
+    (received,) = [r for r in publisher.records if isinstance(r, CallReceived)]
+    (status,) = [r for r in publisher.records if isinstance(r, TelephonyStatusChanged)]
+    assert (status.call_id, status.tenant_id) == (received.call_id, "t1")
+
+
+def test_the_answered_calls_tenants_are_bounded() -> None:
+    answered = AnsweredCalls(capacity=2)
+    for call in ("c1", "c2", "c3"):
+        answered.remember(call, "t1")
+    assert [answered.tenant_of(c) for c in ("c1", "c2", "c3")] == [None, "t1", "t1"]
