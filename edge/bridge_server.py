@@ -56,6 +56,10 @@ async def serve_worker(connection: ServerConnection, node: EdgeNode) -> None:
         await connection.close(verdict, _REFUSALS[verdict])
         return
     call = node.calls[call_id]
+    worker_id = (request.headers.get(bridge.WORKER_HEADER) if request is not None else None) or None
+    if call.refuses_worker(worker_id):
+        await _refuse_replaced(connection, node, call_id, worker_id)
+        return
     session = call.session
     hello = bridge.Hello(
         call_id=call_id,
@@ -70,7 +74,10 @@ async def serve_worker(connection: ServerConnection, node: EdgeNode) -> None:
     if call.ending:  # it ended while we said hello: its finish would never close this worker
         await _refuse_ended(connection, node, call_id)
         return
-    previous = call.attach_worker(connection)
+    if call.refuses_worker(worker_id):  # another worker took the call while we said hello
+        await _refuse_replaced(connection, node, call_id, worker_id)
+        return
+    previous = call.attach_worker(connection, worker_id)
     node.metrics.incr("bridge.connected")
     if previous is not None:
         node.metrics.incr("bridge.replaced")
@@ -107,6 +114,20 @@ async def _close_replaced(connection: ServerConnection, node: EdgeNode) -> None:
         connection.transport.abort()
     except Exception:  # a connection already gone is closed
         log.debug("closing a replaced worker connection failed", exc_info=True)
+
+
+async def _refuse_replaced(
+    connection: ServerConnection, node: EdgeNode, call_id: str, worker_id: str | None
+) -> None:
+    """A worker replaced on this call came back while another serves it: 4409 (final for it).
+
+    Its 4409 may never have reached it (a stalled worker is dropped, ``_close_replaced``), and
+    taking the call back would replace the worker that serves it now.
+    """
+    node.metrics.incr("bridge.refused_replaced")
+    log.info("bridge refused for call %s: worker %r was replaced by another", call_id, (worker_id or "")[:64])
+    with contextlib.suppress(Exception):
+        await connection.close(bridge.CLOSE_REPLACED, "replaced by another worker")
 
 
 async def _refuse_ended(connection: ServerConnection, node: EdgeNode, call_id: str) -> None:

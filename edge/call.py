@@ -80,6 +80,10 @@ class LiveCall:
         self.recording = CallRecording() if identity.params.record else None
         self.started_ms = started_ms
         self.worker: ServerConnection | None = None
+        self.worker_id: str | None = None
+        """The id the attached worker named itself by (``bridge.WORKER_HEADER``), if it did."""
+        self._replaced_ids: set[str] = set()
+        """Ids of workers replaced on this call: refused while another worker is attached."""
         self.notices: deque[str] = deque(maxlen=_NOTICES_KEPT)
         self.stop_reason: str | None = None
         self.ending = False
@@ -164,9 +168,31 @@ class LiveCall:
         self.notices.append(encoded)
         self._to_worker.set()
 
-    def attach_worker(self, worker: ServerConnection) -> ServerConnection | None:
+    def refuses_worker(self, worker_id: str | None) -> bool:
+        """Is ``worker_id`` a worker replaced on this call while another worker serves it?
+
+        A replaced worker that was only stalled (its 4409 dropped with its connection) would
+        reconnect with the call's token and take the call back from its successor. Once no worker
+        is attached it may come back (the call's partition moved back to it). A connection that
+        names no worker, or the attached worker's own reconnection, is never refused.
+        """
+        return (
+            worker_id is not None
+            and worker_id in self._replaced_ids
+            and self.worker is not None
+            and worker_id != self.worker_id
+        )
+
+    def attach_worker(
+        self, worker: ServerConnection, worker_id: str | None = None
+    ) -> ServerConnection | None:
         """Make ``worker`` the call's bridge peer; returns the one it replaces."""
         previous, self.worker = self.worker, worker
+        if previous is not None and self.worker_id is not None and self.worker_id != worker_id:
+            self._replaced_ids.add(self.worker_id)
+        self.worker_id = worker_id
+        if worker_id is not None:
+            self._replaced_ids.discard(worker_id)
         self.without_agent_since = None
         self._abandon_sends(worker)
         self._to_worker.set()
@@ -175,6 +201,7 @@ class LiveCall:
     def detach_worker(self, worker: ServerConnection) -> None:
         if self.worker is worker:
             self.worker = None
+            self.worker_id = None
             self.without_agent_since = self._loop.time()
             self._abandon_sends(None)
 

@@ -18,6 +18,9 @@ PATH_PREFIX: Final = "/bridge/"
 """Workers connect to ``{bridge_url}`` = ``ws://host:port/bridge/{call_id}``."""
 TOKEN_HEADER: Final = "X-Bridge-Token"
 """The per-call token; ``?token=`` in the query string is accepted as well."""
+WORKER_HEADER: Final = "X-Bridge-Worker"
+"""The connecting worker's id (optional): a worker replaced on a call is refused (4409) while
+another worker serves it, so a stalled one coming back cannot take the call from its successor."""
 
 HEADER: Final = struct.Struct("!BII")
 HEADER_LEN: Final = HEADER.size

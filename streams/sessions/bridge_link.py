@@ -54,10 +54,16 @@ class BridgeLink:
     bad_frames: int = 0
 
     @classmethod
-    async def open(cls, url: str, token: str, *, timeout_s: float = 5.0) -> BridgeLink:
+    async def open(
+        cls, url: str, token: str, *, worker_id: str | None = None, timeout_s: float = 5.0
+    ) -> BridgeLink:
+        """Connect with the call's token, naming this worker (``bridge.WORKER_HEADER``) if given."""
+        headers = {bridge.TOKEN_HEADER: token}
+        if worker_id:
+            headers[bridge.WORKER_HEADER] = worker_id
         connection = await connect(
             url,
-            additional_headers={bridge.TOKEN_HEADER: token},
+            additional_headers=headers,
             open_timeout=timeout_s,
             max_size=2**20,
             compression=None,  # the edge refuses deflate too: PCM barely compresses, every frame pays
@@ -95,8 +101,11 @@ class BridgeLink:
 BridgeOpener = Callable[[str, str], Awaitable[BridgeLink]]
 
 
-async def _open_link(url: str, token: str) -> BridgeLink:
-    return await BridgeLink.open(url, token)
+def _link_opener(worker_id: str | None) -> BridgeOpener:
+    async def open_link(url: str, token: str) -> BridgeLink:
+        return await BridgeLink.open(url, token, worker_id=worker_id)
+
+    return open_link
 
 
 class Bridge:
@@ -113,11 +122,14 @@ class Bridge:
         *,
         attempts: int = 3,
         backoff_s: float = 0.2,
-        open_link: BridgeOpener = _open_link,
+        worker_id: str | None = None,
+        open_link: BridgeOpener | None = None,
     ) -> None:
+        """``worker_id`` names this worker to the edge, which then refuses (4409) its reconnection
+        to a call another worker took from it (docs/audio-bridge.md)."""
         self._url, self._token = url, token
         self._attempts, self._backoff_s = attempts, backoff_s
-        self._open_link = open_link
+        self._open_link = open_link or _link_opener(worker_id)
         self._link: BridgeLink | None = None
         self.reconnects = 0
         self.dropped_sends = 0
@@ -142,7 +154,8 @@ class Bridge:
 
     async def open(self) -> bridge.Hello:
         """The first connection: an edge that is busy or restarting is retried as a dropped link
-        would be. A refused token raises BridgeRefused at once, and giving up BridgeLost."""
+        would be. A refused token raises BridgeRefused at once, a worker replaced on the call
+        (4409) BridgeClosed, and giving up BridgeLost."""
         try:
             try:
                 return await self.connect()
@@ -154,6 +167,10 @@ class Bridge:
         except BridgeLost:
             raise
         except BridgeClosed as closed:  # final: _reconnect gives up on the others with BridgeLost
+            if closed.code == bridge.CLOSE_REPLACED:
+                # Not a refused token: another worker took the call from this one and serves it
+                # now. The session ends REPLACED, and the call may come back here later.
+                raise
             raise BridgeRefused(closed.code, closed.reason) from closed
 
     async def receive(self) -> EdgeToWorker:

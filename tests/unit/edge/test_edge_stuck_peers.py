@@ -23,6 +23,7 @@ import pytest
 import uvloop
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 import edge.bridge_server as bridge_server
 import edge.media_protocol as media_protocol
@@ -246,13 +247,18 @@ async def test_uvicorn_shutting_down_drops_a_stuck_twilio_client(monkeypatch: py
 # --- a session worker that stops reading ------------------------------------------------------
 
 
-async def _hung_worker(node: EdgeNode, port: int, token: str, call: LiveCall) -> socket.socket:
+async def _hung_worker(
+    node: EdgeNode, port: int, token: str, call: LiveCall, worker_id: str | None = None
+) -> socket.socket:
     """A worker connection that takes its hello and then never reads again, its socket full."""
     old = socket.socket()
     old.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SMALL)
     old.setblocking(False)
     await asyncio.get_running_loop().sock_connect(old, ("127.0.0.1", port))
-    old.sendall(_upgrade("/bridge/call-1", f"{bridge.TOKEN_HEADER}: {token}"))
+    headers = f"{bridge.TOKEN_HEADER}: {token}"
+    if worker_id is not None:
+        headers += f"\r\n{bridge.WORKER_HEADER}: {worker_id}"
+    old.sendall(_upgrade("/bridge/call-1", headers))
     assert await _until(lambda: call.worker is not None, 2.0)
     assert call.worker is not None
     call.worker.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SMALL)
@@ -380,5 +386,129 @@ async def test_a_replaced_worker_is_not_played_while_it_closes(monkeypatch: pyte
             assert call.session.playback.audio_queued == 0
     finally:
         old.close()
+        await loop.finish("twilio_stop")
+        server.close()
+
+
+# --- a replaced worker coming back ------------------------------------------------------------
+
+
+async def _refused_with(url: str, headers: dict[str, str]) -> int | None:
+    """Connect as a worker; the close code the edge answers with before any hello (None: a hello)."""
+    async with connect(url, additional_headers=headers) as ws:
+        try:
+            first = await asyncio.wait_for(ws.recv(), 2.0)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else -1
+        assert "hello" in str(first)
+        return None
+
+
+async def test_a_stalled_worker_dropped_without_its_4409_cannot_take_the_call_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The replaced worker was only stalled: its 4409 was thrown away with its connection, so it
+    # sees a close with no code and reconnects with the call's token. Taking the call back would
+    # replace the worker that serves it now (which would then hold off, as replaced, and the call
+    # ping-pong), so the edge refuses it with 4409, which is final for the worker.
+    monkeypatch.setattr(bridge_server, "_REPLACED_CLOSE_TIMEOUT_S", 0.3)
+    node = _node(agent_wait_s=0.0)
+    loop = MediaLoop(RecordingTwilioSocket(), node)
+    loop.on_message(_start())
+    call = loop.call
+    assert call is not None
+    token = node.grant("call-1").token
+    server = await start_bridge_server(node, "127.0.0.1", 0)
+    port = next(iter(server.sockets)).getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/bridge/call-1"
+    old = await _hung_worker(node, port, token, call, worker_id="w-old")
+    try:
+        seq, talked_until = 2, time.monotonic() + 5.0
+        while not _sends_wait(call) and time.monotonic() < talked_until:
+            seq = await _caller_talks(loop, seq, 50)
+            await asyncio.sleep(0.01)
+        assert _sends_wait(call)
+        headers = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-new"}
+        async with connect(url, additional_headers=headers, max_queue=None) as new:
+            assert "hello" in str(await new.recv())
+            assert await _until(lambda: node.metrics.get("bridge.replaced_aborted") == 1, 2.0)
+            serving = call.worker
+            assert serving is not None
+
+            back = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-old"}
+            assert await _refused_with(url, back) == bridge.CLOSE_REPLACED
+            assert call.worker is serving, "the worker that serves the call was replaced"
+            assert node.metrics.get("bridge.replaced") == 1
+            assert node.metrics.get("bridge.refused_replaced") == 1
+            # ...and the worker that serves the call still hears the caller.
+            await _caller_talks(loop, seq, 1)
+            assert isinstance(await asyncio.wait_for(new.recv(), 2.0), bytes)
+    finally:
+        old.close()
+        await loop.finish("twilio_stop")
+        server.close()
+
+
+async def test_a_replaced_worker_may_come_back_once_no_worker_serves_the_call() -> None:
+    node = _node(agent_wait_s=0.0)
+    loop = MediaLoop(RecordingTwilioSocket(), node)
+    loop.on_message(_start())
+    call = loop.call
+    assert call is not None
+    token = node.grant("call-1").token
+    server = await start_bridge_server(node, "127.0.0.1", 0)
+    port = next(iter(server.sockets)).getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/bridge/call-1"
+    as_old = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-old"}
+    try:
+        async with connect(url, additional_headers=as_old) as old:
+            assert "hello" in str(await old.recv())
+            new_headers = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-new"}
+            async with connect(url, additional_headers=new_headers) as new:
+                assert "hello" in str(await new.recv())
+                with pytest.raises(ConnectionClosed) as replaced:
+                    await asyncio.wait_for(old.recv(), 2.0)
+                assert replaced.value.rcvd is not None
+                assert replaced.value.rcvd.code == bridge.CLOSE_REPLACED
+                assert await _refused_with(url, as_old) == bridge.CLOSE_REPLACED
+                # A connection that names no worker keeps the old rule: it replaces.
+                assert await _refused_with(url, {bridge.TOKEN_HEADER: token}) is None
+            assert await _until(lambda: call.worker is None, 2.0)
+        # Nobody serves the call now: the partition moved back, the old worker takes it again.
+        assert await _refused_with(url, as_old) is None
+        assert node.metrics.get("bridge.refused_replaced") == 1
+        assert node.metrics.get("bridge.replaced") == 2
+    finally:
+        await loop.finish("twilio_stop")
+        server.close()
+
+
+async def test_a_worker_reconnecting_over_its_own_connection_is_not_refused() -> None:
+    # A worker whose link dropped reconnects before the edge noticed the drop: the connection it
+    # replaces is its own, and it is not a replaced worker afterwards either.
+    node = _node(agent_wait_s=0.0)
+    loop = MediaLoop(RecordingTwilioSocket(), node)
+    loop.on_message(_start())
+    call = loop.call
+    assert call is not None
+    token = node.grant("call-1").token
+    server = await start_bridge_server(node, "127.0.0.1", 0)
+    port = next(iter(server.sockets)).getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/bridge/call-1"
+    headers = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-1"}
+    try:
+        async with connect(url, additional_headers=headers) as first:
+            assert "hello" in str(await first.recv())
+            async with connect(url, additional_headers=headers) as second:
+                assert "hello" in str(await second.recv())
+                assert call.worker is not None
+                assert call.worker_id == "w-1"
+                other = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-2"}
+                async with connect(url, additional_headers=other) as takeover:  # a rebalance
+                    assert "hello" in str(await takeover.recv())
+                    assert await _refused_with(url, headers) == bridge.CLOSE_REPLACED
+        assert node.metrics.get("bridge.replaced") == 2
+        assert node.metrics.get("bridge.refused_replaced") == 1
+    finally:
         await loop.finish("twilio_stop")
         server.close()

@@ -119,6 +119,8 @@ class FakeEdge:
         """Keep marks unanswered until ``play_marks`` (the audio before them is still playing)."""
         self.held_marks: list[str] = []
         self.connections: list[ServerConnection] = []
+        self.workers: list[str | None] = []
+        """The worker id each connection attempt named (``bridge.WORKER_HEADER``), refused or not."""
         self.connected = asyncio.Event()
         self._server: Server | None = None
 
@@ -139,6 +141,7 @@ class FakeEdge:
 
     async def _handle(self, connection: ServerConnection) -> None:
         request = connection.request
+        self.workers.append(request.headers.get(bridge.WORKER_HEADER) if request is not None else None)
         if (
             self.refuse_with is not None
             or request is None
