@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -57,6 +58,16 @@ goodbye. Longer than a Live model's usual time to first audio, short enough not 
 
 CHECK_IN_WAIT_S = 30.0
 """Longest a silence check-in waits for a turn in progress (a check-in then interrupts nothing)."""
+
+GO_AWAY_MARGIN_S = 3.0
+"""How long before a goAway's deadline (its ``timeLeft``) the session reconnects at the latest."""
+
+GO_AWAY_DEFAULT_S = 2.0
+"""How long after a goAway without a readable ``timeLeft`` the session reconnects at the latest."""
+
+GO_AWAY_HANDLE_WAIT_S = 2.0
+"""After a goAway, once the turn in progress and the tools are done, how long the session waits
+for a resumption handle that covers them (within the goAway's deadline)."""
 
 LiveSession = Any  # google.genai.live.AsyncSession; typed loosely, the SDK's own hints are partial
 LiveConnector = Callable[[str, dict[str, Any]], AbstractAsyncContextManager[LiveSession]]
@@ -138,6 +149,13 @@ class CallSession:
         self._line_request: bridge.HangUp | bridge.Transfer | None = None
         self._line_requested = asyncio.Event()
         self._check_in_due = asyncio.Event()
+        # The current Live connection's goAway (``_on_message``), and what it waits for.
+        self._went_away = asyncio.Event()
+        self._reconnect_by = 0.0
+        self._handle_current = True
+        """No turn completed nor tool answered on this connection since its latest handle."""
+        self._tool_answered_at: float | None = None
+        self._in_message = False
         self._link: Bridge | PendingBridge
         if target.bridge_url is None or target.bridge_token is None:
             self._link = PendingBridge(target.call_id, bridge_factory=bridge_factory)
@@ -305,6 +323,7 @@ class CallSession:
         while True:
             try:
                 await self._one_connection(link)
+                await resumption.closed("go_away", None)
                 resumption.went_away()
                 # The turn in progress went with the connection: carried over, its barge-in
                 # muted the next connection's whole answer.
@@ -368,23 +387,76 @@ class CallSession:
         )
 
     async def _pump(self, link: BridgeEnd, session: LiveSession) -> None:
+        """Run one connection until it fails or, after its goAway, has finished its work."""
         wire = LiveWire(session)
+        self._went_away.clear()
+        self._handle_current, self._tool_answered_at = True, None
         uplink = asyncio.create_task(self._uplink(link, self._caller_audio))
         sender = asyncio.create_task(self._caller_audio.run(wire.send_audio))
         downlink = asyncio.create_task(self._downlink(link, session, wire))
         voicemail = asyncio.create_task(self._leave_voicemail(session))
         check_in = asyncio.create_task(self._check_in_when_due(session))
         hang_up = asyncio.create_task(self._hang_up_if_forgotten(link))
-        tasks = (uplink, sender, downlink, voicemail, check_in, hang_up)
+        went_away = asyncio.create_task(self._went_away.wait())
+        tasks: tuple[asyncio.Task[Any], ...] = (
+            uplink,
+            sender,
+            downlink,
+            voicemail,
+            check_in,
+            hang_up,
+            went_away,
+        )
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # re-raise _Ended, BridgeClosed or the model's failure
+            if went_away in done:
+                # Start nothing new (caller audio waits in its pipe for the next connection;
+                # no check-in, no voicemail prompt); let the work in progress finish here.
+                for task in (sender, voicemail, check_in):
+                    task.cancel()
+                await asyncio.gather(sender, voicemail, check_in, return_exceptions=True)
+                leave = asyncio.create_task(self._finish_before_leaving())
+                tasks = (*tasks, leave)
+                done, _ = await asyncio.wait(
+                    (uplink, downlink, hang_up, leave), return_when=asyncio.FIRST_COMPLETED
+                )
+                try:
+                    for task in done:
+                        task.result()
+                except ModelFailure as failure:  # the connection's announced end came first
+                    log.info("call %s: Live connection ended after goAway: %s", self._target.call_id, failure)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._tool_calls.close("the Live connection closed before the tool finished")
+
+    async def _finish_before_leaving(self) -> None:
+        """After a goAway: let the model's turn in progress, the running tools (whose answers go
+        to this connection, which asked) and the model's answer to them finish, then wait a
+        little for a resumption handle that covers them; all by the goAway's deadline."""
+        loop = asyncio.get_running_loop()
+        conversation = self._conversation
+        while loop.time() < self._reconnect_by:
+            answered = self._tool_answered_at
+            busy = (
+                not conversation.quiet
+                or conversation.goodbye_owed
+                or self._in_message  # e.g. a hang-up waiting for its mark
+                or bool(self._tool_calls.running)
+                # the model's answer to a tool's response may take a moment to start
+                or (answered is not None and loop.time() < answered + GOODBYE_FOLLOW_UP_S)
+            )
+            if not busy:
+                break
+            await asyncio.sleep(0.05)
+        handle_by = min(self._reconnect_by, loop.time() + GO_AWAY_HANDLE_WAIT_S)
+        while loop.time() < handle_by:
+            if self._handle_current:
+                return
+            await asyncio.sleep(0.05)
 
     async def _leave_voicemail(self, session: LiveSession) -> None:
         """Once a voicemail is requested and the model is quiet, ask it to say the message.
@@ -442,7 +514,7 @@ class CallSession:
                     pass
 
     async def _downlink(self, link: BridgeEnd, session: LiveSession, wire: LiveWire) -> None:
-        """Model messages to the bridge and to facts; returns on goAway (planned reconnect)."""
+        """Model messages to the bridge and to facts, until the connection ends."""
         messages = wire.messages()
         while True:
             try:
@@ -451,25 +523,31 @@ class CallSession:
                 # (wire.messages() never ends: a StopAsyncIteration here would be a bug, and is
                 # reported as a malformed message rather than taken for the end of a turn)
                 raise (classify(err) or malformed(err)) from err
-            if await self._on_message(link, session, message):
-                return
+            self._in_message = True
+            try:
+                await self._on_message(link, session, message)
+            finally:
+                self._in_message = False
             # A whole answer can arrive at once (buffered in the socket): let the other
             # calls' frames in between its messages rather than after all of them.
             await asyncio.sleep(0)
 
-    async def _on_message(self, link: BridgeEnd, session: LiveSession, message: ServerMessage) -> bool:
+    async def _on_message(self, link: BridgeEnd, session: LiveSession, message: ServerMessage) -> None:
         if isinstance(message, ModelAudio):  # most messages: nothing but the next chunk of speech
             await self._conversation.on_audio(link, message.pcm)
-            return False
+            return
         content = message.server_content
         if content is not None:
             await self._conversation.on_content(link, content, _audio_of(content))
             if content.turn_complete:
+                self._handle_current = False
                 self._resumption.healthy()  # a whole turn: the connection works
         if message.tool_call is not None:
             # Off the downlink: audio and interruptions keep flowing while a tool runs.
             async def respond(response: types.FunctionResponse) -> None:
                 await session.send_tool_response(function_responses=[response])
+                self._handle_current = False
+                self._tool_answered_at = asyncio.get_running_loop().time()
 
             self._conversation.tool_called()
             await self._tool_calls.start(message.tool_call, self._conversation, respond)
@@ -485,12 +563,23 @@ class CallSession:
                 total_tokens=usage.total_token_count or 0,
             )
         update = message.session_resumption_update
-        if update is not None and update.new_handle and update.new_handle != self._resumption.handle:
-            await self._resumption.updated(update.new_handle)
-        if message.go_away is not None:
-            await self._resumption.closed("go_away", None)
-            return True
-        return False
+        if update is not None and update.new_handle:
+            self._handle_current = True
+            if update.new_handle != self._resumption.handle:
+                await self._resumption.updated(update.new_handle)
+        if message.go_away is not None and not self._went_away.is_set():
+            # Reconnect before the server's deadline, once the work in progress is done.
+            left_s = _time_left_s(message.go_away.time_left)
+            drain_s = GO_AWAY_DEFAULT_S if left_s is None else max(0.0, left_s - GO_AWAY_MARGIN_S)
+            self._reconnect_by = asyncio.get_running_loop().time() + drain_s
+            self._went_away.set()
+
+
+def _time_left_s(time_left: str | None) -> float | None:
+    """A goAway's ``timeLeft`` (a protobuf Duration in JSON: "50s", "1.5s") in seconds; None if
+    absent or unreadable."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)s\s*", time_left or "")
+    return float(match.group(1)) if match else None
 
 
 def _audio_of(content: types.LiveServerContent) -> bytes | None:
