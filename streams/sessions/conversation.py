@@ -71,6 +71,11 @@ class Conversation:
         return self._utterances > self._utterances_before or bool(self.transcript)
 
     @property
+    def caller_heard(self) -> bool:
+        """Has the model transcribed the caller's words in the turn in progress?"""
+        return bool(self._turn.caller_text)
+
+    @property
     def quiet(self) -> bool:
         """No turn in progress and no answer awaited: the model can take a new instruction."""
         turn = self._turn

@@ -57,15 +57,25 @@ class Resumption:
             GeminiSessionClosed, reason=reason, resumption_handle=self.handle, close_code=code
         )
 
-    def went_away(self) -> None:
-        """A planned reconnect (goAway): the next connection starts a new count of failures."""
-        self._failures = 0
+    def went_away(self, *, early: bool) -> bool:
+        """A planned reconnect (goAway); True when the call should give up rather than reconnect.
+
+        An early goAway (soon after its connection opened, before an exchange with the caller)
+        counts as a failure, so a server sending goAway after goAway gets the back-off and,
+        after ``max_reconnects`` in a row, the goodbye; any other starts a new count.
+        """
+        if not early:
+            self._failures = 0
+            return False
+        self._failures += 1
+        return self._failures > self._max_reconnects
 
     def healthy(self) -> None:
-        """The connection completed a turn: failures counted before it are no longer in a row.
+        """The connection completed a turn with the caller heard (not merely the answer to our
+        own prompt): failures counted before it are no longer in a row.
 
         Without this, ``max_reconnects`` capped the whole call, and its back-off kept growing.
-        A connection that fails before completing a turn keeps the count going.
+        A connection that fails before such a turn keeps the count going.
         """
         self._failures = 0
 

@@ -69,6 +69,11 @@ GO_AWAY_HANDLE_WAIT_S = 2.0
 """After a goAway, once the turn in progress and the tools are done, how long the session waits
 for a resumption handle that covers them (within the goAway's deadline)."""
 
+GO_AWAY_EARLY_S = 60.0
+"""A goAway this soon after its connection opened, with no exchange with the caller on that
+connection, counts as a failure (backs off, and ends the call after ``max_reconnects`` in a
+row): a server sending goAway after goAway must not have the session reconnect in a loop."""
+
 LiveSession = Any  # google.genai.live.AsyncSession; typed loosely, the SDK's own hints are partial
 LiveConnector = Callable[[str, dict[str, Any]], AbstractAsyncContextManager[LiveSession]]
 
@@ -156,6 +161,9 @@ class CallSession:
         """No turn completed nor tool answered on this connection since its latest handle."""
         self._tool_answered_at: float | None = None
         self._in_message = False
+        self._opened_at = 0.0
+        self._exchanged = False
+        """The caller was heard and the model completed a turn on the current connection."""
         self._link: Bridge | PendingBridge
         if target.bridge_url is None or target.bridge_token is None:
             self._link = PendingBridge(target.call_id, bridge_factory=bridge_factory)
@@ -324,26 +332,33 @@ class CallSession:
             try:
                 await self._one_connection(link)
                 await resumption.closed("go_away", None)
-                resumption.went_away()
+                loop = asyncio.get_running_loop()
+                early = not self._exchanged and loop.time() - self._opened_at < GO_AWAY_EARLY_S
                 # The turn in progress went with the connection: carried over, its barge-in
                 # muted the next connection's whole answer.
                 await conversation.abandon_turn(link)
-                continue  # a planned reconnect: no back-off
+                if resumption.went_away(early=early):
+                    log.warning("call %s: goAway after goAway; giving up", self._target.call_id)
+                    return await self._give_up(link)
+                if not early:
+                    continue  # a planned reconnect: no back-off
             except ModelFailure as failure:
                 log.warning("call %s: model connection failed (%s)", self._target.call_id, failure)
                 await resumption.closed("error", failure.code)
                 await conversation.abandon_turn(link)
                 if resumption.failed(failure):
-                    if self.bridge_token is None:
-                        # Pre-warmed, no stream yet: nothing to say goodbye on. The session
-                        # started with the stream tries the model again, and gives up there.
-                        # (A stream attached during the retries restarts their count, and
-                        # gets the goodbye below if they run out.)
-                        return SessionOutcome.GAVE_UP
-                    await conversation.give_up(link)
-                    return SessionOutcome.GAVE_UP
+                    return await self._give_up(link)
                 self._apologise = self._apologise or conversation.spoken
             await asyncio.sleep(resumption.backoff_s)
+
+    async def _give_up(self, link: BridgeEnd) -> SessionOutcome:
+        if self.bridge_token is None:
+            # Pre-warmed, no stream yet: nothing to say goodbye on. The session started with
+            # the stream tries the model again, and gives up there. (A stream attached during
+            # the retries restarts their count, and gets the goodbye if they run out.)
+            return SessionOutcome.GAVE_UP
+        await self._conversation.give_up(link)
+        return SessionOutcome.GAVE_UP
 
     async def _one_connection(self, link: BridgeEnd) -> None:
         conversation = self._conversation
@@ -391,6 +406,7 @@ class CallSession:
         wire = LiveWire(session)
         self._went_away.clear()
         self._handle_current, self._tool_answered_at = True, None
+        self._opened_at, self._exchanged = asyncio.get_running_loop().time(), False
         uplink = asyncio.create_task(self._uplink(link, self._caller_audio))
         sender = asyncio.create_task(self._caller_audio.run(wire.send_audio))
         downlink = asyncio.create_task(self._downlink(link, session, wire))
@@ -538,10 +554,17 @@ class CallSession:
             return
         content = message.server_content
         if content is not None:
+            heard = content.input_transcription is not None and bool(content.input_transcription.text)
+            heard = heard or self._conversation.caller_heard
             await self._conversation.on_content(link, content, _audio_of(content))
             if content.turn_complete:
                 self._handle_current = False
-                self._resumption.healthy()  # a whole turn: the connection works
+                if heard:
+                    # An exchange with the caller: the connection works. (The answer to our own
+                    # greeting or apology prompt proves less: a service failing every real
+                    # turn would have the call retry for ever.)
+                    self._exchanged = True
+                    self._resumption.healthy()
         if message.tool_call is not None:
             # Off the downlink: audio and interruptions keep flowing while a tool runs.
             async def respond(response: types.FunctionResponse) -> None:

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from google.genai import errors
 from session_fakes import FakeEdge, FakeGemini, FakeSink, eventually, target
 
 from streams.sessions import session as session_module
@@ -139,3 +140,58 @@ async def test_a_go_away_holds_the_callers_audio_for_the_next_connection() -> No
 )
 def test_time_left_is_read_as_a_protobuf_duration(time_left: str | None, seconds: float | None) -> None:
     assert session_module._time_left_s(time_left) == seconds
+
+
+@pytest.mark.asyncio
+async def test_a_go_away_storm_backs_off_and_ends_the_call_like_a_failing_model() -> None:
+    # Each goAway right after setup reconnected at once, for ever (40 connections in 10 ms).
+    gemini, sink = FakeGemini(), FakeSink()
+    for _ in range(10):
+        gemini.live().push(go_away={"time_left": "0s"})
+    async with FakeEdge() as edge:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = await asyncio.wait_for(_start(edge, gemini, sink, ToolRunner(None)), 15)
+        assert outcome is SessionOutcome.GAVE_UP
+        assert len(gemini.started) == 4  # the first connection and max_reconnects (3) more
+        assert loop.time() - started >= 0.2 + 0.4 + 0.8  # backed off between them
+        assert [r.reason for r in sink.of("GeminiSessionClosed")] == ["go_away"] * 4
+        assert [(r.requested_by, r.reason) for r in sink.of("HangUpRequested")] == [("system", "failed")]
+
+
+@pytest.mark.asyncio
+async def test_go_aways_after_an_exchange_with_the_caller_never_add_up_to_giving_up() -> None:
+    gemini, sink = FakeGemini(), FakeSink()
+    lives = [gemini.live() for _ in range(6)]
+    async with FakeEdge() as edge:
+        run = _start(edge, gemini, sink, ToolRunner(None))
+        for i in range(5):
+            await eventually(lambda i=i: len(gemini.started) == i + 1, within=10)
+            lives[i].push(server_content={"input_transcription": {"text": f"question {i}"}})
+            lives[i].push(server_content={"output_transcription": {"text": f"answer {i}"}})
+            lives[i].push(server_content={"turn_complete": True})
+            lives[i].push(go_away={"time_left": "0s"})
+        await eventually(lambda: len(gemini.started) == 6, within=10)
+        assert sink.of("HangUpRequested") == []
+        await edge.stop_stream()
+        await asyncio.wait_for(run, 5)
+
+
+@pytest.mark.asyncio
+async def test_the_answer_to_our_own_prompt_is_no_proof_of_a_working_connection() -> None:
+    # Each reconnect's apology was answered, counted as a healthy turn, and restarted the count
+    # of failures: a model failing every caller turn kept the call retrying for ever.
+    gemini, sink = FakeGemini(), FakeSink()
+    lives = [gemini.live() for _ in range(8)]
+    async with FakeEdge() as edge:
+        run = _start(edge, gemini, sink, ToolRunner(None))
+        for i in range(4):
+            await eventually(lambda i=i: len(gemini.started) == i + 1, within=10)
+            lives[i].push(server_content={"output_transcription": {"text": f"Sorry about that {i}."}})
+            lives[i].push(server_content={"turn_complete": True})
+            await eventually(lambda i=i: len(sink.of("TranscriptSegment")) > i)
+            lives[i].fail(errors.APIError(1011, {"message": "Internal error"}, None))
+        outcome = await asyncio.wait_for(run, 15)
+        assert outcome is SessionOutcome.GAVE_UP
+        assert len(gemini.started) == 4
+        assert [(r.requested_by, r.reason) for r in sink.of("HangUpRequested")] == [("system", "failed")]

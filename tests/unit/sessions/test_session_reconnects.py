@@ -34,9 +34,10 @@ async def test_isolated_failures_each_after_a_healthy_turn_never_add_up_to_givin
         for i in range(4):
             live = lives[i]
             await eventually(lambda i=i: len(gemini.started) == i + 1, within=10)
+            live.push(server_content={"input_transcription": {"text": f"question {i}"}})
             live.push(server_content={"output_transcription": {"text": f"answer {i}"}})
             live.push(server_content={"turn_complete": True})
-            await eventually(lambda i=i: len(sink.of("TranscriptSegment")) > i)
+            await eventually(lambda i=i: len(sink.of("TranscriptSegment")) > 2 * i + 1)
             live.fail(_internal_error())
         await eventually(lambda: len(gemini.started) == 5, within=10)
         assert sink.of("HangUpRequested") == []
