@@ -92,8 +92,8 @@ class LiveCall:
         self._loop = asyncio.get_running_loop()
         self.sending_since: float | None = None
         self._pumping = False  # _pump_worker is sending: direct writes would overtake it
-        self._sending: asyncio.Task[None] | None = None  # the pump's sends to ``_sending_to``
-        self._sending_to: ServerConnection | None = None
+        self._sending_to: ServerConnection | None = None  # the worker the pump is sending to
+        self._abandons = 0  # cancellations of the pump by ``_abandon_sends`` not yet handled
         self.worker_sending_since: float | None = None
         """Loop time the pump's current send to the worker began (None when not sending)."""
         self.last_arrival: float | None = None
@@ -105,7 +105,8 @@ class LiveCall:
         self._on_clock = False  # on the node's playback clock (``on_tick``)
         self._slot = 0  # the clock's phase the call plays on, chosen when the queue was idle
         self._stalled: asyncio.Task[None] | None = None  # a playback send waiting for the socket
-        self._tasks = [asyncio.create_task(self._pump_worker(), name=f"bridge-out-{self.call_id}")]
+        self._pump = asyncio.create_task(self._pump_worker(), name=f"bridge-out-{self.call_id}")
+        self._tasks = [self._pump]
 
     # --- facts ------------------------------------------------------------------------------
 
@@ -207,11 +208,19 @@ class LiveCall:
 
     def _abandon_sends(self, keep: ServerConnection | None) -> None:
         """Stop the pump waiting on a worker that is no longer the call's (a hung one being
-        replaced waits for ever): what it had not sent goes to the current worker instead."""
-        sending = self._sending
-        if sending is not None and self._sending_to is not keep:
-            sending.cancel()
-            self.worker_sending_since = None  # not a stall of the worker left behind
+        replaced waits for ever): what it had not sent goes to the current worker instead.
+
+        The pump awaits its sends itself (no task per round: a round is the hot path while a
+        worker's socket is over its high-water mark); it is cancelled here, and takes the
+        cancellation it is told about (``_abandons``) for an abandoned round, not its end.
+        """
+        sending_to = self._sending_to
+        if sending_to is None or sending_to is keep or asyncio.current_task() is self._pump:
+            return
+        self._sending_to = None  # abandon once
+        self._abandons += 1
+        self._pump.cancel()
+        self.worker_sending_since = None  # not a stall of the worker left behind
 
     def check_worker(self, now: float) -> None:
         """Watchdog: a worker that has not taken a frame within ``bridge_send_timeout_s`` is stuck.
@@ -264,25 +273,29 @@ class LiveCall:
             if worker is None:
                 continue  # keep buffering (bounded) until a worker connects
             self._pumping = True
-            # The sends run in a task of their own, so that a worker replaced or dropped while a
-            # send waits on its full socket (``_abandon_sends``) does not hold the pump: a hung
-            # worker's socket never drains.
-            sending = self._loop.create_task(self._send_to_worker(worker), name=f"bridge-send-{self.call_id}")
-            self._sending, self._sending_to = sending, worker
+            # A worker replaced or dropped while a send waits on its full socket must not hold
+            # the pump (a hung worker's socket never drains): ``_abandon_sends`` cancels it.
+            self._sending_to = worker
             try:
-                await asyncio.wait((sending,))
-            finally:
-                sending.cancel()  # the pump itself was cancelled (the call finishes)
-                self._sending = self._sending_to = self.worker_sending_since = None
-                self._pumping = False
-            if sending.cancelled():  # abandoned: the next round serves the current worker, if any
-                self._to_worker.set()
-                continue
-            exc = sending.exception()
-            if isinstance(exc, ConnectionClosed):
+                await self._send_to_worker(worker)
+            except asyncio.CancelledError:
+                if not self._abandoned():
+                    raise  # the call finishes
+                self._to_worker.set()  # the next round serves the current worker, if any
+            except ConnectionClosed:
+                self._sending_to = None
                 self.detach_worker(worker)
-            elif exc is not None:
-                raise exc
+            finally:
+                self._sending_to = self.worker_sending_since = None
+                self._pumping = False
+
+    def _abandoned(self) -> bool:
+        """Was the pump's cancellation only ``_abandon_sends`` (the pump goes on), not its end?"""
+        pump = self._pump
+        while self._abandons:
+            self._abandons -= 1
+            pump.uncancel()
+        return not pump.cancelling()
 
     async def _send_to_worker(self, worker: ServerConnection) -> None:
         """Send the held notices, then the buffered caller audio; what is not sent stays held."""
