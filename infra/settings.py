@@ -217,6 +217,12 @@ class StreamsSettings(BaseModel):
         "the worker until the stream's bridge is known (ADR 17)",
     )
     tool_timeout_s: float = 5.0
+    live_setup_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest a Gemini Live connection's setup (until setupComplete) may take "
+        "before it counts as a failed connection and is retried (google-genai waits for ever)",
+    )
     tool_webhook_secret: SecretStr = Field(
         default=SecretStr(""),
         description="HMAC key that signs agents' webhook tool requests (X-Voice-Signature, "

@@ -246,6 +246,7 @@ def _sessions(app: faust.App, settings: Settings, codec: Codec, inputs: faust.To
         tools=ToolRunner(search, timeout_s=settings.streams.tool_timeout_s, webhooks=hooks),
         worker_id=settings.streams.worker_id,
         prewarm=settings.streams.prewarm_sessions,
+        live_setup_timeout_s=settings.streams.live_setup_timeout_s,
     )
 
     @app.task  # type: ignore[untyped-decorator]

@@ -11,7 +11,13 @@ from streams.calls.state import SETTLING, CallState, CallStatus
 from streams.sessions.directory import AgentDirectory
 from streams.sessions.facts import FactSink
 from streams.sessions.live_config import DEFAULT_CONFIG, SessionPlan
-from streams.sessions.session import CallSession, LiveConnector, SessionOutcome, SessionTarget
+from streams.sessions.session import (
+    LIVE_SETUP_TIMEOUT_S,
+    CallSession,
+    LiveConnector,
+    SessionOutcome,
+    SessionTarget,
+)
 from streams.sessions.tools import ToolRunner
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,7 @@ class SessionManager:
         config_wait_s: float = 3.0,
         replaced_hold_s: float = 5.0,
         prewarm: bool = True,
+        live_setup_timeout_s: float = LIVE_SETUP_TIMEOUT_S,
     ) -> None:
         self._directory = directory
         self._connect_live = connect_live
@@ -67,6 +74,7 @@ class SessionManager:
         self._config_wait_s = config_wait_s
         self._replaced_hold_s = replaced_hold_s
         self._prewarm = prewarm
+        self._live_setup_timeout_s = live_setup_timeout_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sessions: dict[str, CallSession] = {}
         """The running session of each call, to pass on what the call's state learns later."""
@@ -209,7 +217,13 @@ class SessionManager:
             greet=state.status not in SETTLING  # being hung up or transferred: no greeting
             and (fresh or (handle is None and not state.session_open) or not state.agent_heard),
         )
-        session = CallSession(target, connect_live=self._connect_live, facts=self._facts, tools=self._tools)
+        session = CallSession(
+            target,
+            connect_live=self._connect_live,
+            facts=self._facts,
+            tools=self._tools,
+            setup_timeout_s=self._live_setup_timeout_s,
+        )
         self._sessions[state.call_id] = session
         # A state that arrived before this session existed (a takeover that first sees the call
         # ENDING, a state parked while the config was awaited) is acted on now, not at the next.

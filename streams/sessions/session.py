@@ -74,6 +74,10 @@ GO_AWAY_EARLY_S = 60.0
 connection, counts as a failure (backs off, and ends the call after ``max_reconnects`` in a
 row): a server sending goAway after goAway must not have the session reconnect in a loop."""
 
+LIVE_SETUP_TIMEOUT_S = 10.0
+"""Longest a Live connection's setup (connect, then the server's setupComplete) may take before it
+counts as a failed connection; google-genai's ``connect`` waits for setupComplete for ever."""
+
 LiveSession = Any  # google.genai.live.AsyncSession; typed loosely, the SDK's own hints are partial
 LiveConnector = Callable[[str, dict[str, Any]], AbstractAsyncContextManager[LiveSession]]
 
@@ -127,10 +131,12 @@ class CallSession:
         facts: FactSink,
         tools: ToolRunner,
         max_reconnects: int = 3,
+        setup_timeout_s: float = LIVE_SETUP_TIMEOUT_S,
         bridge_factory: BridgeFactory = Bridge,
     ) -> None:
         self._target = target
         self._connect_live = connect_live
+        self._setup_timeout_s = setup_timeout_s
         self._facts = Reporter(facts, target.tenant_id, target.call_id)
         self._resumption = Resumption(
             self._facts,
@@ -368,7 +374,14 @@ class CallSession:
         model = plan.config.model
         opened = False
         try:
-            async with self._connect_live(model, live_connect_config(plan)) as session:
+            async with contextlib.AsyncExitStack() as stack:
+                connecting = self._connect_live(model, live_connect_config(plan))
+                try:
+                    async with asyncio.timeout(self._setup_timeout_s):
+                        session = await stack.enter_async_context(connecting)
+                except TimeoutError as err:
+                    detail = f"no Live setup within {self._setup_timeout_s:g} s"
+                    raise ModelFailure(None, detail, in_setup=True) from err
                 opened = True
                 await self._resumption.opened(model, fresh=fresh)
                 await self._prompt(session, plan)
