@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -132,8 +133,10 @@ class CallSession:
         tools: ToolRunner,
         max_reconnects: int = 3,
         setup_timeout_s: float = LIVE_SETUP_TIMEOUT_S,
-        bridge_factory: BridgeFactory = Bridge,
+        bridge_factory: BridgeFactory | None = None,
     ) -> None:
+        if bridge_factory is None:  # this worker names itself on the bridge
+            bridge_factory = functools.partial(Bridge, worker_id=target.worker_id)
         self._target = target
         self._connect_live = connect_live
         self._setup_timeout_s = setup_timeout_s
