@@ -16,6 +16,7 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,8 @@ _AUDIO_HEAD = '{"realtime_input": {"audio": {"data": "'
 _AUDIO_TAIL = f'", "mime_type": "{_AUDIO_MIME}"}}}}}}'
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 _NO_KWARGS = types.LiveServerMessage().model_dump()  # what AsyncSession._receive passes along
+
+log = logging.getLogger(__name__)
 
 
 def caller_audio_message(pcm: bytes) -> str:
@@ -55,8 +58,10 @@ class ModelAudio:
 ServerMessage = ModelAudio | types.LiveServerMessage
 
 
-def server_message(raw: bytes | str) -> ServerMessage:
-    """One server message: ModelAudio, or what ``AsyncSession.receive()`` yields (or raises) for it."""
+def server_message(raw: bytes | str) -> ServerMessage | None:
+    """One server message: ModelAudio, or what ``AsyncSession.receive()`` yields (or raises) for it,
+    except that a message with no field the SDK knows is None (to be ignored), not a TypeError,
+    and an ``error`` body raises an APIError with the error's own code and message."""
     if raw:
         with contextlib.suppress(orjson.JSONDecodeError):
             audio = model_audio(orjson.loads(raw))
@@ -118,11 +123,22 @@ def _canonical_base64(data: str) -> bytes | None:
     return pcm
 
 
-def _through_the_sdk(response: Any) -> types.LiveServerMessage:
-    """The SDK's own conversion (``AsyncSession._receive``) of a parsed message."""
+def _through_the_sdk(response: Any) -> types.LiveServerMessage | None:
+    """The SDK's own conversion (``AsyncSession._receive``) of a parsed message; None for one that
+    converts to nothing and is no error (a field newer than the SDK)."""
     converted = _live_converters._LiveServerMessage_from_mldev(response)
     if not converted and response:
-        errors.APIError.raise_error(response.get("code"), response, None)
+        code = response.get("code")
+        if isinstance(code, int):  # as the SDK raises it
+            errors.APIError.raise_error(code, response, None)
+        error = response.get("error")
+        if error is not None:
+            # The SDK passes None on as a status code and fails comparing it (TypeError): the
+            # error's own code and message, as an HTTP error body carries them.
+            body = error if isinstance(error, dict) else {"message": str(error)}
+            error_code = body.get("code")
+            raise errors.APIError(error_code if isinstance(error_code, int) else 0, {"error": body}, None)
+        return None
     return types.LiveServerMessage._from_response(response=converted, kwargs=_NO_KWARGS)
 
 
@@ -135,6 +151,8 @@ class LiveWire:
 
     def __init__(self, session: Any) -> None:
         self._session = session
+        self.ignored = 0
+        """Server messages read directly with no field the SDK knows (and no error), skipped."""
         direct = isinstance(session, live.AsyncSession) and not session._api_client.vertexai
         self._ws: Any = getattr(session, "_ws", None) if direct else None
 
@@ -162,8 +180,7 @@ class LiveWire:
             async for message in self._session.receive():
                 yield message
 
-    @staticmethod
-    async def _read_socket(ws: Any) -> AsyncIterator[ServerMessage]:
+    async def _read_socket(self, ws: Any) -> AsyncIterator[ServerMessage]:
         while True:
             try:
                 raw = await ws.recv(decode=False)
@@ -174,4 +191,10 @@ class LiveWire:
                     code, reason = 1006, CLOSE_CODE_EXPLANATIONS.get(1006, "Abnormal closure.")
                 errors.APIError.raise_error(code, reason, None)
                 raise  # raise_error always raises; this keeps the checker sure of it
-            yield server_message(raw)
+            message = server_message(raw)
+            if message is not None:
+                yield message
+                continue
+            self.ignored += 1
+            level = logging.WARNING if self.ignored == 1 else logging.DEBUG
+            log.log(level, "ignored a Live server message with no field we know (%d so far)", self.ignored)

@@ -25,6 +25,7 @@ from streams.sessions.live_wire import (
     model_audio,
     server_message,
 )
+from streams.sessions.recovery import classify
 from streams.sessions.session import _audio_of
 
 
@@ -116,6 +117,7 @@ def test_base64_the_sdk_refuses_or_reads_otherwise_is_left_to_it(data: str) -> N
         assert type(ours) is type(theirs)
         return
     message, expected = server_message(raw), sdk_received(raw)
+    assert message is not None
     assert expected.server_content is not None
     got = (
         message.pcm
@@ -173,17 +175,54 @@ def test_a_message_with_audio_and_anything_else_is_left_to_the_sdk() -> None:
     [
         b"not json",
         b'{"serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": "a", "data": "!!!"}}]}}}',
-        b'{"error": {"code": 429, "message": "quota"}}',
         b'{"serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": "a", "data": 7}}]}}}',
         b"[1, 2]",
     ],
-    ids=["not-json", "bad-base64", "unknown", "data-not-a-string", "not-an-object"],
+    ids=["not-json", "bad-base64", "data-not-a-string", "not-an-object"],
 )
 def test_bad_messages_raise_what_the_sdk_raises(raw: bytes) -> None:
     ours, theirs = raised_by(server_message, raw), raised_by(sdk_received, raw)
     assert theirs is not None
     assert type(ours) is type(theirs)
     assert str(ours) == str(theirs)
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "detail"),
+    [
+        (b'{"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}}', 429, "quota"),
+        (b'{"error": {"code": 500, "message": "boom"}}', 500, "boom"),
+        (b'{"error": {"message": "no code"}}', None, "no code"),
+        (b'{"error": "plain text"}', None, "plain text"),
+    ],
+)
+def test_an_error_body_is_a_model_failure_with_the_errors_code_and_message(
+    raw: bytes, code: int | None, detail: str
+) -> None:
+    # The SDK passed the message's own (absent) code on as a status and raised TypeError: the
+    # session recorded a malformed message (1007), whatever the error said.
+    err = raised_by(server_message, raw)
+    assert isinstance(err, errors.APIError)
+    failure = classify(err)
+    assert failure is not None
+    assert (failure.code, failure.detail) == (code, detail)
+
+
+def test_a_message_with_no_field_the_sdk_knows_is_ignored_and_counted() -> None:
+    # The SDK raised TypeError for it, and the session dropped the connection.
+    assert server_message(b'{"futureThing": {"a": 1}}') is None
+    ws = WireSocket(
+        b'{"futureThing": {"a": 1}}',
+        b'{"anotherThing": true}',
+        b'{"serverContent": {"turnComplete": true}}',
+        ConnectionClosed(Close(1000, "bye"), None),
+    )
+    wire = LiveWire(sdk_session(ws))
+    messages, failure = asyncio.run(read_all(wire))
+    assert isinstance(failure, errors.APIError)
+    assert len(messages) == 1
+    assert isinstance(messages[0], types.LiveServerMessage)
+    assert wire.ignored == 2
 
 
 def raised_by(read: Callable[[bytes], object], raw: bytes) -> Exception | None:
