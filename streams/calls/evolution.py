@@ -36,7 +36,14 @@ from schemas.calls import (
     VoicemailRequested,
 )
 from streams.calls.emit import end_reason
-from streams.calls.state import SETTING_UP, CallState, CallStatus, MediaStream
+from streams.calls.state import (
+    SETTING_UP,
+    TRANSCRIPT_TAIL_CHARS,
+    TRANSCRIPT_TAIL_SEGMENTS,
+    CallState,
+    CallStatus,
+    MediaStream,
+)
 from streams.calls.timers import is_check_in
 
 _Lifecycle: TypeAlias = (
@@ -177,7 +184,11 @@ def _conversation(state: CallState, event: _Conversation) -> CallState:
         case DtmfReceived():
             return _caller_active(state, at, speaking=state.caller_speaking)
         case TranscriptSegment():
-            state = replace(state, transcript_segments=max(state.transcript_segments, event.segment_index))
+            state = replace(
+                state,
+                transcript_segments=max(state.transcript_segments, event.segment_index),
+                transcript_tail=_transcript_tail(state.transcript_tail, event),
+            )
             if event.speaker == "caller":
                 return _caller_active(state, at, speaking=state.caller_speaking)
             return _active(state, at)
@@ -311,3 +322,12 @@ def _finish(state: CallState, status: CallStatus, reason: str, by: str | None, a
         agent_utterance_id=None,
         tools_in_flight=(),
     )
+
+
+def _transcript_tail(tail: tuple[str, ...], segment: TranscriptSegment) -> tuple[str, ...]:
+    """The call's latest final segments, bounded (``CallState.transcript_tail``)."""
+    text = segment.text.strip()
+    if not segment.final or not text:
+        return tail
+    line = f"{segment.speaker}: {text}"[:TRANSCRIPT_TAIL_CHARS]
+    return (*tail, line)[-TRANSCRIPT_TAIL_SEGMENTS:]

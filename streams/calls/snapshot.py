@@ -36,6 +36,7 @@ def dump(snapshot: Snapshot) -> bytes:
         body[name] = _time(body[name])
     body["status"] = state.status.value
     body["tools_in_flight"] = list(state.tools_in_flight)
+    body["transcript_tail"] = list(state.transcript_tail)
     if state.stream is not None:
         stream = state.stream
         body["stream"] = {
@@ -73,6 +74,7 @@ def load(data: bytes) -> Snapshot:
         # would be worse than not greeting one whose greeting was lost.
         body["agent_heard"] = body["status"] not in _BEFORE_CONVERSATION
     body["tools_in_flight"] = tuple(body["tools_in_flight"])
+    body["transcript_tail"] = tuple(body.get("transcript_tail", ()))  # absent before the field existed
     body["variables"] = dict(body.get("variables", {}))  # absent before the field existed
     body["call_id"] = CallId(body["call_id"])
     body["tenant_id"] = TenantId(body["tenant_id"])

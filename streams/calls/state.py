@@ -60,6 +60,12 @@ class MediaStream:
     token_expires_at: datetime
 
 
+TRANSCRIPT_TAIL_SEGMENTS = 30
+"""How many of the call's latest transcript segments its state keeps (``CallState.transcript_tail``)."""
+TRANSCRIPT_TAIL_CHARS = 300
+"""How much of each segment's text ``CallState.transcript_tail`` keeps."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallState:
     """Everything the decider and the session workers need to know about one call."""
@@ -108,6 +114,11 @@ class CallState:
     transcript_segments: int = 0
     """Highest ``TranscriptSegment.segment_index`` so far: a session that takes the call over
     numbers its segments on from here, so they do not overwrite the earlier ones."""
+    transcript_tail: tuple[str, ...] = ()
+    """The call's latest final transcript segments as "speaker: text" (at most
+    TRANSCRIPT_TAIL_SEGMENTS, each cut to TRANSCRIPT_TAIL_CHARS, so the table record stays
+    small): a session that takes the call over and cannot resume its Live session is primed
+    with them."""
 
     @property
     def live(self) -> bool:

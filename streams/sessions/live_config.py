@@ -81,6 +81,9 @@ class SessionPlan:
     """Set when a session must start fresh after resumption failed: primes the new session."""
     voicemail_message: str | None = None
     """Set when an answering machine took the call: the agent says this, then hangs up."""
+    call_transcript: tuple[str, ...] = ()
+    """The call's latest transcript when this session started (``CallState.transcript_tail``):
+    with this session's own, it primes a fresh session of a call taken over."""
     segments_so_far: int = 0
     utterances_so_far: int = 0
     """Utterances the call's earlier sessions started: this one numbers its ids on from there."""

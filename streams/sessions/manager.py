@@ -201,6 +201,7 @@ class SessionManager:
             variables=dict(state.variables),
             resumption_handle=handle,
             voicemail_message=state.voicemail_message,
+            call_transcript=state.transcript_tail,
             segments_so_far=state.transcript_segments,
             utterances_so_far=state.agent_utterances,
         )

@@ -24,15 +24,23 @@ class Resumption:
         self._worker_id = worker_id
         self._max_reconnects = max_reconnects
         self._failures = 0
+        self._taken_over = handle is not None
+        """Started from the call's handle: the call had begun before this session."""
+
+    def began(self, *, spoken: bool) -> bool:
+        """Has the call's conversation begun, in this session (spoken) or before it?"""
+        return spoken or self._taken_over
 
     def next_plan(
         self, base: SessionPlan, *, spoken: bool, transcript: list[str]
     ) -> tuple[SessionPlan, bool]:
-        """The next connection's plan, and whether it is fresh (no handle, the call already begun)."""
+        """The next connection's plan, and whether it is fresh (no handle, the call already begun,
+        here or before this session took it over)."""
         plan = replace(base, resumption_handle=self.handle)
-        fresh = self.handle is None and spoken
+        fresh = self.handle is None and self.began(spoken=spoken)
         if fresh:
-            plan = replace(plan, transcript_so_far=tuple(transcript))
+            before = base.call_transcript if self._taken_over else ()
+            plan = replace(plan, transcript_so_far=(*before, *transcript))
         return plan, fresh
 
     async def opened(self, model: str, *, fresh: bool) -> None:

@@ -357,7 +357,7 @@ class CallSession:
                 await conversation.abandon_turn(link)
                 if resumption.failed(failure):
                     return await self._give_up(link)
-                self._apologise = self._apologise or conversation.spoken
+                self._apologise = self._apologise or resumption.began(spoken=conversation.spoken)
             await asyncio.sleep(resumption.backoff_s)
 
     async def _give_up(self, link: BridgeEnd) -> SessionOutcome:

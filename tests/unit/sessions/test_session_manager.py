@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from google.genai import errors
 from session_fakes import TOKEN, FakeEdge, FakeGemini, FakeSink, eventually
 
 from schemas import bridge
@@ -336,3 +337,23 @@ async def test_a_session_taking_a_call_over_numbers_its_utterances_on_from_the_e
         await edge.stop_stream()
         await _settled(manager)
     assert [s.utterance_id for s in sink.of("AgentSpeechStarted")] == ["call-1:u4"]
+
+
+async def test_a_takeover_whose_handle_is_refused_is_primed_with_the_calls_transcript() -> None:
+    gemini = FakeGemini()
+    gemini.plans.append(errors.APIError(1008, {"message": "session resumption handle not found"}, None))
+    fresh = gemini.live()
+    manager = _manager(1, gemini=gemini)
+    async with FakeEdge() as edge:
+        call = dataclasses.replace(
+            _live_call(edge.url),
+            resumption_handle="h-old",
+            transcript_tail=("caller: Where is my order?", "agent: Let me check."),
+        )
+        manager.ensure(call)
+        await eventually(lambda: gemini.started == [fresh])
+        assert gemini.configs[0]["session_resumption"]["handle"] == "h-old"
+        instruction = fresh.config["system_instruction"]
+        assert "caller: Where is my order?\nagent: Let me check." in instruction
+        await edge.stop_stream()
+        await _settled(manager)

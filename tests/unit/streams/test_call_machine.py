@@ -47,9 +47,10 @@ from call_scenario import (
     voicemail,
 )
 
+from schemas.call_media import TranscriptSegment
 from schemas.calls import CallEvent, CallFact, CallInput
 from streams.calls.machine import fold
-from streams.calls.state import CallLimits, MediaStream
+from streams.calls.state import TRANSCRIPT_TAIL_CHARS, TRANSCRIPT_TAIL_SEGMENTS, CallLimits, MediaStream
 from streams.calls.state import CallStatus as S
 
 
@@ -165,6 +166,30 @@ class TestConversation:
         given(*live()).when(transcript(5, index=4)).then_state(transcript_segments=4)
         # Segments of two sessions can interleave on the inputs topic: the count never falls.
         given(*live(transcript(5, index=4))).when(transcript(6, index=2)).then_state(transcript_segments=4)
+
+    def test_the_latest_transcript_is_kept_bounded_for_a_session_taking_over_fresh(self) -> None:
+        def said(t: float, speaker: str, text: str, final: bool = True) -> TranscriptSegment:
+            return make(
+                TranscriptSegment,
+                t,
+                speaker=speaker,
+                text=text,
+                final=final,
+                start_ms=0,
+                segment_index=int(t),
+            )
+
+        given(*live(said(5, "caller", "Where is my order?"))).when(
+            said(6, "agent", " It shipped. ")
+        ).then_state(transcript_tail=("caller: Where is my order?", "agent: It shipped."))
+        # Not final, or nothing said: not kept.
+        given(*live()).when(said(5, "caller", "Where is", final=False)).then_state(transcript_tail=())
+        given(*live()).when(said(5, "caller", "  ")).then_state(transcript_tail=())
+        # The last TRANSCRIPT_TAIL_SEGMENTS, each cut to TRANSCRIPT_TAIL_CHARS: the table record stays small.
+        many = [said(10 + i, "caller", f"line {i}") for i in range(TRANSCRIPT_TAIL_SEGMENTS)]
+        kept = [f"caller: line {i}" for i in range(1, TRANSCRIPT_TAIL_SEGMENTS)]
+        expected = (*kept, "agent: " + "x" * (TRANSCRIPT_TAIL_CHARS - len("agent: ")))
+        given(*live(*many)).when(said(100, "agent", "x" * 1000)).then_state(transcript_tail=expected)
 
     def test_activity_reported_late_does_not_move_the_silence_timer_back(self) -> None:
         # Producers race: the edge's caller fact can land after the worker's later agent fact.

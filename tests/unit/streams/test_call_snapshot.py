@@ -60,3 +60,15 @@ def test_a_snapshot_from_before_call_variables_loads_with_none() -> None:
     for name in ("variables", "transcript_segments", "agent_utterances"):
         del document["state"][name]
     assert load(json.dumps(document).encode()).state == replace(state, variables={}, transcript_segments=0)
+
+
+def test_the_transcript_tail_survives_the_snapshot_and_is_empty_in_older_ones() -> None:
+    state = replace(
+        _states([received(0)])[-1], transcript_tail=("caller: Hello?", "agent: Hi, how can I help?")
+    )
+    snapshot = Snapshot(state=state, input_offset=3, limits=LIMITS)
+    assert load(dump(snapshot)) == snapshot
+    document = json.loads(dump(snapshot))
+    assert document["state"]["transcript_tail"] == ["caller: Hello?", "agent: Hi, how can I help?"]
+    del document["state"]["transcript_tail"]
+    assert load(json.dumps(document).encode()).state == replace(state, transcript_tail=())
