@@ -60,9 +60,9 @@ class MediaStream:
     token_expires_at: datetime
 
 
-TRANSCRIPT_TAIL_SEGMENTS = 30
+TRANSCRIPT_TAIL_SEGMENTS = 12
 """How many of the call's latest transcript segments its state keeps (``CallState.transcript_tail``)."""
-TRANSCRIPT_TAIL_CHARS = 300
+TRANSCRIPT_TAIL_CHARS = 240
 """How much of each segment's text ``CallState.transcript_tail`` keeps."""
 
 
