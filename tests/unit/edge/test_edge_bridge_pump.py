@@ -14,31 +14,9 @@ from websockets.protocol import State
 
 from edge.call import LiveCall
 from edge.media_socket import MediaLoop
-from edge.node import EdgeNode
-from edge.publisher import RecordingPublisher
-from edge.telephony import RecordingTelephony
-from infra.settings import Settings
 from schemas import bridge
+from tests.support.edge_calls import START, edge_node
 from tests.support.twilio_socket import RecordingTwilioSocket
-
-_START = json.dumps(
-    {
-        "event": "start",
-        "sequenceNumber": "1",
-        "streamSid": "MZ1",
-        "start": {
-            "streamSid": "MZ1",
-            "callSid": "CA1",
-            "customParameters": {
-                "call_id": "call-1",
-                "tenant_id": "t1",
-                "agent_id": "a1",
-                "agent_version": "1",
-            },
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        },
-    }
-)
 
 
 class _Transport:
@@ -80,9 +58,8 @@ class _Worker:
 
 
 def _call() -> tuple[MediaLoop, LiveCall]:
-    node = EdgeNode(Settings(env="test"), publisher=RecordingPublisher(), telephony=RecordingTelephony())
-    loop = MediaLoop(RecordingTwilioSocket(), node)
-    loop.on_message(_START)
+    loop = MediaLoop(RecordingTwilioSocket(), edge_node())
+    loop.on_message(START)
     assert loop.call is not None
     return loop, loop.call
 

@@ -163,15 +163,21 @@ def test_audio_in_flight_for_a_cleared_utterance_is_dropped_until_the_next_begin
     assert playback.clear().utterance_id == "u2"
 
 
-def test_a_clear_over_an_older_tail_does_not_silence_the_newer_utterance() -> None:
-    # u1's tail is still queued when u2 begins (a voicemail message after the greeting, say):
-    # the caller heard u1 cut, and the sender, told about u1, keeps sending u2, which plays.
+def _u1_tail_then_u2() -> Playback:
+    """u1's audio and its mark still queued, and u2 begun and queued after them."""
     playback = Playback()
     playback.begin_utterance("u1")
     playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
     playback.mark("u1")
     playback.begin_utterance("u2")
     playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
+    return playback
+
+
+def test_a_clear_over_an_older_tail_does_not_silence_the_newer_utterance() -> None:
+    # u1's tail is still queued when u2 begins (a voicemail message after the greeting, say):
+    # the caller heard u1 cut, and the sender, told about u1, keeps sending u2, which plays.
+    playback = _u1_tail_then_u2()
     queued_u2 = playback.audio_queued - 6  # u1: five frames and its padded tail
     cleared = playback.clear(keep_newer=True)  # the edge's own barge-in
     assert (cleared.utterance_id, cleared.frames_dropped, cleared.marks_dropped) == ("u1", 6, ("u1",))
@@ -190,12 +196,7 @@ def test_a_senders_own_clear_over_an_older_tail_drops_the_newer_utterance_too() 
     # The model was interrupted while the caller still heard u1's tail and u2 was arriving:
     # the worker's clear stops u2 as well (it stops sending it), and what is still in flight
     # of it is dropped until the next utterance begins.
-    playback = Playback()
-    playback.begin_utterance("u1")
-    playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
-    playback.mark("u1")
-    playback.begin_utterance("u2")
-    playback.enqueue(np.ones(2400, dtype=np.int16).tobytes())
+    playback = _u1_tail_then_u2()
     cleared = playback.clear()
     assert (cleared.utterance_id, cleared.frames_dropped, cleared.marks_dropped) == ("u1", 11, ("u1",))
     assert playback.audio_queued == 0

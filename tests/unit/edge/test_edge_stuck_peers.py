@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import pytest
@@ -27,28 +27,19 @@ from websockets.exceptions import ConnectionClosed
 
 import edge.bridge_server as bridge_server
 import edge.media_protocol as media_protocol
-from edge.bridge_server import start_bridge_server
 from edge.call import LiveCall
 from edge.media_protocol import MediaStreamProtocol
 from edge.media_socket import MediaLoop
 from edge.node import EdgeNode
 from edge.publisher import RecordingPublisher
 from edge.signature import SignatureChecker
-from edge.telephony import RecordingTelephony
 from edge.wsframe import TEXT, server_frame
-from infra.settings import Settings
 from schemas import bridge
 from schemas.call_media import MediaStreamStopped
 from schemas.registry import Record
-from tests.support.twilio_socket import RecordingTwilioSocket
+from tests.support.edge_calls import START, BridgedCall, bridged_call, edge_node
 
 _SMALL = 2048  # bytes of socket buffer: a peer that stops reading fills it at once
-
-
-def _node(**edge: Any) -> EdgeNode:
-    settings = Settings(env="test")
-    settings = settings.model_copy(update={"edge": settings.edge.model_copy(update=edge)})
-    return EdgeNode(settings, publisher=RecordingPublisher(), telephony=RecordingTelephony())
 
 
 def _published(node: EdgeNode) -> list[Record]:
@@ -71,27 +62,6 @@ def _client_frame(opcode: int, payload: bytes) -> bytes:
         else struct.pack("!BBH", 0x80 | opcode, 0xFE, n)
     )
     return head + key + masked
-
-
-def _start() -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "sequenceNumber": "1",
-            "streamSid": "MZ1",
-            "start": {
-                "streamSid": "MZ1",
-                "callSid": "CA1",
-                "customParameters": {
-                    "call_id": "call-1",
-                    "tenant_id": "t1",
-                    "agent_id": "a1",
-                    "agent_version": "1",
-                },
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            },
-        }
-    )
 
 
 def _media(seq: int) -> str:
@@ -135,7 +105,7 @@ async def _stuck_twilio_client(monkeypatch: pytest.MonkeyPatch, end: _Ending) ->
     Returns the node once the call has finished (or 3 s after ``end``: the test then fails).
     """
     monkeypatch.setattr(media_protocol, "_CLOSE_TIMEOUT_S", 0.3)
-    node = _node(twilio_send_timeout_s=0.3, idle_timeout_s=1000.0, agent_wait_s=0.0)
+    node = edge_node(twilio_send_timeout_s=0.3, idle_timeout_s=1000.0, agent_wait_s=0.0)
     checker = SignatureChecker("tok", "https://edge.example.com")
     config = SimpleNamespace(ws_max_size=1 << 20, ws_ping_interval=None)
     made: list[MediaStreamProtocol] = []
@@ -153,7 +123,7 @@ async def _stuck_twilio_client(monkeypatch: pytest.MonkeyPatch, end: _Ending) ->
         signature = RequestValidator("tok").compute_signature("wss://edge.example.com/twilio/media", {})
         client.sendall(_upgrade("/twilio/media", f"X-Twilio-Signature: {signature}"))
         assert await _until(lambda: bool(made) and made[0].media is not None, 2.0)
-        client.sendall(_client_frame(0x1, _start().encode()))
+        client.sendall(_client_frame(0x1, START.encode()))
         proto = made[0]
         assert await _until(lambda: "call-1" in node.calls, 2.0)
         assert proto.media is not None
@@ -282,28 +252,38 @@ async def _caller_talks(loop: MediaLoop, first: int, frames: int) -> int:
     return first + frames
 
 
+async def _talk_until_sends_wait(loop: MediaLoop, call: LiveCall) -> int:
+    """The caller talks until the edge's sends to the hung worker wait (how much the kernel's
+    buffers take first varies from run to run); the next sequence number."""
+    seq, talked_until = 2, time.monotonic() + 5.0
+    while not _sends_wait(call) and time.monotonic() < talked_until:
+        seq = await _caller_talks(loop, seq, 50)
+        await asyncio.sleep(0.01)
+    assert _sends_wait(call)
+    return seq
+
+
+@contextlib.asynccontextmanager
+async def _sends_waiting_on_a_hung_worker(
+    monkeypatch: pytest.MonkeyPatch, worker_id: str | None = None
+) -> AsyncIterator[tuple[BridgedCall, int]]:
+    """A call whose hung worker (replaced within a shortened 0.3 s) is sent to until the sends
+    wait; the call and the caller's next sequence number. The hung worker's socket closes after."""
+    monkeypatch.setattr(bridge_server, "_REPLACED_CLOSE_TIMEOUT_S", 0.3)
+    node = edge_node(agent_wait_s=0.0)
+    async with bridged_call(node) as live:
+        old = await _hung_worker(node, live.port, live.token, live.call, worker_id=worker_id)
+        try:
+            yield live, await _talk_until_sends_wait(live.loop, live.call)
+        finally:
+            old.close()
+
+
 async def test_failover_from_a_hung_worker_serves_the_new_one_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(bridge_server, "_REPLACED_CLOSE_TIMEOUT_S", 0.3)
-    node = _node(agent_wait_s=0.0)
-    twilio = RecordingTwilioSocket()
-    loop = MediaLoop(twilio, node)
-    loop.on_message(_start())
-    call = loop.call
-    assert call is not None
-    token = node.grant("call-1").token
-    server = await start_bridge_server(node, "127.0.0.1", 0)
-    port = next(iter(server.sockets)).getsockname()[1]
-    old = await _hung_worker(node, port, token, call)
-    try:
-        # The caller talks until the edge's sends to the hung worker wait (how much the
-        # kernel's buffers take first varies from run to run).
-        seq, talked_until = 2, time.monotonic() + 5.0
-        while not _sends_wait(call) and time.monotonic() < talked_until:
-            seq = await _caller_talks(loop, seq, 50)
-            await asyncio.sleep(0.01)
-        assert _sends_wait(call)
+    async with _sends_waiting_on_a_hung_worker(monkeypatch) as (live, seq):
+        node, loop, token, port = live.node, live.loop, live.token, live.port
 
         attached = time.monotonic()
         async with connect(
@@ -324,40 +304,29 @@ async def test_failover_from_a_hung_worker_serves_the_new_one_at_once(
                     pass
             assert caller_audio_after is not None, "no caller audio reached the new worker in 3 s"
             assert caller_audio_after < 0.5, caller_audio_after
-            played = await _until(lambda: any('"media"' in s for s in twilio.sent), 0.5)
+            played = await _until(lambda: any('"media"' in s for s in live.twilio.sent), 0.5)
             assert played, "the new worker's audio was not played within 0.5 s"
             # The replaced worker takes no close: it is dropped after the (shortened) deadline.
             assert await _until(lambda: node.metrics.get("bridge.replaced_aborted") == 1, 2.0)
         assert node.metrics.get("bridge.replaced") == 1
         assert node.metrics.get("bridge.worker_stalled") == 0
-    finally:
-        old.close()
-        await loop.finish("twilio_stop")
-        server.close()
 
 
 async def test_a_hung_worker_with_no_failover_is_dropped_and_the_call_ends_without_agent() -> None:
-    node = _node(bridge_send_timeout_s=0.3, agent_wait_s=0.5)
-    twilio = RecordingTwilioSocket()
-    loop = MediaLoop(twilio, node)
-    loop.on_message(_start())
-    call = loop.call
-    assert call is not None
-    server = await start_bridge_server(node, "127.0.0.1", 0)
-    port = next(iter(server.sockets)).getsockname()[1]
-    old = await _hung_worker(node, port, node.grant("call-1").token, call)
-    try:
-        seq = await _caller_talks(loop, 2, 400)
-        assert await _until(lambda: node.metrics.get("bridge.worker_stalled") == 1, 2.0)
-        assert call.worker is None
-        assert call.without_agent_since is not None  # the wait for another worker has begun
-        await _caller_talks(loop, seq, 10)  # buffered for the next worker; the call goes on
-        assert await _until(lambda: node.metrics.get("streams.no_agent") == 1, 2.0)
-        assert await _until(lambda: twilio.closed is not None, 2.0)
-    finally:
-        old.close()
-        await loop.finish("twilio_stop")
-        server.close()
+    node = edge_node(bridge_send_timeout_s=0.3, agent_wait_s=0.5)
+    async with bridged_call(node) as live:
+        loop, call, twilio = live.loop, live.call, live.twilio
+        old = await _hung_worker(node, live.port, live.token, call)
+        try:
+            seq = await _caller_talks(loop, 2, 400)
+            assert await _until(lambda: node.metrics.get("bridge.worker_stalled") == 1, 2.0)
+            assert call.worker is None
+            assert call.without_agent_since is not None  # the wait for another worker has begun
+            await _caller_talks(loop, seq, 10)  # buffered for the next worker; the call goes on
+            assert await _until(lambda: node.metrics.get("streams.no_agent") == 1, 2.0)
+            assert await _until(lambda: twilio.closed is not None, 2.0)
+        finally:
+            old.close()
     assert _stop_reasons(node) == ["no_agent"]
 
 
@@ -365,29 +334,22 @@ async def test_a_replaced_worker_is_not_played_while_it_closes(monkeypatch: pyte
     # The old worker (which never answers the close) still sends agent audio after a newer one
     # took the call: two workers' audio must not interleave on the caller's line.
     monkeypatch.setattr(bridge_server, "_REPLACED_CLOSE_TIMEOUT_S", 1.0)
-    node = _node(agent_wait_s=0.0)
-    loop = MediaLoop(RecordingTwilioSocket(), node)
-    loop.on_message(_start())
-    call = loop.call
-    assert call is not None
-    token = node.grant("call-1").token
-    server = await start_bridge_server(node, "127.0.0.1", 0)
-    port = next(iter(server.sockets)).getsockname()[1]
-    old = await _hung_worker(node, port, token, call)
-    try:
-        async with connect(
-            f"ws://127.0.0.1:{port}/bridge/call-1", additional_headers={bridge.TOKEN_HEADER: token}
-        ) as new:
-            assert "hello" in str(await new.recv())
-            assert await _until(lambda: node.metrics.get("bridge.replaced") == 1, 1.0)
-            pcm = b"\x10\x00" * 2400  # 100 ms
-            old.sendall(_client_frame(0x2, bridge.encode_agent_audio(0, pcm)))
-            assert await _until(lambda: node.metrics.get("bridge.directives_after_replaced") == 1, 1.0)
-            assert call.session.playback.audio_queued == 0
-    finally:
-        old.close()
-        await loop.finish("twilio_stop")
-        server.close()
+    node = edge_node(agent_wait_s=0.0)
+    async with bridged_call(node) as live:
+        call, token, port = live.call, live.token, live.port
+        old = await _hung_worker(node, port, token, call)
+        try:
+            async with connect(
+                f"ws://127.0.0.1:{port}/bridge/call-1", additional_headers={bridge.TOKEN_HEADER: token}
+            ) as new:
+                assert "hello" in str(await new.recv())
+                assert await _until(lambda: node.metrics.get("bridge.replaced") == 1, 1.0)
+                pcm = b"\x10\x00" * 2400  # 100 ms
+                old.sendall(_client_frame(0x2, bridge.encode_agent_audio(0, pcm)))
+                assert await _until(lambda: node.metrics.get("bridge.directives_after_replaced") == 1, 1.0)
+                assert call.session.playback.audio_queued == 0
+        finally:
+            old.close()
 
 
 # --- a replaced worker coming back ------------------------------------------------------------
@@ -411,23 +373,8 @@ async def test_a_stalled_worker_dropped_without_its_4409_cannot_take_the_call_ba
     # sees a close with no code and reconnects with the call's token. Taking the call back would
     # replace the worker that serves it now (which would then hold off, as replaced, and the call
     # ping-pong), so the edge refuses it with 4409, which is final for the worker.
-    monkeypatch.setattr(bridge_server, "_REPLACED_CLOSE_TIMEOUT_S", 0.3)
-    node = _node(agent_wait_s=0.0)
-    loop = MediaLoop(RecordingTwilioSocket(), node)
-    loop.on_message(_start())
-    call = loop.call
-    assert call is not None
-    token = node.grant("call-1").token
-    server = await start_bridge_server(node, "127.0.0.1", 0)
-    port = next(iter(server.sockets)).getsockname()[1]
-    url = f"ws://127.0.0.1:{port}/bridge/call-1"
-    old = await _hung_worker(node, port, token, call, worker_id="w-old")
-    try:
-        seq, talked_until = 2, time.monotonic() + 5.0
-        while not _sends_wait(call) and time.monotonic() < talked_until:
-            seq = await _caller_talks(loop, seq, 50)
-            await asyncio.sleep(0.01)
-        assert _sends_wait(call)
+    async with _sends_waiting_on_a_hung_worker(monkeypatch, worker_id="w-old") as (live, seq):
+        node, loop, call, token, url = live.node, live.loop, live.call, live.token, live.url
         headers = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-new"}
         async with connect(url, additional_headers=headers, max_queue=None) as new:
             assert "hello" in str(await new.recv())
@@ -443,24 +390,13 @@ async def test_a_stalled_worker_dropped_without_its_4409_cannot_take_the_call_ba
             # ...and the worker that serves the call still hears the caller.
             await _caller_talks(loop, seq, 1)
             assert isinstance(await asyncio.wait_for(new.recv(), 2.0), bytes)
-    finally:
-        old.close()
-        await loop.finish("twilio_stop")
-        server.close()
 
 
 async def test_a_replaced_worker_may_come_back_once_no_worker_serves_the_call() -> None:
-    node = _node(agent_wait_s=0.0)
-    loop = MediaLoop(RecordingTwilioSocket(), node)
-    loop.on_message(_start())
-    call = loop.call
-    assert call is not None
-    token = node.grant("call-1").token
-    server = await start_bridge_server(node, "127.0.0.1", 0)
-    port = next(iter(server.sockets)).getsockname()[1]
-    url = f"ws://127.0.0.1:{port}/bridge/call-1"
-    as_old = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-old"}
-    try:
+    node = edge_node(agent_wait_s=0.0)
+    async with bridged_call(node) as live:
+        call, token, url = live.call, live.token, live.url
+        as_old = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-old"}
         async with connect(url, additional_headers=as_old) as old:
             assert "hello" in str(await old.recv())
             new_headers = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-new"}
@@ -478,25 +414,15 @@ async def test_a_replaced_worker_may_come_back_once_no_worker_serves_the_call() 
         assert await _refused_with(url, as_old) is None
         assert node.metrics.get("bridge.refused_replaced") == 1
         assert node.metrics.get("bridge.replaced") == 2
-    finally:
-        await loop.finish("twilio_stop")
-        server.close()
 
 
 async def test_a_worker_reconnecting_over_its_own_connection_is_not_refused() -> None:
     # A worker whose link dropped reconnects before the edge noticed the drop: the connection it
     # replaces is its own, and it is not a replaced worker afterwards either.
-    node = _node(agent_wait_s=0.0)
-    loop = MediaLoop(RecordingTwilioSocket(), node)
-    loop.on_message(_start())
-    call = loop.call
-    assert call is not None
-    token = node.grant("call-1").token
-    server = await start_bridge_server(node, "127.0.0.1", 0)
-    port = next(iter(server.sockets)).getsockname()[1]
-    url = f"ws://127.0.0.1:{port}/bridge/call-1"
-    headers = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-1"}
-    try:
+    node = edge_node(agent_wait_s=0.0)
+    async with bridged_call(node) as live:
+        call, token, url = live.call, live.token, live.url
+        headers = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-1"}
         async with connect(url, additional_headers=headers) as first:
             assert "hello" in str(await first.recv())
             async with connect(url, additional_headers=headers) as second:
@@ -509,6 +435,3 @@ async def test_a_worker_reconnecting_over_its_own_connection_is_not_refused() ->
                     assert await _refused_with(url, headers) == bridge.CLOSE_REPLACED
         assert node.metrics.get("bridge.replaced") == 2
         assert node.metrics.get("bridge.refused_replaced") == 1
-    finally:
-        await loop.finish("twilio_stop")
-        server.close()

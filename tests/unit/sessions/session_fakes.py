@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.genai import types
@@ -15,10 +16,13 @@ from websockets.exceptions import ConnectionClosed
 from schemas import bridge
 from schemas.agents import AgentConfig
 from schemas.calls import CallInput
+from schemas.ids import AgentId, CallId, TenantId
+from streams.calls.state import CallState, CallStatus, MediaStream
 from streams.sessions.live_config import DEFAULT_CONFIG, SessionPlan
 from streams.sessions.session import SessionTarget
 
 TOKEN = "good-token"
+CALL_STARTED = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 CALLER_FRAME_BYTES = 640  # 20 ms of PCM16 at 16 kHz, what FakeEdge.say sends per frame
 
 
@@ -197,6 +201,28 @@ def target(url: str, *, config: AgentConfig = DEFAULT_CONFIG, handle: str | None
         bridge_token=TOKEN,
         plan=SessionPlan(call_id="call-1", config=config, resumption_handle=handle),
         worker_id="w-1",
+    )
+
+
+def live_call_state(bridge_url: str, token: str = TOKEN, *, at: datetime = CALL_STARTED) -> CallState:
+    """A call in conversation with a media stream, as the calls worker's table holds it."""
+    return CallState(
+        call_id=CallId("call-1"),
+        tenant_id=TenantId("t-1"),
+        seq=3,
+        status=CallStatus.IN_CONVERSATION,
+        direction="inbound",
+        agent_id=AgentId("agent-1"),
+        agent_version=1,
+        started_at=at,
+        last_activity_at=at,
+        stream=MediaStream(
+            stream_sid="MZ1",
+            edge_id="edge-1",
+            bridge_url=bridge_url,
+            bridge_token=token,
+            token_expires_at=at + timedelta(hours=1),
+        ),
     )
 
 

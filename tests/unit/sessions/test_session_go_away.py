@@ -5,11 +5,13 @@ them, within the goAway's ``timeLeft``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from google.genai import errors
-from session_fakes import FakeEdge, FakeGemini, FakeSink, eventually, target
+from session_fakes import FakeEdge, FakeGemini, FakeLive, FakeSink, eventually, target
 
 from streams.sessions import session as session_module
 from streams.sessions.session import CallSession, SessionOutcome
@@ -35,6 +37,19 @@ def _start(
 ) -> asyncio.Task[SessionOutcome]:
     session = CallSession(target(edge.url), connect_live=gemini.connect, facts=sink, tools=tools)
     return asyncio.create_task(session.run())
+
+
+@contextlib.asynccontextmanager
+async def _agent_speaking(gemini: FakeGemini, sink: FakeSink, first: FakeLive) -> AsyncIterator[FakeEdge]:
+    """A call whose model, on its ``first`` connection, has begun a turn; the stream stops after."""
+    async with FakeEdge() as edge:
+        run = _start(edge, gemini, sink, ToolRunner(None))
+        await eventually(lambda: len(gemini.started) == 1)
+        first.push(server_content=_AUDIO)
+        await eventually(lambda: bool(sink.of("AgentSpeechStarted")))
+        yield edge
+        await edge.stop_stream()
+        await asyncio.wait_for(run, 5)
 
 
 @pytest.mark.asyncio
@@ -73,11 +88,7 @@ async def test_a_go_away_lets_a_running_tool_answer_on_its_connection_then_resum
 async def test_a_go_away_lets_the_turn_in_progress_finish_on_its_connection() -> None:
     gemini, sink = FakeGemini(), FakeSink()
     first, _ = gemini.live(), gemini.live()
-    async with FakeEdge() as edge:
-        run = _start(edge, gemini, sink, ToolRunner(None))
-        await eventually(lambda: len(gemini.started) == 1)
-        first.push(server_content=_AUDIO)
-        await eventually(lambda: bool(sink.of("AgentSpeechStarted")))
+    async with _agent_speaking(gemini, sink, first):
         first.push(go_away={"time_left": "50s"})
         await asyncio.sleep(0.2)
         first.push(server_content={"output_transcription": {"text": "the whole answer"}, **_AUDIO})
@@ -87,8 +98,6 @@ async def test_a_go_away_lets_the_turn_in_progress_finish_on_its_connection() ->
         texts = [r.text for r in sink.of("TranscriptSegment")]
         assert texts == ["the whole answer"]
         assert [r.played_ms for r in sink.of("AgentSpeechFinished")] == [40]  # both chunks
-        await edge.stop_stream()
-        await asyncio.wait_for(run, 5)
 
 
 @pytest.mark.asyncio
@@ -98,30 +107,20 @@ async def test_a_go_away_reconnects_by_its_deadline_whatever_is_in_progress(
     monkeypatch.setattr(session_module, "GO_AWAY_MARGIN_S", 0.2)
     gemini, sink = FakeGemini(), FakeSink()
     first, _ = gemini.live(), gemini.live()
-    async with FakeEdge() as edge:
-        run = _start(edge, gemini, sink, ToolRunner(None))
-        await eventually(lambda: len(gemini.started) == 1)
-        first.push(server_content=_AUDIO)  # a turn that never completes
-        await eventually(lambda: bool(sink.of("AgentSpeechStarted")))
+    async with _agent_speaking(gemini, sink, first):  # a turn that never completes
         loop = asyncio.get_running_loop()
         started = loop.time()
         first.push(go_away={"time_left": "0.7s"})
         await eventually(lambda: len(gemini.started) == 2)
         assert 0.4 <= loop.time() - started < 1.5
         assert len(sink.of("AgentSpeechFinished")) == 1  # cut short, as before
-        await edge.stop_stream()
-        await asyncio.wait_for(run, 5)
 
 
 @pytest.mark.asyncio
 async def test_a_go_away_holds_the_callers_audio_for_the_next_connection() -> None:
     gemini, sink = FakeGemini(), FakeSink()
     first, second = gemini.live(), gemini.live()
-    async with FakeEdge() as edge:
-        run = _start(edge, gemini, sink, ToolRunner(None))
-        await eventually(lambda: len(gemini.started) == 1)
-        first.push(server_content=_AUDIO)
-        await eventually(lambda: bool(sink.of("AgentSpeechStarted")))
+    async with _agent_speaking(gemini, sink, first) as edge:
         first.push(go_away={"time_left": "50s"})
         await asyncio.sleep(0.1)
         await edge.say(3)
@@ -130,8 +129,6 @@ async def test_a_go_away_holds_the_callers_audio_for_the_next_connection() -> No
         first.push(server_content={"turn_complete": True})
         first.push(session_resumption_update={"new_handle": "h1", "resumable": True})
         await eventually(lambda: second.frames_heard == 3)
-        await edge.stop_stream()
-        await asyncio.wait_for(run, 5)
 
 
 @pytest.mark.parametrize(

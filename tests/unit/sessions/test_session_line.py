@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 from session_fakes import TOKEN, FakeEdge, FakeGemini, FakeLive, FakeSink, eventually, target
-from test_session_manager import _live_call as _live_state
+from session_fakes import live_call_state as _live_state
 
 from schemas import bridge
 from streams.calls.state import CallState, CallStatus

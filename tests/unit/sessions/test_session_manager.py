@@ -7,45 +7,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.genai import errors
-from session_fakes import TOKEN, FakeEdge, FakeGemini, FakeSink, eventually
+from session_fakes import FakeEdge, FakeGemini, FakeSink, eventually, live_call_state
 
 from schemas import bridge
-from schemas.ids import AgentId, CallId, TenantId
-from streams.calls.state import CallState, CallStatus, MediaStream
+from streams.calls.state import CallState, CallStatus
 from streams.sessions.directory import AgentDirectory
 from streams.sessions.manager import SessionManager
 from streams.sessions.tools import ToolRunner
 from tests.support.agents import agent_config, version_published
 
 pytestmark = pytest.mark.asyncio
-
-NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-
-
-def _live_call(bridge_url: str, token: str = TOKEN) -> CallState:
-    """A call in conversation with a media stream, as the calls worker's table holds it."""
-    return CallState(
-        call_id=CallId("call-1"),
-        tenant_id=TenantId("t-1"),
-        seq=3,
-        status=CallStatus.IN_CONVERSATION,
-        direction="inbound",
-        agent_id=AgentId("agent-1"),
-        agent_version=1,
-        started_at=NOW,
-        last_activity_at=NOW,
-        stream=MediaStream(
-            stream_sid="MZ1",
-            edge_id="edge-1",
-            bridge_url=bridge_url,
-            bridge_token=token,
-            token_expires_at=NOW + timedelta(hours=1),
-        ),
-    )
 
 
 def _before_the_stream(state: CallState, status: CallStatus, direction: str = "inbound") -> CallState:
@@ -103,7 +77,7 @@ async def test_a_late_live_state_after_the_stream_ended_starts_no_second_session
 ) -> None:
     manager = _manager(2)
     async with FakeEdge() as edge:
-        state = _live_call(edge.url)
+        state = live_call_state(edge.url)
         await _talk_until_the_stream_stops(manager, edge, state)
 
         # Long after, the clock ticks the call again: its MediaStreamStopped is still queued
@@ -119,9 +93,9 @@ async def test_a_late_live_state_after_the_stream_ended_starts_no_second_session
 async def test_a_new_stream_of_the_same_call_gets_a_session() -> None:
     manager = _manager(1)
     async with FakeEdge() as edge:
-        await _talk_until_the_stream_stops(manager, edge, _live_call(edge.url))
+        await _talk_until_the_stream_stops(manager, edge, live_call_state(edge.url))
 
-        manager.ensure(_live_call(edge.url, token="token-of-the-next-stream"))
+        manager.ensure(live_call_state(edge.url, token="token-of-the-next-stream"))
 
         assert manager.active == {"call-1"}
         await _settled(manager)  # the fake edge refuses that token: the session ends by itself
@@ -130,7 +104,7 @@ async def test_a_new_stream_of_the_same_call_gets_a_session() -> None:
 async def test_a_call_taken_over_by_another_worker_is_restarted_when_it_comes_back() -> None:
     manager = _manager(2)
     async with FakeEdge() as edge:
-        state = _live_call(edge.url)
+        state = live_call_state(edge.url)
         manager.ensure(state)
         await edge.connected.wait()
         await edge.connections[-1].close(bridge.CLOSE_REPLACED, "replaced by a newer worker connection")
@@ -146,7 +120,7 @@ async def test_a_call_taken_over_by_another_worker_is_restarted_when_it_comes_ba
 async def test_the_ended_token_is_forgotten_once_the_call_is_seen_ended() -> None:
     manager = _manager(2)
     async with FakeEdge() as edge:
-        state = _live_call(edge.url)
+        state = live_call_state(edge.url)
         await _talk_until_the_stream_stops(manager, edge, state)
         manager.ensure(dataclasses.replace(state, status=CallStatus.ENDED))
 
@@ -161,7 +135,7 @@ async def test_an_inbound_call_gets_its_session_before_its_stream_and_keeps_it()
     gemini = FakeGemini()
     manager = _manager(1, gemini=gemini)
     async with FakeEdge() as edge:
-        live_call = _live_call(edge.url)
+        live_call = live_call_state(edge.url)
         manager.ensure(_before_the_stream(live_call, CallStatus.RECEIVED))
         await gemini.opened.wait()
         assert manager.active == {"call-1"}
@@ -185,7 +159,7 @@ async def test_an_outbound_call_gets_no_session_before_its_stream(status: CallSt
     # verdict comes with the answer, and a pre-warmed session would greet the machine.
     gemini = FakeGemini()
     manager = _manager(1, gemini=gemini)
-    manager.ensure(_before_the_stream(_live_call("ws://unused"), status, direction="outbound"))
+    manager.ensure(_before_the_stream(live_call_state("ws://unused"), status, direction="outbound"))
     assert not manager.active
     assert gemini.configs == []
 
@@ -197,7 +171,7 @@ async def test_a_stream_that_starts_while_the_session_waits_for_its_agent_is_tak
     gemini, directory = FakeGemini(), AgentDirectory()
     manager = _manager(1, gemini=gemini, directory=directory, config_wait_s=5.0)
     async with FakeEdge() as edge:
-        live_call = _live_call(edge.url)
+        live_call = live_call_state(edge.url)
         manager.ensure(_before_the_stream(live_call, CallStatus.RECEIVED))
         manager.ensure(live_call)
         await asyncio.sleep(0.05)
@@ -235,7 +209,7 @@ async def _talk_once(manager: SessionManager, edge: FakeEdge, state: CallState) 
 async def test_after_a_pre_warmed_session_is_stopped_unheard_the_streams_session_greets_afresh() -> None:
     gemini, sink = FakeGemini(), FakeSink()
     async with FakeEdge() as edge:
-        live_call = _live_call(edge.url)
+        live_call = live_call_state(edge.url)
         manager = await _stopped_unheard(gemini, sink, live_call)
         # The partition came back; the call's state has its stream now, and the first session's
         # handle: resuming it would skip a greeting the caller never heard.
@@ -250,7 +224,7 @@ async def test_after_a_pre_warmed_session_is_stopped_unheard_the_streams_session
 async def test_a_call_that_went_on_elsewhere_since_is_resumed_not_greeted_again() -> None:
     gemini, sink = FakeGemini(), FakeSink()
     async with FakeEdge() as edge:
-        live_call = _live_call(edge.url)
+        live_call = live_call_state(edge.url)
         manager = await _stopped_unheard(gemini, sink, live_call)
         # Another worker had the call meanwhile: its stream's session greeted (the greeting's
         # mark came back) and issued a newer handle; now the partition is back here.
@@ -271,7 +245,9 @@ async def test_a_call_taken_over_before_its_caller_heard_anything_is_resumed_and
     directory.apply(version_published("t-1", "agent-1", agent_config(greeting="Hello from Acme.")))
     manager = _manager(1, gemini=gemini, directory=directory)
     async with FakeEdge() as edge:
-        taken_over = dataclasses.replace(_live_call(edge.url), session_open=False, resumption_handle="h-warm")
+        taken_over = dataclasses.replace(
+            live_call_state(edge.url), session_open=False, resumption_handle="h-warm"
+        )
         await _talk_once(manager, edge, taken_over)
     assert "h-warm" in repr(gemini.configs[-1])
     assert gemini.started[-1].texts == ["Greet the caller: Hello from Acme."]
@@ -281,7 +257,7 @@ async def test_without_prewarm_the_session_waits_for_the_stream() -> None:
     gemini = FakeGemini()
     manager = _manager(1, gemini=gemini, prewarm=False)
     async with FakeEdge() as edge:
-        live_call = _live_call(edge.url)
+        live_call = live_call_state(edge.url)
         manager.ensure(_before_the_stream(live_call, CallStatus.RECEIVED))
         assert not manager.active
         manager.ensure(live_call)
@@ -300,7 +276,9 @@ async def test_the_calls_variables_fill_its_prompt_template() -> None:
     gemini = FakeGemini()
     manager = _manager(1, gemini=gemini, directory=directory)
     async with FakeEdge() as edge:
-        call = dataclasses.replace(_live_call(edge.url), variables={"customer_name": "Ann", "order": "42"})
+        call = dataclasses.replace(
+            live_call_state(edge.url), variables={"customer_name": "Ann", "order": "42"}
+        )
         await _talk_once(manager, edge, call)
     instruction = gemini.configs[0]["system_instruction"]
     assert "You are calling Ann about order 42." in instruction
@@ -311,7 +289,7 @@ async def test_a_session_taking_a_call_over_numbers_its_transcript_on_from_the_e
     manager = _manager(1, gemini=gemini, sink=sink)
     async with FakeEdge() as edge:
         # The call's earlier sessions (another worker's, before a failover) recorded 7 segments.
-        manager.ensure(dataclasses.replace(_live_call(edge.url), transcript_segments=7))
+        manager.ensure(dataclasses.replace(live_call_state(edge.url), transcript_segments=7))
         await edge.connected.wait()
         await eventually(lambda: bool(gemini.started))
         gemini.started[0].push(server_content={"input_transcription": {"text": "Still there?"}})
@@ -328,7 +306,7 @@ async def test_a_session_taking_a_call_over_numbers_its_utterances_on_from_the_e
     gemini, sink = FakeGemini(), FakeSink()
     manager = _manager(1, gemini=gemini, sink=sink)
     async with FakeEdge() as edge:
-        manager.ensure(dataclasses.replace(_live_call(edge.url), agent_utterances=3, agent_heard=True))
+        manager.ensure(dataclasses.replace(live_call_state(edge.url), agent_utterances=3, agent_heard=True))
         await edge.connected.wait()
         await eventually(lambda: bool(gemini.started))
         audio = b"\x00\x01" * 2400
@@ -346,7 +324,7 @@ async def test_a_takeover_whose_handle_is_refused_is_primed_with_the_calls_trans
     manager = _manager(1, gemini=gemini)
     async with FakeEdge() as edge:
         call = dataclasses.replace(
-            _live_call(edge.url),
+            live_call_state(edge.url),
             resumption_handle="h-old",
             transcript_tail=("caller: Where is my order?", "agent: Let me check."),
         )

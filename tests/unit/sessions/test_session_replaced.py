@@ -6,53 +6,24 @@ and never hangs up a call another worker serves. Against the real edge: a stalle
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
-from session_fakes import TOKEN, FakeEdge, FakeGemini, FakeSink, eventually, target
+from session_fakes import TOKEN, FakeEdge, FakeGemini, FakeSink, eventually, live_call_state, target
 from websockets.asyncio.client import connect
 
 import edge.bridge_server as bridge_server
-from edge.bridge_server import start_bridge_server
-from edge.media_socket import MediaLoop
-from edge.node import EdgeNode
-from edge.publisher import RecordingPublisher
-from edge.telephony import RecordingTelephony
-from infra.settings import Settings
 from schemas import bridge
-from schemas.ids import AgentId, CallId, TenantId
-from streams.calls.state import CallState, CallStatus, MediaStream
 from streams.sessions.bridge_link import Bridge, BridgeClosed, BridgeRefused
 from streams.sessions.directory import AgentDirectory
 from streams.sessions.manager import SessionManager
 from streams.sessions.session import CallSession, SessionOutcome
 from streams.sessions.tools import ToolRunner
-from tests.support.twilio_socket import RecordingTwilioSocket
+from tests.support.edge_calls import bridged_call, edge_node
 
 pytestmark = pytest.mark.asyncio
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-
-
-def _live_call(bridge_url: str) -> CallState:
-    return CallState(
-        call_id=CallId("call-1"),
-        tenant_id=TenantId("t-1"),
-        seq=3,
-        status=CallStatus.IN_CONVERSATION,
-        direction="inbound",
-        agent_id=AgentId("agent-1"),
-        agent_version=1,
-        started_at=NOW,
-        last_activity_at=NOW,
-        stream=MediaStream(
-            stream_sid="MZ1",
-            edge_id="edge-1",
-            bridge_url=bridge_url,
-            bridge_token=TOKEN,
-            token_expires_at=NOW + timedelta(hours=1),
-        ),
-    )
 
 
 async def test_the_session_names_its_worker_on_the_bridge() -> None:
@@ -105,7 +76,7 @@ async def test_the_manager_comes_back_to_a_call_it_was_refused_as_replaced() -> 
         prewarm=False,
     )
     async with FakeEdge(refuse_with=bridge.CLOSE_REPLACED) as edge:
-        state = _live_call(edge.url)
+        state = live_call_state(edge.url, at=NOW)
         manager.ensure(state)
         await eventually(lambda: len(edge.workers) == 1)
         await eventually(lambda: not manager.active)
@@ -123,45 +94,30 @@ async def test_a_stalled_worker_reconnecting_to_the_real_edge_is_refused_and_end
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(bridge_server, "_REPLACED_CLOSE_TIMEOUT_S", 0.3)
-    settings = Settings(env="test")
-    settings = settings.model_copy(update={"edge": settings.edge.model_copy(update={"agent_wait_s": 0.0})})
-    node = EdgeNode(settings, publisher=RecordingPublisher(), telephony=RecordingTelephony())
-    loop = MediaLoop(RecordingTwilioSocket(), node)
-    loop.on_message(
-        '{"event":"start","sequenceNumber":"1","streamSid":"MZ1","start":{"streamSid":"MZ1",'
-        '"callSid":"CA1","customParameters":{"call_id":"call-1","tenant_id":"t1","agent_id":"a1",'
-        '"agent_version":"1"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}'
-    )
-    call = loop.call
-    assert call is not None
-    token = node.grant("call-1").token
-    server = await start_bridge_server(node, "127.0.0.1", 0)
-    port = next(iter(server.sockets)).getsockname()[1]
-    url = f"ws://127.0.0.1:{port}/bridge/call-1"
-    stalled = Bridge(url, token, worker_id="w-old", backoff_s=0.01)
-    try:
-        await stalled.open()
-        link = stalled._link
-        assert link is not None
-        link.connection.transport.pause_reading()  # a GC pause, a blocked loop: it reads nothing
-        headers = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-new"}
-        async with connect(url, additional_headers=headers) as new:
-            assert "hello" in str(await new.recv())
-            serving = call.worker
-            # Its 4409 never reaches it: the connection goes before it reads again (as when the
-            # edge drops it after the deadline with the 4409 still queued behind a full socket).
-            await asyncio.sleep(0.1)
-            link.connection.transport.abort()
+    async with bridged_call(edge_node(agent_wait_s=0.0)) as live:
+        node, call, token, url = live.node, live.call, live.token, live.url
+        stalled = Bridge(url, token, worker_id="w-old", backoff_s=0.01)
+        try:
+            await stalled.open()
+            link = stalled._link
+            assert link is not None
+            link.connection.transport.pause_reading()  # a GC pause, a blocked loop: it reads nothing
+            headers = {bridge.TOKEN_HEADER: token, bridge.WORKER_HEADER: "w-new"}
+            async with connect(url, additional_headers=headers) as new:
+                assert "hello" in str(await new.recv())
+                serving = call.worker
+                # Its 4409 never reaches it: the connection goes before it reads again (as when the
+                # edge drops it after the deadline with the 4409 still queued behind a full socket).
+                await asyncio.sleep(0.1)
+                link.connection.transport.abort()
 
-            with pytest.raises(BridgeClosed) as ended:
-                await asyncio.wait_for(stalled.receive(), 3.0)  # reconnects, and is refused
+                with pytest.raises(BridgeClosed) as ended:
+                    await asyncio.wait_for(stalled.receive(), 3.0)  # reconnects, and is refused
 
-            assert ended.value.code == bridge.CLOSE_REPLACED
-            assert ended.value.final
-            assert call.worker is serving
-            assert node.metrics.get("bridge.refused_replaced") == 1
-            assert node.metrics.get("bridge.replaced") == 1
-    finally:
-        await stalled.close()
-        await loop.finish("twilio_stop")
-        server.close()
+                assert ended.value.code == bridge.CLOSE_REPLACED
+                assert ended.value.final
+                assert call.worker is serving
+                assert node.metrics.get("bridge.refused_replaced") == 1
+                assert node.metrics.get("bridge.replaced") == 1
+        finally:
+            await stalled.close()

@@ -9,7 +9,7 @@ from session_fakes import CALLER_FRAME_BYTES, FakeEdge, FakeGemini, FakeSink, ev
 
 from schemas import bridge
 from streams.sessions.live_config import DEFAULT_CONFIG
-from streams.sessions.session import CallSession
+from streams.sessions.session import CallSession, SessionOutcome
 from streams.sessions.tools import ToolRunner
 
 
@@ -18,16 +18,24 @@ async def _caller_audio_at(edge: FakeEdge, stream_ms: int) -> None:
     await edge.send(bridge.CallerAudio(seq=stream_ms // 20, stream_ms=stream_ms, pcm=pcm))
 
 
+async def _started(
+    edge: FakeEdge, gemini: FakeGemini, sink: FakeSink
+) -> tuple[CallSession, asyncio.Task[SessionOutcome]]:
+    """A session with no greeting, running, once its bridge is connected."""
+    config = dataclasses.replace(DEFAULT_CONFIG, greeting=None)
+    session = CallSession(
+        target(edge.url, config=config), connect_live=gemini.connect, facts=sink, tools=ToolRunner(None)
+    )
+    run = asyncio.create_task(session.run())
+    await eventually(lambda: bool(edge.connections))
+    return session, run
+
+
 async def test_segments_span_the_words_not_the_end_of_the_turn() -> None:
     gemini, sink = FakeGemini(), FakeSink()
     live = gemini.live()
-    config = dataclasses.replace(DEFAULT_CONFIG, greeting=None)
     async with FakeEdge() as edge:
-        session = CallSession(
-            target(edge.url, config=config), connect_live=gemini.connect, facts=sink, tools=ToolRunner(None)
-        )
-        run = asyncio.create_task(session.run())
-        await eventually(lambda: bool(edge.connections))
+        session, run = await _started(edge, gemini, sink)
         for stream_ms, piece in ((1000, "When are "), (1600, "you open?")):
             await _caller_audio_at(edge, stream_ms)
             await eventually(
@@ -59,13 +67,8 @@ async def test_segments_span_the_words_not_the_end_of_the_turn() -> None:
 async def test_the_words_of_a_turn_cut_off_by_the_end_of_the_call_are_kept() -> None:
     gemini, sink = FakeGemini(), FakeSink()
     live = gemini.live()
-    config = dataclasses.replace(DEFAULT_CONFIG, greeting=None)
     async with FakeEdge() as edge:
-        session = CallSession(
-            target(edge.url, config=config), connect_live=gemini.connect, facts=sink, tools=ToolRunner(None)
-        )
-        run = asyncio.create_task(session.run())
-        await eventually(lambda: bool(edge.connections))
+        _, run = await _started(edge, gemini, sink)
         await _caller_audio_at(edge, 1000)
         await eventually(lambda: live.frames_heard >= 1)
         live.push(server_content={"input_transcription": {"text": "Cancel my order, bye."}})
