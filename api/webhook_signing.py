@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from api.deps import Admin
-from infra.settings import Settings
+from infra.settings import Settings, is_placeholder_secret
 from streams.webhooks.settings import WebhookSettings
 from streams.webhooks.signing import SIGNING_ALGORITHM, tenant_signing_key
 
@@ -50,10 +50,11 @@ def platform_secrets(settings: Settings, hooks: WebhookSettings) -> PlatformSecr
             ("VOICE_STREAMS__TOOL_WEBHOOK_SECRET", secrets.tools),
             ("VOICE_WEBHOOKS__SECRET", secrets.call_webhooks),
         )
-        missing = [name for name, value in names if not value.strip()]
+        missing = [name for name, value in names if is_placeholder_secret(value)]
         if missing:
             raise ValueError(
-                f"{' and '.join(missing)} must be set for env={settings.env!r}: the API derives "
+                f"{' and '.join(missing)} must be set to a real secret (not empty or a known "
+                f"default) for env={settings.env!r}: the API derives "
                 "each tenant's webhook signing keys from them"
             )
     return secrets

@@ -25,6 +25,11 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 _KNOWN_DEFAULT_SECRETS = frozenset({"", "changeme", "change-me", "secret", "test", "dev"})
 
 
+def is_placeholder_secret(value: str) -> bool:
+    """Empty, or a value from examples and docs: refused outside dev and test."""
+    return value.strip().lower() in _KNOWN_DEFAULT_SECRETS
+
+
 class FetchWaits(BaseModel):
     """How long each service lets the broker hold an empty fetch, in ms: its latency against idle CPU.
 
@@ -300,7 +305,7 @@ class Settings(BaseSettings):
         problems = [
             f"{name} is empty or a known default; set a real secret for env={self.env!r}"
             for name, value in self._secrets()
-            if value is None or value.get_secret_value().strip().lower() in _KNOWN_DEFAULT_SECRETS
+            if value is None or is_placeholder_secret(value.get_secret_value())
         ]
         if problems:
             raise ValueError("; ".join(problems))

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from infra.kafka import make_admin
 from infra.migrate import current_revision
-from infra.settings import Settings
+from infra.settings import Settings, is_placeholder_secret
 from streams.webhooks.settings import WebhookSettings
 from voiceagent.devfile import DevAddresses
 
@@ -153,7 +153,7 @@ def _platform_secrets(settings: Settings, hooks: WebhookSettings) -> tuple[str, 
         ("VOICE_STREAMS__TOOL_WEBHOOK_SECRET", settings.streams.tool_webhook_secret),
         ("VOICE_WEBHOOKS__SECRET", hooks.secret),
     )
-    missing = [name for name, secret in secrets if not secret.get_secret_value().strip()]
+    missing = [name for name, secret in secrets if is_placeholder_secret(secret.get_secret_value())]
     if settings.env in ("dev", "test"):
         if missing:
             return "webhook secrets", OK, f"{' and '.join(missing)} unset: fine for env={settings.env}"

@@ -11,7 +11,7 @@ from google.genai import types
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from infra.db import make_engine
-from infra.settings import Settings
+from infra.settings import Settings, is_placeholder_secret
 from projections.queries import search_chunks
 from streams.sessions.session import LiveConnector, LiveSession
 from streams.sessions.tools import WebhookTools
@@ -55,9 +55,12 @@ def webhook_tools(settings: Settings) -> WebhookTools:
     """
     streams = settings.streams
     secret = streams.tool_webhook_secret.get_secret_value()
-    if settings.env not in ("dev", "test") and not secret.strip():
+    if settings.env not in ("dev", "test") and is_placeholder_secret(secret):
         # Checked where it is used; the API checks it too: it derives tenants' keys from it.
-        raise ValueError(f"VOICE_STREAMS__TOOL_WEBHOOK_SECRET must be set for env={settings.env!r}")
+        raise ValueError(
+            f"VOICE_STREAMS__TOOL_WEBHOOK_SECRET is empty or a known default; set a real secret "
+            f"for env={settings.env!r}"
+        )
     reach_private = streams.tool_webhooks_reach_private
     if reach_private is None:
         reach_private = settings.env in ("dev", "test")

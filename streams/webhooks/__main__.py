@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from infra.process import stop_on_signals
-from infra.settings import Settings
+from infra.settings import Settings, is_placeholder_secret
 from streams.dialer.policy import RetryPolicy
 from streams.webhooks.runner import WebhookWorker
 from streams.webhooks.settings import WebhookSettings
@@ -17,8 +17,8 @@ __all__ = ["WebhookSettings", "run"]  # WebhookSettings: voiceagent.freshness re
 async def run() -> None:
     settings, hooks = Settings(), WebhookSettings()
     logging.basicConfig(level=settings.log_level)
-    if settings.env not in ("dev", "test") and not hooks.secret.get_secret_value():
-        raise SystemExit("VOICE_WEBHOOKS__SECRET must be set outside dev")
+    if settings.env not in ("dev", "test") and is_placeholder_secret(hooks.secret.get_secret_value()):
+        raise SystemExit("VOICE_WEBHOOKS__SECRET is empty or a known default: set a real secret outside dev")
     policy = RetryPolicy(
         max_attempts=hooks.max_attempts,
         base_s=hooks.backoff_base_s,

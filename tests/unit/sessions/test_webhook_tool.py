@@ -197,6 +197,8 @@ PROD = {
 async def test_a_production_worker_needs_a_signing_secret_and_keeps_off_private_addresses() -> None:
     with pytest.raises(ValueError, match="VOICE_STREAMS__TOOL_WEBHOOK_SECRET"):
         webhook_tools(Settings.model_validate(PROD))
+    with pytest.raises(ValueError, match="known default"):  # as the platform's other secrets
+        webhook_tools(Settings.model_validate(PROD | {"streams": {"tool_webhook_secret": "changeme"}}))
     hooks = webhook_tools(Settings.model_validate(PROD | {"streams": {"tool_webhook_secret": "k"}}))
     assert (hooks.secret, hooks.allow_private) == ("k", False)
     await hooks.client.aclose()

@@ -45,3 +45,10 @@ def test_outside_dev_both_secrets_set_is_ok() -> None:
 @pytest.mark.parametrize("env", ["dev", "test"])
 def test_in_dev_and_test_unset_webhook_secrets_are_fine(env: str) -> None:
     assert _platform_secrets(_settings(env), WebhookSettings())[1] == OK
+
+
+def test_outside_dev_a_placeholder_secret_fails_as_the_services_refuse_it() -> None:
+    hooks = WebhookSettings(secret=SecretStr("changeme"))
+    _name, result, words = _platform_secrets(_settings("prod", "Secret"), hooks)
+    assert result == FAIL
+    assert "VOICE_STREAMS__TOOL_WEBHOOK_SECRET and VOICE_WEBHOOKS__SECRET" in words
