@@ -67,10 +67,17 @@ def voice_url(public_base_url: str, request: DialRequest) -> str:
     }
     if request.record:
         query["record"] = "true"
-    return f"{public_base_url.rstrip('/')}/twilio/voice?{urlencode(query)}"
+    return f"{public_base_url.rstrip('/')}/twilio/voice?{_sorted_query(query)}"
 
 
 def status_url(public_base_url: str, request: DialRequest) -> str:
     """The edge's /twilio/status URL carrying the call id, so callbacks join the right call."""
-    query = urlencode({"call_id": request.call_id, "tenant_id": request.tenant_id})
+    query = _sorted_query({"call_id": request.call_id, "tenant_id": request.tenant_id})
     return f"{public_base_url.rstrip('/')}/twilio/status?{query}"
+
+
+def _sorted_query(query: dict[str, str]) -> str:
+    """The query with its keys in order: Twilio is reported to sort a URL's query before it
+    requests it but to sign it as given (twilio-php #790, twilio-node #1079), which the edge's
+    signature check would refuse; a sorted query reads the same both ways."""
+    return urlencode(sorted(query.items()))
