@@ -19,8 +19,8 @@ def is_repeat(recent: tuple[str, ...], input_: CallInput) -> bool:
 def remember(recent: tuple[str, ...], input_: CallInput) -> tuple[str, ...]:
     """The window after applying input_: its id added, the oldest dropped past RECENT_INPUTS.
 
-    Clock ticks are left out: each has a fresh id, nobody re-sends one, and a call gets one a
-    second, which would push the facts that can be re-sent out of the window.
+    Clock ticks are left out: each has a fresh id and nobody re-sends one (and, before ADR 25,
+    a call got one a second, which pushed the facts that can be re-sent out of the window).
     """
     if isinstance(input_, ClockTicked):
         return recent

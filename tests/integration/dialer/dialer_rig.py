@@ -266,22 +266,27 @@ class DialerRig:
         self, tenant: TenantId, agent_id: AgentId, to: str, *, key: str | None = None, **extra: Any
     ) -> CallId:
         call_id = CallId(f"call-{uuid.uuid4().hex[:12]}")
-        await self.send(
-            PlaceCall(
-                tenant_id=tenant,
-                agent_id=agent_id,
-                seq=0,
-                event_id=EventId(str(uuid.uuid4())),
-                occurred_at=datetime.now(UTC),
-                correlation_id=CorrelationId(call_id),
-                to_number=to,
-                idempotency_key=key or call_id,
-                call_id=call_id,
-                campaign_id=CampaignId(extra.pop("campaign_id")) if "campaign_id" in extra else None,
-                **extra,
-            )
-        )
+        await self.send(place_call(tenant, agent_id, to, call_id, key=key, **extra))
         return call_id
+
+
+def place_call(
+    tenant: TenantId, agent_id: AgentId, to: str, call_id: CallId, *, key: str | None = None, **extra: Any
+) -> PlaceCall:
+    """The API's PlaceCall command for call_id (idempotency key: the call id unless given)."""
+    return PlaceCall(
+        tenant_id=tenant,
+        agent_id=agent_id,
+        seq=0,
+        event_id=EventId(str(uuid.uuid4())),
+        occurred_at=datetime.now(UTC),
+        correlation_id=CorrelationId(call_id),
+        to_number=to,
+        idempotency_key=key or call_id,
+        call_id=call_id,
+        campaign_id=CampaignId(extra.pop("campaign_id")) if "campaign_id" in extra else None,
+        **extra,
+    )
 
 
 def new_tenant() -> TenantId:

@@ -8,14 +8,14 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from dialer_rig import DialerRig, new_tenant
+from dialer_rig import DialerRig, new_tenant, place_call
 
 from schemas.agents import AgentVersionPublished
 from schemas.calls import CallReceived
 from schemas.catalog import CALL_INPUTS
-from schemas.dialer import CallAttemptRecorded, CallAttemptStarted, PlaceCall
+from schemas.dialer import CallAttemptRecorded, CallAttemptStarted
 from schemas.envelope import derive_event_id
-from schemas.ids import AgentId, CallId, CorrelationId, EventId
+from schemas.ids import AgentId, CallId, CorrelationId
 from streams.dialer.decider import DialerOptions, step
 from streams.dialer.state import DialerState, observe_agent
 from tests.integration.dialer.dialer_rig import agent_config
@@ -46,18 +46,7 @@ async def test_a_dial_stopped_before_the_call_log_is_dialled_again_after_a_resta
     calls = [CallId(f"call-{uuid.uuid4().hex[:12]}") for _ in numbers]
     events = []
     for call, number in zip(calls, numbers, strict=True):
-        place = PlaceCall(
-            tenant_id=tenant,
-            agent_id=agent,
-            seq=0,
-            event_id=EventId(str(uuid.uuid4())),
-            occurred_at=datetime.now(UTC),
-            correlation_id=CorrelationId(call),
-            to_number=number,
-            idempotency_key=call,
-            call_id=call,
-        )
-        events += step(state, place, DialerOptions())
+        events += step(state, place_call(tenant, agent, number, call), DialerOptions())
     started = [e for e in events if isinstance(e, CallAttemptStarted)]
     assert [e.attempt_call_id for e in started] == calls
     for event in events:
