@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.agents import AgentConfig, ToolSpec
+from streams.standin.script import SCRIPT_HEADER
 
 SEARCH_KNOWLEDGE = "search_knowledge"
 END_CALL = "end_call"
@@ -117,7 +118,7 @@ def voicemail_prompt(message: str) -> str:
 
 
 def system_instruction(plan: SessionPlan) -> str:
-    """The agent's prompt with per-call variables filled in, and the call reference.
+    """The agent's prompt with per-call variables filled in.
 
     Unknown ``{placeholders}`` are left as written rather than failing the call.
     """
@@ -129,8 +130,6 @@ def system_instruction(plan: SessionPlan) -> str:
         lines.append("The call was interrupted by a technical problem; the conversation so far:")
         lines.extend(plan.transcript_so_far)
         lines.append("Carry on from there without greeting the caller again.")
-    # The offline stand-in finds its per-call script by this reference (docs/gemini-standin.md).
-    lines.append(f"[script:{plan.call_id}]")
     return "\n".join(lines)
 
 
@@ -153,8 +152,14 @@ def tool_declarations(config: AgentConfig) -> list[dict[str, Any]]:
 
 
 def live_connect_config(plan: SessionPlan) -> dict[str, Any]:
-    """A dict that google-genai's LiveConnectConfig accepts (audio out, transcripts, resumption)."""
+    """A dict that google-genai's LiveConnectConfig accepts (audio out, transcripts, resumption).
+
+    The call id goes in a header, which the offline stand-in keys its scripts by
+    (docs/gemini-standin.md) and Google's endpoint ignores; in the prompt, which it used to be,
+    the real model read it as part of its instructions.
+    """
     return {
+        "http_options": {"headers": {SCRIPT_HEADER: plan.call_id}},
         "response_modalities": ["AUDIO"],
         "speech_config": {
             "voice_config": {"prebuilt_voice_config": {"voice_name": plan.config.voice}},

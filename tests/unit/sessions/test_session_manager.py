@@ -9,7 +9,7 @@ import dataclasses
 import time
 
 import pytest
-from google.genai import errors
+from google.genai import errors, types
 from session_fakes import FakeEdge, FakeGemini, FakeSink, eventually, live_call_state
 
 from schemas import bridge
@@ -282,6 +282,19 @@ async def test_the_calls_variables_fill_its_prompt_template() -> None:
         await _talk_once(manager, edge, call)
     instruction = gemini.configs[0]["system_instruction"]
     assert "You are calling Ann about order 42." in instruction
+
+
+async def test_the_call_id_reaches_the_stand_in_in_a_header_not_in_the_models_prompt() -> None:
+    gemini = FakeGemini()
+    manager = _manager(1, gemini=gemini)
+    async with FakeEdge() as edge:
+        call = live_call_state(edge.url)
+        await _talk_once(manager, edge, call)
+    config = gemini.configs[0]
+    assert call.call_id not in config["system_instruction"]
+    assert "[script:" not in config["system_instruction"]
+    assert config["http_options"] == {"headers": {"x-standin-script": call.call_id}}
+    types.LiveConnectConfig.model_validate(config)  # what the SDK's connect() builds from it
 
 
 async def test_a_session_taking_a_call_over_numbers_its_transcript_on_from_the_earlier_ones() -> None:
