@@ -2,7 +2,8 @@
 still have its call finished, and a hung session worker must not hold up the call's failover.
 
 Small socket buffers make a stuck peer show in a fraction of a second; the close deadlines are
-shortened so that each test takes about a second.
+shortened so that each test takes about a second (except where a test needs one long, to tell what
+happens before it from what happens after).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -265,12 +267,16 @@ async def _talk_until_sends_wait(loop: MediaLoop, call: LiveCall) -> int:
 
 @contextlib.asynccontextmanager
 async def _sends_waiting_on_a_hung_worker(
-    monkeypatch: pytest.MonkeyPatch, worker_id: str | None = None
+    monkeypatch: pytest.MonkeyPatch,
+    worker_id: str | None = None,
+    replaced_close_s: float = 0.3,
+    **edge: Any,
 ) -> AsyncIterator[tuple[BridgedCall, int]]:
-    """A call whose hung worker (replaced within a shortened 0.3 s) is sent to until the sends
-    wait; the call and the caller's next sequence number. The hung worker's socket closes after."""
-    monkeypatch.setattr(bridge_server, "_REPLACED_CLOSE_TIMEOUT_S", 0.3)
-    node = edge_node(agent_wait_s=0.0)
+    """A call whose hung worker (dropped ``replaced_close_s`` after it is replaced, shortened to
+    0.3 s by default) is sent to until the sends wait; the call and the caller's next sequence
+    number. ``edge`` overrides the node's edge settings. The hung worker's socket closes after."""
+    monkeypatch.setattr(bridge_server, "_REPLACED_CLOSE_TIMEOUT_S", replaced_close_s)
+    node = edge_node(**{"agent_wait_s": 0.0, **edge})
     async with bridged_call(node) as live:
         old = await _hung_worker(node, live.port, live.token, live.call, worker_id=worker_id)
         try:
@@ -282,8 +288,20 @@ async def _sends_waiting_on_a_hung_worker(
 async def test_failover_from_a_hung_worker_serves_the_new_one_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with _sends_waiting_on_a_hung_worker(monkeypatch) as (live, seq):
+    # The replaced (hung) worker is dropped only after 10 s, and the watchdog that drops a worker
+    # which takes no frame waits 30 s: the new worker must hear the caller and be played while the
+    # hung one is still connected. An edge whose sends kept waiting on the hung worker would serve
+    # the new one only once the hung one is dropped; timings are measured in bench/, not here.
+    async with _sends_waiting_on_a_hung_worker(
+        monkeypatch, replaced_close_s=10.0, bridge_send_timeout_s=30.0
+    ) as (live, seq):
         node, loop, token, port = live.node, live.loop, live.token, live.port
+
+        def hung_worker_still_there() -> bool:
+            return (
+                node.metrics.get("bridge.replaced_aborted") == 0
+                and node.metrics.get("bridge.worker_stalled") == 0
+            )
 
         attached = time.monotonic()
         async with connect(
@@ -294,22 +312,19 @@ async def test_failover_from_a_hung_worker_serves_the_new_one_at_once(
             assert "hello" in str(await new.recv())
             pcm = (np.sin(np.arange(4800) / 7) * 6000).astype("<i2").tobytes()
             await new.send(bridge.encode_agent_audio(0, pcm))
-            caller_audio_after: float | None = None
-            while caller_audio_after is None and time.monotonic() - attached < 3.0:
+            heard_caller = False
+            while not heard_caller and time.monotonic() - attached < 5.0:  # a guard only
                 seq = await _caller_talks(loop, seq, 1)
-                try:
-                    if isinstance(await asyncio.wait_for(new.recv(), 0.02), bytes):
-                        caller_audio_after = time.monotonic() - attached
-                except TimeoutError:
-                    pass
-            assert caller_audio_after is not None, "no caller audio reached the new worker in 3 s"
-            assert caller_audio_after < 0.5, caller_audio_after
-            played = await _until(lambda: any('"media"' in s for s in live.twilio.sent), 0.5)
-            assert played, "the new worker's audio was not played within 0.5 s"
-            # The replaced worker takes no close: it is dropped after the (shortened) deadline.
-            assert await _until(lambda: node.metrics.get("bridge.replaced_aborted") == 1, 2.0)
+                with contextlib.suppress(TimeoutError):
+                    heard_caller = isinstance(await asyncio.wait_for(new.recv(), 0.02), bytes)
+            assert heard_caller, "no caller audio reached the new worker"
+            assert hung_worker_still_there(), (
+                "the new worker heard the caller only once the hung one was dropped"
+            )
+            played = await _until(lambda: any('"media"' in s for s in live.twilio.sent), 5.0)
+            assert played, "the new worker's audio was not played"
+            assert hung_worker_still_there(), "the new worker was played only once the hung one was dropped"
         assert node.metrics.get("bridge.replaced") == 1
-        assert node.metrics.get("bridge.worker_stalled") == 0
 
 
 async def test_a_hung_worker_with_no_failover_is_dropped_and_the_call_ends_without_agent() -> None:
