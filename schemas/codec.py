@@ -243,11 +243,13 @@ class Codec:
         binding = self._by_name.get(name)
         if binding is None:
             raise DecodeError(f"schema id {schema_id}: unknown record type {name}")
-        if crc64_fingerprint(writer) == fingerprint(binding.cls):
-            return binding, binding.schema
-        # An older registered version of one of our records: Avro resolution reads it into
-        # the current class (BACKWARD compatibility is what makes this safe).
+        # Both parse the schema: one naming a type it does not define (a registry reference) or
+        # otherwise invalid raises fastavro's own errors, which are this record's, not a crash.
         try:
+            if crc64_fingerprint(writer) == fingerprint(binding.cls):
+                return binding, binding.schema
+            # An older registered version of one of our records: Avro resolution reads it into
+            # the current class (BACKWARD compatibility is what makes this safe).
             return binding, parse_schema(writer)
         except Exception as exc:
             raise DecodeError(f"schema id {schema_id}: invalid Avro schema ({exc})") from exc

@@ -170,6 +170,23 @@ def test_confluent_reads_an_older_registered_version_into_the_current_class() ->
     assert decoded == CallEnded(**{**_envelope(), "reason": "completed", "ended_by": None})
 
 
+class _ReferencingIds(StaticSchemaIds):
+    """A registry whose CallEnded names a type it does not define (a Confluent schema reference)."""
+
+    def schema_for(self, schema_id: int) -> str | None:
+        if schema_id == 501:
+            ref = {"name": "x", "type": "voice.common.Ref"}
+            return json.dumps(
+                {"type": "record", "name": "CallEnded", "namespace": "voice.calls.v1", "fields": [ref]}
+            )
+        return super().schema_for(schema_id)
+
+
+def test_confluent_reports_a_registered_schema_it_cannot_parse_as_a_record_that_does_not_decode() -> None:
+    with pytest.raises(DecodeError, match="schema id 501: invalid Avro schema"):
+        Codec.confluent(_ReferencingIds()).decode(b"\x00" + (501).to_bytes(4, "big") + b"\x02")
+
+
 def _envelope() -> dict[str, Any]:
     return {
         "tenant_id": "t1",
