@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,6 +33,15 @@ class Outbox(Protocol):
     async def send(self, message: dict[str, Any]) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A turn that arrived while the stand-in was answering, kept as what it was."""
+
+    heard_ms: int
+    from_audio: bool
+    text: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,7 +78,7 @@ class Conversation:
         self._hearing = self._new_hearing(16000)
         self._manual_ms: int | None = None  # caller audio since activityStart (manual VAD)
         self._task: asyncio.Task[None] | None = None
-        self._queued = 0
+        self._queued: deque[_Pending] = deque()
         self._tool_ids: list[str] = []
         self._tool_answers: list[dict[str, Any]] = []
         self._tools_done = asyncio.Event()
@@ -141,7 +151,9 @@ class Conversation:
 
     def _caller_stopped(self, heard_ms: int, *, from_audio: bool, text: str = "") -> None:
         if self._task is not None and not self._task.done():
-            self._queued += 1  # NO_INTERRUPTION: answer once the current turn is over
+            # Text never barges in, nor does speech under NO_INTERRUPTION: answer it once the
+            # current turn is over, as the kind of turn it was (a text turn is no caller speech).
+            self._queued.append(_Pending(heard_ms, from_audio, text))
             return
         self._task = asyncio.create_task(self._turns(heard_ms, from_audio, text))
 
@@ -150,8 +162,8 @@ class Conversation:
     async def _turns(self, heard_ms: int, from_audio: bool, text: str) -> None:
         await self._one_turn(heard_ms, from_audio, text)
         while self._queued:
-            self._queued -= 1
-            await self._one_turn(0, True, "")
+            turn = self._queued.popleft()
+            await self._one_turn(turn.heard_ms, turn.from_audio, turn.text)
 
     async def _one_turn(self, heard_ms: int, from_audio: bool, text: str) -> None:
         said: list[str] = []
