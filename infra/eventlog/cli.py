@@ -109,8 +109,15 @@ def export(
     until: str | None = UntilOpt,
     output: str = typer.Option("jsonl", "--format", help="jsonl | avro"),
     out: Path | None = OutOpt,
+    allow_undecodable: bool = typer.Option(
+        False, "--allow-undecodable", help="exit 0 even when records that do not decode were left out"
+    ),
 ) -> None:
-    """Export the events of a time range as JSON lines or Avro object container files."""
+    """Export the events of a time range as JSON lines or Avro object container files.
+
+    Exit codes: 0 exported, 1 nothing matched, 2 bad options or no such topic, 3 some records did
+    not decode and were left out (listed on stderr; --allow-undecodable makes that 0).
+    """
     if output not in ("jsonl", "avro"):
         raise typer.BadParameter("export writes jsonl or avro", param_hint="--format")
     if output == "avro" and out is None:
@@ -126,13 +133,17 @@ def export(
         since=when_option(since, "--since"),
         until=when_option(until, "--until"),
     )
-    summary = asyncio.run(_export(settings, topic, event_filter, output, out))
-    if summary.total == 0:
+    summary, skipped = asyncio.run(_export(settings, topic, event_filter, output, out))
+    if summary.total == 0 and not skipped:
         err.print(f"[yellow]no events in {topic}{_range_text(event_filter)} matched; nothing written[/]")
         raise typer.Exit(1)
     for name, count in sorted(summary.counts.items()):
         err.print(f"{count:>9}  {name}")
     err.print(f"[green]exported {summary.total} events[/]" + (f" to {out}" if out else ""))
+    if skipped and not allow_undecodable:
+        # A partial export must not pass for a whole one in a script.
+        err.print(f"[red]incomplete: {skipped} records left out (--allow-undecodable to accept)[/]")
+        raise typer.Exit(3)
 
 
 def _refuse_unwritable(out: Path, output: str) -> None:
@@ -172,7 +183,8 @@ def _range_text(f: EventFilter) -> str:
 
 async def _export(
     settings: Settings, topic: str, event_filter: EventFilter, output: str, out: Path | None
-) -> ExportSummary:
+) -> tuple[ExportSummary, int]:
+    """The export's summary, and how many records did not decode (each reported on stderr)."""
     skipped: list[str] = []
 
     def undecodable(exc: DecodeError) -> None:
@@ -193,11 +205,11 @@ async def _export(
             if output == "avro":
                 assert out is not None
                 meta = {"voice.topic": topic, "voice.exported_at": datetime.now(UTC).isoformat()}
-                return await export_avro(events, out, metadata=meta)
+                return await export_avro(events, out, metadata=meta), len(skipped)
             with _text_out(out) as staged:
                 summary = await export_jsonl(events, staged.stream)
                 staged.keep = summary.total > 0  # an export that found nothing leaves --out as it was
-                return summary
+                return summary, len(skipped)
         except (LookupError, SchemaRegistryError) as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None

@@ -43,9 +43,15 @@ async def tail_events(
     output: str = "pretty",
     limit: int | None = None,
     console: Console | None = None,
+    notices: Console | None = None,
 ) -> int:
-    """Print matching events from the end of the topic (or ``since``) on; returns how many printed."""
+    """Print matching events from the end of the topic (or ``since``) on; returns how many printed.
+
+    Records that do not decode are reported on ``notices`` (stderr by default), never among the
+    events: a ``--format jsonl`` stream stays JSON for whatever reads it.
+    """
     console = console or Console(highlight=False, soft_wrap=True)
+    notices = notices or Console(stderr=True, highlight=False, soft_wrap=True)
     codec = codec_for(kafka)
     consumer = make_consumer(kafka, group_id=None)
     try:
@@ -73,7 +79,7 @@ async def tail_events(
                     try:
                         event = decode(codec, msg)
                     except DecodeError as exc:
-                        console.print(f"[red]not decodable:[/] {escape(str(exc))}")
+                        notices.print(f"[red]not decodable:[/] {escape(str(exc))}")
                         continue
                     if not event_filter.keeps_type(type(event.record)):
                         continue
