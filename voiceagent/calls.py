@@ -13,7 +13,7 @@ from rich.table import Table
 from infra.settings import Settings
 from voiceagent.devfile import DevAddresses, DevFileError
 from voiceagent.simulate import SimulationError, simulate_call
-from voiceagent.timeline import event_summary, load_events, to_json, travel
+from voiceagent.timeline import event_summary, load_events, parse_instant, to_json, travel
 
 call_app = typer.Typer(help="Simulated calls and call history.", no_args_is_help=True)
 console = Console()
@@ -85,14 +85,29 @@ def _default_turns(wav: Path | None, outbound: bool) -> list[str]:
     return ["Hello, who is calling?"] if outbound else ["Hello, is anybody there?"]
 
 
+def _instant(at: str | None) -> datetime | None:
+    """`--at` as an aware time, or a usage error that says what a valid one looks like."""
+    if at is None:
+        return None
+    try:
+        return parse_instant(at)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--at") from None
+
+
 @call_app.command("timeline")
 def timeline(
     call_id: str = typer.Argument(..., help="the call id"),
-    at: datetime | None = typer.Option(None, "--at", help="fold the state as of this instant (ISO 8601)"),
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        help="fold the state as of this instant: ISO 8601, with an offset (+01:00, Z) or else in UTC",
+    ),
     seq: int | None = typer.Option(None, "--seq", help="fold the state up to this event seq"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
 ) -> None:
     """A call's events, and its state at any point, folded by the same code the workers run."""
+    instant = _instant(at)  # a bad --at is said before the log is read
     settings = Settings()
     if settings.kafka.bootstrap is None:
         try:
@@ -110,7 +125,7 @@ def timeline(
     if not events:
         console.print(f"[red]no events for call {call_id} on the log[/]")
         raise typer.Exit(1)
-    chosen = travel(events, at=at, seq=seq)
+    chosen = travel(events, at=instant, seq=seq)
     if as_json:
         print(to_json(chosen))
         return

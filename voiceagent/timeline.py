@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -33,8 +33,25 @@ async def load_events(kafka: KafkaSettings, call_id: str) -> list[CallEvent]:
     return sorted(by_id.values(), key=lambda event: event.seq)
 
 
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant (`--at`); one without an offset is UTC, as the events' times are."""
+    try:
+        instant = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 time; try 2026-11-27T10:00:00 (UTC) or 2026-11-27T11:00:00+01:00"
+        ) from None
+    return _aware(instant)
+
+
+def _aware(instant: datetime) -> datetime:
+    # Events carry UTC times, and Python refuses to compare a naive time with them.
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
 def travel(events: list[CallEvent], *, at: datetime | None = None, seq: int | None = None) -> Timeline:
-    """The events up to a seq or an instant, and the state the calls agent had right then."""
+    """The events up to a seq or an instant (naive means UTC), and the state the calls agent had then."""
+    at = None if at is None else _aware(at)
     chosen = [e for e in events if (seq is None or e.seq <= seq) and (at is None or e.occurred_at <= at)]
     return Timeline(chosen, fold(chosen))
 
