@@ -22,9 +22,9 @@ On the embedded broker a batch can become readable a moment before an earlier on
 writing one partition at once; docs/integrators.md): a consumer that reads on past the missing
 offset never sees it. ``OffsetHoles`` holds a partition at such a hole, fetching again from it,
 until it fills or ``--hole-wait`` seconds pass. Apache Kafka leaves no holes in these topics.
-With ``--group`` offsets are committed automatically (every 5 s, aiokafka's default): a crash can
-skip events printed but not yet handled by whatever reads this output; commit after applying in
-your own consumer.
+With ``--group`` the group's offsets are committed after each batch is printed, never before
+(aiokafka's auto-commit would commit on a crash too). A record that does not decode is reported
+on stderr with its position, and the consumer goes on.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import json
 import re
 import struct
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,10 @@ class Decoder:
         self._registry = registry
         self._by_id: dict[int, avro.schema.Schema] = {}
 
-    def decode(self, value: bytes) -> tuple[str, dict[str, Any]]:
+    def decode(self, value: bytes | None) -> tuple[str, dict[str, Any]]:
         """``(full record name, fields)``; ValueError if the bytes are not a record we know."""
+        if value is None:
+            raise ValueError("no value (a tombstone): not an event")
         if value[:2] == b"\xc3\x01" and len(value) >= 10:
             schemas = self._by_fingerprint.get(value[2:10])
             if schemas is None:
@@ -108,10 +111,13 @@ class Decoder:
             body = value[5:]
         else:
             raise ValueError(f"unknown framing {value[:2].hex()}")
-        fields: dict[str, Any] = avro.io.DatumReader(writer, reader).read(  # type: ignore[assignment]
-            avro.io.BinaryDecoder(io.BytesIO(body))
-        )
         name: str = reader.fullname  # type: ignore[attr-defined]
+        try:
+            fields: dict[str, Any] = avro.io.DatumReader(writer, reader).read(  # type: ignore[assignment]
+                avro.io.BinaryDecoder(io.BytesIO(body))
+            )
+        except Exception as exc:  # avro has its own errors for a body cut short or corrupt
+            raise ValueError(f"{name}: the body does not decode ({type(exc).__name__}: {exc})") from exc
         return name, fields
 
     def _schema_for_id(self, schema_id: int) -> avro.schema.Schema:
@@ -119,8 +125,17 @@ class Decoder:
             if self._registry is None:
                 raise ValueError("Confluent wire format needs --registry")
             url = f"{self._registry.rstrip('/')}/schemas/ids/{schema_id}"
-            with urllib.request.urlopen(url, timeout=10) as response:
-                self._by_id[schema_id] = avro.schema.parse(json.load(response)["schema"])
+            try:
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    text = json.load(response)["schema"]
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    raise ValueError(f"schema id {schema_id} is not in the registry") from exc
+                raise  # the registry is failing: stop, before anything after this is committed
+            try:
+                self._by_id[schema_id] = avro.schema.parse(text)
+            except Exception as exc:
+                raise ValueError(f"schema id {schema_id}: not a schema we can read ({exc})") from exc
         return self._by_id[schema_id]
 
 
@@ -167,7 +182,8 @@ async def consume(args: argparse.Namespace) -> int:
         bootstrap_servers=args.bootstrap,
         group_id=args.group,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
-        enable_auto_commit=args.group is not None,
+        # Committed after each batch is printed, never before: a crash re-reads, it does not skip.
+        enable_auto_commit=False,
     )
     await consumer.start()
     seen: set[str] = set()
@@ -203,6 +219,8 @@ async def consume(args: argparse.Namespace) -> int:
                     }
                     print(json.dumps(line, ensure_ascii=False), flush=True)
                     printed += 1
+            if batches and args.group is not None:
+                await consumer.commit()
     finally:
         await consumer.stop()
     return 0
