@@ -1,13 +1,13 @@
 """Roles and tenant isolation on every route of the OpenAPI schema (a new route without a row here fails).
 
-Tenant A's read models are seeded directly; commands go to a fake sender, so a request of tenant B that
-reached the command bus for A's data would show up there.
+Tenant A's read models are seeded directly; commands go to the real broker through a recording
+producer, so a request of tenant B that reached the command bus for A's data would show up there.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -20,11 +20,13 @@ from api import store
 from api.app import create_app
 from infra.settings import Settings
 from projections import call_view, dialer_models, models
+from schemas.calls import RecordingAvailable, ToolCallRequested, TranscriptSegment
 from schemas.codec import Codec
 from schemas.registry import Record
 from tests.integration.readside.conftest import migrated_schema, schema_sessions
 from tests.integration.readside.platform import Tenant, insert_agent, make_tenant
 from tests.support.call_stream import T0, call_events, unique
+from tests.support.recording_producer import RecordingProducer, recording_producer
 
 pytestmark = pytest.mark.integration
 
@@ -139,21 +141,9 @@ ROUTE_IDS = [f"{m} {p}" for m, p in SCHEMA_ROUTES]
 
 
 @dataclass
-class FakeSender:
-    """Records what the API would have written to Kafka."""
-
-    codec: Codec
-    sent: list[Record] = field(default_factory=list)
-
-    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> None:
-        assert value is not None
-        self.sent.append(self.codec.decode(value))
-
-
-@dataclass
 class World:
     client: httpx.AsyncClient
-    sender: FakeSender
+    sender: RecordingProducer  # the real producer; ``records`` holds every command decoded
     sessions: async_sessionmaker[AsyncSession]
 
 
@@ -164,8 +154,10 @@ async def world(settings: Settings) -> AsyncIterator[World]:
         update={"write_wait_s": 0.05, "jwt_secret": SecretStr("x" * 40), "rate_limit_per_s": 10_000.0}
     )
     codec = Codec.single_object()
-    sender = FakeSender(codec)
-    async with schema_sessions(settings, schema) as sessions:
+    async with (
+        recording_producer(settings.kafka, codec) as sender,
+        schema_sessions(settings, schema) as sessions,
+    ):
         engine = sessions.kw["bind"]
         app = create_app(
             settings.model_copy(update={"api": api}), engine=engine, producer=sender, codec=codec
@@ -201,9 +193,13 @@ async def _seed(sessions: async_sessionmaker[AsyncSession], tenant_id: str) -> I
         await insert_agent(session, tenant_id, agent_id, voices=("Puck", "Kore"))
         await session.execute(insert(models.Call).values(view.row()))
         await session.execute(insert(models.CallEvent).values([call_view.timeline_row(e) for e in live]))
-        await session.execute(insert(models.TranscriptSegment).values(call_view.transcript_row(live[4])))
-        await session.execute(insert(models.ToolCall).values(call_view.tool_call_row(live[6])))
-        await session.execute(insert(models.Recording).values(call_view.recording_row(live[8])))
+        segment, tool_call, recording = live[4], live[6], live[8]
+        assert isinstance(segment, TranscriptSegment)
+        assert isinstance(tool_call, ToolCallRequested)
+        assert isinstance(recording, RecordingAvailable)
+        await session.execute(insert(models.TranscriptSegment).values(call_view.transcript_row(segment)))
+        await session.execute(insert(models.ToolCall).values(call_view.tool_call_row(tool_call)))
+        await session.execute(insert(models.Recording).values(call_view.recording_row(recording)))
         await session.execute(
             insert(models.KnowledgeBase).values(kb_id=kb_id, tenant_id=tenant_id, name="Help", created_at=T0)
         )
@@ -318,9 +314,9 @@ async def test_rs_route_never_shows_or_changes_another_tenants_data(
     tenant_b = await make_tenant(world.sessions)
     a_rows = await _tenant_rows(world.sessions, tenant_a.tenant.tenant_id)
     assert all(a_rows[table] for table in SEEDED_TABLES), a_rows  # else the comparison below shows nothing
-    before = len(world.sender.sent)
+    before = len(world.sender.records)
     response = await _send(world, route, tenant_a.ids, tenant_b.admin)
-    commands = world.sender.sent[before:]
+    commands = world.sender.records[before:]
     a_ids = {tenant_a.ids[name] for name in AGGREGATE_FIELDS}
     assert [c for c in commands if _aggregate_ids(c) & a_ids] == []
     if "{" in route[1] or route in BODY_SCOPED:

@@ -1,14 +1,15 @@
 """Bad input where the API parses by hand (campaign uploads) or computes past a bound: a clear 4xx,
 never a 500, and never a command accepted that no consumer could decode.
 
-Commands go to a sender that keeps the raw bytes, so an undecodable command shows.
+Commands go to the real broker through a recording producer that keeps the raw bytes, so an
+undecodable command shows.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -17,28 +18,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from infra.settings import Settings
+from schemas.codec import Codec
+from schemas.dialer import PlaceCall
 from tests.integration.readside.conftest import migrated_schema, schema_sessions
 from tests.integration.readside.platform import Tenant, insert_agent, make_tenant
 from tests.support.call_stream import unique
+from tests.support.recording_producer import RecordingProducer, read_back, recording_producer
 
 pytestmark = pytest.mark.integration
 
 
 @dataclass
-class RawSender:
-    """Keeps what the API would have written to Kafka, undecoded."""
-
-    sent: list[tuple[str, bytes]] = field(default_factory=list)
-
-    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> None:
-        assert value is not None
-        self.sent.append((topic, value))
-
-
-@dataclass
 class World:
     client: httpx.AsyncClient
-    sender: RawSender
+    sender: RecordingProducer  # the real producer; ``sent`` keeps every send undecoded
     sessions: async_sessionmaker[AsyncSession]
     tenant: Tenant
     agent_id: str
@@ -49,8 +42,7 @@ async def world(settings: Settings) -> AsyncIterator[World]:
     schema = await migrated_schema(settings)
     api = settings.api.model_copy(update={"write_wait_s": 0.05, "rate_limit_per_s": 10_000.0})
     api = api.model_copy(update={"jwt_secret": SecretStr("x" * 40)})
-    sender = RawSender()
-    async with schema_sessions(settings, schema) as sessions:
+    async with recording_producer(settings.kafka) as sender, schema_sessions(settings, schema) as sessions:
         engine = sessions.kw["bind"]
         app = create_app(settings.model_copy(update={"api": api}), engine=engine, producer=sender)
         tenant = await make_tenant(sessions)
@@ -193,7 +185,8 @@ async def test_a_lone_surrogate_in_a_json_body_is_a_422_and_nothing_is_sent(
     assert len(world.sender.sent) == before
 
 
-async def test_a_surrogate_pair_is_a_character_and_is_accepted(world: World) -> None:
+async def test_a_surrogate_pair_is_a_character_and_is_accepted(world: World, settings: Settings) -> None:
+    before = len(world.sender.sent)
     body = json.dumps({"agent_id": world.agent_id, "to_number": "+14155550100", "variables": {"k": "😀"}})
     response = await world.client.post(
         "/api/calls",
@@ -201,3 +194,8 @@ async def test_a_surrogate_pair_is_a_character_and_is_accepted(world: World) -> 
         headers=world.tenant.operator | {"Content-Type": "application/json"},
     )
     assert response.status_code == 202, response.text[:300]
+    [sent] = world.sender.sent[before:]
+    # The command the broker holds decodes, with the pair as the one character it stands for.
+    stored = await read_back(settings.kafka, sent)
+    command = Codec.single_object().decode_as(stored.value, PlaceCall)
+    assert (command.agent_id, command.variables) == (world.agent_id, {"k": "😀"})

@@ -14,8 +14,8 @@ from api.app import create_app
 from infra.settings import Settings
 from tests.integration.readside.conftest import migrated_schema, schema_sessions
 from tests.integration.readside.platform import Tenant, insert_agent, make_tenant
-from tests.integration.readside.test_rs_api_hand_parsed_input import RawSender
 from tests.support.call_stream import unique
+from tests.support.recording_producer import RecordingProducer, recording_producer
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ NUMBER = "+14155550177"
 @dataclass
 class Numbers:
     client: httpx.AsyncClient
-    sender: RawSender
+    sender: RecordingProducer  # the real producer, keeping what was sent
     owner: Tenant
     other: Tenant
     holder: str  # the owner's agent that routes NUMBER
@@ -38,8 +38,7 @@ async def numbers(settings: Settings) -> AsyncIterator[Numbers]:
     api = settings.api.model_copy(
         update={"write_wait_s": 0.05, "rate_limit_per_s": 10_000.0, "jwt_secret": SecretStr("x" * 40)}
     )
-    sender = RawSender()
-    async with schema_sessions(settings, schema) as sessions:
+    async with recording_producer(settings.kafka) as sender, schema_sessions(settings, schema) as sessions:
         app = create_app(
             settings.model_copy(update={"api": api}), engine=sessions.kw["bind"], producer=sender
         )

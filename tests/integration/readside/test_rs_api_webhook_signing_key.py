@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.app import create_app
 from infra.settings import Settings
 from schemas.agents import ToolSpec
-from schemas.codec import Codec
 from schemas.dialer import WebhookDeliveryAttempted
 from schemas.ids import AgentId, CallId, TenantId
 from streams.dialer.policy import RetryPolicy
@@ -25,7 +24,6 @@ from streams.webhooks.delivery import Webhook, deliver
 from streams.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, tenant_signing_key, verify
 from tests.integration.readside.conftest import migrated_schema, schema_sessions
 from tests.integration.readside.platform import make_tenant
-from tests.integration.readside.test_rs_api_access import FakeSender
 
 pytestmark = pytest.mark.integration
 
@@ -45,11 +43,11 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
     schema = await migrated_schema(settings)
     streams = settings.streams.model_copy(update={"tool_webhook_secret": SecretStr(TOOL_SECRET)})
     configured = settings.model_copy(update={"streams": streams})
-    codec = Codec.single_object()
     async with schema_sessions(settings, schema) as sessions:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("VOICE_WEBHOOKS__SECRET", CALL_SECRET)  # read once, by create_app
-            app = create_app(configured, engine=sessions.kw["bind"], producer=FakeSender(codec), codec=codec)
+            # No producer given: the lifespan starts its own, on the session's real broker.
+            app = create_app(configured, engine=sessions.kw["bind"])
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
