@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from infra.settings import Settings
@@ -66,7 +67,7 @@ def simulate(
             )
         )
     except (SimulationError, FileNotFoundError, DevFileError) as err:
-        console.print(f"[red]{err}[/]")
+        console.print(f"[red]{escape(str(err))}[/]")  # it may quote a body: [x] is no markup
         raise typer.Exit(1) from err
     if save_audio is not None:
         try:

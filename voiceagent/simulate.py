@@ -9,7 +9,7 @@ import secrets
 import time
 import uuid
 import wave
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy.typing as npt
 from aiokafka import ConsumerRecord, TopicPartition
 from rich.console import Console
 from twilio.request_validator import RequestValidator
+from websockets.exceptions import InvalidHandshake
 
 from edge.audio.speech import synthesize, to_rate
 from edge.twiml import media_stream_url
@@ -40,6 +41,22 @@ the worker waits up to 10 s for the model's goodbye to end (``streams.sessions.s
 
 class SimulationError(RuntimeError):
     """The simulated call could not be placed or went wrong; the message says what to do."""
+
+
+@contextlib.contextmanager
+def _reaching(service: str, address: str) -> Iterator[None]:
+    """Turn a failed HTTP exchange with one of the platform's services into a SimulationError
+    that names the service and its address: the CLI prints these, not tracebacks."""
+    try:
+        yield
+    except httpx.TransportError as err:  # refused, timed out, reset: the service is not there
+        raise SimulationError(
+            f"{service} does not answer at {address} ({type(err).__name__}); is `voiceagent dev` running?"
+        ) from err
+    except httpx.HTTPStatusError as err:
+        raise SimulationError(
+            f"{service} at {address} answered HTTP {err.response.status_code}: {err.response.text[:300]}"
+        ) from err
 
 
 @dataclass
@@ -302,19 +319,36 @@ async def _talk(
         call_sid=call.call_sid,
     )
     try:
-        await caller.open(call.parameters)
+        await _open_stream(caller, call)
         conversation = _converse(watch, caller, audio, bool(greeting), reply_timeout_s)
         transferred_to = await _converse_or_transfer(watch, phone, conversation, transfer_scripted)
         await caller.hang_up()
         if transferred_to is not None:
             watch.note(f"[bold]transferred[/] to {transferred_to}: the Media Stream stopped")
         if phone is not None:
-            await phone.hang_up()  # the caller (or callee) hung up: the stand-in posts `completed`
+            with _reaching("the offline Twilio stand-in", phone.standin_url):
+                await phone.hang_up()  # the caller (or callee) hung up: the stand-in posts `completed`
         await watch.wait(_ended, 30, "end of the call")
     finally:
         if not caller.closed.is_set():
             await caller.hang_up()
     return caller.audio, transferred_to
+
+
+async def _open_stream(caller: SimulatedCaller, call: Connected) -> None:
+    """Open the call's Media Stream as Twilio does; SimulationError naming the address if the
+    edge is not there or refuses the WebSocket."""
+    try:
+        await caller.open(call.parameters)
+    except InvalidHandshake as err:
+        raise SimulationError(
+            f"the edge refused the Media Stream at {call.media_url} ({type(err).__name__}: {err})"
+        ) from err
+    except (OSError, TimeoutError) as err:  # refused, unreachable, or no handshake in time
+        raise SimulationError(
+            f"the edge's Media Stream does not answer at {call.media_url} ({type(err).__name__}); "
+            "is `voiceagent dev` running?"
+        ) from err
 
 
 async def _converse_or_transfer(
@@ -327,7 +361,7 @@ async def _converse_or_transfer(
     if phone is None:  # no stand-in holds the call: nobody could tell of a transfer
         await talking
         return None
-    transfer = asyncio.create_task(phone.transferred(timeout_s=24 * 3600.0))
+    transfer = asyncio.create_task(_transferred(phone))
     try:
         await asyncio.wait({talking, transfer}, return_when=asyncio.FIRST_COMPLETED)
         if transfer.done():
@@ -341,6 +375,12 @@ async def _converse_or_transfer(
         for task in (talking, transfer):
             task.cancel()
         await asyncio.gather(talking, transfer, return_exceptions=True)
+
+
+async def _transferred(phone: PhoneLine) -> str | None:
+    """Where the stand-in says the call was transferred to, once it is (None: it ended)."""
+    with _reaching("the offline Twilio stand-in", phone.standin_url):
+        return await phone.transferred(timeout_s=24 * 3600.0)
 
 
 async def _converse(
@@ -405,9 +445,10 @@ async def _dial(
 ) -> Connected:
     """The stand-in places the call from ``phone`` and asks the edge for its TwiML, as Twilio does."""
     edge = addresses.edge_url.rstrip("/")
-    answered = await phone.dial(
-        number, voice_url=f"{edge}/twilio/voice", status_callback=f"{edge}/twilio/status"
-    )
+    with _reaching("the offline Twilio stand-in", phone.standin_url):
+        answered = await phone.dial(
+            number, voice_url=f"{edge}/twilio/voice", status_callback=f"{edge}/twilio/status"
+        )
     try:
         if answered.error:
             raise SimulationError(answered.error)
@@ -441,18 +482,21 @@ async def _ring(
     addresses: DevAddresses, http: httpx.AsyncClient, phone: PhoneLine, agent_id: str, console: Console
 ) -> Connected:
     """Outbound: wait as ``phone`` for the call the platform places, answer it, read its TwiML."""
-    await phone.register()
-    placed = await http.post(
-        f"{addresses.api_url}/api/calls",
-        json={"agent_id": agent_id, "to_number": phone.number},
-        headers={"Authorization": f"Bearer {addresses.api_key}"},
-    )
+    with _reaching("the offline Twilio stand-in", phone.standin_url):
+        await phone.register()
+    with _reaching("the platform's API", addresses.api_url):
+        placed = await http.post(
+            f"{addresses.api_url}/api/calls",
+            json={"agent_id": agent_id, "to_number": phone.number},
+            headers={"Authorization": f"Bearer {addresses.api_key}"},
+        )
     if placed.status_code not in (201, 202):
         raise SimulationError(f"the API did not place the call: {placed.status_code} {placed.text[:300]}")
     call_id = placed.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
     console.print(f"agent {agent_id} is calling {phone.number}; call id {call_id}")
     try:
-        answered = await phone.answered(timeout_s=90)
+        with _reaching("the offline Twilio stand-in", phone.standin_url):
+            answered = await phone.answered(timeout_s=90)
         if answered.error:
             raise SimulationError(answered.error)
         target = connect_stream(answered.twiml)
@@ -552,8 +596,9 @@ async def _answer(addresses: DevAddresses, number: str, *, call_sid: str | None 
         "To": number,
     }
     signature = RequestValidator(addresses.twilio_auth_token).compute_signature(url, form)
-    async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.post(url, data=form, headers={"X-Twilio-Signature": signature})
+    with _reaching("the edge", addresses.edge_url):
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.post(url, data=form, headers={"X-Twilio-Signature": signature})
     parameters = dict(re.findall(r'<Parameter name="([^"]+)" value="([^"]*)"', response.text))
     if response.status_code != 200 or "call_id" not in parameters:
         raise SimulationError(
@@ -586,7 +631,24 @@ async def _script_standin(
         }
     if greeting:
         script["greeting"] = greeting
-    await http.put(f"{control_url}/scripts/{call_id}", json=script)
+    with _reaching("the offline Gemini stand-in's control endpoint", control_url):
+        response = await http.put(f"{control_url}/scripts/{call_id}", json=script)
+    if not response.is_success:  # unscripted, the stand-in would answer every turn off-script
+        raise SimulationError(
+            f"the offline Gemini stand-in refused the call's script: HTTP {response.status_code} "
+            f"{_refusal(response)}"
+        )
+
+
+def _refusal(response: httpx.Response) -> str:
+    """The message of a refusal: the body's ``error`` (as the stand-in's 422 has it), else its text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "error" in body:
+        return str(body["error"])
+    return response.text[:300]
 
 
 def _sentence(text: str) -> str:

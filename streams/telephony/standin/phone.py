@@ -42,7 +42,8 @@ class PhoneLine:
 
     def __init__(self, standin_url: str, number: str, http: httpx.AsyncClient) -> None:
         self.number = number
-        self._url = f"{standin_url.rstrip('/')}{PHONES_PATH}/{quote(number)}"
+        self.standin_url = standin_url.rstrip("/")  # for messages that say which stand-in failed
+        self._url = f"{self.standin_url}{PHONES_PATH}/{quote(number)}"
         self._http = http
 
     async def register(self) -> None:
