@@ -17,6 +17,7 @@ import pytest
 from aiokafka import TopicPartition
 from twilio.request_validator import RequestValidator
 
+from edge.server import EdgeServer
 from infra.db import database_url
 from infra.kafka import make_consumer
 from infra.migrate import upgrade_database
@@ -45,6 +46,17 @@ async def _publish_agent(settings: Settings, agent_id: str, kb_id: str) -> None:
     )
     event = version_published(TENANT, agent_id, config, correlation_id="conversation-test")
     await publish(settings.kafka, event)
+
+
+async def until_routed(server: EdgeServer, agent_id: str, within: float = 30.0) -> None:
+    """Wait until the edge's routing table, which follows the agent events, sends calls to
+    ``NUMBER`` to ``agent_id`` (the tests share the number: the latest agent published takes it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within  # a guard only
+    while (route := server.routing.lookup(NUMBER)) is None or route.agent_id != agent_id:
+        if loop.time() > deadline:
+            raise AssertionError(f"the edge does not route {NUMBER} to {agent_id}: {route}")
+        await asyncio.sleep(0.05)
 
 
 def _seed_knowledge(settings: Settings, kb_id: str) -> None:

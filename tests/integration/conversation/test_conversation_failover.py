@@ -22,6 +22,7 @@ from tests.integration.conversation.calls import (
     _publish_agent,
     _start_worker,
     fresh_app_id,
+    until_routed,
 )
 from tests.integration.edge.edge_sim import speech
 from voiceagent.caller import SimulatedCaller, to_frames
@@ -45,7 +46,7 @@ async def test_sigkill_of_the_owning_worker_resumes_the_session_elsewhere(
     _server, edge_settings = edge
     agent_id = f"agent-{uuid.uuid4().hex[:8]}"
     await _publish_agent(settings, agent_id, f"kb-{uuid.uuid4().hex[:8]}")
-    await asyncio.sleep(1.0)
+    await until_routed(_server, agent_id)
     # The worker's group starts at the end of the inputs as they are now, before the call.
     app_id = await fresh_app_id(settings, "failover")
     params = await _answer_inbound(edge_settings)

@@ -29,6 +29,7 @@ from tests.integration.conversation.calls import (
     _seed_knowledge,
     _start_worker,
     fresh_app_id,
+    until_routed,
 )
 from tests.integration.edge.edge_sim import speech
 from voiceagent.caller import SimulatedCaller, to_frames
@@ -43,7 +44,7 @@ async def test_conversation_with_tool_calls_barge_in_and_hang_up(
     agent_id, kb_id = f"agent-{uuid.uuid4().hex[:8]}", f"kb-{uuid.uuid4().hex[:8]}"
     await _publish_agent(settings, agent_id, kb_id)
     _seed_knowledge(settings, kb_id)
-    await asyncio.sleep(1.0)  # the edge's routing table follows the agent events topic
+    await until_routed(_server, agent_id)
     # The worker's group starts at the end of the inputs as they are now, before the call.
     app_id = await fresh_app_id(settings, "conv")
     params = await _answer_inbound(edge_settings)

@@ -31,6 +31,7 @@ from tests.integration.conversation.calls import (
     _answer_inbound,
     _start_worker,
     fresh_app_id,
+    until_routed,
 )
 from tests.support.agents import agent_config, publish, version_published
 from voiceagent.caller import SimulatedCaller
@@ -60,7 +61,7 @@ async def test_the_greeting_is_ready_before_the_stream_and_heard_from_its_start(
     agent_id = f"agent-{uuid.uuid4().hex[:8]}"
     config = agent_config(NUMBER, system_prompt="You are the booking line of Chez Test.", greeting=GREETING)
     await publish(settings.kafka, version_published(TENANT, agent_id, config, correlation_id="prewarm-test"))
-    await asyncio.sleep(1.0)  # the edge's routing table follows the agent events topic
+    await until_routed(_server, agent_id)
     app_id = await fresh_app_id(settings, "prewarm")
     log = tmp_path / "worker.log"
     worker = _start_worker(settings, standin, log, app_id=app_id)

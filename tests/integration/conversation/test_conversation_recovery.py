@@ -6,7 +6,6 @@ stand-in through google-genai, over the real broker. Faults come from the stand-
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import uuid
@@ -31,6 +30,7 @@ from tests.integration.conversation.calls import (
     _publish_agent,
     _start_worker,
     fresh_app_id,
+    until_routed,
 )
 from tests.integration.edge.edge_sim import speech
 from voiceagent.caller import SimulatedCaller, to_frames
@@ -75,8 +75,9 @@ async def live_call(
     settings: Settings, standin: StandIn, edge: tuple[EdgeServer, Settings], tmp_path: Path
 ) -> AsyncIterator[Call]:
     _server, edge_settings = edge
-    await _publish_agent(settings, f"agent-{uuid.uuid4().hex[:8]}", f"kb-{uuid.uuid4().hex[:8]}")
-    await asyncio.sleep(1.0)  # the edge's routing table follows the agent events topic
+    agent_id = f"agent-{uuid.uuid4().hex[:8]}"
+    await _publish_agent(settings, agent_id, f"kb-{uuid.uuid4().hex[:8]}")
+    await until_routed(_server, agent_id)
     # The worker's group starts at the end of the inputs as they are now, before the call.
     app_id = await fresh_app_id(settings, "conv")
     params = await _answer_inbound(edge_settings)
