@@ -307,7 +307,13 @@ async def test_dialer_webhooks_arrive_signed_and_a_failing_endpoint_is_retried_a
     try:
         urls = (f"http://127.0.0.1:{port}/good", f"http://127.0.0.1:{port}/bad")
         agent, _ = await rig.publish_agent(tenant, webhook_urls=urls)
-        await asyncio.sleep(1.0)  # the worker follows agent definitions as they are published
+        # The worker follows the agents' versions as they are published: place the call once it has
+        # this agent's URLs.
+        deadline = time.monotonic() + 30  # a guard only
+        while worker.planner.urls.get(agent) != urls:
+            assert not running.done(), "the webhook worker stopped"
+            assert time.monotonic() < deadline, "the webhook worker never read the agent"
+            await asyncio.sleep(0.05)
         call_id = await rig.place(tenant, agent, _number(7, 5551800000))
 
         def settled() -> bool:
