@@ -100,7 +100,7 @@ async def test_dialer_summary_of_a_finished_call_is_recorded_and_shown_by_the_ap
     async with read_side(settings, *projections) as side:
         tenant = TenantId(side.tenant.tenant_id)
         agent, _ = await rig.publish_agent(tenant, outcome_labels=LABELS)
-        await asyncio.sleep(1.0)  # the worker follows agent definitions as they are published
+        await _until_the_worker_has_the_labels(rig, tenant, agent)
         call_id = CallId(f"call-{uuid.uuid4().hex[:12]}")
         for event in _call(tenant, agent, call_id):
             await rig.send(event, CALL_EVENTS.name)
@@ -116,6 +116,26 @@ async def test_dialer_summary_of_a_finished_call_is_recorded_and_shown_by_the_ap
     assert shown["outcome"] == "booked"
     assert shown["status"] == "completed"
     assert (shown["summary_status"], shown["summary_error"]) == ("summarized", None)
+
+
+async def _until_the_worker_has_the_labels(rig: DialerRig, tenant: TenantId, agent: AgentId) -> None:
+    """The worker reads the agents' versions beside the call events, in no set order between the two
+    topics (a call summarised before its agent's version is read gets no label). Probe calls to
+    ``agent`` are placed until one is summarised with one of its labels: the worker has them."""
+    deadline = time.monotonic() + 60  # a guard only
+    while True:
+        probe = CallId(f"call-probe-{uuid.uuid4().hex[:12]}")
+        for event in _call(tenant, agent, probe):
+            await rig.send(event, CALL_EVENTS.name)
+        (summarized,) = await _summarized(rig, probe)
+        if summarized.outcome_label in LABELS:
+            return
+        assert time.monotonic() < deadline, "the summary worker never used the agent's labels"
+
+
+async def _summarized(rig: DialerRig, call_id: CallId) -> list[Any]:
+    await rig.log.wait_for(lambda: bool(rig.log.of(CallSummarized, call_id=call_id)), timeout_s=60)
+    return rig.log.of(CallSummarized, call_id=call_id)
 
 
 async def _shown(client: Any, headers: dict[str, str], call_id: str) -> dict[str, Any]:
