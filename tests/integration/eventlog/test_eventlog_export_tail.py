@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import uuid
@@ -16,10 +17,11 @@ from typer.testing import CliRunner
 
 from infra.eventlog.reading import EventFilter
 from infra.eventlog.tail import tail_events
+from infra.kafka import make_producer
 from infra.settings import Settings
 from schemas.avro_schema import full_name
 from schemas.calls import CallEnded, CallReceived, TranscriptSegment
-from tests.integration.eventlog.eventlog_support import call_events, produce
+from tests.integration.eventlog.eventlog_support import CODEC, call_events, produce
 from tests.integration.helpers import fresh_topic
 from tests.support.dev_addresses import dev_addresses
 from voiceagent.cli import app
@@ -118,11 +120,26 @@ async def test_tail_follows_new_events_of_one_call(settings: Settings) -> None:
             settings.kafka, topic, EventFilter(call_id=mine), output="jsonl", limit=3, console=console
         )
     )
-    await asyncio.sleep(1.5)  # tail starts at the end of the topic
-    await produce(settings.kafka, topic, call_events(other, 3) + call_events(mine, 3))
-    assert await asyncio.wait_for(tail, 20) == 3
+    # The tail starts at the end of the topic as it is once the tail is positioned, which the test
+    # cannot see: both calls' events go on being produced, one of each at a time, until it has
+    # printed three. Whichever it started at, they are the next three of this call, in order.
+    producer = make_producer(settings.kafka, linger_ms=1)
+    await producer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 20  # a guard only
+        for theirs, ours in zip(call_events(other, 500), call_events(mine, 500), strict=True):
+            for record in (theirs, ours):
+                await (await producer.send(topic, CODEC.encode(record), key=record.call_id.encode()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(tail), 0.1)
+            if tail.done() or asyncio.get_running_loop().time() > deadline:
+                break
+    finally:
+        await producer.stop()
+    assert await asyncio.wait_for(tail, 5) == 3
     lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
-    assert [(line["key"], line["event"]["seq"]) for line in lines] == [(mine, 1), (mine, 2), (mine, 3)]
+    first = lines[0]["event"]["seq"] if lines else 0
+    assert [(line["key"], line["event"]["seq"]) for line in lines] == [(mine, first + n) for n in range(3)]
 
 
 def test_events_find_a_running_dev_stacks_broker_through_dev_json(
