@@ -544,8 +544,10 @@ def _read_wav(path: Path) -> npt.NDArray[np.int16]:
         with wave.open(str(path), "rb") as source:
             if source.getsampwidth() != 2:
                 raise SimulationError(f"{path}: only 16-bit PCM WAV files are supported")
-            frames = np.frombuffer(source.readframes(source.getnframes()), dtype="<i2")
             channels, rate = source.getnchannels(), source.getframerate()
+            frames = np.frombuffer(
+                _whole_frames(source.readframes(source.getnframes()), channels), dtype="<i2"
+            )
     except (wave.Error, EOFError) as err:  # an MP3, a truncated header, an empty file...
         raise SimulationError(f"{path}: not a WAV file the simulator can play ({err})") from err
     except OSError as err:  # missing, a directory, no permission
@@ -554,6 +556,14 @@ def _read_wav(path: Path) -> npt.NDArray[np.int16]:
         raise SimulationError(f"{path}: the WAV file holds no audio")
     mono = frames.reshape(-1, channels).mean(axis=1).astype(np.int16) if channels > 1 else frames
     return to_rate(mono, rate, 8000)
+
+
+def _whole_frames(data: bytes, channels: int) -> bytes:
+    """16-bit PCM cut to whole sample frames (numpy cannot read a partial one)."""
+    # A file cut short mid-frame (a copy or download that stopped early) still plays: only its
+    # last, partial frame is lost, as any player drops it.
+    frame_bytes = 2 * channels
+    return data[: len(data) - len(data) % frame_bytes]
 
 
 def _agent(addresses: DevAddresses, agent: str) -> dict[str, Any]:
