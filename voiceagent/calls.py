@@ -13,11 +13,13 @@ from rich.table import Table
 
 from infra.settings import Settings
 from voiceagent.devfile import DevAddresses, DevFileError
-from voiceagent.simulate import SimulationError, simulate_call
+from voiceagent.simulate import Outcome, SimulationError, simulate_call
 from voiceagent.timeline import event_summary, load_events, parse_instant, to_json, travel
 
 call_app = typer.Typer(help="Simulated calls and call history.", no_args_is_help=True)
 console = Console()
+CALL_FAILED = 2
+"""`call simulate`'s exit code when the call was placed and ended in CallFailed."""
 
 
 @call_app.command("simulate")
@@ -44,7 +46,11 @@ def simulate(
     ),
 ) -> None:
     """Call an agent (or, with --outbound, be called by one) over the real Twilio Media Streams
-    protocol, speaking each --say after the agent's previous reply, and print what happens."""
+    protocol, speaking each --say after the agent's previous reply, and print what happens.
+
+    Exit codes: 0 the call ended (CallEnded); 1 it could not be simulated (an unreadable --wav, an
+    unknown agent, the platform not running or not answering in time); 2 the call failed
+    (CallFailed, such as transfer_failed), or the command line was refused (a usage error)."""
     settings = Settings()
     if save_audio is not None and not save_audio.parent.is_dir():
         # Said now, not after the whole call, whose audio would then be lost.
@@ -76,7 +82,15 @@ def simulate(
             console.print(f"[red]could not save the audio to {save_audio}: {err.strerror or err}[/]")
             raise typer.Exit(1) from err
         console.print(f"saved what the caller heard to {save_audio} (left: caller, right: agent)")
+    _report(outcome)
+
+
+def _report(outcome: Outcome) -> None:
+    """How the call ended: green if it ended, red and exit code 2 if it failed."""
     transferred = f"; the call was transferred to {outcome.transferred_to}" if outcome.transferred_to else ""
+    if outcome.failed:  # scripts and CI must not read a failed call as a good one
+        console.print(f"[red]call {outcome.call_id} failed: {outcome.end}{transferred}[/]")
+        raise typer.Exit(CALL_FAILED)
     console.print(f"[green]call {outcome.call_id} finished: {outcome.end}{transferred}[/]")
 
 

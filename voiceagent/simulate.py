@@ -67,6 +67,8 @@ class Outcome:
     end: str
     audio: Heard
     transferred_to: str | None = None
+    failed: bool = False
+    """The call ended in CallFailed (a transfer that failed, say), not CallEnded."""
 
     def save(self, path: Path) -> None:
         """A stereo 8 kHz WAV: the caller on the left, what the caller heard on the right."""
@@ -268,8 +270,14 @@ async def simulate_call(
                     await phone.hang_up()
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
-    last = next(e for e in reversed(watch.events) if type(e).__name__ in ("CallEnded", "CallFailed"))
-    return Outcome(call.call_id, f"{type(last).__name__} ({last.reason})", audio, transferred_to)
+    return outcome_of(call.call_id, watch.events, audio, transferred_to)
+
+
+def outcome_of(call_id: str, events: list[Any], audio: Heard, transferred_to: str | None) -> Outcome:
+    """The outcome the call's last CallEnded or CallFailed tells."""
+    last = next(e for e in reversed(events) if type(e).__name__ in ("CallEnded", "CallFailed"))
+    name = type(last).__name__
+    return Outcome(call_id, f"{name} ({last.reason})", audio, transferred_to, failed=name == "CallFailed")
 
 
 async def until_following(
