@@ -295,9 +295,10 @@ async def test_edge_forged_signatures_get_403(edge: Edge) -> None:
         assert refused.value.response.status_code == 403
     # Signed for https://, presented on the wss:// upgrade: refused too.
     wrong = RequestValidator(AUTH_TOKEN).compute_signature(edge.base + "/twilio/media", {})
-    with pytest.raises(InvalidStatus):
+    with pytest.raises(InvalidStatus) as refused:
         async with connect(edge.media_url, additional_headers={"X-Twilio-Signature": wrong}):
             pass
+    assert refused.value.response.status_code == 403
     assert edge.server.metrics.get("security.bad_signature") >= 12
 
 
