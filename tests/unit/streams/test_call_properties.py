@@ -223,7 +223,7 @@ def test_fold_equals_the_state_evolved_step_by_step_and_ignores_redelivery(input
     log = log_of(steps)
     final = steps[-1][3] if steps else None
     assert fold(log) == final
-    assert fold(log) == fold(list(log))
+    assert fold(iter(log)) == final  # read once, as a stream of records is
     half = len(log) // 2
     assert fold([*log[: half + 1], *log[:half], *log[half:]]) == final
 
