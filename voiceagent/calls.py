@@ -18,7 +18,7 @@ from voiceagent.timeline import event_summary, load_events, parse_instant, to_js
 
 call_app = typer.Typer(help="Simulated calls and call history.", no_args_is_help=True)
 console = Console()
-CALL_FAILED = 2
+CALL_FAILED = 3
 """`call simulate`'s exit code when the call was placed and ended in CallFailed."""
 
 
@@ -49,8 +49,8 @@ def simulate(
     protocol, speaking each --say after the agent's previous reply, and print what happens.
 
     Exit codes: 0 the call ended (CallEnded); 1 it could not be simulated (an unreadable --wav, an
-    unknown agent, the platform not running or not answering in time); 2 the call failed
-    (CallFailed, such as transfer_failed), or the command line was refused (a usage error)."""
+    unknown agent, the platform not running or not answering in time); 2 the command line was
+    refused (a usage error); 3 the call was placed and failed (CallFailed, such as transfer_failed)."""
     settings = Settings()
     if save_audio is not None and not save_audio.parent.is_dir():
         # Said now, not after the whole call, whose audio would then be lost.
@@ -86,7 +86,7 @@ def simulate(
 
 
 def _report(outcome: Outcome) -> None:
-    """How the call ended: green if it ended, red and exit code 2 if it failed."""
+    """How the call ended: green if it ended, red and exit code CALL_FAILED if it failed."""
     transferred = f"; the call was transferred to {outcome.transferred_to}" if outcome.transferred_to else ""
     if outcome.failed:  # scripts and CI must not read a failed call as a good one
         console.print(f"[red]call {outcome.call_id} failed: {outcome.end}{transferred}[/]")

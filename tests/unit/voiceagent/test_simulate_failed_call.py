@@ -1,4 +1,4 @@
-"""`call simulate` of a call that fails (CallFailed): printed as a failure, exit code 2."""
+"""`call simulate` of a call that fails (CallFailed): printed as a failure, exit code 3."""
 
 from __future__ import annotations
 
@@ -66,10 +66,10 @@ def _text(shown: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", shown)
 
 
-def test_a_failed_call_is_red_and_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_call_is_red_and_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     outcome = Outcome("c1", "CallFailed (transfer_failed)", Heard(), failed=True)
     code, shown = _simulate(monkeypatch, tmp_path, outcome)
-    assert code == 2
+    assert code == 3
     assert RED in shown
     assert GREEN not in shown
     assert "call c1 failed: CallFailed (transfer_failed)" in _text(shown)
