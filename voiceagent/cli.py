@@ -152,9 +152,10 @@ def main() -> None:
         raise SystemExit(2) from None
     except RestoreError as err:
         console.print(
-            f"[red]the event archive cannot be restored: {err}[/]\n"
-            "Move the damaged files aside (or the whole archive, to start with an empty log) "
-            "and run again; `voiceagent archive restore --help` explains restoring by hand."
+            f"[red]the event archive cannot be restored: {escape(str(err))}[/]\n"
+            "`voiceagent dev` restores the archive only when it is whole and consistent: fix it as "
+            "said above, or move the whole archive aside to start with an empty log, and run "
+            "again; `voiceagent archive restore --help` explains restoring by hand."
         )
         raise SystemExit(2) from None
 

@@ -14,7 +14,7 @@ from fsspec.registry import known_implementations
 from infra.eventlog.archive import Archiver, WrittenFile
 from infra.eventlog.archive_file import archive_fs
 from infra.eventlog.cli import broker_settings, err, progress_bar
-from infra.eventlog.restore import RestoreError, RestoreSummary, restore_archive
+from infra.eventlog.restore import Gap, RestoreError, RestoreSummary, restore_archive
 from infra.settings import KafkaSettings
 
 archive_app = typer.Typer(help="Archive the event log to Avro files, and restore it.", no_args_is_help=True)
@@ -52,6 +52,9 @@ def archive_run(
 def archive_restore(
     source: str = typer.Argument(..., help="archive root (dir or fsspec URL)"),
     force: bool = typer.Option(False, "--force", help="restore into topics that already hold records"),
+    allow_gaps: bool = typer.Option(
+        False, "--allow-gaps", help="restore an archive with files missing (later records shift down)"
+    ),
     topic: list[str] = RestoreTopicsOpt,
 ) -> None:
     """Republish an archive into the broker (keys, headers, partitions and order kept)."""
@@ -61,13 +64,17 @@ def archive_restore(
         err.print(f"[red]no archive at {source}[/]")
         raise typer.Exit(2)
     try:
-        summary = restore_with_progress(settings.kafka, source, force=force, topics=topic or None)
+        summary = restore_with_progress(
+            settings.kafka, source, force=force, allow_gaps=allow_gaps, topics=topic or None
+        )
     except RestoreError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
     if not summary.published:
         err.print(f"[yellow]no archive files under {source}[/]")
         raise typer.Exit(1)
+    for line in gap_shifts(summary.gaps):
+        err.print(f"[bold red]{line}[/]")
     for tp in summary.appended_after_foreign:
         err.print(f"[yellow]{tp.topic}[{tp.partition}] held other records; archive appended after them[/]")
     skipped = sum(summary.skipped_present.values())
@@ -84,6 +91,7 @@ def restore_with_progress(
     source: str,
     *,
     force: bool,
+    allow_gaps: bool = False,
     topics: list[str] | None = None,
     description: str = "restore",
 ) -> RestoreSummary:
@@ -95,11 +103,27 @@ def restore_with_progress(
                 kafka,
                 source,
                 force=force,
+                allow_gaps=allow_gaps,
                 topics=topics,
                 on_plan=lambda total: progress.update(task, total=total),
                 on_advance=lambda n: progress.advance(task, n),
             )
         )
+
+
+def gap_shifts(gaps: list[Gap]) -> list[str]:
+    """How each gap restored with --allow-gaps moved the offsets after it, one line each."""
+    lines: list[str] = []
+    shift: dict[tuple[str, int], int] = {}
+    for gap in gaps:
+        key = (gap.tp.topic, gap.tp.partition)
+        shift[key] = shift.get(key, 0) + gap.size
+        lines.append(
+            f"{gap.describe()}: restored without them, so the records archived from offset "
+            f"{gap.last + 1} on are now {shift[key]} lower (an archiver writing into this archive "
+            "would meet its files there: archive to a new URL)"
+        )
+    return lines
 
 
 def _archive_fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:

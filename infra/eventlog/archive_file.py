@@ -224,7 +224,7 @@ def conflicting_offset(
             mine = new.get(old.offset)
             # The record itself, as restore compares it: its decoded type name may be known to
             # a newer version and not an older one, which is no other log.
-            if mine is not None and _content(mine) != _content(old):
+            if mine is not None and not same_content(mine, old):
                 return old.offset
     except ArchiveCorruptError:
         return None
@@ -242,8 +242,9 @@ def files_overlapping(paths: list[str], partition: int, first: int, last: int) -
     return before + [path for start, path in starts if first < start <= last]
 
 
-def _content(record: ArchivedRecord) -> tuple[object, ...]:
-    return (record.key, record.value, record.headers, record.timestamp_ms)
+def same_content(a: ArchivedRecord, b: ArchivedRecord) -> bool:
+    """The same record (key, value, headers, timestamp), whatever type name each file recorded."""
+    return (a.key, a.value, a.headers, a.timestamp_ms) == (b.key, b.value, b.headers, b.timestamp_ms)
 
 
 def write_durably(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:

@@ -8,6 +8,14 @@ holds records is refused unless ``force``: then the records already there are co
 the archive's first records of the same partition and, when they are the same (an interrupted
 restore), skipped, which makes restoring again idempotent; when they differ, the archive is
 appended after them and the summary says so.
+
+A broker numbers the records it is given one after another, so the archive must hold every
+offset of a partition from 0 on: a file missing (a partial copy, a pruned ``date=`` directory)
+would bring every later record back at a lower offset, and an archiver writing into the same
+archive afterwards would meet the archive's own files at those offsets. Such a gap stops the
+restore unless ``allow_gaps``. Files that overlap (an archiver that crashed before committing
+wrote the same offsets again) must agree where they overlap; other records at an offset already
+read are another log's, and stop the restore too.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from infra.eventlog.archive_file import (
     parse_name,
     read_file,
     read_partition_count,
+    same_content,
 )
 from infra.eventlog.reading import end_offsets
 from infra.kafka import (
@@ -57,9 +66,61 @@ class ArchiveInvalidError(RestoreError):
 
     def __init__(self, problems: Sequence[ArchiveCorruptError]) -> None:
         super().__init__(
-            "archive is damaged, nothing was published:\n" + "\n".join(f"  {p}" for p in problems)
+            "archive is damaged or inconsistent, nothing was published:\n"
+            + "\n".join(f"  {p}" for p in problems)
         )
         self.problems = list(problems)
+
+
+class OverlapConflictError(ArchiveCorruptError):
+    """Two files of one partition hold different records at the same offset: two logs' records."""
+
+    def __init__(self, path: str, offset: int, earlier: str | None) -> None:
+        there = f"than {earlier} has there" if earlier else "than the files before it (which lack it)"
+        Exception.__init__(
+            self,
+            f"{path}: offset {offset} holds another record {there}; the two files come from "
+            "different logs (a broker that started again at offset 0 archived into the same place). "
+            "Move the one that is not this archive's aside",
+        )
+        self.path, self.byte_offset, self.last_offset = path, None, offset
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Offsets of a partition that no archive file holds."""
+
+    tp: TopicPartition
+    first: int
+    last: int
+    before: str | None
+    """The file the offsets follow; None when they are the partition's first."""
+    after: str
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+    def describe(self) -> str:
+        where = f"between {self.before} and {self.after}" if self.before else f"before {self.after}"
+        offsets = f"offsets {self.first}..{self.last}"
+        return f"{self.tp.topic}[{self.tp.partition}]: {offsets} are in no file ({where})"
+
+
+class ArchiveGapError(RestoreError):
+    """A partition's files leave offsets out, and ``allow_gaps`` was not given."""
+
+    def __init__(self, gaps: Sequence[Gap]) -> None:
+        super().__init__(
+            "the archive is missing records, nothing was published:\n"
+            + "\n".join(f"  {gap.describe()}" for gap in gaps)
+            + "\nA broker numbers what it is given from 0 with no holes, so every record after a gap "
+            "would come back at a lower offset than it was archived at, and an archiver writing into "
+            "this archive afterwards would meet its files at those offsets. Put the missing files back "
+            "(a partial copy? a pruned date= directory?) and restore again, or restore anyway with "
+            "`voiceagent archive restore --allow-gaps` (the offsets shift; archive to a new URL after it)"
+        )
+        self.gaps = list(gaps)
 
 
 class TargetNotEmptyError(RestoreError):
@@ -72,6 +133,8 @@ class ArchivePlan:
 
     files: dict[TopicPartition, list[str]] = field(default_factory=lambda: defaultdict(list))
     records: dict[TopicPartition, int] = field(default_factory=lambda: defaultdict(int))
+    gaps: list[Gap] = field(default_factory=list)
+    """Offsets no file holds (restored anyway only with ``allow_gaps``)."""
 
     @property
     def topics(self) -> list[str]:
@@ -91,14 +154,17 @@ class RestoreSummary:
     created_topics: list[str] = field(default_factory=list)
     appended_after_foreign: list[TopicPartition] = field(default_factory=list)
     """Partitions that held other records than the archive's: restored after them (``force``)."""
+    gaps: list[Gap] = field(default_factory=list)
+    """Offsets the archive lacked (``allow_gaps``): the records after each came back lower."""
 
     @property
     def total(self) -> int:
         return sum(self.published.values())
 
 
-def scan_archive(url: str, topics: Sequence[str] | None = None) -> ArchivePlan:
-    """Read every file of the archive once; ArchiveInvalidError lists every damaged file."""
+def scan_archive(url: str, topics: Sequence[str] | None = None, *, allow_gaps: bool = False) -> ArchivePlan:
+    """Read every file of the archive once; ArchiveInvalidError lists every damaged file and
+    conflicting overlap, ArchiveGapError every gap (unless ``allow_gaps``)."""
     fs, root = archive_fs(url)
     plan = ArchivePlan()
     problems: list[ArchiveCorruptError] = []
@@ -115,32 +181,79 @@ def scan_archive(url: str, topics: Sequence[str] | None = None) -> ArchivePlan:
             problems.append(exc)
     for tp, paths in plan.files.items():
         paths.sort(key=lambda p: parse_name(p) or (0, 0))
+        reader = _PartitionReader(fs, paths, tp)
         try:
-            plan.records[tp] = sum(1 for _ in _records(fs, paths, tp))
+            plan.records[tp] = sum(1 for _ in reader)
         except ArchiveCorruptError as exc:
             problems.append(exc)
+        plan.gaps += find_gaps(tp, reader.spans)
     if problems:
         raise ArchiveInvalidError(problems)
+    if plan.gaps and not allow_gaps:
+        raise ArchiveGapError(plan.gaps)
     return plan
+
+
+def find_gaps(tp: TopicPartition, spans: Sequence[tuple[str, int, int]]) -> list[Gap]:
+    """Offsets from 0 on that no file holds, given each file's (path, first, last) in file order."""
+    gaps: list[Gap] = []
+    end, previous = -1, None
+    for path, first, last in spans:
+        if first > end + 1:
+            gaps.append(Gap(tp, end + 1, first - 1, previous, path))
+        if last > end:
+            end, previous = last, path
+    return gaps
 
 
 def _records(
     fs: fsspec.AbstractFileSystem, paths: Sequence[str], tp: TopicPartition
 ) -> Iterator[ArchivedRecord]:
     """The partition's records in offset order; overlapping files (an archiver crash) count once."""
-    last = -1
-    for path in paths:
-        for record in read_file(fs, path):
-            if record.topic != tp.topic:
-                raise ArchiveCorruptError(
-                    path,
-                    f"record of topic {record.topic!r} in {tp.topic!r}",
-                    byte_offset=None,
-                    last_offset=last,
-                )
-            if record.offset > last:
-                last = record.offset
-                yield record
+    return iter(_PartitionReader(fs, paths, tp))
+
+
+class _PartitionReader:
+    """Reads a partition's files (sorted by first offset) once per offset; records ``spans``."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, paths: Sequence[str], tp: TopicPartition) -> None:
+        self._fs, self._paths, self._tp = fs, paths, tp
+        self.spans: list[tuple[str, int, int]] = []
+        """(path, first offset, last offset) of each file read whole."""
+
+    def __iter__(self) -> Iterator[ArchivedRecord]:
+        last = -1
+        for path in self._paths:
+            start = (parse_name(path) or (self._tp.partition, 0))[1]
+            # Offsets read already are compared, not dropped: a crash re-archives the same
+            # records (fine), a broker that started again at 0 archives others (not fine).
+            earlier = self._earlier(start, last) if start <= last else {}
+            first_here = last_here = None
+            for record in read_file(self._fs, path):
+                if record.topic != self._tp.topic:
+                    reason = f"record of topic {record.topic!r} in {self._tp.topic!r}"
+                    raise ArchiveCorruptError(path, reason, byte_offset=None, last_offset=last)
+                first_here = record.offset if first_here is None else first_here
+                last_here = record.offset
+                if record.offset > last:
+                    last = record.offset
+                    yield record
+                    continue
+                kept = earlier.get(record.offset)
+                if kept is None or not same_content(kept[1], record):
+                    raise OverlapConflictError(path, record.offset, kept[0] if kept else None)
+            if first_here is not None and last_here is not None:  # read_file refuses an empty file
+                self.spans.append((path, first_here, last_here))
+
+    def _earlier(self, start: int, end: int) -> dict[int, tuple[str, ArchivedRecord]]:
+        """The records already read at offsets [start, end], each with its file (rare: re-read)."""
+        held: dict[int, tuple[str, ArchivedRecord]] = {}
+        for path, first, last in self.spans:
+            if first <= end and last >= start:
+                for record in read_file(self._fs, path):
+                    if start <= record.offset <= end:
+                        held.setdefault(record.offset, (path, record))
+        return held
 
 
 async def restore_archive(
@@ -148,13 +261,14 @@ async def restore_archive(
     url: str,
     *,
     force: bool = False,
+    allow_gaps: bool = False,
     topics: Sequence[str] | None = None,
     on_plan: Callable[[int], None] = lambda total: None,
     on_advance: Callable[[int], None] = lambda n: None,
 ) -> RestoreSummary:
     """Republish the archive at ``url`` (all its topics, or ``topics``) into the broker."""
-    plan = scan_archive(url, topics)
-    summary = RestoreSummary()
+    plan = scan_archive(url, topics, allow_gaps=allow_gaps)
+    summary = RestoreSummary(gaps=plan.gaps)
     if not plan.files:
         return summary
     summary.created_topics = await _ensure_target_topics(kafka, plan, url)
