@@ -1,6 +1,7 @@
 """A worker reaching the bridge while its call is finishing: refused, never attached to a dead call.
 
-A real bridge server on a local port; no broker (the facts go to a recording publisher).
+A real bridge server on a local port; the facts go to the real broker (a topic of the test's own)
+by the edge's own publisher, and the worker's grant is read back from there.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server
 from websockets.exceptions import ConnectionClosed
@@ -18,13 +21,18 @@ from websockets.exceptions import ConnectionClosed
 import edge.call
 from edge.bridge_server import start_bridge_server
 from edge.media_socket import MediaLoop
+from edge.metrics import EdgeMetrics
 from edge.node import EdgeNode
-from edge.publisher import RecordingPublisher
+from edge.publisher import KafkaFactPublisher
 from edge.recording import CallRecording
 from edge.telephony import RecordingTelephony
+from infra.kafka import make_consumer, stop_consumer
 from infra.process import free_port
-from infra.settings import Settings
+from infra.settings import KafkaSettings, Settings
 from schemas import bridge
+from schemas.call_media import MediaStreamStarted
+from schemas.codec import Codec
+from tests.integration.helpers import drain, fresh_topic
 from tests.support.twilio_socket import RecordingTwilioSocket
 
 
@@ -47,25 +55,58 @@ START = json.dumps(
 )
 
 
+@dataclass
+class _Bridge:
+    node: EdgeNode
+    port: int
+    kafka: KafkaSettings
+    topic: str
+    """Where the node's facts go."""
+    codec: Codec
+
+
 @pytest.fixture
-async def bridge_node(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[EdgeNode, int]]:
+async def bridge_node(
+    settings: Settings, producer: AIOKafkaProducer, codec: Codec, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[_Bridge]:
     monkeypatch.setattr(edge.call, "store_recording", _slow_store)
-    node = EdgeNode(Settings(env="test"), publisher=RecordingPublisher(), telephony=RecordingTelephony())
+    topic = await fresh_topic(settings.kafka, "edge-bridge-ending")
+    metrics = EdgeMetrics()
+    publisher = KafkaFactPublisher(producer, codec, metrics, topic=topic)
+    publisher.start()
+    node = EdgeNode(
+        Settings(env="test"), publisher=publisher, telephony=RecordingTelephony(), metrics=metrics
+    )
     port = free_port()
     server: Server = await start_bridge_server(node, "127.0.0.1", port)
-    yield node, port
-    server.close()
-    await server.wait_closed()
+    try:
+        yield _Bridge(node, port, settings.kafka, topic, codec)
+    finally:
+        server.close()
+        await server.wait_closed()
+        await publisher.close()
+
+
+async def _first_fact(bridge: _Bridge) -> MediaStreamStarted:
+    """The node's first fact as the broker holds it: the stream's start, which carries the grant."""
+    consumer = make_consumer(bridge.kafka, bridge.topic, group_id=None)
+    await consumer.start()
+    try:
+        first = (await drain(consumer, lambda seen: len(seen) >= 1))[0]
+    finally:
+        await stop_consumer(consumer)
+    return bridge.codec.decode_as(first.value, MediaStreamStarted)
 
 
 async def test_a_worker_connecting_while_the_call_finishes_is_told_it_ended(
-    bridge_node: tuple[EdgeNode, int],
+    bridge_node: _Bridge,
 ) -> None:
-    node, port = bridge_node
+    node, port = bridge_node.node, bridge_node.port
     twilio = RecordingTwilioSocket()
     loop = MediaLoop(twilio, node)
     loop.on_message(START)
-    started = node.publisher.records[0]  # type: ignore[attr-defined]  # carries the grant
+    started = await _first_fact(bridge_node)  # carries the grant
+    assert started.call_id == "call-1"
     url = f"ws://127.0.0.1:{port}{bridge.PATH_PREFIX}call-1"
     headers = {bridge.TOKEN_HEADER: started.bridge_token}
     finishing = asyncio.create_task(loop.finish("twilio_stop"))
