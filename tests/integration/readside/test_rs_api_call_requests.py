@@ -14,16 +14,15 @@ from api.calls import CallCreate, _call_id
 from projections.call_projection import CallProjection
 from projections.campaign_projection import CampaignProjection
 from projections.command_result import record_result
-from schemas.codec import Codec
 from schemas.dialer import DialerRequestRejected
 from schemas.ids import CallId
 from tests.integration.readside.call_stream import call_events, scalar, unique
 from tests.integration.readside.test_rs_api_hand_parsed_input import World, world
-from tests.integration.readside.test_rs_projection_unstorable import _Msg, _runner, rs_sessions
+from tests.integration.readside.test_rs_projection_unstorable import _Log, _runner, log, rs_sessions
 from tests.support.examples import example_record
 
 pytestmark = pytest.mark.integration
-__all__ = ["rs_sessions", "world"]  # fixtures
+__all__ = ["log", "rs_sessions", "world"]  # fixtures
 
 
 async def _place(world: World, **body: object) -> object:
@@ -90,7 +89,7 @@ async def test_the_dialers_refusal_is_the_answer(world: World) -> None:
 
 
 async def test_the_campaign_projection_records_a_refused_single_call(
-    rs_sessions: async_sessionmaker[AsyncSession], codec: Codec
+    rs_sessions: async_sessionmaker[AsyncSession], log: _Log
 ) -> None:
     call_id, duplicate_of = unique("call"), unique("call")
     base = example_record(DialerRequestRejected, command_type="voice.dialer.v1.PlaceCall", campaign_id=None)
@@ -98,23 +97,23 @@ async def test_the_campaign_projection_records_a_refused_single_call(
         base, call_id=CallId(call_id), reason="do_not_call", detail="on the list", seq=1
     )
     repeat = dataclasses.replace(base, call_id=CallId(duplicate_of), reason="duplicate", seq=2)
-    runner, _ = _runner(CampaignProjection(topic="t"), rs_sessions, codec)  # type: ignore[arg-type]
-    await runner.process([_Msg("t", 0, i, b"k", codec.encode(r)) for i, r in enumerate([refused, repeat])])
+    runner, _ = _runner(CampaignProjection(topic=log.topic), rs_sessions, log)
+    await runner.process(await log.append([refused, repeat], ["k", "k"]))
     sql = "SELECT code || ': ' || reason FROM command_result WHERE correlation_id = :id"
     assert await scalar(rs_sessions, sql, id=call_id) == "do_not_call: on the list"
     assert await scalar(rs_sessions, sql, id=duplicate_of) is None  # the call it repeats has its own outcome
 
 
-async def test_a_repeat_answers_its_call_before_anything_is_checked_again(world: World, codec: Codec) -> None:
+async def test_a_repeat_answers_its_call_before_anything_is_checked_again(world: World, log: _Log) -> None:
     # A deadline that has passed since (or an agent archived since) refused the repeat.
     key = unique("key")
     call_id = _call_id(
         world.tenant.tenant_id,
         CallCreate(agent_id=world.agent_id, to_number="+14155550100", idempotency_key=key),
     )
-    runner, _ = _runner(CallProjection(topic="t"), world.sessions, codec)
+    runner, _ = _runner(CallProjection(topic=log.topic), world.sessions, log)
     events = call_events(world.tenant.tenant_id, call_id, world.agent_id)
-    await runner.process([_Msg("t", 0, i, b"k", codec.encode(e)) for i, e in enumerate(events)])
+    await runner.process(await log.append(events, ["k"] * len(events)))
     before = len(world.sender.sent)
     response = await _place(world, idempotency_key=key, deadline="2025-01-01T00:00:00Z")
     assert response.status_code == 201, response.text[:300]  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from infra.kafka import make_consumer, stop_consumer
 from infra.settings import KafkaSettings, Settings
 from projections.agent_projection import AgentProjection
 from projections.call_projection import CallProjection
-from projections.runner import ProjectionRunner
+from projections.runner import Projection, ProjectionRunner
 from schemas.agents import AgentCreated
 from schemas.calls import CallEvent, CallReceived
 from schemas.catalog import DEADLETTER
@@ -88,7 +88,7 @@ async def log(settings: Settings, producer: AIOKafkaProducer, codec: Codec) -> _
 
 
 def _runner(
-    projection: CallProjection | AgentProjection, sessions: Any, log: _Log
+    projection: Projection, sessions: async_sessionmaker[AsyncSession], log: _Log
 ) -> tuple[ProjectionRunner, RecordingProducer]:
     """The runner, its dead letters going to the real dead-letter topic through a recording producer."""
     sender = RecordingProducer(log.producer)
