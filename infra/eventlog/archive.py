@@ -25,13 +25,14 @@ from infra.eventlog.archive_file import (
     ArchiveConflictError,
     ArchivedRecord,
     archive_fs,
-    conflicting_offset,
+    compare_file,
     date_of,
     encode_file,
     file_path,
-    files_overlapping,
+    files_meeting,
     layout_bytes,
     layout_path,
+    parse_name,
     write_durably,
 )
 from infra.kafka import make_consumer, start_consumer, stop_consumer
@@ -68,15 +69,23 @@ class WrittenFile:
     records: int
 
 
-class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Uncommitted buffers of partitions we lose are dropped: their new owner re-reads them."""
+_Files = dict[str, tuple[int, int | None]]
+"""A partition's archive files: each one's first offset, and its last once read or written."""
 
-    def __init__(self, buffers: dict[TopicPartition, _Buffer]) -> None:
-        self._buffers = buffers
+
+class _DropOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Uncommitted buffers of partitions we lose are dropped: their new owner re-reads them.
+
+    So is what we knew of their files: the new owner may write more before they come back.
+    """
+
+    def __init__(self, buffers: dict[TopicPartition, _Buffer], files: dict[TopicPartition, _Files]) -> None:
+        self._buffers, self._files = buffers, files
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         for tp in revoked:
             self._buffers.pop(tp, None)
+            self._files.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         return None
@@ -102,7 +111,7 @@ class Archiver:
         self._on_file = on_file
         self._buffers: dict[TopicPartition, _Buffer] = {}
         self._described: set[str] = set()
-        self._checked: set[TopicPartition] = set()  # partitions whose archive was checked for clashes
+        self._files: dict[TopicPartition, _Files] = {}
         self._codec = Codec.single_object()
         self._stopping = asyncio.Event()
         self.files_written = 0
@@ -118,7 +127,7 @@ class Archiver:
             max_partition_fetch_bytes=4 << 20,
             fetch_max_wait_ms=self._kafka.fetch_waits.archiver,
         )
-        consumer.subscribe(self._topics, listener=_DropOnRevoke(self._buffers))
+        consumer.subscribe(self._topics, listener=_DropOnRevoke(self._buffers, self._files))
         await start_consumer(consumer)
         try:
             while not self._stopping.is_set():
@@ -152,24 +161,31 @@ class Archiver:
     def _clash(self, tp: TopicPartition, path: str, records: list[ArchivedRecord]) -> tuple[str, int] | None:
         """A file already holding other records at these offsets, and the first such offset.
 
-        The first flush of a partition looks at its files of every day: a broker whose offsets
-        start again at 0 on a later day would write beside the old files, and restore would
-        keep one record per offset. Later flushes follow on from this run's own files.
+        Every file is compared with each archive file, of any day, whose offsets may meet its
+        own: a broker whose offsets start again at 0 would write beside the old files (another
+        day's, or one starting at another offset), and restore would refuse the archive. The
+        partition's files are listed once a run; one known to end before these is not read again.
         """
-        if tp in self._checked:
-            candidates = [path]
-        else:
-            topic_files = self._fs.glob(f"{self._root}/{tp.topic}/date=*/part-{tp.partition}-*.avro")
-            candidates = files_overlapping(
-                [str(p) for p in topic_files], tp.partition, records[0].offset, records[-1].offset
-            )
-            candidates += [] if path in candidates else [path]
+        known = self._files_of(tp)
+        candidates = files_meeting(known, records[0].offset, records[-1].offset)
+        candidates += [] if path in candidates else [path]
         for candidate in candidates:
-            offset = conflicting_offset(self._fs, candidate, records)
+            offset, end = compare_file(self._fs, candidate, records)
             if offset is not None:
                 return candidate, offset
-        self._checked.add(tp)
+            if candidate in known:  # a damaged file is never compared again: restore reports it
+                known[candidate] = (known[candidate][0], -1 if end is None else end)
         return None
+
+    def _files_of(self, tp: TopicPartition) -> _Files:
+        """The partition's archive files, listed at its first file of a run and kept up to date."""
+        known = self._files.get(tp)
+        if known is None:
+            listed = self._fs.glob(f"{self._root}/{tp.topic}/date=*/part-{tp.partition}-*.avro")
+            names = ((str(p), parse_name(str(p))) for p in listed)
+            known = {p: (name[1], None) for p, name in names if name is not None and name[0] == tp.partition}
+            self._files[tp] = known
+        return known
 
     async def _flush(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
         buffer = self._buffers.pop(tp)
@@ -187,6 +203,7 @@ class Archiver:
         if clash is not None:  # os.replace would have lost the archived events silently
             raise ArchiveConflictError(*clash)
         await asyncio.to_thread(write_durably, self._fs, path, data)
+        self._files_of(tp)[path] = (first.offset, last.offset)
         # Only now is it safe to move the group past these records.
         try:
             await consumer.commit({tp: OffsetAndMetadata(last.offset + 1, "")})

@@ -14,7 +14,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -216,30 +216,46 @@ def conflicting_offset(
     more or fewer records; a damaged leftover of such a crash is replaced too. Different records
     at the same offsets come from another log, and replacing them would lose archived events.
     """
+    return compare_file(fs, path, records)[0]
+
+
+def compare_file(
+    fs: fsspec.AbstractFileSystem, path: str, records: Iterable[ArchivedRecord]
+) -> tuple[int | None, int | None]:
+    """``conflicting_offset``, and the file's last offset (None: no such file, or a damaged one)."""
     if not fs.exists(path):
-        return None
+        return None, None
     new = {record.offset: record for record in records}
+    last = None
     try:
         for old in read_file(fs, path):
             mine = new.get(old.offset)
             # The record itself, as restore compares it: its decoded type name may be known to
             # a newer version and not an older one, which is no other log.
             if mine is not None and not same_content(mine, old):
-                return old.offset
+                return old.offset, None
+            last = old.offset
     except ArchiveCorruptError:
-        return None
-    return None
+        return None, None
+    return None, last
 
 
-def files_overlapping(paths: list[str], partition: int, first: int, last: int) -> list[str]:
-    """Of an archive's files (any day), those of ``partition`` that may hold offsets in
-    [first, last]: the last one starting at or before ``first`` (it may run past it), and every
-    one starting inside the range. File names give first offsets only."""
-    starts = sorted(
-        (name[1], path) for path in paths if (name := parse_name(path)) is not None and name[0] == partition
-    )
-    before = [path for start, path in starts if start <= first][-1:]
-    return before + [path for start, path in starts if first < start <= last]
+def files_meeting(known: Mapping[str, tuple[int, int | None]], first: int, last: int) -> list[str]:
+    """Of a partition's files, each with its first and (once read) last offset, those that may hold
+    offsets in [first, last], in order of first offset.
+
+    A file read or written is picked when its range meets [first, last]. Names give only first
+    offsets, so of the unread ones: those starting inside the range, and those starting last at
+    or before it (one that starts earlier is taken to end before that one starts).
+    """
+    anchor = max((start for start, _ in known.values() if start <= first), default=None)
+
+    def may_meet(start: int, end: int | None) -> bool:
+        if end is not None:
+            return start <= last and end >= first
+        return first < start <= last or start == anchor
+
+    return sorted((p for p, (start, end) in known.items() if may_meet(start, end)), key=lambda p: known[p][0])
 
 
 def same_content(a: ArchivedRecord, b: ArchivedRecord) -> bool:

@@ -1,5 +1,6 @@
 """Restoring an archive with a file missing: refused with the reason, or restored on request with
-the shift said out loud; `voiceagent dev`'s own restore refuses it before the archiver meets it."""
+the shift said out loud; `voiceagent dev`'s own restore refuses it before the archiver meets it.
+And the archiver compares every file it writes with the archive's files it may overlap."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from infra.embedded import start_broker
+from infra.eventlog.archive import Archiver, WrittenFile, list_files
 from infra.eventlog.archive_file import (
+    ArchiveConflictError,
     ArchivedRecord,
     archive_fs,
     encode_file,
@@ -23,9 +26,10 @@ from infra.eventlog.archive_file import (
     write_durably,
 )
 from infra.eventlog.restore import ArchiveGapError
-from infra.kafka import make_admin
-from infra.settings import KafkaSettings, Settings
+from infra.kafka import make_admin, make_producer
+from infra.settings import ArchiveSettings, KafkaSettings, Settings
 from tests.integration.eventlog.eventlog_support import read_all
+from tests.integration.helpers import fresh_topic
 from tests.support.databases import fresh_database
 from voiceagent.cli import app
 from voiceagent.freshness import reconcile_fresh_broker
@@ -111,3 +115,56 @@ async def test_dev_refuses_to_restore_a_gapped_archive_and_says_why(
     with pytest.raises(ArchiveGapError, match=r"offsets 10\.\.19 are in no file"):
         await asyncio.to_thread(reconcile_fresh_broker, dev, Console(record=True))
     assert topic not in await _topics(empty_broker)
+
+
+async def test_the_archiver_compares_every_file_with_the_archive_not_only_the_first_of_a_run(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Only a partition's first file of a run was compared with the archive's other files; later
+    # ones only with a file of the same name. So a file of 20..29 went beside another log's file
+    # of 25..34, and the archive held two records at each of 25..29.
+    topic = await fresh_topic(settings.kafka, "archive-every-file")
+    group = f"voice-archiver-test-{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "archive"
+    roll = ArchiveSettings(roll_records=10, roll_seconds=60)
+    await _send(settings.kafka, topic, range(10))
+    written = asyncio.Event()
+    first_run = Archiver(
+        settings.kafka, roll, str(root), topics=[topic], group_id=group, on_file=lambda f: written.set()
+    )
+    first_run_done = asyncio.create_task(first_run.run())
+    await asyncio.wait_for(written.wait(), 60)
+    first_run.stop()
+    await first_run_done
+
+    fs, base = archive_fs(str(root))
+    other_log = [
+        ArchivedRecord(topic=topic, partition=0, offset=o, timestamp_ms=DAY + o, key=b"k", value=b"other")
+        for o in range(25, 35)
+    ]
+    foreign = file_path(base, topic, 0, 25, DAY)
+    write_durably(fs, foreign, encode_file(other_log))
+    await _send(settings.kafka, topic, range(10, 30))
+
+    def stop_after_20(f: WrittenFile) -> None:  # it wrote 20..29 without a word: stop there, not at 60 s
+        if f.first_offset == 20:
+            archiver.stop()
+
+    archiver = Archiver(
+        settings.kafka, roll, str(root), topics=[topic], group_id=group, on_file=stop_after_20
+    )
+    with pytest.raises(ArchiveConflictError) as caught:
+        await asyncio.wait_for(archiver.run(), 60)
+    assert (caught.value.path, caught.value.offset) == (foreign, 25)
+    assert archiver.files_written == 1  # 10..19, which meets no other file
+    assert not [p for p in list_files(fs, base) if p.endswith(f"part-0-{20:020d}.avro")]
+
+
+async def _send(kafka: KafkaSettings, topic: str, values: range) -> None:
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, b"%d" % value, key=b"k", partition=0)
+    finally:
+        await producer.stop()

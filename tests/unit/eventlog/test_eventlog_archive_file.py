@@ -15,7 +15,7 @@ from infra.eventlog.archive_file import (
     conflicting_offset,
     encode_file,
     file_path,
-    files_overlapping,
+    files_meeting,
     parse_name,
     read_file,
     write_durably,
@@ -146,12 +146,18 @@ def test_a_record_type_a_newer_version_knows_is_no_conflict(tmp_path: Path) -> N
 
 
 def test_the_files_that_may_hold_a_range_are_the_one_before_it_and_those_inside() -> None:
-    paths = [
-        f"r/t/date=2026-11-{d:02d}/part-{p}-{o:020d}.avro"
-        for d, p, o in [(1, 0, 0), (2, 0, 100), (3, 0, 200), (3, 1, 0)]
-    ]
-    assert files_overlapping(paths, 0, 150, 160) == [paths[1]]
-    assert files_overlapping(paths, 0, 0, 120) == [paths[0], paths[1]]
-    assert files_overlapping(paths, 0, 300, 310) == [paths[2]]
-    assert files_overlapping(paths, 1, 0, 5) == [paths[3]]
-    assert files_overlapping(paths, 2, 0, 5) == []
+    unread: dict[str, tuple[int, int | None]] = {"a": (0, None), "b": (100, None), "c": (200, None)}
+    assert files_meeting(unread, 150, 160) == ["b"]
+    assert files_meeting(unread, 0, 120) == ["a", "b"]
+    assert files_meeting(unread, 300, 310) == ["c"]
+    assert files_meeting({}, 0, 5) == []
+    assert files_meeting({"a": (0, None), "a2": (0, None)}, 3, 5) == ["a", "a2"]  # another day's, same start
+
+
+def test_a_file_whose_end_is_known_is_picked_only_when_its_range_meets() -> None:
+    # Read or written once, a file is not read again for records past its end (the steady state).
+    known: dict[str, tuple[int, int | None]] = {"a": (0, 99), "b": (100, 199), "old": (150, None)}
+    assert files_meeting(known, 200, 209) == ["old"]  # last to start before: it may run on
+    assert files_meeting({**known, "old": (150, 180)}, 200, 209) == []
+    assert files_meeting(known, 50, 120) == ["a", "b"]
+    assert files_meeting({"a": (0, 500), "b": (100, 199)}, 300, 310) == ["a"]  # ran past b's start
