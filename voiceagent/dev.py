@@ -291,10 +291,7 @@ def _run(
     running = Running(stack)
     wrote_addresses = False
     try:
-        with console.status("creating topics and migrating the database..."):
-            asyncio.run(ensure_topics(stack.settings.kafka))
-            upgrade_database(stack.settings.database)
-        running.notes += reconcile_fresh_broker(stack.settings, console)
+        running.notes += prepare_log(stack.settings, console)
         if only_infra:
             _show(running, None, console)
             healthy = _wait(running, console)
@@ -308,6 +305,18 @@ def _run(
             (data_dir / DEV_FILE).unlink(missing_ok=True)
         running.stop(console)
     return healthy
+
+
+def prepare_log(settings: Settings, console: Console) -> list[str]:
+    """Migrate the database, bring the log back from the archive, create the missing topics."""
+    with console.status("migrating the database..."):
+        upgrade_database(settings.database)
+    # The restore goes first: it creates the archived topics with the partition counts they had
+    # (a key's partition follows from the count), and refuses a topic made with another count.
+    notes = reconcile_fresh_broker(settings, console)
+    with console.status("creating topics..."):
+        asyncio.run(ensure_topics(settings.kafka))
+    return notes
 
 
 def _start_services(

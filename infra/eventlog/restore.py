@@ -33,9 +33,11 @@ from aiokafka.admin import NewTopic
 
 from infra.eventlog.archive import list_files
 from infra.eventlog.archive_file import (
+    TOPIC_LAYOUT,
     ArchiveCorruptError,
     ArchivedRecord,
     archive_fs,
+    layout_path,
     parse_name,
     read_file,
     read_partition_count,
@@ -127,6 +129,10 @@ class TargetNotEmptyError(RestoreError):
     """A target topic already holds records and ``force`` was not given."""
 
 
+class PartitionCountError(RestoreError):
+    """A target topic exists with another partition count than the archive's."""
+
+
 @dataclass
 class ArchivePlan:
     """What an archive holds: its files per topic partition in offset order, and record counts."""
@@ -135,6 +141,8 @@ class ArchivePlan:
     records: dict[TopicPartition, int] = field(default_factory=lambda: defaultdict(int))
     gaps: list[Gap] = field(default_factory=list)
     """Offsets no file holds (restored anyway only with ``allow_gaps``)."""
+    layouts: dict[str, int | None] = field(default_factory=dict)
+    """Each topic's partition count as archived (``_topic.json``); None in older archives."""
 
     @property
     def topics(self) -> list[str]:
@@ -176,9 +184,22 @@ def scan_archive(url: str, topics: Sequence[str] | None = None, *, allow_gaps: b
         plan.files[TopicPartition(topic, name[0])].append(path)
     for topic in {tp.topic for tp in plan.files}:
         try:
-            read_partition_count(fs, root, topic)
+            plan.layouts[topic] = read_partition_count(fs, root, topic)
         except ArchiveCorruptError as exc:
             problems.append(exc)
+            continue
+        beyond = sorted(
+            tp.partition
+            for tp in plan.files
+            if tp.topic == topic and tp.partition >= (plan.layouts[topic] or 1 << 31)
+        )
+        if beyond:
+            reason = (
+                f"says {plan.layouts[topic]} partitions, but the archive has files of partitions {beyond}"
+            )
+            problems.append(
+                ArchiveCorruptError(layout_path(root, topic), reason, byte_offset=None, last_offset=None)
+            )
     for tp, paths in plan.files.items():
         paths.sort(key=lambda p: parse_name(p) or (0, 0))
         reader = _PartitionReader(fs, paths, tp)
@@ -271,8 +292,8 @@ async def restore_archive(
     summary = RestoreSummary(gaps=plan.gaps)
     if not plan.files:
         return summary
-    summary.created_topics = await _ensure_target_topics(kafka, plan, url)
-    present = await _records_present(kafka, list(plan.files))
+    summary.created_topics = await _ensure_target_topics(kafka, plan)
+    present = await _records_present(kafka, plan)
     if not force:
         _refuse_non_empty(present)
     fs, _root = archive_fs(url)
@@ -317,23 +338,20 @@ def _refuse_non_empty(present: dict[TopicPartition, int]) -> None:
         )
 
 
-async def _ensure_target_topics(kafka: KafkaSettings, plan: ArchivePlan, url: str) -> list[str]:
-    fs, root = archive_fs(url)
-    needed: dict[str, int] = defaultdict(int)
-    for tp in plan.files:
-        needed[tp.topic] = max(needed[tp.topic], tp.partition + 1)
-    for topic in needed:  # partitions the archive has no file of exist too
-        needed[topic] = max(needed[topic], read_partition_count(fs, root, topic) or 0)
+async def _ensure_target_topics(kafka: KafkaSettings, plan: ArchivePlan) -> list[str]:
     specs = {spec.name: spec for spec in CATALOG}
     admin = make_admin(kafka)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [topic for topic in needed if topic not in existing]
+        missing = [topic for topic in plan.topics if topic not in existing]
         new = []
         for topic in missing:
             spec = specs.get(topic)
-            partitions = max(needed[topic], (kafka.partitions_override or spec.partitions) if spec else 1)
+            catalog = (kafka.partitions_override or spec.partitions) if spec else 1
+            partitions = new_topic_partitions(
+                plan.layouts.get(topic), _archived_partitions(plan, topic), catalog
+            )
             configs = topic_configs(spec) if spec else {}
             new.append(NewTopic(topic, partitions, kafka.replication_factor, topic_configs=configs))
         if new:
@@ -343,16 +361,48 @@ async def _ensure_target_topics(kafka: KafkaSettings, plan: ArchivePlan, url: st
         await admin.close()
 
 
-async def _records_present(kafka: KafkaSettings, parts: list[TopicPartition]) -> dict[TopicPartition, int]:
+def new_topic_partitions(layout: int | None, archived: Sequence[int], catalog: int) -> int:
+    """How many partitions a restore creates a topic with: as archived, when the archive says."""
+    if layout is not None:  # keys must hash to the partitions their records go back to
+        return layout
+    return max(catalog, max(archived, default=-1) + 1)  # an archive from before _topic.json
+
+
+def partition_count_problem(topic: str, have: int, layout: int | None, archived: Sequence[int]) -> str | None:
+    """Why an existing target topic cannot take the archive's partitions, or None."""
+    if layout is not None and have != layout:
+        return (
+            f"target topic {topic} has {have} partitions, but the archive's {TOPIC_LAYOUT} says it had "
+            f"{layout}: a key's partition follows from the count, so its restored records and its new "
+            "ones would be on different partitions (and a replay could differ from what happened "
+            "live). Restore into a broker without the topic (the restore creates it with the "
+            f"archive's count), or recreate it with {layout} partitions"
+        )
+    short = sorted(p for p in archived if p >= have)
+    return f"target topic {topic} lacks partitions {short} that the archive has" if short else None
+
+
+def _archived_partitions(plan: ArchivePlan, topic: str) -> list[int]:
+    return sorted(tp.partition for tp in plan.files if tp.topic == topic)
+
+
+async def _records_present(kafka: KafkaSettings, plan: ArchivePlan) -> dict[TopicPartition, int]:
+    parts = list(plan.files)
     consumer = make_consumer(kafka, group_id=None)
     await start_consumer(consumer)
     try:
         await consumer._client.force_metadata_update()  # topics may have been created just now
-        for topic in {tp.topic for tp in parts}:
-            have = consumer.partitions_for_topic(topic) or set()
-            short = sorted(tp.partition for tp in parts if tp.topic == topic and tp.partition not in have)
-            if short:
-                raise RestoreError(f"target topic {topic} lacks partitions {short} that the archive has")
+        problems = [
+            partition_count_problem(
+                topic,
+                len(consumer.partitions_for_topic(topic) or ()),
+                plan.layouts.get(topic),
+                _archived_partitions(plan, topic),
+            )
+            for topic in plan.topics
+        ]
+        if any(problems):
+            raise PartitionCountError("; ".join(p for p in problems if p))
         first = await consumer.beginning_offsets(parts)
         last = await end_offsets(consumer, parts)
         return {tp: last[tp] - first[tp] for tp in parts}
