@@ -361,14 +361,9 @@ async def _answer_inbound(client: httpx.AsyncClient, edge_url: str) -> dict[str,
     return dict(re.findall(r'<Parameter name="([^"]+)" value="([^"]*)"', response.text))
 
 
-async def _run_call(
-    call: SimCall,
-    media_url: str,
-    signature: str,
-    phrases: list[Phrase],
-    end_at: float,
-    greeted: asyncio.Event,
-) -> None:
+async def open_stream(call: SimCall, media_url: str, signature: str) -> None:
+    """Connect the call's Media Stream as Twilio does (`connected`, `start`); the pacer then
+    sends its frames (``call.live``)."""
     call.ws = await _ws_connect(media_url, {"X-Twilio-Signature": signature}, call.on_message)
     call.ws.send(0x1, json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}).encode())
     call.start_at = time.monotonic()
@@ -387,6 +382,17 @@ async def _run_call(
         }
     )
     call.live = True
+
+
+async def _run_call(
+    call: SimCall,
+    media_url: str,
+    signature: str,
+    phrases: list[Phrase],
+    end_at: float,
+    greeted: asyncio.Event,
+) -> None:
+    await open_stream(call, media_url, signature)
     try:
         first = await call.wait("heard", call.start_at, 30)
         if first is None:
