@@ -81,7 +81,7 @@ from edge.telephony import RecordingTelephony
 from edge.twiml import media_stream_url
 from infra.embedded import start_broker
 from infra.kafka import make_consumer
-from infra.process import free_port
+from infra.process import free_port, stop_child
 from infra.settings import Settings
 from infra.topics import ensure_topics
 from schemas.catalog import CALL_EVENTS
@@ -484,16 +484,6 @@ def _wait_ready(workers: dict[str, Path], within: float = 90.0) -> None:
         time.sleep(0.2)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @contextlib.contextmanager
 def _platform(data_dir: Path) -> Iterator[Platform]:
     """Broker, stand-in, edge and two workers; everything started is stopped on the way out."""
@@ -550,7 +540,7 @@ def _platform(data_dir: Path) -> Iterator[Platform]:
                 edge.kill()
                 edge.join()
         for proc in reversed(started):
-            _stop(proc)
+            stop_child(proc, timeout=20)
         broker.stop()
 
 

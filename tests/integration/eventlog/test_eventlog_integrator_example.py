@@ -10,13 +10,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import NewTopic
 
-from infra.kafka import make_admin, make_producer
+from infra.kafka import make_producer
 from infra.settings import Settings
 from schemas.avro_schema import AVSC_DIR
 from schemas.catalog import CALL_EVENTS
 from tests.integration.eventlog.eventlog_support import CODEC, call_events, produce
+from tests.integration.helpers import fresh_topic
 
 pytestmark = pytest.mark.integration
 
@@ -52,13 +52,7 @@ async def test_example_consumer_decodes_live_call_events_and_drops_redeliveries(
 async def test_example_consumer_reports_a_broken_record_and_its_group_skips_nothing(
     settings: Settings, tmp_path: Path
 ) -> None:
-    topic = f"test.example.{uuid.uuid4().hex[:8]}"
-    admin = make_admin(settings.kafka)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    topic = await fresh_topic(settings.kafka, "example")
     call_id = f"call-{uuid.uuid4().hex}"
     first, second, third = call_events(call_id, 3)
     producer = make_producer(settings.kafka, linger_ms=50)  # one batch: fetched together

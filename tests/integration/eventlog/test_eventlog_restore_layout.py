@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import NewTopic
 from rich.console import Console
 
 from infra.embedded import start_broker
@@ -24,10 +23,11 @@ from infra.eventlog.archive_file import (
     write_durably,
 )
 from infra.eventlog.restore import PartitionCountError, restore_archive
-from infra.kafka import make_admin, make_consumer
+from infra.kafka import make_consumer
 from infra.settings import KafkaSettings, Settings
 from schemas.catalog import CATALOG
 from tests.integration.eventlog.eventlog_support import read_all
+from tests.integration.helpers import create_topic
 from tests.support.databases import fresh_database
 from voiceagent.dev import prepare_log
 
@@ -76,12 +76,7 @@ async def test_a_topic_with_another_partition_count_than_archived_is_refused(
     # keys elsewhere: one key's history and its new records on different partitions.
     topic = f"test.restore-layout.{uuid.uuid4().hex[:8]}"
     _archive(tmp_path / "archive", topic, partitions=1)
-    admin = make_admin(settings.kafka)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 3, 1)])
-    finally:
-        await admin.close()
+    await create_topic(settings.kafka, topic, partitions=3)
     with pytest.raises(
         PartitionCountError, match=f"{topic} has 3 partitions, but the archive's _topic.json says it had 1"
     ):

@@ -13,14 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import NewTopic
 from rich.console import Console
 
 from infra.eventlog.reading import EventFilter
 from infra.eventlog.tail import tail_events
-from infra.kafka import make_admin, make_producer
+from infra.kafka import make_producer
 from infra.settings import Settings
 from tests.integration.eventlog.eventlog_support import CODEC, call_events
+from tests.integration.helpers import fresh_topic
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 async def _topic_with_a_broken_record(settings: Settings) -> str:
     """A topic holding three call events, the middle one cut short."""
-    topic = f"test.undecodable.{uuid.uuid4().hex[:8]}"
-    admin = make_admin(settings.kafka)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    topic = await fresh_topic(settings.kafka, "undecodable")
     first, second, third = call_events(f"call-{uuid.uuid4().hex}", 3)
     producer = make_producer(settings.kafka)
     await producer.start()
